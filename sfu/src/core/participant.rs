@@ -1,0 +1,91 @@
+//! One participant: its str0m `Rtc` (the one peer connection), what it publishes and what it
+//! receives.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::change::SdpPendingOffer;
+use str0m::media::{Mid, Pt};
+use str0m::Rtc;
+
+use super::forward::Forwarder;
+use super::room::TrackKey;
+
+/// Internal participant key: unique within an [`Engine`](super::Engine), never reused.
+pub type ParticipantKey = u64;
+
+/// Up to this many remote addresses are remembered per participant (ICE may try several).
+pub const MAX_ADDRS: usize = 8;
+
+/// A track this participant receives, and how it is forwarded to it.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The m-line on this participant's connection that carries the track.
+    pub mid: Mid,
+    /// Sequence/timestamp state.
+    pub forwarder: Forwarder,
+    /// Last publisher payload type seen and the matching payload type on this connection.
+    pub pt_map: Option<(Pt, Pt)>,
+}
+
+/// An offer the server sent and whose answer it awaits.
+pub struct PendingOffer {
+    /// str0m's handle to apply the answer.
+    pub pending: SdpPendingOffer,
+    /// Tracks that get an m-line when the answer is applied.
+    pub added: Vec<(TrackKey, Mid)>,
+    /// m-lines the offer sets inactive.
+    pub deactivated: Vec<Mid>,
+}
+
+/// One participant in a room.
+pub struct Participant {
+    /// Public id (the protocol's `participant_id`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Room name.
+    pub room: String,
+    /// The one peer connection.
+    pub rtc: Rtc,
+    /// The server's ICE ufrag for this connection (STUN USERNAME demux).
+    pub ufrag: String,
+    /// Remote addresses learnt for this participant.
+    pub addrs: Vec<SocketAddr>,
+    /// The client's first offer has been answered: the server may now offer.
+    pub negotiated: bool,
+    /// The server's outstanding offer.
+    pub pending: Option<PendingOffer>,
+    /// ICE and DTLS are up.
+    pub connected: bool,
+    /// Tracks it publishes, by the m-line they arrive on.
+    pub published: Vec<(Mid, TrackKey)>,
+    /// Tracks it receives.
+    pub subs: HashMap<TrackKey, Subscription>,
+    /// Which track an m-line of this connection carries (for keyframe requests).
+    pub sub_by_mid: HashMap<Mid, TrackKey>,
+    /// Tracks to add to the connection at the next offer.
+    pub to_add: Vec<TrackKey>,
+    /// m-lines to set inactive at the next offer.
+    pub to_deactivate: Vec<Mid>,
+    /// When the participant was admitted.
+    pub joined_at: Instant,
+    /// Last datagram received from it.
+    pub last_recv: Instant,
+    /// The deadline currently in the timer heap for the `Rtc`.
+    pub rtc_timer: Option<Instant>,
+    /// The deadline currently in the timer heap for the liveness check.
+    pub liveness_timer: Option<Instant>,
+    /// Marked while it is in the engine's list of connections to drive after a batch.
+    pub touched: bool,
+}
+
+impl Participant {
+    /// Whether a renegotiation is wanted and allowed now.
+    pub fn wants_offer(&self) -> bool {
+        self.negotiated
+            && self.pending.is_none()
+            && (!self.to_add.is_empty() || !self.to_deactivate.is_empty())
+    }
+}

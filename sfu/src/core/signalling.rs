@@ -1,0 +1,470 @@
+//! The engine's signalling side: joining and leaving, offers and answers, publishing and
+//! unpublishing tracks.
+//!
+//! Negotiation: the client makes the first offer (with what it publishes). After that the server
+//! offers whenever tracks come or go. If offers cross (glare), the server gives way: a client offer
+//! rolls back the server's pending one, and the server offers again after answering.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::Candidate;
+use tracing::{debug, info};
+
+use signal::protocol::{ErrorCode, ParticipantInfo, ServerMessage, SignalError};
+use signal::ClientSignal;
+
+use super::forward::Forwarder;
+use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
+use super::room::{Track, TrackKey};
+use super::{media_kind, track_kind, Engine, TimerKind};
+
+impl Engine {
+    /// Admit participant `id` (unique, chosen by the caller) into `room`, creating the room if
+    /// needed. Sends it [`ServerMessage::Joined`] and tells the others.
+    pub fn join(
+        &mut self,
+        now: Instant,
+        id: String,
+        room: String,
+        name: String,
+    ) -> Result<(), SignalError> {
+        if self.by_id.contains_key(&id) {
+            return Err(SignalError::new(
+                ErrorCode::Internal,
+                "participant id in use",
+            ));
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+
+        let mut rtc = self.config.rtc.clone().build(now);
+        for addr in &self.config.candidate_addrs {
+            let candidate = Candidate::host(*addr, "udp")
+                .map_err(|e| SignalError::new(ErrorCode::Internal, format!("candidate: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+
+        let r = self.rooms.entry(room.clone()).or_default();
+        let others: Vec<ParticipantInfo> = r
+            .participants
+            .iter()
+            .filter_map(|k| self.participants.get(k))
+            .map(|p| ParticipantInfo {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                tracks: p
+                    .published
+                    .iter()
+                    .filter_map(|(_, tk)| self.tracks.get(tk).map(Track::info))
+                    .collect(),
+            })
+            .collect();
+        let me = ParticipantInfo {
+            id: id.clone(),
+            name: name.clone(),
+            tracks: Vec::new(),
+        };
+        for k in &r.participants {
+            if let Some(p) = self.participants.get(k) {
+                self.signals.push_back((
+                    p.id.clone(),
+                    ServerMessage::ParticipantJoined {
+                        participant: me.clone(),
+                    },
+                ));
+            }
+        }
+        r.participants.push(key);
+        let to_add = r.tracks.clone();
+
+        self.signals.push_back((
+            id.clone(),
+            ServerMessage::Joined {
+                version: signal::protocol::PROTOCOL_VERSION,
+                room: room.clone(),
+                participant_id: id.clone(),
+                participants: others,
+                ice_servers: self.config.ice_servers.clone(),
+            },
+        ));
+
+        info!(participant = %id, %room, "joined");
+        self.by_ufrag.insert(ufrag.clone(), key);
+        self.by_id.insert(id.clone(), key);
+        let deadline = now + self.config.connect_timeout;
+        self.participants.insert(
+            key,
+            Participant {
+                id,
+                name,
+                room,
+                rtc,
+                ufrag,
+                addrs: Vec::new(),
+                negotiated: false,
+                pending: None,
+                connected: false,
+                published: Vec::new(),
+                subs: HashMap::new(),
+                sub_by_mid: HashMap::new(),
+                to_add,
+                to_deactivate: Vec::new(),
+                joined_at: now,
+                last_recv: now,
+                rtc_timer: None,
+                liveness_timer: Some(deadline),
+                touched: false,
+            },
+        );
+        self.timers
+            .push(Reverse((deadline, key, TimerKind::Liveness)));
+        self.drain(key);
+        self.process(now);
+        Ok(())
+    }
+
+    /// A signal from participant `id`. Errors go back to it as [`ServerMessage::Error`].
+    pub fn handle_signal(&mut self, now: Instant, id: &str, signal: ClientSignal) {
+        let Some(&key) = self.by_id.get(id) else {
+            return;
+        };
+        let result = match signal {
+            ClientSignal::Offer(sdp) => self.accept_offer(key, &sdp),
+            ClientSignal::Answer(sdp) => self.accept_answer(key, &sdp),
+            ClientSignal::Candidate(c) => self.add_candidate(key, &c.candidate),
+        };
+        if let Err(e) = result {
+            self.signals.push_back((id.to_string(), e.into()));
+        }
+        self.drain(key);
+        self.process(now);
+        self.flush(now);
+    }
+
+    /// Participant `id` leaves (`reason`: `left`, `disconnected`, ...). Idempotent.
+    pub fn leave(&mut self, now: Instant, id: &str, reason: &str) {
+        if let Some(&key) = self.by_id.get(id) {
+            self.remove(now, key, reason);
+            self.process(now);
+            self.flush(now);
+        }
+    }
+
+    fn accept_offer(&mut self, key: ParticipantKey, sdp: &str) -> Result<(), SignalError> {
+        let offer = SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| SignalError::new(ErrorCode::InvalidSdp, format!("offer: {e}")))?;
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+        if let Some(pending) = p.pending.take() {
+            // Glare: our offer is rolled back by accepting theirs; offer its changes again later.
+            debug!(participant = %p.id, "offers crossed; the server gives way");
+            restore(p, pending);
+        }
+        let answer = p
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SignalError::new(ErrorCode::InvalidSdp, format!("offer: {e}")))?;
+        p.negotiated = true;
+        self.signals.push_back((
+            p.id.clone(),
+            ServerMessage::Answer {
+                sdp: answer.to_sdp_string(),
+            },
+        ));
+        self.renegotiate.push(key);
+        Ok(())
+    }
+
+    fn accept_answer(&mut self, key: ParticipantKey, sdp: &str) -> Result<(), SignalError> {
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+        let Some(pending) = p.pending.take() else {
+            return Err(SignalError::new(
+                ErrorCode::WrongState,
+                "answer without an offer from the server",
+            ));
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                restore(p, pending);
+                self.renegotiate.push(key);
+                return Err(SignalError::new(
+                    ErrorCode::InvalidSdp,
+                    format!("answer: {e}"),
+                ));
+            }
+        };
+        let PendingOffer { pending, added, .. } = pending;
+        if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
+            p.to_add.extend(added.iter().map(|(tk, _)| *tk));
+            self.renegotiate.push(key);
+            return Err(SignalError::new(
+                ErrorCode::InvalidSdp,
+                format!("answer: {e}"),
+            ));
+        }
+        for (tk, mid) in added {
+            match self.tracks.get_mut(&tk) {
+                Some(track) => {
+                    p.subs.insert(
+                        tk,
+                        Subscription {
+                            mid,
+                            forwarder: Forwarder::new(track.kind, first_seq()),
+                            pt_map: None,
+                        },
+                    );
+                    p.sub_by_mid.insert(mid, tk);
+                    track.subscribers.push(key);
+                }
+                // Unpublished while the offer was out: take the m-line out of use again.
+                None => p.to_deactivate.push(mid),
+            }
+        }
+        self.renegotiate.push(key);
+        Ok(())
+    }
+
+    fn add_candidate(&mut self, key: ParticipantKey, candidate: &str) -> Result<(), SignalError> {
+        let line = candidate.trim();
+        if line.is_empty() {
+            return Ok(()); // end of candidates
+        }
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+        // The server is ICE-lite and learns client addresses from their STUN requests; candidates
+        // are still taken so that the pair list is complete. mDNS (.local) names cannot be used.
+        if line.contains(".local ") {
+            return Ok(());
+        }
+        let c = Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line))
+            .map_err(|e| SignalError::new(ErrorCode::BadMessage, format!("candidate: {e}")))?;
+        p.rtc.add_remote_candidate(c);
+        Ok(())
+    }
+
+    /// Send an offer to `key` if it has changes to negotiate and no offer is outstanding.
+    pub(super) fn send_offer(&mut self, key: ParticipantKey) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if !p.wants_offer() {
+            return;
+        }
+        let mut api = p.rtc.sdp_api();
+        let mut added = Vec::new();
+        for tk in p.to_add.drain(..) {
+            let Some(track) = self.tracks.get(&tk) else {
+                continue;
+            };
+            if p.subs.contains_key(&tk) {
+                continue;
+            }
+            let mid = api.add_media(
+                media_kind(track.kind),
+                Direction::SendOnly,
+                Some(track.publisher_id.clone()),
+                Some(track.id.clone()),
+                None,
+            );
+            added.push((tk, mid));
+        }
+        let deactivated: Vec<Mid> = p.to_deactivate.drain(..).collect();
+        for &mid in &deactivated {
+            api.set_direction(mid, Direction::Inactive);
+        }
+        if let Some((offer, pending)) = api.apply() {
+            p.pending = Some(PendingOffer {
+                pending,
+                added,
+                deactivated,
+            });
+            self.signals.push_back((
+                p.id.clone(),
+                ServerMessage::Offer {
+                    sdp: offer.to_sdp_string(),
+                },
+            ));
+        }
+    }
+
+    /// The client's offer brought a new m-line: if it sends on it, it publishes a track.
+    pub(super) fn media_added(
+        &mut self,
+        key: ParticipantKey,
+        mid: Mid,
+        kind: MediaKind,
+        direction: Direction,
+    ) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if !direction.is_receiving() || p.published.iter().any(|(m, _)| *m == mid) {
+            return;
+        }
+        let tk = self.next_key;
+        self.next_key += 1;
+        let kind = track_kind(kind);
+        let track = Track {
+            id: format!("{}-{}", p.id, mid),
+            kind,
+            publisher: key,
+            publisher_id: p.id.clone(),
+            mid,
+            subscribers: Vec::new(),
+            last_keyframe_request: None,
+            codec: None,
+        };
+        p.published.push((mid, tk));
+        debug!(participant = %p.id, track = %track.id, ?kind, "published");
+        let info = track.info();
+        let publisher_id = p.id.clone();
+        let room = p.room.clone();
+        self.tracks.insert(tk, track);
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        r.tracks.push(tk);
+        for &k in &r.participants {
+            if k == key {
+                continue;
+            }
+            let Some(o) = self.participants.get_mut(&k) else {
+                continue;
+            };
+            o.to_add.push(tk);
+            self.renegotiate.push(k);
+            self.signals.push_back((
+                o.id.clone(),
+                ServerMessage::TrackPublished {
+                    participant_id: publisher_id.clone(),
+                    track: info.clone(),
+                },
+            ));
+        }
+    }
+
+    /// The client stopped sending on an m-line it published.
+    pub(super) fn unpublish_mid(&mut self, key: ParticipantKey, mid: Mid) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(i) = p.published.iter().position(|(m, _)| *m == mid) else {
+            return;
+        };
+        let (_, tk) = p.published.remove(i);
+        self.unpublish(tk);
+    }
+
+    /// Remove a track: every subscriber stops receiving it and is told; their m-lines go inactive.
+    fn unpublish(&mut self, tk: TrackKey) {
+        let Some(track) = self.tracks.remove(&tk) else {
+            return;
+        };
+        self.ssrc_tracks.retain(|_, t| *t != tk);
+        if let Some(p) = self.participants.get(&track.publisher) {
+            if let Some(r) = self.rooms.get_mut(&p.room) {
+                r.tracks.retain(|t| *t != tk);
+                for &k in &r.participants {
+                    if k == track.publisher {
+                        continue;
+                    }
+                    let Some(o) = self.participants.get_mut(&k) else {
+                        continue;
+                    };
+                    o.to_add.retain(|t| *t != tk);
+                    if let Some(sub) = o.subs.remove(&tk) {
+                        o.sub_by_mid.remove(&sub.mid);
+                        o.to_deactivate.push(sub.mid);
+                        self.renegotiate.push(k);
+                    }
+                    self.signals.push_back((
+                        o.id.clone(),
+                        ServerMessage::TrackUnpublished {
+                            participant_id: track.publisher_id.clone(),
+                            track_id: track.id.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Take a participant out: its tracks are unpublished, its subscriptions dropped, the others
+    /// told, and it gets [`ServerMessage::Left`].
+    pub(super) fn remove(&mut self, _now: Instant, key: ParticipantKey, reason: &str) {
+        let Some(published) = self
+            .participants
+            .get(&key)
+            .map(|p| p.published.iter().map(|(_, tk)| *tk).collect::<Vec<_>>())
+        else {
+            return;
+        };
+        for tk in published {
+            self.unpublish(tk);
+        }
+        let Some(mut p) = self.participants.remove(&key) else {
+            return;
+        };
+        p.rtc.disconnect();
+        info!(participant = %p.id, room = %p.room, reason, "left");
+        for addr in &p.addrs {
+            self.by_addr.remove(addr);
+        }
+        self.by_ufrag.remove(&p.ufrag);
+        self.by_id.remove(&p.id);
+        for tk in p.subs.keys() {
+            if let Some(t) = self.tracks.get_mut(tk) {
+                t.subscribers.retain(|k| *k != key);
+            }
+        }
+        if let Some(r) = self.rooms.get_mut(&p.room) {
+            r.participants.retain(|k| *k != key);
+            for k in &r.participants {
+                if let Some(o) = self.participants.get(k) {
+                    self.signals.push_back((
+                        o.id.clone(),
+                        ServerMessage::ParticipantLeft {
+                            participant_id: p.id.clone(),
+                            reason: reason.to_string(),
+                        },
+                    ));
+                }
+            }
+            if r.participants.is_empty() {
+                self.rooms.remove(&p.room);
+            }
+        }
+        self.signals.push_back((
+            p.id.clone(),
+            ServerMessage::Left {
+                reason: reason.to_string(),
+            },
+        ));
+    }
+}
+
+/// Put the changes of an offer that will never be answered back in the queue.
+fn restore(p: &mut Participant, pending: PendingOffer) {
+    p.to_add.extend(pending.added.into_iter().map(|(tk, _)| tk));
+    p.to_deactivate.extend(pending.deactivated);
+}
+
+/// A random first outgoing sequence number, below 2^15 so that the SRTP rollover counter starts at
+/// zero however long the stream runs before the receiver sees it.
+fn first_seq() -> u16 {
+    rand::random::<u16>() & 0x7fff
+}

@@ -1,0 +1,172 @@
+//! The media socket: batched receive (recvmmsg, GRO) and batched send (GSO) through `quinn-udp`.
+
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+
+use quinn_udp::{RecvMeta, Transmit as UdpTransmit, UdpSocketState};
+use str0m::net::Transmit;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Datagrams read per receive call.
+pub const RECV_BATCH: usize = 32;
+/// Size of each receive buffer: room for a GRO train of full-size datagrams.
+const RECV_BUF: usize = 64 * 1024;
+/// Kernel socket buffers asked for; large enough to ride out a scheduling hiccup.
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// A bound media socket with its batch buffers.
+pub struct MediaSocket {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    bufs: Vec<Vec<u8>>,
+    meta: Vec<RecvMeta>,
+    send_buf: Vec<u8>,
+    local_port: u16,
+}
+
+/// One received datagram, borrowed from the socket's buffers.
+pub struct Datagram<'a> {
+    /// Who sent it.
+    pub source: SocketAddr,
+    /// The local IP it was addressed to, when the platform tells.
+    pub destination_ip: Option<std::net::IpAddr>,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+impl MediaSocket {
+    /// Bind `addr`. Must be called inside a tokio runtime.
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let domain = socket2::Domain::for_address(addr);
+        let sock =
+            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        if addr.is_ipv6() {
+            // Accept IPv4 too when bound to [::].
+            let _ = sock.set_only_v6(false);
+        }
+        sock.bind(&addr.into())?;
+        sock.set_nonblocking(true)?;
+        let std_sock: std::net::UdpSocket = sock.into();
+        let state = UdpSocketState::new((&std_sock).into())?;
+        // Best effort: the kernel caps these at net.core.[rw]mem_max.
+        let _ = state.set_recv_buffer_size((&std_sock).into(), SOCKET_BUFFER);
+        let _ = state.set_send_buffer_size((&std_sock).into(), SOCKET_BUFFER);
+        let local_port = std_sock.local_addr()?.port();
+        let socket = UdpSocket::from_std(std_sock)?;
+        Ok(MediaSocket {
+            socket,
+            state,
+            bufs: (0..RECV_BATCH).map(|_| vec![0; RECV_BUF]).collect(),
+            meta: vec![RecvMeta::default(); RECV_BATCH],
+            send_buf: Vec::with_capacity(64 * 1024),
+            local_port,
+        })
+    }
+
+    /// The port the socket is bound to.
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
+
+    /// Wait until datagrams can be read.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.socket.readable().await
+    }
+
+    /// Read one batch without waiting and hand every datagram (GRO trains split) to `f`.
+    /// Returns how many datagrams were read; 0 when nothing was waiting.
+    pub fn recv_batch(&mut self, mut f: impl FnMut(Datagram<'_>)) -> io::Result<usize> {
+        let MediaSocket {
+            socket,
+            state,
+            bufs,
+            meta,
+            ..
+        } = self;
+        let mut slices: [IoSliceMut<'_>; RECV_BATCH] =
+            std::array::from_fn(|_| IoSliceMut::new(&mut []));
+        for (s, b) in slices.iter_mut().zip(bufs.iter_mut()) {
+            *s = IoSliceMut::new(b);
+        }
+        let n = match socket.try_io(Interest::READABLE, || {
+            state.recv((&*socket).into(), &mut slices, meta)
+        }) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut count = 0;
+        for (m, s) in meta.iter().zip(slices.iter()).take(n) {
+            let stride = m.stride.max(1);
+            for seg in s[..m.len].chunks(stride) {
+                f(Datagram {
+                    source: m.addr,
+                    destination_ip: m.dst_ip,
+                    data: seg,
+                });
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Send datagrams, joining runs to the same destination into one GSO send where the sizes
+    /// allow (all segments equal but the last, which may be shorter). Waits while the socket
+    /// buffer is full. Errors other than a full buffer drop the datagram (as the network would).
+    pub async fn send_all(&mut self, transmits: &mut Vec<Transmit>) -> io::Result<usize> {
+        let max_segments = self.state.max_gso_segments().max(1);
+        let mut sent = 0;
+        let mut i = 0;
+        while i < transmits.len() {
+            let dest = transmits[i].destination;
+            let seg = transmits[i].contents.len();
+            let mut j = i + 1;
+            if max_segments > 1 {
+                while j < transmits.len()
+                    && j - i < max_segments
+                    && transmits[j].destination == dest
+                    && transmits[j].contents.len() <= seg
+                    && (j - i + 1) * seg <= 65_000
+                {
+                    let last = transmits[j].contents.len() < seg;
+                    j += 1;
+                    if last {
+                        break;
+                    }
+                }
+            }
+            self.send_buf.clear();
+            for t in &transmits[i..j] {
+                self.send_buf.extend_from_slice(&t.contents);
+            }
+            let segments = j - i;
+            let tx = UdpTransmit {
+                destination: dest,
+                ecn: None,
+                contents: &self.send_buf,
+                segment_size: (segments > 1).then_some(seg),
+                src_ip: None,
+            };
+            loop {
+                let r = self.socket.try_io(Interest::WRITABLE, || {
+                    self.state.try_send((&self.socket).into(), &tx)
+                });
+                match r {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.socket.writable().await?;
+                    }
+                    Err(e) => {
+                        tracing::debug!(%dest, "send failed: {e}");
+                        break;
+                    }
+                }
+            }
+            sent += segments;
+            i = j;
+        }
+        transmits.clear();
+        Ok(sent)
+    }
+}

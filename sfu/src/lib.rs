@@ -1,0 +1,10 @@
+//! A WebRTC selective forwarding unit.
+//!
+//! - [`core`]: the sans-IO media engine (rooms, participants, forwarding); no clock, no sockets.
+//! - [`io`]: worker threads that own engines and their UDP sockets, and the handle the signalling
+//!   side talks to.
+//! - [`config`]: the server's settings.
+
+pub mod config;
+pub mod core;
+pub mod io;

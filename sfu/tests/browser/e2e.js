@@ -1,0 +1,535 @@
+#!/usr/bin/env node
+// End-to-end test: three headless Chromium processes join one room on a real SFU and must see and
+// hear each other; then one leaves and the other two must keep going.
+//
+// Run it inside a private network namespace where only `lo` exists (see run.sh):
+//   SFU_BIN=/path/to/sfu unshare -n bash -c 'ip link set lo up; exec "$@"' bash node e2e.js
+//
+// Environment:
+//   SFU_BIN         the server binary (required)
+//   E2E_HTTP_PORT   HTTP/WebSocket port (default 18080)
+//   E2E_UDP_PORT    media UDP port (default 40000)
+//   CHROMIUM_PATH   browser binary (default /usr/bin/chromium)
+//   E2E_SCREENSHOT  where P1's screenshot goes (default <workspace>/target/e2e-p1.png)
+//   E2E_VERBOSE=1   stream the server's and the pages' logs instead of printing them on failure
+//   RUST_LOG        passed to the server (default info)
+'use strict';
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const WORKSPACE = path.resolve(__dirname, '..', '..', '..');
+
+const config = {
+  sfuBin: process.env.SFU_BIN,
+  httpPort: Number(process.env.E2E_HTTP_PORT) || 18080,
+  udpPort: Number(process.env.E2E_UDP_PORT) || 40000,
+  chromiumPath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+  screenshot: path.resolve(process.env.E2E_SCREENSHOT || path.join(WORKSPACE, 'target', 'e2e-p1.png')),
+  verbose: process.env.E2E_VERBOSE === '1',
+  room: 'e2e',
+};
+
+/** The whole run, setup and teardown included, must fit in this. */
+const HARD_TIMEOUT_MS = 120_000;
+/** Server start until `/healthz` answers 200. */
+const HEALTH_TIMEOUT_MS = 20_000;
+/** Page load until the server accepted the join. */
+const JOIN_TIMEOUT_MS = 15_000;
+/** Everybody joined until everybody sees and hears everybody. */
+const MEDIA_TIMEOUT_MS = 30_000;
+/** One leaves until the others show it. */
+const LEAVE_TIMEOUT_MS = 10_000;
+/** Between two stats samples that must show media moving. */
+const SAMPLE_GAP_MS = 2_000;
+const POLL_MS = 250;
+
+const CHROMIUM_ARGS = [
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const log = (...args) => console.log('e2e:', ...args);
+
+// ---- bookkeeping ------------------------------------------------------------------------------
+
+const results = { passed: 0, failed: 0, skipped: 0 };
+const PLANNED_CHECKS = 9;
+
+class CheckFailed extends Error {}
+
+/** Runs one named check; a failure stops the run (later checks depend on earlier ones). */
+async function check(name, body) {
+  const started = Date.now();
+  try {
+    const detail = await body();
+    results.passed++;
+    console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
+  } catch (err) {
+    results.failed++;
+    console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
+    throw new CheckFailed(name);
+  }
+}
+
+/**
+ * Calls `probe` until it returns `{ ok: true }` or the deadline passes; bounded in time and in
+ * count. Throws with the last probe's `why`, at once if the probe says `{ ok: false, stop: true }`.
+ */
+async function until(timeoutMs, probe, intervalMs = POLL_MS) {
+  const deadline = Date.now() + timeoutMs;
+  const maxRounds = Math.ceil(timeoutMs / Math.max(intervalMs, 100)) + 1;
+  let last = { ok: false, why: 'never probed' };
+  for (let round = 0; round < maxRounds && Date.now() < deadline; round++) {
+    try {
+      last = await probe();
+    } catch (err) {
+      last = { ok: false, why: err.message };
+    }
+    if (last.ok) return last;
+    if (last.stop) throw new Error(last.why);
+    await sleep(intervalMs);
+  }
+  throw new Error(`not within ${timeoutMs / 1000} s: ${last.why}`);
+}
+
+/** Resolves `promise`, or rejects after `ms` with `what` in the message. */
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms / 1000} s`)), ms);
+    }),
+  ]);
+}
+
+/** The last lines of a child's or a page's output, printed on failure. */
+class LogTail {
+  constructor(label, max = 200) {
+    this.label = label;
+    this.max = max;
+    this.lines = [];
+  }
+  push(line) {
+    if (config.verbose) console.log(`[${this.label}] ${line}`);
+    this.lines.push(line);
+    if (this.lines.length > this.max) this.lines.shift();
+  }
+  dump() {
+    if (config.verbose || this.lines.length === 0) return;
+    console.log(`---- last ${this.lines.length} lines of ${this.label} ----`);
+    for (const line of this.lines) console.log(`[${this.label}] ${line}`);
+  }
+}
+
+// ---- the server -------------------------------------------------------------------------------
+
+let server = null;
+const serverLog = new LogTail('sfu');
+
+function startServer() {
+  const args = [
+    '--http', `127.0.0.1:${config.httpPort}`,
+    '--udp-port', String(config.udpPort),
+    '--advertise-ip', '127.0.0.1',
+    '--workers', '2',
+  ];
+  log(`starting ${config.sfuBin} ${args.join(' ')}`);
+  const child = spawn(config.sfuBin, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+  });
+  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  child.once('error', (err) => serverLog.push(`spawn failed: ${err.message}`));
+  for (const stream of [child.stdout, child.stderr]) {
+    let buffered = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk) => {
+      buffered += chunk;
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        serverLog.push(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+      }
+    });
+  }
+  return child;
+}
+
+function httpStatus(url, timeoutMs) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(null));
+  });
+}
+
+async function stopServer() {
+  if (!server || server.exitCode !== null || server.signalCode !== null) return;
+  killGroup(server, 'SIGTERM');
+  const exited = await Promise.race([server.exited.then(() => true), sleep(3000).then(() => false)]);
+  if (!exited) {
+    killGroup(server, 'SIGKILL');
+    await Promise.race([server.exited, sleep(1000)]);
+  }
+}
+
+function killGroup(child, signal) {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+// ---- the browsers -----------------------------------------------------------------------------
+
+/** @type {{name: string, browser: import('playwright-core').Browser, page: import('playwright-core').Page, log: LogTail}[]} */
+const peers = [];
+
+async function launchPeer(name) {
+  const browser = await chromium.launch({
+    executablePath: config.chromiumPath,
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const peer = { name, browser, page, log: new LogTail(name, 100), firstFrame: null };
+  page.on('console', (m) => peer.log.push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => peer.log.push(`pageerror: ${e.message}`));
+  page.on('crash', () => peer.log.push('page crashed'));
+  return peer;
+}
+
+function pageUrl(name) {
+  return `http://127.0.0.1:${config.httpPort}/?room=${config.room}&name=${name}&autojoin=1`;
+}
+
+/** Opens the demo page (which joins at once) and starts timing its first decoded remote frame. */
+async function openAndJoin(peer) {
+  await peer.page.goto(pageUrl(peer.name), { timeout: JOIN_TIMEOUT_MS });
+  peer.firstFrame = peer.page.evaluate(firstDecodedFrameInPage, MEDIA_TIMEOUT_MS).catch(() => null);
+}
+
+/** In the page: ms from the join click to the first decoded remote video frame, or null. */
+async function firstDecodedFrameInPage(timeoutMs) {
+  const { client, metrics } = window.sfuDemo;
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    if (client.pc) {
+      const stats = await client.pc.getStats();
+      let decoded = false;
+      stats.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0) decoded = true;
+      });
+      if (decoded) return performance.now() - metrics.joinClickedAt;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return null;
+}
+
+/** In the page: what the client knows, and per remote participant the stats of its tracks. */
+async function snapshotInPage() {
+  const { client } = window.sfuDemo;
+  const tiles = [...document.querySelectorAll('#remotes .tile')].map((t) => ({
+    id: t.dataset.participantId,
+    name: t.querySelector('.name')?.textContent ?? '',
+    hasVideo: !!t.querySelector('video'),
+  }));
+  const errorBanner = document.querySelector('#error');
+  const out = {
+    state: client.state,
+    participantId: client.participantId,
+    tiles,
+    error: errorBanner && !errorBanner.hidden ? errorBanner.textContent.trim() : null,
+    remotes: {},
+    inbound: [],
+  };
+  if (!client.pc) return out;
+  const byTrack = new Map();
+  const stats = await client.pc.getStats();
+  stats.forEach((s) => {
+    if (s.type !== 'inbound-rtp') return;
+    const entry = {
+      kind: s.kind,
+      track: s.trackIdentifier,
+      framesDecoded: s.framesDecoded ?? 0,
+      frameWidth: s.frameWidth ?? 0,
+      frameHeight: s.frameHeight ?? 0,
+      packetsReceived: s.packetsReceived ?? 0,
+    };
+    out.inbound.push(entry);
+    byTrack.set(s.trackIdentifier, entry);
+  });
+  for (const [id, p] of client.participants) {
+    const remote = { name: p.name, video: [], audio: [] };
+    for (const t of p.stream.getTracks()) {
+      const s = byTrack.get(t.id);
+      if (s) remote[t.kind].push(s);
+    }
+    out.remotes[id] = remote;
+  }
+  return out;
+}
+
+const snapshot = (peer) => withTimeout(peer.page.evaluate(snapshotInPage), 5000, `${peer.name} snapshot`);
+
+/** Compares two snapshots of one page: is video decoding and audio arriving from `expected` remotes? */
+function judgeMedia(before, after, expectedIds) {
+  const problems = [];
+  for (const id of expectedIds) {
+    const a = before.remotes[id];
+    const b = after.remotes[id];
+    if (!a || !b) {
+      problems.push(`no stream for ${id}`);
+      continue;
+    }
+    const rising = (kind, field) =>
+      b[kind].filter((s) => {
+        const prev = a[kind].find((p) => p.track === s.track);
+        return prev && s[field] > prev[field];
+      });
+    const video = rising('video', 'framesDecoded').filter((s) => s.frameWidth > 0);
+    const audio = rising('audio', 'packetsReceived');
+    if (video.length === 0) problems.push(`${b.name || id}: no video frames decoded (${JSON.stringify(b.video)})`);
+    if (audio.length === 0) problems.push(`${b.name || id}: no audio packets (${JSON.stringify(b.audio)})`);
+  }
+  const risingCount = (kind, field) =>
+    after.inbound.filter((s) => {
+      const prev = before.inbound.find((p) => p.track === s.track && p.kind === kind);
+      return s.kind === kind && prev && s[field] > prev[field] && (kind !== 'video' || s.frameWidth > 0);
+    }).length;
+  const videoCount = risingCount('video', 'framesDecoded');
+  const audioCount = risingCount('audio', 'packetsReceived');
+  if (videoCount < expectedIds.length) problems.push(`${videoCount} inbound video streams decoding, want ${expectedIds.length}`);
+  if (audioCount < expectedIds.length) problems.push(`${audioCount} inbound audio streams receiving, want ${expectedIds.length}`);
+  return { problems, videoCount, audioCount };
+}
+
+/** Samples every page twice, SAMPLE_GAP_MS apart, until all see media from `expected(peer)`. */
+async function expectMedia(group, expected, timeoutMs) {
+  let before = await Promise.all(group.map(snapshot));
+  let summary = '';
+  await until(
+    timeoutMs,
+    async () => {
+      await sleep(SAMPLE_GAP_MS);
+      const after = await Promise.all(group.map(snapshot));
+      const problems = [];
+      const parts = [];
+      group.forEach((peer, i) => {
+        const verdict = judgeMedia(before[i], after[i], expected(peer));
+        problems.push(...verdict.problems.map((p) => `${peer.name}: ${p}`));
+        const sizes = Object.values(after[i].remotes)
+          .flatMap((r) => r.video.map((v) => `${v.frameWidth}x${v.frameHeight}`))
+          .join(',');
+        parts.push(`${peer.name} ${verdict.videoCount}v/${verdict.audioCount}a [${sizes}]`);
+      });
+      before = after;
+      summary = parts.join('; ');
+      return problems.length ? { ok: false, why: problems.join('; ') } : { ok: true };
+    },
+    0,
+  );
+  return summary;
+}
+
+async function closePeers() {
+  await Promise.all(
+    peers.map((peer) => withTimeout(peer.browser.close(), 5000, `closing ${peer.name}`).catch(() => {})),
+  );
+}
+
+// ---- the scenario -----------------------------------------------------------------------------
+
+async function scenario() {
+  if (!config.sfuBin) throw new Error('SFU_BIN is not set: point it at the sfu server binary');
+  if (!fs.existsSync(config.sfuBin)) throw new Error(`SFU_BIN=${config.sfuBin} does not exist`);
+  if (!fs.existsSync(config.chromiumPath)) throw new Error(`no browser at ${config.chromiumPath} (set CHROMIUM_PATH)`);
+
+  server = startServer();
+
+  await check('server answers /healthz', async () => {
+    const url = `http://127.0.0.1:${config.httpPort}/healthz`;
+    let exit = null;
+    server.exited.then((e) => (exit = e));
+    await until(HEALTH_TIMEOUT_MS, async () => {
+      if (exit) return { ok: false, stop: true, why: `server exited early (code ${exit.code}, signal ${exit.signal})` };
+      const status = await httpStatus(url, 1000);
+      return status === 200 ? { ok: true } : { ok: false, why: `GET /healthz: ${status ?? 'no connection'}` };
+    }, 200);
+    server.exited.then((e) => {
+      if (!shuttingDown) serverLog.push(`server exited during the test (code ${e.code}, signal ${e.signal})`);
+    });
+  });
+
+  const [p1, p2, p3] = await Promise.all(['P1', 'P2', 'P3'].map(launchPeer));
+  peers.push(p1, p2, p3);
+
+  await check('three participants join', async () => {
+    // P1 and P2 first, so that P3's time to first frame is that of a newcomer to a running room.
+    await Promise.all([p1, p2].map(openAndJoin));
+    await waitJoined([p1, p2]);
+    await openAndJoin(p3);
+    const snaps = await waitJoined([p3]);
+    return `P3 is ${snaps[0].participantId}`;
+  });
+
+  const ids = {};
+  for (const peer of peers) ids[peer.name] = (await snapshot(peer)).participantId;
+  const othersOf = (peer) => peers.filter((p) => p !== peer).map((p) => ids[p.name]);
+
+  await check('each page shows 2 remote tiles with names', async () => {
+    await until(MEDIA_TIMEOUT_MS, async () => {
+      const snaps = await Promise.all(peers.map(snapshot));
+      const wrong = [];
+      snaps.forEach((s, i) => {
+        const want = othersOf(peers[i]).sort();
+        const got = s.tiles.map((t) => t.id).sort();
+        const named = s.tiles.every((t) => /^P[123]$/.test(t.name) && t.hasVideo);
+        if (JSON.stringify(want) !== JSON.stringify(got) || !named) {
+          wrong.push(`${peers[i].name} has ${JSON.stringify(s.tiles)}${s.error ? ` error banner: ${s.error}` : ''}`);
+        }
+      });
+      return wrong.length ? { ok: false, why: wrong.join('; ') } : { ok: true };
+    });
+  });
+
+  await check('each page decodes video and receives audio from both others', async () => {
+    return expectMedia(peers, othersOf, MEDIA_TIMEOUT_MS);
+  });
+
+  await check('time from join click to first decoded remote frame', async () => {
+    const times = await Promise.all(peers.map((p) => withTimeout(p.firstFrame, MEDIA_TIMEOUT_MS, p.name)));
+    const missing = peers.filter((_, i) => times[i] == null).map((p) => p.name);
+    if (missing.length) throw new Error(`no first frame measured for ${missing.join(', ')}`);
+    const parts = peers.map((p, i) => `${p.name} ${Math.round(times[i])} ms`);
+    log(`time to first remote frame: ${Math.round(times[2])} ms for the newcomer P3`);
+    return `${parts.join(', ')} (P1 and P2 waited for the others to join)`;
+  });
+
+  await check(`screenshot of P1 at ${path.relative(WORKSPACE, config.screenshot)}`, async () => {
+    fs.mkdirSync(path.dirname(config.screenshot), { recursive: true });
+    await p1.page.screenshot({ path: config.screenshot, timeout: 10_000 });
+  });
+
+  await check('P3 leaves with the Leave button', async () => {
+    await p3.page.click('#leave', { timeout: 5000 });
+    await until(5000, async () => {
+      const s = await snapshot(p3);
+      const ok = s.state === 'idle' && s.participantId === null && s.tiles.length === 0;
+      return ok ? { ok: true } : { ok: false, why: `P3 still ${s.state} with ${s.tiles.length} tiles` };
+    });
+  });
+
+  await check('P1 and P2 show only each other within 10 s', async () => {
+    const stayers = [p1, p2];
+    await until(LEAVE_TIMEOUT_MS, async () => {
+      const snaps = await Promise.all(stayers.map(snapshot));
+      const wrong = [];
+      snaps.forEach((s, i) => {
+        const other = ids[stayers[1 - i].name];
+        if (s.tiles.length !== 1 || s.tiles[0].id !== other) {
+          wrong.push(`${stayers[i].name} has tiles ${JSON.stringify(s.tiles.map((t) => t.name))}`);
+        }
+      });
+      return wrong.length ? { ok: false, why: wrong.join('; ') } : { ok: true };
+    });
+  });
+
+  await check('P1 and P2 still decode video and receive audio from each other', async () => {
+    const stayers = [p1, p2];
+    const other = (peer) => [ids[stayers.find((p) => p !== peer).name]];
+    return expectMedia(stayers, other, LEAVE_TIMEOUT_MS);
+  });
+}
+
+async function waitJoined(group) {
+  let snaps = [];
+  await until(JOIN_TIMEOUT_MS, async () => {
+    snaps = await Promise.all(group.map(snapshot));
+    const waiting = snaps
+      .map((s, i) => (s.state === 'joined' && s.participantId ? null : `${group[i].name} is ${s.state}${s.error ? ` (${s.error})` : ''}`))
+      .filter(Boolean);
+    return waiting.length ? { ok: false, why: waiting.join('; ') } : { ok: true };
+  });
+  return snaps;
+}
+
+// ---- main -------------------------------------------------------------------------------------
+
+let shuttingDown = false;
+
+async function shutdown() {
+  shuttingDown = true;
+  await closePeers();
+  await stopServer();
+}
+
+function finish(code) {
+  const skipped = Math.max(0, PLANNED_CHECKS - results.passed - results.failed);
+  const tail = skipped ? `, ${skipped} skipped` : '';
+  console.log(`e2e: ${results.passed} passed, ${results.failed} failed${tail}`);
+  process.exit(code);
+}
+
+process.on('exit', () => {
+  if (server && server.exitCode === null && server.signalCode === null) killGroup(server, 'SIGKILL');
+});
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    log(`got ${signal}, cleaning up`);
+    results.failed++;
+    withTimeout(shutdown(), 10_000, 'cleanup').catch(() => {}).finally(() => finish(1));
+  });
+}
+
+const hardTimer = setTimeout(() => {
+  log(`FAIL: hard timeout of ${HARD_TIMEOUT_MS / 1000} s reached`);
+  results.failed++;
+  serverLog.dump();
+  for (const peer of peers) peer.log.dump();
+  withTimeout(shutdown(), 10_000, 'cleanup').catch(() => {}).finally(() => finish(1));
+}, HARD_TIMEOUT_MS);
+
+(async () => {
+  let ok = false;
+  try {
+    await scenario();
+    ok = true;
+  } catch (err) {
+    if (!(err instanceof CheckFailed)) {
+      results.failed++;
+      log(`FAIL: ${err.message}`);
+    }
+    serverLog.dump();
+    for (const peer of peers) peer.log.dump();
+  }
+  await withTimeout(shutdown(), 10_000, 'cleanup').catch((err) => log(err.message));
+  clearTimeout(hardTimer);
+  finish(ok ? 0 : 1);
+})();

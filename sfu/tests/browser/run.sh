@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs the three-browser end-to-end test (e2e.js) against the server binary in $SFU_BIN, inside a
+# private network namespace where only `lo` exists. Installs Chromium (Debian) and playwright-core
+# (npm, from package-lock.json) when they are missing.
+#
+#   SFU_BIN=target/debug/sfu bash sfu/tests/browser/run.sh
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+if [[ -z "${SFU_BIN:-}" ]]; then
+  echo "run.sh: set SFU_BIN to the sfu server binary" >&2
+  exit 2
+fi
+SFU_BIN="$(realpath "$SFU_BIN")"
+export SFU_BIN
+
+export CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
+if [[ ! -x "$CHROMIUM_PATH" ]]; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    echo "run.sh: installing chromium" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "run.sh: no browser at $CHROMIUM_PATH; install Debian's chromium or set CHROMIUM_PATH" >&2
+    exit 2
+  fi
+fi
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "run.sh: node (>= 20) and npm are needed" >&2
+  exit 2
+fi
+
+cd "$here"
+if [[ ! -d node_modules/playwright-core ]]; then
+  echo "run.sh: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# As root a plain network namespace will do; otherwise map ourselves to root in a user namespace.
+unshare_flags=(-n)
+[[ "$(id -u)" == 0 ]] || unshare_flags=(-r -n)
+
+exec unshare "${unshare_flags[@]}" bash -c 'ip link set lo up; exec "$@"' bash node e2e.js

@@ -1,0 +1,474 @@
+//! A deterministic test bed for the engine: str0m clients (the role browsers play), a virtual
+//! clock and an in-memory network whose per-link loss can be set.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sfu::core::{generate_dtls_cert, Engine, EngineConfig};
+use signal::protocol::ServerMessage;
+use signal::ClientSignal;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::config::DtlsCert;
+use str0m::format::Codec;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+/// Virtual time step.
+pub const TICK: Duration = Duration::from_millis(5);
+pub const SERVER: &str = "10.0.0.1:5000";
+
+fn cert() -> DtlsCert {
+    static CERT: OnceLock<DtlsCert> = OnceLock::new();
+    CERT.get_or_init(generate_dtls_cert).clone()
+}
+
+/// One RTP packet as a client received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub seq: u16,
+    pub ts: u32,
+    pub keyframe: bool,
+    pub marker: bool,
+}
+
+/// A str0m peer publishing one audio and one video track, receiving everything.
+pub struct Client {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub rtc: Rtc,
+    pub id: Option<String>,
+    pub pending: Option<SdpPendingOffer>,
+    pub audio_mid: Option<Mid>,
+    pub video_mid: Option<Mid>,
+    pub publish: bool,
+    pub connected: bool,
+    /// Messages from the server, in order.
+    pub messages: Vec<ServerMessage>,
+    /// Received packets by (publisher id, kind).
+    pub received: HashMap<(String, MediaKind), Vec<Received>>,
+    pub keyframe_requests: usize,
+    /// The m-line each publisher's track arrives on.
+    pub mids: HashMap<(String, MediaKind), Mid>,
+    pub offline: bool,
+    /// Ignore server offers (to make offers cross).
+    pub hold_offers: bool,
+    pub held_offers: Vec<String>,
+    audio_seq: u64,
+    video_seq: u64,
+    frame: u64,
+    next_audio: Instant,
+    next_video: Instant,
+    force_keyframe: bool,
+    out: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+}
+
+impl Client {
+    fn new(name: &str, addr: SocketAddr, now: Instant, publish: bool) -> Self {
+        let mut rtc = RtcConfig::new()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        Client {
+            name: name.into(),
+            addr,
+            rtc,
+            id: None,
+            pending: None,
+            audio_mid: None,
+            video_mid: None,
+            publish,
+            connected: false,
+            messages: Vec::new(),
+            received: HashMap::new(),
+            keyframe_requests: 0,
+            mids: HashMap::new(),
+            offline: false,
+            hold_offers: false,
+            held_offers: Vec::new(),
+            audio_seq: 1,
+            video_seq: 1,
+            frame: 0,
+            next_audio: now,
+            next_video: now,
+            force_keyframe: true,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The first offer: what the client publishes.
+    fn make_offer(&mut self) -> String {
+        let mut api = self.rtc.sdp_api();
+        let dir = if self.publish {
+            Direction::SendOnly
+        } else {
+            Direction::Inactive
+        };
+        self.audio_mid = Some(api.add_media(MediaKind::Audio, dir, None, None, None));
+        self.video_mid = Some(api.add_media(MediaKind::Video, dir, None, None, None));
+        let (offer, pending) = api.apply().unwrap();
+        self.pending = Some(pending);
+        offer.to_sdp_string()
+    }
+
+    fn pt(&self, codec: Codec) -> str0m::media::Pt {
+        self.rtc
+            .codec_config()
+            .find(|p| p.spec().codec == codec)
+            .unwrap()
+            .pt()
+    }
+
+    /// Write due media: audio every 20 ms, a three-packet VP8 frame every 50 ms.
+    fn produce(&mut self, now: Instant) {
+        if !self.publish || !self.connected {
+            return;
+        }
+        while self.next_audio <= now {
+            let pt = self.pt(Codec::Opus);
+            let seq = self.audio_seq;
+            self.audio_seq += 1;
+            let ts = (seq * 960) as u32;
+            let mid = self.audio_mid.unwrap();
+            if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, vec![0xfc; 60]));
+            }
+            self.next_audio += Duration::from_millis(20);
+        }
+        while self.next_video <= now {
+            let pt = self.pt(Codec::Vp8);
+            let key = std::mem::take(&mut self.force_keyframe) || self.frame.is_multiple_of(100);
+            let ts = (self.frame * 4500) as u32;
+            let pic = (self.frame & 0x7fff) as u16;
+            let mid = self.video_mid.unwrap();
+            for part in 0..3u8 {
+                let mut payload = vec![
+                    0x80 | if part == 0 { 0x10 } else { 0 },
+                    0x80,
+                    0x80 | (pic >> 8) as u8,
+                    pic as u8,
+                ];
+                // VP8 payload header: bit 0 clear on a keyframe.
+                payload.push(if key { 0x10 } else { 0x11 });
+                payload.extend_from_slice(&[0x55; 400]);
+                let seq = self.video_seq;
+                self.video_seq += 1;
+                if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                    tx.write_rtp(
+                        RtpWrite::new(pt, seq.into(), ts, now, payload)
+                            .marker(part == 2)
+                            .nackable(true),
+                    );
+                }
+            }
+            self.frame += 1;
+            self.next_video += Duration::from_millis(50);
+        }
+    }
+
+    fn drain(&mut self, now: Instant) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(_)) => break,
+                Ok(Output::Transmit(t)) => {
+                    self.out
+                        .push_back((t.source, t.destination, t.contents.to_vec()))
+                }
+                Ok(Output::Event(e)) => self.on_event(now, e),
+                Err(e) => panic!("{}: {e}", self.name),
+            }
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, e: Event) {
+        match e {
+            Event::Connected => self.connected = true,
+            Event::KeyframeRequest(r) => {
+                assert_eq!(Some(r.mid), self.video_mid, "keyframe request for a video");
+                self.keyframe_requests += 1;
+                self.force_keyframe = true;
+            }
+            Event::RtpPacket(p) => {
+                let Some(mid) = self
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&p.header.ssrc)
+                    .map(|s| s.mid())
+                else {
+                    return;
+                };
+                let Some(media) = self.rtc.media(mid) else {
+                    return;
+                };
+                let publisher = media.stream_id().to_string();
+                let kind = media.kind();
+                let keyframe =
+                    kind == MediaKind::Video && str0m::format::detect_vp8_keyframe(&p.payload);
+                self.mids.insert((publisher.clone(), kind), mid);
+                self.received
+                    .entry((publisher, kind))
+                    .or_default()
+                    .push(Received {
+                        at: now,
+                        seq: p.header.sequence_number,
+                        ts: p.header.timestamp,
+                        keyframe,
+                        marker: p.header.marker,
+                    });
+            }
+            _ => {}
+        }
+    }
+
+    /// Video packets received from `publisher`.
+    pub fn video_from(&self, publisher: &str) -> &[Received] {
+        self.received
+            .get(&(publisher.to_string(), MediaKind::Video))
+            .map_or(&[], |v| v.as_slice())
+    }
+
+    /// Audio packets received from `publisher`.
+    pub fn audio_from(&self, publisher: &str) -> &[Received] {
+        self.received
+            .get(&(publisher.to_string(), MediaKind::Audio))
+            .map_or(&[], |v| v.as_slice())
+    }
+
+    /// Ask the server for a keyframe of the video from `publisher`.
+    pub fn request_keyframe(&mut self, publisher: &str) {
+        let mid = *self
+            .mids
+            .get(&(publisher.to_string(), MediaKind::Video))
+            .expect("receiving video from that publisher");
+        let mut api = self.rtc.direct_api();
+        let rx = api.stream_rx_by_mid(mid, None).unwrap();
+        rx.request_keyframe(KeyframeRequestKind::Pli);
+    }
+
+    pub fn id(&self) -> &str {
+        self.id.as_deref().expect("joined")
+    }
+}
+
+/// The engine, its clients and the network between them.
+pub struct Bed {
+    pub now: Instant,
+    pub start: Instant,
+    pub engine: Engine,
+    pub clients: Vec<Client>,
+    /// Loss probability of packets from the server to a client, by client index.
+    pub loss_to: HashMap<usize, f64>,
+    rng: u64,
+    /// Datagrams the engine was given that came from nowhere (garbage tests).
+    pub injected: usize,
+    /// Datagrams the network lost on the way to clients.
+    pub lost: usize,
+}
+
+impl Bed {
+    pub fn new() -> Self {
+        let now = Instant::now();
+        let config = EngineConfig::new(vec![SERVER.parse().unwrap()], cert());
+        Bed {
+            now,
+            start: now,
+            engine: Engine::new(config),
+            clients: Vec::new(),
+            loss_to: HashMap::new(),
+            rng: 0x2545_f491_4f6c_dd1d,
+            injected: 0,
+            lost: 0,
+        }
+    }
+
+    pub fn with_config(f: impl FnOnce(&mut EngineConfig)) -> Self {
+        let mut bed = Bed::new();
+        let mut config = EngineConfig::new(vec![SERVER.parse().unwrap()], cert());
+        f(&mut config);
+        bed.engine = Engine::new(config);
+        bed
+    }
+
+    fn random(&mut self) -> f64 {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A client joins `room` and makes its first offer. Returns its index.
+    pub fn join(&mut self, room: &str, name: &str, publish: bool) -> usize {
+        let i = self.clients.len();
+        let addr: SocketAddr = format!("10.0.1.{}:{}", i + 1, 6000 + i).parse().unwrap();
+        let mut c = Client::new(name, addr, self.now, publish);
+        let id = format!("{name}-id");
+        self.engine
+            .join(self.now, id.clone(), room.into(), name.into())
+            .expect("join");
+        c.id = Some(id.clone());
+        let offer = c.make_offer();
+        self.clients.push(c);
+        self.engine
+            .handle_signal(self.now, &id, ClientSignal::Offer(offer));
+        self.pump_signals();
+        i
+    }
+
+    /// Deliver the engine's messages to the clients and act on them like a browser would.
+    pub fn pump_signals(&mut self) {
+        for _ in 0..100 {
+            let Some((id, msg)) = self.engine.poll_signal() else {
+                return;
+            };
+            let Some(ci) = self
+                .clients
+                .iter()
+                .position(|c| c.id.as_deref() == Some(&id))
+            else {
+                continue;
+            };
+            let now = self.now;
+            let c = &mut self.clients[ci];
+            c.messages.push(msg.clone());
+            match msg {
+                ServerMessage::Answer { sdp } => {
+                    let answer = SdpAnswer::from_sdp_string(&sdp).unwrap();
+                    let pending = c.pending.take().expect("answer to our offer");
+                    c.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+                    c.drain(now);
+                }
+                ServerMessage::Offer { sdp } => {
+                    if c.pending.is_some() || c.hold_offers {
+                        // The client is impolite: its own offer wins.
+                        c.held_offers.push(sdp);
+                        continue;
+                    }
+                    let offer = SdpOffer::from_sdp_string(&sdp).unwrap();
+                    let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
+                    c.drain(now);
+                    let id = id.clone();
+                    self.engine.handle_signal(
+                        now,
+                        &id,
+                        ClientSignal::Answer(answer.to_sdp_string()),
+                    );
+                }
+                _ => {}
+            }
+        }
+        panic!("signalling does not settle");
+    }
+
+    /// Advance the virtual clock by `d`, running the network.
+    pub fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step();
+        }
+    }
+
+    /// Run until `cond` holds or `limit` passes; returns whether it held.
+    pub fn run_until(&mut self, limit: Duration, mut cond: impl FnMut(&Bed) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if cond(self) {
+                return true;
+            }
+            self.step();
+        }
+        cond(self)
+    }
+
+    fn step(&mut self) {
+        self.now += TICK;
+        let now = self.now;
+        for c in &mut self.clients {
+            c.produce(now);
+            c.rtc.handle_input(Input::Timeout(now)).unwrap();
+            c.drain(now);
+        }
+        // Client -> server.
+        let mut any = false;
+        for ci in 0..self.clients.len() {
+            while let Some((src, dst, data)) = self.clients[ci].out.pop_front() {
+                if self.clients[ci].offline {
+                    continue;
+                }
+                assert_eq!(
+                    dst,
+                    SERVER.parse().unwrap(),
+                    "clients only talk to the server"
+                );
+                self.engine.handle_datagram(now, src, dst, &data);
+                any = true;
+            }
+        }
+        if any {
+            self.engine.flush(now);
+        }
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now);
+        }
+        // Server -> clients.
+        while let Some(t) = self.engine.poll_transmit() {
+            let Some(ci) = self.clients.iter().position(|c| c.addr == t.destination) else {
+                continue;
+            };
+            let loss = self.loss_to.get(&ci).copied().unwrap_or(0.0);
+            if loss > 0.0 && self.random() < loss {
+                self.lost += 1;
+                continue;
+            }
+            let c = &mut self.clients[ci];
+            if c.offline {
+                continue;
+            }
+            let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
+            c.rtc.handle_input(Input::Receive(now, r)).unwrap();
+            c.drain(now);
+        }
+        self.pump_signals();
+    }
+
+    /// Feed the engine a datagram from anywhere.
+    pub fn inject(&mut self, from: SocketAddr, data: &[u8]) {
+        self.injected += 1;
+        self.engine
+            .handle_datagram(self.now, from, SERVER.parse().unwrap(), data);
+        self.engine.flush(self.now);
+    }
+
+    pub fn id(&self, i: usize) -> String {
+        self.clients[i].id().to_string()
+    }
+}
+
+/// Asserts sequence numbers are consecutive (mod 2^16) and timestamps never go back.
+pub fn assert_gap_free(what: &str, packets: &[Received]) {
+    assert!(!packets.is_empty(), "{what}: nothing received");
+    for w in packets.windows(2) {
+        assert_eq!(
+            w[1].seq,
+            w[0].seq.wrapping_add(1),
+            "{what}: sequence gap {} -> {}",
+            w[0].seq,
+            w[1].seq
+        );
+        assert!(
+            w[1].ts.wrapping_sub(w[0].ts) < u32::MAX / 2,
+            "{what}: timestamp went back {} -> {}",
+            w[0].ts,
+            w[1].ts
+        );
+    }
+}

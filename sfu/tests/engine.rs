@@ -1,0 +1,330 @@
+//! The engine against str0m clients on a virtual clock and an in-memory network.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_gap_free, Bed};
+use signal::protocol::{ErrorCode, ServerMessage};
+use signal::ClientSignal;
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn all_receive_all(bed: &Bed, n: usize) -> bool {
+    (0..n).all(|i| {
+        (0..n).filter(|j| *j != i).all(|j| {
+            let from = bed.id(j);
+            bed.clients[i].video_from(&from).len() > 20
+                && bed.clients[i].audio_from(&from).len() > 20
+        })
+    })
+}
+
+#[test]
+fn each_publisher_reaches_every_other_participant_and_not_itself() {
+    let mut bed = Bed::new();
+    for name in ["ann", "bob", "cat"] {
+        bed.join("r", name, true);
+    }
+    assert!(
+        bed.run_until(secs(5.0), |b| all_receive_all(b, 3)),
+        "media did not flow to everyone"
+    );
+    for i in 0..3 {
+        let me = bed.id(i);
+        assert!(
+            bed.clients[i].video_from(&me).is_empty(),
+            "{me} got its own video"
+        );
+        assert!(
+            bed.clients[i].audio_from(&me).is_empty(),
+            "{me} got its own audio"
+        );
+        for j in (0..3).filter(|j| *j != i) {
+            let from = bed.id(j);
+            let v = bed.clients[i].video_from(&from);
+            assert!(
+                v[0].keyframe,
+                "{me}: video from {from} starts on a keyframe"
+            );
+            assert_gap_free(&format!("{me} <- {from} video"), v);
+            assert_gap_free(
+                &format!("{me} <- {from} audio"),
+                bed.clients[i].audio_from(&from),
+            );
+        }
+    }
+    assert_eq!(bed.engine.participant_count(), 3);
+    assert_eq!(bed.engine.room_count(), 1);
+}
+
+#[test]
+fn rooms_are_separate() {
+    let mut bed = Bed::new();
+    let a = bed.join("one", "ann", true);
+    let b = bed.join("two", "bob", true);
+    let c = bed.join("one", "cat", true);
+    bed.run(secs(3.0));
+    let (ida, idb, idc) = (bed.id(a), bed.id(b), bed.id(c));
+    assert!(!bed.clients[c].video_from(&ida).is_empty());
+    assert!(bed.clients[c].video_from(&idb).is_empty());
+    assert!(bed.clients[b].video_from(&ida).is_empty());
+    assert!(bed.clients[b].video_from(&idc).is_empty());
+    assert_eq!(bed.engine.room_count(), 2);
+    let ServerMessage::Joined { participants, .. } = &bed.clients[b].messages[0] else {
+        panic!("first message is joined")
+    };
+    assert!(participants.is_empty(), "bob is alone in room two");
+}
+
+#[test]
+fn late_subscriber_gets_a_gap_free_stream_starting_on_a_keyframe() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    bed.run(secs(2.3)); // ann's stream is well under way; frame 100 (a keyframe) is later
+    let b = bed.join("r", "bob", false);
+    let ida = bed.id(a);
+    assert!(bed.run_until(secs(5.0), |bed| bed.clients[b].video_from(&ida).len() > 60));
+    let video = bed.clients[b].video_from(&ida);
+    assert!(
+        video[0].keyframe,
+        "first forwarded video packet is a keyframe"
+    );
+    assert_gap_free("late video", video);
+    assert_gap_free("late audio", bed.clients[b].audio_from(&ida));
+    // The keyframe came on request (PLI), well before the periodic one at 5 s.
+    assert!(bed.clients[a].keyframe_requests >= 1);
+    assert!(video[0].at - bed.start < secs(4.0));
+    // The joined message listed ann and her tracks.
+    let ServerMessage::Joined { participants, .. } = &bed.clients[b].messages[0] else {
+        panic!("first message is joined")
+    };
+    assert_eq!(participants.len(), 1);
+    assert_eq!(participants[0].tracks.len(), 2);
+}
+
+#[test]
+fn explicit_leave_tells_the_others_and_frees_everything() {
+    let mut bed = Bed::new();
+    for name in ["ann", "bob", "cat"] {
+        bed.join("r", name, true);
+    }
+    assert!(bed.run_until(secs(5.0), |b| all_receive_all(b, 3)));
+    let cat = bed.id(2);
+    bed.engine.leave(bed.now, &cat, "left");
+    bed.pump_signals();
+    assert!(matches!(
+        bed.clients[2].messages.last(),
+        Some(ServerMessage::Left { reason }) if reason == "left"
+    ));
+    for i in 0..2 {
+        let m = &bed.clients[i].messages;
+        assert!(m.iter().any(|m| matches!(m,
+            ServerMessage::ParticipantLeft { participant_id, reason }
+                if *participant_id == cat && reason == "left")));
+        let unpublished = m
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::TrackUnpublished { participant_id, .. } if *participant_id == cat))
+            .count();
+        assert_eq!(unpublished, 2, "both of cat's tracks are unpublished");
+    }
+    assert_eq!(bed.engine.participant_count(), 2);
+    // The others keep receiving each other.
+    let (a, b) = (bed.id(0), bed.id(1));
+    let before = (
+        bed.clients[0].video_from(&b).len(),
+        bed.clients[1].video_from(&a).len(),
+    );
+    bed.run(secs(2.0));
+    assert!(bed.clients[0].video_from(&b).len() > before.0 + 20);
+    assert!(bed.clients[1].video_from(&a).len() > before.1 + 20);
+    assert_gap_free("ann <- bob after cat left", bed.clients[0].video_from(&b));
+    // Leaving twice is harmless; the room goes when the last one leaves.
+    bed.engine.leave(bed.now, &cat, "left");
+    bed.engine.leave(bed.now, &a, "left");
+    bed.engine.leave(bed.now, &b, "disconnected");
+    bed.pump_signals();
+    assert_eq!(bed.engine.participant_count(), 0);
+    assert_eq!(bed.engine.room_count(), 0);
+}
+
+#[test]
+fn a_silent_participant_is_removed_by_timeout() {
+    let mut bed = Bed::new();
+    for name in ["ann", "bob", "cat"] {
+        bed.join("r", name, true);
+    }
+    assert!(bed.run_until(secs(5.0), |b| all_receive_all(b, 3)));
+    let cat = bed.id(2);
+    bed.clients[2].offline = true; // the tab was killed without a word
+    let gone = bed.run_until(secs(12.0), |b| b.engine.participant_count() == 2);
+    assert!(gone, "cat was not removed");
+    let m = &bed.clients[0].messages;
+    assert!(m.iter().any(|m| matches!(m,
+        ServerMessage::ParticipantLeft { participant_id, reason }
+            if *participant_id == cat && reason == "timeout")));
+}
+
+#[test]
+fn a_participant_that_never_connects_is_removed() {
+    let mut bed = Bed::with_config(|c| c.connect_timeout = secs(3.0));
+    bed.join("r", "ann", true);
+    bed.clients[0].offline = true;
+    assert!(bed.run_until(secs(6.0), |b| b.engine.participant_count() == 0));
+    assert_eq!(bed.engine.room_count(), 0);
+}
+
+#[test]
+fn keyframe_requests_from_subscribers_are_forwarded_and_merged() {
+    let mut bed = Bed::new();
+    for name in ["ann", "bob", "cat"] {
+        bed.join("r", name, true);
+    }
+    assert!(bed.run_until(secs(5.0), |b| all_receive_all(b, 3)));
+    let ann = bed.id(0);
+    let before = bed.clients[0].keyframe_requests;
+    // Bob and cat both ask within a few milliseconds: ann sees one request.
+    bed.clients[1].request_keyframe(&ann);
+    bed.clients[2].request_keyframe(&ann);
+    bed.run(secs(0.3));
+    assert_eq!(bed.clients[0].keyframe_requests, before + 1);
+    // Later requests go through again.
+    bed.run(secs(0.5));
+    bed.clients[1].request_keyframe(&ann);
+    bed.run(secs(0.3));
+    assert_eq!(bed.clients[0].keyframe_requests, before + 2);
+}
+
+#[test]
+fn losses_towards_a_subscriber_are_repaired_from_the_retransmission_cache() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    let b = bed.join("r", "bob", false);
+    let ida = bed.id(a);
+    assert!(bed.run_until(secs(5.0), |bed| bed.clients[b].video_from(&ida).len() > 30));
+    bed.loss_to.insert(b, 0.05);
+    bed.run(secs(6.0));
+    bed.loss_to.clear();
+    bed.run(secs(1.0));
+    let mut seqs: Vec<u16> = bed.clients[b]
+        .video_from(&ida)
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    let n = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let span = seqs.last().unwrap().wrapping_sub(seqs[0]) as usize + 1;
+    assert!(n > 300, "video kept flowing: {n}");
+    assert!(bed.lost > 20, "the link lost packets: {}", bed.lost);
+    assert_eq!(
+        seqs.len(),
+        span,
+        "every lost video packet was retransmitted"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_without_harm() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    let b = bed.join("r", "bob", true);
+    assert!(bed.run_until(secs(5.0), |b| all_receive_all(b, 2)));
+    let (ida, idb) = (bed.id(a), bed.id(b));
+
+    // Garbage UDP from strangers and from a participant's own address.
+    let bob_addr = bed.clients[b].addr;
+    for (i, junk) in [
+        &b""[..],
+        b"\x00",
+        b"\x80\x60garbage-rtp-header",
+        &[0xffu8; 1500],
+        b"\x16\xfe\xfd\x00",
+    ]
+    .iter()
+    .enumerate()
+    {
+        bed.inject(format!("192.0.2.{}:9", i + 1).parse().unwrap(), junk);
+        bed.inject(bob_addr, junk);
+    }
+    // A STUN request naming a ufrag nobody has.
+    let mut stun = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[7u8; 12]);
+    stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x08]);
+    stun.extend_from_slice(b"nope:who");
+    bed.inject("192.0.2.99:9".parse().unwrap(), &stun);
+    assert!(bed.engine.stats().datagrams_unknown >= 6);
+
+    // Bad SDP and an answer nobody asked for.
+    bed.engine
+        .handle_signal(bed.now, &ida, ClientSignal::Offer("v=0\r\nnonsense".into()));
+    bed.engine
+        .handle_signal(bed.now, &ida, ClientSignal::Answer("v=0".into()));
+    bed.engine.handle_signal(
+        bed.now,
+        &ida,
+        ClientSignal::Candidate(signal::protocol::IceCandidate {
+            candidate: "candidate:broken".into(),
+            sdp_mid: None,
+            sdp_m_line_index: None,
+        }),
+    );
+    // Signals for someone who does not exist are ignored.
+    bed.engine
+        .handle_signal(bed.now, "nobody", ClientSignal::Answer("v=0".into()));
+    bed.pump_signals();
+    let codes: Vec<ErrorCode> = bed.clients[a]
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ErrorCode::InvalidSdp,
+            ErrorCode::WrongState,
+            ErrorCode::BadMessage
+        ]
+    );
+
+    // Media still flows both ways, gap-free.
+    let before = bed.clients[b].video_from(&ida).len();
+    bed.run(secs(2.0));
+    assert!(bed.clients[b].video_from(&ida).len() > before + 20);
+    assert_gap_free("bob <- ann", bed.clients[b].video_from(&ida));
+    assert_gap_free("ann <- bob", bed.clients[a].video_from(&idb));
+}
+
+#[test]
+fn crossing_offers_settle_with_the_server_giving_way() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    bed.run(secs(1.0));
+    // Ann holds the server's next offer while she makes one of her own.
+    bed.clients[a].hold_offers = true;
+    let b = bed.join("r", "bob", true);
+    bed.run(secs(0.2));
+    assert!(
+        !bed.clients[a].held_offers.is_empty(),
+        "the server offered bob's tracks"
+    );
+    let offer = bed.clients[a].rtc.sdp_api();
+    let mut offer = offer;
+    offer.add_channel("chat".into());
+    let (sdp, pending) = offer.apply().unwrap();
+    bed.clients[a].pending = Some(pending);
+    bed.clients[a].hold_offers = false;
+    let ida = bed.id(a);
+    bed.engine
+        .handle_signal(bed.now, &ida, ClientSignal::Offer(sdp.to_sdp_string()));
+    bed.pump_signals();
+    // The server answered ann, then offered bob's tracks again; ann now receives bob.
+    let idb = bed.id(b);
+    assert!(bed.run_until(secs(5.0), |bed| bed.clients[a].video_from(&idb).len() > 20));
+    assert_gap_free("ann <- bob", bed.clients[a].video_from(&idb));
+}

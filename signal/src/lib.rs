@@ -1,0 +1,65 @@
+//! Signalling for the SFU: the language clients speak.
+//!
+//! - [`protocol`]: the WebSocket messages (JSON), error codes and name rules.
+//! - [`mod@router`]: the axum router serving the demo page, the browser client and the WebSocket endpoint.
+//!   It is generic over [`MediaBackend`], which the media side implements; this crate knows nothing of
+//!   RTP.
+
+pub mod protocol;
+pub mod router;
+mod ws;
+
+use std::future::Future;
+
+pub use protocol::{ClientMessage, ErrorCode, ServerMessage, SignalError};
+pub use router::{router, RouterConfig};
+
+/// What a client asks for when it joins, after the router has checked the message's shape, version
+/// and names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    /// The room.
+    pub room: String,
+    /// The display name.
+    pub name: String,
+    /// The access token, if the client sent one.
+    pub token: Option<String>,
+}
+
+/// A joined participant, as the router holds it for the life of one WebSocket.
+#[derive(Debug)]
+pub struct Session {
+    /// The id the media side gave the participant.
+    pub participant_id: String,
+    /// Everything the media side wants to tell this client, in order, starting with
+    /// [`ServerMessage::Joined`]. A [`ServerMessage::Left`] ends the session; so does the sender
+    /// being dropped.
+    pub events: tokio::sync::mpsc::Receiver<ServerMessage>,
+}
+
+/// A signal a joined client sends about its peer connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSignal {
+    /// An SDP offer.
+    Offer(String),
+    /// An SDP answer.
+    Answer(String),
+    /// A trickled candidate.
+    Candidate(protocol::IceCandidate),
+}
+
+/// The media side, as the signalling layer sees it.
+///
+/// All calls are cheap and never wait for media work: `signal` and `leave` only queue a command.
+pub trait MediaBackend: Send + Sync + 'static {
+    /// Admit a participant into a room. Errors are sent to the client as they are.
+    fn join(&self, req: JoinRequest) -> impl Future<Output = Result<Session, SignalError>> + Send;
+
+    /// Pass on a signal from a joined participant. An error here (for example a full command queue) is
+    /// sent to the client; errors found while handling the signal come back on [`Session::events`].
+    fn signal(&self, participant_id: &str, signal: ClientSignal) -> Result<(), SignalError>;
+
+    /// The participant is gone: it said `leave`, or its socket closed. `reason` is `left` or
+    /// `disconnected`. Idempotent.
+    fn leave(&self, participant_id: &str, reason: &str);
+}

@@ -1,0 +1,380 @@
+//! The WebSocket protocol spoken between a client and the server.
+//!
+//! Every message is one JSON object (a WebSocket text frame) with a `"type"` field. The first message a
+//! client sends is [`ClientMessage::Join`], which carries the protocol [`PROTOCOL_VERSION`]. The full
+//! description with an example exchange lives in `docs/protocol.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this server speaks. A `join` with another version is refused with
+/// [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest client message the server reads, in bytes. Larger messages are answered with
+/// [`ErrorCode::MessageTooLarge`] and otherwise ignored.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// A message from a client to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Enter a room. Must be the first message, and is accepted once per socket.
+    Join {
+        /// Must equal [`PROTOCOL_VERSION`].
+        version: u32,
+        /// Room name: 1 to 64 characters out of letters, digits, `-`, `_` and `.`.
+        room: String,
+        /// Display name shown to the others: 1 to 64 characters.
+        name: String,
+        /// Access token. Optional while the server runs without API keys.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// An SDP offer for the participant's one peer connection.
+    Offer {
+        /// The SDP text.
+        sdp: String,
+    },
+    /// An SDP answer to the last offer the server sent.
+    Answer {
+        /// The SDP text.
+        sdp: String,
+    },
+    /// A trickled ICE candidate of the client. An empty `candidate` means end of candidates.
+    Candidate(IceCandidate),
+    /// Leave the room. The server answers with [`ServerMessage::Left`] and closes the socket.
+    Leave,
+    /// Keep-alive; answered with [`ServerMessage::Pong`].
+    Ping,
+}
+
+/// A message from the server to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The join succeeded. Sent once, before any other event of the room.
+    Joined {
+        /// The protocol version of the server.
+        version: u32,
+        /// The room joined.
+        room: String,
+        /// The id the server gave this participant.
+        participant_id: String,
+        /// Everybody else already in the room, with their published tracks.
+        participants: Vec<ParticipantInfo>,
+        /// ICE servers (STUN/TURN) the client should configure on its peer connection.
+        ice_servers: Vec<IceServer>,
+    },
+    /// An SDP offer from the server (renegotiation when tracks come or go).
+    Offer {
+        /// The SDP text.
+        sdp: String,
+    },
+    /// The answer to the client's offer.
+    Answer {
+        /// The SDP text.
+        sdp: String,
+    },
+    /// A server ICE candidate (the server's candidates are also in every SDP it sends).
+    Candidate(IceCandidate),
+    /// Somebody entered the room.
+    ParticipantJoined {
+        /// Who.
+        participant: ParticipantInfo,
+    },
+    /// Somebody left the room.
+    ParticipantLeft {
+        /// Who.
+        participant_id: String,
+        /// Why: `left`, `disconnected` (socket closed), `timeout` (no media connectivity).
+        reason: String,
+    },
+    /// A participant published a track. It arrives on the peer connection with the next offer; its
+    /// `a=msid` carries the participant id as stream id and the track id.
+    TrackPublished {
+        /// The publisher.
+        participant_id: String,
+        /// The track.
+        track: TrackInfo,
+    },
+    /// A participant stopped publishing a track.
+    TrackUnpublished {
+        /// The publisher.
+        participant_id: String,
+        /// The track id.
+        track_id: String,
+    },
+    /// The server removed this participant (answer to `leave`, or for the reason given); the socket
+    /// closes after this message.
+    Left {
+        /// Why.
+        reason: String,
+    },
+    /// Something the client sent was refused. The session goes on unless a `left` follows.
+    Error {
+        /// A stable, machine-readable code.
+        code: ErrorCode,
+        /// A message for humans.
+        message: String,
+    },
+    /// Answer to [`ClientMessage::Ping`].
+    Pong,
+}
+
+/// One participant as other participants see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// Server-assigned id, unique in the room.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// What it publishes.
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// A published track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// Server-assigned id, unique in the room; the `a=msid` track id on subscribers' connections.
+    pub id: String,
+    /// `audio` or `video`.
+    pub kind: TrackKind,
+}
+
+/// The kind of a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    /// Audio (Opus).
+    Audio,
+    /// Video (VP8 or H264).
+    Video,
+}
+
+/// An ICE candidate as the browser API has it (`RTCIceCandidateInit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceCandidate {
+    /// The `candidate:` attribute line, or empty for end of candidates.
+    pub candidate: String,
+    /// The media id it belongs to.
+    #[serde(default, rename = "sdpMid", skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    /// The m-line index it belongs to.
+    #[serde(
+        default,
+        rename = "sdpMLineIndex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sdp_m_line_index: Option<u16>,
+}
+
+/// An ICE server entry as the browser API has it (`RTCIceServer`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Stable error codes. Clients act on these; the message is for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, a missing or unknown `type`, or a field of the wrong shape.
+    BadMessage,
+    /// A message above [`MAX_MESSAGE_BYTES`].
+    MessageTooLarge,
+    /// The `version` in `join` is not one this server speaks.
+    UnsupportedVersion,
+    /// A message that needs a joined session arrived before `join`.
+    NotJoined,
+    /// A second `join` on the same socket.
+    AlreadyJoined,
+    /// A room or display name that breaks the rules.
+    InvalidName,
+    /// The SDP could not be parsed or does not fit the session.
+    InvalidSdp,
+    /// An `answer` with no offer outstanding, or a message that breaks the negotiation order.
+    WrongState,
+    /// The access token is missing, malformed, expired or forged.
+    Unauthorized,
+    /// The token is valid but does not grant this.
+    Forbidden,
+    /// The room is at its participant limit.
+    RoomFull,
+    /// The server cannot take more work now (admission control, overload, shutting down).
+    ServerBusy,
+    /// A bug on the server side.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidSdp => "invalid_sdp",
+            ErrorCode::WrongState => "wrong_state",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// An error for a client: a stable code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct SignalError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// The human message.
+    pub message: String,
+}
+
+impl SignalError {
+    /// Build an error from a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        SignalError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SignalError> for ServerMessage {
+    fn from(e: SignalError) -> Self {
+        ServerMessage::Error {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+/// Checks a room name: 1 to 64 characters out of ASCII letters, digits, `-`, `_` and `.`.
+pub fn validate_room_name(room: &str) -> Result<(), SignalError> {
+    let ok = !room.is_empty()
+        && room.len() <= 64
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SignalError::new(
+            ErrorCode::InvalidName,
+            "room must be 1 to 64 characters of letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+/// Checks a display name: 1 to 64 characters, no control characters, not only white space.
+pub fn validate_display_name(name: &str) -> Result<(), SignalError> {
+    let count = name.chars().count();
+    let ok = count > 0
+        && count <= 64
+        && !name.trim().is_empty()
+        && !name.chars().any(|c| c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(SignalError::new(
+            ErrorCode::InvalidName,
+            "name must be 1 to 64 printable characters",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_round_trips_with_and_without_token() {
+        let j = r#"{"type":"join","version":1,"room":"r1","name":"Ann"}"#;
+        let m: ClientMessage = serde_json::from_str(j).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Join {
+                version: 1,
+                room: "r1".into(),
+                name: "Ann".into(),
+                token: None
+            }
+        );
+        assert_eq!(serde_json::to_string(&m).unwrap(), j);
+    }
+
+    #[test]
+    fn candidate_uses_browser_field_names() {
+        let j = r#"{"type":"candidate","candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}"#;
+        let m: ClientMessage = serde_json::from_str(j).unwrap();
+        let ClientMessage::Candidate(c) = m else {
+            panic!("not a candidate: {m:?}")
+        };
+        assert_eq!(c.sdp_mid.as_deref(), Some("0"));
+        assert_eq!(c.sdp_m_line_index, Some(0));
+    }
+
+    #[test]
+    fn unknown_types_and_fields_are_rejected() {
+        for bad in [
+            r#"{"type":"dance"}"#,
+            r#"{"type":"offer"}"#,
+            r#"{"type":"offer","sdp":"v=0","extra":1}"#,
+            r#"{"sdp":"v=0"}"#,
+            r#"[]"#,
+            r#"not json"#,
+        ] {
+            assert!(serde_json::from_str::<ClientMessage>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_codes_serialize_as_their_wire_names() {
+        for code in [
+            ErrorCode::BadMessage,
+            ErrorCode::MessageTooLarge,
+            ErrorCode::UnsupportedVersion,
+            ErrorCode::NotJoined,
+            ErrorCode::AlreadyJoined,
+            ErrorCode::InvalidName,
+            ErrorCode::InvalidSdp,
+            ErrorCode::WrongState,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::RoomFull,
+            ErrorCode::ServerBusy,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&code).unwrap(),
+                format!("\"{}\"", code.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_room_name("team-standup_1.a").is_ok());
+        for bad in ["", "a b", "x/y", &"a".repeat(65)] {
+            assert!(validate_room_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_display_name("Zoë Ångström").is_ok());
+        for bad in ["", "   ", "a\nb", &"é".repeat(65)] {
+            assert!(validate_display_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,625 @@
+//! One WebSocket session: a single task reads the client's frames, forwards the media side's events
+//! and keeps the session's deadlines.
+//!
+//! A session goes `AwaitingJoin` -> `Joined` -> `Leaving` -> closed, and may close from any phase.
+//! Each turn of the loop waits for the first of: a client frame, a session event, the earliest
+//! deadline. Client frames are parsed once ([`parse_text`]) and refused with an error message when
+//! they are bad; the socket goes on. Nothing here queues: a slow client slows its own session, and
+//! a client that stops reading is dropped after [`RouterConfig::send_timeout`]. While the media side
+//! handles a `join` (at most [`RouterConfig::backend_timeout`]) the session reads nothing else.
+//!
+//! Logs carry the room and participant id, sizes of SDPs and candidates, and error codes; never
+//! tokens, SDP text or the text of refused messages.
+
+use std::ops::ControlFlow::{self, Break, Continue};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::{debug, info, warn};
+
+use crate::protocol::{
+    validate_display_name, validate_room_name, ClientMessage, ErrorCode, ServerMessage,
+    SignalError, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
+use crate::{ClientSignal, JoinRequest, MediaBackend, RouterConfig, Session};
+
+/// How much of a parser message goes back to the client.
+const MAX_DETAIL_CHARS: usize = 200;
+
+/// How long closing may take: sending the close frame, then reading until the client's reply.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// WebSocket close code: normal closure.
+const CLOSE_NORMAL: u16 = 1000;
+/// WebSocket close code: policy violation (here: a deadline missed).
+const CLOSE_POLICY: u16 = 1008;
+
+/// Runs one session to its end. Never panics on client input.
+pub(crate) async fn run<B: MediaBackend>(socket: WebSocket, backend: Arc<B>, config: RouterConfig) {
+    let now = Instant::now();
+    let mut conn = Conn {
+        phase: Phase::AwaitingJoin {
+            deadline: now + config.join_timeout,
+        },
+        last_frame: now,
+        next_ping: now + config.ping_interval,
+        socket,
+        backend,
+        config,
+    };
+    debug!("socket open");
+    let end = conn.drive().await;
+    conn.finish(end).await;
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client closed the socket, or it failed.
+    Gone,
+    /// No successful `join` within [`RouterConfig::join_timeout`].
+    JoinTimeout,
+    /// No frame from the client within [`RouterConfig::idle_timeout`].
+    Idle,
+    /// A send did not complete within [`RouterConfig::send_timeout`].
+    SendStalled,
+    /// The participant left the room and the client was sent `left`.
+    Left,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::Gone => "gone",
+            End::JoinTimeout => "join_timeout",
+            End::Idle => "idle",
+            End::SendStalled => "send_stalled",
+            End::Left => "left",
+        }
+    }
+
+    /// The close frame to send, if the socket can still take one.
+    fn close_frame(self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            End::Gone | End::SendStalled => return None,
+            End::JoinTimeout => (CLOSE_POLICY, "join timeout"),
+            End::Idle => (CLOSE_POLICY, "idle timeout"),
+            End::Left => (CLOSE_NORMAL, "left"),
+        };
+        Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })
+    }
+}
+
+/// Something the session waits for besides frames and events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Send a WebSocket ping.
+    Ping,
+    /// The client has been silent for too long.
+    IdleTimeout,
+    /// The client has not joined in time.
+    JoinTimeout,
+    /// The media side did not confirm a `leave` in time.
+    LeaveTimeout,
+}
+
+/// The first of the given deadlines; on a tie, the one listed first.
+fn earliest<T>(
+    first: (Instant, T),
+    rest: impl IntoIterator<Item = Option<(Instant, T)>>,
+) -> (Instant, T) {
+    rest.into_iter().flatten().fold(
+        first,
+        |best, next| if next.0 < best.0 { next } else { best },
+    )
+}
+
+/// A joined participant. Dropping it tells the media side that the participant disconnected, so
+/// the media side hears exactly one `leave` however the session ends.
+struct Member<B: MediaBackend> {
+    backend: Arc<B>,
+    id: String,
+    /// Set once the media side knows the participant is gone.
+    gone: bool,
+}
+
+impl<B: MediaBackend> Member<B> {
+    /// The client asked to leave.
+    fn leave(mut self) {
+        self.gone = true;
+        self.backend.leave(&self.id, "left");
+    }
+
+    /// The media side ended the session itself (`left` event or a closed event channel).
+    fn ended_by_backend(mut self) {
+        self.gone = true;
+    }
+}
+
+impl<B: MediaBackend> Drop for Member<B> {
+    fn drop(&mut self) {
+        if !self.gone {
+            self.backend.leave(&self.id, "disconnected");
+        }
+    }
+}
+
+enum Phase<B: MediaBackend> {
+    /// No participant yet. Only `join` and `ping` are accepted.
+    AwaitingJoin { deadline: Instant },
+    /// In the room; events are forwarded.
+    Joined {
+        member: Member<B>,
+        events: mpsc::Receiver<ServerMessage>,
+    },
+    /// The client said `leave`; events are forwarded until the media side's `left`.
+    Leaving {
+        events: mpsc::Receiver<ServerMessage>,
+        deadline: Instant,
+    },
+    /// The session is over.
+    Done,
+}
+
+/// The phase without its data, to dispatch client messages on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    NotJoined,
+    Joined,
+    Leaving,
+}
+
+impl<B: MediaBackend> Phase<B> {
+    fn stage(&self) -> Stage {
+        match self {
+            Phase::AwaitingJoin { .. } | Phase::Done => Stage::NotJoined,
+            Phase::Joined { .. } => Stage::Joined,
+            Phase::Leaving { .. } => Stage::Leaving,
+        }
+    }
+
+    /// The next session event, or never when the phase has no event channel.
+    async fn next_event(&mut self) -> Option<ServerMessage> {
+        match self {
+            Phase::Joined { events, .. } | Phase::Leaving { events, .. } => events.recv().await,
+            Phase::AwaitingJoin { .. } | Phase::Done => std::future::pending().await,
+        }
+    }
+
+    /// Ends the session on the media side's word: no `leave` is sent for it.
+    fn end_by_backend(&mut self) {
+        if let Phase::Joined { member, .. } = std::mem::replace(self, Phase::Done) {
+            member.ended_by_backend();
+        }
+    }
+}
+
+/// A client frame, as the session sees it.
+#[derive(Debug)]
+enum Frame {
+    Message(ClientMessage),
+    /// A ping or pong: it only proves the client is alive.
+    Control,
+    Close,
+    Refused(SignalError),
+}
+
+fn read_frame(frame: Message) -> Frame {
+    match frame {
+        Message::Text(text) => match parse_text(text.as_str()) {
+            Ok(msg) => Frame::Message(msg),
+            Err(e) => Frame::Refused(e),
+        },
+        Message::Binary(_) => Frame::Refused(SignalError::new(
+            ErrorCode::BadMessage,
+            "binary frames are not accepted; send JSON text",
+        )),
+        Message::Ping(_) | Message::Pong(_) => Frame::Control,
+        Message::Close(_) => Frame::Close,
+    }
+}
+
+/// Parses one client text message, enforcing [`MAX_MESSAGE_BYTES`].
+pub(crate) fn parse_text(text: &str) -> Result<ClientMessage, SignalError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(SignalError::new(
+            ErrorCode::MessageTooLarge,
+            format!(
+                "message of {} bytes is above the limit of {MAX_MESSAGE_BYTES} bytes",
+                text.len()
+            ),
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        SignalError::new(
+            ErrorCode::BadMessage,
+            truncate(&e.to_string(), MAX_DETAIL_CHARS),
+        )
+    })
+}
+
+/// The first `max` characters of `s`, with `…` when something was cut.
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+fn not_joined(message: &str) -> ServerMessage {
+    SignalError::new(ErrorCode::NotJoined, message).into()
+}
+
+/// A `join` as the client sent it.
+struct JoinAttempt {
+    version: u32,
+    room: String,
+    name: String,
+    token: Option<String>,
+}
+
+impl JoinAttempt {
+    /// Checks the version and names, then asks the media side, waiting at most `wait`.
+    async fn run<B: MediaBackend>(
+        self,
+        backend: &B,
+        wait: Duration,
+    ) -> Result<Session, SignalError> {
+        let JoinAttempt {
+            version,
+            room,
+            name,
+            token,
+        } = self;
+        if version != PROTOCOL_VERSION {
+            return Err(SignalError::new(
+                ErrorCode::UnsupportedVersion,
+                format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+            ));
+        }
+        validate_room_name(&room)?;
+        validate_display_name(&name)?;
+        debug!(room = %room, "joining");
+        let request = JoinRequest { room, name, token };
+        match timeout(wait, backend.join(request)).await {
+            Ok(result) => result,
+            Err(_) => {
+                warn!("media backend did not answer join in time");
+                Err(SignalError::new(
+                    ErrorCode::ServerBusy,
+                    "the server did not answer in time; try again",
+                ))
+            }
+        }
+    }
+}
+
+struct Conn<B: MediaBackend> {
+    socket: WebSocket,
+    backend: Arc<B>,
+    config: RouterConfig,
+    phase: Phase<B>,
+    /// When the client last sent any frame.
+    last_frame: Instant,
+    next_ping: Instant,
+}
+
+impl<B: MediaBackend> Conn<B> {
+    async fn drive(&mut self) -> End {
+        loop {
+            let (at, wake) = self.next_wake();
+            let step = tokio::select! {
+                frame = self.socket.recv() => match frame {
+                    Some(Ok(frame)) => {
+                        self.last_frame = Instant::now();
+                        self.handle_frame(frame).await
+                    }
+                    Some(Err(e)) => {
+                        debug!(error = %e, "socket failed");
+                        Break(End::Gone)
+                    }
+                    None => Break(End::Gone),
+                },
+                event = self.phase.next_event() => self.handle_event(event).await,
+                () = sleep_until(at) => self.handle_wake(wake).await,
+            };
+            if let Break(end) = step {
+                return end;
+            }
+        }
+    }
+
+    fn next_wake(&self) -> (Instant, Wake) {
+        let phase_deadline = match &self.phase {
+            Phase::AwaitingJoin { deadline } => Some((*deadline, Wake::JoinTimeout)),
+            Phase::Leaving { deadline, .. } => Some((*deadline, Wake::LeaveTimeout)),
+            Phase::Joined { .. } | Phase::Done => None,
+        };
+        earliest(
+            (
+                self.last_frame + self.config.idle_timeout,
+                Wake::IdleTimeout,
+            ),
+            [phase_deadline, Some((self.next_ping, Wake::Ping))],
+        )
+    }
+
+    async fn handle_frame(&mut self, frame: Message) -> ControlFlow<End> {
+        match read_frame(frame) {
+            Frame::Message(msg) => self.handle_message(msg).await,
+            Frame::Control => Continue(()),
+            Frame::Close => Break(End::Gone),
+            Frame::Refused(e) => {
+                debug!(code = e.code.as_str(), "message refused");
+                self.send(&e.into()).await
+            }
+        }
+    }
+
+    async fn handle_message(&mut self, msg: ClientMessage) -> ControlFlow<End> {
+        let reply = match (self.phase.stage(), msg) {
+            (_, ClientMessage::Ping) => Some(ServerMessage::Pong),
+            (
+                Stage::NotJoined,
+                ClientMessage::Join {
+                    version,
+                    room,
+                    name,
+                    token,
+                },
+            ) => {
+                let attempt = JoinAttempt {
+                    version,
+                    room,
+                    name,
+                    token,
+                };
+                return self.handle_join(attempt).await;
+            }
+            (Stage::NotJoined, _) => Some(not_joined("send join first")),
+            (Stage::Joined | Stage::Leaving, ClientMessage::Join { .. }) => Some(
+                SignalError::new(ErrorCode::AlreadyJoined, "this socket has joined already").into(),
+            ),
+            (Stage::Joined, ClientMessage::Offer { sdp }) => {
+                self.handle_signal(ClientSignal::Offer(sdp))
+            }
+            (Stage::Joined, ClientMessage::Answer { sdp }) => {
+                self.handle_signal(ClientSignal::Answer(sdp))
+            }
+            (Stage::Joined, ClientMessage::Candidate(c)) => {
+                self.handle_signal(ClientSignal::Candidate(c))
+            }
+            (Stage::Joined, ClientMessage::Leave) => {
+                self.start_leaving();
+                None
+            }
+            (Stage::Leaving, ClientMessage::Leave) => None,
+            (
+                Stage::Leaving,
+                ClientMessage::Offer { .. }
+                | ClientMessage::Answer { .. }
+                | ClientMessage::Candidate(_),
+            ) => Some(not_joined("this socket has left the room")),
+        };
+        match reply {
+            Some(reply) => self.send(&reply).await,
+            None => Continue(()),
+        }
+    }
+
+    async fn handle_join(&mut self, attempt: JoinAttempt) -> ControlFlow<End> {
+        let room = attempt.room.clone();
+        match attempt
+            .run(&*self.backend, self.config.backend_timeout)
+            .await
+        {
+            Ok(session) => {
+                let span = tracing::Span::current();
+                span.record("room", room.as_str());
+                span.record("participant", session.participant_id.as_str());
+                info!("joined");
+                self.phase = Phase::Joined {
+                    member: Member {
+                        backend: Arc::clone(&self.backend),
+                        id: session.participant_id,
+                        gone: false,
+                    },
+                    events: session.events,
+                };
+                Continue(())
+            }
+            Err(e) => {
+                debug!(code = e.code.as_str(), "join refused");
+                self.phase = Phase::AwaitingJoin {
+                    deadline: Instant::now() + self.config.join_timeout,
+                };
+                self.send(&e.into()).await
+            }
+        }
+    }
+
+    /// Passes a signal on; the reply is the media side's refusal, if any.
+    fn handle_signal(&self, signal: ClientSignal) -> Option<ServerMessage> {
+        let Phase::Joined { member, .. } = &self.phase else {
+            return Some(not_joined("send join first"));
+        };
+        match &signal {
+            ClientSignal::Offer(sdp) => debug!(bytes = sdp.len(), "offer"),
+            ClientSignal::Answer(sdp) => debug!(bytes = sdp.len(), "answer"),
+            ClientSignal::Candidate(c) => debug!(bytes = c.candidate.len(), "candidate"),
+        }
+        match self.backend.signal(&member.id, signal) {
+            Ok(()) => None,
+            Err(e) => {
+                debug!(code = e.code.as_str(), "signal refused");
+                Some(e.into())
+            }
+        }
+    }
+
+    fn start_leaving(&mut self) {
+        if let Phase::Joined { member, events } = std::mem::replace(&mut self.phase, Phase::Done) {
+            info!("leaving");
+            member.leave();
+            self.phase = Phase::Leaving {
+                events,
+                deadline: Instant::now() + self.config.leave_timeout,
+            };
+        }
+    }
+
+    async fn handle_event(&mut self, event: Option<ServerMessage>) -> ControlFlow<End> {
+        match event {
+            Some(ServerMessage::Left { reason }) => {
+                self.phase.end_by_backend();
+                self.send(&ServerMessage::Left { reason }).await?;
+                Break(End::Left)
+            }
+            Some(event) => self.send(&event).await,
+            None => {
+                let reason = match self.phase.stage() {
+                    Stage::Leaving => "left",
+                    Stage::Joined | Stage::NotJoined => "ended",
+                };
+                debug!("event channel closed");
+                self.phase.end_by_backend();
+                self.send_left(reason).await
+            }
+        }
+    }
+
+    async fn handle_wake(&mut self, wake: Wake) -> ControlFlow<End> {
+        match wake {
+            Wake::Ping => {
+                self.next_ping = Instant::now() + self.config.ping_interval;
+                self.send_frame(Message::Ping(Default::default())).await
+            }
+            Wake::IdleTimeout => Break(End::Idle),
+            Wake::JoinTimeout => Break(End::JoinTimeout),
+            Wake::LeaveTimeout => {
+                debug!("no left from the media side in time");
+                self.send_left("left").await
+            }
+        }
+    }
+
+    /// Tells the client it is out of the room; the session ends.
+    async fn send_left(&mut self, reason: &str) -> ControlFlow<End> {
+        self.send(&ServerMessage::Left {
+            reason: reason.to_owned(),
+        })
+        .await?;
+        Break(End::Left)
+    }
+
+    async fn send(&mut self, msg: &ServerMessage) -> ControlFlow<End> {
+        match serde_json::to_string(msg) {
+            Ok(text) => self.send_frame(Message::Text(text.into())).await,
+            Err(e) => {
+                warn!(error = %e, "server message did not serialize");
+                Continue(())
+            }
+        }
+    }
+
+    async fn send_frame(&mut self, frame: Message) -> ControlFlow<End> {
+        match timeout(self.config.send_timeout, self.socket.send(frame)).await {
+            Ok(Ok(())) => Continue(()),
+            Ok(Err(e)) => {
+                debug!(error = %e, "send failed");
+                Break(End::Gone)
+            }
+            Err(_) => Break(End::SendStalled),
+        }
+    }
+
+    /// Lets the participant go if it is still in, then closes the socket within [`CLOSE_GRACE`].
+    async fn finish(mut self, end: End) {
+        drop(std::mem::replace(&mut self.phase, Phase::Done));
+        info!(end = end.as_str(), "session ended");
+        if end == End::SendStalled {
+            return;
+        }
+        if let Some(frame) = end.close_frame() {
+            let close = self.socket.send(Message::Close(Some(frame)));
+            if !matches!(timeout(CLOSE_GRACE, close).await, Ok(Ok(()))) {
+                return;
+            }
+        }
+        let drain = async { while let Some(Ok(_)) = self.socket.recv().await {} };
+        if timeout(CLOSE_GRACE, drain).await.is_err() {
+            debug!("client did not finish the close handshake");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earliest_picks_the_first_deadline_and_the_first_listed_on_ties() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(
+            earliest(
+                (t0 + 3 * s, 'a'),
+                [None, Some((t0 + s, 'b')), Some((t0 + 2 * s, 'c'))]
+            ),
+            (t0 + s, 'b')
+        );
+        assert_eq!(
+            earliest((t0 + s, 'a'), [Some((t0 + s, 'b'))]),
+            (t0 + s, 'a')
+        );
+        assert_eq!(earliest((t0, 'a'), [None]), (t0, 'a'));
+    }
+
+    #[test]
+    fn truncate_cuts_on_character_boundaries() {
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("abcd", 3), "abc…");
+        assert_eq!(truncate("ééé", 2), "éé…");
+        assert_eq!(truncate("", 0), "");
+    }
+
+    #[test]
+    fn parse_text_sorts_bad_input_by_code() {
+        let code = |text: &str| parse_text(text).map_err(|e| e.code);
+        assert_eq!(code(r#"{"type":"ping"}"#), Ok(ClientMessage::Ping));
+        for bad in [
+            "",
+            "null",
+            "[]",
+            "{}",
+            r#"{"type":"dance"}"#,
+            r#"{"type":"offer"}"#,
+        ] {
+            assert_eq!(code(bad), Err(ErrorCode::BadMessage), "{bad:?}");
+        }
+        let huge = format!(
+            r#"{{"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert_eq!(code(&huge), Err(ErrorCode::MessageTooLarge));
+    }
+
+    #[test]
+    fn bad_message_details_are_bounded() {
+        let long_type = format!(r#"{{"type":"{}"}}"#, "x".repeat(10_000));
+        let Err(e) = parse_text(&long_type) else {
+            panic!("accepted an unknown type")
+        };
+        assert!(
+            e.message.chars().count() <= MAX_DETAIL_CHARS + 1,
+            "{}",
+            e.message
+        );
+    }
+}

@@ -1,0 +1,665 @@
+/**
+ * Browser client for the SFU: one WebSocket for signalling, one RTCPeerConnection for all media.
+ *
+ * ```js
+ * import { SfuClient } from '/client.js';
+ * const client = new SfuClient();
+ * client.addEventListener('remote-stream', (e) => attach(e.detail.participantId, e.detail.stream));
+ * client.addEventListener('participants-changed', () => render(client.participants));
+ * client.addEventListener('error', (e) => show(e.detail.code, e.detail.message));
+ * client.addEventListener('left', (e) => console.info('session over:', e.detail.reason));
+ * await client.join({ room: 'demo', name: 'Ann' });
+ * // ...
+ * client.leave();
+ * ```
+ *
+ * The call order of one session:
+ * 1. `join()` captures the camera and microphone (unless a `stream` is given), opens the WebSocket
+ *    and sends `join`. The server answers `joined`.
+ * 2. The client creates the peer connection, adds its tracks as `sendonly` transceivers and sends
+ *    its `offer`; the server sends the `answer`. Candidates are trickled both ways.
+ * 3. Whenever remote tracks come or go, the server sends an `offer`; the client answers it. The
+ *    server is the polite side: an offer from the server that arrives while the client's own offer
+ *    is outstanding is ignored, and the server offers again after answering.
+ * 4. `leave()`, a `left` message, or the WebSocket closing ends the session: `left` is emitted once.
+ *
+ * Every negotiation step (offer, answer, remote candidate) runs on one promise chain, so no two
+ * steps ever interleave.
+ *
+ * Remote media: every publisher is one participant, whose tracks the client gathers into one
+ * `MediaStream` per participant (`participants.get(id).stream`). The stream object stays the same
+ * for the life of the participant; tracks are added to it and removed from it as the server
+ * renegotiates. Which receiver belongs to whom is read from the `a=msid:<participant id> <track id>`
+ * lines of the server's SDP after each description is applied, so m-lines the server recycles for
+ * another publisher move to the right participant.
+ *
+ * Events (all `CustomEvent`s):
+ * - `participants-changed`: someone joined or left, or the local session started or ended.
+ *   `detail: { participants }` (the same Map as `client.participants`).
+ * - `remote-stream`: the tracks of a participant's stream changed. `detail: { participantId, stream }`.
+ * - `local-stream`: the local camera/microphone stream is ready. `detail: { stream }`.
+ * - `connection-state`: the peer connection's `connectionState` changed. `detail: { state }`.
+ * - `error`: something failed. `detail: { code, message }`. `code` is one of the server's codes
+ *   (`bad_message`, `invalid_name`, `unauthorized`, `room_full`, `server_busy`, ...) or a client code:
+ *   `media_denied`, `media_unavailable`, `connection_failed`, `timeout`, `negotiation_failed`,
+ *   `ice_failed`.
+ * - `left`: the session ended. `detail: { reason }`: `left` after `leave()`, `disconnected` when the
+ *   WebSocket closed (`detail.closeCode` then holds the close code), or the server's reason.
+ *
+ * @module client
+ */
+
+/** The protocol version this client speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** Media asked for when `join()` is given neither `stream` nor `media`. */
+export const DEFAULT_MEDIA = Object.freeze({
+  audio: true,
+  video: { width: 1280, height: 720 },
+});
+
+/** An error with a stable `code`; the `message` is for humans. */
+export class SfuError extends Error {
+  /**
+   * @param {string} code stable machine-readable code
+   * @param {string} message human-readable text
+   */
+  constructor(code, message) {
+    super(message);
+    this.name = 'SfuError';
+    this.code = code;
+  }
+}
+
+/** The default WebSocket URL: `/ws` on the host that served the page. */
+export function defaultSignalUrl() {
+  const scheme = globalThis.location?.protocol === 'https:' ? 'wss' : 'ws';
+  return `${scheme}://${globalThis.location?.host}/ws`;
+}
+
+/**
+ * The media sections of an SDP, in order.
+ *
+ * @param {string} sdp
+ * @returns {{mid: string|null, kind: string, port: number, direction: string,
+ *            streamId: string|null, trackId: string|null, hasMsid: boolean}[]}
+ */
+export function parseMediaSections(sdp) {
+  const sections = [];
+  let sessionDirection = 'sendrecv';
+  let current = null;
+  for (const line of sdp.split(/\r?\n/)) {
+    if (line.startsWith('m=')) {
+      const [kind, port] = line.slice(2).split(' ');
+      current = {
+        mid: null,
+        kind,
+        port: Number(port),
+        direction: sessionDirection,
+        streamId: null,
+        trackId: null,
+        hasMsid: false,
+      };
+      sections.push(current);
+    } else if (line.startsWith('a=mid:') && current) {
+      current.mid = line.slice(6).trim();
+    } else if (line.startsWith('a=msid:') && current) {
+      const [streamId, trackId] = line.slice(7).trim().split(/\s+/);
+      current.streamId = streamId || null;
+      current.trackId = trackId || null;
+      current.hasMsid = true;
+    } else if (/^a=ssrc:\d+ msid:/.test(line) && current && !current.hasMsid) {
+      // Older SDP carries the msid only as an SSRC attribute.
+      const [streamId, trackId] = line.slice(line.indexOf('msid:') + 5).trim().split(/\s+/);
+      current.streamId = streamId || null;
+      current.trackId = trackId || null;
+    } else if (/^a=(sendrecv|sendonly|recvonly|inactive)\s*$/.test(line)) {
+      const direction = line.slice(2).trim();
+      if (current) current.direction = direction;
+      else sessionDirection = direction;
+    }
+  }
+  return sections;
+}
+
+/** How long `join()` waits for the server's `joined`, by default. */
+const JOIN_TIMEOUT_MS = 15000;
+/** How often a `ping` is sent while joined. */
+const PING_INTERVAL_MS = 20000;
+/** A session with no message from the server for this long is taken as disconnected. */
+const SILENCE_LIMIT_MS = 3 * PING_INTERVAL_MS;
+
+/**
+ * A participant of the room as this client sees it.
+ * @typedef {object} RemoteParticipant
+ * @property {string} name display name ('' until the server has told it)
+ * @property {MediaStream} stream the participant's remote tracks; the same object for its lifetime
+ * @property {Map<string, string>} tracks published track ids to kind (`audio`/`video`), as announced
+ */
+
+export class SfuClient extends EventTarget {
+  /** The session's peer connection; `null` outside a session. @type {RTCPeerConnection|null} */
+  pc = null;
+  /** The id the server gave this participant; `null` outside a session. @type {string|null} */
+  participantId = null;
+  /** The room joined; `null` outside a session. @type {string|null} */
+  room = null;
+  /** Everybody else in the room, by participant id. @type {Map<string, RemoteParticipant>} */
+  participants = new Map();
+  /** The local camera/microphone stream; `null` outside a session. @type {MediaStream|null} */
+  localStream = null;
+
+  /** `idle`, `joining` or `joined`. */
+  #state = 'idle';
+  /** Bumped on every session start and end; work of an older session checks it and stops. */
+  #generation = 0;
+  /** @type {WebSocket|null} */
+  #ws = null;
+  #chain = Promise.resolve();
+  /** Whether `localStream` was captured here (and so is stopped here). */
+  #ownsStream = false;
+  /** Local candidates gathered before the first offer went out. */
+  #localCandidates = [];
+  #offerSent = false;
+  /** Remote candidates that arrived before a remote description. */
+  #remoteCandidates = [];
+  /** Participants that left; late SDP must not bring them back. */
+  #departed = new Set();
+  /** Server track ids announced as unpublished. */
+  #unpublished = new Set();
+  /** Receiver track -> server track id, as of the last sync. @type {Map<MediaStreamTrack, string>} */
+  #serverTrackIds = new Map();
+  /** Receiver tracks with an `ended` listener. @type {WeakSet<MediaStreamTrack>} */
+  #watched = new WeakSet();
+  #syncQueued = false;
+  #pingTimer = null;
+  #lastServerMessageAt = 0;
+  /** Rejects the pending `join()` when the session is torn down before `joined`. */
+  #abortJoin = null;
+
+  /** `idle`, `joining` or `joined`. */
+  get state() {
+    return this.#state;
+  }
+
+  /**
+   * Joins a room. Resolves once the server has accepted the join and the client's offer is sent;
+   * media flows shortly after. Rejects with an {@link SfuError} (also emitted as `error`, except
+   * `aborted` when `leave()` is called meanwhile).
+   *
+   * @param {object} options
+   * @param {string} options.room room name
+   * @param {string} options.name display name
+   * @param {string} [options.token] access token
+   * @param {string} [options.url] WebSocket URL; default `/ws` on the page's host
+   * @param {MediaStream} [options.stream] media to publish; the caller keeps ownership
+   * @param {MediaStreamConstraints} [options.media] constraints for `getUserMedia` when no `stream`
+   * @param {number} [options.timeoutMs] how long to wait for the server's `joined`
+   * @returns {Promise<{participantId: string, participants: Map<string, RemoteParticipant>}>}
+   */
+  async join({ room, name, token, url, stream, media = DEFAULT_MEDIA, timeoutMs = JOIN_TIMEOUT_MS } = {}) {
+    if (this.#state !== 'idle') {
+      throw new SfuError('wrong_state', 'already in a session; call leave() first');
+    }
+    this.#state = 'joining';
+    const generation = ++this.#generation;
+    try {
+      const local = stream ?? (await captureMedia(media));
+      if (generation !== this.#generation) {
+        if (!stream) stopTracks(local);
+        throw new SfuError('aborted', 'join aborted by leave()');
+      }
+      this.localStream = local;
+      this.#ownsStream = !stream;
+      this.#emit('local-stream', { stream: local });
+      await this.#connect(url ?? defaultSignalUrl(), { room, name, token }, timeoutMs, generation);
+      return { participantId: this.participantId, participants: this.participants };
+    } catch (err) {
+      const error = err instanceof SfuError ? err : new SfuError('connection_failed', String(err?.message ?? err));
+      if (generation === this.#generation) {
+        this.#teardown();
+        this.#state = 'idle';
+      }
+      if (error.code !== 'aborted') this.#emit('error', { code: error.code, message: error.message });
+      throw error;
+    }
+  }
+
+  /**
+   * Leaves the room: sends `leave`, closes the peer connection and the WebSocket, and releases the
+   * camera and microphone if `join()` captured them. Emits `left` with reason `left` if a session
+   * was established. Safe to call at any time.
+   */
+  leave() {
+    if (this.#state === 'idle') return;
+    const wasJoined = this.#state === 'joined';
+    if (wasJoined) this.#send({ type: 'leave' });
+    this.#end('left', wasJoined);
+  }
+
+  // ---- session lifecycle -------------------------------------------------------------------
+
+  /** Opens the WebSocket and resolves once `joined` has been handled. */
+  #connect(url, { room, name, token }, timeoutMs, generation) {
+    return new Promise((resolve, reject) => {
+      let ws;
+      try {
+        ws = new WebSocket(url);
+      } catch (err) {
+        reject(new SfuError('connection_failed', `cannot open ${url}: ${err.message}`));
+        return;
+      }
+      this.#ws = ws;
+      const timer = setTimeout(() => {
+        settle(new SfuError('timeout', `no answer from the server within ${Math.round(timeoutMs / 1000)} s`));
+      }, timeoutMs);
+      let settled = false;
+      const settle = (error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#abortJoin = null;
+        if (error) reject(error);
+        else resolve();
+      };
+      this.#abortJoin = () => settle(new SfuError('aborted', 'join aborted by leave()'));
+
+      ws.onopen = () => {
+        const join = { type: 'join', version: PROTOCOL_VERSION, room, name };
+        if (token) join.token = token;
+        ws.send(JSON.stringify(join));
+      };
+      ws.onerror = () => {
+        // A `close` event always follows and carries the details.
+      };
+      ws.onclose = (ev) => {
+        if (generation !== this.#generation) return;
+        if (!settled) {
+          const why = ev.reason ? `: ${ev.reason}` : ` (code ${ev.code})`;
+          settle(new SfuError('connection_failed', `cannot reach the server${why}`));
+        } else {
+          this.#end('disconnected', true, { closeCode: ev.code });
+        }
+      };
+      ws.onmessage = (ev) => {
+        if (generation !== this.#generation) return;
+        this.#lastServerMessageAt = Date.now();
+        let msg;
+        try {
+          msg = JSON.parse(ev.data);
+        } catch {
+          this.#emit('error', { code: 'bad_message', message: 'the server sent a message that is not JSON' });
+          return;
+        }
+        if (!msg || typeof msg.type !== 'string') return;
+        if (this.#state === 'joining') {
+          if (msg.type === 'joined') {
+            try {
+              this.#onJoined(msg);
+              settle();
+            } catch (err) {
+              settle(err instanceof SfuError ? err : new SfuError('negotiation_failed', err.message));
+            }
+          } else if (msg.type === 'error') {
+            settle(new SfuError(msg.code ?? 'internal', msg.message ?? 'join refused'));
+          } else if (msg.type === 'left') {
+            settle(new SfuError(msg.reason ?? 'left', `the server ended the session (${msg.reason})`));
+          }
+          return;
+        }
+        this.#onMessage(msg);
+      };
+    });
+  }
+
+  /** Handles `joined`: records the room, creates the peer connection and sends the first offer. */
+  #onJoined(msg) {
+    this.participantId = msg.participant_id;
+    this.room = msg.room ?? null;
+    for (const p of msg.participants ?? []) this.#upsertParticipant(p);
+
+    const pc = new RTCPeerConnection({
+      iceServers: (msg.ice_servers ?? []).map(({ urls, username, credential }) => ({
+        urls,
+        ...(username != null ? { username } : {}),
+        ...(credential != null ? { credential } : {}),
+      })),
+      bundlePolicy: 'max-bundle',
+    });
+    this.pc = pc;
+    pc.onicecandidate = (ev) => this.#onLocalCandidate(ev.candidate);
+    pc.ontrack = (ev) => this.#onTrack(ev);
+    pc.onconnectionstatechange = () => {
+      if (this.pc !== pc) return;
+      this.#emit('connection-state', { state: pc.connectionState });
+      if (pc.connectionState === 'failed') {
+        this.#emit('error', { code: 'ice_failed', message: 'the media connection to the server failed' });
+      }
+    };
+    for (const track of this.localStream.getTracks()) {
+      pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+    }
+
+    this.#state = 'joined';
+    this.#startPing();
+    this.#emit('participants-changed', { participants: this.participants });
+    this.#enqueue(async (pc) => {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      this.#send({ type: 'offer', sdp: pc.localDescription.sdp });
+      this.#offerSent = true;
+      for (const c of this.#localCandidates.splice(0)) this.#send(c);
+    });
+  }
+
+  /** Ends the session and, if it was established, emits `left`. */
+  #end(reason, announce, extra = {}) {
+    this.#teardown();
+    this.#state = 'idle';
+    if (announce) {
+      this.#emit('participants-changed', { participants: this.participants });
+      this.#emit('left', { reason, ...extra });
+    }
+  }
+
+  /** Releases everything the session holds. Idempotent. */
+  #teardown() {
+    this.#generation++;
+    clearInterval(this.#pingTimer);
+    this.#pingTimer = null;
+    this.#abortJoin?.();
+    this.#abortJoin = null;
+    if (this.#ws) {
+      const ws = this.#ws;
+      this.#ws = null;
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
+    }
+    if (this.pc) {
+      const pc = this.pc;
+      this.pc = null;
+      pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = null;
+      pc.close();
+    }
+    for (const p of this.participants.values()) {
+      for (const t of p.stream.getTracks()) p.stream.removeTrack(t);
+    }
+    this.participants.clear();
+    if (this.localStream && this.#ownsStream) stopTracks(this.localStream);
+    this.localStream = null;
+    this.#ownsStream = false;
+    this.participantId = null;
+    this.room = null;
+    this.#chain = Promise.resolve();
+    this.#localCandidates = [];
+    this.#remoteCandidates = [];
+    this.#offerSent = false;
+    this.#departed.clear();
+    this.#unpublished.clear();
+    this.#serverTrackIds.clear();
+  }
+
+  // ---- server messages ---------------------------------------------------------------------
+
+  #onMessage(msg) {
+    switch (msg.type) {
+      case 'offer':
+        this.#enqueue(async (pc) => {
+          // The client is the impolite side: while its own offer is out, the server's is dropped.
+          if (pc.signalingState !== 'stable') return;
+          await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+          await this.#flushRemoteCandidates(pc);
+          await pc.setLocalDescription(await pc.createAnswer());
+          this.#send({ type: 'answer', sdp: pc.localDescription.sdp });
+          this.#syncRemoteTracks();
+        });
+        break;
+      case 'answer':
+        this.#enqueue(async (pc) => {
+          if (pc.signalingState !== 'have-local-offer') return;
+          await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+          await this.#flushRemoteCandidates(pc);
+          this.#syncRemoteTracks();
+        });
+        break;
+      case 'candidate':
+        this.#enqueue(async (pc) => {
+          const init = {
+            candidate: msg.candidate ?? '',
+            sdpMid: msg.sdpMid ?? null,
+            sdpMLineIndex: msg.sdpMLineIndex ?? (msg.sdpMid == null ? 0 : null),
+          };
+          if (!pc.remoteDescription) this.#remoteCandidates.push(init);
+          else await addCandidate(pc, init);
+        });
+        break;
+      case 'participant_joined':
+        this.#departed.delete(msg.participant?.id);
+        this.#upsertParticipant(msg.participant);
+        this.#emit('participants-changed', { participants: this.participants });
+        break;
+      case 'participant_left':
+        this.#removeParticipant(msg.participant_id);
+        break;
+      case 'track_published': {
+        const p = this.#ensureParticipant(msg.participant_id);
+        if (p && msg.track?.id) p.tracks.set(msg.track.id, msg.track.kind);
+        this.#emit('participants-changed', { participants: this.participants });
+        break;
+      }
+      case 'track_unpublished':
+        this.#unpublished.add(msg.track_id);
+        this.participants.get(msg.participant_id)?.tracks.delete(msg.track_id);
+        this.#syncRemoteTracks();
+        this.#emit('participants-changed', { participants: this.participants });
+        break;
+      case 'left':
+        this.#end(msg.reason ?? 'left', true);
+        break;
+      case 'error':
+        this.#emit('error', { code: msg.code ?? 'internal', message: msg.message ?? '' });
+        break;
+      case 'pong':
+        break;
+      default:
+        // Unknown types are skipped so that a newer server can add messages.
+        break;
+    }
+  }
+
+  // ---- negotiation -------------------------------------------------------------------------
+
+  /** Runs `step(pc)` after every step queued before it, unless the session ended meanwhile. */
+  #enqueue(step) {
+    const generation = this.#generation;
+    this.#chain = this.#chain
+      .then(() => (generation === this.#generation && this.pc ? step(this.pc) : undefined))
+      .catch((err) => {
+        if (generation !== this.#generation) return;
+        this.#emit('error', { code: 'negotiation_failed', message: String(err?.message ?? err) });
+      });
+  }
+
+  async #flushRemoteCandidates(pc) {
+    for (const init of this.#remoteCandidates.splice(0)) await addCandidate(pc, init);
+  }
+
+  #onLocalCandidate(candidate) {
+    let msg;
+    if (!candidate) {
+      msg = { type: 'candidate', candidate: '' };
+    } else if (!candidate.candidate) {
+      return;
+    } else {
+      msg = { type: 'candidate', candidate: candidate.candidate };
+      if (candidate.sdpMid != null) msg.sdpMid = candidate.sdpMid;
+      if (candidate.sdpMLineIndex != null) msg.sdpMLineIndex = candidate.sdpMLineIndex;
+    }
+    if (this.#offerSent) this.#send(msg);
+    else this.#localCandidates.push(msg);
+  }
+
+  // ---- remote media ------------------------------------------------------------------------
+
+  #onTrack(ev) {
+    const track = ev.track;
+    if (!this.#watched.has(track)) {
+      this.#watched.add(track);
+      track.addEventListener('ended', () => this.#queueSync());
+    }
+    this.#queueSync();
+  }
+
+  #queueSync() {
+    if (this.#syncQueued) return;
+    this.#syncQueued = true;
+    queueMicrotask(() => {
+      this.#syncQueued = false;
+      this.#syncRemoteTracks();
+    });
+  }
+
+  /**
+   * Makes every participant's stream hold exactly the receiver tracks the server currently sends
+   * for that participant, as the remote SDP's directions and msids say.
+   */
+  #syncRemoteTracks() {
+    const pc = this.pc;
+    if (!pc || !pc.remoteDescription) return;
+    const sections = new Map();
+    for (const s of parseMediaSections(pc.remoteDescription.sdp)) {
+      if (s.mid != null) sections.set(s.mid, s);
+    }
+
+    /** @type {Map<string, Set<MediaStreamTrack>>} */
+    const wanted = new Map();
+    this.#serverTrackIds.clear();
+    for (const t of pc.getTransceivers()) {
+      const s = t.mid == null ? undefined : sections.get(t.mid);
+      const track = t.receiver.track;
+      const sending = s && s.port !== 0 && (s.direction === 'sendonly' || s.direction === 'sendrecv');
+      if (!sending || t.currentDirection === 'stopped' || track.readyState === 'ended') continue;
+      if (!s.streamId || s.streamId === '-' || s.streamId === this.participantId) continue;
+      if (this.#departed.has(s.streamId) || (s.trackId && this.#unpublished.has(s.trackId))) continue;
+      if (!wanted.has(s.streamId)) wanted.set(s.streamId, new Set());
+      wanted.get(s.streamId).add(track);
+      if (s.trackId) this.#serverTrackIds.set(track, s.trackId);
+    }
+
+    let membershipChanged = false;
+    for (const id of wanted.keys()) {
+      if (!this.participants.has(id)) {
+        this.#ensureParticipant(id);
+        membershipChanged = true;
+      }
+    }
+    const changed = [];
+    for (const [id, p] of this.participants) {
+      const want = wanted.get(id) ?? new Set();
+      let dirty = false;
+      for (const t of p.stream.getTracks()) {
+        if (!want.has(t)) {
+          p.stream.removeTrack(t);
+          dirty = true;
+        }
+      }
+      for (const t of want) {
+        if (!p.stream.getTrackById(t.id)) {
+          p.stream.addTrack(t);
+          dirty = true;
+        }
+      }
+      if (dirty) changed.push([id, p.stream]);
+    }
+    if (membershipChanged) this.#emit('participants-changed', { participants: this.participants });
+    for (const [participantId, stream] of changed) this.#emit('remote-stream', { participantId, stream });
+  }
+
+  /** The server's track id of a remote track, if the server's SDP named one. */
+  serverTrackId(track) {
+    return this.#serverTrackIds.get(track) ?? null;
+  }
+
+  // ---- participants ------------------------------------------------------------------------
+
+  #ensureParticipant(id) {
+    if (!id || id === this.participantId || this.#departed.has(id)) return null;
+    let p = this.participants.get(id);
+    if (!p) {
+      p = { name: '', stream: new MediaStream(), tracks: new Map() };
+      this.participants.set(id, p);
+    }
+    return p;
+  }
+
+  #upsertParticipant(info) {
+    const p = this.#ensureParticipant(info?.id);
+    if (!p) return;
+    if (typeof info.name === 'string') p.name = info.name;
+    for (const t of info.tracks ?? []) p.tracks.set(t.id, t.kind);
+  }
+
+  #removeParticipant(id) {
+    const p = this.participants.get(id);
+    this.#departed.add(id);
+    if (!p) return;
+    this.participants.delete(id);
+    const hadTracks = p.stream.getTracks().length > 0;
+    for (const t of p.stream.getTracks()) p.stream.removeTrack(t);
+    this.#emit('participants-changed', { participants: this.participants });
+    if (hadTracks) this.#emit('remote-stream', { participantId: id, stream: p.stream });
+  }
+
+  // ---- plumbing ----------------------------------------------------------------------------
+
+  #send(msg) {
+    const ws = this.#ws;
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+  }
+
+  #startPing() {
+    clearInterval(this.#pingTimer);
+    this.#lastServerMessageAt = Date.now();
+    this.#pingTimer = setInterval(() => {
+      if (Date.now() - this.#lastServerMessageAt > SILENCE_LIMIT_MS) {
+        this.#end('disconnected', true, { closeCode: null });
+        return;
+      }
+      this.#send({ type: 'ping' });
+    }, PING_INTERVAL_MS);
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** Captures camera and microphone, turning browser errors into {@link SfuError}s. */
+async function captureMedia(constraints) {
+  if (!globalThis.navigator?.mediaDevices?.getUserMedia) {
+    throw new SfuError(
+      'media_unavailable',
+      'this page cannot use the camera: it needs a secure context (https or localhost)',
+    );
+  }
+  try {
+    return await navigator.mediaDevices.getUserMedia(constraints);
+  } catch (err) {
+    const denied = err?.name === 'NotAllowedError' || err?.name === 'SecurityError';
+    const what = denied ? 'access to the camera or microphone was denied' : 'no usable camera or microphone';
+    throw new SfuError(denied ? 'media_denied' : 'media_unavailable', `${what} (${err?.name ?? 'Error'}: ${err?.message ?? err})`);
+  }
+}
+
+/** Adds a remote candidate; a candidate the browser cannot use is not worth ending the session. */
+async function addCandidate(pc, init) {
+  try {
+    await pc.addIceCandidate(init);
+  } catch {
+    // The server's candidates are in its SDP too; a bad trickled one is dropped.
+  }
+}
+
+function stopTracks(stream) {
+  for (const t of stream.getTracks()) t.stop();
+}
