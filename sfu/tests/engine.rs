@@ -328,3 +328,103 @@ fn crossing_offers_settle_with_the_server_giving_way() {
     assert!(bed.run_until(secs(5.0), |bed| bed.clients[a].video_from(&idb).len() > 20));
     assert_gap_free("ann <- bob", bed.clients[a].video_from(&idb));
 }
+
+#[test]
+fn a_muted_track_stops_and_resumes_on_a_keyframe_without_a_gap() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    let b = bed.join("r", "bob", false);
+    let ida = bed.id(a);
+    assert!(bed.run_until(secs(5.0), |bed| bed.clients[b].video_from(&ida).len() > 30));
+    let video_track = format!(
+        "{ida}-{}",
+        bed.clients[a].video_mid.expect("ann publishes video")
+    );
+    bed.engine
+        .set_track_muted(bed.now, &ida, &video_track, true)
+        .unwrap();
+    bed.pump_signals();
+    for c in [a, b] {
+        assert!(bed.clients[c].messages.iter().any(|m| matches!(m,
+            ServerMessage::TrackMuted { track_id, muted: true, .. } if *track_id == video_track)));
+    }
+    bed.run(secs(0.2));
+    let at_mute = bed.clients[b].video_from(&ida).len();
+    bed.run(secs(1.0));
+    assert_eq!(
+        bed.clients[b].video_from(&ida).len(),
+        at_mute,
+        "nothing while muted"
+    );
+    assert!(bed.clients[b].audio_from(&ida).len() > 60, "audio goes on");
+
+    bed.engine
+        .set_track_muted(bed.now, &ida, &video_track, false)
+        .unwrap();
+    assert!(
+        bed.run_until(secs(2.0), |bed| bed.clients[b].video_from(&ida).len()
+            > at_mute + 10)
+    );
+    let v = bed.clients[b].video_from(&ida);
+    assert!(v[at_mute].keyframe, "resumes on a keyframe");
+    assert_gap_free("video across mute", v);
+    assert!(
+        v[at_mute].ts.wrapping_sub(v[at_mute - 1].ts) >= 90_000,
+        "timestamps advanced by the muted second"
+    );
+    assert!(bed
+        .engine
+        .set_track_muted(bed.now, &ida, "nope", true)
+        .is_err());
+}
+
+#[test]
+fn grants_decide_who_publishes_and_who_receives() {
+    let mut bed = Bed::new();
+    let viewer = bed.join_with("r", "viewer", true, |s| s.can_publish = false);
+    let deaf = bed.join_with("r", "deaf", true, |s| s.can_subscribe = false);
+    let ann = bed.join("r", "ann", true);
+    bed.run(secs(3.0));
+    let (idv, idd, ida) = (bed.id(viewer), bed.id(deaf), bed.id(ann));
+    // The viewer's SDP said sendonly; nothing of it is published or forwarded.
+    assert!(bed.clients[ann].video_from(&idv).is_empty());
+    assert!(bed.clients[viewer].messages.iter().any(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::Forbidden,
+            ..
+        }
+    )));
+    assert!(!bed.clients[ann].messages.iter().any(|m| matches!(m,
+        ServerMessage::TrackPublished { participant_id, .. } if *participant_id == idv)));
+    // The viewer receives; the deaf one publishes but receives nothing.
+    assert!(!bed.clients[viewer].video_from(&ida).is_empty());
+    assert!(!bed.clients[ann].video_from(&idd).is_empty());
+    assert!(bed.clients[deaf].video_from(&ida).is_empty());
+}
+
+#[test]
+fn participant_updates_reach_the_room() {
+    let mut bed = Bed::new();
+    let a = bed.join_with("r", "ann", true, |s| {
+        s.metadata = Some("{\"role\":\"host\"}".into())
+    });
+    let b = bed.join("r", "bob", true);
+    let ida = bed.id(a);
+    let ServerMessage::Joined { participants, .. } = &bed.clients[b].messages[0] else {
+        panic!("joined first")
+    };
+    assert_eq!(
+        participants[0].metadata.as_deref(),
+        Some("{\"role\":\"host\"}")
+    );
+    bed.engine
+        .update_participant(&ida, Some("Ann B.".into()), None)
+        .unwrap();
+    bed.pump_signals();
+    for c in [a, b] {
+        assert!(bed.clients[c].messages.iter().any(|m| matches!(m,
+            ServerMessage::ParticipantUpdated { participant } if participant.name == "Ann B."
+                && participant.metadata.is_some())));
+    }
+}

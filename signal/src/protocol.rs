@@ -104,6 +104,20 @@ pub enum ServerMessage {
         /// The track id.
         track_id: String,
     },
+    /// A track was muted or unmuted: the server stops or resumes forwarding it.
+    TrackMuted {
+        /// The publisher.
+        participant_id: String,
+        /// The track id.
+        track_id: String,
+        /// Whether it is muted now.
+        muted: bool,
+    },
+    /// A participant's name or metadata changed.
+    ParticipantUpdated {
+        /// The participant as it is now.
+        participant: ParticipantInfo,
+    },
     /// The server removed this participant (answer to `leave`, or for the reason given); the socket
     /// closes after this message.
     Left {
@@ -128,6 +142,12 @@ pub struct ParticipantInfo {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// The identity the access token named, if the server uses tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Application data attached by the operator (REST API or token), opaque to the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
     /// What it publishes.
     pub tracks: Vec<TrackInfo>,
 }
@@ -139,6 +159,9 @@ pub struct TrackInfo {
     pub id: String,
     /// `audio` or `video`.
     pub kind: TrackKind,
+    /// The server does not forward it (muted by its publisher or by an admin).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub muted: bool,
 }
 
 /// The kind of a track.

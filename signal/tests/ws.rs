@@ -96,12 +96,16 @@ impl MediaBackend for Rooms {
             .iter()
             .filter(|(_, m)| m.room == req.room)
             .map(|(id, m)| ParticipantInfo {
+                identity: None,
+                metadata: None,
                 id: id.clone(),
                 name: m.name.clone(),
                 tracks: vec![],
             })
             .collect();
         let me = ParticipantInfo {
+            identity: None,
+            metadata: None,
             id: id.clone(),
             name: req.name.clone(),
             tracks: vec![],

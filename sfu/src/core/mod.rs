@@ -17,11 +17,14 @@
 //! track's subscribers. Connections are driven from a timer heap of their own deadlines, never by
 //! scanning them all.
 
+mod admin;
 pub mod forward;
 pub mod participant;
 pub mod room;
 mod signalling;
 pub mod stats;
+
+pub use signalling::JoinSpec;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -450,6 +453,10 @@ impl Engine {
         let Some(track) = self.tracks.get_mut(&tk) else {
             return;
         };
+        if track.muted {
+            self.stats.dropped[DropReason::Muted.index()] += track.subscribers.len() as u64;
+            return;
+        }
         let in_pt = pkt.header.payload_type;
         let keyframe_start = match track.kind {
             TrackKind::Audio => false,
@@ -472,6 +479,7 @@ impl Engine {
             seq: *pkt.seq_no,
             ts: pkt.header.timestamp,
             keyframe_start,
+            at: pkt.timestamp,
         };
         let ext = forwarded_extensions(&pkt.header.ext_vals);
         let nackable = track.kind == TrackKind::Video;

@@ -10,7 +10,8 @@ use str0m::media::{Mid, Pt};
 use str0m::Rtc;
 
 use super::forward::Forwarder;
-use super::room::TrackKey;
+use super::room::{Track, TrackKey};
+use signal::protocol::ParticipantInfo;
 
 /// Internal participant key: unique within an [`Engine`](super::Engine), never reused.
 pub type ParticipantKey = u64;
@@ -45,6 +46,14 @@ pub struct Participant {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// Identity from the access token.
+    pub identity: Option<String>,
+    /// Operator metadata.
+    pub metadata: Option<String>,
+    /// May publish.
+    pub can_publish: bool,
+    /// May subscribe.
+    pub can_subscribe: bool,
     /// Room name.
     pub room: String,
     /// The one peer connection.
@@ -82,6 +91,21 @@ pub struct Participant {
 }
 
 impl Participant {
+    /// The participant as the protocol describes it.
+    pub fn info(&self, tracks: &HashMap<TrackKey, Track>) -> ParticipantInfo {
+        ParticipantInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            identity: self.identity.clone(),
+            metadata: self.metadata.clone(),
+            tracks: self
+                .published
+                .iter()
+                .filter_map(|(_, tk)| tracks.get(tk).map(Track::info))
+                .collect(),
+        }
+    }
+
     /// Whether a renegotiation is wanted and allowed now.
     pub fn wants_offer(&self) -> bool {
         self.negotiated

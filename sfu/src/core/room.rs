@@ -45,6 +45,8 @@ pub struct Track {
     pub last_keyframe_request: Option<Instant>,
     /// Codec, learnt from the first packet.
     pub codec: Option<VideoCodec>,
+    /// Not forwarded while set.
+    pub muted: bool,
 }
 
 impl Track {
@@ -59,11 +61,20 @@ impl Track {
         due
     }
 
+    /// RTP clock rate: 48 kHz for Opus, 90 kHz for video.
+    pub fn clock_rate(&self) -> u32 {
+        match self.kind {
+            TrackKind::Audio => 48_000,
+            TrackKind::Video => 90_000,
+        }
+    }
+
     /// The track as the protocol describes it.
     pub fn info(&self) -> TrackInfo {
         TrackInfo {
             id: self.id.clone(),
             kind: self.kind,
+            muted: self.muted,
         }
     }
 }

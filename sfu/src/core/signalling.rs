@@ -22,16 +22,53 @@ use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription
 use super::room::{Track, TrackKey};
 use super::{media_kind, track_kind, Engine, TimerKind};
 
+/// Who joins, and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinSpec {
+    /// Participant id, unique on the server (chosen by the caller).
+    pub id: String,
+    /// Room name.
+    pub room: String,
+    /// Display name.
+    pub name: String,
+    /// The identity from the access token, if any.
+    pub identity: Option<String>,
+    /// Operator metadata, opaque to the server.
+    pub metadata: Option<String>,
+    /// May publish tracks. Without it, m-lines the client sends on are set inactive.
+    pub can_publish: bool,
+    /// May receive the others' tracks.
+    pub can_subscribe: bool,
+}
+
+impl JoinSpec {
+    /// A participant with every right.
+    pub fn new(id: impl Into<String>, room: impl Into<String>, name: impl Into<String>) -> Self {
+        JoinSpec {
+            id: id.into(),
+            room: room.into(),
+            name: name.into(),
+            identity: None,
+            metadata: None,
+            can_publish: true,
+            can_subscribe: true,
+        }
+    }
+}
+
 impl Engine {
-    /// Admit participant `id` (unique, chosen by the caller) into `room`, creating the room if
-    /// needed. Sends it [`ServerMessage::Joined`] and tells the others.
-    pub fn join(
-        &mut self,
-        now: Instant,
-        id: String,
-        room: String,
-        name: String,
-    ) -> Result<(), SignalError> {
+    /// Admit a participant into its room, creating the room if needed. Sends it
+    /// [`ServerMessage::Joined`] and tells the others.
+    pub fn join(&mut self, now: Instant, spec: JoinSpec) -> Result<(), SignalError> {
+        let JoinSpec {
+            id,
+            room,
+            name,
+            identity,
+            metadata,
+            can_publish,
+            can_subscribe,
+        } = spec;
         if self.by_id.contains_key(&id) {
             return Err(SignalError::new(
                 ErrorCode::Internal,
@@ -54,19 +91,13 @@ impl Engine {
             .participants
             .iter()
             .filter_map(|k| self.participants.get(k))
-            .map(|p| ParticipantInfo {
-                id: p.id.clone(),
-                name: p.name.clone(),
-                tracks: p
-                    .published
-                    .iter()
-                    .filter_map(|(_, tk)| self.tracks.get(tk).map(Track::info))
-                    .collect(),
-            })
+            .map(|p| p.info(&self.tracks))
             .collect();
         let me = ParticipantInfo {
             id: id.clone(),
             name: name.clone(),
+            identity: identity.clone(),
+            metadata: metadata.clone(),
             tracks: Vec::new(),
         };
         for k in &r.participants {
@@ -80,7 +111,11 @@ impl Engine {
             }
         }
         r.participants.push(key);
-        let to_add = r.tracks.clone();
+        let to_add = if can_subscribe {
+            r.tracks.clone()
+        } else {
+            Vec::new()
+        };
 
         self.signals.push_back((
             id.clone(),
@@ -102,6 +137,10 @@ impl Engine {
             Participant {
                 id,
                 name,
+                identity,
+                metadata,
+                can_publish,
+                can_subscribe,
                 room,
                 rtc,
                 ufrag,
@@ -221,7 +260,7 @@ impl Engine {
                         tk,
                         Subscription {
                             mid,
-                            forwarder: Forwarder::new(track.kind, first_seq()),
+                            forwarder: Forwarder::new(track.kind, first_seq(), track.clock_rate()),
                             pt_map: None,
                         },
                     );
@@ -315,6 +354,16 @@ impl Engine {
         if !direction.is_receiving() || p.published.iter().any(|(m, _)| *m == mid) {
             return;
         }
+        if !p.can_publish {
+            // Whatever the SDP says: nothing from this m-line reaches anyone.
+            p.to_deactivate.push(mid);
+            self.renegotiate.push(key);
+            self.signals.push_back((
+                p.id.clone(),
+                SignalError::new(ErrorCode::Forbidden, "this participant may not publish").into(),
+            ));
+            return;
+        }
         let tk = self.next_key;
         self.next_key += 1;
         let kind = track_kind(kind);
@@ -327,6 +376,7 @@ impl Engine {
             subscribers: Vec::new(),
             last_keyframe_request: None,
             codec: None,
+            muted: false,
         };
         p.published.push((mid, tk));
         debug!(participant = %p.id, track = %track.id, ?kind, "published");
@@ -345,8 +395,10 @@ impl Engine {
             let Some(o) = self.participants.get_mut(&k) else {
                 continue;
             };
-            o.to_add.push(tk);
-            self.renegotiate.push(k);
+            if o.can_subscribe {
+                o.to_add.push(tk);
+                self.renegotiate.push(k);
+            }
             self.signals.push_back((
                 o.id.clone(),
                 ServerMessage::TrackPublished {

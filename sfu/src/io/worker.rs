@@ -18,7 +18,7 @@ use signal::protocol::ServerMessage;
 
 use super::handle::{Command, Placement};
 use super::udp::MediaSocket;
-use crate::core::{Engine, EngineConfig};
+use crate::core::{Engine, EngineConfig, JoinSpec};
 
 /// Receive batches handled before the worker looks at commands and timers again.
 const MAX_BATCHES_PER_WAKE: usize = 16;
@@ -197,7 +197,7 @@ impl WorkerLoop {
                 reply,
             } => {
                 self.sessions.insert(id.clone(), events);
-                let r = self.engine.join(now, id.clone(), room, name);
+                let r = self.engine.join(now, JoinSpec::new(id.clone(), room, name));
                 if r.is_err() {
                     self.sessions.remove(&id);
                 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sfu::core::{generate_dtls_cert, Engine, EngineConfig};
+use sfu::core::{generate_dtls_cert, Engine, EngineConfig, JoinSpec};
 use signal::protocol::ServerMessage;
 use signal::ClientSignal;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -308,13 +308,24 @@ impl Bed {
 
     /// A client joins `room` and makes its first offer. Returns its index.
     pub fn join(&mut self, room: &str, name: &str, publish: bool) -> usize {
+        self.join_with(room, name, publish, |_| {})
+    }
+
+    /// Like [`Bed::join`], with the join adjusted by `f` (grants, metadata).
+    pub fn join_with(
+        &mut self,
+        room: &str,
+        name: &str,
+        publish: bool,
+        f: impl FnOnce(&mut JoinSpec),
+    ) -> usize {
         let i = self.clients.len();
         let addr: SocketAddr = format!("10.0.1.{}:{}", i + 1, 6000 + i).parse().unwrap();
         let mut c = Client::new(name, addr, self.now, publish);
         let id = format!("{name}-id");
-        self.engine
-            .join(self.now, id.clone(), room.into(), name.into())
-            .expect("join");
+        let mut spec = JoinSpec::new(id.clone(), room, name);
+        f(&mut spec);
+        self.engine.join(self.now, spec).expect("join");
         c.id = Some(id.clone());
         let offer = c.make_offer();
         self.clients.push(c);

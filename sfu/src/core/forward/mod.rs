@@ -6,6 +6,8 @@
 
 pub mod rewrite;
 
+use std::time::Instant;
+
 use rewrite::{SeqRewriter, SeqVerdict, TsRewriter};
 use signal::protocol::TrackKind;
 
@@ -20,15 +22,18 @@ pub enum DropReason {
     NotConnected,
     /// The subscriber's peer connection has no send stream for the track yet (negotiating).
     NoStream,
+    /// The track is muted.
+    Muted,
 }
 
 impl DropReason {
     /// All reasons, for counters.
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::WaitingForKeyframe,
         DropReason::TooOld,
         DropReason::NotConnected,
         DropReason::NoStream,
+        DropReason::Muted,
     ];
 
     /// A stable name for metrics and logs.
@@ -38,6 +43,7 @@ impl DropReason {
             DropReason::TooOld => "too_old",
             DropReason::NotConnected => "not_connected",
             DropReason::NoStream => "no_stream",
+            DropReason::Muted => "muted",
         }
     }
 
@@ -75,34 +81,52 @@ pub struct PacketInfo {
     pub ts: u32,
     /// The packet is the first of a keyframe (decoding can start here).
     pub keyframe_start: bool,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 /// Forwarding state for one track towards one subscriber.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     kind: TrackKind,
+    /// RTP clock rate of the track (ticks per second).
+    clock_rate: u32,
     seq: SeqRewriter,
     ts: TsRewriter,
+    /// Waiting for a packet to (re)start on.
+    waiting: bool,
+    /// Arrival time of the last packet sent.
+    last_sent_at: Option<Instant>,
 }
 
 impl Forwarder {
     /// A forwarder whose outgoing sequence numbers start at `first_seq`.
-    pub fn new(kind: TrackKind, first_seq: u16) -> Self {
+    pub fn new(kind: TrackKind, first_seq: u16, clock_rate: u32) -> Self {
         Forwarder {
             kind,
+            clock_rate,
             seq: SeqRewriter::new(first_seq),
             ts: TsRewriter::default(),
+            waiting: true,
+            last_sent_at: None,
         }
     }
 
-    /// Whether the forwarder is still waiting for its first packet (audio) or keyframe (video).
+    /// Whether the forwarder is waiting for a packet (audio) or keyframe (video) to start on.
     pub fn is_waiting(&self) -> bool {
-        !self.seq.is_started()
+        self.waiting
+    }
+
+    /// Stop, and start again on the next packet (audio) or keyframe (video) as if it continued
+    /// the stream: sequence numbers go on without a gap and timestamps advance by the time that
+    /// passed. Used when the source was interrupted (mute) or changes (layer switch).
+    pub fn restart(&mut self) {
+        self.waiting = true;
     }
 
     /// Decide about one packet.
     pub fn handle_packet(&mut self, p: PacketInfo) -> Verdict {
-        if !self.seq.is_started() {
+        if self.waiting {
             let can_start = match self.kind {
                 TrackKind::Audio => true,
                 TrackKind::Video => p.keyframe_start,
@@ -113,14 +137,22 @@ impl Forwarder {
                     keyframe_needed: true,
                 };
             }
+            let elapsed = self
+                .last_sent_at
+                .map_or(0, |t| p.at.saturating_duration_since(t).as_micros() as u64);
+            let step = (elapsed * self.clock_rate as u64 / 1_000_000).min(u32::MAX as u64 / 4);
             self.seq.start(p.seq);
-            self.ts.start(p.ts, 1);
+            self.ts.start(p.ts, step as u32);
+            self.waiting = false;
         }
         match self.seq.rewrite(p.seq) {
-            SeqVerdict::Send(seq) => Verdict::Send {
-                seq,
-                ts: self.ts.rewrite(p.ts),
-            },
+            SeqVerdict::Send(seq) => {
+                self.last_sent_at = Some(p.at);
+                Verdict::Send {
+                    seq,
+                    ts: self.ts.rewrite(p.ts),
+                }
+            }
             SeqVerdict::TooOld => Verdict::Drop {
                 reason: DropReason::TooOld,
                 keyframe_needed: false,
@@ -133,17 +165,26 @@ impl Forwarder {
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
     fn pkt(seq: u64, ts: u32, key: bool) -> PacketInfo {
         PacketInfo {
             seq,
             ts,
             keyframe_start: key,
+            at: base(),
         }
+    }
+
+    fn base() -> Instant {
+        use std::sync::OnceLock;
+        static T: OnceLock<Instant> = OnceLock::new();
+        *T.get_or_init(Instant::now)
     }
 
     #[test]
     fn video_waits_for_a_keyframe_then_is_gap_free() {
-        let mut f = Forwarder::new(TrackKind::Video, 1);
+        let mut f = Forwarder::new(TrackKind::Video, 1, 90_000);
         let table = [
             (pkt(10, 100, false), None),
             (pkt(11, 100, false), None),
@@ -164,7 +205,7 @@ mod tests {
 
     #[test]
     fn waiting_asks_for_a_keyframe_and_too_old_does_not() {
-        let mut f = Forwarder::new(TrackKind::Video, 1);
+        let mut f = Forwarder::new(TrackKind::Video, 1, 90_000);
         assert_eq!(
             f.handle_packet(pkt(5, 0, false)),
             Verdict::Drop {
@@ -183,8 +224,38 @@ mod tests {
     }
 
     #[test]
+    fn restart_continues_numbering_and_advances_time() {
+        let mut f = Forwarder::new(TrackKind::Video, 1, 90_000);
+        assert_eq!(
+            f.handle_packet(pkt(100, 9000, true)),
+            Verdict::Send { seq: 1, ts: 9000 }
+        );
+        f.restart();
+        assert!(f.is_waiting());
+        // Half a second later, a new source (or the same one after a mute) with other numbers.
+        let later = PacketInfo {
+            seq: 5000,
+            ts: 1,
+            keyframe_start: false,
+            at: base() + Duration::from_millis(500),
+        };
+        assert!(matches!(f.handle_packet(later), Verdict::Drop { .. }));
+        let key = PacketInfo {
+            keyframe_start: true,
+            ..later
+        };
+        assert_eq!(
+            f.handle_packet(key),
+            Verdict::Send {
+                seq: 2,
+                ts: 9000 + 45_000
+            }
+        );
+    }
+
+    #[test]
     fn audio_starts_at_once() {
-        let mut f = Forwarder::new(TrackKind::Audio, 7);
+        let mut f = Forwarder::new(TrackKind::Audio, 7, 48_000);
         assert_eq!(
             f.handle_packet(pkt(1000, 48_000, false)),
             Verdict::Send { seq: 7, ts: 48_000 }
