@@ -183,6 +183,8 @@ fn keyframe_requests_from_subscribers_are_forwarded_and_merged() {
         bed.join("r", name, true);
     }
     assert!(bed.run_until(secs(5.0), |b| all_receive_all(b, 3)));
+    // Let the requests of the subscriptions' starts age past the merge window.
+    bed.run(secs(1.0));
     let ann = bed.id(0);
     let before = bed.clients[0].keyframe_requests;
     // Bob and cat both ask within a few milliseconds: ann sees one request.
@@ -427,4 +429,31 @@ fn participant_updates_reach_the_room() {
             ServerMessage::ParticipantUpdated { participant } if participant.name == "Ann B."
                 && participant.metadata.is_some())));
     }
+}
+
+#[test]
+fn a_broken_client_offer_during_glare_does_not_stall_negotiation() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    bed.run(secs(1.0));
+    bed.clients[a].hold_offers = true;
+    let b = bed.join("r", "bob", true);
+    bed.run(secs(0.2));
+    let held = bed.clients[a].held_offers.len();
+    assert!(held > 0, "the server offered bob's tracks");
+    bed.clients[a].hold_offers = false;
+    let ida = bed.id(a);
+    // Ann's own offer is garbage: refused, and the server offers again rather than waiting.
+    bed.engine
+        .handle_signal(bed.now, &ida, ClientSignal::Offer("v=0 broken".into()));
+    bed.pump_signals();
+    assert!(bed.clients[a].messages.iter().any(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::InvalidSdp,
+            ..
+        }
+    )));
+    let idb = bed.id(b);
+    assert!(bed.run_until(secs(5.0), |bed| bed.clients[a].video_from(&idb).len() > 20));
 }

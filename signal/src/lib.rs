@@ -46,6 +46,17 @@ pub enum ClientSignal {
     Answer(String),
     /// A trickled candidate.
     Candidate(protocol::IceCandidate),
+    /// How the client shows a remote video.
+    TrackSettings {
+        /// The track.
+        track_id: String,
+        /// On screen.
+        visible: bool,
+        /// Rendered width in device pixels (0: unknown).
+        width: u32,
+        /// Rendered height in device pixels (0: unknown).
+        height: u32,
+    },
 }
 
 /// The media side, as the signalling layer sees it.

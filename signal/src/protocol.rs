@@ -26,7 +26,8 @@ pub enum ClientMessage {
         room: String,
         /// Display name shown to the others: 1 to 64 characters.
         name: String,
-        /// Access token. Optional while the server runs without API keys.
+        /// Access token (see `auth`). Required whenever the router is given API keys, which the
+        /// `sfu` server always does.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
     },
@@ -42,6 +43,21 @@ pub enum ClientMessage {
     },
     /// A trickled ICE candidate of the client. An empty `candidate` means end of candidates.
     Candidate(IceCandidate),
+    /// How the client shows a remote video: the server never sends a larger simulcast layer than
+    /// this needs, and nothing while it is hidden. Send it when the video element is created,
+    /// resized or hidden/shown. Until the first one, a video is treated as visible at full size.
+    TrackSettings {
+        /// The track (`track_published`'s `track.id`).
+        track_id: String,
+        /// Whether the video is on screen.
+        visible: bool,
+        /// Rendered width in device pixels (0: unknown).
+        #[serde(default)]
+        width: u32,
+        /// Rendered height in device pixels (0: unknown).
+        #[serde(default)]
+        height: u32,
+    },
     /// Leave the room. The server answers with [`ServerMessage::Left`] and closes the socket.
     Leave,
     /// Keep-alive; answered with [`ServerMessage::Pong`].
@@ -113,10 +129,43 @@ pub enum ServerMessage {
         /// Whether it is muted now.
         muted: bool,
     },
+    /// Whether a video this client subscribes to is being forwarded, and which layer.
+    StreamState {
+        /// The publisher.
+        participant_id: String,
+        /// The track.
+        track_id: String,
+        /// `active`, or `paused` (nothing is sent).
+        state: StreamStateKind,
+        /// Why it is paused: `bandwidth` (the estimate cannot carry it), `hidden` (the client said
+        /// it is not visible), `muted` or `publisher` (no layer arrives).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The simulcast layer (rid) forwarded while active, if the track has layers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        layer: Option<String>,
+    },
+    /// The simulcast layers of one of this client's own tracks that somebody needs. The client
+    /// should deactivate the other encodings (`RTCRtpSender.setParameters`) to save CPU and uplink,
+    /// and reactivate them when they are listed again.
+    PublisherLayers {
+        /// The client's own track.
+        track_id: String,
+        /// Rids to send; all others may be paused.
+        active: Vec<String>,
+    },
     /// A participant's name or metadata changed.
     ParticipantUpdated {
         /// The participant as it is now.
         participant: ParticipantInfo,
+    },
+    /// The room's metadata, sent after [`ServerMessage::Joined`] when the room has metadata and
+    /// to everyone in the room whenever the operator changes it.
+    RoomUpdated {
+        /// The room.
+        room: String,
+        /// Its metadata now (empty: none).
+        metadata: String,
     },
     /// The server removed this participant (answer to `leave`, or for the reason given); the socket
     /// closes after this message.
@@ -162,6 +211,16 @@ pub struct TrackInfo {
     /// The server does not forward it (muted by its publisher or by an admin).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub muted: bool,
+}
+
+/// Whether a subscribed stream is forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStateKind {
+    /// Media is forwarded.
+    Active,
+    /// Nothing is forwarded.
+    Paused,
 }
 
 /// The kind of a track.
@@ -232,6 +291,13 @@ pub enum ErrorCode {
     RoomFull,
     /// The server cannot take more work now (admission control, overload, shutting down).
     ServerBusy,
+    /// A REST request whose body, path or query breaks the rules; the error names the field.
+    InvalidRequest,
+    /// The room, participant or track does not exist (or the room does not exist and joining
+    /// does not create rooms).
+    NotFound,
+    /// The thing to create exists already.
+    Conflict,
     /// A bug on the server side.
     Internal,
 }
@@ -252,6 +318,9 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::RoomFull => "room_full",
             ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::Internal => "internal",
         }
     }
@@ -380,6 +449,9 @@ mod tests {
             ErrorCode::Forbidden,
             ErrorCode::RoomFull,
             ErrorCode::ServerBusy,
+            ErrorCode::InvalidRequest,
+            ErrorCode::NotFound,
+            ErrorCode::Conflict,
             ErrorCode::Internal,
         ] {
             assert_eq!(

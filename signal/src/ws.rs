@@ -395,6 +395,20 @@ impl<B: MediaBackend> Conn<B> {
             (Stage::Joined, ClientMessage::Candidate(c)) => {
                 self.handle_signal(ClientSignal::Candidate(c))
             }
+            (
+                Stage::Joined,
+                ClientMessage::TrackSettings {
+                    track_id,
+                    visible,
+                    width,
+                    height,
+                },
+            ) => self.handle_signal(ClientSignal::TrackSettings {
+                track_id,
+                visible,
+                width,
+                height,
+            }),
             (Stage::Joined, ClientMessage::Leave) => {
                 self.start_leaving();
                 None
@@ -404,7 +418,8 @@ impl<B: MediaBackend> Conn<B> {
                 Stage::Leaving,
                 ClientMessage::Offer { .. }
                 | ClientMessage::Answer { .. }
-                | ClientMessage::Candidate(_),
+                | ClientMessage::Candidate(_)
+                | ClientMessage::TrackSettings { .. },
             ) => Some(not_joined("this socket has left the room")),
         };
         match reply {
@@ -453,6 +468,7 @@ impl<B: MediaBackend> Conn<B> {
             ClientSignal::Offer(sdp) => debug!(bytes = sdp.len(), "offer"),
             ClientSignal::Answer(sdp) => debug!(bytes = sdp.len(), "answer"),
             ClientSignal::Candidate(c) => debug!(bytes = c.candidate.len(), "candidate"),
+            ClientSignal::TrackSettings { visible, .. } => debug!(visible, "track settings"),
         }
         match self.backend.signal(&member.id, signal) {
             Ok(()) => None,

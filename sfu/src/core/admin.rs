@@ -37,7 +37,7 @@ impl Engine {
                     sub.forwarder.restart();
                 }
             }
-            self.request_keyframe(now, tk);
+            self.request_all_keyframes(now, tk);
         }
         let msg = ServerMessage::TrackMuted {
             participant_id: participant_id.to_string(),

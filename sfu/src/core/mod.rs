@@ -18,8 +18,11 @@
 //! scanning them all.
 
 mod admin;
+pub mod allocator;
+mod bandwidth;
 pub mod forward;
 pub mod participant;
+pub mod rate;
 pub mod room;
 mod signalling;
 pub mod stats;
@@ -31,6 +34,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
 use str0m::media::{KeyframeRequestKind, MediaKind, Pt};
@@ -41,6 +45,7 @@ use tracing::{debug, warn};
 
 use signal::protocol::{IceServer, ServerMessage, TrackKind};
 
+use forward::select::{LayerIndex, Selection};
 use forward::{DropReason, PacketInfo, Verdict};
 use participant::{Participant, ParticipantKey, MAX_ADDRS};
 use room::{Room, Track, TrackKey, VideoCodec};
@@ -87,6 +92,7 @@ pub fn rtc_config(cert: DtlsCert) -> RtcConfig {
         .enable_opus(true, false)
         .enable_vp8(true)
         .enable_h264(true)
+        .enable_bwe(Some(Bitrate::bps(bandwidth::INITIAL_ESTIMATE)))
 }
 
 /// Makes a DTLS certificate with the default crypto backend.
@@ -104,6 +110,8 @@ enum TimerKind {
     Rtc,
     /// Check whether the participant went silent.
     Liveness,
+    /// Pause layers of this track at the publisher if still unneeded.
+    Layers(TrackKey),
 }
 
 /// The media core of one worker. See the module docs for the call order.
@@ -115,8 +123,12 @@ pub struct Engine {
     by_id: HashMap<String, ParticipantKey>,
     rooms: HashMap<String, Room>,
     tracks: HashMap<TrackKey, Track>,
-    /// SSRC of an incoming stream -> track, per publisher.
-    ssrc_tracks: HashMap<(ParticipantKey, Ssrc), TrackKey>,
+    /// SSRC of an incoming stream -> track and layer, per publisher.
+    ssrc_tracks: HashMap<(ParticipantKey, Ssrc), (TrackKey, LayerIndex)>,
+    /// Tracks whose set of arriving layers changed: their subscribers are allocated again.
+    layers_changed: Vec<TrackKey>,
+    /// Subscriptions that switched layer (subscriber, track): their state is reported.
+    switched: Vec<(ParticipantKey, TrackKey)>,
     timers: BinaryHeap<Reverse<(Instant, ParticipantKey, TimerKind)>>,
     /// Events drained from connections, to be handled.
     events: Vec<(ParticipantKey, Event)>,
@@ -124,6 +136,10 @@ pub struct Engine {
     touched: Vec<ParticipantKey>,
     /// Participants whose negotiation state changed.
     renegotiate: Vec<ParticipantKey>,
+    /// Subscribers whose videos need allocating.
+    allocate_queue: Vec<ParticipantKey>,
+    /// Tracks whose needed layers may have changed.
+    dynacast_queue: Vec<TrackKey>,
     transmits: VecDeque<Transmit>,
     signals: VecDeque<(String, ServerMessage)>,
     next_key: u64,
@@ -142,10 +158,14 @@ impl Engine {
             rooms: HashMap::new(),
             tracks: HashMap::new(),
             ssrc_tracks: HashMap::new(),
+            layers_changed: Vec::new(),
+            switched: Vec::new(),
             timers: BinaryHeap::new(),
             events: Vec::new(),
             touched: Vec::new(),
             renegotiate: Vec::new(),
+            allocate_queue: Vec::new(),
+            dynacast_queue: Vec::new(),
             transmits: VecDeque::new(),
             signals: VecDeque::new(),
             next_key: 1,
@@ -298,6 +318,7 @@ impl Engine {
                     p.liveness_timer = None;
                     self.check_liveness(now, key);
                 }
+                TimerKind::Layers(tk) => self.update_publisher_layers(now, tk),
             }
             self.process(now);
         }
@@ -407,6 +428,13 @@ impl Engine {
                 }
             }
         }
+        if !self.allocate_queue.is_empty()
+            || !self.layers_changed.is_empty()
+            || !self.switched.is_empty()
+            || !self.dynacast_queue.is_empty()
+        {
+            self.update_allocations(now);
+        }
     }
 
     fn handle_event(&mut self, now: Instant, key: ParticipantKey, event: Event) {
@@ -416,8 +444,15 @@ impl Engine {
                 let Some(p) = self.participants.get(&key) else {
                     return;
                 };
-                if let Some(&tk) = p.sub_by_mid.get(&req.mid) {
-                    self.request_keyframe(now, tk);
+                let Some(&tk) = p.sub_by_mid.get(&req.mid) else {
+                    return;
+                };
+                let layer = p
+                    .subs
+                    .get(&tk)
+                    .and_then(|s| s.selector.current().or(s.selector.target()));
+                if let Some(layer) = layer {
+                    self.request_keyframe(now, tk, layer);
                 }
             }
             Event::Connected => {
@@ -435,11 +470,24 @@ impl Engine {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.remove(now, key, "timeout");
             }
-            Event::MediaAdded(m) => self.media_added(key, m.mid, m.kind, m.direction),
-            Event::MediaChanged(m) if !m.direction.is_receiving() => {
-                self.unpublish_mid(key, m.mid);
+            Event::MediaAdded(m) => self.media_added(key, m),
+            Event::MediaChanged(m) => {
+                if m.direction.is_receiving() {
+                    // An m-line the client stopped sending on and now uses again.
+                    self.republish_mid(key, m.mid);
+                } else {
+                    self.unpublish_mid(key, m.mid);
+                }
             }
             Event::Closed => self.remove(now, key, "disconnected"),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                self.on_estimate(now, key, estimate.as_u64());
+            }
+            Event::StreamPaused(sp) => {
+                if let Some(&(tk, _)) = self.ssrc_tracks.get(&(key, sp.ssrc)) {
+                    self.layers_changed.push(tk);
+                }
+            }
             _ => {}
         }
     }
@@ -447,19 +495,16 @@ impl Engine {
     /// Forward one RTP packet of publisher `key` to every subscriber of its track.
     fn forward(&mut self, now: Instant, key: ParticipantKey, pkt: RtpPacket) {
         self.stats.rtp_in += 1;
-        let Some(tk) = self.track_of(key, pkt.header.ssrc) else {
+        let Some((tk, layer)) = self.track_of(key, pkt.header.ssrc) else {
             return;
         };
         let Some(track) = self.tracks.get_mut(&tk) else {
             return;
         };
-        if track.muted {
-            self.stats.dropped[DropReason::Muted.index()] += track.subscribers.len() as u64;
-            return;
-        }
         let in_pt = pkt.header.payload_type;
         let keyframe_start = match track.kind {
-            TrackKind::Audio => false,
+            // Every audio packet can start a stream.
+            TrackKind::Audio => true,
             TrackKind::Video => {
                 let codec = match track.codec {
                     Some(c) => c,
@@ -475,6 +520,25 @@ impl Engine {
                 is_keyframe_start(codec, &pkt.payload)
             }
         };
+        let Some(l) = track.layers.get_mut(layer as usize) else {
+            return;
+        };
+        l.rate.add(now, pkt.payload.len());
+        let was_arriving = l
+            .last_packet
+            .is_some_and(|t| now.saturating_duration_since(t) < room::LAYER_TIMEOUT);
+        l.last_packet = Some(now);
+        if keyframe_start && track.codec == Some(VideoCodec::Vp8) {
+            l.size = forward::vp8::keyframe_size(&pkt.payload).or(l.size);
+        }
+        if !was_arriving && track.kind == TrackKind::Video {
+            // A layer (re)appeared: the subscribers' allocations may change.
+            self.layers_changed.push(tk);
+        }
+        if track.muted {
+            self.stats.dropped[DropReason::Muted.index()] += track.subscribers.len() as u64;
+            return;
+        }
         let info = PacketInfo {
             seq: *pkt.seq_no,
             ts: pkt.header.timestamp,
@@ -497,6 +561,26 @@ impl Engine {
                 continue;
             };
             let drop = |stats: &mut EngineStats, r: DropReason| stats.dropped[r.index()] += 1;
+            let switch = match sub.selector.select(layer, keyframe_start) {
+                Selection::Forward => false,
+                Selection::Switch => true,
+                Selection::Skip { keyframe_needed: k } => {
+                    let reason = if k {
+                        DropReason::WaitingForKeyframe
+                    } else if sub.selector.target().is_none() {
+                        DropReason::Paused
+                    } else {
+                        DropReason::OtherLayer
+                    };
+                    drop(&mut self.stats, reason);
+                    keyframe_needed |= k;
+                    continue;
+                }
+            };
+            if switch {
+                sub.forwarder.restart();
+                self.switched.push((sk, tk));
+            }
             if !s.connected {
                 drop(&mut self.stats, DropReason::NotConnected);
                 continue;
@@ -546,35 +630,44 @@ impl Engine {
             }
         }
         if keyframe_needed {
-            self.request_keyframe(now, tk);
+            self.request_keyframe(now, tk, layer);
         }
     }
 
-    /// The track an incoming SSRC of publisher `key` belongs to (learnt once per SSRC).
-    fn track_of(&mut self, key: ParticipantKey, ssrc: Ssrc) -> Option<TrackKey> {
-        if let Some(tk) = self.ssrc_tracks.get(&(key, ssrc)) {
-            return Some(*tk);
+    /// The track and layer an incoming SSRC of publisher `key` belongs to (learnt once per
+    /// SSRC).
+    fn track_of(&mut self, key: ParticipantKey, ssrc: Ssrc) -> Option<(TrackKey, LayerIndex)> {
+        if let Some(v) = self.ssrc_tracks.get(&(key, ssrc)) {
+            return Some(*v);
         }
         let p = self.participants.get_mut(&key)?;
-        let mid = p.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        let mut api = p.rtc.direct_api();
+        let rx = api.stream_rx(&ssrc)?;
+        let (mid, rid) = (rx.mid(), rx.rid());
         let tk = p.published.iter().find(|(m, _)| *m == mid)?.1;
-        self.ssrc_tracks.insert((key, ssrc), tk);
-        Some(tk)
+        let track = self.tracks.get(&tk)?;
+        let layer = match rid {
+            None => 0,
+            Some(rid) => track.layers.iter().position(|l| l.rid == Some(rid))? as LayerIndex,
+        };
+        self.ssrc_tracks.insert((key, ssrc), (tk, layer));
+        Some((tk, layer))
     }
 
-    /// Ask the publisher of a track for a keyframe, at most once per
-    /// [`room::KEYFRAME_REQUEST_INTERVAL`].
-    fn request_keyframe(&mut self, now: Instant, tk: TrackKey) {
+    /// Ask the publisher of a track for a keyframe on `layer`, at most once per
+    /// [`room::KEYFRAME_REQUEST_INTERVAL`] per layer: requests of several subscribers merge.
+    fn request_keyframe(&mut self, now: Instant, tk: TrackKey, layer: LayerIndex) {
         let Some(track) = self.tracks.get_mut(&tk) else {
             return;
         };
-        if track.kind != TrackKind::Video || !track.keyframe_request_due(now) {
+        if track.kind != TrackKind::Video || !track.keyframe_request_due(now, layer) {
             return;
         }
+        let rid = track.layers.get(layer as usize).and_then(|l| l.rid);
         let Some(p) = self.participants.get_mut(&track.publisher) else {
             return;
         };
-        if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(track.mid, None) {
+        if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(track.mid, rid) {
             rx.request_keyframe(KeyframeRequestKind::Pli);
             self.stats.keyframe_requests += 1;
             if !p.touched {

@@ -9,6 +9,7 @@ use str0m::change::SdpPendingOffer;
 use str0m::media::{Mid, Pt};
 use str0m::Rtc;
 
+use super::forward::select::{LayerIndex, LayerSelector};
 use super::forward::Forwarder;
 use super::room::{Track, TrackKey};
 use signal::protocol::ParticipantInfo;
@@ -28,6 +29,27 @@ pub struct Subscription {
     pub forwarder: Forwarder,
     /// Last publisher payload type seen and the matching payload type on this connection.
     pub pt_map: Option<(Pt, Pt)>,
+    /// Which layer is forwarded (video); audio always has layer 0 as target.
+    pub selector: LayerSelector,
+    /// The subscriber's wish: visible, and the rendered size in device pixels (0: unknown).
+    pub visible: bool,
+    /// Rendered width.
+    pub width: u32,
+    /// Rendered height.
+    pub height: u32,
+    /// The stream state last told to the subscriber.
+    pub reported: Option<StreamReport>,
+}
+
+/// What a subscriber was last told about one of its streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamReport {
+    /// Forwarded or not.
+    pub active: bool,
+    /// Why not.
+    pub reason: Option<&'static str>,
+    /// Which layer.
+    pub layer: Option<LayerIndex>,
 }
 
 /// An offer the server sent and whose answer it awaits.
@@ -88,6 +110,10 @@ pub struct Participant {
     pub liveness_timer: Option<Instant>,
     /// Marked while it is in the engine's list of connections to drive after a batch.
     pub touched: bool,
+    /// The send-side bandwidth estimate towards this participant, bits per second.
+    pub estimate: Option<u64>,
+    /// When its videos were last allocated.
+    pub last_allocation: Option<Instant>,
 }
 
 impl Participant {

@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use str0m::media::Mid;
+use str0m::media::{Mid, Rid};
+
+use super::forward::select::LayerIndex;
+use super::rate::RateMeter;
 
 use signal::protocol::{TrackInfo, TrackKind};
 
@@ -41,24 +44,128 @@ pub struct Track {
     pub mid: Mid,
     /// Who receives it (keys of participants with a [`Subscription`](super::participant::Subscription)).
     pub subscribers: Vec<ParticipantKey>,
-    /// The last keyframe request sent upstream.
-    pub last_keyframe_request: Option<Instant>,
+    /// Its encodings: one without rid, or the simulcast layers from lowest to highest.
+    pub layers: Vec<Layer>,
     /// Codec, learnt from the first packet.
     pub codec: Option<VideoCodec>,
     /// Not forwarded while set.
     pub muted: bool,
+    /// Allocation priority: larger is more important (screen share, pinned, active speaker).
+    pub priority: u8,
+    /// Layers the publisher was last told to send (as a bit mask); `None`: never told, all on.
+    pub publisher_mask: Option<u8>,
+    /// A pause of unneeded layers is due at this time (changes that switch layers off wait, so
+    /// that a subscriber stepping down and up again does not make the publisher restart them).
+    pub pause_due: Option<Instant>,
+}
+
+/// Bit rates assumed for layers that have not been measured yet, by position from the top.
+const DEFAULT_RATES: [u64; 3] = [1_500_000, 500_000, 150_000];
+
+/// A layer counts as arriving until this long after its last packet.
+pub const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// One encoding of a track.
+#[derive(Debug, Clone, Default)]
+pub struct Layer {
+    /// Its rid, for simulcast.
+    pub rid: Option<Rid>,
+    /// Recent bit rate.
+    pub rate: RateMeter,
+    /// The last measured non-zero rate.
+    pub known_rate: u64,
+    /// When the last packet arrived.
+    pub last_packet: Option<Instant>,
+    /// Frame size, from its last keyframe (VP8).
+    pub size: Option<(u16, u16)>,
+    /// The last keyframe request sent upstream for it.
+    pub last_keyframe_request: Option<Instant>,
 }
 
 impl Track {
-    /// Whether a keyframe request may go upstream now; records it if so.
-    pub fn keyframe_request_due(&mut self, now: Instant) -> bool {
-        let due = self
+    /// Whether a keyframe request for `layer` may go upstream now; records it if so.
+    pub fn keyframe_request_due(&mut self, now: Instant, layer: LayerIndex) -> bool {
+        let Some(l) = self.layers.get_mut(layer as usize) else {
+            return false;
+        };
+        let due = l
             .last_keyframe_request
             .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_REQUEST_INTERVAL);
         if due {
-            self.last_keyframe_request = Some(now);
+            l.last_keyframe_request = Some(now);
         }
         due
+    }
+
+    /// Whether layer `i` was told to pause at the publisher.
+    pub fn paused_at_publisher(&self, i: usize) -> bool {
+        self.publisher_mask.is_some_and(|m| m & (1 << i) == 0)
+    }
+
+    /// The bit rate of each layer that can be had now: arriving, or paused at the publisher by
+    /// the server (it comes back when asked). Unmeasured layers get a typical rate.
+    pub fn layer_rates(&mut self, now: Instant) -> Vec<Option<u64>> {
+        let n = self.layers.len();
+        let single = n == 1;
+        let paused: Vec<bool> = (0..n).map(|i| self.paused_at_publisher(i)).collect();
+        self.layers
+            .iter_mut()
+            .enumerate()
+            .map(|(i, l)| {
+                let arriving = l
+                    .last_packet
+                    .is_some_and(|t| now.saturating_duration_since(t) < LAYER_TIMEOUT);
+                if !arriving && !paused[i] {
+                    return None;
+                }
+                let r = l.rate.rate(now);
+                if r > 0 {
+                    l.known_rate = r;
+                }
+                let default = if single {
+                    DEFAULT_RATES[1]
+                } else {
+                    DEFAULT_RATES[(n - 1 - i).min(2)]
+                };
+                Some(if l.known_rate > 0 {
+                    l.known_rate
+                } else {
+                    default
+                })
+            })
+            .collect()
+    }
+
+    /// The highest layer needed to show the video at `width` x `height` device pixels: the
+    /// smallest layer that fills at least 90% of either dimension. Sizes not yet seen are
+    /// estimated from the largest known one, halving per layer down (the usual 1, 1/2, 1/4).
+    pub fn layer_for_size(&self, width: u32, height: u32) -> LayerIndex {
+        let top = (self.layers.len().max(1) - 1) as LayerIndex;
+        if width == 0 && height == 0 {
+            return top;
+        }
+        let known = self
+            .layers
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, l)| l.size.map(|s| (i, s)));
+        let (ki, (kw, kh)) = known.unwrap_or((top as usize, (1280, 720)));
+        for i in 0..=top {
+            let (w, h) = match self.layers[i as usize].size {
+                Some(s) => s,
+                None => {
+                    let shift = ki as i32 - i as i32;
+                    let scale = 2f64.powi(-shift);
+                    ((kw as f64 * scale) as u16, (kh as f64 * scale) as u16)
+                }
+            };
+            let fills = w as f64 >= 0.9 * width as f64 || h as f64 >= 0.9 * height as f64;
+            if fills {
+                return i;
+            }
+        }
+        top
     }
 
     /// RTP clock rate: 48 kHz for Opus, 90 kHz for video.

@@ -10,16 +10,17 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaAdded, MediaKind, Mid, Rid, Rids, Simulcast, SimulcastLayer};
 use str0m::Candidate;
 use tracing::{debug, info};
 
-use signal::protocol::{ErrorCode, ParticipantInfo, ServerMessage, SignalError};
+use signal::protocol::{ErrorCode, ParticipantInfo, ServerMessage, SignalError, TrackKind};
 use signal::ClientSignal;
 
+use super::forward::select::LayerSelector;
 use super::forward::Forwarder;
 use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
-use super::room::{Track, TrackKey};
+use super::room::{Layer, Track, TrackKey};
 use super::{media_kind, track_kind, Engine, TimerKind};
 
 /// Who joins, and what they may do.
@@ -158,6 +159,8 @@ impl Engine {
                 rtc_timer: None,
                 liveness_timer: Some(deadline),
                 touched: false,
+                estimate: None,
+                last_allocation: None,
             },
         );
         self.timers
@@ -176,6 +179,12 @@ impl Engine {
             ClientSignal::Offer(sdp) => self.accept_offer(key, &sdp),
             ClientSignal::Answer(sdp) => self.accept_answer(key, &sdp),
             ClientSignal::Candidate(c) => self.add_candidate(key, &c.candidate),
+            ClientSignal::TrackSettings {
+                track_id,
+                visible,
+                width,
+                height,
+            } => self.track_settings(key, &track_id, visible, width, height),
         };
         if let Err(e) = result {
             self.signals.push_back((id.to_string(), e.into()));
@@ -195,17 +204,19 @@ impl Engine {
     }
 
     fn accept_offer(&mut self, key: ParticipantKey, sdp: &str) -> Result<(), SignalError> {
-        let offer = SdpOffer::from_sdp_string(sdp)
-            .map_err(|e| SignalError::new(ErrorCode::InvalidSdp, format!("offer: {e}")))?;
         let p = self
             .participants
             .get_mut(&key)
             .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+        // Whatever becomes of this offer, the client is not answering ours (it is impolite in a
+        // glare): withdraw it and offer its changes again afterwards.
         if let Some(pending) = p.pending.take() {
-            // Glare: our offer is rolled back by accepting theirs; offer its changes again later.
             debug!(participant = %p.id, "offers crossed; the server gives way");
             restore(p, pending);
         }
+        self.renegotiate.push(key);
+        let offer = SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| SignalError::new(ErrorCode::InvalidSdp, format!("offer: {e}")))?;
         let answer = p
             .rtc
             .sdp_api()
@@ -218,7 +229,6 @@ impl Engine {
                 sdp: answer.to_sdp_string(),
             },
         ));
-        self.renegotiate.push(key);
         Ok(())
     }
 
@@ -262,16 +272,56 @@ impl Engine {
                             mid,
                             forwarder: Forwarder::new(track.kind, first_seq(), track.clock_rate()),
                             pt_map: None,
+                            selector: LayerSelector::default(),
+                            visible: true,
+                            width: 0,
+                            height: 0,
+                            reported: None,
                         },
                     );
                     p.sub_by_mid.insert(mid, tk);
                     track.subscribers.push(key);
+                    if track.kind == TrackKind::Audio {
+                        if let Some(sub) = p.subs.get_mut(&tk) {
+                            sub.selector.set_target(Some(0));
+                        }
+                    } else {
+                        self.allocate_queue.push(key);
+                    }
                 }
                 // Unpublished while the offer was out: take the m-line out of use again.
                 None => p.to_deactivate.push(mid),
             }
         }
         self.renegotiate.push(key);
+        Ok(())
+    }
+
+    fn track_settings(
+        &mut self,
+        key: ParticipantKey,
+        track_id: &str,
+        visible: bool,
+        width: u32,
+        height: u32,
+    ) -> Result<(), SignalError> {
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+        let tracks = &self.tracks;
+        let sub = p
+            .subs
+            .iter_mut()
+            .find(|(tk, _)| tracks.get(tk).is_some_and(|t| t.id == track_id))
+            .map(|(_, s)| s)
+            .ok_or_else(|| {
+                SignalError::new(ErrorCode::BadMessage, "not subscribed to that track")
+            })?;
+        sub.visible = visible;
+        sub.width = width.min(16_384);
+        sub.height = height.min(16_384);
+        self.allocate_queue.push(key);
         Ok(())
     }
 
@@ -341,13 +391,14 @@ impl Engine {
     }
 
     /// The client's offer brought a new m-line: if it sends on it, it publishes a track.
-    pub(super) fn media_added(
-        &mut self,
-        key: ParticipantKey,
-        mid: Mid,
-        kind: MediaKind,
-        direction: Direction,
-    ) {
+    pub(super) fn media_added(&mut self, key: ParticipantKey, m: MediaAdded) {
+        let MediaAdded {
+            mid,
+            kind,
+            direction,
+            simulcast,
+            ..
+        } = m;
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
@@ -374,9 +425,12 @@ impl Engine {
             publisher_id: p.id.clone(),
             mid,
             subscribers: Vec::new(),
-            last_keyframe_request: None,
+            layers: track_layers(media_kind(kind), simulcast),
             codec: None,
             muted: false,
+            priority: 0,
+            publisher_mask: None,
+            pause_due: None,
         };
         p.published.push((mid, tk));
         debug!(participant = %p.id, track = %track.id, ?kind, "published");
@@ -409,6 +463,33 @@ impl Engine {
         }
     }
 
+    /// The client sends again on an m-line it had stopped sending on: publish it anew.
+    pub(super) fn republish_mid(&mut self, key: ParticipantKey, mid: Mid) {
+        let Some(p) = self.participants.get(&key) else {
+            return;
+        };
+        if p.published.iter().any(|(m, _)| *m == mid) {
+            return;
+        }
+        let Some(media) = p.rtc.media(mid) else {
+            return;
+        };
+        let simulcast = match media.rids_rx() {
+            Rids::Specific(rids) if !rids.is_empty() => Some(Simulcast {
+                send: Vec::new(),
+                recv: rids.iter().map(|r| SimulcastLayer::new(r)).collect(),
+            }),
+            _ => None,
+        };
+        let added = MediaAdded {
+            mid,
+            kind: media.kind(),
+            direction: media.direction(),
+            simulcast,
+        };
+        self.media_added(key, added);
+    }
+
     /// The client stopped sending on an m-line it published.
     pub(super) fn unpublish_mid(&mut self, key: ParticipantKey, mid: Mid) {
         let Some(p) = self.participants.get_mut(&key) else {
@@ -426,7 +507,7 @@ impl Engine {
         let Some(track) = self.tracks.remove(&tk) else {
             return;
         };
-        self.ssrc_tracks.retain(|_, t| *t != tk);
+        self.ssrc_tracks.retain(|_, (t, _)| *t != tk);
         if let Some(p) = self.participants.get(&track.publisher) {
             if let Some(r) = self.rooms.get_mut(&p.room) {
                 r.tracks.retain(|t| *t != tk);
@@ -507,6 +588,27 @@ impl Engine {
             },
         ));
     }
+}
+
+/// The layers of a new track: one per simulcast rid (in the order the publisher listed them,
+/// lowest first), or a single one.
+fn track_layers(kind: MediaKind, simulcast: Option<Simulcast>) -> Vec<Layer> {
+    let rids: Vec<Rid> = match (kind, simulcast) {
+        (MediaKind::Video, Some(s)) => {
+            let layers = if s.recv.is_empty() { s.send } else { s.recv };
+            layers.into_iter().map(|l| l.rid).take(8).collect()
+        }
+        _ => Vec::new(),
+    };
+    if rids.is_empty() {
+        return vec![Layer::default()];
+    }
+    rids.into_iter()
+        .map(|rid| Layer {
+            rid: Some(rid),
+            ..Layer::default()
+        })
+        .collect()
 }
 
 /// Put the changes of an offer that will never be answered back in the queue.

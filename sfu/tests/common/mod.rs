@@ -14,14 +14,50 @@ use signal::ClientSignal;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{
+    Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Simulcast, SimulcastLayer,
+};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 /// Virtual time step.
-pub const TICK: Duration = Duration::from_millis(5);
+pub const TICK: Duration = Duration::from_millis(1);
 pub const SERVER: &str = "10.0.0.1:5000";
+
+/// A simulcast layer the test publisher sends: 20 frames/s of `packets` packets.
+pub struct Layer {
+    pub rid: &'static str,
+    pub width: u16,
+    pub height: u16,
+    pub packets: usize,
+    pub packet_bytes: usize,
+}
+
+/// q about 150 kbit/s, h about 500 kbit/s, f about 1.5 Mbit/s.
+pub const LAYERS: [Layer; 3] = [
+    Layer {
+        rid: "q",
+        width: 320,
+        height: 180,
+        packets: 1,
+        packet_bytes: 930,
+    },
+    Layer {
+        rid: "h",
+        width: 640,
+        height: 360,
+        packets: 3,
+        packet_bytes: 1040,
+    },
+    Layer {
+        rid: "f",
+        width: 1280,
+        height: 720,
+        packets: 8,
+        packet_bytes: 1170,
+    },
+];
 
 fn cert() -> DtlsCert {
     static CERT: OnceLock<DtlsCert> = OnceLock::new();
@@ -36,6 +72,8 @@ pub struct Received {
     pub ts: u32,
     pub keyframe: bool,
     pub marker: bool,
+    /// The simulcast layer index the publisher wrote in the payload's last byte.
+    pub layer: u8,
 }
 
 /// A str0m peer publishing one audio and one video track, receiving everything.
@@ -48,6 +86,10 @@ pub struct Client {
     pub audio_mid: Option<Mid>,
     pub video_mid: Option<Mid>,
     pub publish: bool,
+    /// Publish video as three simulcast layers q/h/f (320x180, 640x360, 1280x720).
+    pub simulcast: bool,
+    /// Layers the server asked this publisher to send (by rid); all until told otherwise.
+    pub active_layers: Option<Vec<String>>,
     pub connected: bool,
     /// Messages from the server, in order.
     pub messages: Vec<ServerMessage>,
@@ -61,7 +103,7 @@ pub struct Client {
     pub hold_offers: bool,
     pub held_offers: Vec<String>,
     audio_seq: u64,
-    video_seq: u64,
+    video_seq: [u64; 3],
     frame: u64,
     next_audio: Instant,
     next_video: Instant,
@@ -87,6 +129,8 @@ impl Client {
             audio_mid: None,
             video_mid: None,
             publish,
+            simulcast: false,
+            active_layers: None,
             connected: false,
             messages: Vec::new(),
             received: HashMap::new(),
@@ -96,7 +140,7 @@ impl Client {
             hold_offers: false,
             held_offers: Vec::new(),
             audio_seq: 1,
-            video_seq: 1,
+            video_seq: [1, 1, 1],
             frame: 0,
             next_audio: now,
             next_video: now,
@@ -114,7 +158,11 @@ impl Client {
             Direction::Inactive
         };
         self.audio_mid = Some(api.add_media(MediaKind::Audio, dir, None, None, None));
-        self.video_mid = Some(api.add_media(MediaKind::Video, dir, None, None, None));
+        let simulcast = self.simulcast.then(|| Simulcast {
+            send: LAYERS.iter().map(|l| SimulcastLayer::new(l.rid)).collect(),
+            recv: vec![],
+        });
+        self.video_mid = Some(api.add_media(MediaKind::Video, dir, None, None, simulcast));
         let (offer, pending) = api.apply().unwrap();
         self.pending = Some(pending);
         offer.to_sdp_string()
@@ -150,24 +198,47 @@ impl Client {
             let ts = (self.frame * 4500) as u32;
             let pic = (self.frame & 0x7fff) as u16;
             let mid = self.video_mid.unwrap();
-            for part in 0..3u8 {
-                let mut payload = vec![
-                    0x80 | if part == 0 { 0x10 } else { 0 },
-                    0x80,
-                    0x80 | (pic >> 8) as u8,
-                    pic as u8,
-                ];
-                // VP8 payload header: bit 0 clear on a keyframe.
-                payload.push(if key { 0x10 } else { 0x11 });
-                payload.extend_from_slice(&[0x55; 400]);
-                let seq = self.video_seq;
-                self.video_seq += 1;
-                if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                    tx.write_rtp(
-                        RtpWrite::new(pt, seq.into(), ts, now, payload)
-                            .marker(part == 2)
-                            .nackable(true),
-                    );
+            let layers: Vec<(usize, &Layer)> = if self.simulcast {
+                LAYERS.iter().enumerate().collect()
+            } else {
+                // A single-layer sender at the middle size.
+                vec![(1, &LAYERS[1])]
+            };
+            for (index, layer) in layers {
+                let rid = self.simulcast.then(|| Rid::from(layer.rid));
+                if let (Some(active), Some(_)) = (&self.active_layers, rid) {
+                    if !active.iter().any(|r| r == layer.rid) {
+                        continue;
+                    }
+                }
+                let seq_base = &mut self.video_seq[index];
+                for part in 0..layer.packets {
+                    let mut payload = vec![
+                        0x80 | if part == 0 { 0x10 } else { 0 },
+                        0x80,
+                        0x80 | (pic >> 8) as u8,
+                        pic as u8,
+                    ];
+                    if part == 0 && key {
+                        // VP8 keyframe header: frame tag, start code, size.
+                        payload.extend_from_slice(&[0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a]);
+                        payload.extend_from_slice(&layer.width.to_le_bytes());
+                        payload.extend_from_slice(&layer.height.to_le_bytes());
+                    } else if part == 0 {
+                        payload.extend_from_slice(&[0x51, 0x42, 0x00]);
+                    }
+                    payload.resize(layer.packet_bytes, 0x55);
+                    // The last byte names the layer, for the receiver's bookkeeping.
+                    payload.push(index as u8);
+                    let seq = *seq_base;
+                    *seq_base += 1;
+                    if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, rid) {
+                        tx.write_rtp(
+                            RtpWrite::new(pt, seq.into(), ts, now, payload)
+                                .marker(part + 1 == layer.packets)
+                                .nackable(true),
+                        );
+                    }
                 }
             }
             self.frame += 1;
@@ -223,6 +294,7 @@ impl Client {
                         ts: p.header.timestamp,
                         keyframe,
                         marker: p.header.marker,
+                        layer: p.payload.last().copied().unwrap_or(0),
                     });
             }
             _ => {}
@@ -259,6 +331,48 @@ impl Client {
     }
 }
 
+/// A bottleneck: packets are serialised at `bps`, wait in a queue of at most `max_delay`, and
+/// are dropped when it is full.
+pub struct Link {
+    pub bps: u64,
+    pub max_delay: Duration,
+    busy_until: Option<Instant>,
+    queue: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    pub dropped: usize,
+}
+
+impl Link {
+    pub fn new(bps: u64) -> Self {
+        Link {
+            bps,
+            max_delay: Duration::from_millis(150),
+            busy_until: None,
+            queue: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr, data: Vec<u8>) {
+        let start = self.busy_until.map_or(now, |b| b.max(now));
+        if start - now > self.max_delay {
+            self.dropped += 1;
+            return;
+        }
+        let done =
+            start + Duration::from_nanos((data.len() as u64 + 28) * 8 * 1_000_000_000 / self.bps);
+        self.busy_until = Some(done);
+        self.queue.push_back((done, src, dst, data));
+    }
+
+    fn pop(&mut self, now: Instant) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+        if self.queue.front().is_some_and(|(t, ..)| *t <= now) {
+            self.queue.pop_front().map(|(_, s, d, p)| (s, d, p))
+        } else {
+            None
+        }
+    }
+}
+
 /// The engine, its clients and the network between them.
 pub struct Bed {
     pub now: Instant,
@@ -267,11 +381,18 @@ pub struct Bed {
     pub clients: Vec<Client>,
     /// Loss probability of packets from the server to a client, by client index.
     pub loss_to: HashMap<usize, f64>,
+    /// Capacity-limited links from the server to a client, by client index.
+    pub links: HashMap<usize, Link>,
     rng: u64,
     /// Datagrams the engine was given that came from nowhere (garbage tests).
     pub injected: usize,
     /// Datagrams the network lost on the way to clients.
     pub lost: usize,
+    /// The next client joining publishes simulcast.
+    pub next_simulcast: bool,
+    /// Sequence numbers of the RTP packets the server sent, by (client index, SSRC), read from
+    /// the clear-text SRTP headers before the network can lose anything.
+    pub sent: HashMap<(usize, u32), Vec<u16>>,
 }
 
 impl Bed {
@@ -284,9 +405,12 @@ impl Bed {
             engine: Engine::new(config),
             clients: Vec::new(),
             loss_to: HashMap::new(),
+            links: HashMap::new(),
             rng: 0x2545_f491_4f6c_dd1d,
             injected: 0,
             lost: 0,
+            next_simulcast: false,
+            sent: HashMap::new(),
         }
     }
 
@@ -322,6 +446,7 @@ impl Bed {
         let i = self.clients.len();
         let addr: SocketAddr = format!("10.0.1.{}:{}", i + 1, 6000 + i).parse().unwrap();
         let mut c = Client::new(name, addr, self.now, publish);
+        c.simulcast = self.next_simulcast;
         let id = format!("{name}-id");
         let mut spec = JoinSpec::new(id.clone(), room, name);
         f(&mut spec);
@@ -357,6 +482,9 @@ impl Bed {
                     let pending = c.pending.take().expect("answer to our offer");
                     c.rtc.sdp_api().accept_answer(pending, answer).unwrap();
                     c.drain(now);
+                }
+                ServerMessage::PublisherLayers { active, .. } => {
+                    c.active_layers = Some(active);
                 }
                 ServerMessage::Offer { sdp } => {
                     if c.pending.is_some() || c.hold_offers {
@@ -431,20 +559,35 @@ impl Bed {
             self.engine.handle_timeout(now);
         }
         // Server -> clients.
+        let mut arrived: Vec<(usize, SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
         while let Some(t) = self.engine.poll_transmit() {
             let Some(ci) = self.clients.iter().position(|c| c.addr == t.destination) else {
                 continue;
             };
+            if let Some((ssrc, seq)) = rtp_header(&t.contents) {
+                self.sent.entry((ci, ssrc)).or_default().push(seq);
+            }
             let loss = self.loss_to.get(&ci).copied().unwrap_or(0.0);
             if loss > 0.0 && self.random() < loss {
                 self.lost += 1;
                 continue;
             }
+            match self.links.get_mut(&ci) {
+                Some(link) => link.push(now, t.source, t.destination, t.contents.to_vec()),
+                None => arrived.push((ci, t.source, t.destination, t.contents.to_vec())),
+            }
+        }
+        for (ci, link) in &mut self.links {
+            while let Some((s, d, p)) = link.pop(now) {
+                arrived.push((*ci, s, d, p));
+            }
+        }
+        for (ci, src, dst, data) in arrived {
             let c = &mut self.clients[ci];
             if c.offline {
                 continue;
             }
-            let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
+            let r = Receive::new(Protocol::Udp, src, dst, &data).unwrap();
             c.rtc.handle_input(Input::Receive(now, r)).unwrap();
             c.drain(now);
         }
@@ -461,6 +604,54 @@ impl Bed {
 
     pub fn id(&self, i: usize) -> String {
         self.clients[i].id().to_string()
+    }
+}
+
+/// SSRC and sequence number of an RTP (not RTCP) packet.
+fn rtp_header(d: &[u8]) -> Option<(u32, u16)> {
+    if d.len() < 12
+        || d[0] >> 6 != 2
+        || (200..=206).contains(&d[1])
+        || (72..=79).contains(&(d[1] & 0x7f))
+    {
+        return None;
+    }
+    Some((
+        u32::from_be_bytes([d[8], d[9], d[10], d[11]]),
+        u16::from_be_bytes([d[2], d[3]]),
+    ))
+}
+
+impl Bed {
+    /// Asserts that every RTP stream the server sent to client `ci` is numbered without a gap
+    /// (retransmissions and resends aside), whatever the network then lost.
+    pub fn assert_sent_gap_free(&self, ci: usize) {
+        let mut streams = 0;
+        for ((c, ssrc), seqs) in &self.sent {
+            if *c != ci || seqs.len() < 2 {
+                continue;
+            }
+            streams += 1;
+            let mut ext: Vec<i64> = Vec::with_capacity(seqs.len());
+            let mut last = seqs[0] as i64;
+            for s in seqs {
+                let d = s.wrapping_sub(last as u16) as i16 as i64;
+                let e = last + d;
+                ext.push(e);
+                last = last.max(e);
+            }
+            ext.sort_unstable();
+            ext.dedup();
+            for w in ext.windows(2) {
+                assert_eq!(
+                    w[1],
+                    w[0] + 1,
+                    "ssrc {ssrc:08x} to client {ci}: gap after {}",
+                    w[0]
+                );
+            }
+        }
+        assert!(streams > 0, "nothing was sent to client {ci}");
     }
 }
 

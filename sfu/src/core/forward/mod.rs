@@ -5,6 +5,8 @@
 //! [`DropReason`]. It never sends anything itself.
 
 pub mod rewrite;
+pub mod select;
+pub mod vp8;
 
 use std::time::Instant;
 
@@ -24,16 +26,22 @@ pub enum DropReason {
     NoStream,
     /// The track is muted.
     Muted,
+    /// Another simulcast layer than the one this subscriber gets.
+    OtherLayer,
+    /// Nothing is wanted: hidden by the subscriber, or paused for bandwidth.
+    Paused,
 }
 
 impl DropReason {
     /// All reasons, for counters.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::WaitingForKeyframe,
         DropReason::TooOld,
         DropReason::NotConnected,
         DropReason::NoStream,
         DropReason::Muted,
+        DropReason::OtherLayer,
+        DropReason::Paused,
     ];
 
     /// A stable name for metrics and logs.
@@ -44,6 +52,8 @@ impl DropReason {
             DropReason::NotConnected => "not_connected",
             DropReason::NoStream => "no_stream",
             DropReason::Muted => "muted",
+            DropReason::OtherLayer => "other_layer",
+            DropReason::Paused => "paused",
         }
     }
 

@@ -1,0 +1,244 @@
+//! Splitting one subscriber's bandwidth estimate across the videos it receives.
+//!
+//! [`allocate`] is a pure function: given the budget and, per video, its priority, the bitrates of
+//! the layers that can be had and the largest layer the subscriber wants, it returns the layer
+//! each video should get (or none). The engine calls it when the estimate or a wish changes and
+//! commits the result; it never sends anything itself.
+//!
+//! The rules, in order:
+//! 1. Higher priority first (screen share or pinned, then active speaker, then the rest).
+//! 2. Every wanted video first gets its lowest layer, in priority order, while the budget lasts;
+//!    videos that do not fit are paused (lowest priority first) rather than all of them freezing.
+//! 3. The budget left is spent raising videos one layer at a time, in priority order, up to what
+//!    each subscriber wants.
+//! 4. Keeping a layer costs its bitrate; moving above the current layer costs
+//!    [`UPGRADE_MARGIN`] more, so that a small rise of the estimate does not flap between layers.
+
+use super::forward::select::LayerIndex;
+
+/// Extra cost, as a fraction, of a layer above the one currently forwarded.
+pub const UPGRADE_MARGIN: f64 = 0.15;
+
+/// One video as the allocator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoDemand {
+    /// Larger is more important.
+    pub priority: u8,
+    /// Bitrate of each layer, lowest first; `None` for a layer that cannot be had now.
+    pub layers: Vec<Option<u64>>,
+    /// The highest layer the subscriber wants; `None`: it wants nothing (hidden).
+    pub max_layer: Option<LayerIndex>,
+    /// The layer forwarded now.
+    pub current: Option<LayerIndex>,
+}
+
+impl VideoDemand {
+    fn cost(&self, layer: LayerIndex) -> Option<u64> {
+        let rate = (*self.layers.get(layer as usize)?)?;
+        let above = self.current.is_none_or(|c| layer > c);
+        Some(if above {
+            (rate as f64 * (1.0 + UPGRADE_MARGIN)) as u64
+        } else {
+            rate
+        })
+    }
+
+    fn lowest(&self) -> Option<LayerIndex> {
+        let max = self.max_layer?;
+        (0..=max).find(|l| self.cost(*l).is_some())
+    }
+
+    fn next_above(&self, layer: LayerIndex) -> Option<LayerIndex> {
+        let max = self.max_layer?;
+        (layer + 1..=max).find(|l| self.cost(*l).is_some())
+    }
+
+    /// What the subscriber would take with unlimited bandwidth.
+    pub fn ideal(&self) -> Option<LayerIndex> {
+        let max = self.max_layer?;
+        (0..=max).rev().find(|l| self.cost(*l).is_some())
+    }
+}
+
+/// The outcome for one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// The layer per video (same order as the input), `None`: paused.
+    pub layers: Vec<Option<LayerIndex>>,
+    /// Bits per second the allocation uses.
+    pub used: u64,
+    /// Bits per second all videos would use at their ideal layer: what to probe for.
+    pub wanted: u64,
+    /// Bits per second the next upgrade would need (used + step): a padding target.
+    pub next_step: Option<u64>,
+}
+
+/// Allocate `budget` bits per second across `videos`.
+pub fn allocate(budget: u64, videos: &[VideoDemand]) -> Allocation {
+    let mut order: Vec<usize> = (0..videos.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(videos[*i].priority));
+    let mut layers: Vec<Option<LayerIndex>> = vec![None; videos.len()];
+    let mut left = budget;
+
+    for &i in &order {
+        let v = &videos[i];
+        if let Some(l) = v.lowest() {
+            let c = v.cost(l).unwrap_or(u64::MAX);
+            if c <= left {
+                left -= c;
+                layers[i] = Some(l);
+            }
+        }
+    }
+    let mut next_step = None;
+    for &i in &order {
+        let v = &videos[i];
+        while let Some(cur) = layers[i] {
+            let Some(up) = v.next_above(cur) else { break };
+            let delta = v
+                .cost(up)
+                .unwrap_or(u64::MAX)
+                .saturating_sub(v.cost(cur).unwrap_or(0));
+            if delta <= left {
+                left -= delta;
+                layers[i] = Some(up);
+            } else {
+                next_step.get_or_insert(budget - left + delta);
+                break;
+            }
+        }
+        if layers[i].is_none() && v.lowest().is_some() {
+            let c = v.lowest().and_then(|l| v.cost(l)).unwrap_or(0);
+            next_step.get_or_insert(budget - left + c);
+        }
+    }
+    let wanted = videos
+        .iter()
+        .filter_map(|v| v.ideal().and_then(|l| v.layers[l as usize]))
+        .sum();
+    Allocation {
+        layers,
+        used: budget - left,
+        wanted,
+        next_step,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIMULCAST: [Option<u64>; 3] = [Some(150_000), Some(500_000), Some(1_500_000)];
+
+    fn video(priority: u8, max: Option<u8>, current: Option<u8>) -> VideoDemand {
+        VideoDemand {
+            priority,
+            layers: SIMULCAST.to_vec(),
+            max_layer: max,
+            current,
+        }
+    }
+
+    #[test]
+    fn table() {
+        struct Case {
+            name: &'static str,
+            budget: u64,
+            videos: Vec<VideoDemand>,
+            want: Vec<Option<u8>>,
+        }
+        let cases = [
+            Case {
+                name: "plenty: everyone at the top",
+                budget: 10_000_000,
+                videos: vec![video(0, Some(2), None), video(0, Some(2), None)],
+                want: vec![Some(2), Some(2)],
+            },
+            Case {
+                name: "the subscriber's wish caps the layer",
+                budget: 10_000_000,
+                videos: vec![video(0, Some(0), None), video(0, Some(1), None)],
+                want: vec![Some(0), Some(1)],
+            },
+            Case {
+                name: "hidden video gets nothing",
+                budget: 10_000_000,
+                videos: vec![video(0, None, Some(2)), video(0, Some(2), None)],
+                want: vec![None, Some(2)],
+            },
+            Case {
+                name: "tight: lowest layers for all, then upgrades by priority",
+                budget: 1_000_000,
+                videos: vec![video(0, Some(2), None), video(5, Some(2), None)],
+                // 2 x 172.5k for the base; the priority video goes up to h (575k): 747.5k.
+                want: vec![Some(0), Some(1)],
+            },
+            Case {
+                name: "too tight for everyone: the low-priority video is paused",
+                budget: 200_000,
+                videos: vec![video(0, Some(2), None), video(9, Some(2), None)],
+                want: vec![None, Some(0)],
+            },
+            Case {
+                name: "keeping the current layer costs no margin",
+                budget: 1_500_000,
+                videos: vec![video(0, Some(2), Some(2))],
+                want: vec![Some(2)],
+            },
+            Case {
+                name: "but moving up to it does",
+                budget: 1_500_000,
+                videos: vec![video(0, Some(2), Some(1))],
+                want: vec![Some(1)],
+            },
+            Case {
+                name: "a layer that does not arrive is skipped",
+                budget: 10_000_000,
+                videos: vec![VideoDemand {
+                    priority: 0,
+                    layers: vec![Some(150_000), Some(500_000), None],
+                    max_layer: Some(2),
+                    current: Some(2),
+                }],
+                want: vec![Some(1)],
+            },
+            Case {
+                name: "single-layer video",
+                budget: 600_000,
+                videos: vec![VideoDemand {
+                    priority: 0,
+                    layers: vec![Some(800_000)],
+                    max_layer: Some(0),
+                    current: None,
+                }],
+                want: vec![None],
+            },
+            Case {
+                name: "no budget at all",
+                budget: 0,
+                videos: vec![video(0, Some(2), Some(0))],
+                want: vec![None],
+            },
+        ];
+        for c in cases {
+            let a = allocate(c.budget, &c.videos);
+            assert_eq!(a.layers, c.want, "{}", c.name);
+            assert!(a.used <= c.budget, "{}: over budget", c.name);
+        }
+    }
+
+    #[test]
+    fn reports_what_to_probe_for() {
+        let a = allocate(
+            400_000,
+            &[video(0, Some(2), Some(0)), video(0, Some(1), Some(0))],
+        );
+        assert_eq!(a.layers, vec![Some(0), Some(0)]);
+        assert_eq!(a.used, 300_000);
+        assert_eq!(a.wanted, 2_000_000);
+        // Next: the first video to h costs 575k - 150k more.
+        assert_eq!(a.next_step, Some(300_000 + 575_000 - 150_000));
+        let full = allocate(10_000_000, &[video(0, Some(2), Some(2))]);
+        assert_eq!(full.next_step, None);
+    }
+}

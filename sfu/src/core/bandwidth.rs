@@ -1,0 +1,277 @@
+//! Per subscriber: turning the bandwidth estimate and the subscriber's wishes into a layer per
+//! video (through the pure [`allocator`](super::allocator)), telling the subscriber what it gets,
+//! and per publisher: pausing the simulcast layers nobody needs (dynacast).
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use str0m::bwe::Bitrate;
+
+use signal::protocol::{ServerMessage, StreamStateKind, TrackKind};
+
+use super::allocator::{allocate, VideoDemand};
+use super::participant::{ParticipantKey, StreamReport};
+use super::room::TrackKey;
+use super::{Engine, TimerKind};
+
+/// The estimate assumed before the first one arrives (also str0m's starting estimate).
+pub const INITIAL_ESTIMATE: u64 = 1_000_000;
+/// Part of the estimate given to media; the rest is headroom for RTCP, retransmissions and the
+/// estimate's own error.
+pub const ESTIMATE_SHARE: f64 = 0.9;
+/// The least a subscriber with video probes for.
+const VIDEO_PROBE_FLOOR: u64 = 2_000_000;
+/// Allocation assumed for an audio track not yet measured.
+const AUDIO_RATE: u64 = 40_000;
+/// A rising estimate is acted on at most this often per subscriber; a falling one at once.
+const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
+/// Layers nobody needs are paused at the publisher after being unneeded this long.
+pub const PUBLISHER_PAUSE_DELAY: Duration = Duration::from_secs(3);
+
+impl Engine {
+    /// A new estimate for the connection towards `key`.
+    pub(super) fn on_estimate(&mut self, now: Instant, key: ParticipantKey, bps: u64) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let previous = p.estimate.replace(bps).unwrap_or(INITIAL_ESTIMATE);
+        let due = p
+            .last_allocation
+            .is_none_or(|t| now.saturating_duration_since(t) >= ALLOCATION_INTERVAL);
+        if bps < previous || due {
+            self.allocate_queue.push(key);
+        }
+    }
+
+    /// Run what a batch of input left to do: allocations, stream reports, publisher layers.
+    pub(super) fn update_allocations(&mut self, now: Instant) {
+        for tk in std::mem::take(&mut self.layers_changed) {
+            if let Some(t) = self.tracks.get(&tk) {
+                self.allocate_queue.extend(t.subscribers.iter().copied());
+            }
+        }
+        let mut queue = std::mem::take(&mut self.allocate_queue);
+        queue.sort_unstable();
+        queue.dedup();
+        for key in queue {
+            self.allocate_for(now, key);
+        }
+        for (sk, tk) in std::mem::take(&mut self.switched) {
+            self.report(sk, tk);
+        }
+        for tk in std::mem::take(&mut self.dynacast_queue) {
+            self.update_publisher_layers(now, tk);
+        }
+    }
+
+    /// Divide the estimate towards `key` across its videos and commit the outcome.
+    fn allocate_for(&mut self, now: Instant, key: ParticipantKey) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        p.last_allocation = Some(now);
+        let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE);
+        let mut audio = 0;
+        let mut keys: Vec<TrackKey> = Vec::with_capacity(p.subs.len());
+        let mut demands: Vec<VideoDemand> = Vec::with_capacity(p.subs.len());
+        for (tk, sub) in &p.subs {
+            let Some(track) = self.tracks.get_mut(tk) else {
+                continue;
+            };
+            if track.kind == TrackKind::Audio {
+                if !track.muted {
+                    let r = track.layer_rates(now);
+                    audio += r.first().copied().flatten().unwrap_or(AUDIO_RATE);
+                }
+                continue;
+            }
+            let max_layer = if !sub.visible || track.muted {
+                None
+            } else {
+                Some(track.layer_for_size(sub.width, sub.height))
+            };
+            keys.push(*tk);
+            demands.push(VideoDemand {
+                priority: track.priority,
+                layers: track.layer_rates(now),
+                max_layer,
+                current: sub.selector.current(),
+            });
+        }
+        let budget = ((estimate as f64 * ESTIMATE_SHARE) as u64).saturating_sub(audio);
+        let a = allocate(budget, &demands);
+
+        for (i, tk) in keys.iter().enumerate() {
+            let Some(sub) = p.subs.get_mut(tk) else {
+                continue;
+            };
+            let target = a.layers[i];
+            if sub.selector.target() != target {
+                sub.selector.set_target(target);
+                self.dynacast_queue.push(*tk);
+            }
+            if let Some(cur) = sub.selector.current() {
+                if demands[i]
+                    .layers
+                    .get(cur as usize)
+                    .copied()
+                    .flatten()
+                    .is_none()
+                {
+                    sub.selector.drop_current();
+                }
+            }
+        }
+        // Probe for what the subscriber would like; pad towards the next step up.
+        let share = |bps: u64| (bps as f64 / ESTIMATE_SHARE) as u64;
+        // With video to receive, probe for at least a good single stream even while the
+        // layers are unknown: a probe can only ever confirm the rate it is sent at.
+        let floor = if demands.is_empty() {
+            0
+        } else {
+            VIDEO_PROBE_FLOOR
+        };
+        let desired = share(a.wanted.max(a.used) + audio).max(floor);
+        let minimum = share(a.next_step.unwrap_or(a.used) + audio).min(desired);
+        p.rtc
+            .bwe()
+            .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired.max(1)));
+        if !p.touched {
+            p.touched = true;
+            self.touched.push(key);
+        }
+        for tk in keys {
+            self.report(key, tk);
+        }
+    }
+
+    /// Tell subscriber `sk` the state of its stream of track `tk` if it changed.
+    fn report(&mut self, sk: ParticipantKey, tk: TrackKey) {
+        let Some(track) = self.tracks.get(&tk) else {
+            return;
+        };
+        if track.kind != TrackKind::Video {
+            return;
+        }
+        let Some(p) = self.participants.get_mut(&sk) else {
+            return;
+        };
+        let Some(sub) = p.subs.get_mut(&tk) else {
+            return;
+        };
+        let target = sub.selector.target();
+        let layer = sub.selector.current().or(target);
+        let reason = if target.is_some() {
+            None
+        } else if track.muted {
+            Some("muted")
+        } else if !sub.visible {
+            Some("hidden")
+        } else if track.layers.iter().all(|l| l.last_packet.is_none()) {
+            Some("publisher")
+        } else {
+            Some("bandwidth")
+        };
+        let report = StreamReport {
+            active: target.is_some(),
+            reason,
+            layer,
+        };
+        if sub.reported.as_ref() == Some(&report) {
+            return;
+        }
+        let rid = layer
+            .and_then(|l| track.layers.get(l as usize))
+            .and_then(|l| l.rid)
+            .map(|r| r.to_string());
+        sub.reported = Some(report.clone());
+        self.signals.push_back((
+            p.id.clone(),
+            ServerMessage::StreamState {
+                participant_id: track.publisher_id.clone(),
+                track_id: track.id.clone(),
+                state: if report.active {
+                    StreamStateKind::Active
+                } else {
+                    StreamStateKind::Paused
+                },
+                reason: reason.map(str::to_string),
+                layer: if report.active { rid } else { None },
+            },
+        ));
+    }
+
+    /// Tell the publisher of `tk` which simulcast layers somebody needs. Layers come on at
+    /// once; they go off only after [`PUBLISHER_PAUSE_DELAY`] of not being needed. The lowest
+    /// layer always stays on so that a new subscriber starts without a round trip.
+    pub(super) fn update_publisher_layers(&mut self, now: Instant, tk: TrackKey) {
+        let Some(track) = self.tracks.get_mut(&tk) else {
+            return;
+        };
+        let n = track.layers.len();
+        if n <= 1 {
+            return;
+        }
+        let mut needed: u8 = 1;
+        for sk in &track.subscribers {
+            if let Some(sub) = self.participants.get(sk).and_then(|s| s.subs.get(&tk)) {
+                for l in [sub.selector.target(), sub.selector.current()]
+                    .into_iter()
+                    .flatten()
+                {
+                    needed |= 1 << l;
+                }
+            }
+        }
+        let all = ((1u16 << n) - 1) as u8;
+        let on = track.publisher_mask.unwrap_or(all);
+        let send = if needed & !on != 0 {
+            // Something needed is off: switch it on now (keeping the rest until its pause).
+            Some(on | needed)
+        } else if needed != on {
+            match track.pause_due {
+                Some(at) if at <= now => Some(needed),
+                Some(_) => None,
+                None => {
+                    let at = now + PUBLISHER_PAUSE_DELAY;
+                    track.pause_due = Some(at);
+                    self.timers
+                        .push(Reverse((at, track.publisher, TimerKind::Layers(tk))));
+                    None
+                }
+            }
+        } else {
+            track.pause_due = None;
+            None
+        };
+        let Some(mask) = send else {
+            return;
+        };
+        if mask == needed {
+            track.pause_due = None;
+        }
+        track.publisher_mask = Some(mask);
+        let active = track
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .filter_map(|(_, l)| l.rid.map(|r| r.to_string()))
+            .collect();
+        let track_id = track.id.clone();
+        if let Some(p) = self.participants.get(&track.publisher) {
+            self.signals.push_back((
+                p.id.clone(),
+                ServerMessage::PublisherLayers { track_id, active },
+            ));
+        }
+    }
+
+    /// Ask for a keyframe on every layer of a track (after an unmute).
+    pub(super) fn request_all_keyframes(&mut self, now: Instant, tk: TrackKey) {
+        let n = self.tracks.get(&tk).map_or(0, |t| t.layers.len());
+        for l in 0..n {
+            self.request_keyframe(now, tk, l as u8);
+        }
+    }
+}

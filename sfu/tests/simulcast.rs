@@ -1,0 +1,330 @@
+//! Simulcast layer selection, allocation and publisher layer control, on the virtual network.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Bed, Link, Received};
+use signal::protocol::{ServerMessage, StreamStateKind};
+use signal::ClientSignal;
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// The packets in sequence order (first arrival of each), with wrap-around undone.
+fn by_seq(packets: &[Received]) -> Vec<(u64, Received)> {
+    let mut out: Vec<(u64, Received)> = Vec::new();
+    let mut last: Option<u64> = None;
+    for p in packets {
+        let ext = match last {
+            None => p.seq as u64 + 65536,
+            Some(l) => {
+                let d = p.seq.wrapping_sub(l as u16) as i16 as i64;
+                (l as i64 + d) as u64
+            }
+        };
+        last = Some(last.map_or(ext, |l| l.max(ext)));
+        out.push((ext, p.clone()));
+    }
+    out.sort_by_key(|(s, _)| *s);
+    out.dedup_by_key(|(s, _)| *s);
+    out
+}
+
+/// Every layer change starts with a keyframe (where the network let both sides of the change
+/// through); with `lossless`, no packet may be missing either.
+fn assert_clean_switches(what: &str, packets: &[Received], lossless: bool) -> usize {
+    let seq = by_seq(packets);
+    let mut switches = 0;
+    for w in seq.windows(2) {
+        if w[1].0 != w[0].0 + 1 {
+            assert!(!lossless, "{what}: hole after seq {}", w[0].0);
+            continue;
+        }
+        if w[1].1.layer != w[0].1.layer {
+            switches += 1;
+            assert!(
+                w[1].1.keyframe,
+                "{what}: switch {} -> {} at seq {} is not on a keyframe",
+                w[0].1.layer, w[1].1.layer, w[1].0
+            );
+        }
+    }
+    assert!(
+        seq.first().is_some_and(|(_, p)| p.keyframe),
+        "{what}: starts on a keyframe"
+    );
+    switches
+}
+
+/// The layer of the newest packets received.
+fn layer_now(packets: &[Received]) -> Option<u8> {
+    packets.last().map(|p| p.layer)
+}
+
+/// When the received layer first satisfied `f` after `since`.
+fn first_at(packets: &[Received], since: Instant, f: impl Fn(u8) -> bool) -> Option<Instant> {
+    packets
+        .iter()
+        .find(|p| p.at >= since && f(p.layer))
+        .map(|p| p.at)
+}
+
+fn simulcast_room() -> (Bed, usize, usize, usize) {
+    let mut bed = Bed::new();
+    bed.next_simulcast = true;
+    let a = bed.join("r", "ann", true);
+    bed.next_simulcast = false;
+    let b = bed.join("r", "bob", false);
+    let c = bed.join("r", "cat", false);
+    (bed, a, b, c)
+}
+
+#[test]
+fn unconstrained_subscribers_reach_the_top_layer() {
+    let (mut bed, a, b, c) = simulcast_room();
+    let ida = bed.id(a);
+    let top = bed.run_until(secs(10.0), |bed| {
+        [b, c]
+            .iter()
+            .all(|s| layer_now(bed.clients[*s].video_from(&ida)) == Some(2))
+    });
+    assert!(top, "subscribers did not reach the top layer");
+    let reached = [b, c]
+        .iter()
+        .map(|s| first_at(bed.clients[*s].video_from(&ida), bed.start, |l| l == 2).unwrap())
+        .max()
+        .unwrap();
+    eprintln!("top layer after {:?}", reached - bed.start);
+    bed.run(secs(2.0));
+    for s in [b, c] {
+        assert_clean_switches("subscriber", bed.clients[s].video_from(&ida), true);
+    }
+    // The state messages name the layer.
+    assert!(bed.clients[b].messages.iter().any(|m| matches!(m,
+        ServerMessage::StreamState { state: StreamStateKind::Active, layer: Some(l), .. } if l == "f")));
+}
+
+#[test]
+fn a_constrained_subscriber_steps_down_and_back_up_without_affecting_others() {
+    let (mut bed, a, b, c) = simulcast_room();
+    let ida = bed.id(a);
+    assert!(bed.run_until(secs(10.0), |bed| {
+        [b, c]
+            .iter()
+            .all(|s| layer_now(bed.clients[*s].video_from(&ida)) == Some(2))
+    }));
+    bed.run(secs(1.0));
+
+    // Bob's downlink drops to 400 kbit/s.
+    let constrained = bed.now;
+    bed.links.insert(b, Link::new(400_000));
+    assert!(
+        bed.run_until(secs(5.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+            .is_some_and(|l| l < 2)),
+        "bob did not step down"
+    );
+    let down = first_at(bed.clients[b].video_from(&ida), constrained, |l| l < 2).unwrap();
+    bed.run(secs(8.0));
+    let settled = layer_now(bed.clients[b].video_from(&ida)).unwrap();
+
+    // The constraint lifts.
+    let lifted = bed.now;
+    bed.links.get_mut(&b).unwrap().bps = 100_000_000;
+    assert!(
+        bed.run_until(secs(15.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+            == Some(2)),
+        "bob did not return to the top layer"
+    );
+    let up = first_at(bed.clients[b].video_from(&ida), lifted, |l| l == 2).unwrap();
+    bed.run(secs(2.0));
+    eprintln!(
+        "step down after {:?} (layer {settled} while constrained), back up after {:?}",
+        down - constrained,
+        up - lifted
+    );
+    assert!(
+        down - constrained <= secs(2.0),
+        "step down took {:?}",
+        down - constrained
+    );
+    assert!(
+        settled < 2,
+        "bob stays below the top layer while constrained"
+    );
+    assert!(up - lifted <= secs(10.0), "step up took {:?}", up - lifted);
+
+    // Bob's link lost packets; what the server sent him is still gap-free.
+    bed.assert_sent_gap_free(b);
+    let switches = assert_clean_switches("bob", bed.clients[b].video_from(&ida), false);
+    assert!(switches >= 2);
+    // Cat never left the top layer after reaching it.
+    let cat = bed.clients[c].video_from(&ida);
+    assert!(cat
+        .iter()
+        .filter(|p| p.at >= constrained)
+        .all(|p| p.layer == 2));
+    assert_clean_switches("cat", cat, true);
+    bed.assert_sent_gap_free(c);
+}
+
+#[test]
+fn the_rendered_size_caps_the_layer_and_hidden_videos_get_nothing() {
+    let (mut bed, a, b, _c) = simulcast_room();
+    let ida = bed.id(a);
+    let track = format!("{ida}-{}", bed.clients[a].video_mid.unwrap());
+    assert!(
+        bed.run_until(secs(10.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+            == Some(2))
+    );
+    let idb = bed.id(b);
+    let settings = |bed: &mut Bed, visible: bool, w: u32, h: u32| {
+        bed.engine.handle_signal(
+            bed.now,
+            &idb,
+            ClientSignal::TrackSettings {
+                track_id: track.clone(),
+                visible,
+                width: w,
+                height: h,
+            },
+        );
+        bed.pump_signals();
+    };
+    settings(&mut bed, true, 320, 180);
+    assert!(
+        bed.run_until(secs(2.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+            == Some(0))
+    );
+    settings(&mut bed, true, 600, 340);
+    assert!(
+        bed.run_until(secs(2.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+            == Some(1))
+    );
+
+    settings(&mut bed, false, 600, 340);
+    bed.run(secs(0.3));
+    let hidden_at = bed.clients[b].video_from(&ida).len();
+    bed.run(secs(1.0));
+    assert_eq!(
+        bed.clients[b].video_from(&ida).len(),
+        hidden_at,
+        "nothing while hidden"
+    );
+    assert!(bed.clients[b].messages.iter().any(|m| matches!(m,
+        ServerMessage::StreamState { state: StreamStateKind::Paused, reason: Some(r), .. } if r == "hidden")));
+
+    settings(&mut bed, true, 1920, 1080);
+    assert!(
+        bed.run_until(secs(3.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+            == Some(2))
+    );
+    bed.run(secs(0.5));
+    assert_clean_switches("bob", bed.clients[b].video_from(&ida), true);
+}
+
+#[test]
+fn layers_nobody_needs_are_paused_at_the_publisher() {
+    let mut bed = Bed::new();
+    bed.next_simulcast = true;
+    let a = bed.join("r", "ann", true);
+    bed.next_simulcast = false;
+    let b = bed.join("r", "bob", false);
+    let ida = bed.id(a);
+    let idb = bed.id(b);
+    let track = format!("{ida}-{}", bed.clients[a].video_mid.unwrap());
+    assert!(
+        bed.run_until(secs(10.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+            == Some(2))
+    );
+    bed.engine.handle_signal(
+        bed.now,
+        &idb,
+        ClientSignal::TrackSettings {
+            track_id: track.clone(),
+            visible: true,
+            width: 320,
+            height: 180,
+        },
+    );
+    // After the pause delay, only q is asked for.
+    assert!(bed.run_until(secs(5.0), |bed| bed.clients[a].active_layers
+        == Some(vec!["q".to_string()])));
+    let paused_at = bed.now;
+    bed.run(secs(1.0));
+    assert_eq!(layer_now(bed.clients[b].video_from(&ida)), Some(0));
+    // Bob wants full size again: the top layer is switched on at once and reached quickly.
+    bed.engine.handle_signal(
+        bed.now,
+        &idb,
+        ClientSignal::TrackSettings {
+            track_id: track,
+            visible: true,
+            width: 1280,
+            height: 720,
+        },
+    );
+    bed.pump_signals();
+    assert!(bed.clients[a]
+        .active_layers
+        .as_ref()
+        .is_some_and(|l| l.iter().any(|r| r == "f")));
+    let asked = bed.now;
+    assert!(
+        bed.run_until(secs(3.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+            == Some(2))
+    );
+    eprintln!(
+        "paused at {:?}, top again {:?} after asking",
+        paused_at - bed.start,
+        bed.now - asked
+    );
+    assert_clean_switches("bob", bed.clients[b].video_from(&ida), true);
+}
+
+#[test]
+fn when_bandwidth_is_short_one_video_is_paused_rather_than_all_frozen() {
+    let mut bed = Bed::new();
+    bed.next_simulcast = true;
+    let a = bed.join("r", "ann", true);
+    let d = bed.join("r", "dan", true);
+    bed.next_simulcast = false;
+    let b = bed.join("r", "bob", false);
+    let (ida, idd) = (bed.id(a), bed.id(d));
+    assert!(bed.run_until(secs(10.0), |bed| {
+        layer_now(bed.clients[b].video_from(&ida)) == Some(2)
+            && layer_now(bed.clients[b].video_from(&idd)) == Some(2)
+    }));
+    // Room for one low layer and the audio, not two.
+    bed.links.insert(b, Link::new(400_000));
+    bed.run(secs(8.0));
+    let paused: Vec<&ServerMessage> = bed.clients[b]
+        .messages
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::StreamState { state: StreamStateKind::Paused, reason: Some(r), .. } if r == "bandwidth"))
+        .collect();
+    assert!(!paused.is_empty(), "a video was paused for bandwidth");
+    let t = bed.now;
+    bed.run(secs(2.0));
+    let flowing = [&ida, &idd]
+        .iter()
+        .filter(|id| bed.clients[b].video_from(id).iter().any(|p| p.at > t))
+        .count();
+    assert_eq!(flowing, 1, "exactly one video keeps flowing");
+    // When the link recovers both come back.
+    bed.links.get_mut(&b).unwrap().bps = 100_000_000;
+    assert!(bed.run_until(secs(15.0), |bed| {
+        let t = bed.now - secs(0.5);
+        [&ida, &idd]
+            .iter()
+            .all(|id| bed.clients[b].video_from(id).iter().any(|p| p.at > t))
+    }));
+    assert!(bed.clients[b].messages.iter().any(|m| matches!(
+        m,
+        ServerMessage::StreamState {
+            state: StreamStateKind::Active,
+            ..
+        }
+    )));
+}
