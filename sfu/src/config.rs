@@ -1,59 +1,249 @@
-//! The server's settings: command-line flags, each also readable from an `SFU_*` environment
-//! variable. Defaults give a working conference on a laptop.
+//! The server's settings: one typed [`Config`], read from a TOML file (`--config`), `SFU_*`
+//! environment variables and command-line flags, in that order of precedence from lowest to
+//! highest, over built-in defaults. [`Config::load`] validates everything once; its errors name
+//! the key at fault. `docs/configuration.md` lists every key with its default.
+//!
+//! With no API key anywhere the server runs in development mode (see [`Config::is_dev_mode`]).
+
+mod args;
+mod duration;
+mod file;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
 
-use clap::Parser;
+use signal::auth::KeySet;
+use signal::rest::dto::{MAX_EMPTY_TIMEOUT_SECS, MAX_PARTICIPANTS_LIMIT};
 
-/// A WebRTC selective forwarding unit: rooms, one peer connection per participant, simulcast-ready
-/// RTP forwarding.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "sfu", version, about)]
+pub use args::{KeyArgs, ServeArgs};
+pub use duration::{format_duration, parse_duration};
+use file::FileConfig;
+
+use crate::io::rooms::RoomDefaults;
+use crate::io::webhook::WebhookConfig;
+
+/// Every key of the file, as `docs/configuration.md` must list them.
+pub const KEYS: &[&str] = &[
+    "http",
+    "udp_ip",
+    "udp_port",
+    "advertise_ip",
+    "workers",
+    "log",
+    "log_json",
+    "keys",
+    "room.auto_create",
+    "room.max_participants",
+    "room.empty_timeout",
+    "webhook.urls",
+    "webhook.api_key",
+    "webhook.queue_size",
+    "webhook.max_attempts",
+    "webhook.initial_backoff",
+    "webhook.max_backoff",
+    "webhook.timeout",
+];
+
+/// The server's settings, resolved and validated.
+#[derive(Debug, Clone)]
 pub struct Config {
-    /// Address for HTTP and WebSocket (the demo page, the browser client, signalling).
-    #[arg(long = "http", env = "SFU_HTTP", default_value = "0.0.0.0:8080")]
+    /// Address for HTTP and WebSocket.
     pub http: SocketAddr,
-
-    /// IP the media (UDP) sockets bind to.
-    #[arg(long = "udp-ip", env = "SFU_UDP_IP", default_value = "0.0.0.0")]
+    /// IP the media sockets bind to.
     pub udp_ip: IpAddr,
-
-    /// First UDP media port. Worker N binds port + N, so open `port .. port + workers - 1`.
-    /// 0 picks free ports (for tests).
-    #[arg(long = "udp-port", env = "SFU_UDP_PORT", default_value_t = 50000)]
+    /// First UDP media port; worker N binds port + N. 0: free ports.
     pub udp_port: u16,
-
-    /// IP put in ICE candidates, for a server behind 1:1 NAT (its public IP). May be given
-    /// several times. Default: every address of the machine's interfaces (or `--udp-ip` when that
-    /// is not the unspecified address).
-    #[arg(long = "advertise-ip", env = "SFU_ADVERTISE_IP", value_delimiter = ',')]
+    /// IPs put in ICE candidates. Empty: found from the interfaces.
     pub advertise_ip: Vec<IpAddr>,
-
-    /// Media worker threads, each with its own UDP socket. Default: one per CPU core.
-    #[arg(long, env = "SFU_WORKERS")]
+    /// Media worker threads. `None`: one per core.
     pub workers: Option<usize>,
-
-    /// Log filter, in `tracing` syntax (for example `info` or `sfu=debug,str0m=warn`).
-    #[arg(long, env = "SFU_LOG", default_value = "info")]
+    /// Log filter.
     pub log: String,
-
-    /// Log as JSON lines instead of plain text.
-    #[arg(long, env = "SFU_LOG_JSON")]
+    /// Log as JSON lines.
     pub log_json: bool,
+    /// The API keys. Empty: development mode.
+    pub keys: KeySet,
+    /// The key `token` and `room` use (from `--api-key`, else the first).
+    pub client_key: Option<String>,
+    /// Room settings.
+    pub room: RoomDefaults,
+    /// Webhook settings.
+    pub webhook: WebhookSettings,
 }
 
-/// A setting that cannot work, found at start.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// `--workers 0`, or more than the port range allows.
-    #[error("workers: {0}")]
-    Workers(String),
-    /// No address to advertise.
-    #[error("advertise-ip: {0}")]
-    Advertise(String),
+/// `[webhook]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Where events are posted.
+    pub urls: Vec<String>,
+    /// The key whose secret signs them; `None`: the first key.
+    pub api_key: Option<String>,
+    /// Queue length.
+    pub queue_size: usize,
+    /// Posts per event and URL.
+    pub max_attempts: u32,
+    /// First retry wait.
+    pub initial_backoff: Duration,
+    /// Longest retry wait.
+    pub max_backoff: Duration,
+    /// Time limit per post.
+    pub timeout: Duration,
+}
+
+/// A setting that cannot work, found at start. The message starts with the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// The key (`room.max_participants`, `keys.APIabc`, `webhook.urls[1]`, `config`, ...).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let d = WebhookConfig::new(Vec::new(), String::new(), String::new());
+        Config {
+            http: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            udp_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            udp_port: 50000,
+            advertise_ip: Vec::new(),
+            workers: None,
+            log: "info".into(),
+            log_json: false,
+            keys: KeySet::new(),
+            client_key: None,
+            room: RoomDefaults::default(),
+            webhook: WebhookSettings {
+                urls: Vec::new(),
+                api_key: None,
+                queue_size: d.queue_size,
+                max_attempts: d.max_attempts,
+                initial_backoff: d.initial_backoff,
+                max_backoff: d.max_backoff,
+                timeout: d.timeout,
+            },
+        }
+    }
 }
 
 impl Config {
+    /// Reads the file named by `args.keys.config` (if any), applies `args` (flags and
+    /// environment, already merged by clap) over it, and validates the result.
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.keys.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(file, args)
+    }
+
+    /// Parses the text of a configuration file and applies `args` over it.
+    pub fn from_toml(text: &str, args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = FileConfig::parse(text).map_err(|e| toml_error(text, &e, None))?;
+        Config::merge(file, args)
+    }
+
+    fn merge(file: FileConfig, a: &ServeArgs) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        macro_rules! set {
+            ($field:expr, $($v:expr),+) => {
+                $( if let Some(v) = $v { $field = v; } )+
+            };
+        }
+        set!(c.http, file.http, a.http);
+        set!(c.udp_ip, file.udp_ip, a.udp_ip);
+        set!(c.udp_port, file.udp_port, a.udp_port);
+        set!(c.advertise_ip, file.advertise_ip);
+        if !a.advertise_ip.is_empty() {
+            c.advertise_ip.clone_from(&a.advertise_ip);
+        }
+        c.workers = a.workers.or(file.workers);
+        set!(c.log, file.log, a.log.clone());
+        set!(c.log_json, file.log_json, a.log_json);
+
+        for (key, secret) in &file.keys {
+            c.keys
+                .insert(key, secret)
+                .map_err(|e| err(format!("keys.{key}"), e.to_string()))?;
+        }
+        match (&a.keys.api_key, &a.keys.api_secret) {
+            (Some(key), Some(secret)) => c
+                .keys
+                .insert(key, secret)
+                .map_err(|e| err("api_key", e.to_string()))?,
+            (Some(key), None) if c.keys.secret(key).is_none() => {
+                return Err(err(
+                    "api_secret",
+                    format!("no secret for API key {key:?}: set SFU_API_SECRET or [keys]"),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "api_key",
+                    "SFU_API_SECRET/--api-secret is set without SFU_API_KEY/--api-key",
+                ))
+            }
+            _ => {}
+        }
+        c.client_key = a
+            .keys
+            .api_key
+            .clone()
+            .or_else(|| c.keys.names().next().map(str::to_owned));
+
+        let r = &file.room;
+        set!(c.room.auto_create, r.auto_create, a.room_auto_create);
+        set!(
+            c.room.max_participants,
+            r.max_participants,
+            a.room_max_participants
+        );
+        set!(
+            c.room.empty_timeout,
+            r.empty_timeout.map(|d| d.0),
+            a.room_empty_timeout
+        );
+
+        let w = &file.webhook;
+        let cw = &mut c.webhook;
+        set!(cw.urls, w.urls.clone());
+        if !a.webhook_urls.is_empty() {
+            cw.urls.clone_from(&a.webhook_urls);
+        }
+        cw.api_key = a.webhook_api_key.clone().or_else(|| w.api_key.clone());
+        set!(cw.queue_size, w.queue_size, a.webhook_queue_size);
+        set!(cw.max_attempts, w.max_attempts, a.webhook_max_attempts);
+        set!(
+            cw.initial_backoff,
+            w.initial_backoff.map(|d| d.0),
+            a.webhook_initial_backoff
+        );
+        set!(
+            cw.max_backoff,
+            w.max_backoff.map(|d| d.0),
+            a.webhook_max_backoff
+        );
+        set!(cw.timeout, w.timeout.map(|d| d.0), a.webhook_timeout);
+
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// No API keys are configured: the server makes a development key at start and serves
+    /// `GET /api/dev/token`.
+    pub fn is_dev_mode(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// The number of workers, defaulting to the core count.
     pub fn worker_count(&self) -> usize {
         self.workers.unwrap_or_else(|| {
@@ -63,23 +253,85 @@ impl Config {
         })
     }
 
-    /// Checks what can be checked before binding anything.
+    /// Checks every setting, alone and against the others.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let n = self.worker_count();
         if n == 0 || n > 256 {
-            return Err(ConfigError::Workers(format!("{n} is not within 1..=256")));
+            return Err(err("workers", format!("{n} is not within 1..=256")));
         }
         if self.udp_port != 0 && self.udp_port as usize + n - 1 > u16::MAX as usize {
-            return Err(ConfigError::Workers(format!(
-                "ports {}..{} do not fit",
-                self.udp_port,
-                self.udp_port as usize + n - 1
-            )));
+            return Err(err(
+                "udp_port",
+                format!(
+                    "ports {}..{} for {n} workers do not fit",
+                    self.udp_port,
+                    self.udp_port as usize + n - 1
+                ),
+            ));
         }
         if self.advertise_ip.iter().any(|ip| ip.is_unspecified()) {
-            return Err(ConfigError::Advertise(
-                "0.0.0.0 or :: cannot be reached; give a real address".into(),
+            return Err(err(
+                "advertise_ip",
+                "0.0.0.0 or :: cannot be reached; give a real address",
             ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(err("log", format!("not a log filter: {e}")));
+        }
+        if self.room.max_participants > MAX_PARTICIPANTS_LIMIT {
+            return Err(err(
+                "room.max_participants",
+                format!("must be 0 (no limit) to {MAX_PARTICIPANTS_LIMIT}"),
+            ));
+        }
+        let t = self.room.empty_timeout;
+        if t < Duration::from_secs(1) || t > Duration::from_secs(MAX_EMPTY_TIMEOUT_SECS.into()) {
+            return Err(err(
+                "room.empty_timeout",
+                format!("must be 1s to {MAX_EMPTY_TIMEOUT_SECS}s"),
+            ));
+        }
+        self.validate_webhook()
+    }
+
+    fn validate_webhook(&self) -> Result<(), ConfigError> {
+        let w = &self.webhook;
+        for (i, url) in w.urls.iter().enumerate() {
+            let ok = reqwest::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !ok {
+                return Err(err(
+                    format!("webhook.urls[{i}]"),
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        if let Some(key) = &w.api_key {
+            if self.keys.secret(key).is_none() {
+                return Err(err(
+                    "webhook.api_key",
+                    format!("{key:?} is not one of the configured keys"),
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(&w.queue_size) {
+            return Err(err("webhook.queue_size", "must be 1 to 1000000"));
+        }
+        if !(1..=20).contains(&w.max_attempts) {
+            return Err(err("webhook.max_attempts", "must be 1 to 20"));
+        }
+        let ms = Duration::from_millis(1);
+        if w.initial_backoff < ms {
+            return Err(err("webhook.initial_backoff", "must be at least 1ms"));
+        }
+        if w.max_backoff < w.initial_backoff {
+            return Err(err(
+                "webhook.max_backoff",
+                "must not be shorter than webhook.initial_backoff",
+            ));
+        }
+        if w.timeout < ms || w.timeout > Duration::from_secs(300) {
+            return Err(err("webhook.timeout", "must be 1ms to 5m"));
         }
         Ok(())
     }
@@ -104,7 +356,7 @@ impl Config {
         }
         let want_v6 = self.udp_ip.is_ipv6();
         let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
-            .map_err(|e| ConfigError::Advertise(format!("listing interfaces: {e}")))?
+            .map_err(|e| err("advertise_ip", format!("listing interfaces: {e}")))?
             .into_iter()
             .map(|i| i.ip())
             .filter(|ip| match ip {
@@ -121,37 +373,69 @@ impl Config {
         }
         Ok(ips)
     }
+
+    /// The webhook delivery settings, signing with the configured key (or with `keys`, the
+    /// development key, when none is configured).
+    pub fn webhook_config(&self, keys: &KeySet) -> WebhookConfig {
+        let w = &self.webhook;
+        let key = w
+            .api_key
+            .clone()
+            .or_else(|| keys.names().next().map(str::to_owned))
+            .unwrap_or_default();
+        let secret = keys.secret(&key).unwrap_or_default().to_owned();
+        WebhookConfig {
+            urls: w.urls.clone(),
+            key,
+            secret,
+            queue_size: w.queue_size,
+            max_attempts: w.max_attempts,
+            initial_backoff: w.initial_backoff,
+            max_backoff: w.max_backoff,
+            timeout: w.timeout,
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err("config", format!("cannot read {shown}: {e}")))?;
+    FileConfig::parse(&text).map_err(|e| toml_error(&text, &e, Some(&shown.to_string())))
+}
+
+/// A TOML error as a [`ConfigError`] naming the key (`room.max_participant`) when the error
+/// points at a `key = value` line, else `config`; the message gives the file and line.
+fn toml_error(text: &str, e: &toml::de::Error, path: Option<&str>) -> ConfigError {
+    let Some(span) = e.span() else {
+        let place = path.map(|p| format!("{p}: ")).unwrap_or_default();
+        return err("config", format!("{place}{}", e.message()));
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    let section = text
+        .lines()
+        .take(line_no - 1)
+        .filter_map(|l| l.trim().strip_prefix('['))
+        .filter_map(|l| l.split(']').next())
+        .map(|l| l.trim_matches(|c| c == '[' || c == ' '))
+        .last();
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty());
+    let place = match path {
+        Some(p) => format!("{p}, line {line_no}"),
+        None => format!("line {line_no}"),
+    };
+    let message = format!("{} ({place})", e.message().trim());
+    match (section, key) {
+        (Some(s), Some(k)) => err(format!("{s}.{k}"), message),
+        (None, Some(k)) => err(k, message),
+        _ => err("config", message),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Config {
-        Config::try_parse_from(std::iter::once("sfu").chain(args.iter().copied())).unwrap()
-    }
-
-    #[test]
-    fn defaults_are_valid() {
-        let c = parse(&[]);
-        c.validate().unwrap();
-        assert_eq!(c.http.port(), 8080);
-        assert_eq!(c.udp_bind(2).port(), 50002);
-        assert!(!c.candidate_ips().unwrap().is_empty());
-    }
-
-    #[test]
-    fn advertise_wins_and_zero_workers_is_refused() {
-        let c = parse(&["--advertise-ip", "203.0.113.7", "--workers", "2"]);
-        assert_eq!(
-            c.candidate_ips().unwrap(),
-            vec!["203.0.113.7".parse::<IpAddr>().unwrap()]
-        );
-        assert!(parse(&["--workers", "0"]).validate().is_err());
-        assert!(parse(&["--advertise-ip", "0.0.0.0"]).validate().is_err());
-        assert!(parse(&["--udp-port", "65535", "--workers", "2"])
-            .validate()
-            .is_err());
-        assert_eq!(parse(&["--udp-port", "0"]).udp_bind(3).port(), 0);
-    }
-}
+mod tests;

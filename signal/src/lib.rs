@@ -4,15 +4,41 @@
 //! - [`mod@router`]: the axum router serving the demo page, the browser client and the WebSocket endpoint.
 //!   It is generic over [`MediaBackend`], which the media side implements; this crate knows nothing of
 //!   RTP.
+//! - [`auth`]: API keys and access tokens (HS256 JWTs).
+//! - [`rest`]: the REST API under `/api`, generic over [`RoomService`], and its OpenAPI document.
+//! - [`webhook`]: the events posted to webhook URLs and their signature.
+//!
+//! [`app`] puts it all together: the router plus the REST API, sharing one set of keys.
 
+pub mod auth;
 pub mod protocol;
+pub mod rest;
 pub mod router;
+pub mod webhook;
 mod ws;
 
 use std::future::Future;
+use std::sync::Arc;
 
+pub use auth::{Claims, Grants, KeySet};
 pub use protocol::{ClientMessage, ErrorCode, ServerMessage, SignalError};
+pub use rest::{api_router, ApiConfig, ApiError, RoomService};
 pub use router::{router, RouterConfig};
+
+/// The whole HTTP side: [`router`] (static files, `/healthz`, `/ws`) and [`api_router`]
+/// (`/api`). The WebSocket joins check tokens against `api.keys`.
+///
+/// # Panics
+///
+/// If `config` fails [`RouterConfig::validate`].
+pub fn app<B: MediaBackend + RoomService>(
+    backend: Arc<B>,
+    mut config: RouterConfig,
+    api: ApiConfig,
+) -> axum::Router {
+    config.keys = Some(api.keys.clone());
+    router(Arc::clone(&backend), config).merge(api_router(backend, api))
+}
 
 /// What a client asks for when it joins, after the router has checked the message's shape, version
 /// and names.
@@ -20,10 +46,17 @@ pub use router::{router, RouterConfig};
 pub struct JoinRequest {
     /// The room.
     pub room: String,
-    /// The display name.
+    /// The display name: the token's `name` when it has one, else the one the client sent.
     pub name: String,
-    /// The access token, if the client sent one.
+    /// The access token, if the client sent one. Already verified when the router has keys.
     pub token: Option<String>,
+    /// The token's identity (`sub`); `None` when the router checks no tokens.
+    pub identity: Option<String>,
+    /// The token's participant metadata.
+    pub metadata: Option<String>,
+    /// What the participant may do: the token's grants, or [`Grants::all`] when the router
+    /// checks no tokens.
+    pub grants: Grants,
 }
 
 /// A joined participant, as the router holds it for the life of one WebSocket.
@@ -46,6 +79,13 @@ pub enum ClientSignal {
     Answer(String),
     /// A trickled candidate.
     Candidate(protocol::IceCandidate),
+    /// Mute or unmute one of the client's own tracks.
+    Mute {
+        /// The track.
+        track_id: String,
+        /// Muted or not.
+        muted: bool,
+    },
     /// How the client shows a remote video.
     TrackSettings {
         /// The track.

@@ -58,6 +58,14 @@ pub enum ClientMessage {
         #[serde(default)]
         height: u32,
     },
+    /// Mute or unmute one of the client's own tracks: the server stops (or resumes) forwarding it
+    /// and tells the room with [`ServerMessage::TrackMuted`].
+    Mute {
+        /// The client's own track.
+        track_id: String,
+        /// Muted or not.
+        muted: bool,
+    },
     /// Leave the room. The server answers with [`ServerMessage::Left`] and closes the socket.
     Leave,
     /// Keep-alive; answered with [`ServerMessage::Pong`].
@@ -154,6 +162,11 @@ pub enum ServerMessage {
         /// Rids to send; all others may be paused.
         active: Vec<String>,
     },
+    /// Who is speaking now, loudest first (empty: nobody). Sent when the set changes.
+    Speakers {
+        /// The speakers.
+        speakers: Vec<Speaker>,
+    },
     /// A participant's name or metadata changed.
     ParticipantUpdated {
         /// The participant as it is now.
@@ -211,6 +224,15 @@ pub struct TrackInfo {
     /// The server does not forward it (muted by its publisher or by an admin).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub muted: bool,
+}
+
+/// A participant that is speaking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Speaker {
+    /// Who.
+    pub participant_id: String,
+    /// How loud, 0 to 100 (smoothed audio level).
+    pub level: u8,
 }
 
 /// Whether a subscribed stream is forwarded.
@@ -298,6 +320,8 @@ pub enum ErrorCode {
     NotFound,
     /// The thing to create exists already.
     Conflict,
+    /// Too many or too large data-channel messages; the ones over the limit were not relayed.
+    RateLimited,
     /// A bug on the server side.
     Internal,
 }
@@ -321,6 +345,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
     }
@@ -452,6 +477,7 @@ mod tests {
             ErrorCode::InvalidRequest,
             ErrorCode::NotFound,
             ErrorCode::Conflict,
+            ErrorCode::RateLimited,
             ErrorCode::Internal,
         ] {
             assert_eq!(

@@ -8,6 +8,9 @@
 //! | `GET /ws`      | WebSocket upgrade; one session per socket (see [`RouterConfig`]) |
 //! | `GET /healthz` | `200 ok`                                                      |
 //!
+//! The REST API under `/api` is a router of its own ([`crate::rest::api_router`]); [`crate::app`]
+//! merges the two.
+//!
 //! Static files are compiled into the binary and served with `Cache-Control: no-cache`, so a browser
 //! revalidates them after every deploy. Anything else is `404`.
 
@@ -23,6 +26,7 @@ use axum::routing::get;
 use axum::Router;
 use tracing::Instrument;
 
+use crate::auth::KeySet;
 use crate::protocol::MAX_MESSAGE_BYTES;
 use crate::{ws, MediaBackend};
 
@@ -71,6 +75,10 @@ pub struct RouterConfig {
     /// [`MAX_MESSAGE_BYTES`] and this cap are answered with `message_too_large`; above it the socket
     /// closes. Must be larger than [`MAX_MESSAGE_BYTES`]. Default: 4 MiB.
     pub max_frame_bytes: usize,
+    /// The API keys that sign access tokens. With keys, every `join` needs a valid token for its
+    /// room that grants `join` (see [`KeySet::authorize_join`]). `None` (the default, for tests
+    /// and embedding) admits everyone with every grant; [`crate::app`] always sets it.
+    pub keys: Option<KeySet>,
 }
 
 impl Default for RouterConfig {
@@ -83,6 +91,7 @@ impl Default for RouterConfig {
             send_timeout: Duration::from_secs(10),
             backend_timeout: Duration::from_secs(10),
             max_frame_bytes: 4 * 1024 * 1024,
+            keys: None,
         }
     }
 }

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
+use crate::auth::{Grants, KeySet};
 use crate::protocol::{
     validate_display_name, validate_room_name, ClientMessage, ErrorCode, ServerMessage,
     SignalError, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
@@ -265,10 +266,12 @@ struct JoinAttempt {
 }
 
 impl JoinAttempt {
-    /// Checks the version and names, then asks the media side, waiting at most `wait`.
+    /// Checks the version, the names and the token (when there are `keys`), then asks the media
+    /// side, waiting at most `wait`.
     async fn run<B: MediaBackend>(
         self,
         backend: &B,
+        keys: Option<&KeySet>,
         wait: Duration,
     ) -> Result<Session, SignalError> {
         let JoinAttempt {
@@ -285,8 +288,28 @@ impl JoinAttempt {
         }
         validate_room_name(&room)?;
         validate_display_name(&name)?;
-        debug!(room = %room, "joining");
-        let request = JoinRequest { room, name, token };
+        let request = match keys {
+            None => JoinRequest {
+                room,
+                name,
+                token,
+                identity: None,
+                metadata: None,
+                grants: Grants::all(),
+            },
+            Some(keys) => {
+                let claims = keys.authorize_join(token.as_deref(), &room)?;
+                JoinRequest {
+                    room,
+                    name: claims.name.unwrap_or(name),
+                    token,
+                    identity: Some(claims.sub),
+                    metadata: claims.metadata,
+                    grants: claims.grants,
+                }
+            }
+        };
+        debug!(room = %request.room, "joining");
         match timeout(wait, backend.join(request)).await {
             Ok(result) => result,
             Err(_) => {
@@ -409,6 +432,9 @@ impl<B: MediaBackend> Conn<B> {
                 width,
                 height,
             }),
+            (Stage::Joined, ClientMessage::Mute { track_id, muted }) => {
+                self.handle_signal(ClientSignal::Mute { track_id, muted })
+            }
             (Stage::Joined, ClientMessage::Leave) => {
                 self.start_leaving();
                 None
@@ -419,7 +445,8 @@ impl<B: MediaBackend> Conn<B> {
                 ClientMessage::Offer { .. }
                 | ClientMessage::Answer { .. }
                 | ClientMessage::Candidate(_)
-                | ClientMessage::TrackSettings { .. },
+                | ClientMessage::TrackSettings { .. }
+                | ClientMessage::Mute { .. },
             ) => Some(not_joined("this socket has left the room")),
         };
         match reply {
@@ -431,7 +458,11 @@ impl<B: MediaBackend> Conn<B> {
     async fn handle_join(&mut self, attempt: JoinAttempt) -> ControlFlow<End> {
         let room = attempt.room.clone();
         match attempt
-            .run(&*self.backend, self.config.backend_timeout)
+            .run(
+                &*self.backend,
+                self.config.keys.as_ref(),
+                self.config.backend_timeout,
+            )
             .await
         {
             Ok(session) => {
@@ -469,6 +500,7 @@ impl<B: MediaBackend> Conn<B> {
             ClientSignal::Answer(sdp) => debug!(bytes = sdp.len(), "answer"),
             ClientSignal::Candidate(c) => debug!(bytes = c.candidate.len(), "candidate"),
             ClientSignal::TrackSettings { visible, .. } => debug!(visible, "track settings"),
+            ClientSignal::Mute { muted, .. } => debug!(muted, "mute"),
         }
         match self.backend.signal(&member.id, signal) {
             Ok(()) => None,

@@ -1,14 +1,19 @@
 //! The cloneable handle the signalling side talks to: it places rooms on workers and routes each
 //! participant's commands to the worker that owns its room.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
-use signal::protocol::{ErrorCode, ServerMessage, SignalError};
+use signal::protocol::{ErrorCode, ParticipantInfo, ServerMessage, SignalError, TrackInfo};
+use signal::webhook::{EventKind, WebhookEvent};
 use signal::{ClientSignal, JoinRequest, MediaBackend, Session};
+
+pub use super::rooms::{Placement, RoomDefaults};
+use super::webhook::Webhooks;
+use crate::core::JoinSpec;
 
 /// Messages a participant's event queue holds before the participant is considered stuck.
 pub const EVENT_QUEUE: usize = 256;
@@ -18,12 +23,10 @@ pub const EVENT_QUEUE: usize = 256;
 pub enum Command {
     /// Admit a participant.
     Join {
-        /// The participant id chosen by the handle.
-        id: String,
-        /// Room name.
-        room: String,
-        /// Display name.
-        name: String,
+        /// Who, and what it may do (the participant id is chosen by the handle).
+        spec: JoinSpec,
+        /// The room's metadata, sent to the participant after `joined` when not empty.
+        room_metadata: String,
         /// Where the participant's messages go.
         events: mpsc::Sender<ServerMessage>,
         /// The outcome.
@@ -43,105 +46,121 @@ pub enum Command {
         /// Why.
         reason: String,
     },
+    /// Everyone in a room leaves with `reason`. Replies once they are out.
+    CloseRoom {
+        /// Room name.
+        room: String,
+        /// Why (`room_deleted`).
+        reason: String,
+        /// Answered when done.
+        reply: oneshot::Sender<()>,
+    },
+    /// The participants of a room, with their tracks.
+    ListParticipants {
+        /// Room name.
+        room: String,
+        /// The answer.
+        reply: oneshot::Sender<Vec<ParticipantInfo>>,
+    },
+    /// One participant leaves on the operator's word.
+    RemoveParticipant {
+        /// Participant id.
+        id: String,
+        /// Why (`removed`).
+        reason: String,
+        /// `not_found` if it is not (or no longer) there.
+        reply: oneshot::Sender<Result<(), SignalError>>,
+    },
+    /// Mute or unmute a published track.
+    MuteTrack {
+        /// Publisher id.
+        id: String,
+        /// Track id.
+        track_id: String,
+        /// Muted or not.
+        muted: bool,
+        /// The track as it is now, or `not_found`.
+        reply: oneshot::Sender<Result<TrackInfo, SignalError>>,
+    },
+    /// Change a participant's name and/or metadata.
+    UpdateParticipant {
+        /// Participant id.
+        id: String,
+        /// New name.
+        name: Option<String>,
+        /// New metadata.
+        metadata: Option<String>,
+        /// The participant as it is now, or `not_found`.
+        reply: oneshot::Sender<Result<ParticipantInfo, SignalError>>,
+    },
+    /// Tell everyone in a room its new metadata.
+    UpdateRoom {
+        /// Room name.
+        room: String,
+        /// The metadata.
+        metadata: String,
+    },
 }
 
-/// Where rooms and participants live. Touched on join and leave only, never per packet.
-#[derive(Debug, Default)]
-pub struct Placement {
-    rooms: HashMap<String, RoomPlace>,
-    participants: HashMap<String, (usize, String)>,
-    load: Vec<usize>,
-}
-
-#[derive(Debug)]
-struct RoomPlace {
-    worker: usize,
-    participants: usize,
-}
-
-impl Placement {
-    /// Placement over `workers` workers.
-    pub fn new(workers: usize) -> Self {
-        Placement {
-            load: vec![0; workers],
-            ..Default::default()
-        }
-    }
-
-    /// Reserve a place for participant `id` in `room`: the room's worker, or for a new room the
-    /// least loaded worker. Returns the worker.
-    pub fn reserve(&mut self, id: &str, room: &str) -> usize {
-        let worker = match self.rooms.get(room) {
-            Some(r) => r.worker,
-            None => {
-                // `load` is never empty: the server starts at least one worker.
-                let w = (0..self.load.len())
-                    .min_by_key(|w| self.load[*w])
-                    .unwrap_or(0);
-                self.rooms.insert(
-                    room.to_string(),
-                    RoomPlace {
-                        worker: w,
-                        participants: 0,
-                    },
-                );
-                w
-            }
-        };
-        if let Some(r) = self.rooms.get_mut(room) {
-            r.participants += 1;
-        }
-        self.load[worker] += 1;
-        self.participants
-            .insert(id.to_string(), (worker, room.to_string()));
-        worker
-    }
-
-    /// Participant `id` is gone (or never made it in).
-    pub fn release(&mut self, id: &str) {
-        let Some((worker, room)) = self.participants.remove(id) else {
-            return;
-        };
-        self.load[worker] = self.load[worker].saturating_sub(1);
-        if let Some(r) = self.rooms.get_mut(&room) {
-            r.participants -= 1;
-            if r.participants == 0 {
-                self.rooms.remove(&room);
-            }
-        }
-    }
-
-    /// The worker of participant `id`.
-    pub fn worker_of(&self, id: &str) -> Option<usize> {
-        self.participants.get(id).map(|(w, _)| *w)
-    }
-
-    /// Participants per worker.
-    pub fn load(&self) -> &[usize] {
-        &self.load
-    }
-}
-
-/// The media side as the signalling router sees it.
+/// The media side as the signalling router sees it: [`MediaBackend`] for WebSocket sessions,
+/// [`RoomService`](signal::RoomService) for the REST API (in `service.rs`).
 #[derive(Clone)]
 pub struct SfuHandle {
-    workers: Vec<mpsc::Sender<Command>>,
-    placement: Arc<Mutex<Placement>>,
+    pub(super) workers: Vec<mpsc::Sender<Command>>,
+    pub(super) placement: Arc<Mutex<Placement>>,
+    pub(super) webhooks: Webhooks,
 }
 
 impl SfuHandle {
-    /// A handle over the command queues of the workers, sharing their placement table.
+    /// A handle over the command queues of the workers, sharing their placement table. Emits no
+    /// webhooks until [`SfuHandle::with_webhooks`].
     pub fn new(workers: Vec<mpsc::Sender<Command>>, placement: Arc<Mutex<Placement>>) -> Self {
-        SfuHandle { workers, placement }
+        SfuHandle {
+            workers,
+            placement,
+            webhooks: Webhooks::disabled(),
+        }
+    }
+
+    /// Room events (created, closed) go to `webhooks`.
+    pub fn with_webhooks(mut self, webhooks: Webhooks) -> Self {
+        self.webhooks = webhooks;
+        self
     }
 
     /// Participants per worker.
     pub fn load(&self) -> Vec<usize> {
         self.placement.lock().load().to_vec()
     }
+
+    /// Closes the rooms that have been empty for their `empty_timeout`, with a `room_finished`
+    /// webhook each. Returns how many.
+    pub fn close_expired_rooms(&self, now: Instant) -> usize {
+        let closed = self.placement.lock().close_expired(now);
+        for room in &closed {
+            tracing::info!(room = %room.name, "room closed: empty");
+            self.webhooks.emit(
+                WebhookEvent::new(EventKind::RoomFinished, &room.name).reason("empty_timeout"),
+            );
+        }
+        closed.len()
+    }
+
+    /// Runs [`SfuHandle::close_expired_rooms`] every `period` on the current tokio runtime.
+    pub fn spawn_room_sweeper(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let handle = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                handle.close_expired_rooms(Instant::now());
+            }
+        })
+    }
 }
 
-fn busy() -> SignalError {
+pub(super) fn busy() -> SignalError {
     SignalError::new(ErrorCode::ServerBusy, "the media server is overloaded")
 }
 
@@ -156,17 +175,30 @@ fn new_participant_id() -> String {
 impl MediaBackend for SfuHandle {
     async fn join(&self, req: JoinRequest) -> Result<Session, SignalError> {
         let id = new_participant_id();
-        let worker = self.placement.lock().reserve(&id, &req.room);
+        let reservation = self
+            .placement
+            .lock()
+            .reserve(&id, &req.room, Instant::now())?;
+        if let Some(room) = &reservation.created {
+            tracing::info!(room = %room.name, "room created by a join");
+            self.webhooks
+                .emit(WebhookEvent::new(EventKind::RoomStarted, &room.name));
+        }
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let (reply_tx, reply_rx) = oneshot::channel();
+        let mut spec = JoinSpec::new(id.clone(), req.room, req.name);
+        spec.identity = req.identity;
+        spec.metadata = req.metadata;
+        spec.can_publish = req.grants.publish;
+        spec.can_subscribe = req.grants.subscribe;
+        spec.can_publish_data = req.grants.publish_data;
         let cmd = Command::Join {
-            id: id.clone(),
-            room: req.room,
-            name: req.name,
+            spec,
+            room_metadata: reservation.metadata,
             events: events_tx,
             reply: reply_tx,
         };
-        let result = match self.workers[worker].try_send(cmd) {
+        let result = match self.workers[reservation.worker].try_send(cmd) {
             Ok(()) => reply_rx.await.unwrap_or_else(|_| Err(busy())),
             Err(_) => Err(busy()),
         };
@@ -176,7 +208,7 @@ impl MediaBackend for SfuHandle {
                 events: events_rx,
             }),
             Err(e) => {
-                self.placement.lock().release(&id);
+                self.placement.lock().release(&id, Instant::now());
                 Err(e)
             }
         }
@@ -211,28 +243,5 @@ impl MediaBackend for SfuHandle {
                 "leave not queued: worker busy"
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rooms_stay_on_one_worker_and_new_rooms_go_to_the_least_loaded() {
-        let mut p = Placement::new(2);
-        assert_eq!(p.reserve("a", "r1"), 0);
-        assert_eq!(p.reserve("b", "r1"), 0);
-        assert_eq!(p.reserve("c", "r2"), 1);
-        assert_eq!(p.reserve("d", "r3"), 1);
-        assert_eq!(p.load(), &[2, 2]);
-        p.release("a");
-        p.release("b");
-        assert_eq!(p.load(), &[0, 2]);
-        // r1 is gone; a new r1 goes to the least loaded worker.
-        assert_eq!(p.reserve("e", "r1"), 0);
-        assert_eq!(p.worker_of("d"), Some(1));
-        assert_eq!(p.worker_of("a"), None);
-        p.release("zzz");
     }
 }

@@ -3,7 +3,16 @@
 //! - [`udp`]: the media socket, batched receive and send.
 //! - [`worker`]: a thread owning an engine, its rooms and its socket.
 //! - [`handle`]: what the signalling side calls; places rooms on workers.
+//! - [`rooms`]: the room registry and the placement of rooms and participants.
+//! - [`service`]: the REST API's operations on rooms and participants.
+//! - [`webhook`]: the bounded webhook queue and its senders; [`events`] finds participant and
+//!   track events on a worker.
 
+mod events;
 pub mod handle;
+pub mod rooms;
+mod service;
+pub mod tcp;
 pub mod udp;
+pub mod webhook;
 pub mod worker;

@@ -14,11 +14,13 @@ use str0m::net::Transmit;
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use signal::protocol::ServerMessage;
+use signal::protocol::{ErrorCode, ServerMessage, SignalError};
 
+use super::events::MemberEvents;
 use super::handle::{Command, Placement};
 use super::udp::MediaSocket;
-use crate::core::{Engine, EngineConfig, JoinSpec};
+use super::webhook::Webhooks;
+use crate::core::{Engine, EngineConfig};
 
 /// Receive batches handled before the worker looks at commands and timers again.
 const MAX_BATCHES_PER_WAKE: usize = 16;
@@ -35,6 +37,8 @@ pub struct WorkerSpec {
     pub candidate_ips: Vec<IpAddr>,
     /// Engine settings (the candidate addresses are filled in from the above).
     pub engine: EngineConfig,
+    /// Where participant and track events go.
+    pub webhooks: Webhooks,
 }
 
 /// A running worker.
@@ -83,6 +87,8 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                 let _ = ready_tx.send(Ok(port));
                 let span = info_span!("worker", index);
                 WorkerLoop {
+                    member_events: MemberEvents::new(spec.webhooks),
+                    track_epoch: (0, 0),
                     engine: Engine::new(engine_config),
                     socket,
                     commands: rx,
@@ -116,6 +122,10 @@ struct WorkerLoop {
     out: Vec<Transmit>,
     /// Participants to remove after delivering signals (queue full or closed).
     kick: Vec<(String, &'static str)>,
+    /// Participant and track webhooks.
+    member_events: MemberEvents,
+    /// [`Engine::track_epoch`] when tracks were last compared.
+    track_epoch: (u64, usize),
 }
 
 impl WorkerLoop {
@@ -145,6 +155,7 @@ impl WorkerLoop {
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
             }
             self.deliver_signals();
+            self.notice_tracks();
             self.send().await;
         }
         info!("worker stopped");
@@ -190,21 +201,120 @@ impl WorkerLoop {
         let now = Instant::now();
         match cmd {
             Command::Join {
-                id,
-                room,
-                name,
+                spec,
+                room_metadata,
                 events,
                 reply,
             } => {
+                let (id, room) = (spec.id.clone(), spec.room.clone());
                 self.sessions.insert(id.clone(), events);
-                let r = self.engine.join(now, JoinSpec::new(id.clone(), room, name));
-                if r.is_err() {
-                    self.sessions.remove(&id);
+                let r = self.engine.join(now, spec);
+                match &r {
+                    Ok(()) => {
+                        if !room_metadata.is_empty() {
+                            let msg = ServerMessage::RoomUpdated {
+                                room: room.clone(),
+                                metadata: room_metadata,
+                            };
+                            self.engine.notify(&id, msg);
+                        }
+                        if let Some(info) = self.engine.participant_info(&id) {
+                            self.member_events.joined(&room, info);
+                        }
+                    }
+                    Err(_) => {
+                        self.sessions.remove(&id);
+                    }
                 }
                 let _ = reply.send(r);
             }
             Command::Signal { id, signal } => self.engine.handle_signal(now, &id, signal),
             Command::Leave { id, reason } => self.engine.leave(now, &id, &reason),
+            Command::CloseRoom {
+                room,
+                reason,
+                reply,
+            } => {
+                for id in self.engine.room_participants(&room) {
+                    self.engine.leave(now, &id, &reason);
+                }
+                // Deliver the `left`s (and their webhooks) before answering.
+                self.deliver_signals();
+                let _ = reply.send(());
+            }
+            Command::ListParticipants { room, reply } => {
+                let _ = reply.send(self.engine.participants_info(&room));
+            }
+            Command::RemoveParticipant { id, reason, reply } => {
+                let r = match self.engine.participant_room(&id) {
+                    Some(_) => {
+                        self.engine.leave(now, &id, &reason);
+                        self.deliver_signals();
+                        Ok(())
+                    }
+                    None => Err(not_found("no such participant in this room")),
+                };
+                let _ = reply.send(r);
+            }
+            Command::MuteTrack {
+                id,
+                track_id,
+                muted,
+                reply,
+            } => {
+                let r = self
+                    .engine
+                    .set_track_muted(now, &id, &track_id, muted)
+                    .map_err(|_| not_found("no such track"))
+                    .and_then(|()| {
+                        self.engine
+                            .participant_info(&id)
+                            .and_then(|p| p.tracks.into_iter().find(|t| t.id == track_id))
+                            .ok_or_else(|| not_found("no such track"))
+                    });
+                let _ = reply.send(r);
+            }
+            Command::UpdateParticipant {
+                id,
+                name,
+                metadata,
+                reply,
+            } => {
+                let r = self
+                    .engine
+                    .update_participant(&id, name, metadata)
+                    .map_err(|_| not_found("no such participant in this room"))
+                    .and_then(|()| {
+                        self.engine
+                            .participant_info(&id)
+                            .ok_or_else(|| not_found("no such participant in this room"))
+                    });
+                if let Ok(info) = &r {
+                    self.member_events.seen(info.clone());
+                }
+                let _ = reply.send(r);
+            }
+            Command::UpdateRoom { room, metadata } => {
+                self.engine.set_room_metadata(&room, &metadata);
+            }
+        }
+    }
+
+    /// For webhooks: when the engine's tracks changed, compare every participant's tracks with
+    /// what was seen before. One comparison per loop turn otherwise.
+    fn notice_tracks(&mut self) {
+        if !self.member_events.enabled() {
+            return;
+        }
+        let epoch = self.engine.track_epoch();
+        if epoch == self.track_epoch {
+            return;
+        }
+        self.track_epoch = epoch;
+        for id in self.member_events.ids() {
+            if let Some(info) = self.engine.participant_info(&id) {
+                self.member_events.seen(info);
+            }
         }
     }
 
@@ -213,7 +323,10 @@ impl WorkerLoop {
     fn deliver_signals(&mut self) {
         loop {
             while let Some((id, msg)) = self.engine.poll_signal() {
-                let is_left = matches!(msg, ServerMessage::Left { .. });
+                let left = match &msg {
+                    ServerMessage::Left { reason } => Some(reason.clone()),
+                    _ => None,
+                };
                 if let Some(tx) = self.sessions.get(&id) {
                     match tx.try_send(msg) {
                         Ok(()) => {}
@@ -225,9 +338,10 @@ impl WorkerLoop {
                         }
                     }
                 }
-                if is_left {
+                if let Some(reason) = left {
+                    self.member_events.left(&id, &reason);
                     self.sessions.remove(&id);
-                    self.placement.lock().release(&id);
+                    self.placement.lock().release(&id, Instant::now());
                 }
             }
             if self.kick.is_empty() {
@@ -239,4 +353,8 @@ impl WorkerLoop {
             }
         }
     }
+}
+
+fn not_found(message: &str) -> SignalError {
+    SignalError::new(ErrorCode::NotFound, message)
 }

@@ -1,0 +1,713 @@
+//! One synthetic participant: it joins over the WebSocket like a browser, negotiates its one peer
+//! connection (str0m, RTP mode, full ICE as the controlling side), publishes synthetic media and
+//! measures what it receives.
+//!
+//! A bot is one task. Each turn of its loop waits for the first of: a datagram on its UDP socket,
+//! a signalling message, or the earliest deadline (the `Rtc`'s own timeout, the next media packet,
+//! the next counter flush, the end of the run). Every input is followed by draining
+//! `poll_output` until it returns a timeout.
+
+mod publisher;
+mod receiver;
+mod sdp;
+mod signalling;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::SplitSink;
+use futures_util::StreamExt;
+use serde::Serialize;
+use signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::config::DtlsCert;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Simulcast, SimulcastLayer};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, timeout};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::live::{Clock, Live, Pending, FLUSH_INTERVAL};
+use crate::media::LAYER_RIDS;
+use crate::scenario::{BotSpec, MediaConfig, Publish};
+use crate::stats::{latency_histogram, Kind, TrackReport};
+use hdrhistogram::Histogram;
+use publisher::{negotiated_pt, Publisher};
+use receiver::Receiver;
+pub use signalling::track_settings_message;
+use signalling::{
+    fetch_dev_token, leave, message_type, next_incoming, next_message, send_json, send_text,
+    Incoming, Incomings, Ws, INCOMING_QUEUE, SIGNAL_TIMEOUT,
+};
+
+/// ICE and DTLS must be up this long after `joined`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// A keep-alive `ping` this often (the server closes silent sockets).
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Datagrams read in one go after the first, before the loop looks at anything else.
+const RECV_BATCH: usize = 64;
+/// `poll_output` calls after one input before the loop moves on (str0m always ends with a
+/// timeout; this only bounds a misbehaving connection).
+const MAX_DRAIN: usize = 4096;
+/// Server errors kept per bot.
+const MAX_ERRORS_KEPT: usize = 8;
+/// Distinct `stream_state` states counted per bot.
+const MAX_STATES_KEPT: usize = 16;
+/// Signalling messages handled in one turn.
+const MAX_SIGNAL_BATCH: usize = 16;
+
+/// What all bots of a run share.
+pub struct Env {
+    /// `ws://host:port/ws`.
+    pub ws_url: String,
+    /// Where the `join` token comes from.
+    pub token: TokenSource,
+    /// The IP bots bind their UDP sockets to.
+    pub bind_ip: IpAddr,
+    /// Whether ICE may use candidates that are not on the loopback network.
+    pub allow_remote: bool,
+    /// What publishers send.
+    pub media: Arc<MediaConfig>,
+    /// One DTLS certificate for every bot (making one costs milliseconds).
+    pub cert: DtlsCert,
+    /// The shared clock.
+    pub clock: Clock,
+    /// Shared counters.
+    pub live: Arc<Live>,
+    /// When every bot leaves.
+    pub end: Instant,
+    /// Render size to announce for every received video (see [`track_settings_message`]).
+    pub render_size: Option<(u32, u32)>,
+}
+
+/// Where a bot's `join` token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// No token.
+    None,
+    /// The same token for every bot.
+    Fixed(String),
+    /// One per bot from the server's development endpoint, when it has one.
+    Dev {
+        /// `host:port` of the server.
+        authority: String,
+        /// Path prefix.
+        prefix: String,
+    },
+}
+
+/// Why a bot stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    /// The WebSocket could not be opened.
+    #[error("websocket connect: {0}")]
+    Connect(String),
+    /// The WebSocket failed or closed.
+    #[error("websocket: {0}")]
+    Ws(String),
+    /// The server refused something essential.
+    #[error("server error {code}: {message}")]
+    Server {
+        /// Stable error code.
+        code: String,
+        /// Human text.
+        message: String,
+    },
+    /// A step did not finish in time.
+    #[error("timeout: {0}")]
+    Timeout(&'static str),
+    /// A socket error.
+    #[error("udp: {0}")]
+    Io(#[from] std::io::Error),
+    /// str0m refused SDP or input.
+    #[error("webrtc: {0}")]
+    Rtc(String),
+    /// The server removed the bot.
+    #[error("removed by the server: {0}")]
+    Removed(String),
+}
+
+/// What a bot reports at the end.
+#[derive(Debug, Clone, Serialize)]
+pub struct BotReport {
+    /// Display name.
+    pub name: String,
+    /// Room.
+    pub room: String,
+    /// `video-pub`, `audio-pub` or `viewer`.
+    pub role: &'static str,
+    /// The id the server gave it.
+    pub participant_id: Option<String>,
+    /// Tracks it should have received.
+    pub expected_tracks: usize,
+    /// Tracks it received.
+    pub received_tracks: usize,
+    /// Why it stopped early.
+    pub error: Option<String>,
+    /// Error messages from the server (first few).
+    pub server_errors: Vec<String>,
+    /// WebSocket open to `joined`.
+    pub join_ms: Option<f64>,
+    /// `joined` to ICE+DTLS connected.
+    pub connect_ms: Option<f64>,
+    /// `joined` to the first media packet received.
+    pub first_media_ms: Option<f64>,
+    /// For video publishers: whether the server answered the simulcast offer with receive rids.
+    pub simulcast_accepted: Option<bool>,
+    /// Keyframe requests received from the server.
+    pub keyframe_requests: u64,
+    /// Packets received on tracks beyond the measured ones.
+    pub unmeasured_packets: u64,
+    /// Server offers answered.
+    pub renegotiations: u64,
+    /// `publisher_layers` messages received (the server pausing or resuming our layers).
+    pub publisher_layer_updates: u64,
+    /// `stream_state` messages received.
+    pub stream_state_messages: u64,
+    /// `stream_state` messages by state (`active`, `paused:bandwidth`, ...).
+    pub stream_states: BTreeMap<String, u64>,
+    /// Per received track.
+    #[serde(skip)]
+    pub tracks: Vec<TrackReport>,
+    /// Latency of all measured packets: audio, video.
+    #[serde(skip)]
+    pub latency: Option<[Histogram<u64>; 2]>,
+}
+
+impl BotReport {
+    fn new(spec: &BotSpec) -> Self {
+        BotReport {
+            name: spec.name.clone(),
+            room: spec.room.clone(),
+            role: spec.publish.role(),
+            participant_id: None,
+            expected_tracks: spec.expected_tracks,
+            received_tracks: 0,
+            error: None,
+            server_errors: Vec::new(),
+            join_ms: None,
+            connect_ms: None,
+            first_media_ms: None,
+            simulcast_accepted: None,
+            keyframe_requests: 0,
+            unmeasured_packets: 0,
+            renegotiations: 0,
+            publisher_layer_updates: 0,
+            stream_state_messages: 0,
+            stream_states: BTreeMap::new(),
+            tracks: Vec::new(),
+            latency: None,
+        }
+    }
+}
+
+/// Runs one bot until the end of the run; never panics on network input.
+pub async fn run(spec: BotSpec, env: Arc<Env>) -> BotReport {
+    env.live.started.fetch_add(1, Relaxed);
+    let mut report = BotReport::new(&spec);
+    let result = run_inner(&spec, &env, &mut report).await;
+    if let Err(e) = result {
+        env.live.failed.fetch_add(1, Relaxed);
+        tracing::debug!(bot = %spec.name, "stopped: {e}");
+        report.error = Some(e.to_string());
+    }
+    env.live.done.fetch_add(1, Relaxed);
+    report
+}
+
+async fn run_inner(spec: &BotSpec, env: &Env, report: &mut BotReport) -> Result<(), BotError> {
+    let token = match &env.token {
+        TokenSource::None => None,
+        TokenSource::Fixed(t) => Some(t.clone()),
+        TokenSource::Dev { authority, prefix } => {
+            fetch_dev_token(authority, prefix, &spec.room, &spec.name).await?
+        }
+    };
+    let opened = Instant::now();
+    let (ws, _) = timeout(
+        SIGNAL_TIMEOUT,
+        tokio_tungstenite::connect_async(env.ws_url.as_str()),
+    )
+    .await
+    .map_err(|_| BotError::Timeout("websocket connect"))?
+    .map_err(|e| BotError::Connect(e.to_string()))?;
+    let (mut tx, mut rx) = ws.split();
+    send_json(
+        &mut tx,
+        &ClientMessage::Join {
+            version: PROTOCOL_VERSION,
+            room: spec.room.clone(),
+            name: spec.name.clone(),
+            token,
+        },
+    )
+    .await?;
+    let participant_id = match timeout(SIGNAL_TIMEOUT, next_message(&mut rx)).await {
+        Err(_) => return Err(BotError::Timeout("joined")),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(None)) => return Err(BotError::Ws("closed before joined".into())),
+        Ok(Ok(Some(ServerMessage::Joined { participant_id, .. }))) => participant_id,
+        Ok(Ok(Some(ServerMessage::Error { code, message }))) => {
+            return Err(BotError::Server {
+                code: code.as_str().into(),
+                message,
+            })
+        }
+        Ok(Ok(Some(other))) => {
+            return Err(BotError::Ws(format!(
+                "expected joined, got {}",
+                message_type(&other)
+            )))
+        }
+    };
+    let joined = Instant::now();
+    report.join_ms = Some(ms(joined - opened));
+    report.participant_id = Some(participant_id);
+    env.live.joined.fetch_add(1, Relaxed);
+
+    let socket = UdpSocket::bind(SocketAddr::new(env.bind_ip, 0)).await?;
+    let local = socket.local_addr()?;
+    let mut bot = Bot::new(spec, env, local, joined)?;
+    let offer = bot.first_offer()?;
+    send_json(&mut tx, &ClientMessage::Offer { sdp: offer }).await?;
+
+    // Signalling is read by a task of its own: polling the WebSocket in the media loop would
+    // cost a read attempt (and a buffer fill) per datagram.
+    let (in_tx, mut incoming) = mpsc::channel(INCOMING_QUEUE);
+    let reader = tokio::spawn(async move {
+        // Ends when the socket closes or fails, or when the bot stops listening.
+        loop {
+            let m = next_incoming(&mut rx).await;
+            let last = !matches!(m, Ok(Some(_)));
+            if in_tx.send(m).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    let result = bot.run(&socket, &mut tx, &mut incoming, report).await;
+    bot.finish(report);
+    if result.is_ok() {
+        leave(&mut tx, &mut incoming).await;
+    }
+    reader.abort();
+    result
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A bot's connection and its media.
+struct Bot<'a> {
+    spec: &'a BotSpec,
+    env: &'a Env,
+    rtc: Rtc,
+    local: SocketAddr,
+    joined: Instant,
+    pending_offer: Option<SdpPendingOffer>,
+    audio_mid: Option<Mid>,
+    video_mid: Option<Mid>,
+    /// The first answer was accepted: media can be set up.
+    negotiated: bool,
+    connected: bool,
+    publisher: Option<Publisher>,
+    receiver: Receiver,
+    pending: Pending,
+    /// Signalling messages to send after the current input.
+    outbox: Vec<String>,
+    first_media: Option<Instant>,
+    connected_at: Option<Instant>,
+    keyframe_requests: u64,
+    disconnected: bool,
+}
+
+impl<'a> Bot<'a> {
+    fn new(
+        spec: &'a BotSpec,
+        env: &'a Env,
+        local: SocketAddr,
+        joined: Instant,
+    ) -> Result<Self, BotError> {
+        let mut rtc = RtcConfig::new()
+            .set_rtp_mode(true)
+            .set_dtls_cert(env.cert.clone())
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(joined);
+        let candidate =
+            Candidate::host(local, "udp").map_err(|e| BotError::Rtc(format!("candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let publisher = match spec.publish {
+            Publish::Nothing => None,
+            _ => Some(Publisher::new(env.media.clone(), spec.index as u64)),
+        };
+        Ok(Bot {
+            spec,
+            env,
+            rtc,
+            local,
+            joined,
+            pending_offer: None,
+            audio_mid: None,
+            video_mid: None,
+            negotiated: false,
+            connected: false,
+            publisher,
+            receiver: Receiver::new(spec.max_tracks),
+            pending: Pending::default(),
+            outbox: Vec::new(),
+            first_media: None,
+            connected_at: None,
+            keyframe_requests: 0,
+            disconnected: false,
+        })
+    }
+
+    /// The first offer: the tracks this bot publishes (inactive m-lines for a pure viewer).
+    fn first_offer(&mut self) -> Result<String, BotError> {
+        let (audio_dir, video_dir) = match self.spec.publish {
+            Publish::Nothing => (Direction::Inactive, Direction::Inactive),
+            Publish::Audio => (Direction::SendOnly, Direction::Inactive),
+            Publish::Video { audio } => (
+                if audio {
+                    Direction::SendOnly
+                } else {
+                    Direction::Inactive
+                },
+                Direction::SendOnly,
+            ),
+        };
+        let simulcast = (video_dir == Direction::SendOnly && self.env.media.simulcast).then(|| {
+            let mut s = Simulcast::new();
+            for rid in LAYER_RIDS.iter().take(self.env.media.layers.len()) {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
+        let mut api = self.rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, audio_dir, None, None, None);
+        let video = api.add_media(MediaKind::Video, video_dir, None, None, simulcast);
+        let Some((offer, pending)) = api.apply() else {
+            return Err(BotError::Rtc("no offer to make".into()));
+        };
+        if audio_dir == Direction::SendOnly {
+            self.audio_mid = Some(audio);
+        }
+        if video_dir == Direction::SendOnly {
+            self.video_mid = Some(video);
+        }
+        self.pending_offer = Some(pending);
+        Ok(offer.to_sdp_string())
+    }
+
+    async fn run(
+        &mut self,
+        socket: &UdpSocket,
+        tx: &mut SplitSink<Ws, Message>,
+        incoming: &mut Incomings,
+        report: &mut BotReport,
+    ) -> Result<(), BotError> {
+        let mut buf = vec![0u8; 2048];
+        let mut rtc_deadline = self.drain(socket, Instant::now())?;
+        let mut next_flush = Instant::now() + FLUSH_INTERVAL;
+        let mut next_ping = Instant::now() + PING_INTERVAL;
+        let connect_deadline = self.joined + CONNECT_TIMEOUT;
+        let end = self.env.end;
+        // The loop ends at `end`; every turn waits for input or a deadline no later than `end`.
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            if !self.connected && now >= connect_deadline {
+                return Err(BotError::Timeout("ICE/DTLS connect"));
+            }
+            if self.disconnected {
+                return Err(BotError::Rtc("ICE disconnected".into()));
+            }
+            let mut wake = rtc_deadline.min(next_flush).min(next_ping).min(end);
+            if !self.connected {
+                wake = wake.min(connect_deadline);
+            }
+            if let Some(p) = self.publisher.as_ref().filter(|_| self.connected) {
+                if let Some(due) = p.next_due() {
+                    wake = wake.min(due);
+                }
+            }
+            tokio::select! {
+                r = socket.recv_from(&mut buf) => {
+                    let (n, source) = r?;
+                    // str0m wants its output drained after every input.
+                    rtc_deadline = self.receive(socket, &buf[..n], source)?;
+                    for _ in 0..RECV_BATCH {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((n, source)) => {
+                                rtc_deadline = self.receive(socket, &buf[..n], source)?;
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                m = incoming.recv() => {
+                    let mut m = m.unwrap_or(Ok(None));
+                    for _ in 0..MAX_SIGNAL_BATCH {
+                        match m? {
+                            None => return Err(BotError::Ws("server closed the socket".into())),
+                            Some(msg) => self.on_signal(msg, report)?,
+                        }
+                        // Take more messages only if they are already there.
+                        match incoming.try_recv() {
+                            Ok(next) => m = next,
+                            Err(_) => break,
+                        }
+                    }
+                    rtc_deadline = self.drain(socket, Instant::now())?;
+                }
+                _ = sleep_until(wake.into()) => {}
+            }
+            for text in self.outbox.drain(..) {
+                send_text(tx, text).await?;
+            }
+            let now = Instant::now();
+            let mut wrote = false;
+            if self.connected {
+                if let Some(p) = &mut self.publisher {
+                    wrote = p.produce(&mut self.rtc, now, &self.env.clock, &mut self.pending);
+                }
+            }
+            if wrote || now >= rtc_deadline {
+                self.rtc
+                    .handle_input(Input::Timeout(now))
+                    .map_err(|e| BotError::Rtc(e.to_string()))?;
+                rtc_deadline = self.drain(socket, now)?;
+            }
+            if now >= next_flush {
+                self.env.live.flush(&mut self.pending);
+                next_flush = now + FLUSH_INTERVAL;
+            }
+            if now >= next_ping {
+                send_json(tx, &ClientMessage::Ping).await?;
+                next_ping = now + PING_INTERVAL;
+            }
+        }
+    }
+
+    /// One datagram in; returns the connection's next deadline.
+    fn receive(
+        &mut self,
+        socket: &UdpSocket,
+        data: &[u8],
+        source: SocketAddr,
+    ) -> Result<Instant, BotError> {
+        self.pending.datagrams_in += 1;
+        let now = Instant::now();
+        if let Ok(r) = Receive::new(Protocol::Udp, source, self.local, data) {
+            // A refused datagram (garbage, stale DTLS) is dropped; the connection goes on.
+            if self.rtc.handle_input(Input::Receive(now, r)).is_err() {
+                self.pending.input_errors += 1;
+            }
+        }
+        self.drain(socket, now)
+    }
+
+    /// Polls the connection until it asks to be woken at a time; sends what it transmits.
+    fn drain(&mut self, socket: &UdpSocket, now: Instant) -> Result<Instant, BotError> {
+        for _ in 0..MAX_DRAIN {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return Ok(t),
+                Ok(Output::Transmit(t)) => {
+                    if !self.env.allow_remote && !t.destination.ip().is_loopback() {
+                        self.pending.send_errors += 1;
+                        continue;
+                    }
+                    match socket.try_send_to(&t.contents, t.destination) {
+                        Ok(_) => self.pending.datagrams_out += 1,
+                        Err(_) => self.pending.send_errors += 1,
+                    }
+                }
+                Ok(Output::Event(e)) => self.on_event(e, now),
+                Err(e) => return Err(BotError::Rtc(e.to_string())),
+            }
+        }
+        Ok(now + Duration::from_millis(1))
+    }
+
+    fn on_event(&mut self, e: Event, now: Instant) {
+        match e {
+            Event::Connected if !self.connected => {
+                self.connected = true;
+                self.connected_at = Some(now);
+                self.env.live.connected.fetch_add(1, Relaxed);
+                if let Some(p) = &mut self.publisher {
+                    p.start(now);
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.disconnected = true;
+            }
+            Event::KeyframeRequest(r) => {
+                self.keyframe_requests += 1;
+                self.env.live.keyframe_requests.fetch_add(1, Relaxed);
+                if let Some(p) = &mut self.publisher {
+                    p.request_keyframe(r.mid, r.rid);
+                }
+            }
+            Event::RtpPacket(pkt) => {
+                if self.first_media.is_none() {
+                    self.first_media = Some(now);
+                }
+                let now_us = self.env.clock.now_us();
+                let new = self
+                    .receiver
+                    .packet(&mut self.rtc, now_us, &pkt, &mut self.pending);
+                if let Some(track) = new.filter(|_| self.spec.subscribe) {
+                    self.env.live.tracks_receiving.fetch_add(1, Relaxed);
+                    if let (Some((w, h)), Kind::Video) = (self.env.render_size, track.kind) {
+                        self.outbox
+                            .push(track_settings_message(&track.track_id, true, w, h));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_signal(&mut self, msg: Incoming, report: &mut BotReport) -> Result<(), BotError> {
+        let msg = match msg {
+            Incoming::Known(m) => m,
+            Incoming::PublisherLayers { active } => {
+                report.publisher_layer_updates += 1;
+                if let Some(p) = &mut self.publisher {
+                    p.set_active_layers(&active);
+                }
+                return Ok(());
+            }
+            Incoming::StreamState { state } => {
+                report.stream_state_messages += 1;
+                if report.stream_states.len() < MAX_STATES_KEPT
+                    || report.stream_states.contains_key(&state)
+                {
+                    *report.stream_states.entry(state).or_default() += 1;
+                }
+                return Ok(());
+            }
+            Incoming::Other => return Ok(()),
+        };
+        match msg {
+            ServerMessage::Answer { sdp } => {
+                let Some(pending) = self.pending_offer.take() else {
+                    return Ok(()); // not ours to answer: ignore
+                };
+                let sdp = self.filter_candidates(&sdp);
+                let answer =
+                    SdpAnswer::from_sdp_string(&sdp).map_err(|e| BotError::Rtc(e.to_string()))?;
+                self.rtc
+                    .sdp_api()
+                    .accept_answer(pending, answer)
+                    .map_err(|e| BotError::Rtc(e.to_string()))?;
+                if !self.negotiated {
+                    self.negotiated = true;
+                    self.setup_media(&sdp, report);
+                }
+            }
+            ServerMessage::Offer { sdp } => {
+                if self.pending_offer.is_some() {
+                    // Our own offer is out: the server gives way and offers again later.
+                    return Ok(());
+                }
+                let sdp = self.filter_candidates(&sdp);
+                let offer =
+                    SdpOffer::from_sdp_string(&sdp).map_err(|e| BotError::Rtc(e.to_string()))?;
+                let answer = self
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .map_err(|e| BotError::Rtc(e.to_string()))?;
+                report.renegotiations += 1;
+                let text = serde_json::to_string(&ClientMessage::Answer {
+                    sdp: answer.to_sdp_string(),
+                })
+                .map_err(|e| BotError::Ws(e.to_string()))?;
+                self.outbox.push(text);
+            }
+            ServerMessage::Error { code, message }
+                if report.server_errors.len() < MAX_ERRORS_KEPT =>
+            {
+                report
+                    .server_errors
+                    .push(format!("{}: {message}", code.as_str()));
+            }
+            ServerMessage::Left { reason } => return Err(BotError::Removed(reason)),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn filter_candidates(&self, sdp: &str) -> String {
+        if self.env.allow_remote {
+            sdp.to_string()
+        } else {
+            sdp::keep_loopback_candidates(sdp)
+        }
+    }
+
+    /// The first answer arrived: find the payload types and whether simulcast was accepted.
+    fn setup_media(&mut self, answer: &str, report: &mut BotReport) {
+        let now = Instant::now();
+        let Some(p) = &mut self.publisher else {
+            return;
+        };
+        if let Some(mid) = self.audio_mid {
+            if let Some(pt) = negotiated_pt(&self.rtc, mid, Codec::Opus) {
+                p.set_audio(mid, pt, now);
+            }
+        }
+        if let Some(mid) = self.video_mid {
+            let simulcast = self.env.media.simulcast
+                && sdp::answer_receives_simulcast(answer, &mid.to_string());
+            report.simulcast_accepted = Some(simulcast);
+            if let Some(pt) = negotiated_pt(&self.rtc, mid, Codec::Vp8) {
+                p.set_video(mid, pt, simulcast, now);
+            }
+        }
+    }
+
+    /// Ends the measurement: open freezes count, counters go out, tracks go into the report.
+    fn finish(&mut self, report: &mut BotReport) {
+        let end_us = self.env.clock.now_us();
+        for t in self.receiver.tracks_mut() {
+            if t.packets > 0 {
+                t.freezes.finish(end_us);
+            }
+        }
+        self.env.live.flush(&mut self.pending);
+        report.connect_ms = self.connected_at.map(|t| ms(t - self.joined));
+        report.first_media_ms = self.first_media.map(|t| ms(t - self.joined));
+        report.keyframe_requests = self.keyframe_requests;
+        report.unmeasured_packets = self.receiver.unmeasured;
+        if self.spec.subscribe {
+            report.tracks = self
+                .receiver
+                .tracks()
+                .iter()
+                .map(|t| t.report(&self.spec.name))
+                .collect();
+            report.received_tracks = report.tracks.iter().filter(|t| t.packets > 0).count();
+            let mut latency = [latency_histogram(), latency_histogram()];
+            for t in self.receiver.tracks() {
+                let slot = usize::from(t.kind == Kind::Video);
+                // Same bounds on both sides: adding cannot fail.
+                let _ = latency[slot].add(&t.latency);
+            }
+            report.latency = Some(latency);
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Command-line flags and named presets, turned into a [`Scenario`] and run settings.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+
+use crate::report::Limits;
+use crate::run::RunConfig;
+use crate::scenario::{MediaConfig, Scenario};
+
+/// Synthetic WebRTC participants that load the SFU through its real doors: WebSocket signalling,
+/// ICE, DTLS and SRTP, with VP8-shaped simulcast video and Opus-shaped audio.
+///
+/// Exit status: 0 when every gate held, 1 when a gate failed, 2 when the run could not start.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadtest", version, about, long_about = None)]
+pub struct Args {
+    /// The server's HTTP base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+
+    /// A named scenario; the flags below change it.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+
+    /// Rooms, all alike, run at once. [default: 1]
+    #[arg(long)]
+    pub rooms: Option<usize>,
+
+    /// Camera publishers per room (video, and audio unless --video-only). [default: 2]
+    #[arg(long)]
+    pub video_publishers: Option<usize>,
+
+    /// Microphone-only publishers per room. [default: 0]
+    #[arg(long)]
+    pub audio_publishers: Option<usize>,
+
+    /// Pure viewers per room (publishers also receive unless --publishers-subscribe false).
+    /// [default: 2; livestream and audio-room presets: 50]
+    #[arg(long)]
+    pub subscribers: Option<usize>,
+
+    /// Whether publishers receive the others' tracks, like a browser in a meeting.
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = true)]
+    pub publishers_subscribe: bool,
+
+    /// Camera publishers send no audio.
+    #[arg(long)]
+    pub video_only: bool,
+
+    /// A subscriber measures at most this many tracks (the rest are received but not measured).
+    #[arg(long)]
+    pub max_tracks: Option<usize>,
+
+    /// Measured time, after all joins and the warm-up (e.g. 20, 20s, 2m).
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    pub duration: Duration,
+
+    /// Time between the last join and the measured window.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub warmup: Duration,
+
+    /// Joins per second over all rooms.
+    #[arg(long, default_value_t = 20.0)]
+    pub join_rate: f64,
+
+    /// Publish three simulcast layers (rids q, h, f) or one.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub simulcast: OnOff,
+
+    /// Layer bitrates in kbit/s, low to high; with simulcast off the last one is sent.
+    #[arg(long, value_delimiter = ',', default_value = "150,500,1500")]
+    pub layer_kbps: Vec<u32>,
+
+    /// Video frames per second.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+
+    /// VP8 temporal layers per simulcast layer (1-3). [default: 3 with simulcast, 1 without]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub temporal_layers: Option<u8>,
+
+    /// A keyframe at least this often (also at start and on PLI/FIR).
+    #[arg(long, value_parser = parse_duration, default_value = "4s")]
+    pub keyframe_interval: Duration,
+
+    /// Audio bitrate in kbit/s (50 packets/s).
+    #[arg(long, default_value_t = 32)]
+    pub audio_kbps: u32,
+
+    /// Where the join token comes from: `dev` asks the server's development endpoint
+    /// (`/api/dev/token`) for one per bot and joins without a token when the server has no such
+    /// endpoint; `none` never sends one.
+    #[arg(long, value_enum, default_value_t = TokenFrom::Dev)]
+    pub token_from: TokenFrom,
+
+    /// A token to send in every join.
+    #[arg(long)]
+    pub token: Option<String>,
+
+    /// Announce this render size (WxH) for every received video with `track_settings`
+    /// (needs a server that knows the message).
+    #[arg(long, value_parser = parse_size)]
+    pub render_size: Option<(u32, u32)>,
+
+    /// Room names are PREFIX-0, PREFIX-1, ... [default: lt<time>]
+    #[arg(long)]
+    pub room_prefix: Option<String>,
+
+    /// The IP the bots' UDP sockets bind to.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind_ip: IpAddr,
+
+    /// Allow a server and ICE candidates that are not on the loopback network.
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// The server's process id, to measure its CPU and memory. Without it the process listening
+    /// on the URL's port is looked for in /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Tokio worker threads for the bots. [default: number of cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// No live view; only the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+
+    /// Write a timeline plot here (.svg or .png).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+
+    /// TrueType font for the plot. [default: a system font]
+    #[arg(long)]
+    pub plot_font: Option<PathBuf>,
+
+    /// Fail when loss is above this, percent.
+    #[arg(long)]
+    pub max_loss: Option<f64>,
+
+    /// Fail when the p95 latency is above this, ms.
+    #[arg(long)]
+    pub max_p95_ms: Option<f64>,
+
+    /// Log filter for diagnostics on stderr (tracing syntax).
+    #[arg(long, default_value = "warn")]
+    pub log: String,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+/// Where a join token comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenFrom {
+    /// No token.
+    None,
+    /// A development token per bot from the server, if it hands them out.
+    Dev,
+}
+
+/// Named scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// One room, 10 camera publishers who all watch each other.
+    #[value(name = "meeting-10x10")]
+    Meeting10x10,
+    /// One room, 50 camera publishers who all watch each other.
+    #[value(name = "meeting-50x50")]
+    Meeting50x50,
+    /// One camera publisher, --subscribers viewers.
+    #[value(name = "livestream-1xN")]
+    Livestream1xN,
+    /// Ten microphones, --subscribers listeners.
+    #[value(name = "audio-room-10xN")]
+    AudioRoom10xN,
+}
+
+impl Preset {
+    fn name(self) -> &'static str {
+        match self {
+            Preset::Meeting10x10 => "meeting-10x10",
+            Preset::Meeting50x50 => "meeting-50x50",
+            Preset::Livestream1xN => "livestream-1xN",
+            Preset::AudioRoom10xN => "audio-room-10xN",
+        }
+    }
+
+    /// (video publishers, audio publishers, subscribers) of the preset.
+    fn counts(self) -> (usize, usize, usize) {
+        match self {
+            Preset::Meeting10x10 => (10, 0, 0),
+            Preset::Meeting50x50 => (50, 0, 0),
+            Preset::Livestream1xN => (1, 0, 50),
+            Preset::AudioRoom10xN => (0, 10, 50),
+        }
+    }
+}
+
+/// `20`, `20s`, `500ms`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" | "min" => v * 60.0,
+        _ => return Err(format!("unknown unit in {s:?} (ms, s, m)")),
+    };
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("{s:?} is out of range (0 to 24 h)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `640x360`.
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected WxH, got {s:?}"))?;
+    let w = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in {s:?}"))?;
+    let h = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in {s:?}"))?;
+    Ok((w, h))
+}
+
+impl Args {
+    /// The scenario the flags describe; an error for combinations that cannot run.
+    pub fn scenario(&self) -> Result<Scenario, String> {
+        let (pv, pa, ps) = self.preset.map_or((2, 0, 2), Preset::counts);
+        let simulcast = self.simulcast == OnOff::On;
+        if self.layer_kbps.is_empty() || self.layer_kbps.len() > 3 {
+            return Err("--layer-kbps takes 1 to 3 bitrates".into());
+        }
+        if self.layer_kbps.contains(&0) || self.fps == 0 || self.fps > 120 {
+            return Err("bitrates must be above 0 and --fps within 1..=120".into());
+        }
+        if !(self.join_rate > 0.0 && self.join_rate <= 1000.0) {
+            return Err("--join-rate must be within (0, 1000]".into());
+        }
+        let mut media = MediaConfig::new(simulcast, &self.layer_kbps);
+        media.fps = self.fps;
+        if let Some(t) = self.temporal_layers {
+            media.temporal_layers = t;
+        }
+        media.keyframe_interval = self.keyframe_interval.max(Duration::from_millis(500));
+        media.audio_kbps = self.audio_kbps.clamp(6, 510);
+        let prefix = self.room_prefix.clone().unwrap_or_else(|| {
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("lt{}", t % 1_000_000)
+        });
+        let scenario = Scenario {
+            name: self.preset.map_or("custom", Preset::name).to_string(),
+            rooms: self.rooms.unwrap_or(1),
+            video_publishers: self.video_publishers.unwrap_or(pv),
+            audio_publishers: self.audio_publishers.unwrap_or(pa),
+            subscribers: self.subscribers.unwrap_or(ps),
+            publishers_subscribe: self.publishers_subscribe,
+            video_with_audio: !self.video_only,
+            max_tracks: self.max_tracks,
+            duration: self.duration,
+            warmup: self.warmup,
+            join_rate: self.join_rate,
+            room_prefix: prefix,
+            media,
+        };
+        if scenario.rooms == 0 || scenario.bots_per_room() == 0 {
+            return Err("nothing to run: no rooms or no bots".into());
+        }
+        if scenario.bot_count() > 5000 {
+            return Err(format!(
+                "{} bots is more than one process should run (5000)",
+                scenario.bot_count()
+            ));
+        }
+        if signal::protocol::validate_room_name(&format!("{}-{}", scenario.room_prefix, 0)).is_err()
+        {
+            return Err("--room-prefix: letters, digits, '-', '_' or '.' only".into());
+        }
+        Ok(scenario)
+    }
+
+    /// Settings for [`crate::run::run`].
+    pub fn run_config(&self, scenario: Scenario) -> RunConfig {
+        RunConfig {
+            scenario,
+            url: self.url.trim_end_matches('/').to_string(),
+            token: self.token.clone(),
+            dev_token: self.token.is_none() && self.token_from == TokenFrom::Dev,
+            bind_ip: self.bind_ip,
+            allow_remote: self.allow_remote,
+            render_size: self.render_size,
+            server_pid: self.server_pid,
+        }
+    }
+
+    /// The gates' limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_loss_pct: self.max_loss,
+            max_p95_ms: self.max_p95_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("loadtest").chain(a.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert_eq!(parse_size("640x360"), Ok((640, 360)));
+        assert!(parse_size("640").is_err());
+    }
+
+    #[test]
+    fn presets_and_overrides() {
+        let s = args(&["--preset", "meeting-10x10"]).scenario().unwrap();
+        assert_eq!(
+            (s.video_publishers, s.audio_publishers, s.subscribers),
+            (10, 0, 0)
+        );
+        assert_eq!(s.tracks_expected(), 10 * 18);
+        let s = args(&["--preset", "livestream-1xN", "--subscribers", "7"])
+            .scenario()
+            .unwrap();
+        assert_eq!((s.video_publishers, s.subscribers), (1, 7));
+        let s = args(&["--preset", "audio-room-10xN", "--rooms", "3"])
+            .scenario()
+            .unwrap();
+        assert_eq!((s.audio_publishers, s.subscribers, s.rooms), (10, 50, 3));
+        let s = args(&["--simulcast", "off", "--video-publishers", "2"])
+            .scenario()
+            .unwrap();
+        assert!(!s.media.simulcast);
+        assert_eq!(s.media.layers.len(), 1);
+        assert_eq!(s.media.temporal_layers, 1);
+        assert!(args(&["--rooms", "0"]).scenario().is_err());
+        assert!(args(&["--layer-kbps", "1,2,3,4"]).scenario().is_err());
+        assert!(args(&["--room-prefix", "a b"]).scenario().is_err());
+    }
+
+    #[test]
+    fn token_sources() {
+        let sc = || args(&[]).scenario().unwrap();
+        let c = args(&[]).run_config(sc());
+        assert!(c.dev_token && c.token.is_none());
+        let c = args(&["--token-from", "none"]).run_config(sc());
+        assert!(!c.dev_token && c.token.is_none());
+        let c = args(&["--token", "abc"]).run_config(sc());
+        assert!(!c.dev_token && c.token.as_deref() == Some("abc"));
+    }
+}

@@ -1,0 +1,461 @@
+//! A whole run: check the server, start bots at the join rate, sample the counters each second,
+//! measure the server's CPU over the measured window, collect the bots' reports.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, timeout};
+
+use crate::bot::{self, BotReport, Env, TokenSource};
+use crate::live::{Clock, Live, Snapshot};
+use crate::procfs::{self, CpuWindow, ProcSample};
+use crate::report::{RunOutput, ServerCost, TimelinePoint};
+use crate::scenario::Scenario;
+use crate::stats::{latency_histogram, pct, Percentiles};
+use crate::view::View;
+
+/// How long bots get to leave and report after the end.
+const FINISH_GRACE: Duration = Duration::from_secs(8);
+/// The timeline's resolution.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The URL is not `http://host:port[/prefix]`.
+    #[error("bad --url {0:?}: {1}")]
+    Url(String, String),
+    /// The URL names a host off this machine and `--allow-remote` was not given.
+    #[error("{0} is not a loopback address; pass --allow-remote to load a server elsewhere")]
+    NotLoopback(String),
+    /// `/healthz` did not answer 200.
+    #[error("server not healthy at {0}: {1}")]
+    Unhealthy(String, String),
+}
+
+/// The server's address, split from `--url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `host:port`.
+    pub authority: String,
+    /// Path prefix without a trailing slash (usually empty).
+    pub prefix: String,
+}
+
+impl Target {
+    /// Parses `http://host[:port][/prefix]`.
+    pub fn parse(url: &str) -> Result<Target, RunError> {
+        let bad = |why: &str| RunError::Url(url.to_string(), why.to_string());
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("only http:// is supported"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            return Err(bad("no host"));
+        }
+        let has_port = if authority.starts_with('[') {
+            authority.contains("]:")
+        } else {
+            authority.contains(':')
+        };
+        let authority = if has_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(Target {
+            authority,
+            prefix: path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}/ws", self.authority, self.prefix)
+    }
+
+    /// The port.
+    pub fn port(&self) -> Option<u16> {
+        self.authority.rsplit(':').next()?.parse().ok()
+    }
+}
+
+/// Resolves the target and refuses addresses off this machine unless allowed.
+async fn resolve(target: &Target, allow_remote: bool) -> Result<SocketAddr, RunError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target.authority.as_str())
+        .await
+        .map_err(|e| RunError::Url(target.authority.clone(), e.to_string()))?
+        .collect();
+    let Some(first) = addrs.first().copied() else {
+        return Err(RunError::Url(target.authority.clone(), "no address".into()));
+    };
+    if !allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(RunError::NotLoopback(target.authority.clone()));
+    }
+    Ok(first)
+}
+
+/// `GET {prefix}/healthz`, expecting `200`.
+async fn health(addr: SocketAddr, target: &Target) -> Result<(), String> {
+    let check = async {
+        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let req = format!(
+            "GET {}/healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            target.prefix, target.authority
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+        let head = String::from_utf8_lossy(&buf[..n]);
+        if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") {
+            Ok(())
+        } else {
+            Err(format!(
+                "answered {:?}",
+                head.lines().next().unwrap_or_default()
+            ))
+        }
+    };
+    timeout(Duration::from_secs(3), check)
+        .await
+        .map_err(|_| "no answer within 3 s".to_string())?
+}
+
+/// Settings of a run besides the scenario.
+pub struct RunConfig {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// `--url` as given.
+    pub url: String,
+    /// A fixed token for `join`.
+    pub token: Option<String>,
+    /// Fetch a development token per bot.
+    pub dev_token: bool,
+    /// UDP bind address of the bots.
+    pub bind_ip: IpAddr,
+    /// Allow a server that is not on this machine.
+    pub allow_remote: bool,
+    /// Render size announced for received videos.
+    pub render_size: Option<(u32, u32)>,
+    /// `--server-pid`.
+    pub server_pid: Option<u32>,
+}
+
+/// The server process being measured.
+struct ServerProc {
+    pid: u32,
+    found_by: &'static str,
+}
+
+fn find_server(cfg: &RunConfig, target: &Target) -> Option<ServerProc> {
+    if let Some(pid) = cfg.server_pid {
+        return Some(ServerProc {
+            pid,
+            found_by: "flag",
+        });
+    }
+    let port = target.port()?;
+    procfs::find_listener(port).map(|pid| ServerProc {
+        pid,
+        found_by: "port",
+    })
+}
+
+fn cores_between(a: Option<&ProcSample>, b: Option<&ProcSample>) -> Option<f64> {
+    Some(CpuWindow::between(a?, b?).cores)
+}
+
+fn point(
+    t_s: f64,
+    prev: &Snapshot,
+    now: &Snapshot,
+    dt: f64,
+    latency: &hdrhistogram::Histogram<u64>,
+    server_cores: Option<f64>,
+    loadtest_cores: Option<f64>,
+) -> TimelinePoint {
+    let dt = dt.max(1e-3);
+    let rx = now.rx_packets.saturating_sub(prev.rx_packets);
+    let lost = (now.lost - prev.lost).max(0) as u64;
+    TimelinePoint {
+        t_s,
+        connected: now.connected,
+        tracks: now.tracks_receiving,
+        rx_kbps: now.rx_bytes.saturating_sub(prev.rx_bytes) as f64 * 8.0 / 1000.0 / dt,
+        tx_kbps: now.tx_bytes.saturating_sub(prev.tx_bytes) as f64 * 8.0 / 1000.0 / dt,
+        rx_pps: rx as f64 / dt,
+        loss_pct: pct(lost, rx + lost),
+        latency: Percentiles::of(latency),
+        server_cores,
+        loadtest_cores,
+    }
+}
+
+/// Runs the scenario to its end.
+pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError> {
+    let target = Target::parse(&cfg.url)?;
+    let addr = resolve(&target, cfg.allow_remote).await?;
+    health(addr, &target)
+        .await
+        .map_err(|e| RunError::Unhealthy(cfg.url.clone(), e))?;
+    let server = find_server(&cfg, &target);
+    let mut notes = Vec::new();
+    match &server {
+        Some(s) => view.note(&format!(
+            "measuring server pid {} ({}) found by {}",
+            s.pid,
+            procfs::command_name(s.pid).unwrap_or_default(),
+            s.found_by
+        )),
+        None => notes.push(
+            "server process not found (pass --server-pid): no server CPU figures".to_string(),
+        ),
+    }
+
+    let scenario = cfg.scenario.clone();
+    let specs = scenario.bots();
+    let total_bots = specs.len();
+    let tracks_expected = scenario.tracks_expected();
+    let live = Arc::new(Live::default());
+    let start = Instant::now();
+    let started_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let join_time = scenario.join_time();
+    let window_start = start + join_time + scenario.warmup;
+    let end = window_start + scenario.duration;
+    let cert = str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate()
+        .ok_or_else(|| RunError::Unhealthy(cfg.url.clone(), "no DTLS certificate".into()))?;
+    let env = Arc::new(Env {
+        ws_url: target.ws_url(),
+        token: match (&cfg.token, cfg.dev_token) {
+            (Some(t), _) => TokenSource::Fixed(t.clone()),
+            (None, true) => TokenSource::Dev {
+                authority: target.authority.clone(),
+                prefix: target.prefix.clone(),
+            },
+            (None, false) => TokenSource::None,
+        },
+        bind_ip: cfg.bind_ip,
+        allow_remote: cfg.allow_remote,
+        media: Arc::new(scenario.media.clone()),
+        cert,
+        clock: Clock::new(),
+        live: live.clone(),
+        end,
+        render_size: cfg.render_size,
+    });
+
+    // Joins at the join rate, in their own task so sampling goes on meanwhile.
+    let rate = scenario.join_rate.max(0.001);
+    let spawner: JoinHandle<Vec<JoinHandle<BotReport>>> = {
+        let env = env.clone();
+        tokio::spawn(async move {
+            let mut handles = Vec::with_capacity(specs.len());
+            for (i, spec) in specs.into_iter().enumerate() {
+                let at = start + Duration::from_secs_f64(i as f64 / rate);
+                if at >= env.end {
+                    break;
+                }
+                sleep_until(at.into()).await;
+                handles.push(tokio::spawn(bot::run(spec, env.clone())));
+            }
+            handles
+        })
+    };
+
+    let server_sample = || {
+        server
+            .as_ref()
+            .and_then(|s| procfs::sample(&s.pid.to_string()))
+    };
+    let total = end - start;
+    let mut timeline = Vec::new();
+    let mut prev = live.snapshot();
+    let mut prev_at = start;
+    let mut prev_server = server_sample();
+    let mut prev_self = procfs::sample("self");
+    let mut window: Option<(Snapshot, Option<ProcSample>, Option<ProcSample>)> = None;
+    let mut next_tick = start + SAMPLE_INTERVAL;
+    // One turn per second until the end (bounded by `end`).
+    loop {
+        let wake = if window.is_none() {
+            next_tick.min(window_start)
+        } else {
+            next_tick.min(end)
+        };
+        sleep_until(wake.into()).await;
+        let now = Instant::now();
+        if window.is_none() && now >= window_start {
+            window = Some((live.snapshot(), server_sample(), procfs::sample("self")));
+        }
+        if now < next_tick && now < end {
+            continue;
+        }
+        let snap = live.snapshot();
+        let srv = server_sample();
+        let me = procfs::sample("self");
+        let latency = live.take_interval();
+        let p = point(
+            (now - start).as_secs_f64(),
+            &prev,
+            &snap,
+            (now - prev_at).as_secs_f64(),
+            &latency,
+            cores_between(prev_server.as_ref(), srv.as_ref()),
+            cores_between(prev_self.as_ref(), me.as_ref()),
+        );
+        // A last sliver of a second says little and batching makes its rates noisy.
+        let partial = now >= end && (now - prev_at) < SAMPLE_INTERVAL / 2;
+        let phase = if now < start + join_time {
+            format!("joining {}/{total_bots}", snap.started)
+        } else if now < window_start {
+            "warming up".to_string()
+        } else {
+            "measuring".to_string()
+        };
+        view.update(
+            (now - start).as_secs().min(total.as_secs()),
+            &phase,
+            total_bots,
+            tracks_expected,
+            &snap,
+            &p,
+        );
+        if !partial {
+            timeline.push(p);
+        }
+        prev = snap;
+        prev_at = now;
+        prev_server = srv;
+        prev_self = me;
+        next_tick += SAMPLE_INTERVAL;
+        if now >= end {
+            break;
+        }
+    }
+    let end_snap = live.snapshot();
+    let end_server = server_sample();
+    let end_self = procfs::sample("self");
+    tracing::info!(?end_snap, "end of the measured window");
+    view.note("leaving...");
+
+    let handles = spawner.await.unwrap_or_default();
+    let deadline = tokio::time::Instant::from(end + FINISH_GRACE);
+    let mut bots = Vec::with_capacity(handles.len());
+    for h in handles {
+        let abort = h.abort_handle();
+        match tokio::time::timeout_at(deadline, h).await {
+            Ok(Ok(r)) => bots.push(r),
+            Ok(Err(e)) => notes.push(format!("a bot task ended abnormally: {e}")),
+            Err(_) => {
+                abort.abort();
+                notes.push("a bot did not finish in time and was stopped".into());
+            }
+        }
+    }
+    if bots.len() < total_bots {
+        notes.push(format!(
+            "{} of {total_bots} bots were started and reported",
+            bots.len()
+        ));
+    }
+
+    let mut latency = [latency_histogram(), latency_histogram()];
+    for b in &mut bots {
+        if let Some(l) = b.latency.take() {
+            for (into, from) in latency.iter_mut().zip(l.iter()) {
+                // Same bounds on both sides: adding cannot fail.
+                let _ = into.add(from);
+            }
+        }
+    }
+
+    let (win_snap, win_server, win_self) = window.unwrap_or((prev, None, None));
+    let forwarded = end_snap.rx_packets.saturating_sub(win_snap.rx_packets);
+    let server_cost = match (&server, win_server, end_server) {
+        (Some(s), Some(a), Some(b)) => {
+            let w = CpuWindow::between(&a, &b);
+            let cpu_us = b.cpu_us.saturating_sub(a.cpu_us) as f64;
+            Some(ServerCost {
+                pid: s.pid,
+                command: procfs::command_name(s.pid),
+                found_by: s.found_by,
+                forwarded_packets: forwarded,
+                forwarded_pps: if w.wall_s > 0.0 {
+                    forwarded as f64 / w.wall_s
+                } else {
+                    0.0
+                },
+                cpu_us_per_forwarded_packet: (forwarded > 0).then(|| cpu_us / forwarded as f64),
+                window: w,
+            })
+        }
+        _ => None,
+    };
+    if server_cost.is_some() {
+        notes.push(
+            "forwarded packets = RTP packets received by all bots in the window, a lower bound of \
+             what the server sent; CPU per packet is the server's whole CPU time over that count"
+                .into(),
+        );
+    }
+    let loadtest_cpu = match (win_self, end_self) {
+        (Some(a), Some(b)) => Some(CpuWindow::between(&a, &b)),
+        _ => None,
+    };
+    Ok(RunOutput {
+        scenario,
+        url: cfg.url,
+        started_unix_s,
+        bots,
+        latency,
+        timeline,
+        server: server_cost,
+        loadtest_cpu,
+        late_frames: end_snap.late_frames,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let table = [
+            ("http://127.0.0.1:8080", Some(("127.0.0.1:8080", ""))),
+            ("http://127.0.0.1:8080/", Some(("127.0.0.1:8080", ""))),
+            ("http://localhost", Some(("localhost:80", ""))),
+            ("http://localhost:9/sfu/", Some(("localhost:9", "/sfu"))),
+            ("http://[::1]:8080", Some(("[::1]:8080", ""))),
+            ("http://[::1]", Some(("[::1]:80", ""))),
+            ("https://x", None),
+            ("http://", None),
+        ];
+        for (url, want) in table {
+            let got = Target::parse(url).ok();
+            assert_eq!(
+                got.as_ref()
+                    .map(|t| (t.authority.as_str(), t.prefix.as_str())),
+                want,
+                "{url}"
+            );
+        }
+        let t = Target::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(t.ws_url(), "ws://127.0.0.1:8080/ws");
+        assert_eq!(t.port(), Some(8080));
+    }
+}

@@ -1,0 +1,132 @@
+//! The server's command-line flags. Each also reads an `SFU_*` environment variable; a flag given
+//! on the command line wins over the variable, and both win over the configuration file.
+//! Every flag is optional here: defaults are applied after the file (see [`super::Config::load`]).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::duration::parse_duration;
+
+/// Where the API keys come from: shared by `serve`, `token` and `room`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeyArgs {
+    /// A TOML configuration file (see docs/configuration.md).
+    #[arg(long, env = "SFU_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// An API key. With --api-secret it is added to the file's [keys]; alone it picks one of
+    /// them (for `token` and `room`).
+    #[arg(long, env = "SFU_API_KEY", value_name = "KEY")]
+    pub api_key: Option<String>,
+
+    /// The secret of --api-key (at least 32 characters). Prefer the environment variable or the
+    /// file: command lines are visible to other users of the machine.
+    #[arg(
+        long,
+        env = "SFU_API_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub api_secret: Option<String>,
+}
+
+/// The settings of the server.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
+    /// Address for HTTP and WebSocket (the demo page, the browser client, signalling, REST).
+    /// Default: 0.0.0.0:8080.
+    #[arg(long = "http", env = "SFU_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+
+    /// IP the media (UDP) sockets bind to. Default: 0.0.0.0.
+    #[arg(long = "udp-ip", env = "SFU_UDP_IP", value_name = "IP")]
+    pub udp_ip: Option<IpAddr>,
+
+    /// First UDP media port. Worker N binds port + N, so open `port .. port + workers - 1`.
+    /// 0 picks free ports (for tests). Default: 50000.
+    #[arg(long = "udp-port", env = "SFU_UDP_PORT", value_name = "PORT")]
+    pub udp_port: Option<u16>,
+
+    /// IP put in ICE candidates, for a server behind 1:1 NAT (its public IP). May be given
+    /// several times, or comma-separated. Default: every address of the machine's interfaces (or
+    /// --udp-ip when that is not the unspecified address).
+    #[arg(
+        long = "advertise-ip",
+        env = "SFU_ADVERTISE_IP",
+        value_delimiter = ',',
+        value_name = "IP"
+    )]
+    pub advertise_ip: Vec<IpAddr>,
+
+    /// Media worker threads, each with its own UDP socket. Default: one per CPU core.
+    #[arg(long, env = "SFU_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Log filter, in `tracing` syntax (for example `info` or `sfu=debug,str0m=warn`).
+    /// Default: info.
+    #[arg(long, env = "SFU_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// Log as JSON lines instead of plain text.
+    #[arg(long, env = "SFU_LOG_JSON", num_args = 0..=1, default_missing_value = "true",
+          value_name = "BOOL")]
+    pub log_json: Option<bool>,
+
+    /// Whether joining a room that does not exist creates it. Default: true.
+    #[arg(long, env = "SFU_ROOM_AUTO_CREATE", num_args = 0..=1, default_missing_value = "true",
+          value_name = "BOOL")]
+    pub room_auto_create: Option<bool>,
+
+    /// Most participants per room (0: no limit), unless the room was created with its own.
+    /// Default: 0.
+    #[arg(long, env = "SFU_ROOM_MAX_PARTICIPANTS", value_name = "N")]
+    pub room_max_participants: Option<u32>,
+
+    /// How long an empty room stays open (e.g. 30s, 5m), unless created with its own.
+    /// Default: 5m.
+    #[arg(long, env = "SFU_ROOM_EMPTY_TIMEOUT", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub room_empty_timeout: Option<std::time::Duration>,
+
+    /// A webhook URL. May be given several times, or comma-separated. Replaces the file's
+    /// webhook.urls.
+    #[arg(
+        long = "webhook-url",
+        env = "SFU_WEBHOOK_URLS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub webhook_urls: Vec<String>,
+
+    /// The API key whose secret signs webhooks. Default: the first key.
+    #[arg(long, env = "SFU_WEBHOOK_API_KEY", value_name = "KEY")]
+    pub webhook_api_key: Option<String>,
+
+    /// Webhook events held before new ones are dropped. Default: 1024.
+    #[arg(long, env = "SFU_WEBHOOK_QUEUE_SIZE", value_name = "N")]
+    pub webhook_queue_size: Option<usize>,
+
+    /// Posts per webhook event and URL, the first included. Default: 5.
+    #[arg(long, env = "SFU_WEBHOOK_MAX_ATTEMPTS", value_name = "N")]
+    pub webhook_max_attempts: Option<u32>,
+
+    /// Wait before the first webhook retry; doubled for each further one. Default: 500ms.
+    #[arg(long, env = "SFU_WEBHOOK_INITIAL_BACKOFF", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub webhook_initial_backoff: Option<std::time::Duration>,
+
+    /// The longest wait between webhook retries. Default: 30s.
+    #[arg(long, env = "SFU_WEBHOOK_MAX_BACKOFF", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub webhook_max_backoff: Option<std::time::Duration>,
+
+    /// Time limit of one webhook post. Default: 5s.
+    #[arg(long, env = "SFU_WEBHOOK_TIMEOUT", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub webhook_timeout: Option<std::time::Duration>,
+}

@@ -1,0 +1,54 @@
+//! The TOML configuration file. Every key is optional; unknown keys are refused.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Deserialize;
+
+use super::duration::FileDuration;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub http: Option<SocketAddr>,
+    pub udp_ip: Option<IpAddr>,
+    pub udp_port: Option<u16>,
+    pub advertise_ip: Option<Vec<IpAddr>>,
+    pub workers: Option<usize>,
+    pub log: Option<String>,
+    pub log_json: Option<bool>,
+    /// API key -> secret.
+    pub keys: BTreeMap<String, String>,
+    pub room: FileRoom,
+    pub webhook: FileWebhook,
+}
+
+/// `[room]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileRoom {
+    pub auto_create: Option<bool>,
+    pub max_participants: Option<u32>,
+    pub empty_timeout: Option<FileDuration>,
+}
+
+/// `[webhook]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileWebhook {
+    pub urls: Option<Vec<String>>,
+    pub api_key: Option<String>,
+    pub queue_size: Option<usize>,
+    pub max_attempts: Option<u32>,
+    pub initial_backoff: Option<FileDuration>,
+    pub max_backoff: Option<FileDuration>,
+    pub timeout: Option<FileDuration>,
+}
+
+impl FileConfig {
+    /// Parses the file's text.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}

@@ -1,0 +1,183 @@
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::*;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+fn args(flags: &[&str]) -> ServeArgs {
+    Cli::try_parse_from(std::iter::once("sfu").chain(flags.iter().copied()))
+        .unwrap()
+        .args
+}
+
+fn load(toml: &str, flags: &[&str]) -> Result<Config, ConfigError> {
+    Config::from_toml(toml, &args(flags))
+}
+
+fn key_of(r: Result<Config, ConfigError>) -> String {
+    r.unwrap_err().key
+}
+
+#[test]
+fn defaults_are_valid_and_mean_development_mode() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.http.port(), 8080);
+    assert_eq!(c.udp_bind(2).port(), 50002);
+    assert!(!c.candidate_ips().unwrap().is_empty());
+    assert!(c.is_dev_mode());
+    assert!(c.room.auto_create);
+    assert_eq!(c.room.empty_timeout, Duration::from_secs(300));
+    assert_eq!(c.webhook.max_attempts, 5);
+}
+
+#[test]
+fn the_old_flags_still_work() {
+    let c = load(
+        "",
+        &[
+            "--http",
+            "127.0.0.1:9000",
+            "--udp-port",
+            "40000",
+            "--advertise-ip",
+            "127.0.0.1",
+            "--workers",
+            "2",
+            "--log",
+            "debug",
+            "--log-json",
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.http.to_string(), "127.0.0.1:9000");
+    assert_eq!(c.udp_bind(1).port(), 40001);
+    assert_eq!(
+        c.candidate_ips().unwrap(),
+        ["127.0.0.1".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(c.worker_count(), 2);
+    assert!(c.log_json);
+    assert_eq!(
+        load("", &["--udp-port", "0"]).unwrap().udp_bind(3).port(),
+        0
+    );
+}
+
+#[test]
+fn flags_win_over_the_file() {
+    let toml = format!(
+        r#"
+http = "127.0.0.1:7000"
+workers = 3
+log_json = true
+
+[keys]
+k1 = "{SECRET}"
+k2 = "{SECRET}"
+
+[room]
+auto_create = false
+max_participants = 10
+empty_timeout = "2m"
+
+[webhook]
+urls = ["http://127.0.0.1:9/hook"]
+api_key = "k2"
+initial_backoff = 1
+"#
+    );
+    let c = load(&toml, &[]).unwrap();
+    assert_eq!(c.http.port(), 7000);
+    assert!(!c.is_dev_mode());
+    assert_eq!(c.keys.names().collect::<Vec<_>>(), ["k1", "k2"]);
+    assert_eq!(c.client_key.as_deref(), Some("k1"));
+    assert_eq!(c.room.max_participants, 10);
+    assert_eq!(c.room.empty_timeout, Duration::from_secs(120));
+    assert_eq!(c.webhook.initial_backoff, Duration::from_secs(1));
+    let w = c.webhook_config(&c.keys);
+    assert_eq!((w.key.as_str(), w.secret.as_str()), ("k2", SECRET));
+
+    let c = load(
+        &toml,
+        &[
+            "--http",
+            "127.0.0.1:7001",
+            "--log-json=false",
+            "--room-auto-create",
+            "--room-max-participants",
+            "4",
+            "--webhook-url",
+            "https://example.com/a,https://example.com/b",
+            "--api-key",
+            "k2",
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.http.port(), 7001);
+    assert!(!c.log_json);
+    assert!(c.room.auto_create);
+    assert_eq!(c.room.max_participants, 4);
+    assert_eq!(c.webhook.urls.len(), 2);
+    assert_eq!(c.client_key.as_deref(), Some("k2"));
+}
+
+#[test]
+fn errors_name_the_key() {
+    assert_eq!(key_of(load("", &["--workers", "0"])), "workers");
+    assert_eq!(
+        key_of(load("", &["--advertise-ip", "0.0.0.0"])),
+        "advertise_ip"
+    );
+    assert_eq!(
+        key_of(load("", &["--udp-port", "65535", "--workers", "2"])),
+        "udp_port"
+    );
+    assert_eq!(key_of(load("[keys]\nk1 = \"short\"", &[])), "keys.k1");
+    assert_eq!(
+        key_of(load("[room]\nmax_participants = 100000", &[])),
+        "room.max_participants"
+    );
+    assert_eq!(
+        key_of(load("[room]\nempty_timeout = \"0s\"", &[])),
+        "room.empty_timeout"
+    );
+    assert_eq!(
+        key_of(load("[webhook]\nurls = [\"http://a/\", \"ftp://x\"]", &[])),
+        "webhook.urls[1]"
+    );
+    assert_eq!(
+        key_of(load("[webhook]\napi_key = \"nope\"", &[])),
+        "webhook.api_key"
+    );
+    assert_eq!(key_of(load("", &["--api-key", "k9"])), "api_secret");
+    assert_eq!(key_of(load("", &["--api-secret", SECRET])), "api_key");
+    assert_eq!(key_of(load("", &["--log", "a=b=c"])), "log");
+
+    let e = load("workers = 2\n\n[room]\nmax_participant = 3", &[]).unwrap_err();
+    assert_eq!(e.key, "room.max_participant", "{e}");
+    assert!(e.message.contains("unknown field"), "{e}");
+    assert!(e.message.contains("line 4"), "{e}");
+    let e = load("[room]\nmax_participants = \"many\"", &[]).unwrap_err();
+    assert_eq!(e.key, "room.max_participants", "{e}");
+    assert_eq!(key_of(load("udp_port = 70000", &[])), "udp_port");
+    assert_eq!(key_of(load("[nope]\nx = 1", &[])), "config");
+}
+
+#[test]
+fn the_configuration_doc_lists_every_key() {
+    let doc = include_str!("../../../docs/configuration.md");
+    for key in KEYS {
+        assert!(
+            doc.contains(&format!("`{key}`")),
+            "docs/configuration.md lacks `{key}`"
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! Where rooms and participants live, and the rooms' settings. Touched on join, leave, REST calls
+//! and the once-a-second sweep of empty rooms; never per packet.
+//!
+//! A room exists from its creation (REST `POST /api/rooms`, or the first join when
+//! [`RoomDefaults::auto_create`] is set) until it is deleted or has been empty for its
+//! `empty_timeout`. It is placed on a worker while it has participants; an empty room has no
+//! worker, and its next participant goes to the least loaded one.
+//!
+//! Each room carries a generation number, so that a participant of a deleted room that leaves
+//! late does not count against a new room of the same name.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use signal::auth::unix_seconds;
+use signal::protocol::{ErrorCode, SignalError};
+use signal::rest::dto::{CreateRoom, RoomInfo, UpdateRoom};
+
+/// Settings for rooms that are not given their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomDefaults {
+    /// A join to a room that does not exist creates it (otherwise: `not_found`).
+    pub auto_create: bool,
+    /// Most participants per room; 0 for no limit.
+    pub max_participants: u32,
+    /// How long an empty room stays open.
+    pub empty_timeout: Duration,
+}
+
+impl Default for RoomDefaults {
+    fn default() -> Self {
+        RoomDefaults {
+            auto_create: true,
+            max_participants: 0,
+            empty_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RoomEntry {
+    generation: u64,
+    max_participants: u32,
+    empty_timeout: Duration,
+    metadata: String,
+    created_at: SystemTime,
+    /// The worker that owns the room while it has participants.
+    worker: Option<usize>,
+    /// Participants admitted or being admitted.
+    participants: usize,
+    /// Since when the room has had nobody in it.
+    empty_since: Option<Instant>,
+}
+
+impl RoomEntry {
+    fn info(&self, name: &str) -> RoomInfo {
+        RoomInfo {
+            name: name.to_owned(),
+            max_participants: self.max_participants,
+            empty_timeout: u32::try_from(self.empty_timeout.as_secs()).unwrap_or(u32::MAX),
+            metadata: self.metadata.clone(),
+            created_at: unix_seconds(self.created_at),
+            num_participants: u32::try_from(self.participants).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Seat {
+    worker: usize,
+    room: String,
+    generation: u64,
+}
+
+/// A place reserved for a joining participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The worker that owns the room.
+    pub worker: usize,
+    /// The room, when this join created it.
+    pub created: Option<RoomInfo>,
+    /// The room's metadata ("" when none).
+    pub metadata: String,
+}
+
+/// The room registry and the placement of rooms and participants on workers.
+#[derive(Debug)]
+pub struct Placement {
+    rooms: HashMap<String, RoomEntry>,
+    participants: HashMap<String, Seat>,
+    load: Vec<usize>,
+    defaults: RoomDefaults,
+    next_generation: u64,
+}
+
+fn not_found() -> SignalError {
+    SignalError::new(ErrorCode::NotFound, "no such room")
+}
+
+impl Placement {
+    /// Placement over `workers` workers with default room settings.
+    pub fn new(workers: usize) -> Self {
+        Placement::with_defaults(workers, RoomDefaults::default())
+    }
+
+    /// Placement over `workers` workers.
+    pub fn with_defaults(workers: usize, defaults: RoomDefaults) -> Self {
+        Placement {
+            rooms: HashMap::new(),
+            participants: HashMap::new(),
+            load: vec![0; workers],
+            defaults,
+            next_generation: 1,
+        }
+    }
+
+    /// The room defaults.
+    pub fn defaults(&self) -> &RoomDefaults {
+        &self.defaults
+    }
+
+    fn new_entry(&mut self, now: Instant) -> RoomEntry {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        RoomEntry {
+            generation,
+            max_participants: self.defaults.max_participants,
+            empty_timeout: self.defaults.empty_timeout,
+            metadata: String::new(),
+            created_at: SystemTime::now(),
+            worker: None,
+            participants: 0,
+            empty_since: Some(now),
+        }
+    }
+
+    /// Reserve a place for participant `id` in `room`: the room's worker, or for a room without
+    /// participants the least loaded worker. Creates the room if it is missing and rooms are
+    /// created on join; refuses with `not_found` otherwise, and with `room_full` at the limit.
+    pub fn reserve(
+        &mut self,
+        id: &str,
+        room: &str,
+        now: Instant,
+    ) -> Result<Reservation, SignalError> {
+        let created = if self.rooms.contains_key(room) {
+            None
+        } else if self.defaults.auto_create {
+            let entry = self.new_entry(now);
+            let info = entry.info(room);
+            self.rooms.insert(room.to_owned(), entry);
+            Some(info)
+        } else {
+            return Err(SignalError::new(
+                ErrorCode::NotFound,
+                "the room does not exist, and this server does not create rooms on join",
+            ));
+        };
+        // `load` is never empty: the server starts at least one worker.
+        let least_loaded = (0..self.load.len())
+            .min_by_key(|w| self.load[*w])
+            .unwrap_or(0);
+        let Some(entry) = self.rooms.get_mut(room) else {
+            return Err(not_found());
+        };
+        if entry.max_participants > 0 && entry.participants >= entry.max_participants as usize {
+            return Err(SignalError::new(
+                ErrorCode::RoomFull,
+                format!(
+                    "the room is at its limit of {} participants",
+                    entry.max_participants
+                ),
+            ));
+        }
+        let worker = *entry.worker.get_or_insert(least_loaded);
+        entry.participants += 1;
+        entry.empty_since = None;
+        self.load[worker] += 1;
+        self.participants.insert(
+            id.to_owned(),
+            Seat {
+                worker,
+                room: room.to_owned(),
+                generation: entry.generation,
+            },
+        );
+        Ok(Reservation {
+            worker,
+            created,
+            metadata: entry.metadata.clone(),
+        })
+    }
+
+    /// Participant `id` is gone (or never made it in).
+    pub fn release(&mut self, id: &str, now: Instant) {
+        let Some(seat) = self.participants.remove(id) else {
+            return;
+        };
+        self.load[seat.worker] = self.load[seat.worker].saturating_sub(1);
+        if let Some(r) = self.rooms.get_mut(&seat.room) {
+            if r.generation == seat.generation {
+                r.participants = r.participants.saturating_sub(1);
+                if r.participants == 0 {
+                    r.worker = None;
+                    r.empty_since = Some(now);
+                }
+            }
+        }
+    }
+
+    /// The worker of participant `id`.
+    pub fn worker_of(&self, id: &str) -> Option<usize> {
+        self.participants.get(id).map(|s| s.worker)
+    }
+
+    /// The worker of participant `id`, if it is in `room` (the current room of that name).
+    pub fn worker_in_room(&self, id: &str, room: &str) -> Option<usize> {
+        let seat = self.participants.get(id)?;
+        let r = self.rooms.get(room)?;
+        (seat.room == room && seat.generation == r.generation).then_some(seat.worker)
+    }
+
+    /// Participants per worker.
+    pub fn load(&self) -> &[usize] {
+        &self.load
+    }
+
+    /// Creates a room with the given settings (defaults for the ones missing); `conflict` if it
+    /// exists.
+    pub fn create(&mut self, req: &CreateRoom, now: Instant) -> Result<RoomInfo, SignalError> {
+        if self.rooms.contains_key(&req.name) {
+            return Err(SignalError::new(ErrorCode::Conflict, "the room exists"));
+        }
+        let mut entry = self.new_entry(now);
+        if let Some(m) = req.max_participants {
+            entry.max_participants = m;
+        }
+        if let Some(t) = req.empty_timeout {
+            entry.empty_timeout = Duration::from_secs(t.into());
+        }
+        if let Some(m) = &req.metadata {
+            entry.metadata.clone_from(m);
+        }
+        let info = entry.info(&req.name);
+        self.rooms.insert(req.name.clone(), entry);
+        Ok(info)
+    }
+
+    /// One room.
+    pub fn info(&self, room: &str) -> Result<RoomInfo, SignalError> {
+        self.rooms
+            .get(room)
+            .map(|r| r.info(room))
+            .ok_or_else(not_found)
+    }
+
+    /// Every room, sorted by name.
+    pub fn list(&self) -> Vec<RoomInfo> {
+        let mut rooms: Vec<RoomInfo> = self.rooms.iter().map(|(n, r)| r.info(n)).collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        rooms
+    }
+
+    /// The worker owning `room`, `None` while it is empty.
+    pub fn room_worker(&self, room: &str) -> Result<Option<usize>, SignalError> {
+        self.rooms.get(room).map(|r| r.worker).ok_or_else(not_found)
+    }
+
+    /// Changes a room's settings. Returns the room and, when its metadata changed and it has
+    /// participants, the worker to tell.
+    pub fn update(
+        &mut self,
+        room: &str,
+        req: &UpdateRoom,
+    ) -> Result<(RoomInfo, Option<usize>), SignalError> {
+        let r = self.rooms.get_mut(room).ok_or_else(not_found)?;
+        if let Some(m) = req.max_participants {
+            r.max_participants = m;
+        }
+        if let Some(t) = req.empty_timeout {
+            r.empty_timeout = Duration::from_secs(t.into());
+        }
+        let mut tell = None;
+        if let Some(m) = &req.metadata {
+            if *m != r.metadata {
+                r.metadata.clone_from(m);
+                tell = r.worker;
+            }
+        }
+        Ok((r.info(room), tell))
+    }
+
+    /// Removes a room from the registry. Its participants keep their seats until they leave.
+    pub fn remove(&mut self, room: &str) -> Option<(RoomInfo, Option<usize>)> {
+        self.rooms.remove(room).map(|r| (r.info(room), r.worker))
+    }
+
+    /// Removes and returns the rooms that have been empty for their `empty_timeout`.
+    pub fn close_expired(&mut self, now: Instant) -> Vec<RoomInfo> {
+        let expired: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| {
+                r.participants == 0
+                    && r.empty_since
+                        .is_some_and(|t| now.saturating_duration_since(t) >= r.empty_timeout)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|n| self.rooms.remove(&n).map(|r| r.info(&n)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reserve(p: &mut Placement, id: &str, room: &str) -> usize {
+        p.reserve(id, room, Instant::now()).unwrap().worker
+    }
+
+    #[test]
+    fn rooms_stay_on_one_worker_and_new_rooms_go_to_the_least_loaded() {
+        let now = Instant::now();
+        let mut p = Placement::new(2);
+        assert_eq!(reserve(&mut p, "a", "r1"), 0);
+        assert_eq!(reserve(&mut p, "b", "r1"), 0);
+        assert_eq!(reserve(&mut p, "c", "r2"), 1);
+        assert_eq!(reserve(&mut p, "d", "r3"), 1);
+        assert_eq!(p.load(), &[2, 2]);
+        p.release("a", now);
+        p.release("b", now);
+        assert_eq!(p.load(), &[0, 2]);
+        // r1 is empty; its next participant goes to the least loaded worker.
+        assert_eq!(reserve(&mut p, "e", "r1"), 0);
+        assert_eq!(p.worker_of("d"), Some(1));
+        assert_eq!(p.worker_of("a"), None);
+        p.release("zzz", now);
+    }
+
+    #[test]
+    fn limits_auto_create_and_conflicts() {
+        let now = Instant::now();
+        let mut p = Placement::with_defaults(
+            1,
+            RoomDefaults {
+                auto_create: false,
+                ..RoomDefaults::default()
+            },
+        );
+        let code = |r: Result<Reservation, SignalError>| r.unwrap_err().code;
+        assert_eq!(code(p.reserve("a", "r", now)), ErrorCode::NotFound);
+        let req = CreateRoom {
+            name: "r".into(),
+            max_participants: Some(1),
+            empty_timeout: Some(5),
+            metadata: Some("m".into()),
+        };
+        let info = p.create(&req, now).unwrap();
+        assert_eq!((info.max_participants, info.empty_timeout), (1, 5));
+        assert_eq!(p.create(&req, now).unwrap_err().code, ErrorCode::Conflict);
+        let r = p.reserve("a", "r", now).unwrap();
+        assert_eq!((r.created, r.metadata.as_str()), (None, "m"));
+        assert_eq!(code(p.reserve("b", "r", now)), ErrorCode::RoomFull);
+        assert_eq!(p.info("r").unwrap().num_participants, 1);
+        assert_eq!(p.worker_in_room("a", "r"), Some(0));
+        assert_eq!(p.worker_in_room("a", "other"), None);
+    }
+
+    #[test]
+    fn empty_rooms_close_after_their_timeout_and_late_leavers_do_not_count() {
+        let t0 = Instant::now();
+        let mut p = Placement::new(1);
+        let created = p.reserve("a", "r", t0).unwrap().created.unwrap();
+        assert_eq!(created.num_participants, 0);
+        assert!(p.close_expired(t0 + Duration::from_secs(1000)).is_empty());
+        p.release("a", t0);
+        assert!(p.close_expired(t0 + Duration::from_secs(299)).is_empty());
+        let closed = p.close_expired(t0 + Duration::from_secs(300));
+        assert_eq!(closed.len(), 1);
+        assert!(p.info("r").is_err());
+
+        // A deleted room's participant leaves after a new room of that name was made.
+        reserve(&mut p, "b", "r");
+        p.remove("r");
+        reserve(&mut p, "c", "r");
+        p.release("b", t0);
+        assert_eq!(p.info("r").unwrap().num_participants, 1);
+        assert_eq!(p.load(), &[1]);
+    }
+}

@@ -1,0 +1,218 @@
+//! The JSON bodies of the REST API. Requests refuse unknown fields; every `validate` names the
+//! field at fault.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use crate::auth::{check_metadata, Grants};
+use crate::protocol::{validate_display_name, validate_room_name, ParticipantInfo};
+
+/// The largest `max_participants` a room may have (0 means no limit).
+pub const MAX_PARTICIPANTS_LIMIT: u32 = 10_000;
+
+/// The longest `empty_timeout`, in seconds (7 days).
+pub const MAX_EMPTY_TIMEOUT_SECS: u32 = 7 * 24 * 60 * 60;
+
+/// `POST /api/rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    /// Room name: 1 to 64 letters, digits, `-`, `_` or `.`.
+    pub name: String,
+    /// Most participants at once; 0 for no limit. Default: the server's `room.max_participants`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_participants: Option<u32>,
+    /// Seconds an empty room stays open before it is closed. Default: the server's
+    /// `room.empty_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_timeout: Option<u32>,
+    /// Application data, opaque to the server; sent to participants as `room_updated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+}
+
+impl CreateRoom {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        validate_room_name(&self.name).map_err(|e| ApiError::invalid("name", e.message))?;
+        check_settings(self.max_participants, self.empty_timeout, &self.metadata)
+    }
+}
+
+/// `PATCH /api/rooms/{room}`: the fields given are changed, the others kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRoom {
+    /// New metadata; participants are sent `room_updated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    /// New participant limit (0: none). Participants already in stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_participants: Option<u32>,
+    /// New empty timeout, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_timeout: Option<u32>,
+}
+
+impl UpdateRoom {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        check_settings(self.max_participants, self.empty_timeout, &self.metadata)
+    }
+}
+
+fn check_settings(
+    max_participants: Option<u32>,
+    empty_timeout: Option<u32>,
+    metadata: &Option<String>,
+) -> Result<(), ApiError> {
+    if max_participants.is_some_and(|m| m > MAX_PARTICIPANTS_LIMIT) {
+        return Err(ApiError::invalid(
+            "max_participants",
+            format!("max_participants must be 0 (no limit) to {MAX_PARTICIPANTS_LIMIT}"),
+        ));
+    }
+    if empty_timeout.is_some_and(|t| t == 0 || t > MAX_EMPTY_TIMEOUT_SECS) {
+        return Err(ApiError::invalid(
+            "empty_timeout",
+            format!("empty_timeout must be 1 to {MAX_EMPTY_TIMEOUT_SECS} seconds"),
+        ));
+    }
+    if let Some(m) = metadata {
+        check_metadata(m).map_err(|e| ApiError::invalid("metadata", e.message))?;
+    }
+    Ok(())
+}
+
+/// A room as the REST API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// Room name.
+    pub name: String,
+    /// Most participants at once; 0: no limit.
+    pub max_participants: u32,
+    /// Seconds the room stays open while empty.
+    pub empty_timeout: u32,
+    /// Application data ("" when none).
+    pub metadata: String,
+    /// When the room was created (Unix seconds).
+    pub created_at: u64,
+    /// Participants in it now (including ones still joining).
+    pub num_participants: u32,
+}
+
+/// `GET /api/rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomList {
+    /// The rooms, sorted by name.
+    pub rooms: Vec<RoomInfo>,
+}
+
+/// `GET /api/rooms/{room}/participants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantList {
+    /// The participants, in join order.
+    pub participants: Vec<ParticipantInfo>,
+}
+
+/// `PATCH /api/rooms/{room}/participants/{id}`: the fields given are changed, the others kept.
+/// Everyone in the room is sent `participant_updated`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParticipant {
+    /// New display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+}
+
+impl UpdateParticipant {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(name) = &self.name {
+            validate_display_name(name).map_err(|e| ApiError::invalid("name", e.message))?;
+        }
+        if let Some(m) = &self.metadata {
+            check_metadata(m).map_err(|e| ApiError::invalid("metadata", e.message))?;
+        }
+        Ok(())
+    }
+}
+
+/// `POST /api/rooms/{room}/participants/{id}/tracks/{track}/mute`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuteTrack {
+    /// `true` stops forwarding the track, `false` resumes it.
+    pub muted: bool,
+}
+
+/// `POST /api/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// The participant's identity (`sub`).
+    pub identity: String,
+    /// The room (`room`). Required when the token grants `join`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// Display name (`name`); wins over the name the client sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Lifetime in seconds. Default: 21600 (6 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    /// Grants; names other than the five are refused. Default: join, publish, subscribe,
+    /// publish_data.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict_grants"
+    )]
+    pub grants: Option<Grants>,
+    /// Participant metadata (`metadata`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+}
+
+/// Reads grants refusing unknown names (tokens themselves are read leniently).
+fn strict_grants<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Grants>, D::Error> {
+    #[derive(Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Strict {
+        join: bool,
+        publish: bool,
+        subscribe: bool,
+        publish_data: bool,
+        room_admin: bool,
+    }
+    let s = Option::<Strict>::deserialize(d)?;
+    Ok(s.map(|s| Grants {
+        join: s.join,
+        publish: s.publish,
+        subscribe: s.subscribe,
+        publish_data: s.publish_data,
+        room_admin: s.room_admin,
+    }))
+}
+
+/// A minted token: `POST /api/tokens` and `GET /api/dev/token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The JWT.
+    pub token: String,
+    /// Its identity.
+    pub identity: String,
+    /// Its room, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// Its display name, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its grants.
+    pub grants: Grants,
+    /// When it expires (Unix seconds).
+    pub expires_at: u64,
+}

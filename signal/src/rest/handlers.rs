@@ -1,0 +1,323 @@
+//! The request handlers: authenticate, validate, call the [`RoomService`], answer JSON.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::dto::{
+    CreateRoom, CreateToken, MuteTrack, ParticipantList, RoomList, TokenResponse,
+    UpdateParticipant, UpdateRoom,
+};
+use super::error::{ApiError, JsonBody};
+use super::{openapi, ApiState, RoomService};
+use crate::auth::{AuthError, Claims, Grants, TokenSpec, DEFAULT_TTL};
+use crate::protocol::{validate_display_name, validate_room_name, ErrorCode, SignalError};
+
+/// The caller, proven by a `room_admin` token.
+pub(crate) struct Admin(Claims);
+
+impl Admin {
+    /// Whether this caller may act on `room`.
+    fn check_room(&self, room: &str) -> Result<(), ApiError> {
+        match &self.0.room {
+            Some(r) if r != room => Err(AuthError::WrongRoom.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<S: RoomService> FromRequestParts<ApiState<S>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(AuthError::Missing)?
+            .to_str()
+            .map_err(|_| AuthError::BadScheme)?;
+        let (scheme, token) = header.split_once(' ').ok_or(AuthError::BadScheme)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::BadScheme.into());
+        }
+        let claims = state.config.keys.verify(token)?;
+        if !claims.grants.room_admin {
+            return Err(AuthError::MissingGrant("room_admin").into());
+        }
+        Ok(Admin(claims))
+    }
+}
+
+/// Waits for the media side at most `limit`.
+async fn call<T>(
+    limit: Duration,
+    f: impl Future<Output = Result<T, SignalError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::ServerBusy,
+            "the media server did not answer in time; try again",
+        )),
+    }
+}
+
+fn room_param(room: &str) -> Result<(), ApiError> {
+    validate_room_name(room).map_err(|e| ApiError::invalid("room", e.message))
+}
+
+fn id_param(field: &'static str, id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be 1 to 128 characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn openapi_json() -> Json<serde_json::Value> {
+    Json(openapi::document())
+}
+
+pub(crate) async fn create_room<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+    JsonBody(req): JsonBody<CreateRoom>,
+) -> Result<Response, ApiError> {
+    req.validate()?;
+    admin.check_room(&req.name)?;
+    let room = call(s.config.call_timeout, s.service.create_room(req)).await?;
+    Ok((StatusCode::CREATED, Json(room)).into_response())
+}
+
+pub(crate) async fn list_rooms<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+) -> Result<Json<RoomList>, ApiError> {
+    let mut rooms = call(s.config.call_timeout, s.service.list_rooms()).await?;
+    rooms.retain(|r| admin.check_room(&r.name).is_ok());
+    Ok(Json(RoomList { rooms }))
+}
+
+pub(crate) async fn get_room<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+    Path(room): Path<String>,
+) -> Result<Response, ApiError> {
+    room_param(&room)?;
+    admin.check_room(&room)?;
+    let room = call(s.config.call_timeout, s.service.get_room(room)).await?;
+    Ok(Json(room).into_response())
+}
+
+pub(crate) async fn update_room<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+    Path(room): Path<String>,
+    JsonBody(req): JsonBody<UpdateRoom>,
+) -> Result<Response, ApiError> {
+    room_param(&room)?;
+    req.validate()?;
+    admin.check_room(&room)?;
+    let room = call(s.config.call_timeout, s.service.update_room(room, req)).await?;
+    Ok(Json(room).into_response())
+}
+
+pub(crate) async fn delete_room<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+    Path(room): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    room_param(&room)?;
+    admin.check_room(&room)?;
+    call(s.config.call_timeout, s.service.delete_room(room)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn list_participants<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+    Path(room): Path<String>,
+) -> Result<Json<ParticipantList>, ApiError> {
+    room_param(&room)?;
+    admin.check_room(&room)?;
+    let participants = call(s.config.call_timeout, s.service.list_participants(room)).await?;
+    Ok(Json(ParticipantList { participants }))
+}
+
+pub(crate) async fn get_participant<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+    Path((room, participant)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    room_param(&room)?;
+    id_param("participant", &participant)?;
+    admin.check_room(&room)?;
+    let all = call(s.config.call_timeout, s.service.list_participants(room)).await?;
+    let p = all
+        .into_iter()
+        .find(|p| p.id == participant)
+        .ok_or_else(|| ApiError::not_found("no such participant in this room"))?;
+    Ok(Json(p).into_response())
+}
+
+pub(crate) async fn update_participant<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+    Path((room, participant)): Path<(String, String)>,
+    JsonBody(req): JsonBody<UpdateParticipant>,
+) -> Result<Response, ApiError> {
+    room_param(&room)?;
+    id_param("participant", &participant)?;
+    req.validate()?;
+    admin.check_room(&room)?;
+    let p = call(
+        s.config.call_timeout,
+        s.service.update_participant(room, participant, req),
+    )
+    .await?;
+    Ok(Json(p).into_response())
+}
+
+pub(crate) async fn remove_participant<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+    Path((room, participant)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    room_param(&room)?;
+    id_param("participant", &participant)?;
+    admin.check_room(&room)?;
+    call(
+        s.config.call_timeout,
+        s.service.remove_participant(room, participant),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn mute_track<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+    Path((room, participant, track)): Path<(String, String, String)>,
+    JsonBody(req): JsonBody<MuteTrack>,
+) -> Result<Response, ApiError> {
+    room_param(&room)?;
+    id_param("participant", &participant)?;
+    id_param("track", &track)?;
+    admin.check_room(&room)?;
+    let t = call(
+        s.config.call_timeout,
+        s.service.mute_track(room, participant, track, req.muted),
+    )
+    .await?;
+    Ok(Json(t).into_response())
+}
+
+pub(crate) async fn create_token<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    admin: Admin,
+    JsonBody(req): JsonBody<CreateToken>,
+) -> Result<Response, ApiError> {
+    let spec = TokenSpec {
+        identity: req.identity,
+        name: req.name,
+        room: req.room,
+        grants: req.grants.unwrap_or_else(Grants::participant),
+        metadata: req.metadata,
+        ttl: req.ttl.map_or(DEFAULT_TTL, Duration::from_secs),
+    };
+    spec.validate()
+        .map_err(|(field, e)| ApiError::invalid(field, e.message))?;
+    if let Some(scope) = &admin.0.room {
+        if spec.room.as_deref() != Some(scope.as_str()) {
+            return Err(AuthError::WrongRoom.into());
+        }
+    }
+    let key = admin.0.iss.clone();
+    mint(&s, &key, &spec).map(|t| (StatusCode::CREATED, Json(t)).into_response())
+}
+
+fn mint<S>(s: &ApiState<S>, key: &str, spec: &TokenSpec) -> Result<TokenResponse, ApiError> {
+    let (token, claims) = s
+        .config
+        .keys
+        .mint(key, spec)
+        .map_err(|(field, e)| match e.code {
+            ErrorCode::InvalidRequest => ApiError::invalid(field, e.message),
+            _ => ApiError::from(e),
+        })?;
+    Ok(TokenResponse {
+        token,
+        identity: claims.sub,
+        room: claims.room,
+        name: claims.name,
+        grants: claims.grants,
+        expires_at: claims.exp,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DevTokenQuery {
+    room: Option<String>,
+    name: Option<String>,
+}
+
+/// Development mode only: a participant token for `room`, named `name`, with a fresh identity.
+pub(crate) async fn dev_token<S: RoomService>(
+    State(s): State<ApiState<S>>,
+    query: Result<Query<DevTokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let room = q
+        .room
+        .ok_or_else(|| ApiError::invalid("room", "room is required"))?;
+    room_param(&room)?;
+    let name = q
+        .name
+        .ok_or_else(|| ApiError::invalid("name", "name is required"))?;
+    validate_display_name(&name).map_err(|e| ApiError::invalid("name", e.message))?;
+    let key = s
+        .config
+        .keys
+        .names()
+        .next()
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no API key"))?
+        .to_owned();
+    let spec = TokenSpec {
+        name: Some(name),
+        ..TokenSpec::participant(room, dev_identity())
+    };
+    mint(&s, &key, &spec).map(Json)
+}
+
+/// `dev-` and 10 random characters.
+fn dev_identity() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
+    let tail: String = (0..10)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("dev-{tail}")
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such API route; see /api/openapi.json")
+}
+
+pub(crate) async fn method_not_allowed() -> Response {
+    let e = ApiError::new(
+        ErrorCode::InvalidRequest,
+        "this method is not allowed on this route; see /api/openapi.json",
+    );
+    (StatusCode::METHOD_NOT_ALLOWED, Json(e)).into_response()
+}

@@ -1,0 +1,789 @@
+//! The REST API, called in memory with `oneshot` against an in-memory room service: every route
+//! for success, authentication failures, validation errors naming the field, not found and
+//! conflicts.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use signal::auth::{unix_now, Claims, Grants, KeySet, TokenSpec};
+use signal::protocol::{ParticipantInfo, SignalError, TrackInfo, TrackKind};
+use signal::rest::dto::{CreateRoom, RoomInfo, UpdateParticipant, UpdateRoom};
+use signal::rest::ROUTES;
+use signal::{api_router, ApiConfig, ErrorCode, RoomService};
+use tower::ServiceExt;
+
+const KEY: &str = "APItest";
+const SECRET: &str = "test-secret-test-secret-test-secret-42";
+
+/// Rooms in memory. Room `busy` makes every call fail with `server_busy`.
+#[derive(Default)]
+struct Rooms {
+    rooms: Mutex<BTreeMap<String, (RoomInfo, Vec<ParticipantInfo>)>>,
+}
+
+fn not_found(what: &str) -> SignalError {
+    SignalError::new(ErrorCode::NotFound, format!("no such {what}"))
+}
+
+impl Rooms {
+    fn with<T>(
+        &self,
+        room: &str,
+        f: impl FnOnce(&mut RoomInfo, &mut Vec<ParticipantInfo>) -> Result<T, SignalError>,
+    ) -> Result<T, SignalError> {
+        let mut rooms = self.rooms.lock().unwrap();
+        let (info, ps) = rooms.get_mut(room).ok_or_else(|| not_found("room"))?;
+        f(info, ps)
+    }
+
+    fn add_participant(&self, room: &str, id: &str) {
+        self.with(room, |info, ps| {
+            info.num_participants += 1;
+            ps.push(ParticipantInfo {
+                id: id.into(),
+                name: "Ann".into(),
+                identity: Some("ann".into()),
+                metadata: None,
+                tracks: vec![TrackInfo {
+                    id: format!("{id}-0"),
+                    kind: TrackKind::Audio,
+                    muted: false,
+                }],
+            });
+            Ok(())
+        })
+        .unwrap();
+    }
+}
+
+impl RoomService for Rooms {
+    async fn create_room(&self, req: CreateRoom) -> Result<RoomInfo, SignalError> {
+        let mut rooms = self.rooms.lock().unwrap();
+        if rooms.contains_key(&req.name) {
+            return Err(SignalError::new(ErrorCode::Conflict, "the room exists"));
+        }
+        let info = RoomInfo {
+            name: req.name.clone(),
+            max_participants: req.max_participants.unwrap_or(0),
+            empty_timeout: req.empty_timeout.unwrap_or(300),
+            metadata: req.metadata.unwrap_or_default(),
+            created_at: unix_now(),
+            num_participants: 0,
+        };
+        rooms.insert(req.name, (info.clone(), Vec::new()));
+        Ok(info)
+    }
+
+    async fn list_rooms(&self) -> Result<Vec<RoomInfo>, SignalError> {
+        Ok(self
+            .rooms
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(i, _)| i.clone())
+            .collect())
+    }
+
+    async fn get_room(&self, room: String) -> Result<RoomInfo, SignalError> {
+        if room == "busy" {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        self.with(&room, |i, _| Ok(i.clone()))
+    }
+
+    async fn update_room(&self, room: String, req: UpdateRoom) -> Result<RoomInfo, SignalError> {
+        self.with(&room, |i, _| {
+            if let Some(m) = req.metadata {
+                i.metadata = m;
+            }
+            if let Some(m) = req.max_participants {
+                i.max_participants = m;
+            }
+            Ok(i.clone())
+        })
+    }
+
+    async fn delete_room(&self, room: String) -> Result<(), SignalError> {
+        let mut rooms = self.rooms.lock().unwrap();
+        rooms
+            .remove(&room)
+            .map(|_| ())
+            .ok_or_else(|| not_found("room"))
+    }
+
+    async fn list_participants(&self, room: String) -> Result<Vec<ParticipantInfo>, SignalError> {
+        self.with(&room, |_, ps| Ok(ps.clone()))
+    }
+
+    async fn remove_participant(&self, room: String, id: String) -> Result<(), SignalError> {
+        self.with(&room, |_, ps| {
+            let n = ps.len();
+            ps.retain(|p| p.id != id);
+            if ps.len() == n {
+                Err(not_found("participant"))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    async fn update_participant(
+        &self,
+        room: String,
+        id: String,
+        req: UpdateParticipant,
+    ) -> Result<ParticipantInfo, SignalError> {
+        self.with(&room, |_, ps| {
+            let p = ps
+                .iter_mut()
+                .find(|p| p.id == id)
+                .ok_or_else(|| not_found("participant"))?;
+            if let Some(n) = req.name {
+                p.name = n;
+            }
+            if req.metadata.is_some() {
+                p.metadata = req.metadata;
+            }
+            Ok(p.clone())
+        })
+    }
+
+    async fn mute_track(
+        &self,
+        room: String,
+        id: String,
+        track: String,
+        muted: bool,
+    ) -> Result<TrackInfo, SignalError> {
+        self.with(&room, |_, ps| {
+            let p = ps
+                .iter_mut()
+                .find(|p| p.id == id)
+                .ok_or_else(|| not_found("participant"))?;
+            let t = p
+                .tracks
+                .iter_mut()
+                .find(|t| t.id == track)
+                .ok_or_else(|| not_found("track"))?;
+            t.muted = muted;
+            Ok(t.clone())
+        })
+    }
+}
+
+fn keys() -> KeySet {
+    KeySet::single(KEY, SECRET).unwrap()
+}
+
+fn token_with(grants: Grants, room: Option<&str>) -> String {
+    let spec = TokenSpec {
+        identity: "ops".into(),
+        name: None,
+        room: room.map(str::to_owned),
+        grants,
+        metadata: None,
+        ttl: Duration::from_secs(60),
+    };
+    keys().mint(KEY, &spec).unwrap().0
+}
+
+fn admin() -> String {
+    token_with(Grants::admin(), None)
+}
+
+struct Api {
+    app: Router,
+    rooms: Arc<Rooms>,
+}
+
+impl Api {
+    fn new(dev_mode: bool) -> Api {
+        let rooms = Arc::new(Rooms::default());
+        let mut config = if dev_mode {
+            ApiConfig::development(keys())
+        } else {
+            ApiConfig::new(keys())
+        };
+        config.call_timeout = Duration::from_millis(200);
+        Api {
+            app: api_router(Arc::clone(&rooms), config),
+            rooms,
+        }
+    }
+
+    /// A fresh API with room `r1` (max 2 participants) holding participant `p1`.
+    fn with_room() -> Api {
+        let api = Api::new(false);
+        let mut rooms = api.rooms.rooms.lock().unwrap();
+        rooms.insert(
+            "r1".into(),
+            (
+                RoomInfo {
+                    name: "r1".into(),
+                    max_participants: 2,
+                    empty_timeout: 300,
+                    metadata: String::new(),
+                    created_at: 1,
+                    num_participants: 0,
+                },
+                Vec::new(),
+            ),
+        );
+        drop(rooms);
+        api.rooms.add_participant("r1", "p1");
+        api
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_owned()));
+        let response = self
+            .app
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {bytes:?}"))
+        };
+        (status, value)
+    }
+
+    /// A call with an admin token.
+    async fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+        self.call(method, path, Some(&format!("Bearer {}", admin())), body)
+            .await
+    }
+}
+
+/// Asserts an error answer: status, code and (when given) field.
+fn refused(answer: &(StatusCode, Value), status: StatusCode, code: &str, field: Option<&str>) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1["code"], code, "{}", answer.1);
+    assert!(answer.1["message"].as_str().is_some_and(|m| !m.is_empty()));
+    match field {
+        Some(f) => assert_eq!(answer.1["field"], f, "{}", answer.1),
+        None => assert!(answer.1.get("field").is_none(), "{}", answer.1),
+    }
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{room}", "r1")
+        .replace("{participant}", "p1")
+        .replace("{track}", "p1-0")
+}
+
+#[tokio::test]
+async fn every_route_exists_and_needs_a_token() {
+    let api = Api::with_room();
+    for (method, path) in ROUTES {
+        let path = concrete(path);
+        let answer = api.call(method, &path, None, Some("{}")).await;
+        match path.as_str() {
+            "/api/openapi.json" => assert_eq!(answer.0, StatusCode::OK),
+            // Only in development mode.
+            "/api/dev/token" => refused(&answer, StatusCode::NOT_FOUND, "not_found", None),
+            _ => refused(&answer, StatusCode::UNAUTHORIZED, "unauthorized", None),
+        }
+    }
+    let dev = Api::new(true);
+    let answer = dev.call("GET", "/api/dev/token", None, None).await;
+    refused(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("room"),
+    );
+}
+
+#[tokio::test]
+async fn bad_credentials_are_refused_with_stable_messages() {
+    let api = Api::with_room();
+    let now = unix_now();
+    let claims = |f: &dyn Fn(&mut Claims)| {
+        let mut c = Claims {
+            iss: KEY.into(),
+            sub: "ops".into(),
+            name: None,
+            room: None,
+            grants: Grants::admin(),
+            metadata: None,
+            nbf: now,
+            exp: now + 60,
+        };
+        f(&mut c);
+        c
+    };
+    let expired = keys()
+        .sign(&claims(&|c| {
+            c.nbf = now - 7200;
+            c.exp = now - 3600;
+        }))
+        .unwrap();
+    let early = keys()
+        .sign(&claims(&|c| {
+            c.nbf = now + 3600;
+            c.exp = now + 7200;
+        }))
+        .unwrap();
+    let forged = KeySet::single(KEY, &"f".repeat(40))
+        .unwrap()
+        .sign(&claims(&|_| {}))
+        .unwrap();
+    let stranger = KeySet::single("other", SECRET)
+        .unwrap()
+        .sign(&claims(&|c| c.iss = "other".into()))
+        .unwrap();
+    let participant = token_with(Grants::participant(), Some("r1"));
+    let cases: Vec<(String, StatusCode, &str, &str)> = vec![
+        (
+            String::new(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the Authorization header must be \"Bearer <access token>\"",
+        ),
+        (
+            format!("Basic {KEY}:{SECRET}"),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the Authorization header must be \"Bearer <access token>\"",
+        ),
+        (
+            "Bearer not.a.jwt".into(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the access token is malformed: not a JWT",
+        ),
+        (
+            format!("Bearer {expired}"),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the access token has expired",
+        ),
+        (
+            format!("Bearer {early}"),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the access token is not valid yet",
+        ),
+        (
+            format!("Bearer {forged}"),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the access token's signature is invalid",
+        ),
+        (
+            format!("Bearer {stranger}"),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the access token is signed with an unknown API key",
+        ),
+        (
+            format!("Bearer {participant}"),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the access token does not grant room_admin",
+        ),
+    ];
+    for (auth, status, code, message) in cases {
+        let answer = api.call("GET", "/api/rooms", Some(&auth), None).await;
+        refused(&answer, status, code, None);
+        assert_eq!(answer.1["message"], message, "{auth}");
+    }
+    let missing = api.call("GET", "/api/rooms", None, None).await;
+    assert_eq!(missing.1["message"], "an access token is required");
+}
+
+#[tokio::test]
+async fn a_room_scoped_admin_token_reaches_its_room_only() {
+    let api = Api::with_room();
+    api.admin("POST", "/api/rooms", Some(r#"{"name":"r2"}"#))
+        .await;
+    let scoped = format!(
+        "Bearer {}",
+        token_with(
+            Grants {
+                room_admin: true,
+                ..Grants::participant()
+            },
+            Some("r1")
+        )
+    );
+    let (status, list) = api.call("GET", "/api/rooms", Some(&scoped), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["rooms"].as_array().unwrap().len(), 1);
+    assert_eq!(list["rooms"][0]["name"], "r1");
+    let ok = api.call("GET", "/api/rooms/r1", Some(&scoped), None).await;
+    assert_eq!(ok.0, StatusCode::OK);
+    for (method, path, body) in [
+        ("GET", "/api/rooms/r2", None),
+        ("DELETE", "/api/rooms/r2", None),
+        ("POST", "/api/rooms", Some(r#"{"name":"r3"}"#)),
+        (
+            "POST",
+            "/api/tokens",
+            Some(r#"{"identity":"x","room":"r2"}"#),
+        ),
+    ] {
+        let answer = api.call(method, path, Some(&scoped), body).await;
+        refused(&answer, StatusCode::FORBIDDEN, "forbidden", None);
+        assert_eq!(
+            answer.1["message"],
+            "the access token is not valid for this room"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rooms_are_created_listed_read_updated_and_deleted() {
+    let api = Api::new(false);
+    let body = r#"{"name":"standup","max_participants":5,"empty_timeout":60,"metadata":"m"}"#;
+    let (status, room) = api.admin("POST", "/api/rooms", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(room["name"], "standup");
+    assert_eq!(room["max_participants"], 5);
+    assert_eq!(room["empty_timeout"], 60);
+    assert_eq!(room["metadata"], "m");
+    assert_eq!(room["num_participants"], 0);
+
+    let again = api.admin("POST", "/api/rooms", Some(body)).await;
+    refused(&again, StatusCode::CONFLICT, "conflict", None);
+
+    let (status, list) = api.admin("GET", "/api/rooms", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["rooms"][0]["name"], "standup");
+
+    let (status, got) = api.admin("GET", "/api/rooms/standup", None).await;
+    assert_eq!((status, &got), (StatusCode::OK, &room));
+    let missing = api.admin("GET", "/api/rooms/nope", None).await;
+    refused(&missing, StatusCode::NOT_FOUND, "not_found", None);
+    let bad = api.admin("GET", "/api/rooms/a%20b", None).await;
+    refused(
+        &bad,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("room"),
+    );
+
+    let (status, patched) = api
+        .admin("PATCH", "/api/rooms/standup", Some(r#"{"metadata":"new"}"#))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(patched["metadata"], "new");
+    let missing = api
+        .admin("PATCH", "/api/rooms/nope", Some(r#"{"metadata":"x"}"#))
+        .await;
+    refused(&missing, StatusCode::NOT_FOUND, "not_found", None);
+    let huge = format!(r#"{{"metadata":"{}"}}"#, "x".repeat(20_000));
+    let answer = api.admin("PATCH", "/api/rooms/standup", Some(&huge)).await;
+    refused(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("metadata"),
+    );
+
+    let (status, body) = api.admin("DELETE", "/api/rooms/standup", None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    let gone = api.admin("DELETE", "/api/rooms/standup", None).await;
+    refused(&gone, StatusCode::NOT_FOUND, "not_found", None);
+}
+
+#[tokio::test]
+async fn room_bodies_are_validated_field_by_field() {
+    let api = Api::new(false);
+    for (body, field) in [
+        ("{}", "name"),
+        (r#"{"name":""}"#, "name"),
+        (r#"{"name":"a b"}"#, "name"),
+        (r#"{"name":7}"#, "name"),
+        (
+            r#"{"name":"r","max_participants":10001}"#,
+            "max_participants",
+        ),
+        (r#"{"name":"r","max_participants":-1}"#, "max_participants"),
+        (r#"{"name":"r","empty_timeout":0}"#, "empty_timeout"),
+        (r#"{"name":"r","empty_timeout":"5m"}"#, "empty_timeout"),
+        (r#"{"name":"r","colour":"red"}"#, "colour"),
+        ("not json", "body"),
+        ("", "body"),
+    ] {
+        let answer = api.admin("POST", "/api/rooms", Some(body)).await;
+        refused(
+            &answer,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some(field),
+        );
+    }
+    let big = format!(r#"{{"name":"r","metadata":"{}"}}"#, "x".repeat(70_000));
+    let answer = api.admin("POST", "/api/rooms", Some(&big)).await;
+    refused(
+        &answer,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "message_too_large",
+        None,
+    );
+}
+
+#[tokio::test]
+async fn participants_are_listed_read_updated_muted_and_removed() {
+    let api = Api::with_room();
+    let (status, list) = api.admin("GET", "/api/rooms/r1/participants", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["participants"][0]["id"], "p1");
+    assert_eq!(list["participants"][0]["tracks"][0]["kind"], "audio");
+    let missing = api.admin("GET", "/api/rooms/nope/participants", None).await;
+    refused(&missing, StatusCode::NOT_FOUND, "not_found", None);
+
+    let (status, p) = api
+        .admin("GET", "/api/rooms/r1/participants/p1", None)
+        .await;
+    assert_eq!((status, &p["identity"]), (StatusCode::OK, &json!("ann")));
+    let missing = api
+        .admin("GET", "/api/rooms/r1/participants/p9", None)
+        .await;
+    refused(&missing, StatusCode::NOT_FOUND, "not_found", None);
+
+    let (status, p) = api
+        .admin(
+            "PATCH",
+            "/api/rooms/r1/participants/p1",
+            Some(r#"{"name":"Ann B.","metadata":"{\"hand\":true}"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(p["name"], "Ann B.");
+    assert_eq!(p["metadata"], "{\"hand\":true}");
+    for (body, field) in [
+        (r#"{"name":""}"#, "name"),
+        (r#"{"name":"a\nb"}"#, "name"),
+        (r#"{"name":1}"#, "name"),
+        (r#"{"nick":"x"}"#, "nick"),
+    ] {
+        let answer = api
+            .admin("PATCH", "/api/rooms/r1/participants/p1", Some(body))
+            .await;
+        refused(
+            &answer,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some(field),
+        );
+    }
+    let missing = api
+        .admin(
+            "PATCH",
+            "/api/rooms/r1/participants/p9",
+            Some(r#"{"name":"X"}"#),
+        )
+        .await;
+    refused(&missing, StatusCode::NOT_FOUND, "not_found", None);
+
+    let mute = "/api/rooms/r1/participants/p1/tracks/p1-0/mute";
+    let (status, t) = api.admin("POST", mute, Some(r#"{"muted":true}"#)).await;
+    assert_eq!((status, &t["muted"]), (StatusCode::OK, &json!(true)));
+    let answer = api.admin("POST", mute, Some("{}")).await;
+    refused(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("muted"),
+    );
+    let answer = api.admin("POST", mute, Some(r#"{"muted":"yes"}"#)).await;
+    refused(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("muted"),
+    );
+    let missing = api
+        .admin(
+            "POST",
+            "/api/rooms/r1/participants/p1/tracks/zz/mute",
+            Some(r#"{"muted":true}"#),
+        )
+        .await;
+    refused(&missing, StatusCode::NOT_FOUND, "not_found", None);
+
+    let (status, _) = api
+        .admin("DELETE", "/api/rooms/r1/participants/p1", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let gone = api
+        .admin("DELETE", "/api/rooms/r1/participants/p1", None)
+        .await;
+    refused(&gone, StatusCode::NOT_FOUND, "not_found", None);
+}
+
+#[tokio::test]
+async fn tokens_are_minted_and_verify() {
+    let api = Api::new(false);
+    let body = r#"{"identity":"ann","room":"r1","name":"Ann","ttl":600,
+                   "grants":{"join":true,"subscribe":true},"metadata":"m"}"#;
+    let (status, t) = api.admin("POST", "/api/tokens", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let claims = keys().verify(t["token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims.iss, KEY);
+    assert_eq!(claims.sub, "ann");
+    assert_eq!(claims.room.as_deref(), Some("r1"));
+    assert_eq!(claims.name.as_deref(), Some("Ann"));
+    assert_eq!(claims.metadata.as_deref(), Some("m"));
+    assert!(claims.grants.join && claims.grants.subscribe && !claims.grants.publish);
+    assert_eq!(claims.exp - claims.nbf, 600);
+    assert_eq!(t["expires_at"], claims.exp);
+
+    let (_, t) = api
+        .admin(
+            "POST",
+            "/api/tokens",
+            Some(r#"{"identity":"bob","room":"r1"}"#),
+        )
+        .await;
+    let claims = keys().verify(t["token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims.grants, Grants::participant());
+
+    for (body, field) in [
+        ("{}", "identity"),
+        (r#"{"identity":""}"#, "identity"),
+        (r#"{"identity":"a"}"#, "room"),
+        (r#"{"identity":"a","room":"x y"}"#, "room"),
+        (r#"{"identity":"a","room":"r","ttl":0}"#, "ttl"),
+        (r#"{"identity":"a","room":"r","ttl":99999999}"#, "ttl"),
+        (r#"{"identity":"a","room":"r","name":""}"#, "name"),
+        (
+            r#"{"identity":"a","room":"r","grants":{"join":"yes"}}"#,
+            "grants.join",
+        ),
+        (
+            r#"{"identity":"a","room":"r","grants":{"fly":true}}"#,
+            "grants.fly",
+        ),
+    ] {
+        let answer = api.admin("POST", "/api/tokens", Some(body)).await;
+        refused(
+            &answer,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some(field),
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_dev_token_endpoint_exists_only_in_development_mode() {
+    let dev = Api::new(true);
+    let (status, t) = dev
+        .call("GET", "/api/dev/token?room=demo&name=Ann%20L.", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let claims = keys().authorize_join(t["token"].as_str(), "demo").unwrap();
+    assert_eq!(claims.name.as_deref(), Some("Ann L."));
+    assert!(claims.sub.starts_with("dev-"));
+    assert!(!claims.grants.room_admin);
+    let answer = dev
+        .call("GET", "/api/dev/token?room=demo&name=", None, None)
+        .await;
+    refused(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("name"),
+    );
+    let answer = dev
+        .call("GET", "/api/dev/token?room=a/b&name=x", None, None)
+        .await;
+    refused(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("room"),
+    );
+
+    let prod = Api::new(false);
+    let answer = prod
+        .call("GET", "/api/dev/token?room=demo&name=Ann", None, None)
+        .await;
+    refused(&answer, StatusCode::NOT_FOUND, "not_found", None);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let api = Api::new(false);
+    let answer = api.admin("GET", "/api/nope", None).await;
+    refused(&answer, StatusCode::NOT_FOUND, "not_found", None);
+    let answer = api.admin("PUT", "/api/rooms", None).await;
+    assert_eq!(answer.0, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer.1["code"], "invalid_request");
+}
+
+#[tokio::test]
+async fn a_slow_media_side_is_answered_with_server_busy() {
+    let api = Api::new(false);
+    api.rooms
+        .create_room(CreateRoom {
+            name: "busy".into(),
+            max_participants: None,
+            empty_timeout: None,
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    let answer = api.admin("GET", "/api/rooms/busy", None).await;
+    refused(
+        &answer,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_busy",
+        None,
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_public_and_lists_every_route() {
+    let api = Api::new(false);
+    let (status, doc) = api.call("GET", "/api/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (method, path) in ROUTES {
+        assert!(
+            doc["paths"][path][method.to_lowercase()].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    let codes = doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for code in [
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::InvalidRequest,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::RoomFull,
+        ErrorCode::ServerBusy,
+    ] {
+        assert!(codes.contains(&json!(code.as_str())), "{code:?}");
+    }
+}
