@@ -457,3 +457,20 @@ fn a_broken_client_offer_during_glare_does_not_stall_negotiation() {
     let idb = bed.id(b);
     assert!(bed.run_until(secs(5.0), |bed| bed.clients[a].video_from(&idb).len() > 20));
 }
+
+#[test]
+fn a_client_without_udp_joins_over_ice_tcp() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    bed.next_tcp = true;
+    let b = bed.join("r", "bob", true);
+    bed.next_tcp = false;
+    let (ida, idb) = (bed.id(a), bed.id(b));
+    assert!(
+        bed.run_until(secs(8.0), |bed| bed.clients[b].video_from(&ida).len() > 30
+            && bed.clients[a].video_from(&idb).len() > 30),
+        "media did not flow over TCP"
+    );
+    assert_gap_free("bob <- ann over tcp", bed.clients[b].video_from(&ida));
+    assert_gap_free("ann <- bob", bed.clients[a].video_from(&idb));
+}

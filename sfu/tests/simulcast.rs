@@ -42,6 +42,14 @@ fn assert_clean_switches(what: &str, packets: &[Received], lossless: bool) -> us
             assert!(!lossless, "{what}: hole after seq {}", w[0].0);
             continue;
         }
+        if let (Some(a), Some(b)) = (w[0].1.pid, w[1].1.pid) {
+            let step = b.wrapping_sub(a) & 0x7fff;
+            assert!(
+                step <= 1,
+                "{what}: picture id jumps {a} -> {b} at seq {}",
+                w[1].0
+            );
+        }
         if w[1].1.layer != w[0].1.layer {
             switches += 1;
             assert!(
@@ -132,11 +140,32 @@ fn a_constrained_subscriber_steps_down_and_back_up_without_affecting_others() {
     // The constraint lifts.
     let lifted = bed.now;
     bed.links.get_mut(&b).unwrap().bps = 100_000_000;
-    assert!(
-        bed.run_until(secs(15.0), |bed| layer_now(bed.clients[b].video_from(&ida))
-            == Some(2)),
-        "bob did not return to the top layer"
-    );
+    let idb = bed.id(b);
+    let mut estimates = Vec::new();
+    let back = bed.run_until(secs(15.0), |bed| {
+        estimates.push(bed.engine.estimate_of(&idb).unwrap_or(0) / 1000);
+        layer_now(bed.clients[b].video_from(&ida)) == Some(2)
+    });
+    if !back {
+        let sampled: Vec<u64> = estimates.iter().step_by(500).copied().collect();
+        eprintln!("bob's estimate (kbit/s, every 0.5 s): {sampled:?}");
+    }
+    if !back {
+        for m in &bed.clients[b].messages {
+            if let ServerMessage::StreamState {
+                state,
+                layer,
+                reason,
+                ..
+            } = m
+            {
+                eprintln!("bob: {state:?} {layer:?} {reason:?}");
+            }
+        }
+        eprintln!("ann layers: {:?}", bed.clients[a].active_layers);
+        eprintln!("bob now: {:?}", layer_now(bed.clients[b].video_from(&ida)));
+    }
+    assert!(back, "bob did not return to the top layer");
     let up = first_at(bed.clients[b].video_from(&ida), lifted, |l| l == 2).unwrap();
     bed.run(secs(2.0));
     eprintln!(

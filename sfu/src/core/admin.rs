@@ -27,8 +27,11 @@ impl Engine {
             return Ok(());
         }
         track.muted = muted;
-        if !muted {
-            for sk in track.subscribers.clone() {
+        let subscribers = track.subscribers.clone();
+        if muted {
+            self.reset_speaker(tk);
+        } else {
+            for sk in subscribers {
                 if let Some(sub) = self
                     .participants
                     .get_mut(&sk)

@@ -12,12 +12,12 @@
 //! 3. The budget left is spent raising videos one layer at a time, in priority order, up to what
 //!    each subscriber wants.
 //! 4. Keeping a layer costs its bitrate; moving above the current layer costs
-//!    [`UPGRADE_MARGIN`] more, so that a small rise of the estimate does not flap between layers.
+//!    [`UPGRADE_MARGIN_PERCENT`] more, so that a small rise of the estimate does not flap between layers.
 
 use super::forward::select::LayerIndex;
 
-/// Extra cost, as a fraction, of a layer above the one currently forwarded.
-pub const UPGRADE_MARGIN: f64 = 0.15;
+/// Extra cost, in percent, of a layer above the one currently forwarded.
+pub const UPGRADE_MARGIN_PERCENT: u64 = 15;
 
 /// One video as the allocator sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +37,7 @@ impl VideoDemand {
         let rate = (*self.layers.get(layer as usize)?)?;
         let above = self.current.is_none_or(|c| layer > c);
         Some(if above {
-            (rate as f64 * (1.0 + UPGRADE_MARGIN)) as u64
+            rate + rate * UPGRADE_MARGIN_PERCENT / 100
         } else {
             rate
         })
@@ -67,14 +67,19 @@ pub struct Allocation {
     pub layers: Vec<Option<LayerIndex>>,
     /// Bits per second the allocation uses.
     pub used: u64,
-    /// Bits per second all videos would use at their ideal layer: what to probe for.
+    /// Bits per second that would let every video reach its ideal layer (upgrade margins
+    /// included): what to probe for.
     pub wanted: u64,
     /// Bits per second the next upgrade would need (used + step): a padding target.
     pub next_step: Option<u64>,
 }
 
 /// Allocate `budget` bits per second across `videos`.
-pub fn allocate(budget: u64, videos: &[VideoDemand]) -> Allocation {
+///
+/// With `provisional` (the budget comes from a starting guess, not yet from feedback), every
+/// wanted video gets at least its lowest layer whatever the budget says: pausing a video on a
+/// guess would be worse than overshooting for the second it takes the estimate to settle.
+pub fn allocate(budget: u64, videos: &[VideoDemand], provisional: bool) -> Allocation {
     let mut order: Vec<usize> = (0..videos.len()).collect();
     order.sort_by_key(|i| std::cmp::Reverse(videos[*i].priority));
     let mut layers: Vec<Option<LayerIndex>> = vec![None; videos.len()];
@@ -84,8 +89,8 @@ pub fn allocate(budget: u64, videos: &[VideoDemand]) -> Allocation {
         let v = &videos[i];
         if let Some(l) = v.lowest() {
             let c = v.cost(l).unwrap_or(u64::MAX);
-            if c <= left {
-                left -= c;
+            if c <= left || provisional {
+                left = left.saturating_sub(c);
                 layers[i] = Some(l);
             }
         }
@@ -103,22 +108,29 @@ pub fn allocate(budget: u64, videos: &[VideoDemand]) -> Allocation {
                 left -= delta;
                 layers[i] = Some(up);
             } else {
-                next_step.get_or_insert(budget - left + delta);
+                next_step.get_or_insert(budget.saturating_sub(left) + delta);
                 break;
             }
         }
         if layers[i].is_none() && v.lowest().is_some() {
             let c = v.lowest().and_then(|l| v.cost(l)).unwrap_or(0);
-            next_step.get_or_insert(budget - left + c);
+            next_step.get_or_insert(budget.saturating_sub(left) + c);
         }
     }
+    // What to probe for: each video at its ideal layer, with the upgrade margin where that is
+    // above the layer it has now (the margin is what the upgrade must see in the budget).
     let wanted = videos
         .iter()
-        .filter_map(|v| v.ideal().and_then(|l| v.layers[l as usize]))
+        .filter_map(|v| v.ideal().and_then(|l| v.cost(l)))
+        .sum();
+    let used = layers
+        .iter()
+        .zip(videos)
+        .filter_map(|(l, v)| l.and_then(|l| v.cost(l)))
         .sum();
     Allocation {
         layers,
-        used: budget - left,
+        used,
         wanted,
         next_step,
     }
@@ -221,10 +233,26 @@ mod tests {
             },
         ];
         for c in cases {
-            let a = allocate(c.budget, &c.videos);
+            let a = allocate(c.budget, &c.videos, false);
             assert_eq!(a.layers, c.want, "{}", c.name);
             assert!(a.used <= c.budget, "{}: over budget", c.name);
         }
+    }
+
+    #[test]
+    fn a_provisional_budget_pauses_nothing_but_upgrades_nothing_it_cannot_pay() {
+        let single = VideoDemand {
+            priority: 0,
+            layers: vec![Some(1_500_000)],
+            max_layer: Some(0),
+            current: None,
+        };
+        let videos = [single.clone(), single, video(0, Some(2), None)];
+        let a = allocate(900_000, &videos, true);
+        assert_eq!(a.layers, vec![Some(0), Some(0), Some(0)]);
+        assert!(a.used > 900_000);
+        let hidden = [video(0, None, None)];
+        assert_eq!(allocate(0, &hidden, true).layers, vec![None]);
     }
 
     #[test]
@@ -235,10 +263,12 @@ mod tests {
         );
         assert_eq!(a.layers, vec![Some(0), Some(0)]);
         assert_eq!(a.used, 300_000);
-        assert_eq!(a.wanted, 2_000_000);
+        // Both would go up: 1.5M and 500k, each with the 15% margin.
+        assert_eq!(a.wanted, 1_725_000 + 575_000);
         // Next: the first video to h costs 575k - 150k more.
         assert_eq!(a.next_step, Some(300_000 + 575_000 - 150_000));
-        let full = allocate(10_000_000, &[video(0, Some(2), Some(2))]);
+        let full = allocate(10_000_000, &[video(0, Some(2), Some(2))], false);
         assert_eq!(full.next_step, None);
+        assert_eq!(full.wanted, 1_500_000, "no margin at the top");
     }
 }

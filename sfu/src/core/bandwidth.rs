@@ -35,11 +35,16 @@ impl Engine {
             return;
         };
         let previous = p.estimate.replace(bps).unwrap_or(INITIAL_ESTIMATE);
-        let due = p
-            .last_allocation
-            .is_none_or(|t| now.saturating_duration_since(t) >= ALLOCATION_INTERVAL);
-        if bps < previous || due {
+        let next = p.last_allocation.map(|t| t + ALLOCATION_INTERVAL);
+        if bps < previous || next.is_none_or(|t| t <= now) {
             self.allocate_queue.push(key);
+        } else if let Some(at) = next {
+            // A rising estimate inside the interval: allocate when it ends, even if no further
+            // estimate comes (a stable one does not).
+            if p.allocation_timer.is_none() {
+                p.allocation_timer = Some(at);
+                self.timers.push(Reverse((at, key, TimerKind::Allocate)));
+            }
         }
     }
 
@@ -58,19 +63,26 @@ impl Engine {
         }
         for (sk, tk) in std::mem::take(&mut self.switched) {
             self.report(sk, tk);
+            // The layer the subscriber left may now be unneeded at the publisher.
+            self.dynacast_queue.push(tk);
         }
-        for tk in std::mem::take(&mut self.dynacast_queue) {
+        let mut tracks = std::mem::take(&mut self.dynacast_queue);
+        tracks.sort_unstable();
+        tracks.dedup();
+        for tk in tracks {
             self.update_publisher_layers(now, tk);
         }
     }
 
     /// Divide the estimate towards `key` across its videos and commit the outcome.
-    fn allocate_for(&mut self, now: Instant, key: ParticipantKey) {
+    pub(super) fn allocate_for(&mut self, now: Instant, key: ParticipantKey) {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
         p.last_allocation = Some(now);
-        let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE);
+        p.allocation_timer = None;
+        let cap = self.config.max_subscriber_bitrate.unwrap_or(u64::MAX);
+        let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE).min(cap);
         let mut audio = 0;
         let mut keys: Vec<TrackKey> = Vec::with_capacity(p.subs.len());
         let mut demands: Vec<VideoDemand> = Vec::with_capacity(p.subs.len());
@@ -99,7 +111,9 @@ impl Engine {
             });
         }
         let budget = ((estimate as f64 * ESTIMATE_SHARE) as u64).saturating_sub(audio);
-        let a = allocate(budget, &demands);
+        // Until feedback has moved the estimate off its starting guess, it is only a guess.
+        let provisional = p.estimate.is_none_or(|e| e == INITIAL_ESTIMATE);
+        let a = allocate(budget, &demands, provisional);
 
         for (i, tk) in keys.iter().enumerate() {
             let Some(sub) = p.subs.get_mut(tk) else {
@@ -122,20 +136,20 @@ impl Engine {
                 }
             }
         }
-        // Probe for what the subscriber would like; pad towards the next step up.
+        // Probe for what the subscriber would like; pad towards the next step up. With video
+        // to receive, probe for at least a good single stream even while the layers are
+        // unknown: a probe can only ever confirm the rate it is sent at.
         let share = |bps: u64| (bps as f64 / ESTIMATE_SHARE) as u64;
-        // With video to receive, probe for at least a good single stream even while the
-        // layers are unknown: a probe can only ever confirm the rate it is sent at.
         let floor = if demands.is_empty() {
             0
         } else {
             VIDEO_PROBE_FLOOR
         };
-        let desired = share(a.wanted.max(a.used) + audio).max(floor);
+        let desired = share(a.wanted.max(a.used) + audio).max(floor).min(cap);
         let minimum = share(a.next_step.unwrap_or(a.used) + audio).min(desired);
         p.rtc
             .bwe()
-            .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired.max(1)));
+            .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
         if !p.touched {
             p.touched = true;
             self.touched.push(key);

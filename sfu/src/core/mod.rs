@@ -17,14 +17,18 @@
 //! track's subscribers. Connections are driven from a timer heap of their own deadlines, never by
 //! scanning them all.
 
+mod activity;
 mod admin;
 pub mod allocator;
 mod bandwidth;
+pub mod data;
 pub mod forward;
 pub mod participant;
 pub mod rate;
 pub mod room;
+mod rooms_admin;
 mod signalling;
+pub mod speaker;
 pub mod stats;
 
 pub use signalling::JoinSpec;
@@ -39,7 +43,7 @@ use str0m::config::DtlsCert;
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
 use str0m::media::{KeyframeRequestKind, MediaKind, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Event, IceConnectionState, Input, Output, RtcConfig};
 use tracing::{debug, warn};
 
@@ -57,6 +61,9 @@ pub struct EngineConfig {
     /// The addresses put in the server's ICE candidates (one host candidate each). For a server
     /// behind 1:1 NAT, the public address. Never empty.
     pub candidate_addrs: Vec<SocketAddr>,
+    /// Addresses of passive ICE-TCP candidates (RFC 6544), for clients whose UDP is blocked.
+    /// Empty: no TCP candidate.
+    pub tcp_candidate_addrs: Vec<SocketAddr>,
     /// The template every participant's `Rtc` is built from (shares one DTLS certificate).
     pub rtc: RtcConfig,
     /// ICE servers handed to clients on join.
@@ -65,6 +72,9 @@ pub struct EngineConfig {
     pub silence_timeout: Duration,
     /// A participant whose connection is not up this long after joining is removed.
     pub connect_timeout: Duration,
+    /// The most any one subscriber is sent, in bits per second, whatever its estimate says
+    /// (`None`: no cap).
+    pub max_subscriber_bitrate: Option<u64>,
 }
 
 impl EngineConfig {
@@ -74,10 +84,12 @@ impl EngineConfig {
         assert!(!candidate_addrs.is_empty(), "a server needs a candidate");
         EngineConfig {
             candidate_addrs,
+            tcp_candidate_addrs: Vec::new(),
             rtc: rtc_config(cert),
             ice_servers: Vec::new(),
             silence_timeout: Duration::from_secs(8),
             connect_timeout: Duration::from_secs(30),
+            max_subscriber_bitrate: None,
         }
     }
 }
@@ -104,6 +116,15 @@ pub fn generate_dtls_cert() -> DtlsCert {
         .expect("the crypto backend generates DTLS certificates")
 }
 
+/// The transport a packet came over; part of the demultiplexing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// ICE-TCP (RFC 6544, RFC 4571 framing).
+    Tcp,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
     /// The `Rtc`'s own deadline.
@@ -112,13 +133,17 @@ enum TimerKind {
     Liveness,
     /// Pause layers of this track at the publisher if still unneeded.
     Layers(TrackKey),
+    /// Check whether this audio track went silent.
+    Speaker(TrackKey),
+    /// A deferred allocation of the participant's videos.
+    Allocate,
 }
 
 /// The media core of one worker. See the module docs for the call order.
 pub struct Engine {
     config: EngineConfig,
     participants: HashMap<ParticipantKey, Participant>,
-    by_addr: HashMap<SocketAddr, ParticipantKey>,
+    by_addr: HashMap<(Transport, SocketAddr), ParticipantKey>,
     by_ufrag: HashMap<String, ParticipantKey>,
     by_id: HashMap<String, ParticipantKey>,
     rooms: HashMap<String, Room>,
@@ -129,6 +154,8 @@ pub struct Engine {
     layers_changed: Vec<TrackKey>,
     /// Subscriptions that switched layer (subscriber, track): their state is reported.
     switched: Vec<(ParticipantKey, TrackKey)>,
+    /// Audio tracks whose speech state flipped.
+    speaking_changed: Vec<(TrackKey, bool)>,
     timers: BinaryHeap<Reverse<(Instant, ParticipantKey, TimerKind)>>,
     /// Events drained from connections, to be handled.
     events: Vec<(ParticipantKey, Event)>,
@@ -160,6 +187,7 @@ impl Engine {
             ssrc_tracks: HashMap::new(),
             layers_changed: Vec::new(),
             switched: Vec::new(),
+            speaking_changed: Vec::new(),
             timers: BinaryHeap::new(),
             events: Vec::new(),
             touched: Vec::new(),
@@ -201,6 +229,12 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// The bandwidth estimate towards participant `id`, bits per second, once there is one.
+    pub fn estimate_of(&self, id: &str) -> Option<u64> {
+        let key = self.by_id.get(id)?;
+        self.participants.get(key)?.estimate
+    }
+
     /// Counters.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
@@ -225,9 +259,9 @@ impl Engine {
         self.timers.peek().map(|Reverse((t, _, _))| *t)
     }
 
-    /// One received datagram, sent by `source` to `destination`. A destination that is not one of
-    /// the candidates (the private side of a 1:1 NAT) is taken as the first candidate. Call
-    /// [`Engine::flush`] after a batch.
+    /// One received UDP datagram, sent by `source` to `destination`. A destination that is not
+    /// one of the candidates (the private side of a 1:1 NAT) is taken as the first candidate.
+    /// Call [`Engine::flush`] after a batch.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -235,10 +269,33 @@ impl Engine {
         destination: SocketAddr,
         buf: &[u8],
     ) {
+        self.handle_receive(now, Transport::Udp, source, destination, buf);
+    }
+
+    /// One packet received over ICE-TCP (RFC 4571 framing already removed) on a connection from
+    /// `source` to `destination`. Transmits for it come out with [`Protocol::Tcp`].
+    pub fn handle_tcp_packet(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        buf: &[u8],
+    ) {
+        self.handle_receive(now, Transport::Tcp, source, destination, buf);
+    }
+
+    fn handle_receive(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        destination: SocketAddr,
+        buf: &[u8],
+    ) {
         self.stats.datagrams_in += 1;
-        let key = match self.by_addr.get(&source) {
+        let key = match self.by_addr.get(&(transport, source)) {
             Some(k) => *k,
-            None => match self.learn_address(source, buf) {
+            None => match self.learn_address(transport, source, buf) {
                 Some(k) => k,
                 None => {
                     self.stats.datagrams_unknown += 1;
@@ -246,13 +303,16 @@ impl Engine {
                 }
             },
         };
-        let candidates = &self.config.candidate_addrs;
-        let destination = if candidates.contains(&destination) {
+        let (candidates, proto) = match transport {
+            Transport::Udp => (&self.config.candidate_addrs, Protocol::Udp),
+            Transport::Tcp => (&self.config.tcp_candidate_addrs, Protocol::Tcp),
+        };
+        let destination = if candidates.contains(&destination) || candidates.is_empty() {
             destination
         } else {
             candidates[0]
         };
-        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, buf) else {
+        let Ok(receive) = Receive::new(proto, source, destination, buf) else {
             self.stats.datagrams_rejected += 1;
             return;
         };
@@ -319,6 +379,12 @@ impl Engine {
                     self.check_liveness(now, key);
                 }
                 TimerKind::Layers(tk) => self.update_publisher_layers(now, tk),
+                TimerKind::Speaker(tk) => self.check_speaker(now, tk),
+                TimerKind::Allocate => {
+                    if p.allocation_timer == Some(at) {
+                        self.allocate_queue.push(key);
+                    }
+                }
             }
             self.process(now);
         }
@@ -365,7 +431,12 @@ impl Engine {
 
     /// A datagram from an unknown address: if it is a STUN request naming one of our ICE ufrags,
     /// remember the address for that participant.
-    fn learn_address(&mut self, source: SocketAddr, buf: &[u8]) -> Option<ParticipantKey> {
+    fn learn_address(
+        &mut self,
+        transport: Transport,
+        source: SocketAddr,
+        buf: &[u8],
+    ) -> Option<ParticipantKey> {
         let stun = str0m::ice::StunMessage::parse(buf).ok()?;
         if !stun.is_binding_request() {
             return None;
@@ -377,8 +448,8 @@ impl Engine {
             let old = p.addrs.remove(0);
             self.by_addr.remove(&old);
         }
-        p.addrs.push(source);
-        self.by_addr.insert(source, key);
+        p.addrs.push((transport, source));
+        self.by_addr.insert((transport, source), key);
         Some(key)
     }
 
@@ -427,6 +498,9 @@ impl Engine {
                     self.handle_event(now, key, event);
                 }
             }
+        }
+        if !self.speaking_changed.is_empty() {
+            self.update_speakers(now);
         }
         if !self.allocate_queue.is_empty()
             || !self.layers_changed.is_empty()
@@ -483,6 +557,9 @@ impl Engine {
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 self.on_estimate(now, key, estimate.as_u64());
             }
+            Event::ChannelOpen(id, label) => self.channel_open(key, id, label),
+            Event::ChannelClose(id) => self.channel_close(key, id),
+            Event::ChannelData(cd) => self.channel_data(now, key, cd.id, cd.binary, &cd.data),
             Event::StreamPaused(sp) => {
                 if let Some(&(tk, _)) = self.ssrc_tracks.get(&(key, sp.ssrc)) {
                     self.layers_changed.push(tk);
@@ -539,6 +616,12 @@ impl Engine {
             self.stats.dropped[DropReason::Muted.index()] += track.subscribers.len() as u64;
             return;
         }
+        if let Some(level) = pkt.header.ext_vals.audio_level {
+            let dbov = (level as i16).unsigned_abs().min(127) as u8;
+            if let Some(speaking) = track.speaker.handle_level(now, dbov) {
+                self.speaking_changed.push((tk, speaking));
+            }
+        }
         let info = PacketInfo {
             seq: *pkt.seq_no,
             ts: pkt.header.timestamp,
@@ -547,6 +630,11 @@ impl Engine {
         };
         let ext = forwarded_extensions(&pkt.header.ext_vals);
         let nackable = track.kind == TrackKind::Video;
+        // Parsed once; each subscriber may need its own picture id numbering.
+        let vp8 = (track.codec == Some(VideoCodec::Vp8))
+            .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
+            .flatten();
+        let short_pid = !forward::vp8::long_picture_id(&pkt.payload);
         let mut keyframe_needed = false;
         let in_params = self
             .participants
@@ -579,6 +667,7 @@ impl Engine {
             };
             if switch {
                 sub.forwarder.restart();
+                sub.vp8.restart();
                 self.switched.push((sk, tk));
             }
             if !s.connected {
@@ -607,12 +696,28 @@ impl Engine {
             };
             match sub.forwarder.handle_packet(info) {
                 Verdict::Send { seq, ts } => {
-                    tx.write_rtp(
+                    let mut write =
                         RtpWrite::new(out_pt, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
                             .marker(pkt.header.marker)
                             .ext_vals(ext.clone())
-                            .nackable(nackable),
-                    );
+                            .nackable(nackable);
+                    if let Some(d) = &vp8 {
+                        let (pid, tl0) = (d.picture_id(), d.tl0_pic_idx());
+                        let (out_pid, out_tl0) = sub.vp8.rewrite(pid, tl0, short_pid);
+                        if (out_pid, out_tl0) != (pid, tl0) {
+                            let mut b = d.patch();
+                            if let Some(p) = out_pid {
+                                b = b.picture_id(p);
+                            }
+                            if let Some(t) = out_tl0 {
+                                b = b.tl0_pic_idx(t);
+                            }
+                            if let Ok(patch) = b.build() {
+                                write = write.vp8_patch(patch);
+                            }
+                        }
+                    }
+                    tx.write_rtp(write);
                     self.stats.rtp_forwarded += 1;
                     self.stats.rtp_forwarded_bytes += pkt.payload.len() as u64;
                     if !s.touched {

@@ -9,9 +9,14 @@ use str0m::change::SdpPendingOffer;
 use str0m::media::{Mid, Pt};
 use str0m::Rtc;
 
+use str0m::channel::ChannelId;
+
+use super::data::DataLimiter;
 use super::forward::select::{LayerIndex, LayerSelector};
+use super::forward::vp8::Vp8Rewriter;
 use super::forward::Forwarder;
 use super::room::{Track, TrackKey};
+use super::Transport;
 use signal::protocol::ParticipantInfo;
 
 /// Internal participant key: unique within an [`Engine`](super::Engine), never reused.
@@ -31,6 +36,8 @@ pub struct Subscription {
     pub pt_map: Option<(Pt, Pt)>,
     /// Which layer is forwarded (video); audio always has layer 0 as target.
     pub selector: LayerSelector,
+    /// VP8 picture id / TL0PICIDX continuity across layer switches.
+    pub vp8: Vp8Rewriter,
     /// The subscriber's wish: visible, and the rendered size in device pixels (0: unknown).
     pub visible: bool,
     /// Rendered width.
@@ -76,6 +83,12 @@ pub struct Participant {
     pub can_publish: bool,
     /// May subscribe.
     pub can_subscribe: bool,
+    /// May send data-channel messages.
+    pub can_publish_data: bool,
+    /// Its open data channels by label.
+    pub channels: Vec<(String, ChannelId)>,
+    /// Limits on the data it sends.
+    pub data_limiter: DataLimiter,
     /// Room name.
     pub room: String,
     /// The one peer connection.
@@ -83,7 +96,7 @@ pub struct Participant {
     /// The server's ICE ufrag for this connection (STUN USERNAME demux).
     pub ufrag: String,
     /// Remote addresses learnt for this participant.
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<(Transport, SocketAddr)>,
     /// The client's first offer has been answered: the server may now offer.
     pub negotiated: bool,
     /// The server's outstanding offer.
@@ -114,6 +127,8 @@ pub struct Participant {
     pub estimate: Option<u64>,
     /// When its videos were last allocated.
     pub last_allocation: Option<Instant>,
+    /// A deferred allocation is scheduled at this time.
+    pub allocation_timer: Option<Instant>,
 }
 
 impl Participant {

@@ -6,6 +6,7 @@ use str0m::media::{Mid, Rid};
 
 use super::forward::select::LayerIndex;
 use super::rate::RateMeter;
+use super::speaker::SpeakerDetector;
 
 use signal::protocol::{TrackInfo, TrackKind};
 
@@ -54,6 +55,8 @@ pub struct Track {
     pub priority: u8,
     /// Layers the publisher was last told to send (as a bit mask); `None`: never told, all on.
     pub publisher_mask: Option<u8>,
+    /// Speech detection (audio tracks).
+    pub speaker: SpeakerDetector,
     /// A pause of unneeded layers is due at this time (changes that switch layers off wait, so
     /// that a subscriber stepping down and up again does not make the publisher restart them).
     pub pause_due: Option<Instant>,

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaAdded, MediaKind, Mid, Rid, Rids, Simulcast, SimulcastLayer};
+use str0m::net::TcpType;
 use str0m::Candidate;
 use tracing::{debug, info};
 
@@ -40,6 +41,8 @@ pub struct JoinSpec {
     pub can_publish: bool,
     /// May receive the others' tracks.
     pub can_subscribe: bool,
+    /// May send data-channel messages.
+    pub can_publish_data: bool,
 }
 
 impl JoinSpec {
@@ -53,6 +56,7 @@ impl JoinSpec {
             metadata: None,
             can_publish: true,
             can_subscribe: true,
+            can_publish_data: true,
         }
     }
 }
@@ -69,6 +73,7 @@ impl Engine {
             metadata,
             can_publish,
             can_subscribe,
+            can_publish_data,
         } = spec;
         if self.by_id.contains_key(&id) {
             return Err(SignalError::new(
@@ -82,6 +87,15 @@ impl Engine {
         let mut rtc = self.config.rtc.clone().build(now);
         for addr in &self.config.candidate_addrs {
             let candidate = Candidate::host(*addr, "udp")
+                .map_err(|e| SignalError::new(ErrorCode::Internal, format!("candidate: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
+        for addr in &self.config.tcp_candidate_addrs {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(TcpType::Passive)
+                .build()
                 .map_err(|e| SignalError::new(ErrorCode::Internal, format!("candidate: {e}")))?;
             rtc.add_local_candidate(candidate);
         }
@@ -142,6 +156,9 @@ impl Engine {
                 metadata,
                 can_publish,
                 can_subscribe,
+                can_publish_data,
+                channels: Vec::new(),
+                data_limiter: Default::default(),
                 room,
                 rtc,
                 ufrag,
@@ -161,6 +178,7 @@ impl Engine {
                 touched: false,
                 estimate: None,
                 last_allocation: None,
+                allocation_timer: None,
             },
         );
         self.timers
@@ -185,6 +203,21 @@ impl Engine {
                 width,
                 height,
             } => self.track_settings(key, &track_id, visible, width, height),
+            ClientSignal::Mute { track_id, muted } => {
+                let own = self.participants.get(&key).is_some_and(|p| {
+                    p.published
+                        .iter()
+                        .any(|(_, tk)| self.tracks.get(tk).is_some_and(|t| t.id == track_id))
+                });
+                if own {
+                    self.set_track_muted(now, id, &track_id, muted)
+                } else {
+                    Err(SignalError::new(
+                        ErrorCode::Forbidden,
+                        "only the publisher mutes its own tracks here",
+                    ))
+                }
+            }
         };
         if let Err(e) = result {
             self.signals.push_back((id.to_string(), e.into()));
@@ -273,6 +306,7 @@ impl Engine {
                             forwarder: Forwarder::new(track.kind, first_seq(), track.clock_rate()),
                             pt_map: None,
                             selector: LayerSelector::default(),
+                            vp8: Default::default(),
                             visible: true,
                             width: 0,
                             height: 0,
@@ -431,6 +465,7 @@ impl Engine {
             priority: 0,
             publisher_mask: None,
             pause_due: None,
+            speaker: Default::default(),
         };
         p.published.push((mid, tk));
         debug!(participant = %p.id, track = %track.id, ?kind, "published");

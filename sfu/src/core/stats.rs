@@ -23,4 +23,12 @@ pub struct EngineStats {
     pub keyframe_requests: u64,
     /// Datagrams handed to the socket.
     pub datagrams_out: u64,
+    /// Data-channel messages delivered (one per recipient).
+    pub data_relayed: u64,
+    /// Data-channel messages refused (limits, grants, malformed).
+    pub data_refused: u64,
+    /// Data-channel messages not delivered because a recipient's buffer was full.
+    pub data_dropped: u64,
+    /// Changes of who is speaking.
+    pub speaker_changes: u64,
 }

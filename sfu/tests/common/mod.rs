@@ -12,18 +12,21 @@ use sfu::core::{generate_dtls_cert, Engine, EngineConfig, JoinSpec};
 use signal::protocol::ServerMessage;
 use signal::ClientSignal;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{
     Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Simulcast, SimulcastLayer,
 };
-use str0m::net::{Protocol, Receive};
-use str0m::rtp::RtpWrite;
+use str0m::net::{Protocol, Receive, TcpType};
+use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 /// Virtual time step.
 pub const TICK: Duration = Duration::from_millis(1);
 pub const SERVER: &str = "10.0.0.1:5000";
+/// The server's passive ICE-TCP candidate.
+pub const SERVER_TCP: &str = "10.0.0.1:5443";
 
 /// A simulcast layer the test publisher sends: 20 frames/s of `packets` packets.
 pub struct Layer {
@@ -74,6 +77,8 @@ pub struct Received {
     pub marker: bool,
     /// The simulcast layer index the publisher wrote in the payload's last byte.
     pub layer: u8,
+    /// The VP8 picture id as received.
+    pub pid: Option<u16>,
 }
 
 /// A str0m peer publishing one audio and one video track, receiving everything.
@@ -91,6 +96,14 @@ pub struct Client {
     /// Layers the server asked this publisher to send (by rid); all until told otherwise.
     pub active_layers: Option<Vec<String>>,
     pub connected: bool,
+    /// Open the data channels `reliable` and `lossy` with the first offer.
+    pub data: bool,
+    /// Open data channels by label.
+    pub channels: HashMap<String, ChannelId>,
+    /// Data-channel messages received: (label, binary, bytes).
+    pub data_in: Vec<(String, bool, Vec<u8>)>,
+    /// Audio level written on outgoing audio, in dBov attenuation (127: silence).
+    pub audio_dbov: u8,
     /// Messages from the server, in order.
     pub messages: Vec<ServerMessage>,
     /// Received packets by (publisher id, kind).
@@ -108,18 +121,31 @@ pub struct Client {
     next_audio: Instant,
     next_video: Instant,
     force_keyframe: bool,
-    out: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    out: VecDeque<(Protocol, SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Reaches the server over ICE-TCP only.
+    pub tcp: bool,
 }
 
 impl Client {
-    fn new(name: &str, addr: SocketAddr, now: Instant, publish: bool) -> Self {
+    fn new(name: &str, addr: SocketAddr, now: Instant, publish: bool, tcp: bool) -> Self {
         let mut rtc = RtcConfig::new()
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
             .build(now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let candidate = if tcp {
+            // A client whose UDP is blocked: only an active ICE-TCP candidate.
+            Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Active)
+                .build()
+                .unwrap()
+        } else {
+            Candidate::host(addr, "udp").unwrap()
+        };
+        rtc.add_local_candidate(candidate);
         Client {
             name: name.into(),
             addr,
@@ -132,6 +158,10 @@ impl Client {
             simulcast: false,
             active_layers: None,
             connected: false,
+            data: false,
+            channels: HashMap::new(),
+            data_in: Vec::new(),
+            audio_dbov: 127,
             messages: Vec::new(),
             received: HashMap::new(),
             keyframe_requests: 0,
@@ -146,6 +176,7 @@ impl Client {
             next_video: now,
             force_keyframe: true,
             out: VecDeque::new(),
+            tcp,
         }
     }
 
@@ -163,6 +194,15 @@ impl Client {
             recv: vec![],
         });
         self.video_mid = Some(api.add_media(MediaKind::Video, dir, None, None, simulcast));
+        if self.data {
+            api.add_channel("reliable".into());
+            api.add_channel_with_config(ChannelConfig {
+                label: "lossy".into(),
+                ordered: false,
+                reliability: Reliability::MaxRetransmits { retransmits: 0 },
+                ..Default::default()
+            });
+        }
         let (offer, pending) = api.apply().unwrap();
         self.pending = Some(pending);
         offer.to_sdp_string()
@@ -187,8 +227,13 @@ impl Client {
             self.audio_seq += 1;
             let ts = (seq * 960) as u32;
             let mid = self.audio_mid.unwrap();
+            let ext = ExtensionValues {
+                audio_level: Some(-(self.audio_dbov.min(127) as i8)),
+                voice_activity: Some(self.audio_dbov < 60),
+                ..Default::default()
+            };
             if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, vec![0xfc; 60]));
+                tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, vec![0xfc; 60]).ext_vals(ext));
             }
             self.next_audio += Duration::from_millis(20);
         }
@@ -211,6 +256,8 @@ impl Client {
                         continue;
                     }
                 }
+                // Every layer numbers its pictures on its own, as browsers do.
+                let pic = (pic as usize + index * 7919) as u16 & 0x7fff;
                 let seq_base = &mut self.video_seq[index];
                 for part in 0..layer.packets {
                     let mut payload = vec![
@@ -252,7 +299,7 @@ impl Client {
                 Ok(Output::Timeout(_)) => break,
                 Ok(Output::Transmit(t)) => {
                     self.out
-                        .push_back((t.source, t.destination, t.contents.to_vec()))
+                        .push_back((t.proto, t.source, t.destination, t.contents.to_vec()))
                 }
                 Ok(Output::Event(e)) => self.on_event(now, e),
                 Err(e) => panic!("{}: {e}", self.name),
@@ -263,6 +310,18 @@ impl Client {
     fn on_event(&mut self, now: Instant, e: Event) {
         match e {
             Event::Connected => self.connected = true,
+            Event::ChannelOpen(id, label) => {
+                self.channels.insert(label, id);
+            }
+            Event::ChannelData(d) => {
+                let label = self
+                    .channels
+                    .iter()
+                    .find(|(_, c)| **c == d.id)
+                    .map(|(l, _)| l.clone())
+                    .unwrap_or_default();
+                self.data_in.push((label, d.binary, d.data));
+            }
             Event::KeyframeRequest(r) => {
                 assert_eq!(Some(r.mid), self.video_mid, "keyframe request for a video");
                 self.keyframe_requests += 1;
@@ -295,6 +354,10 @@ impl Client {
                         keyframe,
                         marker: p.header.marker,
                         layer: p.payload.last().copied().unwrap_or(0),
+                        pid: (kind == MediaKind::Video)
+                            .then(|| str0m::rtp::Vp8Descriptor::parse(&p.payload).ok())
+                            .flatten()
+                            .and_then(|d| d.picture_id()),
                     });
             }
             _ => {}
@@ -329,6 +392,22 @@ impl Client {
     pub fn id(&self) -> &str {
         self.id.as_deref().expect("joined")
     }
+
+    /// Send a data-channel message on the channel `label`.
+    pub fn send_data(&mut self, label: &str, binary: bool, data: &[u8]) {
+        let id = *self.channels.get(label).expect("channel open");
+        let mut ch = self.rtc.channel(id).expect("channel");
+        assert!(ch.write(binary, data).unwrap(), "written");
+    }
+
+    /// Text data-channel messages received, parsed.
+    pub fn data_json(&self) -> Vec<serde_json::Value> {
+        self.data_in
+            .iter()
+            .filter(|(_, b, _)| !b)
+            .map(|(_, _, d)| serde_json::from_slice(d).unwrap())
+            .collect()
+    }
 }
 
 /// A bottleneck: packets are serialised at `bps`, wait in a queue of at most `max_delay`, and
@@ -337,7 +416,7 @@ pub struct Link {
     pub bps: u64,
     pub max_delay: Duration,
     busy_until: Option<Instant>,
-    queue: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    queue: VecDeque<(Instant, Protocol, SocketAddr, SocketAddr, Vec<u8>)>,
     pub dropped: usize,
 }
 
@@ -352,7 +431,14 @@ impl Link {
         }
     }
 
-    fn push(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr, data: Vec<u8>) {
+    fn push(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: Vec<u8>,
+    ) {
         let start = self.busy_until.map_or(now, |b| b.max(now));
         if start - now > self.max_delay {
             self.dropped += 1;
@@ -361,12 +447,12 @@ impl Link {
         let done =
             start + Duration::from_nanos((data.len() as u64 + 28) * 8 * 1_000_000_000 / self.bps);
         self.busy_until = Some(done);
-        self.queue.push_back((done, src, dst, data));
+        self.queue.push_back((done, proto, src, dst, data));
     }
 
-    fn pop(&mut self, now: Instant) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+    fn pop(&mut self, now: Instant) -> Option<(Protocol, SocketAddr, SocketAddr, Vec<u8>)> {
         if self.queue.front().is_some_and(|(t, ..)| *t <= now) {
-            self.queue.pop_front().map(|(_, s, d, p)| (s, d, p))
+            self.queue.pop_front().map(|(_, pr, s, d, p)| (pr, s, d, p))
         } else {
             None
         }
@@ -390,6 +476,10 @@ pub struct Bed {
     pub lost: usize,
     /// The next client joining publishes simulcast.
     pub next_simulcast: bool,
+    /// The next client joining opens data channels.
+    pub next_data: bool,
+    /// The next client joining reaches the server over ICE-TCP only.
+    pub next_tcp: bool,
     /// Sequence numbers of the RTP packets the server sent, by (client index, SSRC), read from
     /// the clear-text SRTP headers before the network can lose anything.
     pub sent: HashMap<(usize, u32), Vec<u16>>,
@@ -398,7 +488,8 @@ pub struct Bed {
 impl Bed {
     pub fn new() -> Self {
         let now = Instant::now();
-        let config = EngineConfig::new(vec![SERVER.parse().unwrap()], cert());
+        let mut config = EngineConfig::new(vec![SERVER.parse().unwrap()], cert());
+        config.tcp_candidate_addrs = vec![SERVER_TCP.parse().unwrap()];
         Bed {
             now,
             start: now,
@@ -410,6 +501,8 @@ impl Bed {
             injected: 0,
             lost: 0,
             next_simulcast: false,
+            next_data: false,
+            next_tcp: false,
             sent: HashMap::new(),
         }
     }
@@ -417,6 +510,7 @@ impl Bed {
     pub fn with_config(f: impl FnOnce(&mut EngineConfig)) -> Self {
         let mut bed = Bed::new();
         let mut config = EngineConfig::new(vec![SERVER.parse().unwrap()], cert());
+        config.tcp_candidate_addrs = vec![SERVER_TCP.parse().unwrap()];
         f(&mut config);
         bed.engine = Engine::new(config);
         bed
@@ -445,8 +539,9 @@ impl Bed {
     ) -> usize {
         let i = self.clients.len();
         let addr: SocketAddr = format!("10.0.1.{}:{}", i + 1, 6000 + i).parse().unwrap();
-        let mut c = Client::new(name, addr, self.now, publish);
+        let mut c = Client::new(name, addr, self.now, publish, self.next_tcp);
         c.simulcast = self.next_simulcast;
+        c.data = self.next_data;
         let id = format!("{name}-id");
         let mut spec = JoinSpec::new(id.clone(), room, name);
         f(&mut spec);
@@ -539,16 +634,27 @@ impl Bed {
         // Client -> server.
         let mut any = false;
         for ci in 0..self.clients.len() {
-            while let Some((src, dst, data)) = self.clients[ci].out.pop_front() {
+            while let Some((proto, src, dst, data)) = self.clients[ci].out.pop_front() {
                 if self.clients[ci].offline {
                     continue;
                 }
-                assert_eq!(
-                    dst,
-                    SERVER.parse().unwrap(),
-                    "clients only talk to the server"
-                );
-                self.engine.handle_datagram(now, src, dst, &data);
+                match proto {
+                    Protocol::Tcp => {
+                        assert_eq!(dst, SERVER_TCP.parse().unwrap(), "TCP goes to the server");
+                        self.engine.handle_tcp_packet(now, src, dst, &data);
+                    }
+                    _ => {
+                        assert_eq!(
+                            dst,
+                            SERVER.parse().unwrap(),
+                            "clients only talk to the server"
+                        );
+                        if self.clients[ci].tcp {
+                            continue; // UDP is blocked for this client
+                        }
+                        self.engine.handle_datagram(now, src, dst, &data);
+                    }
+                }
                 any = true;
             }
         }
@@ -559,7 +665,7 @@ impl Bed {
             self.engine.handle_timeout(now);
         }
         // Server -> clients.
-        let mut arrived: Vec<(usize, SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
+        let mut arrived: Vec<(usize, Protocol, SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
         while let Some(t) = self.engine.poll_transmit() {
             let Some(ci) = self.clients.iter().position(|c| c.addr == t.destination) else {
                 continue;
@@ -572,22 +678,25 @@ impl Bed {
                 self.lost += 1;
                 continue;
             }
+            if t.proto == Protocol::Udp && self.clients[ci].tcp {
+                continue; // UDP is blocked for this client
+            }
             match self.links.get_mut(&ci) {
-                Some(link) => link.push(now, t.source, t.destination, t.contents.to_vec()),
-                None => arrived.push((ci, t.source, t.destination, t.contents.to_vec())),
+                Some(link) => link.push(now, t.proto, t.source, t.destination, t.contents.to_vec()),
+                None => arrived.push((ci, t.proto, t.source, t.destination, t.contents.to_vec())),
             }
         }
         for (ci, link) in &mut self.links {
-            while let Some((s, d, p)) = link.pop(now) {
-                arrived.push((*ci, s, d, p));
+            while let Some((proto, s, d, p)) = link.pop(now) {
+                arrived.push((*ci, proto, s, d, p));
             }
         }
-        for (ci, src, dst, data) in arrived {
+        for (ci, proto, src, dst, data) in arrived {
             let c = &mut self.clients[ci];
             if c.offline {
                 continue;
             }
-            let r = Receive::new(Protocol::Udp, src, dst, &data).unwrap();
+            let r = Receive::new(proto, src, dst, &data).unwrap();
             c.rtc.handle_input(Input::Receive(now, r)).unwrap();
             c.drain(now);
         }

@@ -1,0 +1,127 @@
+//! Who is speaking: turning the per-track [`SpeakerDetector`](super::speaker::SpeakerDetector)
+//! flips into `speakers` events for the room and into allocation priority for the speakers'
+//! videos.
+
+use std::cmp::Reverse;
+use std::time::Instant;
+
+use signal::protocol::{ServerMessage, Speaker, TrackKind};
+
+use super::room::TrackKey;
+use super::speaker::SILENCE;
+use super::{Engine, TimerKind};
+
+/// Allocation priority of a speaker's video (above the rest, below screen share or pinned).
+pub const SPEAKER_PRIORITY: u8 = 1;
+
+impl Engine {
+    /// Act on the speech flips of the last batch: tell the rooms and re-prioritise videos.
+    pub(super) fn update_speakers(&mut self, now: Instant) {
+        let mut rooms: Vec<String> = Vec::new();
+        for (tk, speaking) in std::mem::take(&mut self.speaking_changed) {
+            let Some(track) = self.tracks.get(&tk) else {
+                continue;
+            };
+            self.stats.speaker_changes += 1;
+            let publisher = track.publisher;
+            if speaking {
+                let at = now + SILENCE;
+                self.timers
+                    .push(Reverse((at, publisher, TimerKind::Speaker(tk))));
+            }
+            let Some(p) = self.participants.get(&publisher) else {
+                continue;
+            };
+            // The publisher's videos follow its speech.
+            let priority = if speaking { SPEAKER_PRIORITY } else { 0 };
+            let videos: Vec<TrackKey> = p
+                .published
+                .iter()
+                .map(|(_, t)| *t)
+                .filter(|t| {
+                    self.tracks
+                        .get(t)
+                        .is_some_and(|t| t.kind == TrackKind::Video)
+                })
+                .collect();
+            for v in videos {
+                if let Some(t) = self.tracks.get_mut(&v) {
+                    if t.priority <= SPEAKER_PRIORITY && t.priority != priority {
+                        t.priority = priority;
+                        self.allocate_queue.extend(t.subscribers.iter().copied());
+                    }
+                }
+            }
+            if !rooms.contains(&p.room) {
+                rooms.push(p.room.clone());
+            }
+        }
+        for room in rooms {
+            self.send_speakers(&room);
+        }
+    }
+
+    /// Tell everyone in `room` who speaks now.
+    fn send_speakers(&mut self, room: &str) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        let mut speakers: Vec<(f32, Speaker)> = r
+            .tracks
+            .iter()
+            .filter_map(|tk| self.tracks.get(tk))
+            .filter(|t| t.kind == TrackKind::Audio && t.speaker.is_speaking())
+            .map(|t| {
+                let level = t.speaker.level();
+                (
+                    level,
+                    Speaker {
+                        participant_id: t.publisher_id.clone(),
+                        level: (level * 100.0).round() as u8,
+                    },
+                )
+            })
+            .collect();
+        speakers.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let speakers: Vec<Speaker> = speakers.into_iter().map(|(_, s)| s).collect();
+        for k in &r.participants {
+            if let Some(p) = self.participants.get(k) {
+                self.signals.push_back((
+                    p.id.clone(),
+                    ServerMessage::Speakers {
+                        speakers: speakers.clone(),
+                    },
+                ));
+            }
+        }
+    }
+
+    /// A speaking track's silence check is due.
+    pub(super) fn check_speaker(&mut self, now: Instant, tk: TrackKey) {
+        let Some(track) = self.tracks.get_mut(&tk) else {
+            return;
+        };
+        if !track.speaker.is_speaking() {
+            return;
+        }
+        if track.speaker.handle_timeout(now) == Some(false) {
+            self.speaking_changed.push((tk, false));
+        } else if let Some(last) = track.speaker.last_packet() {
+            self.timers.push(Reverse((
+                last + SILENCE,
+                track.publisher,
+                TimerKind::Speaker(tk),
+            )));
+        }
+    }
+
+    /// Forget a track's speech (muted): if it was speaking, the room hears that it stopped.
+    pub(super) fn reset_speaker(&mut self, tk: TrackKey) {
+        if let Some(t) = self.tracks.get_mut(&tk) {
+            if t.speaker.is_speaking() {
+                self.speaking_changed.push((tk, false));
+            }
+            t.speaker.reset();
+        }
+    }
+}

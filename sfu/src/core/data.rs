@@ -1,0 +1,264 @@
+//! Data channels: messages a participant sends on its peer connection are relayed by the server
+//! to the room, or to named participants, with the sender's identity stamped by the server.
+//!
+//! A client opens channels on its one peer connection; the bundled client opens `reliable`
+//! (ordered, reliable) and `lossy` (unordered, no retransmissions). A message on a channel is
+//! relayed on the channel with the same label of each recipient.
+//!
+//! - Text messages are JSON: `{"to": ["<id>", ...], "payload": <any JSON>}` (`to` optional: the
+//!   whole room). Recipients get `{"from": "<id>", "payload": <...>}` plus `"direct": true` when
+//!   they were named. Whatever `from` a sender writes is ignored.
+//! - Binary messages go to the whole room, prefixed with one byte (the length of the sender's id)
+//!   and the id.
+//!
+//! Limits per sender: [`MAX_DATA_MESSAGE`] bytes per message, and a token bucket of
+//! [`DATA_RATE`] messages/s (burst [`DATA_BURST`]) and [`DATA_BYTES_RATE`] bytes/s. A message
+//! over a limit is not relayed and the sender gets an error over signalling
+//! (`message_too_large` or `rate_limited`, at most one per second).
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use str0m::channel::ChannelId;
+use tracing::debug;
+
+use signal::protocol::{ErrorCode, SignalError};
+
+use super::participant::ParticipantKey;
+use super::Engine;
+
+/// Largest message relayed, in bytes.
+pub const MAX_DATA_MESSAGE: usize = 16 * 1024;
+/// Messages per second a participant may send, sustained.
+pub const DATA_RATE: f64 = 30.0;
+/// Messages a participant may send in a burst.
+pub const DATA_BURST: f64 = 60.0;
+/// Bytes per second a participant may send, sustained (burst: two seconds' worth).
+pub const DATA_BYTES_RATE: f64 = 128.0 * 1024.0;
+/// At most one limit error per this interval goes back to a sender.
+const ERROR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A token bucket over messages and bytes.
+#[derive(Debug, Clone)]
+pub struct DataLimiter {
+    messages: f64,
+    bytes: f64,
+    at: Option<Instant>,
+    last_error: Option<Instant>,
+}
+
+impl Default for DataLimiter {
+    fn default() -> Self {
+        DataLimiter {
+            messages: DATA_BURST,
+            bytes: 2.0 * DATA_BYTES_RATE,
+            at: None,
+            last_error: None,
+        }
+    }
+}
+
+impl DataLimiter {
+    /// Take one message of `len` bytes; false if over the limit.
+    pub fn take(&mut self, now: Instant, len: usize) -> bool {
+        if let Some(at) = self.at {
+            let dt = now.saturating_duration_since(at).as_secs_f64();
+            self.messages = (self.messages + dt * DATA_RATE).min(DATA_BURST);
+            self.bytes = (self.bytes + dt * DATA_BYTES_RATE).min(2.0 * DATA_BYTES_RATE);
+        }
+        self.at = Some(now);
+        if self.messages < 1.0 || self.bytes < len as f64 {
+            return false;
+        }
+        self.messages -= 1.0;
+        self.bytes -= len as f64;
+        true
+    }
+
+    /// Whether an error may be sent now; records it if so.
+    fn error_due(&mut self, now: Instant) -> bool {
+        let due = self
+            .last_error
+            .is_none_or(|t| now.saturating_duration_since(t) >= ERROR_INTERVAL);
+        if due {
+            self.last_error = Some(now);
+        }
+        due
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(default)]
+    to: Option<Vec<String>>,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    /// Ignored: the server stamps the sender.
+    #[serde(default, rename = "from")]
+    _from: Option<serde::de::IgnoredAny>,
+}
+
+impl Engine {
+    /// A channel of participant `key` opened.
+    pub(super) fn channel_open(&mut self, key: ParticipantKey, id: ChannelId, label: String) {
+        if let Some(p) = self.participants.get_mut(&key) {
+            p.channels.retain(|(l, _)| *l != label);
+            p.channels.push((label, id));
+        }
+    }
+
+    /// A channel of participant `key` closed.
+    pub(super) fn channel_close(&mut self, key: ParticipantKey, id: ChannelId) {
+        if let Some(p) = self.participants.get_mut(&key) {
+            p.channels.retain(|(_, c)| *c != id);
+        }
+    }
+
+    /// A message arrived on a channel of participant `key`: check it and relay it.
+    pub(super) fn channel_data(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        id: ChannelId,
+        binary: bool,
+        data: &[u8],
+    ) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(label) = p
+            .channels
+            .iter()
+            .find(|(_, c)| *c == id)
+            .map(|(l, _)| l.clone())
+        else {
+            return;
+        };
+        let refusal = if !p.can_publish_data {
+            Some(SignalError::new(
+                ErrorCode::Forbidden,
+                "this participant may not send data",
+            ))
+        } else if data.len() > MAX_DATA_MESSAGE {
+            Some(SignalError::new(
+                ErrorCode::MessageTooLarge,
+                format!("data messages are limited to {MAX_DATA_MESSAGE} bytes"),
+            ))
+        } else if !p.data_limiter.take(now, data.len()) {
+            Some(SignalError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "data messages are limited to {DATA_RATE} per second and {} KiB per second",
+                    DATA_BYTES_RATE as usize / 1024
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            self.stats.data_refused += 1;
+            if p.data_limiter.error_due(now) {
+                self.signals.push_back((p.id.clone(), e.into()));
+            }
+            return;
+        }
+        let from = p.id.clone();
+        let room = p.room.clone();
+        let (to, out): (Option<Vec<String>>, Vec<u8>) = if binary {
+            let mut out = Vec::with_capacity(1 + from.len() + data.len());
+            out.push(from.len() as u8);
+            out.extend_from_slice(from.as_bytes());
+            out.extend_from_slice(data);
+            (None, out)
+        } else {
+            match std::str::from_utf8(data)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Envelope>(t).ok())
+            {
+                Some(env) => {
+                    let direct = env.to.is_some();
+                    let mut out = String::with_capacity(data.len() + from.len() + 32);
+                    out.push_str("{\"from\":");
+                    out.push_str(&serde_json::Value::from(from.as_str()).to_string());
+                    if direct {
+                        out.push_str(",\"direct\":true");
+                    }
+                    out.push_str(",\"payload\":");
+                    out.push_str(env.payload.get());
+                    out.push('}');
+                    (env.to, out.into_bytes())
+                }
+                None => {
+                    self.stats.data_refused += 1;
+                    if p.data_limiter.error_due(now) {
+                        self.signals.push_back((
+                            from,
+                            SignalError::new(
+                                ErrorCode::BadMessage,
+                                "data text messages are JSON: {\"to\"?: [ids], \"payload\": ...}",
+                            )
+                            .into(),
+                        ));
+                    }
+                    return;
+                }
+            }
+        };
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        for &k in &r.participants {
+            if k == key {
+                continue;
+            }
+            let Some(o) = self.participants.get_mut(&k) else {
+                continue;
+            };
+            if to.as_ref().is_some_and(|to| !to.contains(&o.id)) {
+                continue;
+            }
+            let Some(&(_, cid)) = o.channels.iter().find(|(l, _)| *l == label) else {
+                continue;
+            };
+            let written = o
+                .rtc
+                .channel(cid)
+                .map(|mut c| c.write(binary, &out))
+                .is_some_and(|r| r.unwrap_or(false));
+            if written {
+                self.stats.data_relayed += 1;
+                if !o.touched {
+                    o.touched = true;
+                    self.touched.push(k);
+                }
+            } else {
+                // The recipient's channel buffer is full: it is not keeping up.
+                self.stats.data_dropped += 1;
+                debug!(to = %o.id, "data message dropped: channel buffer full");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_bursts_and_refills() {
+        let t0 = Instant::now();
+        let mut l = DataLimiter::default();
+        let sent = (0..100).filter(|_| l.take(t0, 10)).count();
+        assert_eq!(sent, DATA_BURST as usize);
+        assert!(!l.take(t0, 10));
+        assert!(
+            l.take(t0 + Duration::from_millis(100), 10),
+            "3 refilled after 100 ms"
+        );
+        let mut l = DataLimiter::default();
+        assert!(l.take(t0, 200 * 1024));
+        assert!(!l.take(t0, 100 * 1024), "bytes run out before messages");
+    }
+}

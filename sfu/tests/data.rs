@@ -1,0 +1,258 @@
+//! Data channels, active speaker detection and self-mute, on the virtual network.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Bed;
+use serde_json::json;
+use signal::protocol::{ErrorCode, ServerMessage, StreamStateKind};
+use signal::ClientSignal;
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn data_room(n: usize) -> Bed {
+    let mut bed = Bed::new();
+    bed.next_data = true;
+    for name in ["ann", "bob", "cat", "dan"].iter().take(n) {
+        bed.join("r", name, true);
+    }
+    assert!(
+        bed.run_until(secs(5.0), |b| b
+            .clients
+            .iter()
+            .all(|c| c.channels.len() == 2)),
+        "data channels did not open"
+    );
+    bed
+}
+
+fn errors(bed: &Bed, i: usize) -> Vec<ErrorCode> {
+    bed.clients[i]
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn text_goes_to_the_room_or_to_named_participants_stamped_with_the_sender() {
+    let mut bed = data_room(3);
+    let (ann, bob) = (bed.id(0), bed.id(1));
+    // Ann claims to be bob: the server says who really sent it.
+    let msg = json!({"from": bob, "payload": {"text": "hello"}}).to_string();
+    bed.clients[0].send_data("reliable", false, msg.as_bytes());
+    let direct = json!({"to": [bob], "payload": "just you"}).to_string();
+    bed.clients[0].send_data("reliable", false, direct.as_bytes());
+    bed.run(secs(0.5));
+    assert_eq!(
+        bed.clients[1].data_json(),
+        vec![
+            json!({"from": ann, "payload": {"text": "hello"}}),
+            json!({"from": ann, "direct": true, "payload": "just you"}),
+        ]
+    );
+    assert_eq!(
+        bed.clients[2].data_json(),
+        vec![json!({"from": ann, "payload": {"text": "hello"}})]
+    );
+    assert!(
+        bed.clients[0].data_in.is_empty(),
+        "nothing comes back to the sender"
+    );
+    assert_eq!(bed.clients[1].data_in[0].0, "reliable");
+}
+
+#[test]
+fn binary_and_lossy_messages_are_relayed_on_their_own_channel() {
+    let mut bed = data_room(2);
+    let ann = bed.id(0);
+    bed.clients[0].send_data("lossy", true, &[1, 2, 3]);
+    bed.run(secs(0.5));
+    let (label, binary, data) = &bed.clients[1].data_in[0];
+    assert_eq!(label, "lossy");
+    assert!(*binary);
+    let mut want = vec![ann.len() as u8];
+    want.extend_from_slice(ann.as_bytes());
+    want.extend_from_slice(&[1, 2, 3]);
+    assert_eq!(data, &want);
+}
+
+#[test]
+fn oversized_bursty_and_malformed_messages_get_errors() {
+    let mut bed = data_room(2);
+    bed.clients[0].send_data("reliable", true, &vec![0u8; 20 * 1024]);
+    bed.run(secs(0.3));
+    assert_eq!(errors(&bed, 0), vec![ErrorCode::MessageTooLarge]);
+    assert!(bed.clients[1].data_in.is_empty());
+
+    // A burst of 100 small messages: the first 60 go through, then the limit answers.
+    bed.run(secs(1.5));
+    for i in 0..100 {
+        let m = json!({"payload": i}).to_string();
+        bed.clients[0].send_data("reliable", false, m.as_bytes());
+    }
+    bed.run(secs(0.5));
+    let got = bed.clients[1].data_json().len();
+    assert!((60..=62).contains(&got), "{got} relayed");
+    assert_eq!(
+        errors(&bed, 0),
+        vec![ErrorCode::MessageTooLarge, ErrorCode::RateLimited]
+    );
+    // It recovers.
+    bed.run(secs(2.0));
+    bed.clients[0].send_data("reliable", false, br#"{"payload":"later"}"#);
+    bed.run(secs(1.2));
+    bed.clients[0].send_data("reliable", false, b"not json");
+    bed.run(secs(0.3));
+    assert_eq!(
+        bed.clients[1].data_json().last().unwrap()["payload"],
+        "later"
+    );
+    assert_eq!(errors(&bed, 0).last(), Some(&ErrorCode::BadMessage));
+}
+
+#[test]
+fn without_the_data_grant_nothing_is_relayed() {
+    let mut bed = Bed::new();
+    bed.next_data = true;
+    bed.join_with("r", "ann", true, |s| s.can_publish_data = false);
+    bed.join("r", "bob", true);
+    assert!(bed.run_until(secs(5.0), |b| b
+        .clients
+        .iter()
+        .all(|c| c.channels.len() == 2)));
+    bed.clients[0].send_data("reliable", false, br#"{"payload":1}"#);
+    bed.clients[1].send_data("reliable", false, br#"{"payload":2}"#);
+    bed.run(secs(0.5));
+    assert!(bed.clients[1].data_in.is_empty());
+    assert_eq!(bed.clients[0].data_json().len(), 1, "ann still receives");
+    assert_eq!(errors(&bed, 0), vec![ErrorCode::Forbidden]);
+}
+
+fn speakers(bed: &Bed, i: usize) -> Vec<Vec<String>> {
+    bed.clients[i]
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Speakers { speakers } => {
+                Some(speakers.iter().map(|s| s.participant_id.clone()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn speakers_are_detected_from_audio_levels_with_hysteresis() {
+    let mut bed = Bed::new();
+    for name in ["ann", "bob", "cat"] {
+        bed.join("r", name, true);
+    }
+    bed.run(secs(2.0));
+    let (ann, bob) = (bed.id(0), bed.id(1));
+    assert!(speakers(&bed, 2).is_empty(), "silence: no speaker");
+
+    bed.clients[0].audio_dbov = 25;
+    let t = bed.now;
+    assert!(bed.run_until(secs(2.0), |b| speakers(b, 2).last()
+        == Some(&vec![ann.clone()])));
+    eprintln!("speaker detected after {:?}", bed.now - t);
+    assert!(bed.now - t <= secs(0.6));
+
+    // Bob joins in, louder; then ann stops.
+    bed.clients[1].audio_dbov = 15;
+    assert!(bed.run_until(secs(2.0), |b| speakers(b, 2)
+        .last()
+        .is_some_and(|s| s.len() == 2)));
+    assert_eq!(speakers(&bed, 2).last().unwrap()[0], bob, "loudest first");
+    bed.clients[0].audio_dbov = 127;
+    let t = bed.now;
+    assert!(bed.run_until(secs(3.0), |b| speakers(b, 2).last()
+        == Some(&vec![bob.clone()])));
+    assert!(bed.now - t >= secs(0.8), "not before the off hold");
+
+    // Bob goes quiet by muting: he stops at once.
+    let track = format!("{bob}-{}", bed.clients[1].audio_mid.unwrap());
+    bed.engine.handle_signal(
+        bed.now,
+        &bob,
+        ClientSignal::Mute {
+            track_id: track,
+            muted: true,
+        },
+    );
+    bed.pump_signals();
+    assert_eq!(speakers(&bed, 2).last(), Some(&vec![]));
+    // Everyone got the same updates.
+    assert_eq!(speakers(&bed, 0), speakers(&bed, 2));
+}
+
+#[test]
+fn a_speakers_video_wins_when_bandwidth_is_short() {
+    // Every subscriber is capped at 360 kbit/s: after audio, room for one low layer, not two.
+    let mut bed = Bed::with_config(|c| c.max_subscriber_bitrate = Some(360_000));
+    bed.next_simulcast = true;
+    let a = bed.join("r", "ann", true);
+    let d = bed.join("r", "dan", true);
+    bed.next_simulcast = false;
+    let b = bed.join("r", "bob", false);
+    let (ida, idd) = (bed.id(a), bed.id(d));
+    bed.run(secs(3.0));
+    // Whoever speaks gets the one video that fits; the other is paused for bandwidth.
+    for (speaker, silent, id_s, id_q) in [(d, a, &idd, &ida), (a, d, &ida, &idd)] {
+        bed.clients[speaker].audio_dbov = 20;
+        bed.clients[silent].audio_dbov = 127;
+        bed.run(secs(2.5));
+        let t = bed.now;
+        bed.run(secs(2.0));
+        let flowing = |id: &str| bed.clients[b].video_from(id).iter().any(|p| p.at > t);
+        assert!(flowing(id_s), "the speaker's video flows");
+        assert!(!flowing(id_q), "the silent one's video is paused");
+        assert!(bed.clients[b].messages.iter().rev().any(|m| matches!(m,
+            ServerMessage::StreamState { participant_id, state: StreamStateKind::Paused, reason: Some(r), .. }
+                if participant_id == id_q && r == "bandwidth")));
+    }
+}
+
+#[test]
+fn participants_mute_their_own_tracks_only() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    let b = bed.join("r", "bob", true);
+    let (ida, idb) = (bed.id(a), bed.id(b));
+    assert!(bed.run_until(secs(5.0), |bed| bed.clients[b].video_from(&ida).len() > 20));
+    let video = format!("{ida}-{}", bed.clients[a].video_mid.unwrap());
+    // Bob may not mute ann.
+    bed.engine.handle_signal(
+        bed.now,
+        &idb,
+        ClientSignal::Mute {
+            track_id: video.clone(),
+            muted: true,
+        },
+    );
+    bed.pump_signals();
+    assert_eq!(errors(&bed, b), vec![ErrorCode::Forbidden]);
+    // Ann mutes herself: bob is told and gets nothing more.
+    bed.engine.handle_signal(
+        bed.now,
+        &ida,
+        ClientSignal::Mute {
+            track_id: video.clone(),
+            muted: true,
+        },
+    );
+    bed.pump_signals();
+    assert!(bed.clients[b].messages.iter().any(|m| matches!(m,
+        ServerMessage::TrackMuted { track_id, muted: true, .. } if *track_id == video)));
+    bed.run(secs(0.2));
+    let n = bed.clients[b].video_from(&ida).len();
+    bed.run(secs(1.0));
+    assert_eq!(bed.clients[b].video_from(&ida).len(), n);
+}
