@@ -33,11 +33,28 @@
  * lines of the server's SDP after each description is applied, so m-lines the server recycles for
  * another publisher move to the right participant.
  *
+ * Simulcast: the camera is published as three layers (`q` quarter, `h` half, `f` full resolution,
+ * offered low to high) unless `join({ simulcast: false })`. The server picks one layer per
+ * subscriber and tells the publisher which layers somebody needs (`publisher_layers`); the client
+ * switches the others off with `RTCRtpSender.setParameters` until they are needed again.
+ *
+ * Remote video size: hand every `<video>` element that shows remote video to `observeVideo()`. The
+ * client then tells the server how large (in device pixels) and whether it is on screen, so that
+ * the server sends no larger layer than needed and nothing while hidden (a scrolled-away element
+ * or a background tab). A track shown in several elements counts with its largest visible one.
+ *
  * Events (all `CustomEvent`s):
+ * - `stream-state`: the server started, paused or switched a remote video. `detail:
+ *   { participantId, trackId, state, reason, layer }`: `state` is `active` or `paused`; `reason`
+ *   (when paused) is `bandwidth`, `hidden`, `muted` or `publisher`; `layer` (when active) is the
+ *   simulcast rid received (`q`, `h`, `f`), or null for a single-layer track. The last state per
+ *   track is also in `client.streamStates`.
  * - `participants-changed`: someone joined or left, or the local session started or ended.
  *   `detail: { participants }` (the same Map as `client.participants`).
  * - `remote-stream`: the tracks of a participant's stream changed. `detail: { participantId, stream }`.
  * - `local-stream`: the local camera/microphone stream is ready. `detail: { stream }`.
+ * - `room-updated`: the room's metadata, after `joined` when it has some and whenever the operator
+ *   changes it. `detail: { room, metadata }`; also kept in `roomMetadata`.
  * - `connection-state`: the peer connection's `connectionState` changed. `detail: { state }`.
  * - `error`: something failed. `detail: { code, message }`. `code` is one of the server's codes
  *   (`bad_message`, `invalid_name`, `unauthorized`, `room_full`, `server_busy`, ...) or a client code:
@@ -55,8 +72,18 @@ export const PROTOCOL_VERSION = 1;
 /** Media asked for when `join()` is given neither `stream` nor `media`. */
 export const DEFAULT_MEDIA = Object.freeze({
   audio: true,
-  video: { width: 1280, height: 720 },
+  video: { width: { ideal: 1280 }, height: { ideal: 720 } },
 });
+
+/**
+ * The simulcast layers of a published camera, lowest first (the server takes the SDP order as low
+ * to high). Browsers send all three from a capture of at least 960x540.
+ */
+export const SIMULCAST_ENCODINGS = Object.freeze([
+  Object.freeze({ rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
+  Object.freeze({ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
+  Object.freeze({ rid: 'f', maxBitrate: 1_500_000 }),
+]);
 
 /** An error with a stable `code`; the `message` is for humans. */
 export class SfuError extends Error {
@@ -128,6 +155,15 @@ const JOIN_TIMEOUT_MS = 15000;
 const PING_INTERVAL_MS = 20000;
 /** A session with no message from the server for this long is taken as disconnected. */
 const SILENCE_LIMIT_MS = 3 * PING_INTERVAL_MS;
+/** Resizes of an observed video are reported once they have settled for this long. */
+const RESIZE_DEBOUNCE_MS = 300;
+/** A size change smaller than this fraction is not worth a `track_settings`. */
+const RESIZE_THRESHOLD = 0.1;
+/** A `setParameters` that failed is tried again after this long, at most this many times. */
+const LAYER_RETRY_MS = 1000;
+const LAYER_RETRIES = 3;
+/** A `bad_message` error this soon after a `track_settings` is taken as the server refusing it. */
+const SETTINGS_ERROR_WINDOW_MS = 5000;
 
 /**
  * A participant of the room as this client sees it.
@@ -144,10 +180,18 @@ export class SfuClient extends EventTarget {
   participantId = null;
   /** The room joined; `null` outside a session. @type {string|null} */
   room = null;
+  /** The room's metadata, as the operator set it ('' when none). @type {string} */
+  roomMetadata = '';
   /** Everybody else in the room, by participant id. @type {Map<string, RemoteParticipant>} */
   participants = new Map();
   /** The local camera/microphone stream; `null` outside a session. @type {MediaStream|null} */
   localStream = null;
+  /**
+   * The last `stream-state` per remote video track id.
+   * @type {Map<string, {participantId: string, trackId: string, state: string,
+   *                     reason: string|null, layer: string|null}>}
+   */
+  streamStates = new Map();
 
   /** `idle`, `joining` or `joined`. */
   #state = 'idle';
@@ -176,6 +220,23 @@ export class SfuClient extends EventTarget {
   #lastServerMessageAt = 0;
   /** Rejects the pending `join()` when the session is torn down before `joined`. */
   #abortJoin = null;
+  /** Whether the camera goes out as simulcast layers in this session. */
+  #simulcast = true;
+  /** Own track id -> rids the server asked for (`publisher_layers`). @type {Map<string, Set<string>>} */
+  #publisherLayers = new Map();
+  /** Serializes `setParameters` calls. */
+  #layerChain = Promise.resolve();
+  #layerRetryTimer = null;
+  #layerRetries = 0;
+  /** Observed remote video elements -> whether they intersect the viewport. @type {Map<HTMLVideoElement, {intersecting: boolean}>} */
+  #videoElements = new Map();
+  #resizeObserver = null;
+  #intersectionObserver = null;
+  #resizeTimer = null;
+  #visibilityListener = null;
+  /** Remote track id -> the settings last sent for it. @type {Map<string, {visible: boolean, width: number, height: number}>} */
+  #sentSettings = new Map();
+  #lastSettingsSentAt = -Infinity;
 
   /** `idle`, `joining` or `joined`. */
   get state() {
@@ -195,13 +256,24 @@ export class SfuClient extends EventTarget {
    * @param {MediaStream} [options.stream] media to publish; the caller keeps ownership
    * @param {MediaStreamConstraints} [options.media] constraints for `getUserMedia` when no `stream`
    * @param {number} [options.timeoutMs] how long to wait for the server's `joined`
+   * @param {boolean} [options.simulcast] publish video as three simulcast layers (default true)
    * @returns {Promise<{participantId: string, participants: Map<string, RemoteParticipant>}>}
    */
-  async join({ room, name, token, url, stream, media = DEFAULT_MEDIA, timeoutMs = JOIN_TIMEOUT_MS } = {}) {
+  async join({
+    room,
+    name,
+    token,
+    url,
+    stream,
+    media = DEFAULT_MEDIA,
+    timeoutMs = JOIN_TIMEOUT_MS,
+    simulcast = true,
+  } = {}) {
     if (this.#state !== 'idle') {
       throw new SfuError('wrong_state', 'already in a session; call leave() first');
     }
     this.#state = 'joining';
+    this.#simulcast = simulcast !== false;
     const generation = ++this.#generation;
     try {
       const local = stream ?? (await captureMedia(media));
@@ -337,7 +409,15 @@ export class SfuClient extends EventTarget {
       }
     };
     for (const track of this.localStream.getTracks()) {
-      pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+      const init = { direction: 'sendonly', streams: [this.localStream] };
+      if (this.#simulcast && track.kind === 'video') {
+        init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e }));
+      }
+      pc.addTransceiver(track, init);
+    }
+    if (pc.getTransceivers().length === 0) {
+      // Nothing to publish: the first offer still needs an m-line (and a BUNDLE group).
+      pc.addTransceiver('audio', { direction: 'inactive' });
     }
 
     this.#state = 'joined';
@@ -390,6 +470,7 @@ export class SfuClient extends EventTarget {
     this.#ownsStream = false;
     this.participantId = null;
     this.room = null;
+    this.roomMetadata = '';
     this.#chain = Promise.resolve();
     this.#localCandidates = [];
     this.#remoteCandidates = [];
@@ -397,6 +478,16 @@ export class SfuClient extends EventTarget {
     this.#departed.clear();
     this.#unpublished.clear();
     this.#serverTrackIds.clear();
+    this.streamStates.clear();
+    this.#publisherLayers.clear();
+    this.#layerChain = Promise.resolve();
+    clearTimeout(this.#layerRetryTimer);
+    this.#layerRetryTimer = null;
+    this.#layerRetries = 0;
+    clearTimeout(this.#resizeTimer);
+    this.#resizeTimer = null;
+    this.#sentSettings.clear();
+    this.#lastSettingsSentAt = -Infinity;
   }
 
   // ---- server messages ---------------------------------------------------------------------
@@ -420,6 +511,7 @@ export class SfuClient extends EventTarget {
           await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
           await this.#flushRemoteCandidates(pc);
           this.#syncRemoteTracks();
+          if (this.#publisherLayers.size > 0) this.#applyPublisherLayers();
         });
         break;
       case 'candidate':
@@ -439,7 +531,29 @@ export class SfuClient extends EventTarget {
         this.#emit('participants-changed', { participants: this.participants });
         break;
       case 'participant_left':
+        for (const [trackId, s] of this.streamStates) {
+          if (s.participantId === msg.participant_id) this.streamStates.delete(trackId);
+        }
         this.#removeParticipant(msg.participant_id);
+        break;
+      case 'stream_state': {
+        if (typeof msg.track_id !== 'string') break;
+        const state = {
+          participantId: msg.participant_id ?? null,
+          trackId: msg.track_id,
+          state: msg.state === 'paused' ? 'paused' : 'active',
+          reason: msg.reason ?? null,
+          layer: msg.layer ?? null,
+        };
+        this.streamStates.set(state.trackId, state);
+        this.#emit('stream-state', state);
+        break;
+      }
+      case 'publisher_layers':
+        if (typeof msg.track_id !== 'string' || !Array.isArray(msg.active)) break;
+        this.#publisherLayers.set(msg.track_id, new Set(msg.active));
+        this.#layerRetries = 0;
+        this.#applyPublisherLayers();
         break;
       case 'track_published': {
         const p = this.#ensureParticipant(msg.participant_id);
@@ -449,6 +563,7 @@ export class SfuClient extends EventTarget {
       }
       case 'track_unpublished':
         this.#unpublished.add(msg.track_id);
+        this.streamStates.delete(msg.track_id);
         this.participants.get(msg.participant_id)?.tracks.delete(msg.track_id);
         this.#syncRemoteTracks();
         this.#emit('participants-changed', { participants: this.participants });
@@ -457,7 +572,19 @@ export class SfuClient extends EventTarget {
         this.#end(msg.reason ?? 'left', true);
         break;
       case 'error':
+        // A `track_settings` for a track that has just gone away is refused; that is harmless.
+        if (
+          msg.code === 'bad_message' &&
+          /track/i.test(msg.message ?? '') &&
+          performance.now() - this.#lastSettingsSentAt < SETTINGS_ERROR_WINDOW_MS
+        ) {
+          break;
+        }
         this.#emit('error', { code: msg.code ?? 'internal', message: msg.message ?? '' });
+        break;
+      case 'room_updated':
+        this.roomMetadata = typeof msg.metadata === 'string' ? msg.metadata : '';
+        this.#emit('room-updated', { room: msg.room, metadata: this.roomMetadata });
         break;
       case 'pong':
         break;
@@ -573,11 +700,184 @@ export class SfuClient extends EventTarget {
     }
     if (membershipChanged) this.#emit('participants-changed', { participants: this.participants });
     for (const [participantId, stream] of changed) this.#emit('remote-stream', { participantId, stream });
+    if (this.#videoElements.size > 0) this.#updateTrackSettings();
   }
 
   /** The server's track id of a remote track, if the server's SDP named one. */
   serverTrackId(track) {
     return this.#serverTrackIds.get(track) ?? null;
+  }
+
+  // ---- remote video size and visibility ------------------------------------------------------
+
+  /**
+   * Reports how `element` shows remote video from now on: its size in device pixels and whether
+   * it is on screen, for every remote video track in its `srcObject` (which may change at any
+   * time). Observing an element twice is harmless. Returns a function that stops observing.
+   *
+   * @param {HTMLVideoElement} element
+   * @returns {() => void}
+   */
+  observeVideo(element) {
+    if (!this.#videoElements.has(element)) {
+      this.#videoElements.set(element, { intersecting: true });
+      this.#startObservers();
+      this.#resizeObserver?.observe(element);
+      this.#intersectionObserver?.observe(element);
+    }
+    this.#updateTrackSettings();
+    return () => this.unobserveVideo(element);
+  }
+
+  /** Stops observing `element` (see {@link SfuClient#observeVideo}). */
+  unobserveVideo(element) {
+    if (!this.#videoElements.delete(element)) return;
+    this.#resizeObserver?.unobserve(element);
+    this.#intersectionObserver?.unobserve(element);
+    if (this.#videoElements.size === 0) this.#stopObservers();
+  }
+
+  /** Sends the settings of observed tracks again if they changed (for an app that moved video). */
+  refreshVideoSettings() {
+    this.#updateTrackSettings();
+  }
+
+  #startObservers() {
+    if (this.#resizeObserver || this.#intersectionObserver || this.#visibilityListener) return;
+    if (typeof ResizeObserver === 'function') {
+      this.#resizeObserver = new ResizeObserver(() => {
+        clearTimeout(this.#resizeTimer);
+        this.#resizeTimer = setTimeout(() => {
+          this.#resizeTimer = null;
+          this.#updateTrackSettings();
+        }, RESIZE_DEBOUNCE_MS);
+      });
+    }
+    if (typeof IntersectionObserver === 'function') {
+      this.#intersectionObserver = new IntersectionObserver((entries) => {
+        let flipped = false;
+        for (const e of entries) {
+          const state = this.#videoElements.get(e.target);
+          if (state && state.intersecting !== e.isIntersecting) {
+            state.intersecting = e.isIntersecting;
+            flipped = true;
+          }
+        }
+        if (flipped) this.#updateTrackSettings();
+      });
+    }
+    if (globalThis.document) {
+      this.#visibilityListener = () => this.#updateTrackSettings();
+      document.addEventListener('visibilitychange', this.#visibilityListener);
+    }
+  }
+
+  #stopObservers() {
+    this.#resizeObserver?.disconnect();
+    this.#intersectionObserver?.disconnect();
+    this.#resizeObserver = this.#intersectionObserver = null;
+    if (this.#visibilityListener) document.removeEventListener('visibilitychange', this.#visibilityListener);
+    this.#visibilityListener = null;
+    clearTimeout(this.#resizeTimer);
+    this.#resizeTimer = null;
+  }
+
+  /**
+   * Works out, per remote video track in an observed element, whether it is visible and its
+   * largest visible size, and sends `track_settings` where that changed: always when visibility
+   * flips or for a track not reported yet, otherwise when width or height moved by more than
+   * {@link RESIZE_THRESHOLD}.
+   */
+  #updateTrackSettings() {
+    if (this.#state !== 'joined' || !this.pc) return;
+    // The server knows a subscription once it has the answer to the offer that brought it; in the
+    // middle of a negotiation wait (its end syncs the tracks, which comes back here).
+    if (this.pc.signalingState !== 'stable') return;
+    const pageVisible = globalThis.document?.visibilityState !== 'hidden';
+    const ratio = globalThis.devicePixelRatio || 1;
+    /** @type {Map<string, {visible: boolean, width: number, height: number}>} */
+    const wanted = new Map();
+    for (const [element, { intersecting }] of this.#videoElements) {
+      const stream = element.srcObject;
+      if (!stream || typeof stream.getVideoTracks !== 'function') continue;
+      const width = Math.round(element.clientWidth * ratio);
+      const height = Math.round(element.clientHeight * ratio);
+      const visible = pageVisible && intersecting && element.isConnected && width > 0 && height > 0;
+      for (const track of stream.getVideoTracks()) {
+        const trackId = this.#serverTrackIds.get(track);
+        if (!trackId) continue;
+        const s = wanted.get(trackId) ?? { visible: false, width: 0, height: 0 };
+        if (visible) {
+          s.visible = true;
+          s.width = Math.max(s.width, width);
+          s.height = Math.max(s.height, height);
+        }
+        wanted.set(trackId, s);
+      }
+    }
+    for (const trackId of [...this.#sentSettings.keys()]) {
+      if (!wanted.has(trackId)) this.#sentSettings.delete(trackId);
+    }
+    const moved = (now, before) => Math.abs(now - before) > RESIZE_THRESHOLD * Math.max(before, 1);
+    for (const [trackId, s] of wanted) {
+      const last = this.#sentSettings.get(trackId);
+      const due =
+        !last ||
+        last.visible !== s.visible ||
+        (s.visible && (moved(s.width, last.width) || moved(s.height, last.height)));
+      if (!due) continue;
+      this.#sentSettings.set(trackId, s);
+      this.#lastSettingsSentAt = performance.now();
+      this.#send({ type: 'track_settings', track_id: trackId, visible: s.visible, width: s.width, height: s.height });
+    }
+  }
+
+  // ---- simulcast layers of the own camera ----------------------------------------------------
+
+  /**
+   * Switches the own simulcast encodings on and off as the last `publisher_layers` per track says.
+   * Runs on its own chain so that no two `setParameters` overlap; a failure is retried a few times.
+   */
+  #applyPublisherLayers() {
+    const generation = this.#generation;
+    clearTimeout(this.#layerRetryTimer);
+    this.#layerRetryTimer = null;
+    this.#layerChain = this.#layerChain.then(async () => {
+      const pc = this.pc;
+      if (generation !== this.#generation || !pc) return;
+      let failed = null;
+      for (const t of pc.getTransceivers()) {
+        const sender = t.sender;
+        if (t.mid == null || !sender.track || t.currentDirection === 'stopped') continue;
+        const active = this.#publisherLayers.get(`${this.participantId}-${t.mid}`);
+        if (!active) continue;
+        try {
+          const params = sender.getParameters();
+          const encodings = params.encodings ?? [];
+          let changed = false;
+          for (const e of encodings) {
+            if (!e.rid) continue;
+            const on = active.has(e.rid);
+            if (e.active !== on) {
+              e.active = on;
+              changed = true;
+            }
+          }
+          if (changed) await sender.setParameters(params);
+        } catch (err) {
+          failed = err;
+        }
+      }
+      if (generation !== this.#generation) return;
+      if (!failed) {
+        this.#layerRetries = 0;
+      } else if (this.#layerRetries < LAYER_RETRIES) {
+        this.#layerRetries++;
+        this.#layerRetryTimer = setTimeout(() => this.#applyPublisherLayers(), LAYER_RETRY_MS);
+      } else {
+        console.warn('sfu client: cannot switch simulcast layers:', failed);
+      }
+    }).catch(() => {});
   }
 
   // ---- participants ------------------------------------------------------------------------

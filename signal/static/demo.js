@@ -1,9 +1,13 @@
 // The demo page: a join form, a local preview and one tile per remote participant.
 //
-// Query parameters: `room`, `name` prefill the form, `token` is passed to the server, `autojoin=1`
-// joins at once. `window.sfuDemo` exposes the client and a few timings for tests.
+// Query parameters: `room`, `name` prefill the form, `token` is the access token to join with
+// (its room and name prefill the form; without one the page asks the development-only endpoint
+// `/api/dev/token`, which exists while the server runs without configured keys), `autojoin=1`
+// joins at once, `simulcast=0` publishes the camera as a single layer, `media=audio|video|none`
+// publishes only the microphone, only the camera, or nothing (watch only). `window.sfuDemo`
+// exposes the client and a few timings for tests.
 
-import { SfuClient } from './client.js';
+import { DEFAULT_MEDIA, SfuClient } from './client.js';
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -34,19 +38,28 @@ const ERROR_TEXT = {
   server_busy: 'The server is busy. Try again in a moment.',
   invalid_name: 'Room or name not accepted',
   unsupported_version: 'This page is out of date. Reload it.',
+  not_found: 'This room does not exist.',
 };
+
+/** Shown when the server has API keys and the page was opened without `?token=`. */
+const NEEDS_TOKEN =
+  'This server needs an access token to join. Open the invitation link you were given ' +
+  '(it ends in ?token=…), or ask the operator for one (sfu token --room ROOM --identity YOU).';
 
 const LEFT_TEXT = {
   disconnected: 'The connection to the server was lost.',
   timeout: 'The media connection timed out.',
+  removed: 'You were removed from the room.',
+  room_deleted: 'The room was closed.',
 };
 
 // ---- form -----------------------------------------------------------------------------------
 
 const roomInput = $('#room');
 const nameInput = $('#name');
-roomInput.value = params.get('room') || roomInput.value || 'demo';
-nameInput.value = params.get('name') || readStoredName();
+const givenClaims = tokenClaims(params.get('token'));
+roomInput.value = params.get('room') || givenClaims.room || roomInput.value || 'demo';
+nameInput.value = params.get('name') || givenClaims.name || readStoredName();
 
 $('#join-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -72,8 +85,22 @@ async function join() {
   rememberInUrl(room);
   setState('joining');
   $('#room-label').textContent = room;
+  let token;
   try {
-    await client.join({ room, name, token: params.get('token') || undefined });
+    token = await accessToken(room, name);
+  } catch (err) {
+    setState('idle');
+    showError(err.message);
+    return;
+  }
+  try {
+    await client.join({
+      room,
+      name,
+      token,
+      simulcast: params.get('simulcast') !== '0',
+      ...publishOptions(params.get('media')),
+    });
     metrics.joinedAt = performance.now();
     setState('joined');
   } catch {
@@ -82,12 +109,65 @@ async function join() {
   }
 }
 
+/**
+ * The access token to join with: `?token=` when the page has one, otherwise a development token
+ * from `/api/dev/token`. That endpoint answers 404 once the server has configured keys.
+ */
+async function accessToken(room, name) {
+  const given = params.get('token');
+  if (given) return given;
+  let res;
+  try {
+    const query = new URLSearchParams({ room, name });
+    res = await fetch(`/api/dev/token?${query}`, { cache: 'no-store' });
+  } catch {
+    throw new Error(ERROR_TEXT.connection_failed);
+  }
+  if (res.status === 404) throw new Error(NEEDS_TOKEN);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok || typeof body.token !== 'string') {
+    const text = ERROR_TEXT[body.code];
+    throw new Error(text ? `${text}: ${body.message ?? ''}` : `No token (HTTP ${res.status}).`);
+  }
+  return body.token;
+}
+
+/** The claims of a token, unverified (only to prefill the form); `{}` when there is none. */
+function tokenClaims(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(part), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === 'object' ? claims : {};
+  } catch {
+    return {};
+  }
+}
+
+/** What `join()` publishes for the `media` query parameter (default: camera and microphone). */
+function publishOptions(media) {
+  const camera = DEFAULT_MEDIA.video;
+  switch (media) {
+    case 'audio':
+      return { media: { audio: true, video: false } };
+    case 'video':
+      return { media: { audio: false, video: camera } };
+    case 'none':
+      return { stream: new MediaStream() };
+    default:
+      return {};
+  }
+}
+
 // ---- client events --------------------------------------------------------------------------
 
 client.addEventListener('local-stream', (ev) => {
   const video = $('#local');
-  video.srcObject = ev.detail.stream;
-  video.play().catch(() => {});
+  // Without a camera there is nothing to preview (and an empty stream would never load).
+  const hasVideo = ev.detail.stream.getVideoTracks().length > 0;
+  video.closest('.self').hidden = !hasVideo;
+  video.srcObject = hasVideo ? ev.detail.stream : null;
+  if (hasVideo) video.play().catch(() => {});
 });
 
 client.addEventListener('participants-changed', renderTiles);
@@ -95,6 +175,11 @@ client.addEventListener('participants-changed', renderTiles);
 client.addEventListener('remote-stream', (ev) => {
   const tile = tileFor(ev.detail.participantId);
   if (tile) attachStream(tile, ev.detail.stream);
+});
+
+client.addEventListener('stream-state', (ev) => {
+  const tile = ev.detail.participantId ? tileFor(ev.detail.participantId) : null;
+  if (tile) showStreamState(tile, ev.detail);
 });
 
 client.addEventListener('connection-state', (ev) => {
@@ -126,6 +211,7 @@ function renderTiles() {
   for (const tile of [...grid.children]) {
     if (!client.participants.has(tile.dataset.participantId)) {
       const video = tile.querySelector('video');
+      client.unobserveVideo(video);
       video.srcObject = null;
       tile.remove();
     }
@@ -136,6 +222,10 @@ function renderTiles() {
       tile = createTile(id);
       grid.append(tile);
       attachStream(tile, p.stream);
+      client.observeVideo(tile.querySelector('video'));
+      for (const s of client.streamStates.values()) {
+        if (s.participantId === id) showStreamState(tile, s);
+      }
     }
     const label = p.name || 'Guest';
     tile.querySelector('.name').textContent = label;
@@ -168,7 +258,20 @@ function createTile(id) {
     video.muted = false;
     video.play().then(() => { unmute.hidden = true; }, () => {});
   });
-  frame.append(video, avatar, unmute);
+  const badge = document.createElement('div');
+  badge.className = 'badge';
+  badge.hidden = true;
+  const layer = document.createElement('span');
+  layer.className = 'layer';
+  layer.title = 'Simulcast layer received';
+  const size = document.createElement('span');
+  size.className = 'size';
+  badge.append(layer, size);
+  const paused = document.createElement('div');
+  paused.className = 'paused';
+  paused.hidden = true;
+  video.addEventListener('resize', () => updateBadge(tile));
+  frame.append(video, avatar, paused, badge, unmute);
 
   const name = document.createElement('figcaption');
   name.className = 'name';
@@ -182,6 +285,7 @@ function attachStream(tile, stream) {
   const video = tile.querySelector('video');
   const hasVideo = stream.getVideoTracks().length > 0;
   tile.dataset.video = hasVideo ? 'on' : 'off';
+  updateBadge(tile);
   if (stream.getTracks().length === 0) {
     video.srcObject = null;
     return;
@@ -193,6 +297,37 @@ function attachStream(tile, stream) {
     tile.querySelector('.unmute').hidden = false;
     video.play().catch(() => {});
   });
+}
+
+const PAUSED_TEXT = {
+  bandwidth: 'Paused (bandwidth)',
+  publisher: 'Paused (no video from the sender)',
+};
+
+/** Shows what the server says about the tile's video: the layer received, or why it is paused. */
+function showStreamState(tile, { state, reason, layer }) {
+  const paused = state === 'paused';
+  tile.dataset.stream = state;
+  tile.dataset.layer = paused ? '' : (layer ?? '');
+  tile.dataset.pauseReason = paused ? (reason ?? '') : '';
+  const overlay = tile.querySelector('.paused');
+  overlay.textContent = PAUSED_TEXT[reason] ?? 'Paused';
+  // A hidden video is off screen: nobody sees an overlay there.
+  overlay.hidden = !paused || reason === 'hidden';
+  updateBadge(tile);
+}
+
+/** The badge: simulcast layer received (q, h, f) and the size of the frames shown. */
+function updateBadge(tile) {
+  const video = tile.querySelector('video');
+  const badge = tile.querySelector('.badge');
+  const layer = tile.dataset.layer ?? '';
+  const size = video.videoWidth > 0 ? `${video.videoWidth}\u00d7${video.videoHeight}` : '';
+  const layerEl = badge.querySelector('.layer');
+  layerEl.textContent = layer;
+  layerEl.hidden = !layer;
+  badge.querySelector('.size').textContent = size;
+  badge.hidden = tile.dataset.stream === 'paused' || tile.dataset.video !== 'on' || (!layer && !size);
 }
 
 function watchFirstFrame(video) {
