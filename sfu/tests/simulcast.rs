@@ -127,6 +127,22 @@ fn a_constrained_subscriber_steps_down_and_back_up_without_affecting_others() {
 
     // Bob's downlink drops to 400 kbit/s.
     let constrained = bed.now;
+    if std::env::var_os("DBG").is_some() {
+        for c in [b, c] {
+            for m in &bed.clients[c].messages {
+                if let ServerMessage::StreamState {
+                    state,
+                    layer,
+                    reason,
+                    ..
+                } = m
+                {
+                    eprintln!("{c}: {state:?} {layer:?} {reason:?}");
+                }
+            }
+            eprintln!("{c} est {:?}", bed.engine.estimate_of(&bed.id(c)));
+        }
+    }
     bed.links.insert(b, Link::new(400_000));
     assert!(
         bed.run_until(secs(5.0), |bed| layer_now(bed.clients[b].video_from(&ida))
@@ -136,6 +152,18 @@ fn a_constrained_subscriber_steps_down_and_back_up_without_affecting_others() {
     let down = first_at(bed.clients[b].video_from(&ida), constrained, |l| l < 2).unwrap();
     bed.run(secs(8.0));
     let settled = layer_now(bed.clients[b].video_from(&ida)).unwrap();
+    // While constrained, the layer does not flap.
+    let while_constrained: Vec<u8> = by_seq(bed.clients[b].video_from(&ida))
+        .iter()
+        .filter(|(_, p)| p.at >= down)
+        .map(|(_, p)| p.layer)
+        .collect();
+    let changes = while_constrained
+        .windows(2)
+        .filter(|w| w[0] != w[1])
+        .count();
+    eprintln!("layer changes while constrained: {changes}");
+    assert!(changes <= 2, "{changes} layer changes while constrained");
 
     // The constraint lifts.
     let lifted = bed.now;

@@ -260,6 +260,7 @@ mod tests {
         let a = allocate(
             400_000,
             &[video(0, Some(2), Some(0)), video(0, Some(1), Some(0))],
+            false,
         );
         assert_eq!(a.layers, vec![Some(0), Some(0)]);
         assert_eq!(a.used, 300_000);

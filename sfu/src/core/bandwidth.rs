@@ -10,6 +10,7 @@ use str0m::bwe::Bitrate;
 use signal::protocol::{ServerMessage, StreamStateKind, TrackKind};
 
 use super::allocator::{allocate, VideoDemand};
+use super::forward::select::LayerIndex;
 use super::participant::{ParticipantKey, StreamReport};
 use super::room::TrackKey;
 use super::{Engine, TimerKind};
@@ -25,6 +26,37 @@ const VIDEO_PROBE_FLOOR: u64 = 2_000_000;
 const AUDIO_RATE: u64 = 40_000;
 /// A rising estimate is acted on at most this often per subscriber; a falling one at once.
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
+/// The first hold on step-ups after a step down for bandwidth.
+const FIRST_UPGRADE_HOLD: Duration = Duration::from_secs(2);
+/// The longest hold on step-ups.
+const MAX_UPGRADE_HOLD: Duration = Duration::from_secs(16);
+/// A step down this soon after a step up counts as undoing it (and doubles the hold).
+const UNDO_WINDOW: Duration = Duration::from_secs(10);
+
+/// Step-up damping state of one subscriber.
+#[derive(Debug, Clone, Copy)]
+pub struct Damping {
+    /// Current hold length.
+    hold: Duration,
+    /// Step-ups wait until they have been affordable for `hold`, until this time.
+    hold_until: Option<Instant>,
+    /// Since when a step-up has been affordable.
+    up_since: Option<Instant>,
+    /// The last step-up taken.
+    last_up: Option<Instant>,
+}
+
+impl Default for Damping {
+    fn default() -> Self {
+        Damping {
+            hold: FIRST_UPGRADE_HOLD,
+            hold_until: None,
+            up_since: None,
+            last_up: None,
+        }
+    }
+}
+
 /// Layers nobody needs are paused at the publisher after being unneeded this long.
 pub const PUBLISHER_PAUSE_DELAY: Duration = Duration::from_secs(3);
 
@@ -113,7 +145,57 @@ impl Engine {
         let budget = ((estimate as f64 * ESTIMATE_SHARE) as u64).saturating_sub(audio);
         // Until feedback has moved the estimate off its starting guess, it is only a guess.
         let provisional = p.estimate.is_none_or(|e| e == INITIAL_ESTIMATE);
-        let a = allocate(budget, &demands, provisional);
+        let mut a = allocate(budget, &demands, provisional);
+
+        // Damping: a step down for bandwidth starts a hold during which a step up must stay
+        // affordable before it is taken; a step up that is undone soon after doubles the hold.
+        let old: Vec<Option<LayerIndex>> = keys
+            .iter()
+            .map(|tk| p.subs.get(tk).and_then(|s| s.selector.target()))
+            .collect();
+        let wish_capped = |i: usize| demands[i].max_layer.is_none_or(|m| a.layers[i] == Some(m));
+        // A change that moves one video down and another up (priorities changed) is a
+        // reshuffle, not a step: it is neither damped nor starts a hold.
+        let lowered = (0..keys.len()).any(|i| a.layers[i] < old[i] && !wish_capped(i));
+        let raised = (0..keys.len()).any(|i| a.layers[i] > old[i]);
+        let (down, up) = (lowered && !raised, raised && !lowered);
+        let damp = &mut p.damping;
+        if down {
+            if damp
+                .last_up
+                .is_some_and(|t| now.saturating_duration_since(t) < UNDO_WINDOW)
+            {
+                damp.hold = (damp.hold * 2).min(MAX_UPGRADE_HOLD);
+            }
+            damp.hold_until = Some(now + damp.hold);
+            damp.up_since = None;
+        } else if damp
+            .hold_until
+            .is_some_and(|t| now.saturating_duration_since(t) > UNDO_WINDOW * 3)
+        {
+            *damp = Damping::default();
+        }
+        if up && damp.hold_until.is_some_and(|t| now < t) {
+            let since = *damp.up_since.get_or_insert(now);
+            let ready = since + damp.hold;
+            if now < ready {
+                for (i, l) in a.layers.iter_mut().enumerate() {
+                    if *l > old[i] {
+                        *l = old[i];
+                    }
+                }
+                if p.allocation_timer.is_none() {
+                    p.allocation_timer = Some(ready);
+                    self.timers.push(Reverse((ready, key, TimerKind::Allocate)));
+                }
+            }
+        } else if !up {
+            damp.up_since = None;
+        }
+        if up && a.layers.iter().zip(&old).any(|(n, o)| n > o) {
+            p.damping.last_up = Some(now);
+            p.damping.up_since = None;
+        }
 
         for (i, tk) in keys.iter().enumerate() {
             let Some(sub) = p.subs.get_mut(tk) else {

@@ -20,7 +20,7 @@
 mod activity;
 mod admin;
 pub mod allocator;
-mod bandwidth;
+pub mod bandwidth;
 pub mod data;
 pub mod forward;
 pub mod participant;
@@ -338,7 +338,8 @@ impl Engine {
                     continue;
                 };
                 p.touched = false;
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                p.clock = p.clock.max(now);
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(p.clock)) {
                     debug!(participant = %p.id, "timeout refused: {e}");
                 }
                 self.drain(key);
@@ -366,7 +367,8 @@ impl Engine {
                         continue; // stale
                     }
                     p.rtc_timer = None;
-                    if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                    p.clock = p.clock.max(now);
+                    if let Err(e) = p.rtc.handle_input(Input::Timeout(p.clock)) {
                         debug!(participant = %p.id, "timeout refused: {e}");
                     }
                     self.drain(key);
@@ -515,6 +517,7 @@ impl Engine {
         match event {
             Event::RtpPacket(pkt) => self.forward(now, key, pkt),
             Event::KeyframeRequest(req) => {
+                self.stats.keyframe_requests_in += 1;
                 let Some(p) = self.participants.get(&key) else {
                     return;
                 };
@@ -578,6 +581,9 @@ impl Engine {
         let Some(track) = self.tracks.get_mut(&tk) else {
             return;
         };
+        let kind = stats::kind_index(track.kind);
+        self.stats.rtp_in_by_kind[kind] += 1;
+        self.stats.rtp_in_bytes_by_kind[kind] += pkt.payload.len() as u64;
         let in_pt = pkt.header.payload_type;
         let keyframe_start = match track.kind {
             // Every audio packet can start a stream.
@@ -666,6 +672,7 @@ impl Engine {
                 }
             };
             if switch {
+                self.stats.layer_switches += 1;
                 sub.forwarder.restart();
                 sub.vp8.restart();
                 self.switched.push((sk, tk));
@@ -720,6 +727,8 @@ impl Engine {
                     tx.write_rtp(write);
                     self.stats.rtp_forwarded += 1;
                     self.stats.rtp_forwarded_bytes += pkt.payload.len() as u64;
+                    self.stats.rtp_out_by_kind[kind] += 1;
+                    self.stats.rtp_out_bytes_by_kind[kind] += pkt.payload.len() as u64;
                     if !s.touched {
                         s.touched = true;
                         self.touched.push(sk);

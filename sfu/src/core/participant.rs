@@ -11,6 +11,7 @@ use str0m::Rtc;
 
 use str0m::channel::ChannelId;
 
+use super::bandwidth::Damping;
 use super::data::DataLimiter;
 use super::forward::select::{LayerIndex, LayerSelector};
 use super::forward::vp8::Vp8Rewriter;
@@ -117,6 +118,9 @@ pub struct Participant {
     pub joined_at: Instant,
     /// Last datagram received from it.
     pub last_recv: Instant,
+    /// The latest time the `Rtc` was driven to; inputs never go back before it (str0m would
+    /// ignore them).
+    pub clock: Instant,
     /// The deadline currently in the timer heap for the `Rtc`.
     pub rtc_timer: Option<Instant>,
     /// The deadline currently in the timer heap for the liveness check.
@@ -129,6 +133,8 @@ pub struct Participant {
     pub last_allocation: Option<Instant>,
     /// A deferred allocation is scheduled at this time.
     pub allocation_timer: Option<Instant>,
+    /// Step-up damping after step-downs for bandwidth.
+    pub damping: Damping,
 }
 
 impl Participant {

@@ -39,6 +39,11 @@ impl Engine {
         (self.next_key, self.tracks.len())
     }
 
+    /// How many tracks are published on this engine.
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
     /// Queues `msg` for participant `id` alone, after what is queued for it already.
     pub fn notify(&mut self, id: &str, msg: ServerMessage) {
         if self.by_id.contains_key(id) {

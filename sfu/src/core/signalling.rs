@@ -15,7 +15,9 @@ use str0m::net::TcpType;
 use str0m::Candidate;
 use tracing::{debug, info};
 
-use signal::protocol::{ErrorCode, ParticipantInfo, ServerMessage, SignalError, TrackKind};
+use signal::protocol::{
+    ErrorCode, IceServer, ParticipantInfo, ServerMessage, SignalError, TrackKind,
+};
 use signal::ClientSignal;
 
 use super::forward::select::LayerSelector;
@@ -43,6 +45,9 @@ pub struct JoinSpec {
     pub can_subscribe: bool,
     /// May send data-channel messages.
     pub can_publish_data: bool,
+    /// ICE servers for this participant (TURN credentials are per participant); `None`: the
+    /// engine's configured list.
+    pub ice_servers: Option<Vec<IceServer>>,
 }
 
 impl JoinSpec {
@@ -57,6 +62,7 @@ impl JoinSpec {
             can_publish: true,
             can_subscribe: true,
             can_publish_data: true,
+            ice_servers: None,
         }
     }
 }
@@ -74,6 +80,7 @@ impl Engine {
             can_publish,
             can_subscribe,
             can_publish_data,
+            ice_servers,
         } = spec;
         if self.by_id.contains_key(&id) {
             return Err(SignalError::new(
@@ -139,7 +146,7 @@ impl Engine {
                 room: room.clone(),
                 participant_id: id.clone(),
                 participants: others,
-                ice_servers: self.config.ice_servers.clone(),
+                ice_servers: ice_servers.unwrap_or_else(|| self.config.ice_servers.clone()),
             },
         ));
 
@@ -173,12 +180,14 @@ impl Engine {
                 to_deactivate: Vec::new(),
                 joined_at: now,
                 last_recv: now,
+                clock: now,
                 rtc_timer: None,
                 liveness_timer: Some(deadline),
                 touched: false,
                 estimate: None,
                 last_allocation: None,
                 allocation_timer: None,
+                damping: Default::default(),
             },
         );
         self.timers

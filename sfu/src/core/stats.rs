@@ -1,6 +1,21 @@
 //! Counters kept by the engine on the hot path as plain integers, published by the I/O layer.
 
+use std::time::Duration;
+
+use signal::protocol::TrackKind;
+
 use super::forward::DropReason;
+
+/// Index of a track kind in the `*_by_kind` counters: audio 0, video 1.
+pub fn kind_index(kind: TrackKind) -> usize {
+    match kind {
+        TrackKind::Audio => 0,
+        TrackKind::Video => 1,
+    }
+}
+
+/// The names of the kinds, by [`kind_index`].
+pub const KIND_NAMES: [&str; 2] = ["audio", "video"];
 
 /// Cumulative counters of one engine.
 #[derive(Debug, Default, Clone)]
@@ -31,4 +46,72 @@ pub struct EngineStats {
     pub data_dropped: u64,
     /// Changes of who is speaking.
     pub speaker_changes: u64,
+    /// RTP packets received from publishers on known tracks, by [`kind_index`].
+    pub rtp_in_by_kind: [u64; 2],
+    /// Their payload bytes.
+    pub rtp_in_bytes_by_kind: [u64; 2],
+    /// RTP packets written towards subscribers, by [`kind_index`].
+    pub rtp_out_by_kind: [u64; 2],
+    /// Their payload bytes.
+    pub rtp_out_bytes_by_kind: [u64; 2],
+    /// Simulcast layer switches of subscriptions.
+    pub layer_switches: u64,
+    /// Keyframe requests (PLI, FIR) received from subscribers.
+    pub keyframe_requests_in: u64,
+}
+
+/// A histogram with fixed bucket bounds, cheap enough to fill on the hot path: one comparison per
+/// bound and two additions, no allocation. Counts are cumulative, like Prometheus buckets.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Samples at or below [`Histogram::BOUNDS`]`[i]`; the last is everything (`+Inf`).
+    pub counts: [u64; Histogram::BOUNDS.len() + 1],
+    /// The sum of all samples, in seconds.
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// Upper bounds in seconds, from 50 µs to 500 ms.
+    pub const BOUNDS: [f64; 12] = [
+        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+    ];
+
+    /// Adds `count` samples of `value`.
+    pub fn add(&mut self, value: Duration, count: u64) {
+        let v = value.as_secs_f64();
+        let bucket = Self::BOUNDS
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(Self::BOUNDS.len());
+        self.counts[bucket] += count;
+        self.sum += v * count as f64;
+    }
+
+    /// Samples at or below each bound, then all of them.
+    pub fn cumulative(&self) -> [u64; Histogram::BOUNDS.len() + 1] {
+        let mut out = self.counts;
+        for i in 1..out.len() {
+            out[i] += out[i - 1];
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut h = Histogram::default();
+        h.add(Duration::from_micros(10), 3);
+        h.add(Duration::from_millis(2), 1);
+        h.add(Duration::from_secs(2), 1);
+        let c = h.cumulative();
+        assert_eq!(c[0], 3);
+        assert_eq!(c[4], 3);
+        assert_eq!(c[5], 4);
+        assert_eq!(c[Histogram::BOUNDS.len()], 5);
+        assert!((h.sum - 2.002_03).abs() < 1e-9);
+    }
 }
