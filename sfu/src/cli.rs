@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint an access token with the configured API key and print it.
     Token(TokenArgs),
     /// Manage the rooms of a running server through its REST API.

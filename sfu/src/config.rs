@@ -10,7 +10,7 @@ mod duration;
 mod file;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use signal::auth::KeySet;
@@ -20,7 +20,8 @@ pub use args::{KeyArgs, ServeArgs};
 pub use duration::{format_duration, parse_duration};
 use file::FileConfig;
 
-use crate::io::rooms::RoomDefaults;
+use crate::io::rooms::{Limits, RoomDefaults};
+use crate::io::turn::{self, TurnConfig};
 use crate::io::webhook::WebhookConfig;
 
 /// Every key of the file, as `docs/configuration.md` must list them.
@@ -36,6 +37,11 @@ pub const KEYS: &[&str] = &[
     "room.auto_create",
     "room.max_participants",
     "room.empty_timeout",
+    "limits.max_participants",
+    "limits.max_participants_per_worker",
+    "shutdown.drain_timeout",
+    "tls.cert",
+    "tls.key",
     "webhook.urls",
     "webhook.api_key",
     "webhook.queue_size",
@@ -43,6 +49,11 @@ pub const KEYS: &[&str] = &[
     "webhook.initial_backoff",
     "webhook.max_backoff",
     "webhook.timeout",
+    "ice_tcp",
+    "turn.urls",
+    "turn.stun_urls",
+    "turn.secret",
+    "turn.ttl",
 ];
 
 /// The server's settings, resolved and validated.
@@ -68,8 +79,27 @@ pub struct Config {
     pub client_key: Option<String>,
     /// Room settings.
     pub room: RoomDefaults,
+    /// Admission limits.
+    pub limits: Limits,
+    /// How long connected participants get to leave after a shutdown signal.
+    pub drain_timeout: Duration,
+    /// Serve HTTPS and WSS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
     /// Webhook settings.
     pub webhook: WebhookSettings,
+    /// Offer a passive ICE-TCP candidate on the media port numbers.
+    pub ice_tcp: bool,
+    /// STUN/TURN servers for clients.
+    pub turn: TurnConfig,
+}
+
+/// `[tls]`: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// `[webhook]`.
@@ -122,6 +152,9 @@ impl Default for Config {
             keys: KeySet::new(),
             client_key: None,
             room: RoomDefaults::default(),
+            limits: Limits::default(),
+            drain_timeout: Duration::from_secs(30),
+            tls: None,
             webhook: WebhookSettings {
                 urls: Vec::new(),
                 api_key: None,
@@ -130,6 +163,11 @@ impl Default for Config {
                 initial_backoff: d.initial_backoff,
                 max_backoff: d.max_backoff,
                 timeout: d.timeout,
+            },
+            ice_tcp: true,
+            turn: TurnConfig {
+                ttl: Duration::from_secs(24 * 3600),
+                ..TurnConfig::default()
             },
         }
     }
@@ -213,6 +251,31 @@ impl Config {
             a.room_empty_timeout
         );
 
+        let l = &file.limits;
+        set!(
+            c.limits.max_participants,
+            l.max_participants,
+            a.limits_max_participants
+        );
+        set!(
+            c.limits.max_participants_per_worker,
+            l.max_participants_per_worker,
+            a.limits_max_participants_per_worker
+        );
+        set!(
+            c.drain_timeout,
+            file.shutdown.drain_timeout.map(|d| d.0),
+            a.shutdown_drain_timeout
+        );
+        let cert = a.tls_cert.clone().or_else(|| file.tls.cert.clone());
+        let key = a.tls_key.clone().or_else(|| file.tls.key.clone());
+        c.tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(err("tls.key", "tls.cert is set without tls.key")),
+            (None, Some(_)) => return Err(err("tls.cert", "tls.key is set without tls.cert")),
+        };
+
         let w = &file.webhook;
         let cw = &mut c.webhook;
         set!(cw.urls, w.urls.clone());
@@ -233,6 +296,20 @@ impl Config {
             a.webhook_max_backoff
         );
         set!(cw.timeout, w.timeout.map(|d| d.0), a.webhook_timeout);
+
+        set!(c.ice_tcp, file.ice_tcp, a.ice_tcp);
+        let t = &file.turn;
+        let ct = &mut c.turn;
+        set!(ct.urls, t.urls.clone());
+        if !a.turn_urls.is_empty() {
+            ct.urls.clone_from(&a.turn_urls);
+        }
+        set!(ct.stun_urls, t.stun_urls.clone());
+        if !a.stun_urls.is_empty() {
+            ct.stun_urls.clone_from(&a.stun_urls);
+        }
+        ct.secret = a.turn_secret.clone().or_else(|| t.secret.clone());
+        set!(ct.ttl, t.ttl.map(|d| d.0), a.turn_ttl);
 
         c.validate()?;
         Ok(c)
@@ -284,6 +361,9 @@ impl Config {
                 format!("must be 0 (no limit) to {MAX_PARTICIPANTS_LIMIT}"),
             ));
         }
+        if self.drain_timeout > Duration::from_secs(3600) {
+            return Err(err("shutdown.drain_timeout", "must be 0s to 1h"));
+        }
         let t = self.room.empty_timeout;
         if t < Duration::from_secs(1) || t > Duration::from_secs(MAX_EMPTY_TIMEOUT_SECS.into()) {
             return Err(err(
@@ -291,7 +371,31 @@ impl Config {
                 format!("must be 1s to {MAX_EMPTY_TIMEOUT_SECS}s"),
             ));
         }
+        self.validate_turn()?;
         self.validate_webhook()
+    }
+
+    fn validate_turn(&self) -> Result<(), ConfigError> {
+        let t = &self.turn;
+        turn::check_urls(&t.urls, &["turn:", "turns:"]).map_err(|m| err("turn.urls", m))?;
+        turn::check_urls(&t.stun_urls, &["stun:", "stuns:"])
+            .map_err(|m| err("turn.stun_urls", m))?;
+        match &t.secret {
+            None if !t.urls.is_empty() => {
+                return Err(err(
+                    "turn.secret",
+                    "required with turn.urls: the secret shared with the TURN server",
+                ))
+            }
+            Some(s) if s.len() < 16 => {
+                return Err(err("turn.secret", "use at least 16 characters"));
+            }
+            _ => {}
+        }
+        if t.ttl < Duration::from_secs(60) || t.ttl > Duration::from_secs(30 * 24 * 3600) {
+            return Err(err("turn.ttl", "must be 1m to 30d"));
+        }
+        Ok(())
     }
 
     fn validate_webhook(&self) -> Result<(), ConfigError> {

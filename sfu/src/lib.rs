@@ -4,6 +4,7 @@
 //! - [`io`]: worker threads that own engines and their UDP sockets, and the handle the signalling
 //!   side talks to.
 //! - [`config`]: the server's settings (file, environment, flags).
+//! - [`ops`]: `/readyz`, `/metrics`, shutdown signals and TLS.
 //! - [`server`]: `sfu serve`, wiring workers, webhooks and the HTTP server.
 //! - [`cli`]: the command line, with the `token` and `room` client commands.
 
@@ -11,4 +12,5 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod io;
+pub mod ops;
 pub mod server;

@@ -53,6 +53,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
     init_logging(&config);
     match sfu::server::serve(config) {
         Ok(()) => ExitCode::SUCCESS,

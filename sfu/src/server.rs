@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tracing::info;
+use tracing::{info, warn};
 
 use signal::auth::KeySet;
 use signal::{ApiConfig, RouterConfig};
@@ -15,7 +15,10 @@ use crate::core::{generate_dtls_cert, EngineConfig};
 use crate::io::handle::{Placement, SfuHandle};
 use crate::io::webhook::Webhooks;
 use crate::io::worker::{self, WorkerSpec};
+use crate::ops;
 
+/// How long open HTTP connections get to finish after the drain.
+const HTTP_CLOSE: Duration = Duration::from_secs(2);
 /// How often empty rooms are looked for.
 const ROOM_SWEEP: Duration = Duration::from_secs(1);
 
@@ -54,16 +57,22 @@ fn api_config(config: &Config) -> Result<ApiConfig, BoxError> {
     Ok(ApiConfig::development(keys))
 }
 
-/// Runs the server until Ctrl-C.
+/// Runs the server until SIGTERM or Ctrl-C, then drains (see [`SfuHandle::shut_down`]).
 pub fn serve(config: Config) -> Result<(), BoxError> {
     let api = api_config(&config)?;
     let workers = config.worker_count();
     let candidate_ips = config.candidate_ips()?;
     let cert = generate_dtls_cert();
-    let placement = Arc::new(Mutex::new(Placement::with_defaults(
-        workers,
-        config.room.clone(),
-    )));
+    let placement = Arc::new(Mutex::new(
+        Placement::with_defaults(workers, config.room.clone()).with_limits(config.limits),
+    ));
+    let recorder = match crate::io::metrics::install() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            warn!("no metrics: {e}");
+            None
+        }
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -75,6 +84,13 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         Webhooks::start(config.webhook_config(&api.keys))?
     };
 
+    // Replies leave from the address the client sent to when every candidate is an address of
+    // this machine (not so behind 1:1 NAT, where the advertised address is someone else's).
+    let local_ips: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .map(|v| v.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    let pin_source =
+        config.udp_ip.is_unspecified() && candidate_ips.iter().all(|ip| local_ips.contains(ip));
     let mut senders = Vec::with_capacity(workers);
     let mut ports = Vec::with_capacity(workers);
     for index in 0..workers {
@@ -90,20 +106,31 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
                 cert.clone(),
             ),
             webhooks: webhooks.clone(),
+            ice_tcp: config.ice_tcp,
+            pin_source,
         };
         let w = worker::spawn(spec, placement.clone())
             .map_err(|e| format!("media worker {index} on {}: {e}", config.udp_bind(index)))?;
         ports.push(w.port);
         senders.push(w.commands);
     }
-    let handle = Arc::new(SfuHandle::new(senders, placement).with_webhooks(webhooks));
+    let handle = Arc::new(
+        SfuHandle::new(senders, placement)
+            .with_webhooks(webhooks)
+            .with_turn(config.turn.clone()),
+    );
     let dev_mode = api.dev_mode;
 
     rt.block_on(async move {
         handle.spawn_room_sweeper(ROOM_SWEEP);
-        let app = signal::app(handle, RouterConfig::default(), api);
-        let listener = tokio::net::TcpListener::bind(config.http)
-            .await
+        let app = signal::app(Arc::clone(&handle), RouterConfig::default(), api)
+            .merge(ops::router(Arc::clone(&handle), recorder));
+        let tls = match &config.tls {
+            Some(files) => Some(ops::tls_config(files).await?),
+            None => None,
+        };
+        let listener = std::net::TcpListener::bind(config.http)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("HTTP on {}: {e}", config.http))?;
         let local = listener.local_addr()?;
         info!(
@@ -113,22 +140,40 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             dev_mode,
             "media ready"
         );
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shown = if local.ip().is_unspecified() {
-            format!("http://localhost:{}/", local.port())
+            format!("{scheme}://localhost:{}/", local.port())
         } else {
-            format!("http://{local}/")
+            format!("{scheme}://{local}/")
         };
         if dev_mode {
             println!("SFU ready: open {shown} in two browser tabs and join the same room");
         } else {
             println!("SFU ready on {shown}; clients join with access tokens (sfu token --help)");
         }
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-                info!("shutting down");
-            })
-            .await?;
+        let http = axum_server::Handle::new();
+        let service = app.into_make_service();
+        let server = match tls {
+            Some(tls) => tokio::spawn(
+                axum_server::from_tcp_rustls(listener, tls)?
+                    .handle(http.clone())
+                    .serve(service),
+            ),
+            None => tokio::spawn(
+                axum_server::from_tcp(listener)?
+                    .handle(http.clone())
+                    .serve(service),
+            ),
+        };
+        ops::shutdown_signal().await;
+        info!(drain = ?config.drain_timeout, "shutting down: no new joins");
+        tokio::select! {
+            _ = handle.shut_down(config.drain_timeout) => {}
+            _ = ops::shutdown_signal() => info!("second signal: not waiting any longer"),
+        }
+        http.graceful_shutdown(Some(HTTP_CLOSE));
+        server.await??;
+        info!("stopped");
         Ok::<_, BoxError>(())
     })
 }

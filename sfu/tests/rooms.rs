@@ -46,6 +46,8 @@ fn start(defaults: RoomDefaults, webhooks: Webhooks) -> SfuHandle {
             candidate_ips: vec![localhost],
             engine: EngineConfig::new(vec![SocketAddr::new(localhost, 0)], cert.clone()),
             webhooks: webhooks.clone(),
+            ice_tcp: false,
+            pin_source: false,
         };
         senders.push(
             worker::spawn(spec, Arc::clone(&placement))

@@ -180,6 +180,13 @@ pub enum ServerMessage {
         /// Its metadata now (empty: none).
         metadata: String,
     },
+    /// The server is shutting down: it admits no more joins, and removes this participant with
+    /// `left` (reason `server_shutdown`) after `drain_seconds` at the latest. The client should
+    /// leave and join again, on another server behind the same address.
+    ShuttingDown {
+        /// Seconds until the server removes everyone still connected.
+        drain_seconds: u32,
+    },
     /// The server removed this participant (answer to `leave`, or for the reason given); the socket
     /// closes after this message.
     Left {

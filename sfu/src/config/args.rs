@@ -93,6 +93,34 @@ pub struct ServeArgs {
           value_name = "DURATION")]
     pub room_empty_timeout: Option<std::time::Duration>,
 
+    /// Most participants on this server (0: no limit); further joins get `server_busy`.
+    /// Default: 0.
+    #[arg(long, env = "SFU_LIMITS_MAX_PARTICIPANTS", value_name = "N")]
+    pub limits_max_participants: Option<u32>,
+
+    /// Most participants on one media worker (0: no limit); further joins to its rooms get
+    /// `server_busy`. Default: 0.
+    #[arg(long, env = "SFU_LIMITS_MAX_PARTICIPANTS_PER_WORKER", value_name = "N")]
+    pub limits_max_participants_per_worker: Option<u32>,
+
+    /// After SIGTERM or Ctrl-C, how long connected participants get to leave before they are
+    /// disconnected. Default: 30s.
+    #[arg(long, env = "SFU_SHUTDOWN_DRAIN_TIMEOUT", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub shutdown_drain_timeout: Option<std::time::Duration>,
+
+    /// PEM certificate chain: serve HTTPS and WSS instead of HTTP (needs --tls-key).
+    #[arg(long, env = "SFU_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SFU_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Check the configuration and exit: 0 when it is valid, 2 otherwise.
+    #[arg(long)]
+    pub check: bool,
+
     /// A webhook URL. May be given several times, or comma-separated. Replaces the file's
     /// webhook.urls.
     #[arg(
@@ -129,4 +157,42 @@ pub struct ServeArgs {
     #[arg(long, env = "SFU_WEBHOOK_TIMEOUT", value_parser = parse_duration,
           value_name = "DURATION")]
     pub webhook_timeout: Option<std::time::Duration>,
+
+    /// Offer a passive ICE-TCP candidate on the media port numbers, for clients whose UDP is
+    /// blocked (true or false). Default: true.
+    #[arg(long, env = "SFU_ICE_TCP", value_name = "BOOL")]
+    pub ice_tcp: Option<bool>,
+
+    /// A TURN URL handed to clients (`turn:` or `turns:`). May be given several times, or
+    /// comma-separated. Replaces the file's turn.urls.
+    #[arg(
+        long = "turn-url",
+        env = "SFU_TURN_URLS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub turn_urls: Vec<String>,
+
+    /// A STUN URL handed to clients (`stun:` or `stuns:`). May be given several times, or
+    /// comma-separated. Replaces the file's turn.stun_urls.
+    #[arg(
+        long = "stun-url",
+        env = "SFU_STUN_URLS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub stun_urls: Vec<String>,
+
+    /// The secret shared with the TURN server (coturn's static-auth-secret).
+    #[arg(
+        long,
+        env = "SFU_TURN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub turn_secret: Option<String>,
+
+    /// How long TURN credentials stay valid. Default: 24h.
+    #[arg(long, env = "SFU_TURN_TTL", value_parser = parse_duration, value_name = "DURATION")]
+    pub turn_ttl: Option<std::time::Duration>,
 }

@@ -21,7 +21,45 @@ pub struct FileConfig {
     /// API key -> secret.
     pub keys: BTreeMap<String, String>,
     pub room: FileRoom,
+    pub limits: FileLimits,
+    pub shutdown: FileShutdown,
+    pub tls: FileTls,
     pub webhook: FileWebhook,
+    pub ice_tcp: Option<bool>,
+    pub turn: FileTurn,
+}
+
+/// `[turn]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileTurn {
+    pub urls: Option<Vec<String>>,
+    pub stun_urls: Option<Vec<String>>,
+    pub secret: Option<String>,
+    pub ttl: Option<FileDuration>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileLimits {
+    pub max_participants: Option<u32>,
+    pub max_participants_per_worker: Option<u32>,
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileShutdown {
+    pub drain_timeout: Option<FileDuration>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileTls {
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
 }
 
 /// `[room]`.

@@ -181,3 +181,27 @@ fn the_configuration_doc_lists_every_key() {
         );
     }
 }
+
+#[test]
+fn limits_shutdown_and_tls_come_from_file_and_flags() {
+    let text = "[limits]\nmax_participants = 10\nmax_participants_per_worker = 4\n\
+                [shutdown]\ndrain_timeout = \"5s\"\n\
+                [tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n";
+    let c = load(text, &["--limits-max-participants", "12"]).unwrap();
+    assert_eq!(c.limits.max_participants, 12);
+    assert_eq!(c.limits.max_participants_per_worker, 4);
+    assert_eq!(c.drain_timeout, Duration::from_secs(5));
+    let tls = c.tls.unwrap();
+    assert_eq!(
+        (tls.cert.to_str(), tls.key.to_str()),
+        (Some("/c.pem"), Some("/k.pem"))
+    );
+    assert_eq!(Config::default().drain_timeout, Duration::from_secs(30));
+    assert!(Config::default().tls.is_none());
+    assert_eq!(key_of(load("[tls]\ncert = \"/c.pem\"", &[])), "tls.key");
+    assert_eq!(key_of(load("", &["--tls-key", "/k.pem"])), "tls.cert");
+    assert_eq!(
+        key_of(load("[shutdown]\ndrain_timeout = \"2h\"", &[])),
+        "shutdown.drain_timeout"
+    );
+}

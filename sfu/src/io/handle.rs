@@ -12,6 +12,7 @@ use signal::webhook::{EventKind, WebhookEvent};
 use signal::{ClientSignal, JoinRequest, MediaBackend, Session};
 
 pub use super::rooms::{Placement, RoomDefaults};
+use super::turn::TurnConfig;
 use super::webhook::Webhooks;
 use crate::core::JoinSpec;
 
@@ -93,6 +94,18 @@ pub enum Command {
         /// The participant as it is now, or `not_found`.
         reply: oneshot::Sender<Result<ParticipantInfo, SignalError>>,
     },
+    /// Tell every participant of the worker that the server is shutting down.
+    ShuttingDown {
+        /// Seconds until they are removed.
+        drain_seconds: u32,
+    },
+    /// Every participant of the worker leaves with `reason`. Replies once they are out.
+    RemoveAll {
+        /// Why (`server_shutdown`).
+        reason: String,
+        /// Answered when done.
+        reply: oneshot::Sender<()>,
+    },
     /// Tell everyone in a room its new metadata.
     UpdateRoom {
         /// Room name.
@@ -109,6 +122,8 @@ pub struct SfuHandle {
     pub(super) workers: Vec<mpsc::Sender<Command>>,
     pub(super) placement: Arc<Mutex<Placement>>,
     pub(super) webhooks: Webhooks,
+    /// STUN/TURN servers handed to joining clients.
+    pub(super) turn: Arc<TurnConfig>,
 }
 
 impl SfuHandle {
@@ -119,7 +134,14 @@ impl SfuHandle {
             workers,
             placement,
             webhooks: Webhooks::disabled(),
+            turn: Arc::new(TurnConfig::default()),
         }
+    }
+
+    /// Joining clients get these STUN/TURN servers, TURN with time-limited credentials.
+    pub fn with_turn(mut self, turn: TurnConfig) -> Self {
+        self.turn = Arc::new(turn);
+        self
     }
 
     /// Room events (created, closed) go to `webhooks`.
@@ -131,6 +153,43 @@ impl SfuHandle {
     /// Participants per worker.
     pub fn load(&self) -> Vec<usize> {
         self.placement.lock().load().to_vec()
+    }
+
+    /// Whether a join could be admitted now (what `/readyz` reports).
+    pub fn accepting(&self) -> bool {
+        self.placement.lock().accepting()
+    }
+
+    /// Shuts the media side down: refuses joins from now on, tells every participant
+    /// (`shutting_down`), waits until they have all left or `drain` has passed, then removes the
+    /// rest with reason `server_shutdown`.
+    pub async fn shut_down(&self, drain: Duration) {
+        self.placement.lock().start_draining();
+        let drain_seconds = u32::try_from(drain.as_secs()).unwrap_or(u32::MAX);
+        for w in &self.workers {
+            let _ = w.send(Command::ShuttingDown { drain_seconds }).await;
+        }
+        let deadline = tokio::time::Instant::now() + drain;
+        let mut left = self.placement.lock().total();
+        while left > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100).min(drain)).await;
+            left = self.placement.lock().total();
+        }
+        tracing::info!(remaining = left, "drain over");
+        let mut done = Vec::new();
+        for w in &self.workers {
+            let (tx, rx) = oneshot::channel();
+            let cmd = Command::RemoveAll {
+                reason: "server_shutdown".into(),
+                reply: tx,
+            };
+            if w.send(cmd).await.is_ok() {
+                done.push(rx);
+            }
+        }
+        for rx in done {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        }
     }
 
     /// Closes the rooms that have been empty for their `empty_timeout`, with a `room_finished`
@@ -174,6 +233,31 @@ fn new_participant_id() -> String {
 
 impl MediaBackend for SfuHandle {
     async fn join(&self, req: JoinRequest) -> Result<Session, SignalError> {
+        let started = Instant::now();
+        let r = self.admit(req).await;
+        let result = match &r {
+            Ok(_) => {
+                metrics::histogram!("sfu_join_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                "ok"
+            }
+            Err(e) => e.code.as_str(),
+        };
+        metrics::counter!("sfu_joins_total", "result" => result).increment(1);
+        r
+    }
+
+    fn signal(&self, participant_id: &str, signal: ClientSignal) -> Result<(), SignalError> {
+        self.route_signal(participant_id, signal)
+    }
+
+    fn leave(&self, participant_id: &str, reason: &str) {
+        self.route_leave(participant_id, reason);
+    }
+}
+
+impl SfuHandle {
+    async fn admit(&self, req: JoinRequest) -> Result<Session, SignalError> {
         let id = new_participant_id();
         let reservation = self
             .placement
@@ -192,6 +276,8 @@ impl MediaBackend for SfuHandle {
         spec.can_publish = req.grants.publish;
         spec.can_subscribe = req.grants.subscribe;
         spec.can_publish_data = req.grants.publish_data;
+        let who = spec.identity.clone().unwrap_or_else(|| id.clone());
+        spec.ice_servers = Some(self.turn.ice_servers(&who, std::time::SystemTime::now()));
         let cmd = Command::Join {
             spec,
             room_metadata: reservation.metadata,
@@ -214,7 +300,7 @@ impl MediaBackend for SfuHandle {
         }
     }
 
-    fn signal(&self, participant_id: &str, signal: ClientSignal) -> Result<(), SignalError> {
+    fn route_signal(&self, participant_id: &str, signal: ClientSignal) -> Result<(), SignalError> {
         let worker = self
             .placement
             .lock()
@@ -228,7 +314,7 @@ impl MediaBackend for SfuHandle {
             .map_err(|_| busy())
     }
 
-    fn leave(&self, participant_id: &str, reason: &str) {
+    fn route_leave(&self, participant_id: &str, reason: &str) {
         let Some(worker) = self.placement.lock().worker_of(participant_id) else {
             return;
         };

@@ -3,6 +3,7 @@
 //! - [`udp`]: the media socket, batched receive and send.
 //! - [`worker`]: a thread owning an engine, its rooms and its socket.
 //! - [`handle`]: what the signalling side calls; places rooms on workers.
+//! - [`metrics`]: Prometheus metrics, published by each worker once a second.
 //! - [`rooms`]: the room registry and the placement of rooms and participants.
 //! - [`service`]: the REST API's operations on rooms and participants.
 //! - [`webhook`]: the bounded webhook queue and its senders; [`events`] finds participant and
@@ -10,9 +11,11 @@
 
 mod events;
 pub mod handle;
+pub mod metrics;
 pub mod rooms;
 mod service;
 pub mod tcp;
+pub mod turn;
 pub mod udp;
 pub mod webhook;
 pub mod worker;

@@ -37,6 +37,20 @@ impl Default for RoomDefaults {
     }
 }
 
+/// Admission limits: joins beyond them are refused with `server_busy`, so that the calls already
+/// running keep their share of the machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Most participants on the node; 0 for no limit.
+    pub max_participants: u32,
+    /// Most participants on one worker; 0 for no limit.
+    pub max_participants_per_worker: u32,
+}
+
+fn busy(message: &str) -> SignalError {
+    SignalError::new(ErrorCode::ServerBusy, message)
+}
+
 #[derive(Debug)]
 struct RoomEntry {
     generation: u64,
@@ -91,6 +105,9 @@ pub struct Placement {
     load: Vec<usize>,
     defaults: RoomDefaults,
     next_generation: u64,
+    limits: Limits,
+    /// Shutting down: no join is admitted any more.
+    draining: bool,
 }
 
 fn not_found() -> SignalError {
@@ -111,7 +128,38 @@ impl Placement {
             load: vec![0; workers],
             defaults,
             next_generation: 1,
+            limits: Limits::default(),
+            draining: false,
         }
+    }
+
+    /// Sets the admission limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// From now on every join is refused with `server_busy` (the server is shutting down).
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether a join could be admitted now: not shutting down, and below the node's limit with
+    /// at least one worker below its own.
+    pub fn accepting(&self) -> bool {
+        let l = self.limits;
+        let node_ok = l.max_participants == 0 || self.total() < l.max_participants as usize;
+        let worker_ok = l.max_participants_per_worker == 0
+            || self
+                .load
+                .iter()
+                .any(|n| *n < l.max_participants_per_worker as usize);
+        !self.draining && node_ok && worker_ok
+    }
+
+    /// Participants on the node (admitted or being admitted).
+    pub fn total(&self) -> usize {
+        self.load.iter().sum()
     }
 
     /// The room defaults.
@@ -143,6 +191,13 @@ impl Placement {
         room: &str,
         now: Instant,
     ) -> Result<Reservation, SignalError> {
+        if self.draining {
+            return Err(busy("the server is shutting down; join another one"));
+        }
+        let l = self.limits;
+        if l.max_participants > 0 && self.total() >= l.max_participants as usize {
+            return Err(busy("the server is at its participant limit"));
+        }
         let created = if self.rooms.contains_key(room) {
             None
         } else if self.defaults.auto_create {
@@ -160,6 +215,20 @@ impl Placement {
         let least_loaded = (0..self.load.len())
             .min_by_key(|w| self.load[*w])
             .unwrap_or(0);
+        let per_worker = l.max_participants_per_worker as usize;
+        let target = self
+            .rooms
+            .get(room)
+            .and_then(|r| r.worker)
+            .unwrap_or(least_loaded);
+        if per_worker > 0 && self.load[target] >= per_worker {
+            if let Some(info) = &created {
+                self.rooms.remove(&info.name);
+            }
+            return Err(busy(
+                "the media worker of this room is at its participant limit",
+            ));
+        }
         let Some(entry) = self.rooms.get_mut(room) else {
             return Err(not_found());
         };
@@ -317,6 +386,32 @@ impl Placement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admission_limits_and_draining_refuse_with_server_busy() {
+        let now = Instant::now();
+        let limits = Limits {
+            max_participants: 3,
+            max_participants_per_worker: 2,
+        };
+        let mut p = Placement::new(2).with_limits(limits);
+        let code = |r: Result<Reservation, SignalError>| r.unwrap_err().code;
+        reserve(&mut p, "a", "r1");
+        reserve(&mut p, "b", "r1");
+        // r1's worker is full; the room is not moved and the others are untouched.
+        assert_eq!(code(p.reserve("c", "r1", now)), ErrorCode::ServerBusy);
+        assert!(p.accepting());
+        reserve(&mut p, "c", "r2");
+        // The node is full.
+        assert!(!p.accepting());
+        assert_eq!(code(p.reserve("d", "r3", now)), ErrorCode::ServerBusy);
+        assert!(p.info("r3").is_err());
+        p.release("c", now);
+        assert!(p.accepting());
+        p.start_draining();
+        assert!(!p.accepting());
+        assert_eq!(code(p.reserve("e", "r2", now)), ErrorCode::ServerBusy);
+    }
 
     fn reserve(p: &mut Placement, id: &str, room: &str) -> usize {
         p.reserve(id, room, Instant::now()).unwrap().worker

@@ -114,18 +114,29 @@ impl MediaSocket {
     /// Send datagrams, joining runs to the same destination into one GSO send where the sizes
     /// allow (all segments equal but the last, which may be shorter). Waits while the socket
     /// buffer is full. Errors other than a full buffer drop the datagram (as the network would).
-    pub async fn send_all(&mut self, transmits: &mut Vec<Transmit>) -> io::Result<usize> {
+    ///
+    /// With `pin_source`, each datagram leaves from the local address its path uses (the
+    /// candidate the client sent to), not whatever the routing table picks: on a host with
+    /// several addresses a reply from another address would not match the ICE pair. Only for
+    /// candidates that are addresses of this machine (not a public address behind NAT).
+    pub async fn send_all(
+        &mut self,
+        transmits: &mut Vec<Transmit>,
+        pin_source: bool,
+    ) -> io::Result<usize> {
         let max_segments = self.state.max_gso_segments().max(1);
         let mut sent = 0;
         let mut i = 0;
         while i < transmits.len() {
             let dest = transmits[i].destination;
+            let source = transmits[i].source.ip();
             let seg = transmits[i].contents.len();
             let mut j = i + 1;
             if max_segments > 1 {
                 while j < transmits.len()
                     && j - i < max_segments
                     && transmits[j].destination == dest
+                    && transmits[j].source.ip() == source
                     && transmits[j].contents.len() <= seg
                     && (j - i + 1) * seg <= 65_000
                 {
@@ -146,7 +157,7 @@ impl MediaSocket {
                 ecn: None,
                 contents: &self.send_buf,
                 segment_size: (segments > 1).then_some(seg),
-                src_ip: None,
+                src_ip: pin_source.then_some(source),
             };
             loop {
                 let r = self.socket.try_io(Interest::WRITABLE, || {

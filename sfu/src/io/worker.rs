@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -18,6 +18,8 @@ use signal::protocol::{ErrorCode, ServerMessage, SignalError};
 
 use super::events::MemberEvents;
 use super::handle::{Command, Placement};
+use super::metrics::WorkerMetrics;
+use super::tcp::{TcpEvent, TcpMedia};
 use super::udp::MediaSocket;
 use super::webhook::Webhooks;
 use crate::core::{Engine, EngineConfig};
@@ -37,6 +39,11 @@ pub struct WorkerSpec {
     pub candidate_ips: Vec<IpAddr>,
     /// Engine settings (the candidate addresses are filled in from the above).
     pub engine: EngineConfig,
+    /// Also accept ICE over TCP on the same port number as the UDP socket.
+    pub ice_tcp: bool,
+    /// The candidate IPs are this machine's own addresses: replies leave from the address the
+    /// client sent to (false behind 1:1 NAT, where the candidate is not a local address).
+    pub pin_source: bool,
     /// Where participant and track events go.
     pub webhooks: Webhooks,
 }
@@ -78,12 +85,29 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                     }
                 };
                 let port = socket.local_port();
+                let tcp = if spec.ice_tcp {
+                    match TcpMedia::bind(SocketAddr::new(spec.bind.ip(), port)).await {
+                        Ok(t) => Some(t),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(io::Error::new(
+                                e.kind(),
+                                format!("ICE-TCP on port {port}: {e}"),
+                            )));
+                            return;
+                        }
+                    }
+                } else {
+                    None
+                };
                 let mut engine_config = spec.engine;
                 engine_config.candidate_addrs = spec
                     .candidate_ips
                     .iter()
                     .map(|ip| SocketAddr::new(*ip, port))
                     .collect();
+                if tcp.is_some() {
+                    engine_config.tcp_candidate_addrs = engine_config.candidate_addrs.clone();
+                }
                 let _ = ready_tx.send(Ok(port));
                 let span = info_span!("worker", index);
                 WorkerLoop {
@@ -91,11 +115,14 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                     track_epoch: (0, 0),
                     engine: Engine::new(engine_config),
                     socket,
+                    tcp,
+                    pin_source: spec.pin_source,
                     commands: rx,
                     sessions: HashMap::new(),
                     placement,
                     out: Vec::with_capacity(1024),
                     kick: Vec::new(),
+                    metrics: WorkerMetrics::new(index),
                 }
                 .run()
                 .instrument(span)
@@ -115,6 +142,10 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
 struct WorkerLoop {
     engine: Engine,
     socket: MediaSocket,
+    /// ICE-TCP connections, when enabled.
+    tcp: Option<TcpMedia>,
+    /// See [`WorkerSpec::pin_source`].
+    pin_source: bool,
     commands: mpsc::Receiver<Command>,
     /// Event queues of the participants on this worker.
     sessions: HashMap<String, mpsc::Sender<ServerMessage>>,
@@ -122,6 +153,8 @@ struct WorkerLoop {
     out: Vec<Transmit>,
     /// Participants to remove after delivering signals (queue full or closed).
     kick: Vec<(String, &'static str)>,
+    /// Published once a second.
+    metrics: WorkerMetrics,
     /// Participant and track webhooks.
     member_events: MemberEvents,
     /// [`Engine::track_epoch`] when tracks were last compared.
@@ -153,15 +186,24 @@ impl WorkerLoop {
                     self.receive();
                 }
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
+                ev = async {
+                    match self.tcp.as_mut() {
+                        Some(t) => t.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.handle_tcp(ev),
+                _ = self.metrics.tick() => self.metrics.publish(&self.engine, self.sessions.keys()),
             }
             self.deliver_signals();
             self.notice_tracks();
             self.send().await;
+            self.metrics.end_turn(self.engine.stats());
         }
         info!("worker stopped");
     }
 
     fn receive(&mut self) {
+        self.metrics.start_turn(self.engine.stats());
         let WorkerLoop { engine, socket, .. } = self;
         let port = socket.local_port();
         let fallback = engine.candidate_addrs()[0];
@@ -185,12 +227,29 @@ impl WorkerLoop {
         }
     }
 
+    fn handle_tcp(&mut self, ev: TcpEvent) {
+        if let TcpEvent::Packet {
+            source,
+            local,
+            data,
+        } = ev
+        {
+            let now = Instant::now();
+            self.engine.handle_tcp_packet(now, source, local, &data);
+            self.engine.flush(now);
+        }
+    }
+
     async fn send(&mut self) {
         while let Some(t) = self.engine.poll_transmit() {
-            self.out.push(t);
+            match (t.proto, self.tcp.as_mut()) {
+                (Protocol::Tcp, Some(tcp)) => tcp.send(t.destination, &t.contents),
+                (Protocol::Tcp, None) => {}
+                _ => self.out.push(t),
+            }
         }
         if !self.out.is_empty() {
-            if let Err(e) = self.socket.send_all(&mut self.out).await {
+            if let Err(e) = self.socket.send_all(&mut self.out, self.pin_source).await {
                 warn!("send: {e}");
                 self.out.clear();
             }
@@ -293,6 +352,20 @@ impl WorkerLoop {
                     self.member_events.seen(info.clone());
                 }
                 let _ = reply.send(r);
+            }
+            Command::ShuttingDown { drain_seconds } => {
+                for id in self.sessions.keys() {
+                    let msg = ServerMessage::ShuttingDown { drain_seconds };
+                    self.engine.notify(id, msg);
+                }
+            }
+            Command::RemoveAll { reason, reply } => {
+                let ids: Vec<String> = self.sessions.keys().cloned().collect();
+                for id in ids {
+                    self.engine.leave(now, &id, &reason);
+                }
+                self.deliver_signals();
+                let _ = reply.send(());
             }
             Command::UpdateRoom { room, metadata } => {
                 self.engine.set_room_metadata(&room, &metadata);

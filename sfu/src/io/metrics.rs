@@ -1,0 +1,298 @@
+//! Prometheus metrics. The engine counts on the hot path in plain integers ([`EngineStats`]);
+//! each worker publishes the differences once a second ([`WorkerMetrics`]), with a `worker`
+//! label. Nothing goes through the `metrics` macros per packet.
+//!
+//! The forwarding delay (a datagram's arrival to the end of the send that follows its receive
+//! batch) is kept in a fixed-bucket [`Histogram`] and exposed as the `_bucket`, `_sum` and
+//! `_count` series of a Prometheus histogram. `docs/operations.md` lists every metric.
+
+use std::time::{Duration, Instant};
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::core::forward::DropReason;
+use crate::core::stats::{EngineStats, Histogram, KIND_NAMES};
+use crate::core::Engine;
+
+/// How often workers publish.
+pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Join time buckets, seconds.
+const JOIN_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+/// Bandwidth estimate buckets, bits per second.
+const BWE_BUCKETS: [f64; 10] = [100e3, 250e3, 500e3, 1e6, 1.5e6, 2.5e6, 4e6, 6e6, 10e6, 25e6];
+
+/// Installs the Prometheus recorder for the process and describes the metrics. Render with
+/// [`PrometheusHandle::render`].
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("sfu_join_duration_seconds".into()),
+            &JOIN_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("sfu_bandwidth_estimate_bps".into()),
+            &BWE_BUCKETS,
+        )?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    describe_gauge!("sfu_rooms", "Rooms with participants, per worker.");
+    describe_gauge!("sfu_participants", "Participants, per worker.");
+    describe_gauge!("sfu_tracks", "Published tracks, per worker.");
+    describe_gauge!(
+        "sfu_worker_admitted",
+        "Participants placed on each worker, joins in progress included (admission control counts these)."
+    );
+    describe_gauge!(
+        "sfu_ready",
+        "1 while the server admits new participants (what /readyz says)."
+    );
+    describe_counter!(
+        "sfu_rtp_packets_in_total",
+        "RTP packets received from publishers, by kind."
+    );
+    describe_counter!("sfu_rtp_bytes_in_total", "Their RTP payload bytes.");
+    describe_counter!(
+        "sfu_rtp_packets_out_total",
+        "RTP packets forwarded to subscribers, by kind (retransmissions not included)."
+    );
+    describe_counter!("sfu_rtp_bytes_out_total", "Their RTP payload bytes.");
+    describe_counter!(
+        "sfu_datagrams_in_total",
+        "UDP and ICE-TCP packets received."
+    );
+    describe_counter!("sfu_datagrams_out_total", "Packets handed to the sockets.");
+    describe_counter!(
+        "sfu_datagrams_unknown_total",
+        "Packets from addresses no participant owns."
+    );
+    describe_counter!(
+        "sfu_datagrams_rejected_total",
+        "Packets the WebRTC stack refused (malformed, failed decryption)."
+    );
+    describe_counter!(
+        "sfu_dropped_packets_total",
+        "RTP packets not forwarded to a subscriber, by reason."
+    );
+    describe_counter!(
+        "sfu_keyframe_requests_in_total",
+        "Keyframe requests (PLI, FIR) received from subscribers."
+    );
+    describe_counter!(
+        "sfu_keyframe_requests_out_total",
+        "Keyframe requests (PLI) sent to publishers."
+    );
+    describe_counter!(
+        "sfu_layer_switches_total",
+        "Simulcast layer switches of subscriptions."
+    );
+    describe_counter!(
+        "sfu_data_messages_total",
+        "Data-channel messages: relayed (per recipient), refused, dropped."
+    );
+    describe_counter!("sfu_speaker_changes_total", "Changes of who is speaking.");
+    describe_gauge!(
+        "sfu_worker_cpu_seconds_total",
+        "CPU time used by the worker's thread (rate() of it is the worker's load, 0 to 1)."
+    );
+    describe_counter!(
+        "sfu_forwarding_delay_seconds_bucket",
+        "Forwarded RTP packets: arrival to the end of the send after their receive batch."
+    );
+    describe_counter!(
+        "sfu_forwarding_delay_seconds_count",
+        "Forwarded RTP packets measured by sfu_forwarding_delay_seconds_bucket."
+    );
+    describe_gauge!(
+        "sfu_forwarding_delay_seconds_sum",
+        "The sum of their forwarding delays, seconds."
+    );
+    describe_histogram!(
+        "sfu_bandwidth_estimate_bps",
+        "Bandwidth estimates towards subscribers, sampled once a second per participant."
+    );
+    describe_histogram!(
+        "sfu_join_duration_seconds",
+        "Join requests admitted: from the request to the worker's answer."
+    );
+    describe_counter!(
+        "sfu_joins_total",
+        "Join requests, by result (ok or error code)."
+    );
+}
+
+/// What one worker publishes, and what it published last.
+pub struct WorkerMetrics {
+    worker: String,
+    last: EngineStats,
+    /// Forwarding delay since the start.
+    delay: Histogram,
+    /// The start of the current receive turn and the forwarded count then.
+    turn: Option<(Instant, u64)>,
+    tick: tokio::time::Interval,
+}
+
+impl WorkerMetrics {
+    /// Metrics of worker `index`. Call from the worker's runtime.
+    pub fn new(index: usize) -> Self {
+        let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        WorkerMetrics {
+            worker: index.to_string(),
+            last: EngineStats::default(),
+            delay: Histogram::default(),
+            turn: None,
+            tick,
+        }
+    }
+
+    /// Resolves when it is time to [`publish`](Self::publish).
+    pub async fn tick(&mut self) {
+        self.tick.tick().await;
+    }
+
+    /// Datagrams are about to be received (and forwarded).
+    pub fn start_turn(&mut self, stats: &EngineStats) {
+        if self.turn.is_none() {
+            self.turn = Some((Instant::now(), stats.rtp_forwarded));
+        }
+    }
+
+    /// The datagrams of the turn are sent: the packets forwarded since
+    /// [`start_turn`](Self::start_turn) took this long.
+    pub fn end_turn(&mut self, stats: &EngineStats) {
+        if let Some((start, before)) = self.turn.take() {
+            let n = stats.rtp_forwarded.saturating_sub(before);
+            if n > 0 {
+                self.delay.add(start.elapsed(), n);
+            }
+        }
+    }
+
+    /// Publishes gauges and the counters' increments since the last call. `participants`: the
+    /// ids of the participants on this worker, for their bandwidth estimates.
+    pub fn publish<'a>(&mut self, engine: &Engine, participants: impl Iterator<Item = &'a String>) {
+        let w = || ("worker", self.worker.clone());
+        gauge!("sfu_rooms", &[w()]).set(engine.room_count() as f64);
+        gauge!("sfu_participants", &[w()]).set(engine.participant_count() as f64);
+        gauge!("sfu_tracks", &[w()]).set(engine.track_count() as f64);
+
+        let s = engine.stats();
+        let l = &self.last;
+        let add = |name: &'static str, now: u64, before: u64| {
+            counter!(name, &[w()]).increment(now.saturating_sub(before));
+        };
+        add("sfu_datagrams_in_total", s.datagrams_in, l.datagrams_in);
+        add("sfu_datagrams_out_total", s.datagrams_out, l.datagrams_out);
+        add(
+            "sfu_datagrams_unknown_total",
+            s.datagrams_unknown,
+            l.datagrams_unknown,
+        );
+        add(
+            "sfu_datagrams_rejected_total",
+            s.datagrams_rejected,
+            l.datagrams_rejected,
+        );
+        add(
+            "sfu_keyframe_requests_in_total",
+            s.keyframe_requests_in,
+            l.keyframe_requests_in,
+        );
+        add(
+            "sfu_keyframe_requests_out_total",
+            s.keyframe_requests,
+            l.keyframe_requests,
+        );
+        add(
+            "sfu_layer_switches_total",
+            s.layer_switches,
+            l.layer_switches,
+        );
+        add(
+            "sfu_speaker_changes_total",
+            s.speaker_changes,
+            l.speaker_changes,
+        );
+        for (k, kind) in KIND_NAMES.iter().enumerate() {
+            let labels = [w(), ("kind", (*kind).to_owned())];
+            for (name, now, before) in [
+                (
+                    "sfu_rtp_packets_in_total",
+                    s.rtp_in_by_kind[k],
+                    l.rtp_in_by_kind[k],
+                ),
+                (
+                    "sfu_rtp_bytes_in_total",
+                    s.rtp_in_bytes_by_kind[k],
+                    l.rtp_in_bytes_by_kind[k],
+                ),
+                (
+                    "sfu_rtp_packets_out_total",
+                    s.rtp_out_by_kind[k],
+                    l.rtp_out_by_kind[k],
+                ),
+                (
+                    "sfu_rtp_bytes_out_total",
+                    s.rtp_out_bytes_by_kind[k],
+                    l.rtp_out_bytes_by_kind[k],
+                ),
+            ] {
+                counter!(name, &labels).increment(now.saturating_sub(before));
+            }
+        }
+        for r in DropReason::ALL {
+            let labels = [w(), ("reason", r.as_str().to_owned())];
+            let i = r.index();
+            counter!("sfu_dropped_packets_total", &labels)
+                .increment(s.dropped[i].saturating_sub(l.dropped[i]));
+        }
+        for (outcome, now, before) in [
+            ("relayed", s.data_relayed, l.data_relayed),
+            ("refused", s.data_refused, l.data_refused),
+            ("dropped", s.data_dropped, l.data_dropped),
+        ] {
+            let labels = [w(), ("outcome", outcome.to_owned())];
+            counter!("sfu_data_messages_total", &labels).increment(now.saturating_sub(before));
+        }
+        self.last = s.clone();
+
+        let cumulative = self.delay.cumulative();
+        for (i, bound) in Histogram::BOUNDS.iter().enumerate() {
+            let labels = [w(), ("le", bound.to_string())];
+            counter!("sfu_forwarding_delay_seconds_bucket", &labels).absolute(cumulative[i]);
+        }
+        let total = cumulative[Histogram::BOUNDS.len()];
+        let labels = [w(), ("le", "+Inf".to_owned())];
+        counter!("sfu_forwarding_delay_seconds_bucket", &labels).absolute(total);
+        counter!("sfu_forwarding_delay_seconds_count", &[w()]).absolute(total);
+        // The sum is fractional; a gauge holds it exactly.
+        gauge!("sfu_forwarding_delay_seconds_sum", &[w()]).set(self.delay.sum);
+
+        let estimates = histogram!("sfu_bandwidth_estimate_bps", &[w()]);
+        for id in participants {
+            if let Some(bps) = engine.estimate_of(id) {
+                estimates.record(bps as f64);
+            }
+        }
+        if let Some(cpu) = thread_cpu_time() {
+            gauge!("sfu_worker_cpu_seconds_total", &[w()]).set(cpu.as_secs_f64());
+        }
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call only writes to it.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (r == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}

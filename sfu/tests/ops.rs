@@ -1,0 +1,432 @@
+//! Operations, against the real `sfu` binary on 127.0.0.1: metrics move when media flows,
+//! readiness and the drain on SIGTERM, admission control, and a WSS join over TLS with a
+//! self-signed certificate.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, Input, Output, RtcConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use signal::auth::{Grants, KeySet, TokenSpec};
+
+const KEY: &str = "APIops";
+const SECRET: &str = "an-operations-test-secret-of-40-chars!!";
+const STEP: Duration = Duration::from_secs(10);
+
+/// A running `sfu` process, killed when dropped.
+struct Server {
+    child: Child,
+    http: SocketAddr,
+    client: reqwest::Client,
+    scheme: &'static str,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    async fn start(args: &[&str]) -> Server {
+        Server::start_with(args, reqwest::Client::new(), "http").await
+    }
+
+    async fn start_with(args: &[&str], client: reqwest::Client, scheme: &'static str) -> Server {
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sfu"))
+            .args(["serve", "--http", &http.to_string()])
+            .args(["--udp-ip", "127.0.0.1", "--udp-port", "0", "--workers", "1"])
+            .args(args)
+            .env("SFU_API_KEY", KEY)
+            .env("SFU_API_SECRET", SECRET)
+            .env("SFU_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the sfu binary starts");
+        let server = Server {
+            child,
+            http,
+            client,
+            scheme,
+        };
+        let deadline = Instant::now() + 3 * STEP;
+        while server.get("/healthz").await.0 != 200 {
+            assert!(Instant::now() < deadline, "the server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}://localhost:{}{path}", self.scheme, self.http.port());
+        match self.client.get(&url).send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.http.port())
+    }
+
+    fn sigterm(&self) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    }
+
+    async fn exit_within(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(room: &str, identity: &str) -> String {
+    let keys = KeySet::single(KEY, SECRET).unwrap();
+    let spec = TokenSpec {
+        identity: identity.into(),
+        name: None,
+        room: Some(room.into()),
+        grants: Grants::participant(),
+        metadata: None,
+        ttl: Duration::from_secs(600),
+    };
+    keys.mint(KEY, &spec).unwrap().0
+}
+
+/// A signalling connection.
+struct Ws<S>(WebSocketStream<S>);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Ws<S> {
+    async fn send(&mut self, v: Value) {
+        self.0.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// The next server message (`None` when the socket closed).
+    async fn recv(&mut self) -> Option<Value> {
+        loop {
+            let m = timeout(STEP, self.0.next())
+                .await
+                .expect("no message in time");
+            match m {
+                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Reads until a message of type `kind`.
+    async fn until(&mut self, kind: &str) -> Value {
+        loop {
+            let m = self
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("closed before {kind}"));
+            if m["type"] == kind {
+                return m;
+            }
+        }
+    }
+
+    /// Sends `join`; returns the first answer (`joined` or `error`).
+    async fn join(&mut self, room: &str, identity: &str) -> Value {
+        self.send(json!({
+            "type": "join", "version": 1, "room": room, "name": identity,
+            "token": token(room, identity),
+        }))
+        .await;
+        loop {
+            let m = self.recv().await.expect("closed before joined");
+            if m["type"] == "joined" || m["type"] == "error" {
+                return m;
+            }
+        }
+    }
+}
+
+async fn connect(url: &str) -> Ws<impl AsyncRead + AsyncWrite + Unpin> {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    Ws(ws)
+}
+
+/// A participant that publishes one audio track (a 60-byte packet every 20 ms) over UDP and
+/// receives the others' for `duration`. Returns how many RTP packets it received.
+async fn call(url: String, room: &str, identity: &str, duration: Duration) -> u64 {
+    let mut ws = connect(&url).await;
+    assert_eq!(ws.join(room, identity).await["type"], "joined");
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut rtc = RtcConfig::new()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    let mut pending = Some(pending);
+    ws.send(json!({"type": "offer", "sdp": offer.to_sdp_string()}))
+        .await;
+    let pt = rtc
+        .codec_config()
+        .find(|p| p.spec().codec == Codec::Opus)
+        .unwrap()
+        .pt();
+
+    let end = Instant::now() + duration;
+    let mut next_audio = Instant::now();
+    let mut seq: u64 = 0;
+    let mut connected = false;
+    let mut received = 0;
+    let mut buf = vec![0u8; 2048];
+    while Instant::now() < end {
+        let now = Instant::now();
+        if connected && now >= next_audio {
+            if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+                let ts = (seq * 960) as u32;
+                tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, vec![0xfc; 60]));
+                seq += 1;
+            }
+            next_audio += Duration::from_millis(20);
+        }
+        let deadline = loop {
+            match rtc.poll_output().unwrap() {
+                Output::Transmit(t) => {
+                    let _ = socket.send_to(&t.contents, t.destination).await;
+                }
+                Output::Timeout(t) => break t,
+                Output::Event(Event::Connected) => connected = true,
+                Output::Event(Event::RtpPacket(_)) => received += 1,
+                Output::Event(_) => {}
+            }
+        };
+        let wake = deadline
+            .min(end)
+            .min(if connected { next_audio } else { end });
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
+        tokio::select! {
+            m = ws.recv() => {
+                let Some(m) = m else { break };
+                match m["type"].as_str() {
+                    Some("answer") => {
+                        let answer = SdpAnswer::from_sdp_string(m["sdp"].as_str().unwrap()).unwrap();
+                        if let Some(p) = pending.take() {
+                            rtc.sdp_api().accept_answer(p, answer).unwrap();
+                        }
+                    }
+                    Some("offer") => {
+                        let offer = SdpOffer::from_sdp_string(m["sdp"].as_str().unwrap()).unwrap();
+                        let answer = rtc.sdp_api().accept_offer(offer).unwrap();
+                        ws.send(json!({"type": "answer", "sdp": answer.to_sdp_string()})).await;
+                    }
+                    _ => {}
+                }
+            }
+            r = socket.recv_from(&mut buf) => {
+                let (n, source) = r.unwrap();
+                if let Ok(r) = Receive::new(Protocol::Udp, source, local, &buf[..n]) {
+                    rtc.handle_input(Input::Receive(Instant::now(), r)).unwrap();
+                }
+            }
+            _ = sleep => rtc.handle_input(Input::Timeout(Instant::now())).unwrap(),
+        }
+    }
+    ws.send(json!({"type": "leave"})).await;
+    received
+}
+
+/// The sum of the samples of `name` whose labels contain every one of `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_when_media_flows() {
+    let server = Server::start(&[]).await;
+    let before = server.metrics().await;
+    let audio_in = |t: &str| metric(t, "sfu_rtp_packets_in_total", &[r#"kind="audio""#]);
+    let audio_out = |t: &str| metric(t, "sfu_rtp_packets_out_total", &[r#"kind="audio""#]);
+
+    let length = Duration::from_secs(4);
+    let a = tokio::spawn(call(server.ws_url(), "call", "ann", length));
+    let b = tokio::spawn(call(server.ws_url(), "call", "bob", length));
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let during = server.metrics().await;
+    let (got_a, got_b) = (a.await.unwrap(), b.await.unwrap());
+    assert!(got_a > 10 && got_b > 10, "media arrived: {got_a}, {got_b}");
+    // Workers publish once a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = server.metrics().await;
+
+    assert_eq!(metric(&during, "sfu_participants", &[]), 2.0, "{during}");
+    assert_eq!(metric(&during, "sfu_rooms", &[]), 1.0);
+    assert_eq!(metric(&during, "sfu_tracks", &[]), 2.0);
+    assert!(audio_in(&after) - audio_in(&before) > 50.0, "{after}");
+    assert!(audio_out(&after) - audio_out(&before) > 20.0, "{after}");
+    let bytes = |t: &str| metric(t, "sfu_rtp_bytes_out_total", &[r#"kind="audio""#]);
+    assert!(bytes(&after) - bytes(&before) > 20.0 * 60.0);
+    assert!(
+        metric(&after, "sfu_datagrams_in_total", &[])
+            > metric(&before, "sfu_datagrams_in_total", &[])
+    );
+    assert!(metric(&after, "sfu_forwarding_delay_seconds_count", &[]) > 20.0);
+    assert!(
+        metric(
+            &after,
+            "sfu_forwarding_delay_seconds_bucket",
+            &[r#"le="+Inf""#]
+        ) > 20.0
+    );
+    assert_eq!(metric(&after, "sfu_joins_total", &[r#"result="ok""#]), 2.0);
+    assert_eq!(metric(&after, "sfu_join_duration_seconds_count", &[]), 2.0);
+    assert!(
+        after.contains("sfu_dropped_packets_total{"),
+        "every drop reason is listed"
+    );
+    assert!(after.contains("sfu_worker_cpu_seconds_total{worker=\"0\"}"));
+    assert_eq!(metric(&after, "sfu_ready", &[]), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_fails_readiness_tells_clients_drains_and_exits_zero() {
+    let mut server = Server::start(&["--shutdown-drain-timeout", "3s"]).await;
+    assert_eq!(server.get("/readyz").await.0, 200);
+    let mut ann = connect(&server.ws_url()).await;
+    assert_eq!(ann.join("r", "ann").await["type"], "joined");
+
+    server.sigterm();
+    let notice = ann.until("shutting_down").await;
+    assert_eq!(notice["drain_seconds"], 3);
+    // The drain has started, so readiness fails from now on.
+    assert_eq!(server.get("/readyz").await.0, 503);
+    assert_eq!(server.get("/healthz").await.0, 200, "alive while draining");
+
+    let mut late = connect(&server.ws_url()).await;
+    let refused = late.join("r", "late").await;
+    assert_eq!(refused["code"], "server_busy", "{refused}");
+
+    let left = ann.until("left").await;
+    assert_eq!(left["reason"], "server_shutdown");
+    let status = server.exit_within(Duration::from_secs(8)).await;
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_beyond_the_node_limit_are_refused_as_busy() {
+    let server = Server::start(&["--limits-max-participants", "1"]).await;
+    let mut ann = connect(&server.ws_url()).await;
+    assert_eq!(ann.join("r", "ann").await["type"], "joined");
+    assert_eq!(server.get("/readyz").await.0, 503, "full");
+
+    let mut bob = connect(&server.ws_url()).await;
+    let refused = bob.join("other", "bob").await;
+    assert_eq!(refused["code"], "server_busy", "{refused}");
+    let m = server.metrics().await;
+    assert_eq!(
+        metric(&m, "sfu_joins_total", &[r#"result="server_busy""#]),
+        1.0
+    );
+
+    ann.send(json!({"type": "leave"})).await;
+    ann.until("left").await;
+    let deadline = Instant::now() + STEP;
+    while server.get("/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "readyz never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(bob.join("other", "bob").await["type"], "joined");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_join_with_a_self_signed_certificate() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("sfu-ops-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path): (PathBuf, PathBuf) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let args = [
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ];
+    let server = Server::start_with(&args, client, "https").await;
+    assert_eq!(server.get("/readyz").await.0, 200);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let url = format!("wss://localhost:{}/ws", server.http.port());
+    let (ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    let mut ws = Ws(ws);
+    let joined = ws.join("secure", "ann").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["room"], "secure");
+
+    // Plain HTTP on the TLS port is refused.
+    let plain = reqwest::get(format!("http://127.0.0.1:{}/healthz", server.http.port())).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
