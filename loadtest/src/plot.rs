@@ -159,6 +159,14 @@ fn draw<DB: DrawingBackend>(
     let pick = |f: &dyn Fn(&TimelinePoint) -> f64| -> Vec<(f64, f64)> {
         timeline.iter().map(|p| (p.t_s, f(p))).collect()
     };
+    // Seconds without a packet have no latency: leave them out rather than draw a zero.
+    let pick_latency = |f: &dyn Fn(&TimelinePoint) -> f64| -> Vec<(f64, f64)> {
+        timeline
+            .iter()
+            .filter(|p| p.latency.count > 0)
+            .map(|p| (p.t_s, f(p)))
+            .collect()
+    };
     panel(
         &areas[0],
         "bitrate",
@@ -175,8 +183,8 @@ fn draw<DB: DrawingBackend>(
         "ms",
         t_max,
         &[
-            ("p95", RED, pick(&|p| p.latency.p95_ms)),
-            ("p50", MAGENTA, pick(&|p| p.latency.p50_ms)),
+            ("p95", RED, pick_latency(&|p| p.latency.p95_ms)),
+            ("p50", MAGENTA, pick_latency(&|p| p.latency.p50_ms)),
         ],
     )?;
     let mut cpu = vec![("loss %", BLACK, pick(&|p| p.loss_pct))];

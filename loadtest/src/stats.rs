@@ -316,6 +316,8 @@ pub struct TrackStats {
     pub first_us: u64,
     /// Last packet, µs.
     pub last_us: u64,
+    /// When the measurement ended, µs.
+    end_us: Option<u64>,
     /// RTP packets.
     pub packets: u64,
     /// Payload bytes.
@@ -360,6 +362,7 @@ impl TrackStats {
             kind,
             first_us: 0,
             last_us: 0,
+            end_us: None,
             packets: 0,
             bytes: 0,
             seq: SeqTracker::default(),
@@ -447,9 +450,22 @@ impl TrackStats {
         self.last_picture_id = Some(pid);
     }
 
-    /// Bitrate over the time packets arrived, kbit/s.
+    /// The measurement ends at `end_us`: an open freeze counts, and the bitrate is taken up to
+    /// here.
+    pub fn finish(&mut self, end_us: u64) {
+        if self.packets > 0 {
+            self.freezes.finish(end_us);
+            self.end_us = Some(end_us.max(self.last_us));
+        }
+    }
+
+    /// Bitrate from the first packet to the end of the measurement (or the last packet, before
+    /// [`TrackStats::finish`]), kbit/s.
     pub fn kbps(&self) -> f64 {
-        let span = self.last_us.saturating_sub(self.first_us);
+        let span = self
+            .end_us
+            .unwrap_or(self.last_us)
+            .saturating_sub(self.first_us);
         if span == 0 {
             0.0
         } else {
@@ -719,5 +735,19 @@ mod tests {
         assert!((r.latency.p50_ms - 3.0).abs() < 0.05);
         assert_eq!(r.freezes, 0);
         assert_eq!((r.vp8_invalid, r.picture_id_jumps), (0, 0));
+        // 20 packets of 326 bytes between 3 ms and 363 ms, then nothing until 1 s.
+        assert!(
+            (r.kbps - 20.0 * 326.0 * 8.0 / 360.0).abs() < 0.5,
+            "{}",
+            r.kbps
+        );
+        t.finish(1_003_000);
+        let r = t.report("sub");
+        assert!(
+            (r.kbps - 20.0 * 326.0 * 8.0 / 1000.0).abs() < 0.5,
+            "{}",
+            r.kbps
+        );
+        assert_eq!(r.freezes, 1, "the silence until the end is a freeze");
     }
 }

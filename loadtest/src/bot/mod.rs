@@ -299,6 +299,12 @@ async fn run_inner(spec: &BotSpec, env: &Env, report: &mut BotReport) -> Result<
     result
 }
 
+/// Socket errors that an ICMP message from an earlier send can cause: the socket goes on.
+fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionRefused, ConnectionReset, Interrupted};
+    matches!(e.kind(), ConnectionRefused | ConnectionReset | Interrupted)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -443,15 +449,19 @@ impl<'a> Bot<'a> {
             }
             tokio::select! {
                 r = socket.recv_from(&mut buf) => {
-                    let (n, source) = r?;
-                    // str0m wants its output drained after every input.
-                    rtc_deadline = self.receive(socket, &buf[..n], source)?;
+                    match r {
+                        // str0m wants its output drained after every input.
+                        Ok((n, source)) => rtc_deadline = self.receive(socket, &buf[..n], source)?,
+                        Err(e) if transient(&e) => self.pending.input_errors += 1,
+                        Err(e) => return Err(e.into()),
+                    }
                     for _ in 0..RECV_BATCH {
                         match socket.try_recv_from(&mut buf) {
                             Ok((n, source)) => {
                                 rtc_deadline = self.receive(socket, &buf[..n], source)?;
                             }
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) if transient(&e) => self.pending.input_errors += 1,
                             Err(e) => return Err(e.into()),
                         }
                     }
@@ -684,9 +694,7 @@ impl<'a> Bot<'a> {
     fn finish(&mut self, report: &mut BotReport) {
         let end_us = self.env.clock.now_us();
         for t in self.receiver.tracks_mut() {
-            if t.packets > 0 {
-                t.freezes.finish(end_us);
-            }
+            t.finish(end_us);
         }
         self.env.live.flush(&mut self.pending);
         report.connect_ms = self.connected_at.map(|t| ms(t - self.joined));

@@ -319,6 +319,12 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&track_settings_message("p-1", true, 640, 360)).unwrap();
         assert_eq!(v["type"], "track_settings");
+        // The server's own parser takes it (fails here if the protocol changes shape).
+        let text = track_settings_message("p-1", false, 0, 0);
+        assert!(
+            serde_json::from_str::<signal::protocol::ClientMessage>(&text).is_ok(),
+            "{text}"
+        );
         assert_eq!(v["track_id"], "p-1");
         assert_eq!(v["visible"], true);
         assert_eq!(
