@@ -98,7 +98,7 @@ fn start_server(http_port: u16) -> Server {
 }
 
 #[test]
-fn two_publishers_two_subscribers_single_layer() {
+fn four_publishers_twelve_subscribers_for_twenty_seconds() {
     let port = free_port();
     let server = start_server(port);
     let dir = std::env::temp_dir().join(format!("loadtest-smoke-{}", std::process::id()));
@@ -112,15 +112,15 @@ fn two_publishers_two_subscribers_single_layer() {
             "--rooms",
             "1",
             "--video-publishers",
-            "2",
+            "4",
             "--subscribers",
-            "2",
+            "12",
             "--duration",
-            "5s",
+            "20s",
             "--warmup",
-            "2s",
+            "3s",
             "--simulcast",
-            "off",
+            "on",
             "--quiet",
             "--server-pid",
             &server.0.id().to_string(),
@@ -134,7 +134,7 @@ fn two_publishers_two_subscribers_single_layer() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        started.elapsed() < Duration::from_secs(60),
+        started.elapsed() < Duration::from_secs(90),
         "the run is bounded"
     );
     assert!(
@@ -147,8 +147,8 @@ fn two_publishers_two_subscribers_single_layer() {
     let totals = &report["totals"];
     let expected = totals["tracks_expected"].as_u64().expect("tracks_expected");
     let received = totals["tracks_received"].as_u64().expect("tracks_received");
-    // Each publisher gets the other's audio and video; each viewer gets all four.
-    assert_eq!(expected, 2 * 2 + 2 * 4, "{stdout}");
+    // Each publisher gets the other three's audio and video; each viewer gets all eight.
+    assert_eq!(expected, 4 * 6 + 12 * 8, "{stdout}");
     assert_eq!(received, expected, "{stdout}");
     let loss = totals["loss_pct"].as_f64().expect("loss_pct");
     assert!(loss < 1.0, "loss {loss}%\n{stdout}");

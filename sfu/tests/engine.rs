@@ -221,6 +221,10 @@ fn losses_towards_a_subscriber_are_repaired_from_the_retransmission_cache() {
     let span = seqs.last().unwrap().wrapping_sub(seqs[0]) as usize + 1;
     assert!(n > 300, "video kept flowing: {n}");
     assert!(bed.lost > 20, "the link lost packets: {}", bed.lost);
+    assert!(
+        bed.engine.stats().nacks_in > 0,
+        "the subscriber's NACKs were counted"
+    );
     assert_eq!(
         seqs.len(),
         span,

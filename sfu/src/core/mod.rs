@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
-use str0m::media::{KeyframeRequestKind, MediaKind, Pt};
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Event, IceConnectionState, Input, Output, RtcConfig};
@@ -105,6 +105,8 @@ pub fn rtc_config(cert: DtlsCert) -> RtcConfig {
         .enable_vp8(true)
         .enable_h264(true)
         .enable_bwe(Some(Bitrate::bps(bandwidth::INITIAL_ESTIMATE)))
+        // Per-stream statistics once a second: the NACK counters come from them.
+        .set_stats_interval(Some(Duration::from_secs(1)))
 }
 
 /// Makes a DTLS certificate with the default crypto backend.
@@ -560,6 +562,8 @@ impl Engine {
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 self.on_estimate(now, key, estimate.as_u64());
             }
+            Event::MediaEgressStats(s) => self.count_nacks(key, (s.mid, s.rid, false), s.nacks),
+            Event::MediaIngressStats(s) => self.count_nacks(key, (s.mid, s.rid, true), s.nacks),
             Event::ChannelOpen(id, label) => self.channel_open(key, id, label),
             Event::ChannelClose(id) => self.channel_close(key, id),
             Event::ChannelData(cd) => self.channel_data(now, key, cd.id, cd.binary, &cd.data),
@@ -745,6 +749,26 @@ impl Engine {
         }
         if keyframe_needed {
             self.request_keyframe(now, tk, layer);
+        }
+    }
+
+    /// str0m reports cumulative NACK counts per stream; count what is new since the last report.
+    fn count_nacks(&mut self, key: ParticipantKey, stream: (Mid, Option<Rid>, bool), total: u64) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let last = match p.nack_counts.iter_mut().find(|(s, _)| *s == stream) {
+            Some((_, n)) => std::mem::replace(n, total),
+            None => {
+                p.nack_counts.push((stream, total));
+                0
+            }
+        };
+        let new = total.saturating_sub(last);
+        if stream.2 {
+            self.stats.nacks_out += new;
+        } else {
+            self.stats.nacks_in += new;
         }
     }
 

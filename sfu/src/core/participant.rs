@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::change::SdpPendingOffer;
-use str0m::media::{Mid, Pt};
+use str0m::media::{Mid, Pt, Rid};
 use str0m::Rtc;
 
 use str0m::channel::ChannelId;
@@ -135,6 +135,8 @@ pub struct Participant {
     pub allocation_timer: Option<Instant>,
     /// Step-up damping after step-downs for bandwidth.
     pub damping: Damping,
+    /// Last cumulative NACK count per stream (mid, rid, incoming?), to count differences.
+    pub nack_counts: Vec<((Mid, Option<Rid>, bool), u64)>,
 }
 
 impl Participant {

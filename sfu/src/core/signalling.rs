@@ -188,6 +188,7 @@ impl Engine {
                 last_allocation: None,
                 allocation_timer: None,
                 damping: Default::default(),
+                nack_counts: Vec::new(),
             },
         );
         self.timers

@@ -58,6 +58,11 @@ pub struct EngineStats {
     pub layer_switches: u64,
     /// Keyframe requests (PLI, FIR) received from subscribers.
     pub keyframe_requests_in: u64,
+    /// NACKs received from subscribers (each answered from the retransmission cache when the
+    /// packet is still there), from str0m's per-stream statistics, once a second.
+    pub nacks_in: u64,
+    /// NACKs sent to publishers for packets lost on their way in.
+    pub nacks_out: u64,
 }
 
 /// A histogram with fixed bucket bounds, cheap enough to fill on the hot path: one comparison per

@@ -84,6 +84,14 @@ fn describe() {
         "Keyframe requests (PLI, FIR) received from subscribers."
     );
     describe_counter!(
+        "sfu_nacks_received_total",
+        "NACKs received from subscribers, answered from the retransmission cache."
+    );
+    describe_counter!(
+        "sfu_nacks_sent_total",
+        "NACKs sent to publishers for packets lost on the way in."
+    );
+    describe_counter!(
         "sfu_keyframe_requests_out_total",
         "Keyframe requests (PLI) sent to publishers."
     );
@@ -204,6 +212,8 @@ impl WorkerMetrics {
             s.keyframe_requests_in,
             l.keyframe_requests_in,
         );
+        add("sfu_nacks_received_total", s.nacks_in, l.nacks_in);
+        add("sfu_nacks_sent_total", s.nacks_out, l.nacks_out);
         add(
             "sfu_keyframe_requests_out_total",
             s.keyframe_requests,
