@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
-use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
+use str0m::media::{KeyframeRequestKind, MediaKind, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Event, IceConnectionState, Input, Output, RtcConfig};
@@ -753,7 +753,7 @@ impl Engine {
     }
 
     /// str0m reports cumulative NACK counts per stream; count what is new since the last report.
-    fn count_nacks(&mut self, key: ParticipantKey, stream: (Mid, Option<Rid>, bool), total: u64) {
+    fn count_nacks(&mut self, key: ParticipantKey, stream: participant::StreamKey, total: u64) {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };

@@ -49,6 +49,10 @@ pub struct Subscription {
     pub reported: Option<StreamReport>,
 }
 
+/// One RTP stream of a connection as str0m's statistics name it: mid, rid, and whether it is
+/// incoming (published) or outgoing (subscribed).
+pub type StreamKey = (Mid, Option<Rid>, bool);
+
 /// What a subscriber was last told about one of its streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamReport {
@@ -135,8 +139,8 @@ pub struct Participant {
     pub allocation_timer: Option<Instant>,
     /// Step-up damping after step-downs for bandwidth.
     pub damping: Damping,
-    /// Last cumulative NACK count per stream (mid, rid, incoming?), to count differences.
-    pub nack_counts: Vec<((Mid, Option<Rid>, bool), u64)>,
+    /// Last cumulative NACK count per stream, to count differences.
+    pub nack_counts: Vec<(StreamKey, u64)>,
 }
 
 impl Participant {
