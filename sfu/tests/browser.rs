@@ -29,6 +29,7 @@ fn three_browsers_see_and_hear_each_other() {
         .arg("run.sh")
         .current_dir(&dir)
         .env("SFU_BIN", env!("CARGO_BIN_EXE_sfu"))
+        .env("E2E_SCRIPT", "e2e.js")
         .spawn()
         .expect("cannot start bash tests/browser/run.sh");
     let status = wait_with_limit(&mut child, OVERALL_LIMIT);

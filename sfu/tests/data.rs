@@ -256,3 +256,39 @@ fn participants_mute_their_own_tracks_only() {
     bed.run(secs(1.0));
     assert_eq!(bed.clients[b].video_from(&ida).len(), n);
 }
+
+#[test]
+fn a_newcomer_hears_who_is_speaking_and_an_early_mute_is_kept() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    let ann = bed.id(a);
+    // Ann mutes her camera right after her offer, before her connection is up.
+    let video = format!("{ann}-{}", bed.clients[a].video_mid.unwrap());
+    bed.engine.handle_signal(
+        bed.now,
+        &ann,
+        ClientSignal::Mute {
+            track_id: video.clone(),
+            muted: true,
+        },
+    );
+    bed.pump_signals();
+    assert!(errors(&bed, a).is_empty(), "{:?}", errors(&bed, a));
+    bed.clients[a].audio_dbov = 20;
+    bed.run(secs(2.0));
+    let b = bed.join("r", "bob", false);
+    bed.run(secs(2.0));
+    // Bob learns at once who speaks, and ann's camera arrives muted.
+    assert_eq!(speakers(&bed, b).first(), Some(&vec![ann.clone()]));
+    let ServerMessage::Joined { participants, .. } = &bed.clients[b].messages[0] else {
+        panic!("joined first")
+    };
+    let cam = participants[0]
+        .tracks
+        .iter()
+        .find(|t| t.id == video)
+        .unwrap();
+    assert!(cam.muted);
+    assert!(bed.clients[b].video_from(&ann).is_empty());
+    assert!(!bed.clients[b].audio_from(&ann).is_empty());
+}

@@ -43,7 +43,33 @@
  * the server sends no larger layer than needed and nothing while hidden (a scrolled-away element
  * or a background tab). A track shown in several elements counts with its largest visible one.
  *
+ * Data: before its first offer the client opens two data channels on its peer connection,
+ * `reliable` (ordered) and `lossy` (unordered, no retransmissions). The server relays what one
+ * participant sends on a channel to the channel with the same label of the others, stamped with the
+ * sender's id: `sendChat(text)` and `sendData(payload, { to, lossy })` send, the `data` event
+ * receives. Text goes as JSON `{"to"?: [ids], "payload": ...}`; an `ArrayBuffer` (or typed array)
+ * goes as a binary message to the whole room. The server refuses more than 16 KiB per message and
+ * more than about 30 messages per second (bursts of 60), answering with an `error` event
+ * (`message_too_large`, `rate_limited`).
+ *
+ * Mute: `mute('audio' | 'video', true)` disables the own microphone or camera track locally and asks
+ * the server to stop forwarding it; the room hears of it as `track-muted`. Per remote participant the
+ * muted track ids are in `participants.get(id).muted`.
+ *
  * Events (all `CustomEvent`s):
+ * - `data`: a data-channel message from another participant. `detail: { from, name, payload,
+ *   direct, channel, binary }`: `from` is the sender's id as the server stamped it, `name` its
+ *   display name as known here, `payload` the sender's JSON payload (an `ArrayBuffer` for binary
+ *   messages), `direct` true when the sender addressed this participant by id, `channel` the label
+ *   (`reliable` or `lossy`).
+ * - `data-state`: a data channel opened or closed. `detail: { channel, state }` (`open`, `closed`).
+ * - `speakers`: who is speaking now, loudest first (empty: nobody); the own id may be among them.
+ *   `detail: { speakers }`, each `{ participantId, level }` with `level` 0 to 100. Also kept in
+ *   `client.speakers`.
+ * - `track-muted`: a track was muted or unmuted (the own ones included). `detail: { participantId,
+ *   trackId, kind, muted, local }`; `local` is true for the own tracks.
+ * - `local-mute`: the own microphone or camera was muted or unmuted (by `mute()` or by the
+ *   server). `detail: { kind, muted }`.
  * - `stream-state`: the server started, paused or switched a remote video. `detail:
  *   { participantId, trackId, state, reason, layer }`: `state` is `active` or `paused`; `reason`
  *   (when paused) is `bandwidth`, `hidden`, `muted` or `publisher`; `layer` (when active) is the
@@ -57,7 +83,8 @@
  *   changes it. `detail: { room, metadata }`; also kept in `roomMetadata`.
  * - `connection-state`: the peer connection's `connectionState` changed. `detail: { state }`.
  * - `error`: something failed. `detail: { code, message }`. `code` is one of the server's codes
- *   (`bad_message`, `invalid_name`, `unauthorized`, `room_full`, `server_busy`, ...) or a client code:
+ *   (`bad_message`, `invalid_name`, `unauthorized`, `room_full`, `server_busy`, `rate_limited`,
+ *   `message_too_large`, `forbidden`, ...) or a client code:
  *   `media_denied`, `media_unavailable`, `connection_failed`, `timeout`, `negotiation_failed`,
  *   `ice_failed`.
  * - `left`: the session ended. `detail: { reason }`: `left` after `leave()`, `disconnected` when the
@@ -84,6 +111,18 @@ export const SIMULCAST_ENCODINGS = Object.freeze([
   Object.freeze({ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
   Object.freeze({ rid: 'f', maxBitrate: 1_500_000 }),
 ]);
+
+/**
+ * The data channels opened on every session: label -> `RTCDataChannelInit`. The server relays a
+ * message to the other participants' channel of the same label.
+ */
+export const DATA_CHANNELS = Object.freeze({
+  reliable: Object.freeze({ ordered: true }),
+  lossy: Object.freeze({ ordered: false, maxRetransmits: 0 }),
+});
+
+/** The largest data-channel message the server relays, in bytes (envelope included). */
+export const MAX_DATA_MESSAGE_BYTES = 16 * 1024;
 
 /** An error with a stable `code`; the `message` is for humans. */
 export class SfuError extends Error {
@@ -164,6 +203,9 @@ const LAYER_RETRY_MS = 1000;
 const LAYER_RETRIES = 3;
 /** A `bad_message` error this soon after a `track_settings` is taken as the server refusing it. */
 const SETTINGS_ERROR_WINDOW_MS = 5000;
+/** An unconfirmed `mute` is sent again after this long, at most this many times. */
+const MUTE_RETRY_MS = 1000;
+const MUTE_RETRIES = 10;
 
 /**
  * A participant of the room as this client sees it.
@@ -171,6 +213,7 @@ const SETTINGS_ERROR_WINDOW_MS = 5000;
  * @property {string} name display name ('' until the server has told it)
  * @property {MediaStream} stream the participant's remote tracks; the same object for its lifetime
  * @property {Map<string, string>} tracks published track ids to kind (`audio`/`video`), as announced
+ * @property {Set<string>} muted the ids of its tracks that are muted (the server does not forward them)
  */
 
 export class SfuClient extends EventTarget {
@@ -192,9 +235,24 @@ export class SfuClient extends EventTarget {
    *                     reason: string|null, layer: string|null}>}
    */
   streamStates = new Map();
+  /**
+   * Who is speaking, loudest first, as the server last said (the own id may be among them).
+   * @type {{participantId: string, level: number}[]}
+   */
+  speakers = [];
 
   /** `idle`, `joining` or `joined`. */
   #state = 'idle';
+  /** The session's data channels by label. @type {Map<string, RTCDataChannel>} */
+  #channels = new Map();
+  /** Whether the own microphone / camera is muted; kept across sessions. */
+  #localMuted = { audio: false, video: false };
+  /** Own track id -> muted, as the server last confirmed (`track_muted`). @type {Map<string, boolean>} */
+  #serverMuted = new Map();
+  /** Own track id -> the `mute` sent and not yet confirmed. @type {Map<string, {muted: boolean, at: number}>} */
+  #pendingMutes = new Map();
+  #muteRetryTimer = null;
+  #muteRetries = 0;
   /** Bumped on every session start and end; work of an older session checks it and stops. */
   #generation = 0;
   /** @type {WebSocket|null} */
@@ -222,6 +280,8 @@ export class SfuClient extends EventTarget {
   #abortJoin = null;
   /** Whether the camera goes out as simulcast layers in this session. */
   #simulcast = true;
+  /** The session's ICE transport policy: `all`, or `relay` for TURN relays only. */
+  #iceTransportPolicy = 'all';
   /** Own track id -> rids the server asked for (`publisher_layers`). @type {Map<string, Set<string>>} */
   #publisherLayers = new Map();
   /** Serializes `setParameters` calls. */
@@ -257,6 +317,8 @@ export class SfuClient extends EventTarget {
    * @param {MediaStreamConstraints} [options.media] constraints for `getUserMedia` when no `stream`
    * @param {number} [options.timeoutMs] how long to wait for the server's `joined`
    * @param {boolean} [options.simulcast] publish video as three simulcast layers (default true)
+   * @param {'all'|'relay'} [options.iceTransportPolicy] `relay` reaches the server only through the
+   *   TURN servers it hands out (default `all`)
    * @returns {Promise<{participantId: string, participants: Map<string, RemoteParticipant>}>}
    */
   async join({
@@ -268,12 +330,14 @@ export class SfuClient extends EventTarget {
     media = DEFAULT_MEDIA,
     timeoutMs = JOIN_TIMEOUT_MS,
     simulcast = true,
+    iceTransportPolicy = 'all',
   } = {}) {
     if (this.#state !== 'idle') {
       throw new SfuError('wrong_state', 'already in a session; call leave() first');
     }
     this.#state = 'joining';
     this.#simulcast = simulcast !== false;
+    this.#iceTransportPolicy = iceTransportPolicy === 'relay' ? 'relay' : 'all';
     const generation = ++this.#generation;
     try {
       const local = stream ?? (await captureMedia(media));
@@ -307,6 +371,160 @@ export class SfuClient extends EventTarget {
     const wasJoined = this.#state === 'joined';
     if (wasJoined) this.#send({ type: 'leave' });
     this.#end('left', wasJoined);
+  }
+
+  // ---- data --------------------------------------------------------------------------------
+
+  /**
+   * Sends a chat message: `{"kind": "chat", "text": text}` on the `reliable` channel, to the whole
+   * room or only to the participants in `to`. Throws an {@link SfuError} when it cannot go out
+   * (see {@link SfuClient#sendData}).
+   *
+   * @param {string} text
+   * @param {{to?: string[]}} [options]
+   */
+  sendChat(text, { to } = {}) {
+    if (typeof text !== 'string' || text.trim() === '') {
+      throw new SfuError('bad_message', 'a chat message needs some text');
+    }
+    this.sendData({ kind: 'chat', text }, { to });
+  }
+
+  /**
+   * Sends `payload` to the room on the `reliable` channel (`lossy: true`: the `lossy` one). A JSON
+   * value goes as `{"to"?: [...], "payload": payload}`, to the participants in `to` or everybody;
+   * an `ArrayBuffer` or typed array goes as a binary message to everybody (`to` is not possible).
+   * Throws an {@link SfuError}: `not_connected` when the channel is not open, `message_too_large`
+   * above {@link MAX_DATA_MESSAGE_BYTES}, `bad_message` for a payload that is not JSON. The
+   * server's rate limit is reported later, as an `error` event with code `rate_limited`.
+   *
+   * @param {*} payload any JSON value, or binary data
+   * @param {{to?: string[], lossy?: boolean}} [options]
+   */
+  sendData(payload, { to, lossy = false } = {}) {
+    const label = lossy ? 'lossy' : 'reliable';
+    const channel = this.#channels.get(label);
+    if (this.#state !== 'joined' || !channel || channel.readyState !== 'open') {
+      throw new SfuError('not_connected', `the ${label} data channel is not open`);
+    }
+    let data;
+    let size;
+    if (payload instanceof ArrayBuffer || ArrayBuffer.isView(payload)) {
+      if (to != null) throw new SfuError('bad_message', 'binary messages always go to the whole room');
+      data = payload;
+      size = payload.byteLength;
+    } else {
+      let json;
+      try {
+        json = JSON.stringify(payload);
+      } catch (err) {
+        throw new SfuError('bad_message', `the payload is not JSON: ${err.message}`);
+      }
+      if (json === undefined) throw new SfuError('bad_message', 'the payload is not JSON');
+      let text = `{"payload":${json}}`;
+      if (to != null) {
+        if (!Array.isArray(to) || to.length === 0 || !to.every((id) => typeof id === 'string')) {
+          throw new SfuError('bad_message', '`to` must be a non-empty list of participant ids');
+        }
+        text = `{"to":${JSON.stringify(to)},"payload":${json}}`;
+      }
+      data = text;
+      size = new TextEncoder().encode(text).length;
+    }
+    if (size > MAX_DATA_MESSAGE_BYTES) {
+      throw new SfuError(
+        'message_too_large',
+        `data messages are limited to ${MAX_DATA_MESSAGE_BYTES} bytes (this one has ${size})`,
+      );
+    }
+    channel.send(data);
+  }
+
+  /** The open session's data channel with this label (`reliable`, `lossy`), or null. */
+  dataChannel(label) {
+    return this.#channels.get(label) ?? null;
+  }
+
+  // ---- own microphone and camera -------------------------------------------------------------
+
+  /**
+   * Mutes or unmutes the own microphone (`audio`) or camera (`video`): the local track is disabled
+   * (silence or black frames, the device stays open) and the server is asked to stop forwarding
+   * it, which it announces to the room. The state is kept for later sessions too.
+   *
+   * @param {'audio'|'video'} kind
+   * @param {boolean} [muted]
+   * @returns {boolean} whether a track of that kind is being published
+   */
+  mute(kind, muted = true) {
+    if (kind !== 'audio' && kind !== 'video') throw new SfuError('bad_message', "kind is 'audio' or 'video'");
+    muted = !!muted;
+    const changed = this.#localMuted[kind] !== muted;
+    this.#localMuted[kind] = muted;
+    const tracks = this.localStream?.getTracks().filter((t) => t.kind === kind) ?? [];
+    for (const t of tracks) t.enabled = !muted;
+    this.#muteRetries = 0;
+    this.#syncMutes();
+    if (changed) this.#emit('local-mute', { kind, muted });
+    return tracks.length > 0;
+  }
+
+  /**
+   * Tells the server the wanted mute state of every own track whose confirmed state
+   * (`track_muted`) differs. The server knows the tracks only once the media connection is up,
+   * and refuses a `mute` before that: unconfirmed ones are sent again a few times.
+   */
+  #syncMutes() {
+    clearTimeout(this.#muteRetryTimer);
+    this.#muteRetryTimer = null;
+    if (this.#state !== 'joined') return;
+    let waiting = false;
+    for (const kind of ['audio', 'video']) {
+      const muted = this.#localMuted[kind];
+      for (const trackId of this.#ownTrackIds(kind)) {
+        if ((this.#serverMuted.get(trackId) ?? false) === muted) {
+          this.#pendingMutes.delete(trackId);
+          continue;
+        }
+        const pending = this.#pendingMutes.get(trackId);
+        if (!pending || pending.muted !== muted || performance.now() - pending.at >= MUTE_RETRY_MS) {
+          this.#pendingMutes.set(trackId, { muted, at: performance.now() });
+          this.#send({ type: 'mute', track_id: trackId, muted });
+        }
+        waiting = true;
+      }
+    }
+    if (waiting && this.#muteRetries < MUTE_RETRIES) {
+      this.#muteRetries++;
+      this.#muteRetryTimer = setTimeout(() => this.#syncMutes(), MUTE_RETRY_MS);
+    }
+  }
+
+  /** Whether the own microphone (`audio`) or camera (`video`) is muted. */
+  isMuted(kind) {
+    return !!this.#localMuted[kind];
+  }
+
+  /** The server's ids of the own published tracks of `kind` (known once the offer is out). */
+  #ownTrackIds(kind) {
+    const pc = this.pc;
+    if (!pc || this.#state !== 'joined' || !this.participantId) return [];
+    const ids = [];
+    for (const t of pc.getTransceivers()) {
+      if (t.mid == null || t.currentDirection === 'stopped' || !t.sender.track) continue;
+      if (t.direction !== 'sendonly' && t.direction !== 'sendrecv') continue;
+      if (t.sender.track.kind !== kind) continue;
+      ids.push(`${this.participantId}-${t.mid}`);
+    }
+    return ids;
+  }
+
+  /** The kind of an own track id, or null when it is not one of ours. */
+  #ownTrackKind(trackId) {
+    for (const kind of ['audio', 'video']) {
+      if (this.#ownTrackIds(kind).includes(trackId)) return kind;
+    }
+    return null;
   }
 
   // ---- session lifecycle -------------------------------------------------------------------
@@ -397,6 +615,7 @@ export class SfuClient extends EventTarget {
         ...(credential != null ? { credential } : {}),
       })),
       bundlePolicy: 'max-bundle',
+      iceTransportPolicy: this.#iceTransportPolicy,
     });
     this.pc = pc;
     pc.onicecandidate = (ev) => this.#onLocalCandidate(ev.candidate);
@@ -404,11 +623,18 @@ export class SfuClient extends EventTarget {
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
       this.#emit('connection-state', { state: pc.connectionState });
+      if (pc.connectionState === 'connected' && this.#pendingMutes.size > 0) {
+        // The server may know the tracks now: send the unconfirmed mutes again at once.
+        for (const pending of this.#pendingMutes.values()) pending.at = -Infinity;
+        this.#muteRetries = 0;
+        this.#syncMutes();
+      }
       if (pc.connectionState === 'failed') {
         this.#emit('error', { code: 'ice_failed', message: 'the media connection to the server failed' });
       }
     };
     for (const track of this.localStream.getTracks()) {
+      if (this.#localMuted[track.kind]) track.enabled = false;
       const init = { direction: 'sendonly', streams: [this.localStream] };
       if (this.#simulcast && track.kind === 'video') {
         init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e }));
@@ -419,6 +645,8 @@ export class SfuClient extends EventTarget {
       // Nothing to publish: the first offer still needs an m-line (and a BUNDLE group).
       pc.addTransceiver('audio', { direction: 'inactive' });
     }
+    // The channels go into the first offer (one SCTP association for both).
+    for (const [label, init] of Object.entries(DATA_CHANNELS)) this.#openChannel(pc, label, init);
 
     this.#state = 'joined';
     this.#startPing();
@@ -430,6 +658,52 @@ export class SfuClient extends EventTarget {
       this.#offerSent = true;
       for (const c of this.#localCandidates.splice(0)) this.#send(c);
     });
+  }
+
+  #openChannel(pc, label, init) {
+    const channel = pc.createDataChannel(label, { ...init });
+    channel.binaryType = 'arraybuffer';
+    this.#channels.set(label, channel);
+    channel.onopen = () => {
+      if (this.pc === pc) this.#emit('data-state', { channel: label, state: 'open' });
+    };
+    channel.onclose = () => {
+      if (this.pc === pc) this.#emit('data-state', { channel: label, state: 'closed' });
+    };
+    channel.onmessage = (ev) => {
+      if (this.pc === pc) this.#onChannelMessage(label, ev.data);
+    };
+  }
+
+  /** A relayed message: a JSON envelope stamped by the server, or id-prefixed binary data. */
+  #onChannelMessage(channel, data) {
+    let from;
+    let payload;
+    let direct = false;
+    let binary = false;
+    if (typeof data === 'string') {
+      let msg;
+      try {
+        msg = JSON.parse(data);
+      } catch {
+        return;
+      }
+      if (!msg || typeof msg !== 'object' || typeof msg.from !== 'string' || !('payload' in msg)) return;
+      from = msg.from;
+      payload = msg.payload;
+      direct = msg.direct === true;
+    } else if (data instanceof ArrayBuffer && data.byteLength > 0) {
+      const bytes = new Uint8Array(data);
+      const idLength = bytes[0];
+      if (data.byteLength < 1 + idLength) return;
+      from = new TextDecoder().decode(bytes.subarray(1, 1 + idLength));
+      payload = data.slice(1 + idLength);
+      binary = true;
+    } else {
+      return;
+    }
+    const name = this.participants.get(from)?.name ?? '';
+    this.#emit('data', { from, name, payload, direct, channel, binary });
   }
 
   /** Ends the session and, if it was established, emits `left`. */
@@ -455,6 +729,15 @@ export class SfuClient extends EventTarget {
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
       if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
     }
+    for (const channel of this.#channels.values()) {
+      channel.onopen = channel.onclose = channel.onmessage = null;
+      try {
+        channel.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    this.#channels.clear();
     if (this.pc) {
       const pc = this.pc;
       this.pc = null;
@@ -479,6 +762,12 @@ export class SfuClient extends EventTarget {
     this.#unpublished.clear();
     this.#serverTrackIds.clear();
     this.streamStates.clear();
+    this.speakers = [];
+    this.#serverMuted.clear();
+    this.#pendingMutes.clear();
+    clearTimeout(this.#muteRetryTimer);
+    this.#muteRetryTimer = null;
+    this.#muteRetries = 0;
     this.#publisherLayers.clear();
     this.#layerChain = Promise.resolve();
     clearTimeout(this.#layerRetryTimer);
@@ -512,6 +801,8 @@ export class SfuClient extends EventTarget {
           await this.#flushRemoteCandidates(pc);
           this.#syncRemoteTracks();
           if (this.#publisherLayers.size > 0) this.#applyPublisherLayers();
+          // Muted before the tracks had ids: tell the server now (and again once connected).
+          this.#syncMutes();
         });
         break;
       case 'candidate':
@@ -535,6 +826,16 @@ export class SfuClient extends EventTarget {
           if (s.participantId === msg.participant_id) this.streamStates.delete(trackId);
         }
         this.#removeParticipant(msg.participant_id);
+        if (this.speakers.some((s) => s.participantId === msg.participant_id)) {
+          this.speakers = this.speakers.filter((s) => s.participantId !== msg.participant_id);
+          this.#emit('speakers', { speakers: this.speakers });
+        }
+        break;
+      case 'participant_updated':
+        if (msg.participant?.id && this.participants.has(msg.participant.id)) {
+          this.#upsertParticipant(msg.participant);
+          this.#emit('participants-changed', { participants: this.participants });
+        }
         break;
       case 'stream_state': {
         if (typeof msg.track_id !== 'string') break;
@@ -557,7 +858,11 @@ export class SfuClient extends EventTarget {
         break;
       case 'track_published': {
         const p = this.#ensureParticipant(msg.participant_id);
-        if (p && msg.track?.id) p.tracks.set(msg.track.id, msg.track.kind);
+        if (p && msg.track?.id) {
+          p.tracks.set(msg.track.id, msg.track.kind);
+          if (msg.track.muted === true) p.muted.add(msg.track.id);
+          else p.muted.delete(msg.track.id);
+        }
         this.#emit('participants-changed', { participants: this.participants });
         break;
       }
@@ -565,9 +870,21 @@ export class SfuClient extends EventTarget {
         this.#unpublished.add(msg.track_id);
         this.streamStates.delete(msg.track_id);
         this.participants.get(msg.participant_id)?.tracks.delete(msg.track_id);
+        this.participants.get(msg.participant_id)?.muted.delete(msg.track_id);
         this.#syncRemoteTracks();
         this.#emit('participants-changed', { participants: this.participants });
         break;
+      case 'track_muted':
+        this.#onTrackMuted(msg);
+        break;
+      case 'speakers': {
+        const speakers = (Array.isArray(msg.speakers) ? msg.speakers : [])
+          .filter((s) => s && typeof s.participant_id === 'string')
+          .map((s) => ({ participantId: s.participant_id, level: Number(s.level) || 0 }));
+        this.speakers = speakers;
+        this.#emit('speakers', { speakers });
+        break;
+      }
       case 'left':
         this.#end(msg.reason ?? 'left', true);
         break;
@@ -580,6 +897,8 @@ export class SfuClient extends EventTarget {
         ) {
           break;
         }
+        // A `mute` that reached the server before the media connection is tried again.
+        if (msg.code === 'forbidden' && /mute/i.test(msg.message ?? '') && this.#muteRetryTimer !== null) break;
         this.#emit('error', { code: msg.code ?? 'internal', message: msg.message ?? '' });
         break;
       case 'room_updated':
@@ -592,6 +911,35 @@ export class SfuClient extends EventTarget {
         // Unknown types are skipped so that a newer server can add messages.
         break;
     }
+  }
+
+  /** `track_muted`: record it per participant; for an own track, follow it locally too. */
+  #onTrackMuted(msg) {
+    if (typeof msg.track_id !== 'string' || typeof msg.participant_id !== 'string') return;
+    const muted = msg.muted === true;
+    const trackId = msg.track_id;
+    if (msg.participant_id === this.participantId) {
+      const kind = this.#ownTrackKind(trackId);
+      this.#serverMuted.set(trackId, muted);
+      const pending = this.#pendingMutes.get(trackId);
+      if (pending) {
+        // The answer to our own `mute` (or to an earlier one, when toggled quickly).
+        if (pending.muted === muted) this.#pendingMutes.delete(trackId);
+      } else if (kind && this.#localMuted[kind] !== muted) {
+        // Muted or unmuted by somebody else (an operator): follow it.
+        this.#localMuted[kind] = muted;
+        for (const t of this.localStream?.getTracks() ?? []) if (t.kind === kind) t.enabled = !muted;
+        this.#emit('local-mute', { kind, muted });
+      }
+      this.#emit('track-muted', { participantId: msg.participant_id, trackId, kind, muted, local: true });
+      return;
+    }
+    const p = this.#ensureParticipant(msg.participant_id);
+    if (!p) return;
+    if (muted) p.muted.add(trackId);
+    else p.muted.delete(trackId);
+    const kind = p.tracks.get(trackId) ?? null;
+    this.#emit('track-muted', { participantId: msg.participant_id, trackId, kind, muted, local: false });
   }
 
   // ---- negotiation -------------------------------------------------------------------------
@@ -886,7 +1234,7 @@ export class SfuClient extends EventTarget {
     if (!id || id === this.participantId || this.#departed.has(id)) return null;
     let p = this.participants.get(id);
     if (!p) {
-      p = { name: '', stream: new MediaStream(), tracks: new Map() };
+      p = { name: '', stream: new MediaStream(), tracks: new Map(), muted: new Set() };
       this.participants.set(id, p);
     }
     return p;
@@ -896,7 +1244,11 @@ export class SfuClient extends EventTarget {
     const p = this.#ensureParticipant(info?.id);
     if (!p) return;
     if (typeof info.name === 'string') p.name = info.name;
-    for (const t of info.tracks ?? []) p.tracks.set(t.id, t.kind);
+    for (const t of info.tracks ?? []) {
+      p.tracks.set(t.id, t.kind);
+      if (t.muted === true) p.muted.add(t.id);
+      else p.muted.delete(t.id);
+    }
   }
 
   #removeParticipant(id) {

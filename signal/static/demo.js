@@ -1,4 +1,6 @@
-// The demo page: a join form, a local preview and one tile per remote participant.
+// The demo page: a join form, a local preview, one tile per remote participant (highlighted while
+// its owner speaks, with badges for muted tracks), mute buttons for the own microphone and camera,
+// and a chat panel (messages to everyone or to one participant, over the data channel).
 //
 // Query parameters: `room`, `name` prefill the form, `token` is the access token to join with
 // (its room and name prefill the form; without one the page asks the development-only endpoint
@@ -99,6 +101,7 @@ async function join() {
       name,
       token,
       simulcast: params.get('simulcast') !== '0',
+      iceTransportPolicy: params.get('relay') === '1' ? 'relay' : 'all',
       ...publishOptions(params.get('media')),
     });
     metrics.joinedAt = performance.now();
@@ -168,9 +171,32 @@ client.addEventListener('local-stream', (ev) => {
   video.closest('.self').hidden = !hasVideo;
   video.srcObject = hasVideo ? ev.detail.stream : null;
   if (hasVideo) video.play().catch(() => {});
+  renderControls();
 });
 
-client.addEventListener('participants-changed', renderTiles);
+client.addEventListener('local-mute', renderControls);
+
+client.addEventListener('track-muted', (ev) => {
+  if (ev.detail.local) return;
+  const tile = tileFor(ev.detail.participantId);
+  const p = client.participants.get(ev.detail.participantId);
+  if (tile && p) showMuted(tile, p);
+});
+
+client.addEventListener('speakers', showSpeakers);
+
+client.addEventListener('data', (ev) => {
+  const { from, name, payload, direct } = ev.detail;
+  if (!payload || payload.kind !== 'chat' || typeof payload.text !== 'string') return;
+  addChatMessage({ from, name: name || client.participants.get(from)?.name || 'Guest', text: payload.text, direct });
+});
+
+client.addEventListener('data-state', renderChatForm);
+
+client.addEventListener('participants-changed', () => {
+  renderTiles();
+  renderChatRecipients();
+});
 
 client.addEventListener('remote-stream', (ev) => {
   const tile = tileFor(ev.detail.participantId);
@@ -190,6 +216,14 @@ client.addEventListener('connection-state', (ev) => {
 
 client.addEventListener('error', (ev) => {
   const { code, message } = ev.detail;
+  if (CHAT_ERROR_TEXT[code] && client.state === 'joined') {
+    showChatError(CHAT_ERROR_TEXT[code]);
+    return;
+  }
+  if (code === 'forbidden' && client.state === 'joined') {
+    showError(`Not allowed: ${message}`);
+    return;
+  }
   const text = ERROR_TEXT[code];
   showError(text ? (code === 'invalid_name' ? `${text}: ${message}` : text) : `Error (${code}): ${message}`);
 });
@@ -230,6 +264,8 @@ function renderTiles() {
     const label = p.name || 'Guest';
     tile.querySelector('.name').textContent = label;
     tile.querySelector('.avatar').textContent = initials(label);
+    showMuted(tile, p);
+    tile.classList.toggle('speaking', client.speakers.some((s) => s.participantId === id));
   }
   grid.dataset.count = String(client.participants.size);
   $('#empty').hidden = client.participants.size > 0 || client.state === 'idle';
@@ -270,8 +306,14 @@ function createTile(id) {
   const paused = document.createElement('div');
   paused.className = 'paused';
   paused.hidden = true;
+  const mutes = document.createElement('div');
+  mutes.className = 'mutes';
+  mutes.append(
+    muteBadge('mic', 'Microphone muted', MIC_OFF_ICON),
+    muteBadge('cam', 'Camera off', CAM_OFF_ICON),
+  );
   video.addEventListener('resize', () => updateBadge(tile));
-  frame.append(video, avatar, paused, badge, unmute);
+  frame.append(video, avatar, paused, badge, mutes, unmute);
 
   const name = document.createElement('figcaption');
   name.className = 'name';
@@ -299,6 +341,43 @@ function attachStream(tile, stream) {
   });
 }
 
+const MIC_OFF_ICON =
+  '<path d="M15 9.3V5a3 3 0 0 0-5.7-1.3M9 9v2a3 3 0 0 0 5.1 2.1M19 11a7 7 0 0 1-1.1 3.8M5 11a7 7 0 0 0 11.2 5.6M12 18v4M8 22h8M3 3l18 18"/>';
+const CAM_OFF_ICON =
+  '<path d="M10.7 6H14a2 2 0 0 1 2 2v3.3l1 1L22 7v10M16 16a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V8a2 2 0 0 1 2-2h2M3 3l18 18"/>';
+
+function muteBadge(kind, label, iconPaths) {
+  const badge = document.createElement('span');
+  badge.className = `muted-badge ${kind}`;
+  badge.title = label;
+  badge.setAttribute('role', 'img');
+  badge.setAttribute('aria-label', label);
+  badge.innerHTML = `<svg class="icon" viewBox="0 0 24 24" aria-hidden="true">${iconPaths}</svg>`;
+  badge.hidden = true;
+  return badge;
+}
+
+/** Shows which of the participant's tracks are muted (`track_muted`): badges, and the avatar for video. */
+function showMuted(tile, p) {
+  const mutedKinds = new Set([...p.muted].map((trackId) => p.tracks.get(trackId)).filter(Boolean));
+  const audio = mutedKinds.has('audio');
+  const video = mutedKinds.has('video');
+  tile.dataset.audioMuted = String(audio);
+  tile.dataset.videoMuted = String(video);
+  tile.querySelector('.muted-badge.mic').hidden = !audio;
+  tile.querySelector('.muted-badge.cam').hidden = !video;
+  updateBadge(tile);
+}
+
+/** Highlights the tiles (and the self view) of whoever is speaking now. */
+function showSpeakers() {
+  const speaking = new Set(client.speakers.map((s) => s.participantId));
+  for (const tile of $('#remotes').querySelectorAll('.tile')) {
+    tile.classList.toggle('speaking', speaking.has(tile.dataset.participantId));
+  }
+  $('#self').classList.toggle('speaking', client.participantId !== null && speaking.has(client.participantId));
+}
+
 const PAUSED_TEXT = {
   bandwidth: 'Paused (bandwidth)',
   publisher: 'Paused (no video from the sender)',
@@ -312,8 +391,8 @@ function showStreamState(tile, { state, reason, layer }) {
   tile.dataset.pauseReason = paused ? (reason ?? '') : '';
   const overlay = tile.querySelector('.paused');
   overlay.textContent = PAUSED_TEXT[reason] ?? 'Paused';
-  // A hidden video is off screen: nobody sees an overlay there.
-  overlay.hidden = !paused || reason === 'hidden';
+  // A hidden video is off screen: nobody sees an overlay there. A muted one shows its avatar.
+  overlay.hidden = !paused || reason === 'hidden' || reason === 'muted';
   updateBadge(tile);
 }
 
@@ -327,7 +406,11 @@ function updateBadge(tile) {
   layerEl.textContent = layer;
   layerEl.hidden = !layer;
   badge.querySelector('.size').textContent = size;
-  badge.hidden = tile.dataset.stream === 'paused' || tile.dataset.video !== 'on' || (!layer && !size);
+  badge.hidden =
+    tile.dataset.stream === 'paused' ||
+    tile.dataset.video !== 'on' ||
+    tile.dataset.videoMuted === 'true' ||
+    (!layer && !size);
 }
 
 function watchFirstFrame(video) {
@@ -346,6 +429,193 @@ function initials(name) {
   return letters.toUpperCase();
 }
 
+// ---- microphone and camera ------------------------------------------------------------------
+
+$('#toggle-mic').addEventListener('click', () => toggleMute('audio'));
+$('#toggle-cam').addEventListener('click', () => toggleMute('video'));
+
+function toggleMute(kind) {
+  client.mute(kind, !client.isMuted(kind));
+  renderControls();
+}
+
+/** The mute buttons follow the client's state; a kind that is not published has no button. */
+function renderControls() {
+  const stream = client.localStream;
+  const controls = [
+    ['#toggle-mic', 'audio', 'Mute microphone', 'Unmute microphone'],
+    ['#toggle-cam', 'video', 'Turn camera off', 'Turn camera on'],
+  ];
+  for (const [selector, kind, muteText, unmuteText] of controls) {
+    const button = $(selector);
+    const muted = client.isMuted(kind);
+    button.setAttribute('aria-pressed', String(muted));
+    button.title = muted ? unmuteText : muteText;
+    button.hidden = !stream || !stream.getTracks().some((t) => t.kind === kind);
+  }
+  const self = $('#self');
+  self.dataset.videoMuted = String(client.isMuted('video'));
+  self.querySelector('.self-mic-off').hidden = !client.isMuted('audio');
+}
+
+// ---- chat -----------------------------------------------------------------------------------
+
+const CHAT_ERROR_TEXT = {
+  rate_limited: 'You are sending too fast: some messages were not delivered.',
+  message_too_large: 'That message is too long to send.',
+  not_connected: 'Chat is not connected yet. Try again in a moment.',
+};
+/** Chat starts open where there is room for it next to the videos. */
+const WIDE_SCREEN = window.matchMedia('(min-width: 900px)');
+const chatState = { open: WIDE_SCREEN.matches, unread: 0, errorTimer: null };
+
+$('#toggle-chat').addEventListener('click', () => setChatOpen(!chatState.open));
+$('#chat-close').addEventListener('click', () => {
+  setChatOpen(false);
+  $('#toggle-chat').focus();
+});
+$('#chat').addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape' && !WIDE_SCREEN.matches) {
+    setChatOpen(false);
+    $('#toggle-chat').focus();
+  }
+});
+$('#chat-to').addEventListener('change', renderChatForm);
+
+$('#chat-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const input = $('#chat-input');
+  const text = input.value.trim();
+  if (!text) return;
+  const to = $('#chat-to').value;
+  try {
+    client.sendChat(text, to ? { to: [to] } : {});
+  } catch (err) {
+    showChatError(CHAT_ERROR_TEXT[err.code] ?? err.message);
+    return;
+  }
+  input.value = '';
+  const toName = to ? (client.participants.get(to)?.name || 'Guest') : null;
+  addChatMessage({ from: client.participantId, name: 'You', text, direct: !!to, toName, own: true });
+});
+
+function setChatOpen(open) {
+  chatState.open = open;
+  document.body.classList.toggle('chat-open', open);
+  $('#toggle-chat').setAttribute('aria-expanded', String(open));
+  if (open) {
+    chatState.unread = 0;
+    renderUnread();
+    scrollChatToEnd();
+    if (!WIDE_SCREEN.matches) $('#chat-input').focus();
+  }
+}
+
+function renderUnread() {
+  const badge = $('#chat-unread');
+  badge.textContent = chatState.unread > 99 ? '99+' : String(chatState.unread);
+  badge.hidden = chatState.unread === 0;
+  $('#toggle-chat').setAttribute('aria-label', chatState.unread ? `Chat (${chatState.unread} unread)` : 'Chat');
+}
+
+/** Appends a message to the list; keeps the list at the bottom unless the reader scrolled up. */
+function addChatMessage({ from, name, text, direct, toName = null, own = false }) {
+  const list = $('#chat-messages');
+  const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  const item = document.createElement('li');
+  item.className = 'chat-msg';
+  item.classList.toggle('own', own);
+  item.classList.toggle('direct', !!direct);
+  if (from) item.dataset.from = from;
+  const meta = document.createElement('div');
+  meta.className = 'chat-meta';
+  const who = document.createElement('span');
+  who.className = 'chat-from';
+  who.textContent = name;
+  meta.append(who);
+  if (direct) {
+    const tag = document.createElement('span');
+    tag.className = 'chat-direct';
+    tag.textContent = own ? `to ${toName}` : 'direct';
+    meta.append(tag);
+  }
+  const time = document.createElement('time');
+  const now = new Date();
+  time.dateTime = now.toISOString();
+  time.textContent = now.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  meta.append(time);
+  const body = document.createElement('p');
+  body.className = 'chat-text';
+  body.textContent = text;
+  item.append(meta, body);
+  list.append(item);
+  // A long meeting keeps the last few hundred messages.
+  while (list.children.length > 500) list.firstElementChild.remove();
+  $('#chat-empty').hidden = true;
+  if (atEnd || own) scrollChatToEnd();
+  if (!own && !chatState.open) {
+    chatState.unread++;
+    renderUnread();
+  }
+}
+
+function scrollChatToEnd() {
+  const list = $('#chat-messages');
+  list.scrollTop = list.scrollHeight;
+}
+
+function showChatError(text) {
+  const el = $('#chat-error');
+  el.textContent = text;
+  el.hidden = false;
+  clearTimeout(chatState.errorTimer);
+  chatState.errorTimer = setTimeout(() => {
+    el.hidden = true;
+  }, 6000);
+  // With the panel closed nobody would see it there.
+  if (!chatState.open) showError(text);
+}
+
+/** The recipient choice: everyone, or one participant (a direct message). */
+function renderChatRecipients() {
+  const select = $('#chat-to');
+  const chosen = select.value;
+  const options = [['', 'Everyone']];
+  for (const [id, p] of client.participants) options.push([id, `${p.name || 'Guest'} (direct)`]);
+  select.replaceChildren(
+    ...options.map(([value, label]) => {
+      const option = document.createElement('option');
+      option.value = value;
+      option.textContent = label;
+      return option;
+    }),
+  );
+  select.value = options.some(([value]) => value === chosen) ? chosen : '';
+  select.hidden = client.participants.size === 0;
+  renderChatForm();
+}
+
+function renderChatForm() {
+  const ready = client.state === 'joined' && client.dataChannel('reliable')?.readyState === 'open';
+  const to = $('#chat-to').value;
+  const input = $('#chat-input');
+  input.placeholder = !ready
+    ? 'Chat connecting…'
+    : to
+      ? `Message ${client.participants.get(to)?.name || 'Guest'} only`
+      : 'Message everyone';
+  $('#chat-send').disabled = !ready;
+}
+
+function resetChat() {
+  $('#chat-messages').replaceChildren();
+  $('#chat-empty').hidden = false;
+  $('#chat-error').hidden = true;
+  chatState.unread = 0;
+  renderUnread();
+  renderChatRecipients();
+}
+
 // ---- page state -----------------------------------------------------------------------------
 
 function setState(state) {
@@ -353,14 +623,20 @@ function setState(state) {
   $('#join').disabled = state !== 'idle';
   $('#join').textContent = state === 'joining' ? 'Joining…' : 'Join';
   $('#leave').hidden = state === 'idle';
+  $('#controls').hidden = state === 'idle';
   if (state === 'idle') {
     $('#local').srcObject = null;
     $('#room-label').textContent = '';
     setStatus('', 'idle');
     renderTiles();
+    showSpeakers();
   } else if (state === 'joining') {
     setStatus('Connecting…', 'connecting');
+    resetChat();
+    setChatOpen(WIDE_SCREEN.matches);
   }
+  renderControls();
+  renderChatForm();
   $('#empty').hidden = client.participants.size > 0 || state === 'idle';
 }
 

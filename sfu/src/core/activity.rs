@@ -61,10 +61,10 @@ impl Engine {
         }
     }
 
-    /// Tell everyone in `room` who speaks now.
-    fn send_speakers(&mut self, room: &str) {
+    /// Who speaks in `room` now, loudest first.
+    fn speakers_of(&self, room: &str) -> Vec<Speaker> {
         let Some(r) = self.rooms.get(room) else {
-            return;
+            return Vec::new();
         };
         let mut speakers: Vec<(f32, Speaker)> = r
             .tracks
@@ -83,7 +83,15 @@ impl Engine {
             })
             .collect();
         speakers.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let speakers: Vec<Speaker> = speakers.into_iter().map(|(_, s)| s).collect();
+        speakers.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// Tell everyone in `room` who speaks now.
+    fn send_speakers(&mut self, room: &str) {
+        let speakers = self.speakers_of(room);
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
         for k in &r.participants {
             if let Some(p) = self.participants.get(k) {
                 self.signals.push_back((
@@ -93,6 +101,15 @@ impl Engine {
                     },
                 ));
             }
+        }
+    }
+
+    /// Tell a participant who just joined who is speaking, if anyone is.
+    pub(super) fn send_speakers_to(&mut self, id: &str, room: &str) {
+        let speakers = self.speakers_of(room);
+        if !speakers.is_empty() {
+            self.signals
+                .push_back((id.to_string(), ServerMessage::Speakers { speakers }));
         }
     }
 

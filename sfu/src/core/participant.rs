@@ -141,6 +141,8 @@ pub struct Participant {
     pub damping: Damping,
     /// Last cumulative NACK count per stream, to count differences.
     pub nack_counts: Vec<(StreamKey, u64)>,
+    /// Mutes asked for m-lines whose track is not published yet.
+    pub early_mutes: Vec<(Mid, bool)>,
 }
 
 impl Participant {

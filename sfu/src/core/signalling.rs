@@ -150,6 +150,7 @@ impl Engine {
             },
         ));
 
+        self.send_speakers_to(&id, &room);
         info!(participant = %id, %room, "joined");
         self.by_ufrag.insert(ufrag.clone(), key);
         self.by_id.insert(id.clone(), key);
@@ -189,6 +190,7 @@ impl Engine {
                 allocation_timer: None,
                 damping: Default::default(),
                 nack_counts: Vec::new(),
+                early_mutes: Vec::new(),
             },
         );
         self.timers
@@ -222,10 +224,7 @@ impl Engine {
                 if own {
                     self.set_track_muted(now, id, &track_id, muted)
                 } else {
-                    Err(SignalError::new(
-                        ErrorCode::Forbidden,
-                        "only the publisher mutes its own tracks here",
-                    ))
+                    self.mute_before_publishing(key, &track_id, muted)
                 }
             }
         };
@@ -338,6 +337,38 @@ impl Engine {
             }
         }
         self.renegotiate.push(key);
+        Ok(())
+    }
+
+    /// A mute for one of the client's own m-lines whose track is not published yet (the
+    /// connection is still coming up): remembered and applied when the track appears.
+    fn mute_before_publishing(
+        &mut self,
+        key: ParticipantKey,
+        track_id: &str,
+        muted: bool,
+    ) -> Result<(), SignalError> {
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+        let mid = track_id
+            .strip_prefix(p.id.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .map(Mid::from)
+            .filter(|mid| {
+                p.rtc
+                    .media(*mid)
+                    .is_some_and(|m| m.direction().is_receiving())
+            })
+            .ok_or_else(|| {
+                SignalError::new(
+                    ErrorCode::Forbidden,
+                    "only the publisher mutes its own tracks here",
+                )
+            })?;
+        p.early_mutes.retain(|(m, _)| *m != mid);
+        p.early_mutes.push((mid, muted));
         Ok(())
     }
 
@@ -462,6 +493,12 @@ impl Engine {
         let tk = self.next_key;
         self.next_key += 1;
         let kind = track_kind(kind);
+        let muted = p
+            .early_mutes
+            .iter()
+            .find(|(m, _)| *m == mid)
+            .is_some_and(|(_, muted)| *muted);
+        p.early_mutes.retain(|(m, _)| *m != mid);
         let track = Track {
             id: format!("{}-{}", p.id, mid),
             kind,
@@ -471,7 +508,7 @@ impl Engine {
             subscribers: Vec::new(),
             layers: track_layers(media_kind(kind), simulcast),
             codec: None,
-            muted: false,
+            muted,
             priority: 0,
             publisher_mask: None,
             pause_due: None,

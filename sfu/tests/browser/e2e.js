@@ -422,6 +422,27 @@ async function scenario() {
     return expectMedia(peers, othersOf, MEDIA_TIMEOUT_MS);
   });
 
+  await check('server CPU time per forwarded packet over 10 s of a three-way call', async () => {
+    const cpu = () => {
+      // utime + stime, in clock ticks (1/100 s on Linux), fields 14 and 15 of /proc/PID/stat.
+      const stat = fs.readFileSync(`/proc/${server.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return Number(fields[11]) + Number(fields[12]);
+    };
+    const received = async () => {
+      const snaps = await Promise.all(peers.map(snapshot));
+      return snaps.reduce((n, s) => n + s.inbound.reduce((m, i) => m + i.packetsReceived, 0), 0);
+    };
+    const [c0, r0] = [cpu(), await received()];
+    await sleep(10_000);
+    const [c1, r1] = [cpu(), await received()];
+    const packets = r1 - r0;
+    if (packets <= 0) throw new Error('no packets were received in 10 s');
+    const us = ((c1 - c0) * 10_000) / packets;
+    log(`server CPU: ${((c1 - c0) / 10).toFixed(2)} s for ${packets} forwarded packets (${us.toFixed(1)} µs per packet, ${Math.round(packets / 10)} packets/s)`);
+    return `${us.toFixed(1)} µs per forwarded packet at ${Math.round(packets / 10)} packets/s`;
+  });
+
   await check('time from join click to first decoded remote frame', async () => {
     const times = await Promise.all(peers.map((p) => withTimeout(p.firstFrame, MEDIA_TIMEOUT_MS, p.name)));
     const missing = peers.filter((_, i) => times[i] == null).map((p) => p.name);

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Runs the three-browser end-to-end test (e2e.js) against the server binary in $SFU_BIN, inside a
 # private network namespace where only `lo` exists. Installs Chromium (Debian) and playwright-core
-# (npm, from package-lock.json) when they are missing.
+# (npm, from package-lock.json) when they are missing. E2E_SCRIPT picks another test script of this
+# folder (for example chat.js).
 #
 #   SFU_BIN=target/debug/sfu bash sfu/tests/browser/run.sh
+#   SFU_BIN=target/debug/sfu E2E_SCRIPT=chat.js bash sfu/tests/browser/run.sh
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+script="${E2E_SCRIPT:-e2e.js}"
+if [[ "$script" == */* || ! -f "$here/$script" ]]; then
+  echo "run.sh: E2E_SCRIPT must name a script in $here (got '$script')" >&2
+  exit 2
+fi
 
 if [[ -z "${SFU_BIN:-}" ]]; then
   echo "run.sh: set SFU_BIN to the sfu server binary" >&2
@@ -42,4 +50,4 @@ fi
 unshare_flags=(-n)
 [[ "$(id -u)" == 0 ]] || unshare_flags=(-r -n)
 
-exec unshare "${unshare_flags[@]}" bash -c 'ip link set lo up; exec "$@"' bash node e2e.js
+exec unshare "${unshare_flags[@]}" bash -c 'ip link set lo up; exec "$@"' bash node "$script"
