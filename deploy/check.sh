@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-sfu="${1:-${SFU_BIN:-target/release/sfu}}"
+sfu="${1:-${SFU_BIN:-${CARGO_TARGET_DIR:-target}/release/sfu}}"
 if [[ ! -x "$sfu" ]]; then
   cargo build --release -p sfu
 fi
