@@ -23,6 +23,7 @@ pub mod allocator;
 pub mod bandwidth;
 pub mod data;
 pub mod forward;
+mod forwarding;
 pub mod participant;
 pub mod rate;
 pub mod room;
@@ -40,19 +41,17 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
-use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
-use str0m::media::{KeyframeRequestKind, MediaKind, Pt};
+use str0m::media::MediaKind;
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
+use str0m::rtp::Ssrc;
 use str0m::{Event, IceConnectionState, Input, Output, RtcConfig};
 use tracing::{debug, warn};
 
 use signal::protocol::{IceServer, ServerMessage, TrackKind};
 
-use forward::select::{LayerIndex, Selection};
-use forward::{DropReason, PacketInfo, Verdict};
+use forward::select::LayerIndex;
 use participant::{Participant, ParticipantKey, MAX_ADDRS};
-use room::{Room, Track, TrackKey, VideoCodec};
+use room::{Room, Track, TrackKey};
 use stats::EngineStats;
 
 /// Settings of an engine.
@@ -576,182 +575,6 @@ impl Engine {
         }
     }
 
-    /// Forward one RTP packet of publisher `key` to every subscriber of its track.
-    fn forward(&mut self, now: Instant, key: ParticipantKey, pkt: RtpPacket) {
-        self.stats.rtp_in += 1;
-        let Some((tk, layer)) = self.track_of(key, pkt.header.ssrc) else {
-            return;
-        };
-        let Some(track) = self.tracks.get_mut(&tk) else {
-            return;
-        };
-        let kind = stats::kind_index(track.kind);
-        self.stats.rtp_in_by_kind[kind] += 1;
-        self.stats.rtp_in_bytes_by_kind[kind] += pkt.payload.len() as u64;
-        let in_pt = pkt.header.payload_type;
-        let keyframe_start = match track.kind {
-            // Every audio packet can start a stream.
-            TrackKind::Audio => true,
-            TrackKind::Video => {
-                let codec = match track.codec {
-                    Some(c) => c,
-                    None => {
-                        let c = self
-                            .participants
-                            .get(&key)
-                            .map_or(VideoCodec::Other, |p| video_codec(p, in_pt));
-                        track.codec = Some(c);
-                        c
-                    }
-                };
-                is_keyframe_start(codec, &pkt.payload)
-            }
-        };
-        let Some(l) = track.layers.get_mut(layer as usize) else {
-            return;
-        };
-        l.rate.add(now, pkt.payload.len());
-        let was_arriving = l
-            .last_packet
-            .is_some_and(|t| now.saturating_duration_since(t) < room::LAYER_TIMEOUT);
-        l.last_packet = Some(now);
-        if keyframe_start && track.codec == Some(VideoCodec::Vp8) {
-            l.size = forward::vp8::keyframe_size(&pkt.payload).or(l.size);
-        }
-        if !was_arriving && track.kind == TrackKind::Video {
-            // A layer (re)appeared: the subscribers' allocations may change.
-            self.layers_changed.push(tk);
-        }
-        if track.muted {
-            self.stats.dropped[DropReason::Muted.index()] += track.subscribers.len() as u64;
-            return;
-        }
-        if let Some(level) = pkt.header.ext_vals.audio_level {
-            let dbov = (level as i16).unsigned_abs().min(127) as u8;
-            if let Some(speaking) = track.speaker.handle_level(now, dbov) {
-                self.speaking_changed.push((tk, speaking));
-            }
-        }
-        let info = PacketInfo {
-            seq: *pkt.seq_no,
-            ts: pkt.header.timestamp,
-            keyframe_start,
-            at: pkt.timestamp,
-        };
-        let ext = forwarded_extensions(&pkt.header.ext_vals);
-        let nackable = track.kind == TrackKind::Video;
-        // Parsed once; each subscriber may need its own picture id numbering.
-        let vp8 = (track.codec == Some(VideoCodec::Vp8))
-            .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
-            .flatten();
-        let short_pid = !forward::vp8::long_picture_id(&pkt.payload);
-        let mut keyframe_needed = false;
-        let in_params = self
-            .participants
-            .get(&key)
-            .and_then(|p| p.rtc.codec_config().find(|pp| pp.pt() == in_pt).copied());
-
-        for &sk in &track.subscribers {
-            let Some(s) = self.participants.get_mut(&sk) else {
-                continue;
-            };
-            let Some(sub) = s.subs.get_mut(&tk) else {
-                continue;
-            };
-            let drop = |stats: &mut EngineStats, r: DropReason| stats.dropped[r.index()] += 1;
-            let switch = match sub.selector.select(layer, keyframe_start) {
-                Selection::Forward => false,
-                Selection::Switch => true,
-                Selection::Skip { keyframe_needed: k } => {
-                    let reason = if k {
-                        DropReason::WaitingForKeyframe
-                    } else if sub.selector.target().is_none() {
-                        DropReason::Paused
-                    } else {
-                        DropReason::OtherLayer
-                    };
-                    drop(&mut self.stats, reason);
-                    keyframe_needed |= k;
-                    continue;
-                }
-            };
-            if switch {
-                self.stats.layer_switches += 1;
-                sub.forwarder.restart();
-                sub.vp8.restart();
-                self.switched.push((sk, tk));
-            }
-            if !s.connected {
-                drop(&mut self.stats, DropReason::NotConnected);
-                continue;
-            }
-            let out_pt = match sub.pt_map {
-                Some((i, o)) if i == in_pt => Some(o),
-                _ => {
-                    let o = in_params
-                        .and_then(|pp| s.rtc.codec_config().match_params(pp).map(|m| m.pt()));
-                    if let Some(o) = o {
-                        sub.pt_map = Some((in_pt, o));
-                    }
-                    o
-                }
-            };
-            let Some(out_pt) = out_pt else {
-                drop(&mut self.stats, DropReason::NoStream);
-                continue;
-            };
-            let mut api = s.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(sub.mid, None) else {
-                drop(&mut self.stats, DropReason::NoStream);
-                continue;
-            };
-            match sub.forwarder.handle_packet(info) {
-                Verdict::Send { seq, ts } => {
-                    let mut write =
-                        RtpWrite::new(out_pt, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
-                            .marker(pkt.header.marker)
-                            .ext_vals(ext.clone())
-                            .nackable(nackable);
-                    if let Some(d) = &vp8 {
-                        let (pid, tl0) = (d.picture_id(), d.tl0_pic_idx());
-                        let (out_pid, out_tl0) = sub.vp8.rewrite(pid, tl0, short_pid);
-                        if (out_pid, out_tl0) != (pid, tl0) {
-                            let mut b = d.patch();
-                            if let Some(p) = out_pid {
-                                b = b.picture_id(p);
-                            }
-                            if let Some(t) = out_tl0 {
-                                b = b.tl0_pic_idx(t);
-                            }
-                            if let Ok(patch) = b.build() {
-                                write = write.vp8_patch(patch);
-                            }
-                        }
-                    }
-                    tx.write_rtp(write);
-                    self.stats.rtp_forwarded += 1;
-                    self.stats.rtp_forwarded_bytes += pkt.payload.len() as u64;
-                    self.stats.rtp_out_by_kind[kind] += 1;
-                    self.stats.rtp_out_bytes_by_kind[kind] += pkt.payload.len() as u64;
-                    if !s.touched {
-                        s.touched = true;
-                        self.touched.push(sk);
-                    }
-                }
-                Verdict::Drop {
-                    reason,
-                    keyframe_needed: k,
-                } => {
-                    drop(&mut self.stats, reason);
-                    keyframe_needed |= k;
-                }
-            }
-        }
-        if keyframe_needed {
-            self.request_keyframe(now, tk, layer);
-        }
-    }
-
     /// str0m reports cumulative NACK counts per stream; count what is new since the last report.
     fn count_nacks(&mut self, key: ParticipantKey, stream: participant::StreamKey, total: u64) {
         let Some(p) = self.participants.get_mut(&key) else {
@@ -770,85 +593,6 @@ impl Engine {
         } else {
             self.stats.nacks_in += new;
         }
-    }
-
-    /// The track and layer an incoming SSRC of publisher `key` belongs to (learnt once per
-    /// SSRC).
-    fn track_of(&mut self, key: ParticipantKey, ssrc: Ssrc) -> Option<(TrackKey, LayerIndex)> {
-        if let Some(v) = self.ssrc_tracks.get(&(key, ssrc)) {
-            return Some(*v);
-        }
-        let p = self.participants.get_mut(&key)?;
-        let mut api = p.rtc.direct_api();
-        let rx = api.stream_rx(&ssrc)?;
-        let (mid, rid) = (rx.mid(), rx.rid());
-        let tk = p.published.iter().find(|(m, _)| *m == mid)?.1;
-        let track = self.tracks.get(&tk)?;
-        let layer = match rid {
-            None => 0,
-            Some(rid) => track.layers.iter().position(|l| l.rid == Some(rid))? as LayerIndex,
-        };
-        self.ssrc_tracks.insert((key, ssrc), (tk, layer));
-        Some((tk, layer))
-    }
-
-    /// Ask the publisher of a track for a keyframe on `layer`, at most once per
-    /// [`room::KEYFRAME_REQUEST_INTERVAL`] per layer: requests of several subscribers merge.
-    fn request_keyframe(&mut self, now: Instant, tk: TrackKey, layer: LayerIndex) {
-        let Some(track) = self.tracks.get_mut(&tk) else {
-            return;
-        };
-        if track.kind != TrackKind::Video || !track.keyframe_request_due(now, layer) {
-            return;
-        }
-        let rid = track.layers.get(layer as usize).and_then(|l| l.rid);
-        let Some(p) = self.participants.get_mut(&track.publisher) else {
-            return;
-        };
-        if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(track.mid, rid) {
-            rx.request_keyframe(KeyframeRequestKind::Pli);
-            self.stats.keyframe_requests += 1;
-            if !p.touched {
-                p.touched = true;
-                self.touched.push(track.publisher);
-            }
-        }
-    }
-}
-
-/// Which video codec a payload type of a publisher's connection stands for.
-fn video_codec(p: &Participant, pt: Pt) -> VideoCodec {
-    match p
-        .rtc
-        .codec_config()
-        .find(|pp| pp.pt() == pt)
-        .map(|pp| pp.spec().codec)
-    {
-        Some(Codec::Vp8) => VideoCodec::Vp8,
-        Some(Codec::H264) => VideoCodec::H264,
-        _ => VideoCodec::Other,
-    }
-}
-
-/// Whether decoding can start at this packet.
-fn is_keyframe_start(codec: VideoCodec, payload: &[u8]) -> bool {
-    const SPS: u8 = 7;
-    match codec {
-        VideoCodec::Vp8 => detect_vp8_keyframe(payload),
-        // Senders put SPS/PPS in front of an IDR; start there so the decoder has them.
-        VideoCodec::H264 => detect_h264_nalu(payload, SPS) || detect_h264_keyframe(payload),
-        VideoCodec::Other => true,
-    }
-}
-
-/// The header extensions worth passing on; str0m writes mid, rid and transport-cc itself.
-fn forwarded_extensions(e: &ExtensionValues) -> ExtensionValues {
-    ExtensionValues {
-        audio_level: e.audio_level,
-        voice_activity: e.voice_activity,
-        video_orientation: e.video_orientation,
-        video_content_type: e.video_content_type,
-        ..Default::default()
     }
 }
 
