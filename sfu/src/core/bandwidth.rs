@@ -29,7 +29,7 @@ const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 /// The first hold on step-ups after a step down for bandwidth.
 const FIRST_UPGRADE_HOLD: Duration = Duration::from_secs(2);
 /// The longest hold on step-ups.
-const MAX_UPGRADE_HOLD: Duration = Duration::from_secs(16);
+const MAX_UPGRADE_HOLD: Duration = Duration::from_secs(4);
 /// A step down this soon after a step up counts as undoing it (and doubles the hold).
 const UNDO_WINDOW: Duration = Duration::from_secs(10);
 
