@@ -91,7 +91,16 @@ const CHROMIUM_ARGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const harness = require('./harness');
+
+const { sleep, withTimeout, killGroup, httpStatus } = harness;
+const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
+/** The last lines of a child's or a page's output, printed on failure. */
+class LogTail extends harness.LogTail {
+  constructor(label) {
+    super(label, config.verbose);
+  }
+}
 const log = (...args) => console.log('chat-e2e:', ...args);
 
 // ---- bookkeeping ------------------------------------------------------------------------------
@@ -116,57 +125,6 @@ async function check(name, body, { fatal = false } = {}) {
     console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
     if (fatal) throw new CheckFailed(name);
     return false;
-  }
-}
-
-/**
- * Calls `probe` until it returns `{ ok: true }` or the deadline passes; bounded in time and in
- * count. Throws with the last probe's `why`, at once if the probe says `{ ok: false, stop: true }`.
- */
-async function until(timeoutMs, probe, intervalMs = POLL_MS) {
-  const deadline = Date.now() + timeoutMs;
-  const maxRounds = Math.ceil(timeoutMs / Math.max(intervalMs, 50)) + 1;
-  let last = { ok: false, why: 'never probed' };
-  for (let round = 0; round < maxRounds && Date.now() < deadline; round++) {
-    try {
-      last = await probe();
-    } catch (err) {
-      last = { ok: false, why: err.message };
-    }
-    if (last.ok) return last;
-    if (last.stop) throw new Error(last.why);
-    await sleep(intervalMs);
-  }
-  throw new Error(`not within ${timeoutMs / 1000} s: ${last.why}`);
-}
-
-/** Resolves `promise`, or rejects after `ms` with `what` in the message. */
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms / 1000} s`)), ms);
-    }),
-  ]);
-}
-
-/** The last lines of a child's or a page's output, printed on failure. */
-class LogTail {
-  constructor(label, max = 200) {
-    this.label = label;
-    this.max = max;
-    this.lines = [];
-  }
-  push(line) {
-    if (config.verbose) console.log(`[${this.label}] ${line}`);
-    this.lines.push(line);
-    if (this.lines.length > this.max) this.lines.shift();
-  }
-  dump() {
-    if (config.verbose || this.lines.length === 0) return;
-    console.log(`---- last ${this.lines.length} lines of ${this.label} ----`);
-    for (const line of this.lines) console.log(`[${this.label}] ${line}`);
   }
 }
 
@@ -204,17 +162,6 @@ function startServer() {
   return child;
 }
 
-function httpStatus(url, timeoutMs) {
-  return new Promise((resolve) => {
-    const req = http.get(url, { timeout: timeoutMs }, (res) => {
-      res.resume();
-      resolve(res.statusCode);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve(null));
-  });
-}
-
 async function stopServer() {
   if (!server || server.exitCode !== null || server.signalCode !== null) return;
   killGroup(server, 'SIGTERM');
@@ -222,18 +169,6 @@ async function stopServer() {
   if (!exited) {
     killGroup(server, 'SIGKILL');
     await Promise.race([server.exited, sleep(1000)]);
-  }
-}
-
-function killGroup(child, signal) {
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    try {
-      child.kill(signal);
-    } catch {
-      // Already gone.
-    }
   }
 }
 

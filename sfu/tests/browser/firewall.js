@@ -76,7 +76,16 @@ const CHROMIUM_ARGS = [
     NAMES.map((n) => `http://${config.srvIp[n]}:${config.httpPort}`).join(','),
 ];
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const harness = require('./harness');
+
+const { sleep, withTimeout, killGroup } = harness;
+const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
+/** The last lines of a child's or a page's output, printed on failure. */
+class LogTail extends harness.LogTail {
+  constructor(label) {
+    super(label, config.verbose);
+  }
+}
 const log = (...args) => console.log('firewall-e2e:', ...args);
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
@@ -104,52 +113,6 @@ async function check(name, body, { soft = false } = {}) {
     console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
     if (!soft) throw new CheckFailed(name);
     return false;
-  }
-}
-
-/** Calls `probe` until it returns `{ ok: true }`, bounded in time and in rounds. */
-async function until(timeoutMs, probe, intervalMs = POLL_MS) {
-  const deadline = Date.now() + timeoutMs;
-  const maxRounds = Math.ceil(timeoutMs / Math.max(intervalMs, 50)) + 1;
-  let last = { ok: false, why: 'never probed' };
-  for (let round = 0; round < maxRounds && Date.now() < deadline; round++) {
-    try {
-      last = await probe();
-    } catch (err) {
-      last = { ok: false, why: err.message };
-    }
-    if (last.ok) return last;
-    if (last.stop) throw new Error(last.why);
-    await sleep(intervalMs);
-  }
-  throw new Error(`not within ${secs(timeoutMs)}: ${last.why}`);
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no result within ${secs(ms)}`)), ms);
-    }),
-  ]);
-}
-
-class LogTail {
-  constructor(label, max = 150) {
-    this.label = label;
-    this.max = max;
-    this.lines = [];
-  }
-  push(line) {
-    if (config.verbose) console.log(`[${this.label}] ${line}`);
-    this.lines.push(line);
-    if (this.lines.length > this.max) this.lines.shift();
-  }
-  dump() {
-    if (config.verbose || this.lines.length === 0) return;
-    console.log(`---- last ${this.lines.length} lines of ${this.label} ----`);
-    for (const line of this.lines) console.log(`[${this.label}] ${line}`);
   }
 }
 
@@ -212,18 +175,6 @@ function httpGet(url, timeoutMs) {
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', () => resolve({ status: null, body: '' }));
   });
-}
-
-function killGroup(child, signal) {
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    try {
-      child.kill(signal);
-    } catch {
-      // Already gone.
-    }
-  }
 }
 
 async function stopServer() {

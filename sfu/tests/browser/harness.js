@@ -1,0 +1,86 @@
+// Helpers shared by the end-to-end scripts in this folder: bounded waiting, output tails and
+// process groups. Every wait here is bounded in time and in rounds.
+'use strict';
+
+const http = require('node:http');
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Calls `probe` until it returns `{ ok: true }` or the deadline passes; bounded in time and in
+ * count. Throws with the last probe's `why`, at once if the probe says `{ ok: false, stop: true }`.
+ */
+async function until(timeoutMs, probe, intervalMs) {
+  const deadline = Date.now() + timeoutMs;
+  const maxRounds = Math.ceil(timeoutMs / Math.max(intervalMs, 50)) + 1;
+  let last = { ok: false, why: 'never probed' };
+  for (let round = 0; round < maxRounds && Date.now() < deadline; round++) {
+    try {
+      last = await probe();
+    } catch (err) {
+      last = { ok: false, why: err.message };
+    }
+    if (last.ok) return last;
+    if (last.stop) throw new Error(last.why);
+    await sleep(intervalMs);
+  }
+  throw new Error(`not within ${timeoutMs / 1000} s: ${last.why}`);
+}
+
+/** Resolves `promise`, or rejects after `ms` with `what` in the message. */
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms / 1000} s`)), ms);
+    }),
+  ]);
+}
+
+/** The last lines of a child's or a page's output, printed on failure (or live when verbose). */
+class LogTail {
+  constructor(label, verbose, max = 200) {
+    this.label = label;
+    this.verbose = verbose;
+    this.max = max;
+    this.lines = [];
+  }
+  push(line) {
+    if (this.verbose) console.log(`[${this.label}] ${line}`);
+    this.lines.push(line);
+    if (this.lines.length > this.max) this.lines.shift();
+  }
+  dump() {
+    if (this.verbose || this.lines.length === 0) return;
+    console.log(`---- last ${this.lines.length} lines of ${this.label} ----`);
+    for (const line of this.lines) console.log(`[${this.label}] ${line}`);
+  }
+}
+
+/** The HTTP status of `url`, or null if it does not answer within `timeoutMs`. */
+function httpStatus(url, timeoutMs) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(null));
+  });
+}
+
+/** Sends `signal` to the process group of `child` (started detached), else to `child` alone. */
+function killGroup(child, signal) {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+module.exports = { sleep, until, withTimeout, LogTail, httpStatus, killGroup };
