@@ -87,10 +87,18 @@ impl Engine {
             .flatten();
         let short_pid = !forward::vp8::long_picture_id(&pkt.payload);
         let mut keyframe_needed = false;
-        let in_params = self
-            .participants
-            .get(&key)
-            .and_then(|p| p.rtc.codec_config().find(|pp| pp.pt() == in_pt).copied());
+        // The publisher's parameters for this payload type, looked up once per payload type.
+        let in_params = match track.in_params {
+            Some((pt, params)) if pt == in_pt => Some(params),
+            _ => {
+                let params = self
+                    .participants
+                    .get(&key)
+                    .and_then(|p| p.rtc.codec_config().find(|pp| pp.pt() == in_pt).copied());
+                track.in_params = params.map(|pp| (in_pt, pp));
+                params
+            }
+        };
 
         for &sk in &track.subscribers {
             let Some(s) = self.participants.get_mut(&sk) else {

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use str0m::media::{Mid, Rid};
+use str0m::format::PayloadParams;
+use str0m::media::{Mid, Pt, Rid};
 
 use super::forward::select::LayerIndex;
 use super::rate::RateMeter;
@@ -49,6 +50,8 @@ pub struct Track {
     pub layers: Vec<Layer>,
     /// Codec, learnt from the first packet.
     pub codec: Option<VideoCodec>,
+    /// The publisher's payload parameters for the payload type seen last.
+    pub in_params: Option<(Pt, PayloadParams)>,
     /// Not forwarded while set.
     pub muted: bool,
     /// Allocation priority: larger is more important (screen share, pinned, active speaker).

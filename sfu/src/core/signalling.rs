@@ -508,6 +508,7 @@ impl Engine {
             subscribers: Vec::new(),
             layers: track_layers(media_kind(kind), simulcast),
             codec: None,
+            in_params: None,
             muted,
             priority: 0,
             publisher_mask: None,
