@@ -509,8 +509,14 @@ async fn failed_posts_are_retried_with_backoff_then_given_up() {
     let events = received(&hooks, 1).await;
     assert_eq!(events.len(), 1);
     assert_eq!(*hooks.posts.lock().unwrap(), 3);
-    assert_eq!(webhooks.stats().retries.load(Ordering::Relaxed), 2);
+    // The receiver has the event before the sender has read its answer: wait for the count.
+    let deadline = Instant::now() + STEP;
+    while webhooks.stats().delivered.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "never counted as delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(webhooks.stats().delivered.load(Ordering::Relaxed), 1);
+    assert_eq!(webhooks.stats().retries.load(Ordering::Relaxed), 2);
 
     // A receiver that always fails gets max_attempts posts, then the event is dropped.
     let (url, hooks) = receiver(u32::MAX).await;
