@@ -117,6 +117,12 @@ pub fn generate_dtls_cert() -> DtlsCert {
         .expect("the crypto backend generates DTLS certificates")
 }
 
+/// A connection deadline at most this far past its clock is due now (see [`Engine::drain`]).
+const IMMEDIATE: Duration = Duration::from_micros(1);
+/// Immediate deadlines honoured in one drain before the rest wait for the timer heap: a bound on
+/// the work one connection does in one turn (a pacer burst is at most 63 kB, about 55 packets).
+const MAX_IMMEDIATE_TURNS: u32 = 128;
+
 /// The transport a packet came over; part of the demultiplexing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -321,7 +327,8 @@ impl Engine {
             return;
         };
         p.last_recv = now;
-        if let Err(e) = p.rtc.handle_input(Input::Receive(now, receive)) {
+        p.clock = p.clock.max(now);
+        if let Err(e) = p.rtc.handle_input(Input::Receive(p.clock, receive)) {
             self.stats.datagrams_rejected += 1;
             debug!(participant = %p.id, "input refused: {e}");
         }
@@ -457,14 +464,30 @@ impl Engine {
     }
 
     /// Poll a connection until it has nothing more to say, queueing transmits and events.
+    ///
+    /// str0m's pacer lets one packet out per timeout and then asks for a timeout one microsecond
+    /// later. Such immediate deadlines are honoured here, in the same turn, rather than through
+    /// the timer heap: otherwise a burst of N packets to one subscriber costs N turns of the
+    /// worker loop and N send calls. The connection's clock moves on by that microsecond each
+    /// time, so send times stay monotonic and GCC sees the pacer's own spacing.
     fn drain(&mut self, key: ParticipantKey) {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
+        let mut immediate = 0;
         loop {
             match p.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => self.transmits.push_back(t),
                 Ok(Output::Event(e)) => self.events.push((key, e)),
+                Ok(Output::Timeout(t))
+                    if t <= p.clock + IMMEDIATE && immediate < MAX_IMMEDIATE_TURNS =>
+                {
+                    immediate += 1;
+                    p.clock = p.clock.max(t);
+                    if let Err(e) = p.rtc.handle_input(Input::Timeout(p.clock)) {
+                        debug!(participant = %p.id, "timeout refused: {e}");
+                    }
+                }
                 Ok(Output::Timeout(t)) => {
                     if p.rtc_timer != Some(t) {
                         p.rtc_timer = Some(t);
