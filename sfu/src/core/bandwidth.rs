@@ -346,7 +346,7 @@ impl Engine {
         if mask == needed {
             track.pause_due = None;
         }
-        track.publisher_mask = Some(mask);
+        track.set_publisher_mask(now, mask);
         let active = track
             .layers
             .iter()

@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 
 const BUCKETS: usize = 4;
 const BUCKET: Duration = Duration::from_millis(250);
+/// The window the rate is averaged over.
+pub const WINDOW: Duration = Duration::from_millis(250 * BUCKETS as u64);
 
 /// Bits per second over the last second, in four 250 ms buckets.
 #[derive(Debug, Clone, Default)]

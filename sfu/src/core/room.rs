@@ -6,7 +6,7 @@ use str0m::format::PayloadParams;
 use str0m::media::{Mid, Pt, Rid};
 
 use super::forward::select::LayerIndex;
-use super::rate::RateMeter;
+use super::rate::{self, RateMeter};
 use super::speaker::SpeakerDetector;
 
 use signal::protocol::{TrackInfo, TrackKind};
@@ -82,6 +82,8 @@ pub struct Layer {
     pub known_rate: u64,
     /// When the last packet arrived.
     pub last_packet: Option<Instant>,
+    /// When the publisher was last asked to resume it.
+    pub resumed_at: Option<Instant>,
     /// Frame size, from its last keyframe (VP8).
     pub size: Option<(u16, u16)>,
     /// The last keyframe request sent upstream for it.
@@ -101,6 +103,21 @@ impl Track {
             l.last_keyframe_request = Some(now);
         }
         due
+    }
+
+    /// The publisher is told to send the layers in `mask`. A layer that comes back starts a fresh
+    /// meter: the old one, part silence, would read low for a second and make the layer look
+    /// cheaper than it is.
+    pub fn set_publisher_mask(&mut self, now: Instant, mask: u8) {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let bit = 1 << i;
+            let was_on = self.publisher_mask.is_none_or(|m| m & bit != 0);
+            if mask & bit != 0 && !was_on {
+                l.rate = RateMeter::default();
+                l.resumed_at = Some(now);
+            }
+        }
+        self.publisher_mask = Some(mask);
     }
 
     /// Whether layer `i` was told to pause at the publisher.
@@ -124,9 +141,16 @@ impl Track {
                 if !arriving && !paused[i] {
                     return None;
                 }
-                let r = l.rate.rate(now);
-                if r > 0 {
-                    l.known_rate = r;
+                // A paused layer's meter only decays, and a resumed one reads low until it has
+                // a full window: until then the rate is the one measured before.
+                let resuming = l.known_rate > 0
+                    && l.resumed_at
+                        .is_some_and(|t| now.saturating_duration_since(t) < rate::WINDOW);
+                if !paused[i] && !resuming {
+                    let r = l.rate.rate(now);
+                    if r > 0 {
+                        l.known_rate = r;
+                    }
                 }
                 let default = if single {
                     DEFAULT_RATES[1]
@@ -199,4 +223,83 @@ pub struct Room {
     pub participants: Vec<ParticipantKey>,
     /// Tracks, in publish order.
     pub tracks: Vec<TrackKey>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simulcast_track() -> Track {
+        Track {
+            id: "t".into(),
+            kind: TrackKind::Video,
+            publisher: 1,
+            publisher_id: "p".into(),
+            mid: Mid::from("0"),
+            subscribers: Vec::new(),
+            layers: ["q", "h", "f"]
+                .iter()
+                .map(|r| Layer {
+                    rid: Some(Rid::from(*r)),
+                    ..Layer::default()
+                })
+                .collect(),
+            codec: None,
+            in_params: None,
+            muted: false,
+            priority: 0,
+            publisher_mask: None,
+            speaker: SpeakerDetector::default(),
+            pause_due: None,
+        }
+    }
+
+    /// Feeds `layers` (index, bytes per 50 ms) from `from` for `span`; returns the end.
+    fn feed(t: &mut Track, from: Instant, span: Duration, layers: &[(usize, usize)]) -> Instant {
+        let mut now = from;
+        while now < from + span {
+            for &(i, bytes) in layers {
+                t.layers[i].rate.add(now, bytes);
+                t.layers[i].last_packet = Some(now);
+            }
+            now += Duration::from_millis(50);
+        }
+        now
+    }
+
+    fn kbps(r: Option<u64>) -> u64 {
+        r.unwrap() / 1000
+    }
+
+    #[test]
+    fn a_paused_layer_keeps_its_rate_and_a_resumed_one_is_measured_afresh() {
+        let mut t = simulcast_track();
+        // q 160, h 480, f 1600 kbit/s.
+        let all = [(0, 1000), (1, 3000), (2, 10_000)];
+        let now = feed(&mut t, Instant::now(), Duration::from_secs(2), &all);
+        let r = t.layer_rates(now);
+        assert_eq!((kbps(r[0]), kbps(r[1]), kbps(r[2])), (160, 480, 1600));
+
+        // h is paused: its packets stop and its meter runs dry, but it is still worth 480.
+        t.set_publisher_mask(now, 0b101);
+        let mut at = now;
+        for _ in 0..3 {
+            at = feed(
+                &mut t,
+                at,
+                Duration::from_millis(300),
+                &[(0, 1000), (2, 10_000)],
+            );
+            assert_eq!(kbps(t.layer_rates(at)[1]), 480);
+        }
+
+        // h comes back after less than a meter window of silence: no low reading meanwhile.
+        t.set_publisher_mask(at, 0b111);
+        let mut lowest = u64::MAX;
+        for _ in 0..8 {
+            at = feed(&mut t, at, Duration::from_millis(100), &all);
+            lowest = lowest.min(kbps(t.layer_rates(at)[1]));
+        }
+        assert!(lowest >= 400, "h read {lowest} kbit/s after resuming");
+    }
 }
