@@ -28,6 +28,9 @@ pub const SERVER: &str = "10.0.0.1:5000";
 /// The server's passive ICE-TCP candidate.
 pub const SERVER_TCP: &str = "10.0.0.1:5443";
 
+/// The test publisher captures a video frame this often.
+pub const FRAME_INTERVAL: Duration = Duration::from_millis(50);
+
 /// A simulcast layer the test publisher sends: 20 frames/s of `packets` packets.
 pub struct Layer {
     pub rid: &'static str,
@@ -79,6 +82,8 @@ pub struct Received {
     pub layer: u8,
     /// The VP8 picture id as received.
     pub pid: Option<u16>,
+    /// The publisher's frame counter (video; frames are captured every 50 ms).
+    pub frame: u32,
 }
 
 /// A str0m peer publishing one audio and one video track, receiving everything.
@@ -275,7 +280,8 @@ impl Client {
                         payload.extend_from_slice(&[0x51, 0x42, 0x00]);
                     }
                     payload.resize(layer.packet_bytes, 0x55);
-                    // The last byte names the layer, for the receiver's bookkeeping.
+                    // The frame counter and the layer, for the receiver's bookkeeping.
+                    payload.extend_from_slice(&(self.frame as u32).to_be_bytes());
                     payload.push(index as u8);
                     let seq = *seq_base;
                     *seq_base += 1;
@@ -289,7 +295,7 @@ impl Client {
                 }
             }
             self.frame += 1;
-            self.next_video += Duration::from_millis(50);
+            self.next_video += FRAME_INTERVAL;
         }
     }
 
@@ -354,6 +360,12 @@ impl Client {
                         keyframe,
                         marker: p.header.marker,
                         layer: p.payload.last().copied().unwrap_or(0),
+                        frame: p
+                            .payload
+                            .len()
+                            .checked_sub(5)
+                            .and_then(|at| p.payload.get(at..at + 4))
+                            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
                         pid: (kind == MediaKind::Video)
                             .then(|| str0m::rtp::Vp8Descriptor::parse(&p.payload).ok())
                             .flatten()
