@@ -106,6 +106,41 @@ fn late_subscriber_gets_a_gap_free_stream_starting_on_a_keyframe() {
 }
 
 #[test]
+fn a_second_session_of_an_identity_takes_over_from_the_first() {
+    let mut bed = Bed::new();
+    let ann = bed.join_with("r", "ann", true, |s| s.identity = Some("ann".into()));
+    let bob = bed.join("r", "bob", true);
+    // Without an identity nothing is taken over.
+    let guest = bed.join("r", "guest", false);
+    let guest2 = bed.join("r", "guest2", false);
+    assert!(bed.run_until(secs(5.0), |b| {
+        !b.clients[bob].video_from(&b.id(ann)).is_empty()
+    }));
+    // Ann opens a second tab: the same identity joins again.
+    let ann2 = bed.join_with("r", "ann2", true, |s| s.identity = Some("ann".into()));
+    let old = bed.id(ann);
+    assert!(matches!(
+        bed.clients[ann].messages.last(),
+        Some(ServerMessage::Left { reason }) if reason == "duplicate_identity"
+    ));
+    assert!(bed.clients[bob].messages.iter().any(|m| matches!(m,
+        ServerMessage::ParticipantLeft { participant_id, reason }
+            if *participant_id == old && reason == "duplicate_identity")));
+    assert_eq!(bed.engine.participant_count(), 4);
+    let new = bed.id(ann2);
+    assert!(bed.run_until(secs(5.0), |b| {
+        !b.clients[bob].video_from(&new).is_empty()
+            && !b.clients[ann2].video_from(&b.id(bob)).is_empty()
+    }));
+    for g in [guest, guest2] {
+        assert!(!bed.clients[g]
+            .messages
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Left { .. })));
+    }
+}
+
+#[test]
 fn explicit_leave_tells_the_others_and_frees_everything() {
     let mut bed = Bed::new();
     for name in ["ann", "bob", "cat"] {

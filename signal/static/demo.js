@@ -53,6 +53,7 @@ const LEFT_TEXT = {
   timeout: 'The media connection timed out.',
   removed: 'You were removed from the room.',
   room_deleted: 'The room was closed.',
+  duplicate_identity: 'You joined this room again from somewhere else; this page has left.',
 };
 
 // ---- form -----------------------------------------------------------------------------------

@@ -88,6 +88,23 @@ impl Engine {
                 "participant id in use",
             ));
         }
+        // One session per identity and room: a second join (another tab, a reconnect from a new
+        // network) takes over, and the older session leaves as `duplicate_identity`.
+        if let (Some(ident), Some(r)) = (&identity, self.rooms.get(&room)) {
+            let older: Vec<ParticipantKey> = r
+                .participants
+                .iter()
+                .copied()
+                .filter(|k| {
+                    self.participants
+                        .get(k)
+                        .is_some_and(|p| p.identity.as_ref() == Some(ident))
+                })
+                .collect();
+            for k in older {
+                self.remove(now, k, "duplicate_identity");
+            }
+        }
         let key = self.next_key;
         self.next_key += 1;
 
