@@ -93,7 +93,7 @@ const CHROMIUM_ARGS = [
 
 const harness = require('./harness');
 
-const { sleep, withTimeout, killGroup, httpStatus } = harness;
+const { sleep, withTimeout, killGroup, httpStatus, CheckFailed, runScript } = harness;
 const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
 /** The last lines of a child's or a page's output, printed on failure. */
 class LogTail extends harness.LogTail {
@@ -107,7 +107,6 @@ const log = (...args) => console.log('chat-e2e:', ...args);
 
 const results = { passed: 0, failed: 0 };
 
-class CheckFailed extends Error {}
 
 /**
  * Runs one named check. A failed `fatal` check stops the run (the later ones need it); the
@@ -939,42 +938,16 @@ function finish(code) {
   process.exit(code);
 }
 
-process.on('exit', () => {
-  if (server && server.exitCode === null && server.signalCode === null) killGroup(server, 'SIGKILL');
-});
-
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, () => {
-    log(`got ${signal}, cleaning up`);
-    results.failed++;
-    withTimeout(shutdown(), 10_000, 'cleanup').catch(() => {}).finally(() => finish(1));
-  });
-}
-
-const hardTimer = setTimeout(() => {
-  log(`FAIL: hard timeout of ${HARD_TIMEOUT_MS / 1000} s reached`);
-  results.failed++;
-  serverLog.dump();
-  for (const peer of peers) peer.log.dump();
-  withTimeout(shutdown(), 10_000, 'cleanup').catch(() => {}).finally(() => finish(1));
-}, HARD_TIMEOUT_MS);
-
-(async () => {
-  let ok = false;
-  try {
-    await scenario();
-    ok = results.failed === 0;
-  } catch (err) {
-    if (!(err instanceof CheckFailed)) {
-      results.failed++;
-      log(`FAIL: ${err.message}`);
-    }
-  }
-  if (!ok) {
+runScript({
+  scenario,
+  shutdown,
+  finish,
+  results,
+  log,
+  hardTimeoutMs: HARD_TIMEOUT_MS,
+  server: () => server,
+  onFailure: () => {
     serverLog.dump();
     for (const peer of peers) peer.log.dump();
-  }
-  await withTimeout(shutdown(), 10_000, 'cleanup').catch((err) => log(err.message));
-  clearTimeout(hardTimer);
-  finish(ok ? 0 : 1);
-})();
+  },
+});

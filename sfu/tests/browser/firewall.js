@@ -78,7 +78,7 @@ const CHROMIUM_ARGS = [
 
 const harness = require('./harness');
 
-const { sleep, withTimeout, killGroup } = harness;
+const { sleep, withTimeout, killGroup, CheckFailed, runScript } = harness;
 const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
 /** The last lines of a child's or a page's output, printed on failure. */
 class LogTail extends harness.LogTail {
@@ -98,7 +98,6 @@ const selectedPairs = {};
 /** The TURN username the server gave P2. */
 let p2TurnUser = null;
 
-class CheckFailed extends Error {}
 
 /** Runs one named check. A failed check stops the run unless `soft`. */
 async function check(name, body, { soft = false } = {}) {
@@ -549,45 +548,20 @@ function finish(code) {
   process.exit(code);
 }
 
-process.on('exit', () => {
-  if (server && server.exitCode === null && server.signalCode === null) killGroup(server, 'SIGKILL');
-});
-
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, () => {
-    log(`got ${signal}, cleaning up`);
-    results.failed++;
-    withTimeout(shutdown(), 10_000, 'cleanup').catch(() => {}).finally(() => finish(1));
-  });
-}
-
-const hardTimer = setTimeout(() => {
-  log(`FAIL: hard timeout of ${secs(HARD_TIMEOUT_MS)} reached`);
-  results.failed++;
-  serverLog.dump();
-  for (const peer of peers) peer.log.dump();
-  dumpTurnLog();
-  withTimeout(shutdown(), 10_000, 'cleanup').catch(() => {}).finally(() => finish(1));
-}, HARD_TIMEOUT_MS);
-
-(async () => {
-  let ok = false;
-  try {
-    await scenario();
-    ok = results.failed === 0;
-  } catch (err) {
-    if (!(err instanceof CheckFailed)) {
-      results.failed++;
-      log(`FAIL: ${err.message}`);
-    }
-  }
-  if (!ok) {
+runScript({
+  scenario,
+  shutdown,
+  finish,
+  results,
+  log,
+  hardTimeoutMs: HARD_TIMEOUT_MS,
+  server: () => server,
+  onFailure: async (quick) => {
     serverLog.dump();
     for (const peer of peers) peer.log.dump();
-    await withTimeout(printPageStates(), 20_000, 'page states').catch((err) => log(err.message));
+    if (!quick) {
+      await withTimeout(printPageStates(), 20_000, 'page states').catch((err) => log(err.message));
+    }
     dumpTurnLog();
-  }
-  await withTimeout(shutdown(), 10_000, 'cleanup').catch((err) => log(err.message));
-  clearTimeout(hardTimer);
-  finish(ok ? 0 : 1);
-})();
+  },
+});

@@ -83,4 +83,62 @@ function killGroup(child, signal) {
   }
 }
 
-module.exports = { sleep, until, withTimeout, LogTail, httpStatus, killGroup };
+/** A failed check that has already been reported: the run stops without a second report. */
+class CheckFailed extends Error {}
+
+/**
+ * Runs a script's `scenario` under the guards every script needs, then exits through
+ * `finish(code)`:
+ * - SIGINT/SIGTERM and a hard timeout of `hardTimeoutMs` count as a failure, clean up and exit;
+ * - on a failure (a thrown error, or a check that recorded one in `results`) `onFailure(quick)`
+ *   prints what helps (logs; page states unless `quick`, which is set on the hard timeout);
+ * - `shutdown()` always runs, bounded;
+ * - `server()` is the server's child process, killed with its group if the script exits any
+ *   other way.
+ */
+function runScript({ scenario, shutdown, finish, onFailure, results, log, hardTimeoutMs, server }) {
+  process.on('exit', () => {
+    const child = server();
+    if (child && child.exitCode === null && child.signalCode === null) killGroup(child, 'SIGKILL');
+  });
+  const bail = () => {
+    withTimeout(shutdown(), 10_000, 'cleanup')
+      .catch(() => {})
+      .finally(() => finish(1));
+  };
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      log(`got ${signal}, cleaning up`);
+      results.failed++;
+      bail();
+    });
+  }
+  const hardTimer = setTimeout(() => {
+    log(`FAIL: hard timeout of ${hardTimeoutMs / 1000} s reached`);
+    results.failed++;
+    withTimeout(Promise.resolve().then(() => onFailure(true)), 10_000, 'failure report')
+      .catch(() => {})
+      .finally(bail);
+  }, hardTimeoutMs);
+  (async () => {
+    let ok = false;
+    try {
+      await scenario();
+      ok = results.failed === 0;
+    } catch (err) {
+      if (!(err instanceof CheckFailed)) {
+        results.failed++;
+        log(`FAIL: ${err.message}`);
+      }
+    }
+    if (!ok) {
+      await withTimeout(Promise.resolve().then(() => onFailure(false)), 30_000, 'failure report')
+        .catch((err) => log(err.message));
+    }
+    await withTimeout(shutdown(), 10_000, 'cleanup').catch((err) => log(err.message));
+    clearTimeout(hardTimer);
+    finish(ok ? 0 : 1);
+  })();
+}
+
+module.exports = { sleep, until, withTimeout, LogTail, httpStatus, killGroup, CheckFailed, runScript };

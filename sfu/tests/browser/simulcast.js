@@ -95,7 +95,7 @@ const CHROMIUM_ARGS = [
 
 const harness = require('./harness');
 
-const { sleep, withTimeout, killGroup } = harness;
+const { sleep, withTimeout, killGroup, CheckFailed, runScript } = harness;
 const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
 /** The last lines of a child's or a page's output, printed on failure. */
 class LogTail extends harness.LogTail {
@@ -112,7 +112,6 @@ const results = { passed: 0, failed: 0 };
 /** Numbers for the summary at the end. */
 const measured = {};
 
-class CheckFailed extends Error {}
 
 /**
  * Runs one named check. A failed check stops the run unless `soft` (later ones build on it). An
@@ -900,46 +899,23 @@ function finish(code) {
   process.exit(code);
 }
 
-process.on('exit', () => {
-  if (server && server.exitCode === null && server.signalCode === null) killGroup(server, 'SIGKILL');
-});
-
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, () => {
-    log(`got ${signal}, cleaning up`);
-    results.failed++;
-    withTimeout(shutdown(), 10_000, 'cleanup').catch(() => {}).finally(() => finish(1));
-  });
-}
-
-const hardTimer = setTimeout(() => {
-  log(`FAIL: hard timeout of ${secs(HARD_TIMEOUT_MS)} reached`);
-  results.failed++;
-  serverLog.dump();
-  for (const peer of peers) peer.log.dump();
-  withTimeout(shutdown(), 10_000, 'cleanup').catch(() => {}).finally(() => finish(1));
-}, HARD_TIMEOUT_MS);
-
-(async () => {
-  let ok = false;
-  try {
+runScript({
+  scenario: async () => {
     await scenario();
-    ok = results.failed === 0;
-  } catch (err) {
-    if (!(err instanceof CheckFailed)) {
-      results.failed++;
-      log(`FAIL: ${err.message}`);
-    }
-  }
-  if (!ok) {
+    if (env.SC_TRACE === '1') await printTrace();
+  },
+  shutdown,
+  finish,
+  results,
+  log,
+  hardTimeoutMs: HARD_TIMEOUT_MS,
+  server: () => server,
+  onFailure: async (quick) => {
     serverLog.dump();
     for (const peer of peers) {
       peer.log.dump();
-      await printPageState(peer);
+      if (!quick) await printPageState(peer);
     }
-  }
-  if (!ok || env.SC_TRACE === '1') await printTrace();
-  await withTimeout(shutdown(), 10_000, 'cleanup').catch((err) => log(err.message));
-  clearTimeout(hardTimer);
-  finish(ok ? 0 : 1);
-})();
+    if (!quick && env.SC_TRACE !== '1') await printTrace();
+  },
+});
