@@ -15,9 +15,7 @@
 //   RUST_LOG        passed to the server (default info)
 'use strict';
 
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
-const http = require('node:http');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
 
@@ -62,7 +60,15 @@ const CHROMIUM_ARGS = [
 
 const harness = require('./harness');
 
-const { sleep, withTimeout, killGroup, httpStatus, CheckFailed, runScript } = harness;
+const {
+  sleep,
+  withTimeout,
+  httpStatus,
+  CheckFailed,
+  runScript,
+  spawnLogged,
+  stopGroup,
+} = harness;
 const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
 /** The last lines of a child's or a page's output, printed on failure. */
 class LogTail extends harness.LogTail {
@@ -105,36 +111,12 @@ function startServer() {
     '--workers', '2',
   ];
   log(`starting ${config.sfuBin} ${args.join(' ')}`);
-  const child = spawn(config.sfuBin, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
-  });
-  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  child.once('error', (err) => serverLog.push(`spawn failed: ${err.message}`));
-  for (const stream of [child.stdout, child.stderr]) {
-    let buffered = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk) => {
-      buffered += chunk;
-      let nl;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        serverLog.push(buffered.slice(0, nl));
-        buffered = buffered.slice(nl + 1);
-      }
-    });
-  }
-  return child;
+  const childEnv = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' };
+  return spawnLogged(config.sfuBin, args, childEnv, serverLog);
 }
 
 async function stopServer() {
-  if (!server || server.exitCode !== null || server.signalCode !== null) return;
-  killGroup(server, 'SIGTERM');
-  const exited = await Promise.race([server.exited.then(() => true), sleep(3000).then(() => false)]);
-  if (!exited) {
-    killGroup(server, 'SIGKILL');
-    await Promise.race([server.exited, sleep(1000)]);
-  }
+  await stopGroup(server);
 }
 
 // ---- the browsers -----------------------------------------------------------------------------

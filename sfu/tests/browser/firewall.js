@@ -26,9 +26,8 @@
 //   E2E_VERBOSE=1                            stream the server's and the pages' logs
 'use strict';
 
-const { spawn, execFile } = require('node:child_process');
+const { execFile } = require('node:child_process');
 const fs = require('node:fs');
-const http = require('node:http');
 const { chromium } = require('playwright-core');
 
 const env = process.env;
@@ -78,7 +77,15 @@ const CHROMIUM_ARGS = [
 
 const harness = require('./harness');
 
-const { sleep, withTimeout, killGroup, CheckFailed, runScript } = harness;
+const {
+  sleep,
+  withTimeout,
+  CheckFailed,
+  runScript,
+  spawnLogged,
+  stopGroup,
+  httpGet,
+} = harness;
 const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
 /** The last lines of a child's or a page's output, printed on failure. */
 class LogTail extends harness.LogTail {
@@ -141,49 +148,17 @@ function startServer() {
     ...advertised.flatMap((ip) => ['--advertise-ip', ip]),
   ];
   log(`starting ${config.sfuBin} ${args.join(' ')} (SFU_TURN_SECRET in the environment)`);
-  const child = spawn(config.sfuBin, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-    env: { ...env, SFU_TURN_SECRET: config.turnSecret, RUST_LOG: env.RUST_LOG || 'info', NO_COLOR: '1' },
-  });
-  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  child.once('error', (err) => serverLog.push(`spawn failed: ${err.message}`));
-  for (const stream of [child.stdout, child.stderr]) {
-    let buffered = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk) => {
-      buffered += chunk;
-      let nl;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        serverLog.push(buffered.slice(0, nl));
-        buffered = buffered.slice(nl + 1);
-      }
-    });
-  }
-  return child;
-}
-
-function httpGet(url, timeoutMs) {
-  return new Promise((resolve) => {
-    const req = http.get(url, { timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve({ status: null, body: '' }));
-  });
+  const childEnv = {
+    ...env,
+    SFU_TURN_SECRET: config.turnSecret,
+    RUST_LOG: env.RUST_LOG || 'info',
+    NO_COLOR: '1',
+  };
+  return spawnLogged(config.sfuBin, args, childEnv, serverLog);
 }
 
 async function stopServer() {
-  if (!server || server.exitCode !== null || server.signalCode !== null) return;
-  killGroup(server, 'SIGTERM');
-  const exited = await Promise.race([server.exited.then(() => true), sleep(3000).then(() => false)]);
-  if (!exited) {
-    killGroup(server, 'SIGKILL');
-    await Promise.race([server.exited, sleep(1000)]);
-  }
+  await stopGroup(server);
 }
 
 // ---- the browsers -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 'use strict';
 
 const http = require('node:http');
+const { spawn } = require('node:child_process');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -83,6 +84,54 @@ function killGroup(child, signal) {
   }
 }
 
+/**
+ * Starts `bin` in a process group of its own, its output lines going to `logTail`. The child
+ * gets an `exited` promise ({ code, signal }).
+ */
+function spawnLogged(bin, args, env, logTail) {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env });
+  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  child.once('error', (err) => logTail.push(`spawn failed: ${err.message}`));
+  for (const stream of [child.stdout, child.stderr]) {
+    let buffered = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk) => {
+      buffered += chunk;
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        logTail.push(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+      }
+    });
+  }
+  return child;
+}
+
+/** Stops a child started by `spawnLogged`: SIGTERM to its group, SIGKILL after 3 s. */
+async function stopGroup(child) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  killGroup(child, 'SIGTERM');
+  const exited = await Promise.race([child.exited.then(() => true), sleep(3000).then(() => false)]);
+  if (!exited) {
+    killGroup(child, 'SIGKILL');
+    await Promise.race([child.exited, sleep(1000)]);
+  }
+}
+
+/** GET `url`: { status, body }, or { status: null, body: '' } without an answer in time. */
+function httpGet(url, timeoutMs) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve({ status: null, body: '' }));
+  });
+}
+
 /** A failed check that has already been reported: the run stops without a second report. */
 class CheckFailed extends Error {}
 
@@ -141,4 +190,16 @@ function runScript({ scenario, shutdown, finish, onFailure, results, log, hardTi
   })();
 }
 
-module.exports = { sleep, until, withTimeout, LogTail, httpStatus, killGroup, CheckFailed, runScript };
+module.exports = {
+  sleep,
+  until,
+  withTimeout,
+  LogTail,
+  httpStatus,
+  httpGet,
+  killGroup,
+  spawnLogged,
+  stopGroup,
+  CheckFailed,
+  runScript,
+};
