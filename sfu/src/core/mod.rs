@@ -475,14 +475,26 @@ impl Engine {
             return;
         };
         let mut immediate = 0;
+        // A deadline that comes back unchanged after a timeout that produced nothing goes to the
+        // timer heap: driving it again here would only spin.
+        let (mut progress, mut last) = (true, None);
         loop {
             match p.rtc.poll_output() {
-                Ok(Output::Transmit(t)) => self.transmits.push_back(t),
-                Ok(Output::Event(e)) => self.events.push((key, e)),
+                Ok(Output::Transmit(t)) => {
+                    progress = true;
+                    self.transmits.push_back(t);
+                }
+                Ok(Output::Event(e)) => {
+                    progress = true;
+                    self.events.push((key, e));
+                }
                 Ok(Output::Timeout(t))
-                    if t <= p.clock + IMMEDIATE && immediate < MAX_IMMEDIATE_TURNS =>
+                    if t <= p.clock + IMMEDIATE
+                        && immediate < MAX_IMMEDIATE_TURNS
+                        && (progress || last != Some(t)) =>
                 {
                     immediate += 1;
+                    (progress, last) = (false, Some(t));
                     p.clock = p.clock.max(t);
                     if let Err(e) = p.rtc.handle_input(Input::Timeout(p.clock)) {
                         debug!(participant = %p.id, "timeout refused: {e}");
