@@ -76,20 +76,10 @@ const BURST_TIMEOUT_MS = 8_000;
 const LEVEL_WINDOW_MS = 3_000;
 const POLL_MS = 200;
 
-const CHROMIUM_ARGS = [
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
 const harness = require('./harness');
+
+const { CHROMIUM_ARGS } = harness;
+
 
 const {
   sleep,

@@ -45,20 +45,10 @@ const LEAVE_TIMEOUT_MS = 10_000;
 const SAMPLE_GAP_MS = 2_000;
 const POLL_MS = 250;
 
-const CHROMIUM_ARGS = [
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
 const harness = require('./harness');
+
+const { CHROMIUM_ARGS } = harness;
+
 
 const {
   sleep,

@@ -60,22 +60,14 @@ const MEDIA_TIMEOUT_MS = 45_000;
 const SAMPLE_GAP_MS = 2_000;
 const POLL_MS = 250;
 
+const harness = require('./harness');
+
 const CHROMIUM_ARGS = [
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-  '--autoplay-policy=no-user-gesture-required',
+  ...harness.CHROMIUM_ARGS,
   // The pages come from 10.98.x.1 over http: let them use getUserMedia like a secure origin.
   '--unsafely-treat-insecure-origin-as-secure=' +
     NAMES.map((n) => `http://${config.srvIp[n]}:${config.httpPort}`).join(','),
 ];
-
-const harness = require('./harness');
 
 const {
   sleep,

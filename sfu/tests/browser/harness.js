@@ -132,6 +132,20 @@ function httpGet(url, timeoutMs) {
   });
 }
 
+/** Flags every script starts Chromium with: fake camera and microphone, no background traffic. */
+const CHROMIUM_ARGS = [
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
 /** A failed check that has already been reported: the run stops without a second report. */
 class CheckFailed extends Error {}
 
@@ -191,6 +205,7 @@ function runScript({ scenario, shutdown, finish, onFailure, results, log, hardTi
 }
 
 module.exports = {
+  CHROMIUM_ARGS,
   sleep,
   until,
   withTimeout,

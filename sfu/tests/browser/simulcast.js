@@ -76,23 +76,14 @@ const LOSS_PERCENT = 5;
 const LOSS_TABLE = 'sfu_sc_loss';
 const POLL_MS = 250;
 
+const harness = require('./harness');
+
 const CHROMIUM_ARGS = [
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-  '--autoplay-policy=no-user-gesture-required',
+  ...harness.CHROMIUM_ARGS,
   // The pages come from 10.99.x.x over http: let them use getUserMedia like a secure origin.
   '--unsafely-treat-insecure-origin-as-secure=' +
     `http://${config.srvIp1}:${config.httpPort},http://${config.srvIp2}:${config.httpPort}`,
 ];
-
-const harness = require('./harness');
 
 const {
   sleep,
