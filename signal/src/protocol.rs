@@ -327,8 +327,12 @@ pub enum ErrorCode {
     NotFound,
     /// The thing to create exists already.
     Conflict,
-    /// Too many or too large data-channel messages; the ones over the limit were not relayed.
+    /// Too many messages, offers or data-channel messages in a short time; the ones over the
+    /// limit were not handled (not relayed).
     RateLimited,
+    /// A per-participant limit would be exceeded (tracks published); the request was refused
+    /// whole.
+    LimitExceeded,
     /// A bug on the server side.
     Internal,
 }
@@ -353,6 +357,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Internal => "internal",
         }
     }
@@ -485,6 +490,7 @@ mod tests {
             ErrorCode::NotFound,
             ErrorCode::Conflict,
             ErrorCode::RateLimited,
+            ErrorCode::LimitExceeded,
             ErrorCode::Internal,
         ] {
             assert_eq!(

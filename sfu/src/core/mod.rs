@@ -24,6 +24,7 @@ pub mod bandwidth;
 pub mod data;
 pub mod forward;
 mod forwarding;
+pub mod limits;
 pub mod participant;
 pub mod rate;
 pub mod room;
@@ -74,6 +75,8 @@ pub struct EngineConfig {
     /// The most any one subscriber is sent, in bits per second, whatever its estimate says
     /// (`None`: no cap).
     pub max_subscriber_bitrate: Option<u64>,
+    /// What one participant may do (tracks, offers).
+    pub limits: limits::ParticipantLimits,
 }
 
 impl EngineConfig {
@@ -89,6 +92,7 @@ impl EngineConfig {
             silence_timeout: Duration::from_secs(8),
             connect_timeout: Duration::from_secs(30),
             max_subscriber_bitrate: None,
+            limits: limits::ParticipantLimits::default(),
         }
     }
 }
@@ -178,6 +182,8 @@ pub struct Engine {
     signals: VecDeque<(String, ServerMessage)>,
     next_key: u64,
     stats: EngineStats,
+    /// Refused SDPs and candidates are logged at most once per interval.
+    bad_input_log: limits::LogThrottle,
 }
 
 impl Engine {
@@ -205,6 +211,7 @@ impl Engine {
             signals: VecDeque::new(),
             next_key: 1,
             stats: EngineStats::default(),
+            bad_input_log: limits::LogThrottle::default(),
         }
     }
 
@@ -234,6 +241,12 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Whether a participant owns the remote address `source` (it proved it with a signed STUN
+    /// request and has not left).
+    pub fn knows_address(&self, transport: Transport, source: SocketAddr) -> bool {
+        self.by_addr.contains_key(&(transport, source))
     }
 
     /// The bandwidth estimate towards participant `id`, bits per second, once there is one.
@@ -327,6 +340,11 @@ impl Engine {
             return;
         };
         p.last_recv = now;
+        // DTLS, RTP and RTCP (RFC 7983: first byte 20 and up), not STUN: a replayed check must
+        // not make its address look like the one media uses.
+        if buf.first().is_some_and(|b| *b >= 20) {
+            p.active_addr = Some((transport, source));
+        }
         p.clock = p.clock.max(now);
         if let Err(e) = p.rtc.handle_input(Input::Receive(p.clock, receive)) {
             self.stats.datagrams_rejected += 1;
@@ -439,8 +457,14 @@ impl Engine {
         }
     }
 
-    /// A datagram from an unknown address: if it is a STUN request naming one of our ICE ufrags,
-    /// remember the address for that participant.
+    /// A datagram from an unknown address: if it is a STUN binding request naming one of our ICE
+    /// ufrags and signed with that connection's ICE password, remember the address for that
+    /// participant.
+    ///
+    /// The ufrag travels in clear in every connectivity check, so it alone proves nothing: an
+    /// address is learnt only once MESSAGE-INTEGRITY checks. A forged request is counted and
+    /// dropped and costs the real path nothing. When the participant already has
+    /// [`MAX_ADDRS`] addresses, the oldest one that media is not arriving from is forgotten.
     fn learn_address(
         &mut self,
         transport: Transport,
@@ -454,8 +478,14 @@ impl Engine {
         let (local, _remote) = stun.split_username()?;
         let key = *self.by_ufrag.get(local)?;
         let p = self.participants.get_mut(&key)?;
+        if !stun.verify(p.ice_pass.as_bytes(), sha1_hmac) {
+            self.stats.stun_forged += 1;
+            return None;
+        }
         if p.addrs.len() >= MAX_ADDRS {
-            let old = p.addrs.remove(0);
+            let active = p.active_addr;
+            let i = p.addrs.iter().position(|a| Some(*a) != active).unwrap_or(0);
+            let old = p.addrs.remove(i);
             self.by_addr.remove(&old);
         }
         p.addrs.push((transport, source));
@@ -629,6 +659,16 @@ impl Engine {
             self.stats.nacks_in += new;
         }
     }
+}
+
+/// HMAC-SHA1 over the concatenated `parts`, as STUN's MESSAGE-INTEGRITY uses it (RFC 5389).
+fn sha1_hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 /// str0m's media kind for a protocol track kind.

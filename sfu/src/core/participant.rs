@@ -16,6 +16,7 @@ use super::data::DataLimiter;
 use super::forward::select::{LayerIndex, LayerSelector};
 use super::forward::vp8::Vp8Rewriter;
 use super::forward::Forwarder;
+use super::limits::TokenBucket;
 use super::room::{Track, TrackKey};
 use super::Transport;
 use signal::protocol::ParticipantInfo;
@@ -94,14 +95,22 @@ pub struct Participant {
     pub channels: Vec<(String, ChannelId)>,
     /// Limits on the data it sends.
     pub data_limiter: DataLimiter,
+    /// Its offers are rate-limited.
+    pub offers: TokenBucket,
     /// Room name.
     pub room: String,
     /// The one peer connection.
     pub rtc: Rtc,
     /// The server's ICE ufrag for this connection (STUN USERNAME demux).
     pub ufrag: String,
+    /// The server's ICE password for this connection: STUN requests from a new address must be
+    /// signed with it before the address is learnt.
+    pub ice_pass: String,
     /// Remote addresses learnt for this participant.
     pub addrs: Vec<(Transport, SocketAddr)>,
+    /// The address the last DTLS or RTP datagram came from; never forgotten to make room for a
+    /// new one.
+    pub active_addr: Option<(Transport, SocketAddr)>,
     /// The client's first offer has been answered: the server may now offer.
     pub negotiated: bool,
     /// The server's outstanding offer.

@@ -22,6 +22,7 @@ use signal::ClientSignal;
 
 use super::forward::select::LayerSelector;
 use super::forward::Forwarder;
+use super::limits::{LogThrottle, TokenBucket};
 use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
 use super::room::{Layer, Track, TrackKey};
 use super::{media_kind, track_kind, Engine, TimerKind};
@@ -123,7 +124,8 @@ impl Engine {
                 .map_err(|e| SignalError::new(ErrorCode::Internal, format!("candidate: {e}")))?;
             rtc.add_local_candidate(candidate);
         }
-        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let creds = rtc.direct_api().local_ice_credentials();
+        let (ufrag, ice_pass) = (creds.ufrag, creds.pass);
 
         let r = self.rooms.entry(room.clone()).or_default();
         let others: Vec<ParticipantInfo> = r
@@ -184,10 +186,16 @@ impl Engine {
                 can_publish_data,
                 channels: Vec::new(),
                 data_limiter: Default::default(),
+                offers: TokenBucket::new(
+                    self.config.limits.offer_burst,
+                    self.config.limits.offers_per_second,
+                ),
                 room,
                 rtc,
                 ufrag,
+                ice_pass,
                 addrs: Vec::new(),
+                active_addr: None,
                 negotiated: false,
                 pending: None,
                 connected: false,
@@ -223,9 +231,9 @@ impl Engine {
             return;
         };
         let result = match signal {
-            ClientSignal::Offer(sdp) => self.accept_offer(key, &sdp),
-            ClientSignal::Answer(sdp) => self.accept_answer(key, &sdp),
-            ClientSignal::Candidate(c) => self.add_candidate(key, &c.candidate),
+            ClientSignal::Offer(sdp) => self.accept_offer(now, key, &sdp),
+            ClientSignal::Answer(sdp) => self.accept_answer(now, key, &sdp),
+            ClientSignal::Candidate(c) => self.add_candidate(now, key, &c.candidate),
             ClientSignal::TrackSettings {
                 track_id,
                 visible,
@@ -246,6 +254,7 @@ impl Engine {
             }
         };
         if let Err(e) = result {
+            self.stats.signals_refused += 1;
             self.signals.push_back((id.to_string(), e.into()));
         }
         self.drain(key);
@@ -262,11 +271,26 @@ impl Engine {
         }
     }
 
-    fn accept_offer(&mut self, key: ParticipantKey, sdp: &str) -> Result<(), SignalError> {
+    fn accept_offer(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        sdp: &str,
+    ) -> Result<(), SignalError> {
+        let limits = self.config.limits;
         let p = self
             .participants
             .get_mut(&key)
             .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+        if !p.offers.take(now, 1.0) {
+            return Err(SignalError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many offers: at most {} in a burst and {} per second",
+                    limits.offer_burst, limits.offers_per_second
+                ),
+            ));
+        }
         // Whatever becomes of this offer, the client is not answering ours (it is impolite in a
         // glare): withdraw it and offer its changes again afterwards.
         if let Some(pending) = p.pending.take() {
@@ -274,13 +298,24 @@ impl Engine {
             restore(p, pending);
         }
         self.renegotiate.push(key);
-        let offer = SdpOffer::from_sdp_string(sdp)
-            .map_err(|e| SignalError::new(ErrorCode::InvalidSdp, format!("offer: {e}")))?;
-        let answer = p
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| SignalError::new(ErrorCode::InvalidSdp, format!("offer: {e}")))?;
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(offer) => offer,
+            Err(e) => {
+                bad_input(&mut self.bad_input_log, now, &p.id, "offer", &e);
+                return Err(unreadable_sdp("offer"));
+            }
+        };
+        check_new_mlines(p, &offer, limits.max_tracks)?;
+        let answer = match p.rtc.sdp_api().accept_offer(offer) {
+            Ok(answer) => answer,
+            Err(e) => {
+                bad_input(&mut self.bad_input_log, now, &p.id, "offer", &e);
+                return Err(SignalError::new(
+                    ErrorCode::InvalidSdp,
+                    "offer: it does not fit this session (see the server log)",
+                ));
+            }
+        };
         p.negotiated = true;
         self.signals.push_back((
             p.id.clone(),
@@ -291,7 +326,12 @@ impl Engine {
         Ok(())
     }
 
-    fn accept_answer(&mut self, key: ParticipantKey, sdp: &str) -> Result<(), SignalError> {
+    fn accept_answer(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        sdp: &str,
+    ) -> Result<(), SignalError> {
         let p = self
             .participants
             .get_mut(&key)
@@ -305,21 +345,20 @@ impl Engine {
         let answer = match SdpAnswer::from_sdp_string(sdp) {
             Ok(a) => a,
             Err(e) => {
+                bad_input(&mut self.bad_input_log, now, &p.id, "answer", &e);
                 restore(p, pending);
                 self.renegotiate.push(key);
-                return Err(SignalError::new(
-                    ErrorCode::InvalidSdp,
-                    format!("answer: {e}"),
-                ));
+                return Err(unreadable_sdp("answer"));
             }
         };
         let PendingOffer { pending, added, .. } = pending;
         if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
+            bad_input(&mut self.bad_input_log, now, &p.id, "answer", &e);
             p.to_add.extend(added.iter().map(|(tk, _)| *tk));
             self.renegotiate.push(key);
             return Err(SignalError::new(
                 ErrorCode::InvalidSdp,
-                format!("answer: {e}"),
+                "answer: it does not fit the server's offer (see the server log)",
             ));
         }
         for (tk, mid) in added {
@@ -417,7 +456,12 @@ impl Engine {
         Ok(())
     }
 
-    fn add_candidate(&mut self, key: ParticipantKey, candidate: &str) -> Result<(), SignalError> {
+    fn add_candidate(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        candidate: &str,
+    ) -> Result<(), SignalError> {
         let line = candidate.trim();
         if line.is_empty() {
             return Ok(()); // end of candidates
@@ -431,8 +475,16 @@ impl Engine {
         if line.contains(".local ") {
             return Ok(());
         }
-        let c = Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line))
-            .map_err(|e| SignalError::new(ErrorCode::BadMessage, format!("candidate: {e}")))?;
+        let c = match Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line)) {
+            Ok(c) => c,
+            Err(e) => {
+                bad_input(&mut self.bad_input_log, now, &p.id, "candidate", &e);
+                return Err(SignalError::new(
+                    ErrorCode::BadMessage,
+                    "candidate: not an ICE candidate line (RFC 8839)",
+                ));
+            }
+        };
         p.rtc.add_remote_candidate(c);
         Ok(())
     }
@@ -504,6 +556,18 @@ impl Engine {
             self.signals.push_back((
                 p.id.clone(),
                 SignalError::new(ErrorCode::Forbidden, "this participant may not publish").into(),
+            ));
+            return;
+        }
+        if p.published.len() >= self.config.limits.max_tracks {
+            // Reached by sending again on m-lines set inactive earlier; offers that add too
+            // many are refused before they get here.
+            p.to_deactivate.push(mid);
+            self.renegotiate.push(key);
+            self.stats.signals_refused += 1;
+            self.signals.push_back((
+                p.id.clone(),
+                too_many_tracks(self.config.limits.max_tracks).into(),
             ));
             return;
         }
@@ -709,6 +773,62 @@ fn track_layers(kind: MediaKind, simulcast: Option<Simulcast>) -> Vec<Layer> {
             ..Layer::default()
         })
         .collect()
+}
+
+/// Refuses an offer that brings more new m-lines than a participant may publish tracks, or that
+/// would take its published tracks above the limit. Checked before str0m takes the offer, so a
+/// refused offer changes nothing and nobody else hears of it.
+fn check_new_mlines(
+    p: &Participant,
+    offer: &SdpOffer,
+    max_tracks: usize,
+) -> Result<(), SignalError> {
+    let (mut new, mut new_sending) = (0, 0);
+    for m in offer.media_lines.iter().filter(|m| !m.disabled) {
+        // `mid()` cannot fail here: the parser refuses m-lines without exactly one a=mid.
+        if m.typ.to_string() == "application" || p.rtc.media(m.mid()).is_some() {
+            continue;
+        }
+        new += 1;
+        if m.direction().is_sending() {
+            new_sending += 1;
+        }
+    }
+    if new > max_tracks || p.published.len() + new_sending > max_tracks {
+        return Err(too_many_tracks(max_tracks));
+    }
+    Ok(())
+}
+
+fn too_many_tracks(max: usize) -> SignalError {
+    SignalError::new(
+        ErrorCode::LimitExceeded,
+        format!("a participant publishes at most {max} tracks"),
+    )
+}
+
+/// The error for an SDP that did not parse. The parser's own text stays in the server log: it
+/// can hold internals (positions in memory) that are nobody else's business.
+fn unreadable_sdp(what: &str) -> SignalError {
+    SignalError::new(
+        ErrorCode::InvalidSdp,
+        format!("{what}: the SDP could not be parsed"),
+    )
+}
+
+/// Logs refused client input at most once per [`LogThrottle::INTERVAL`] per engine.
+fn bad_input(
+    log: &mut LogThrottle,
+    now: Instant,
+    participant: &str,
+    what: &str,
+    error: &dyn std::fmt::Display,
+) {
+    if let Some(passed_over) = log.hit(now) {
+        let detail = error.to_string();
+        let detail = detail.get(..detail.len().min(300)).unwrap_or("");
+        info!(participant, passed_over, "{what} refused: {detail}");
+    }
 }
 
 /// Put the changes of an offer that will never be answered back in the queue.

@@ -24,6 +24,11 @@ pub struct EngineStats {
     pub datagrams_in: u64,
     /// Datagrams from an address no participant owns, that were not a STUN request naming one.
     pub datagrams_unknown: u64,
+    /// STUN binding requests from a new address that named a participant's ufrag but failed the
+    /// MESSAGE-INTEGRITY check (forged or stale): dropped, the address not learnt.
+    pub stun_forged: u64,
+    /// Offers, answers and candidates refused (malformed, over a limit, wrong state).
+    pub signals_refused: u64,
     /// Datagrams str0m refused (malformed, failed decryption, ...).
     pub datagrams_rejected: u64,
     /// RTP packets received from publishers.

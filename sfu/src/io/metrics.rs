@@ -72,6 +72,14 @@ fn describe() {
         "Packets from addresses no participant owns."
     );
     describe_counter!(
+        "sfu_stun_forged_total",
+        "STUN requests from new addresses that named a participant but failed the integrity check."
+    );
+    describe_counter!(
+        "sfu_signals_refused_total",
+        "Offers, answers and candidates refused (malformed, over a limit, out of order)."
+    );
+    describe_counter!(
         "sfu_datagrams_rejected_total",
         "Packets the WebRTC stack refused (malformed, failed decryption)."
     );
@@ -206,6 +214,12 @@ impl WorkerMetrics {
             "sfu_datagrams_rejected_total",
             s.datagrams_rejected,
             l.datagrams_rejected,
+        );
+        add("sfu_stun_forged_total", s.stun_forged, l.stun_forged);
+        add(
+            "sfu_signals_refused_total",
+            s.signals_refused,
+            l.signals_refused,
         );
         add(
             "sfu_keyframe_requests_in_total",

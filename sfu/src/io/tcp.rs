@@ -2,6 +2,12 @@
 //! 16-bit big-endian number. Clients whose UDP is blocked connect to the worker's passive TCP
 //! candidate; their STUN, DTLS, RTP and RTCP then flow over that one connection.
 //!
+//! A connection must belong to a participant: the worker marks it [claimed](TcpMedia::set_claimed)
+//! while the engine knows its address, which happens only after a STUN request signed with that
+//! participant's ICE password. A connection that is not claimed for [`CLAIM_TIMEOUT`] (since it
+//! opened, or since its participant left) is closed whatever it sends, and one remote IP may hold
+//! at most [`MAX_CONNECTIONS_PER_IP`] connections.
+//!
 //! Each connection has a reader task (frames go to the worker through one bounded queue, so a
 //! fast sender is slowed down by TCP itself rather than growing memory) and a writer task fed by a
 //! bounded queue (a frame for a connection that cannot keep up is dropped, as a congested UDP path
@@ -9,7 +15,9 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,8 +31,12 @@ pub const MAX_CONNECTIONS: usize = 4096;
 const WRITE_QUEUE: usize = 512;
 /// Frames read from all connections waiting for the worker.
 const READ_QUEUE: usize = 1024;
+/// Connections one remote IP may hold at a worker. A client uses one per candidate pair it tries.
+pub const MAX_CONNECTIONS_PER_IP: usize = 16;
 /// A connection that sends nothing for this long is closed.
 const IDLE: Duration = Duration::from_secs(30);
+/// A connection that belongs to no participant for this long is closed.
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What happened on the TCP side.
 pub enum TcpEvent {
@@ -51,9 +63,20 @@ pub struct TcpMedia {
     listener: TcpListener,
     inbound_tx: mpsc::Sender<Inbound>,
     inbound_rx: mpsc::Receiver<Inbound>,
-    writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    conns: HashMap<SocketAddr, Conn>,
+    /// Open connections per remote IP.
+    per_ip: HashMap<IpAddr, usize>,
     /// Frames dropped because a connection's write queue was full or it was gone.
     pub dropped: u64,
+    /// Connections refused at accept (over a cap).
+    pub refused: u64,
+}
+
+/// One open connection, as the worker sees it.
+struct Conn {
+    writer: mpsc::Sender<Vec<u8>>,
+    /// Set while a participant owns the connection's address; its reader closes it otherwise.
+    claimed: Arc<AtomicBool>,
 }
 
 impl TcpMedia {
@@ -65,8 +88,10 @@ impl TcpMedia {
             listener,
             inbound_tx,
             inbound_rx,
-            writers: HashMap::new(),
+            conns: HashMap::new(),
+            per_ip: HashMap::new(),
             dropped: 0,
+            refused: 0,
         })
     }
 
@@ -91,12 +116,33 @@ impl TcpMedia {
                         return TcpEvent::Packet { source, local, data };
                     }
                     Inbound::Closed(remote) => {
-                        self.writers.remove(&remote);
+                        if self.conns.remove(&remote).is_some() {
+                            if let Some(n) = self.per_ip.get_mut(&remote.ip()) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    self.per_ip.remove(&remote.ip());
+                                }
+                            }
+                        }
                         return TcpEvent::Closed(remote);
                     }
                 },
             }
         }
+    }
+
+    /// Whether a participant owns the connection from `remote` now. Cheap when unchanged.
+    pub fn set_claimed(&self, remote: SocketAddr, claimed: bool) {
+        if let Some(c) = self.conns.get(&remote) {
+            if c.claimed.load(Ordering::Relaxed) != claimed {
+                c.claimed.store(claimed, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
     }
 
     /// Queue `data` for the connection from `destination`, framed. Never waits.
@@ -105,7 +151,7 @@ impl TcpMedia {
             self.dropped += 1;
             return;
         };
-        let Some(tx) = self.writers.get(&destination) else {
+        let Some(tx) = self.conns.get(&destination).map(|c| &c.writer) else {
             self.dropped += 1;
             return;
         };
@@ -118,36 +164,30 @@ impl TcpMedia {
     }
 
     fn start(&mut self, stream: TcpStream, remote: SocketAddr) {
-        if self.writers.len() >= MAX_CONNECTIONS {
-            debug!(%remote, "tcp: too many connections");
+        let from_ip = self.per_ip.get(&remote.ip()).copied().unwrap_or(0);
+        if self.conns.len() >= MAX_CONNECTIONS || from_ip >= MAX_CONNECTIONS_PER_IP {
+            self.refused += 1;
+            debug!(%remote, "tcp: over the connection limit");
             return;
         }
         let Ok(local) = stream.local_addr() else {
             return;
         };
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_split();
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-        self.writers.insert(remote, tx);
+        let claimed = Arc::new(AtomicBool::new(false));
+        self.conns.insert(
+            remote,
+            Conn {
+                writer: tx,
+                claimed: Arc::clone(&claimed),
+            },
+        );
+        *self.per_ip.entry(remote.ip()).or_default() += 1;
         let inbound = self.inbound_tx.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; u16::MAX as usize];
-            loop {
-                let read = async {
-                    let len = reader.read_u16().await? as usize;
-                    reader.read_exact(&mut buf[..len]).await?;
-                    io::Result::Ok(len)
-                };
-                match tokio::time::timeout(IDLE, read).await {
-                    Ok(Ok(len)) => {
-                        let packet = Inbound::Packet(remote, local, buf[..len].to_vec());
-                        if inbound.send(packet).await.is_err() {
-                            return;
-                        }
-                    }
-                    _ => break,
-                }
-            }
+            read_frames(reader, remote, local, claimed, &inbound).await;
             let _ = inbound.send(Inbound::Closed(remote)).await;
         });
         tokio::spawn(async move {
@@ -157,6 +197,52 @@ impl TcpMedia {
                 }
             }
         });
+    }
+}
+
+/// Reads frames until the connection fails, goes idle, or stays unclaimed for
+/// [`CLAIM_TIMEOUT`]. The buffer grows to the largest frame seen, not to the largest possible.
+async fn read_frames(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    remote: SocketAddr,
+    local: SocketAddr,
+    claimed: Arc<AtomicBool>,
+    inbound: &mpsc::Sender<Inbound>,
+) {
+    let mut buf = Vec::new();
+    let mut unclaimed_since = Some(tokio::time::Instant::now());
+    loop {
+        let now = tokio::time::Instant::now();
+        if claimed.load(Ordering::Relaxed) {
+            unclaimed_since = None;
+        } else if unclaimed_since.is_none() {
+            unclaimed_since = Some(now);
+        }
+        let limit = match unclaimed_since {
+            Some(since) => match (since + CLAIM_TIMEOUT).checked_duration_since(now) {
+                Some(left) if !left.is_zero() => left.min(IDLE),
+                _ => {
+                    debug!(%remote, "tcp: no participant owns this connection; closing");
+                    return;
+                }
+            },
+            None => IDLE,
+        };
+        let read = async {
+            let len = reader.read_u16().await? as usize;
+            buf.resize(len, 0);
+            reader.read_exact(&mut buf[..len]).await?;
+            io::Result::Ok(len)
+        };
+        match tokio::time::timeout(limit, read).await {
+            Ok(Ok(len)) => {
+                let packet = Inbound::Packet(remote, local, buf[..len].to_vec());
+                if inbound.send(packet).await.is_err() {
+                    return;
+                }
+            }
+            _ => return,
+        }
     }
 }
 

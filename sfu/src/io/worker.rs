@@ -22,7 +22,7 @@ use super::metrics::WorkerMetrics;
 use super::tcp::{TcpEvent, TcpMedia};
 use super::udp::MediaSocket;
 use super::webhook::Webhooks;
-use crate::core::{Engine, EngineConfig};
+use crate::core::{Engine, EngineConfig, Transport};
 
 /// Receive batches handled before the worker looks at commands and timers again.
 const MAX_BATCHES_PER_WAKE: usize = 16;
@@ -237,6 +237,9 @@ impl WorkerLoop {
             let now = Instant::now();
             self.engine.handle_tcp_packet(now, source, local, &data);
             self.engine.flush(now);
+            if let Some(tcp) = &self.tcp {
+                tcp.set_claimed(source, self.engine.knows_address(Transport::Tcp, source));
+            }
         }
     }
 
