@@ -20,6 +20,7 @@ pub use args::{KeyArgs, ServeArgs};
 pub use duration::{format_duration, parse_duration};
 use file::FileConfig;
 
+use crate::core::limits::ParticipantLimits;
 use crate::io::rooms::{Limits, RoomDefaults};
 use crate::io::turn::{self, TurnConfig};
 use crate::io::webhook::WebhookConfig;
@@ -39,6 +40,9 @@ pub const KEYS: &[&str] = &[
     "room.empty_timeout",
     "limits.max_participants",
     "limits.max_participants_per_worker",
+    "participant.max_tracks",
+    "participant.offer_burst",
+    "participant.offers_per_second",
     "shutdown.drain_timeout",
     "tls.cert",
     "tls.key",
@@ -81,6 +85,8 @@ pub struct Config {
     pub room: RoomDefaults,
     /// Admission limits.
     pub limits: Limits,
+    /// What one participant may do.
+    pub participant: ParticipantLimits,
     /// How long connected participants get to leave after a shutdown signal.
     pub drain_timeout: Duration,
     /// Serve HTTPS and WSS with this certificate and key instead of plain HTTP.
@@ -153,6 +159,7 @@ impl Default for Config {
             client_key: None,
             room: RoomDefaults::default(),
             limits: Limits::default(),
+            participant: ParticipantLimits::default(),
             drain_timeout: Duration::from_secs(30),
             tls: None,
             webhook: WebhookSettings {
@@ -262,6 +269,22 @@ impl Config {
             l.max_participants_per_worker,
             a.limits_max_participants_per_worker
         );
+        let pl = &file.participant;
+        set!(
+            c.participant.max_tracks,
+            pl.max_tracks,
+            a.participant_max_tracks
+        );
+        set!(
+            c.participant.offer_burst,
+            pl.offer_burst,
+            a.participant_offer_burst
+        );
+        set!(
+            c.participant.offers_per_second,
+            pl.offers_per_second,
+            a.participant_offers_per_second
+        );
         set!(
             c.drain_timeout,
             file.shutdown.drain_timeout.map(|d| d.0),
@@ -355,6 +378,7 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return Err(err("log", format!("not a log filter: {e}")));
         }
+        self.validate_participant()?;
         if self.room.max_participants > MAX_PARTICIPANTS_LIMIT {
             return Err(err(
                 "room.max_participants",
@@ -373,6 +397,20 @@ impl Config {
         }
         self.validate_turn()?;
         self.validate_webhook()
+    }
+
+    fn validate_participant(&self) -> Result<(), ConfigError> {
+        let p = &self.participant;
+        if !(1..=64).contains(&p.max_tracks) {
+            return Err(err("participant.max_tracks", "must be 1 to 64"));
+        }
+        if !(1.0..=1000.0).contains(&p.offer_burst) {
+            return Err(err("participant.offer_burst", "must be 1 to 1000"));
+        }
+        if !(0.01..=1000.0).contains(&p.offers_per_second) {
+            return Err(err("participant.offers_per_second", "must be 0.01 to 1000"));
+        }
+        Ok(())
     }
 
     fn validate_turn(&self) -> Result<(), ConfigError> {

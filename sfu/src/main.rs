@@ -69,7 +69,15 @@ fn serve(args: &ServeArgs) -> ExitCode {
 
 fn init_logging(config: &Config) {
     // `Config::load` has checked the filter.
-    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // str0m's SDP parser warns about every malformed m-line it meets, so one client could write
+    // thousands of lines a second. The engine logs refused SDPs itself, at most once per 10 s,
+    // unless the filter names the parser.
+    if !config.log.contains("str0m::sdp") {
+        if let Ok(quiet) = "str0m::sdp::parser=error".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if config.log_json {
         builder.json().init();

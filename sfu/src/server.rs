@@ -98,13 +98,16 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             index,
             bind: config.udp_bind(index),
             candidate_ips: candidate_ips.clone(),
-            engine: EngineConfig::new(
-                candidate_ips
-                    .iter()
-                    .map(|ip| SocketAddr::new(*ip, 0))
-                    .collect(),
-                cert.clone(),
-            ),
+            engine: EngineConfig {
+                limits: config.participant,
+                ..EngineConfig::new(
+                    candidate_ips
+                        .iter()
+                        .map(|ip| SocketAddr::new(*ip, 0))
+                        .collect(),
+                    cert.clone(),
+                )
+            },
             webhooks: webhooks.clone(),
             ice_tcp: config.ice_tcp,
             pin_source,

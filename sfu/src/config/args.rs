@@ -103,6 +103,20 @@ pub struct ServeArgs {
     #[arg(long, env = "SFU_LIMITS_MAX_PARTICIPANTS_PER_WORKER", value_name = "N")]
     pub limits_max_participants_per_worker: Option<u32>,
 
+    /// Most tracks one participant publishes at a time (1 to 64); offers beyond it are refused
+    /// with `limit_exceeded`. Default: 8.
+    #[arg(long, env = "SFU_PARTICIPANT_MAX_TRACKS", value_name = "N")]
+    pub participant_max_tracks: Option<usize>,
+
+    /// Offers one participant may send in a burst (1 to 1000); more get `rate_limited`.
+    /// Default: 10.
+    #[arg(long, env = "SFU_PARTICIPANT_OFFER_BURST", value_name = "N")]
+    pub participant_offer_burst: Option<f64>,
+
+    /// Offers per second one participant may send over time (0.01 to 1000). Default: 1.
+    #[arg(long, env = "SFU_PARTICIPANT_OFFERS_PER_SECOND", value_name = "RATE")]
+    pub participant_offers_per_second: Option<f64>,
+
     /// After SIGTERM or Ctrl-C, how long connected participants get to leave before they are
     /// disconnected. Default: 30s.
     #[arg(long, env = "SFU_SHUTDOWN_DRAIN_TIMEOUT", value_parser = parse_duration,

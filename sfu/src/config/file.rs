@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub keys: BTreeMap<String, String>,
     pub room: FileRoom,
     pub limits: FileLimits,
+    pub participant: FileParticipant,
     pub shutdown: FileShutdown,
     pub tls: FileTls,
     pub webhook: FileWebhook,
@@ -45,6 +46,15 @@ pub struct FileTurn {
 pub struct FileLimits {
     pub max_participants: Option<u32>,
     pub max_participants_per_worker: Option<u32>,
+}
+
+/// `[participant]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileParticipant {
+    pub max_tracks: Option<usize>,
+    pub offer_burst: Option<f64>,
+    pub offers_per_second: Option<f64>,
 }
 
 /// `[shutdown]`.

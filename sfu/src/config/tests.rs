@@ -205,3 +205,28 @@ fn limits_shutdown_and_tls_come_from_file_and_flags() {
         "shutdown.drain_timeout"
     );
 }
+
+#[test]
+fn participant_limits_come_from_file_and_flags_and_are_checked() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.participant, ParticipantLimits::default());
+    let text = "[participant]\nmax_tracks = 4\noffer_burst = 3\noffers_per_second = 0.5\n";
+    let c = load(text, &["--participant-max-tracks", "6"]).unwrap();
+    assert_eq!(c.participant.max_tracks, 6);
+    assert_eq!(c.participant.offer_burst, 3.0);
+    assert_eq!(c.participant.offers_per_second, 0.5);
+    for (text, key) in [
+        ("[participant]\nmax_tracks = 0\n", "participant.max_tracks"),
+        ("[participant]\nmax_tracks = 65\n", "participant.max_tracks"),
+        (
+            "[participant]\noffer_burst = 0.5\n",
+            "participant.offer_burst",
+        ),
+        (
+            "[participant]\noffers_per_second = 0\n",
+            "participant.offers_per_second",
+        ),
+    ] {
+        assert_eq!(load(text, &[]).unwrap_err().key, key, "{text}");
+    }
+}

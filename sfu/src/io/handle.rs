@@ -17,7 +17,12 @@ use super::webhook::Webhooks;
 use crate::core::JoinSpec;
 
 /// Messages a participant's event queue holds before the participant is considered stuck.
-pub const EVENT_QUEUE: usize = 256;
+///
+/// Sized by what another participant can legally make for it in a burst, so that only a client
+/// that stops reading ever fills it: ten offers (the offer burst) of eight tracks each, published
+/// then unpublished (160 track events), a hundred mutes (the message burst) and the room's own
+/// joins, leaves and speaker changes. The queue allocates as it fills, not up front.
+pub const EVENT_QUEUE: usize = 1024;
 
 /// A command for a worker.
 #[derive(Debug)]
