@@ -288,4 +288,76 @@ mod tests {
             TcpEvent::Packet { .. } => panic!("no more packets"),
         }
     }
+
+    /// Sends an empty frame every second (virtual time) for `secs` seconds, or until the
+    /// server closes; returns whether it closed.
+    async fn drip(client: &mut TcpStream, secs: u32) -> bool {
+        for _ in 0..secs {
+            if client.write_all(&[0, 0]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        false
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_no_participant_owns_is_closed_however_much_it_sends() {
+        let mut media = TcpMedia::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let port = media.local_port().unwrap();
+        let mut stranger = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut owned = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (s, o) = (stranger.local_addr().unwrap(), owned.local_addr().unwrap());
+        let started = tokio::time::Instant::now();
+        let worker = async {
+            let mut closed = Vec::new();
+            for _ in 0..200 {
+                match media.next().await {
+                    // The worker's engine knows `owned` (it sent a signed STUN request).
+                    TcpEvent::Packet { source, .. } => media.set_claimed(source, source == o),
+                    TcpEvent::Closed(a) => {
+                        closed.push(a);
+                        if a == s {
+                            break;
+                        }
+                    }
+                }
+            }
+            (closed, started.elapsed())
+        };
+        let clients = async { tokio::join!(drip(&mut stranger, 30), drip(&mut owned, 30)) };
+        let ((closed, after), (stranger_closed, owned_closed)) = tokio::join!(worker, clients);
+        assert_eq!(closed, vec![s], "only the stranger is closed");
+        assert!(stranger_closed && !owned_closed);
+        assert!(
+            after >= CLAIM_TIMEOUT && after < CLAIM_TIMEOUT + Duration::from_secs(3),
+            "{after:?}"
+        );
+        assert_eq!(media.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn one_address_holds_a_bounded_number_of_connections() {
+        let mut media = TcpMedia::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let port = media.local_port().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..MAX_CONNECTIONS_PER_IP + 1 {
+            clients.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        }
+        // Let the listener accept them all; nothing is sent, so `next` never returns.
+        let _ = tokio::time::timeout(Duration::from_millis(500), media.next()).await;
+        assert_eq!(media.connection_count(), MAX_CONNECTIONS_PER_IP);
+        assert_eq!(media.refused, 1);
+        // The refused one was closed: reading it ends at once.
+        let mut last = clients.pop().unwrap();
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), last.read(&mut b))
+            .await
+            .expect("closed, not left hanging");
+        assert!(matches!(n, Ok(0) | Err(_)));
+    }
 }
