@@ -327,3 +327,29 @@ fn refusals_carry_no_parser_internals() {
         );
     }
 }
+
+#[test]
+fn candidates_beyond_the_limit_are_refused() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    let ida = bed.id(a);
+    let max = sfu::core::limits::ParticipantLimits::default().max_candidates as usize;
+    for i in 0..max + 3 {
+        let candidate = format!(
+            "candidate:{i} 1 udp 2130706431 192.0.2.1 {} typ host",
+            1000 + i
+        );
+        bed.engine.handle_signal(
+            bed.now,
+            &ida,
+            ClientSignal::Candidate(signal::protocol::IceCandidate {
+                candidate,
+                sdp_mid: None,
+                sdp_m_line_index: None,
+            }),
+        );
+    }
+    bed.pump_signals();
+    let codes: Vec<ErrorCode> = errors(&bed, a).into_iter().map(|e| e.0).collect();
+    assert_eq!(codes, vec![ErrorCode::LimitExceeded; 3]);
+}

@@ -18,6 +18,9 @@ pub struct ParticipantLimits {
     pub offer_burst: f64,
     /// Offers per second a participant may send over time. Default: 1.
     pub offers_per_second: f64,
+    /// Remote ICE candidates a participant may add over its session; more are refused with
+    /// `limit_exceeded`. A browser sends a handful per network interface. Default: 64.
+    pub max_candidates: u32,
 }
 
 impl Default for ParticipantLimits {
@@ -26,6 +29,7 @@ impl Default for ParticipantLimits {
             max_tracks: 8,
             offer_burst: 10.0,
             offers_per_second: 1.0,
+            max_candidates: 64,
         }
     }
 }

@@ -97,6 +97,8 @@ pub struct Participant {
     pub data_limiter: DataLimiter,
     /// Its offers are rate-limited.
     pub offers: TokenBucket,
+    /// Remote ICE candidates it added.
+    pub candidates: u32,
     /// Room name.
     pub room: String,
     /// The one peer connection.

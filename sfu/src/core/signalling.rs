@@ -190,6 +190,7 @@ impl Engine {
                     self.config.limits.offer_burst,
                     self.config.limits.offers_per_second,
                 ),
+                candidates: 0,
                 room,
                 rtc,
                 ufrag,
@@ -475,6 +476,14 @@ impl Engine {
         if line.contains(".local ") {
             return Ok(());
         }
+        let max = self.config.limits.max_candidates;
+        if p.candidates >= max {
+            return Err(SignalError::new(
+                ErrorCode::LimitExceeded,
+                format!("a participant adds at most {max} ICE candidates"),
+            ));
+        }
+        p.candidates += 1;
         let c = match Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line)) {
             Ok(c) => c,
             Err(e) => {
