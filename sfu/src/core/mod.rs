@@ -13,9 +13,9 @@
 //!    participants), then wait until [`Engine::poll_timeout`] or new input.
 //!
 //! Per packet the engine does O(1) lookups: remote address to participant (a map, learnt from the
-//! STUN USERNAME of the first request from a new address), SSRC to track, and one loop over the
-//! track's subscribers. Connections are driven from a timer heap of their own deadlines, never by
-//! scanning them all.
+//! first STUN request from a new address that names the participant's ufrag and is signed with its
+//! ICE password), SSRC to track, and one loop over the track's subscribers. Connections are
+//! driven from a timer heap of their own deadlines, never by scanning them all.
 
 mod activity;
 mod admin;
