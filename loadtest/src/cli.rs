@@ -16,7 +16,7 @@ use crate::scenario::{MediaConfig, Scenario};
 ///
 /// Exit status: 0 when every gate held, 1 when a gate failed, 2 when the run could not start.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadtest", version, about, long_about = None)]
+#[command(name = "loadtest", version, about, long_about = None, after_help = ATTACKER_HELP)]
 pub struct Args {
     /// The server's HTTP base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -165,10 +165,7 @@ pub struct Args {
     pub attacker: AttackArgs,
 }
 
-/// One misbehaving client next to the bots. Its TCP connections come from 127.0.{10+k}.x and its
-/// forged UDP sources from 127.0.{100+k}.x, never from the bots' 127.0.0.1; it is not one of the
-/// bots in the gates, and what it saw is reported under `attacks`. Every attack stops by itself at
-/// the end of the run. Loopback servers only.
+/// One misbehaving client next to the bots (see [`ATTACKER_HELP`]).
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Attacker")]
 pub struct AttackArgs {
@@ -196,7 +193,7 @@ pub struct AttackArgs {
     #[arg(long, default_value_t = 300.0)]
     pub garbage_udp_rate: f64,
 
-    /// track-flood: send-only m-lines in the attacker's offer.
+    /// track-flood: send-only m-lines (tracks) in the attacker's offer.
     #[arg(long, default_value_t = 400)]
     pub track_flood_tracks: usize,
 
@@ -238,7 +235,9 @@ pub enum AttackChoice {
     /// Forged STUN binding requests naming the victims' server-side ICE ufrags (bogus
     /// MESSAGE-INTEGRITY) from many forged source addresses.
     StunFlood,
-    /// A joined participant offering --track-flood-tracks send-only m-lines, again and again.
+    /// A joined participant publishing --track-flood-tracks tracks at once, then withdrawing and
+    /// republishing all of them every --track-flood-reoffer (it completes ICE and DTLS, since the
+    /// server publishes tracks only then, but never sends media).
     TrackFlood,
     /// TCP connections to the HTTP port dripping a header byte now and then, or silent.
     Slowloris,
@@ -291,6 +290,18 @@ impl AttackArgs {
         }
     }
 }
+
+/// The attacker, after the flags.
+const ATTACKER_HELP: &str = "\
+Attacker: --attack LIST (or all) runs one misbehaving client next to the bots for the whole run;
+every attack stops by itself at the end. Its TCP connections come from 127.0.{10+k}.x and its
+forged UDP sources from 127.0.{100+k}.x (k: the attack's place in the list), never from the bots'
+127.0.0.1, so that per-address caps of the server hit it and not the victims. It is not one of
+the bots in the gates; what it sent and how the server answered (errors by code, closes,
+refused connections) is in the summary and the report's `attacks`, and anything alarming
+(internal text in errors, a forged STUN request answered with success, more connections per
+address than --expect-per-ip-cap) fails the `attacker` gate. Loopback servers only.
+Example: loadtest --video-publishers 2 --subscribers 4 --attack all --max-loss 1 --max-freezes 3";
 
 /// On or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
