@@ -106,6 +106,9 @@ pub fn count_read(tally: &Tally, read: Option<Result<Message, tungstenite::Error
             Seen::End("eof".into())
         }
         Some(Err(tungstenite::Error::Io(e))) => Seen::End(format!("dropped ({:?})", e.kind())),
+        Some(Err(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ))) => Seen::End("dropped (reset without a close frame)".into()),
         Some(Err(e)) => Seen::End(format!("dropped ({})", short(&e.to_string()))),
         Some(Ok(Message::Close(Some(f)))) => {
             Seen::End(format!("{} {}", u16::from(f.code), short(&f.reason)))
@@ -135,6 +138,7 @@ fn server_message(tally: &Tally, text: &str) -> String {
             if let Some(why) = internal_text(message) {
                 tally.alarm_example(format!("error {} carries {why}", field("code")), message);
             }
+            tally.example(&format!("error {}", field("code")), message);
             format!("error:{}", field("code"))
         }
         "left" => format!("left:{}", field("reason")),

@@ -40,6 +40,8 @@ pub struct AttackOutcome {
     pub alarms: Vec<String>,
     /// Other observations.
     pub notes: Vec<String>,
+    /// The first text the server sent with each kind of answer that has one (error messages).
+    pub examples: BTreeMap<String, String>,
 }
 
 fn join_counts(map: &BTreeMap<String, u64>) -> String {
@@ -72,6 +74,9 @@ impl AttackOutcome {
                 self.peak_open_per_ip,
                 self.longest_open_s
             );
+        }
+        for (kind, text) in &self.examples {
+            let _ = writeln!(s, "  {:<12} example: {kind}: {text:?}", "");
         }
         for n in &self.notes {
             let _ = writeln!(s, "  {:<12} note:    {n}", "");
@@ -163,7 +168,18 @@ impl Tally {
         push_text(&mut self.outcome.lock().notes, text);
     }
 
-    /// A connection from `ip` stayed open this long.
+    /// The server answered `kind` with `text`; the first text of each kind is kept.
+    pub fn example(&self, kind: &str, text: &str) {
+        let mut o = self.outcome.lock();
+        if o.examples.len() < MAX_KEYS && !o.examples.contains_key(kind) {
+            o.examples.insert(
+                kind.to_string(),
+                text.chars().take(MAX_TEXT_CHARS).collect(),
+            );
+        }
+    }
+
+    /// A connection stayed open this long.
     pub fn lived(&self, d: Duration) {
         let mut o = self.outcome.lock();
         o.longest_open_s = o.longest_open_s.max(d.as_secs_f64());
