@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 
+use crate::attack::{Attack, AttackConfig};
 use crate::report::Limits;
 use crate::run::RunConfig;
 use crate::scenario::{MediaConfig, Scenario};
@@ -15,7 +16,7 @@ use crate::scenario::{MediaConfig, Scenario};
 ///
 /// Exit status: 0 when every gate held, 1 when a gate failed, 2 when the run could not start.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadtest", version, about, long_about = None)]
+#[command(name = "loadtest", version, about, long_about = None, after_help = ATTACKER_HELP)]
 pub struct Args {
     /// The server's HTTP base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -150,10 +151,157 @@ pub struct Args {
     #[arg(long)]
     pub max_p95_ms: Option<f64>,
 
+    /// Fail when the video tracks froze more often than this, all together (a freeze: no frame
+    /// for more than 500 ms).
+    #[arg(long)]
+    pub max_freezes: Option<u64>,
+
     /// Log filter for diagnostics on stderr (tracing syntax).
     #[arg(long, default_value = "warn")]
     pub log: String,
+
+    /// The attacker.
+    #[command(flatten)]
+    pub attacker: AttackArgs,
 }
+
+/// One misbehaving client next to the bots (see [`ATTACKER_HELP`]).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Attacker")]
+pub struct AttackArgs {
+    /// Attacks to run next to the bots, comma-separated, or `all`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub attack: Vec<AttackChoice>,
+
+    /// Time from the start of the run (the first join) to the first attack.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub attack_after: Duration,
+
+    /// Source addresses each TCP attack spreads its connections over (1: one attacking host).
+    #[arg(long, default_value_t = 1)]
+    pub attack_sources: usize,
+
+    /// stun-flood: forged binding requests per second, over all victims.
+    #[arg(long, default_value_t = 300.0)]
+    pub stun_flood_rate: f64,
+
+    /// stun-flood: forged source sockets (one address each, up to 250).
+    #[arg(long, default_value_t = 64)]
+    pub stun_flood_sockets: usize,
+
+    /// garbage-udp: datagrams per second.
+    #[arg(long, default_value_t = 300.0)]
+    pub garbage_udp_rate: f64,
+
+    /// track-flood: send-only m-lines (tracks) in the attacker's offer.
+    #[arg(long, default_value_t = 400)]
+    pub track_flood_tracks: usize,
+
+    /// track-flood: time between re-offers.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub track_flood_reoffer: Duration,
+
+    /// slowloris: TCP connections held open.
+    #[arg(long, default_value_t = 200)]
+    pub slowloris_conns: usize,
+
+    /// slowloris: time between two header bytes.
+    #[arg(long, value_parser = parse_duration, default_value = "4s")]
+    pub slowloris_drip: Duration,
+
+    /// ws-flood: WebSockets held open without joining.
+    #[arg(long, default_value_t = 500)]
+    pub ws_flood_conns: usize,
+
+    /// bad-sdp: malformed messages per second.
+    #[arg(long, default_value_t = 200.0)]
+    pub bad_sdp_rate: f64,
+
+    /// oversize: sockets (half of them joined) repeating the oversize steps.
+    #[arg(long, default_value_t = 4)]
+    pub oversize_conns: usize,
+
+    /// The server's per-address connection cap: the attacker reports it as alarming when one of
+    /// its addresses gets more connections open at once.
+    #[arg(long)]
+    pub expect_per_ip_cap: Option<u64>,
+}
+
+/// An attack, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttackChoice {
+    /// Every attack below.
+    All,
+    /// Forged STUN binding requests naming the victims' server-side ICE ufrags (bogus
+    /// MESSAGE-INTEGRITY) from many forged source addresses.
+    StunFlood,
+    /// A joined participant publishing --track-flood-tracks tracks at once, then withdrawing and
+    /// republishing all of them every --track-flood-reoffer (it completes ICE and DTLS, since the
+    /// server publishes tracks only then, but never sends media).
+    TrackFlood,
+    /// TCP connections to the HTTP port dripping a header byte now and then, or silent.
+    Slowloris,
+    /// WebSockets that never join: silent, or a refused join every 8 s.
+    WsFlood,
+    /// A joined participant sending malformed offers, answers and candidates; error texts are
+    /// checked for internal details.
+    BadSdp,
+    /// Random bytes, truncated STUN, fake RTP, RTCP and DTLS to the media ports.
+    GarbageUdp,
+    /// Messages just above the 256 KiB limit and unfinished huge frames, joined and not.
+    Oversize,
+}
+
+impl AttackArgs {
+    /// The attacker's configuration (not yet validated).
+    pub fn config(&self) -> AttackConfig {
+        let mut attacks = std::collections::BTreeSet::new();
+        for c in &self.attack {
+            let one = match c {
+                AttackChoice::All => {
+                    attacks.extend(Attack::ALL);
+                    continue;
+                }
+                AttackChoice::StunFlood => Attack::StunFlood,
+                AttackChoice::TrackFlood => Attack::TrackFlood,
+                AttackChoice::Slowloris => Attack::Slowloris,
+                AttackChoice::WsFlood => Attack::WsFlood,
+                AttackChoice::BadSdp => Attack::BadSdp,
+                AttackChoice::GarbageUdp => Attack::GarbageUdp,
+                AttackChoice::Oversize => Attack::Oversize,
+            };
+            attacks.insert(one);
+        }
+        AttackConfig {
+            attacks,
+            start_after: self.attack_after,
+            sources: self.attack_sources,
+            stun_rate: self.stun_flood_rate,
+            stun_sockets: self.stun_flood_sockets,
+            garbage_rate: self.garbage_udp_rate,
+            flood_tracks: self.track_flood_tracks,
+            reoffer_interval: self.track_flood_reoffer,
+            slowloris_conns: self.slowloris_conns,
+            slowloris_drip: self.slowloris_drip,
+            ws_conns: self.ws_flood_conns,
+            bad_sdp_rate: self.bad_sdp_rate,
+            oversize_conns: self.oversize_conns,
+            expect_per_ip: self.expect_per_ip_cap,
+        }
+    }
+}
+
+/// The attacker, after the flags.
+const ATTACKER_HELP: &str = "\
+Attacker: --attack LIST (or all) runs one misbehaving client next to the bots for the whole run;
+every attack stops by itself at the end. Its TCP connections come from 127.0.{10+k}.x and its
+forged UDP sources from 127.0.{100+k}.x (k: the attack's place in the list), never from the bots'
+127.0.0.1, so that per-address caps of the server hit it and not the victims. It is not one of
+the bots in the gates; what it sent and how the server answered (errors by code, closes,
+refused connections) is in the summary and the report's `attacks`, and anything alarming
+(internal text in errors, a forged STUN request answered with success, more connections per
+address than --expect-per-ip-cap) fails the `attacker` gate. Loopback servers only.
+Example: loadtest --video-publishers 2 --subscribers 4 --attack all --max-loss 1 --max-freezes 3";
 
 /// On or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -298,6 +446,7 @@ impl Args {
                 scenario.bot_count()
             ));
         }
+        self.attacker.config().validate()?;
         if signal::protocol::validate_room_name(&format!("{}-{}", scenario.room_prefix, 0)).is_err()
         {
             return Err("--room-prefix: letters, digits, '-', '_' or '.' only".into());
@@ -316,6 +465,7 @@ impl Args {
             allow_remote: self.allow_remote,
             render_size: self.render_size,
             server_pid: self.server_pid,
+            attack: self.attacker.config(),
         }
     }
 
@@ -324,6 +474,7 @@ impl Args {
         Limits {
             max_loss_pct: self.max_loss,
             max_p95_ms: self.max_p95_ms,
+            max_freezes: self.max_freezes,
         }
     }
 }
@@ -386,5 +537,24 @@ mod tests {
         assert!(!c.dev_token && c.token.is_none());
         let c = args(&["--token", "abc"]).run_config(sc());
         assert!(!c.dev_token && c.token.as_deref() == Some("abc"));
+    }
+
+    #[test]
+    fn attacks_are_chosen_by_name_or_all() {
+        assert!(args(&[]).attacker.config().attacks.is_empty());
+        let c = args(&["--attack", "stun-flood,bad-sdp"]).attacker.config();
+        assert_eq!(
+            c.attacks.into_iter().collect::<Vec<_>>(),
+            [Attack::StunFlood, Attack::BadSdp]
+        );
+        let c = args(&["--attack", "all", "--stun-flood-rate", "50"])
+            .attacker
+            .config();
+        assert_eq!(c.attacks.len(), Attack::ALL.len());
+        assert_eq!(c.stun_rate, 50.0);
+        assert!(Args::try_parse_from(["loadtest", "--attack", "nope"]).is_err());
+        assert!(args(&["--attack", "all", "--ws-flood-conns", "0"])
+            .scenario()
+            .is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! `loadtest`: synthetic participants for the SFU. See `docs/benchmarks.md` for scenarios and
 //! measured results, and `loadtest --help` for the flags.
 
+mod attack;
 mod bot;
 mod cli;
 mod live;

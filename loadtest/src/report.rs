@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::attack::AttackOutcome;
 use crate::bot::BotReport;
 use crate::procfs::CpuWindow;
 use crate::scenario::Scenario;
@@ -101,8 +102,10 @@ pub struct Gate {
 pub struct Totals {
     /// Bots started.
     pub bots: usize,
-    /// Bots that stopped with an error.
+    /// Bots that stopped with an error (those the server removed included).
     pub bots_failed: usize,
+    /// Bots the server removed (`left` before the end), by reason (`slow_consumer`, `timeout`).
+    pub bots_removed: BTreeMap<String, u64>,
     /// Tracks subscribers should have received.
     pub tracks_expected: usize,
     /// Tracks that received packets.
@@ -163,6 +166,8 @@ pub struct Report {
     pub bots: Vec<BotReport>,
     /// Per received track.
     pub tracks: Vec<TrackReport>,
+    /// What the attacker did and saw, per attack (empty without attacks).
+    pub attacks: Vec<AttackOutcome>,
 }
 
 /// Limits that fail a run.
@@ -172,6 +177,8 @@ pub struct Limits {
     pub max_loss_pct: Option<f64>,
     /// Highest p95 latency, ms.
     pub max_p95_ms: Option<f64>,
+    /// Most video freezes, all tracks together.
+    pub max_freezes: Option<u64>,
 }
 
 fn percentiles_of(values: impl Iterator<Item = f64>) -> Percentiles {
@@ -218,6 +225,14 @@ fn kind_summary(kind: Kind, tracks: &[&TrackReport], hist: &Histogram<u64>) -> K
     }
 }
 
+/// The reason of a bot's error that says the server removed it.
+fn removal_reason(error: &str) -> Option<&str> {
+    if error == "websocket: server closed the socket" {
+        return Some("closed without left");
+    }
+    error.strip_prefix("removed by the server: ")
+}
+
 /// Everything the run produced, for [`Report::build`].
 pub struct RunOutput {
     /// The scenario.
@@ -240,6 +255,8 @@ pub struct RunOutput {
     pub late_frames: u64,
     /// Notes.
     pub notes: Vec<String>,
+    /// What the attacker did and saw (empty without attacks).
+    pub attacks: Vec<AttackOutcome>,
 }
 
 impl Report {
@@ -267,11 +284,18 @@ impl Report {
         let expected: usize = out.bots.iter().map(|b| b.expected_tracks).sum();
         let received: usize = out.bots.iter().map(|b| b.received_tracks).sum();
         let failed = out.bots.iter().filter(|b| b.error.is_some()).count();
+        let mut bots_removed = BTreeMap::new();
+        for b in &out.bots {
+            if let Some(reason) = b.error.as_deref().and_then(removal_reason) {
+                *bots_removed.entry(reason.to_string()).or_insert(0) += 1;
+            }
+        }
         let exp_packets: u64 = tracks.iter().map(|t| t.expected).sum();
         let lost: u64 = tracks.iter().map(|t| t.lost).sum();
         let totals = Totals {
             bots: out.bots.len(),
             bots_failed: failed,
+            bots_removed,
             tracks_expected: expected,
             tracks_received: received,
             packets: tracks.iter().map(|t| t.packets).sum(),
@@ -302,7 +326,20 @@ impl Report {
             Gate {
                 name: "bots",
                 passed: failed == 0,
-                detail: format!("{failed} of {} bots failed", out.bots.len()),
+                detail: if totals.bots_removed.is_empty() {
+                    format!("{failed} of {} bots failed", out.bots.len())
+                } else {
+                    let removed: Vec<String> = totals
+                        .bots_removed
+                        .iter()
+                        .map(|(r, n)| format!("{n} {r}"))
+                        .collect();
+                    format!(
+                        "{failed} of {} bots failed; removed by the server: {}",
+                        out.bots.len(),
+                        removed.join(", ")
+                    )
+                },
             },
             Gate {
                 name: "tracks",
@@ -324,6 +361,25 @@ impl Report {
                 detail: format!(
                     "p95 latency {:.1} ms (limit {max} ms)",
                     totals.latency.p95_ms
+                ),
+            });
+        }
+        if let Some(max) = limits.max_freezes {
+            gates.push(Gate {
+                name: "freezes",
+                passed: totals.video_freezes <= max,
+                detail: format!("{} video freezes (limit {max})", totals.video_freezes),
+            });
+        }
+        if !out.attacks.is_empty() {
+            let alarms: usize = out.attacks.iter().map(|a| a.alarms.len()).sum();
+            let names: Vec<&str> = out.attacks.iter().map(|a| a.attack).collect();
+            gates.push(Gate {
+                name: "attacker",
+                passed: alarms == 0,
+                detail: format!(
+                    "{alarms} alarming observations by the attacker ({})",
+                    names.join(", ")
                 ),
             });
         }
@@ -351,6 +407,7 @@ impl Report {
             timeline: out.timeline,
             bots: out.bots,
             tracks,
+            attacks: out.attacks,
         }
     }
 
@@ -469,6 +526,12 @@ impl Report {
                 "load tester: {:.2} cores, RSS {:.0} MiB",
                 c.cores, c.rss_end_mib
             );
+        }
+        if !self.attacks.is_empty() {
+            let _ = writeln!(s, "\nattacker (not one of the bots above):");
+            for a in &self.attacks {
+                s.push_str(&a.summary());
+            }
         }
         for n in &self.notes {
             let _ = writeln!(s, "note: {n}");

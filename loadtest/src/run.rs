@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout};
 
+use crate::attack::{self, AttackConfig, AttackOutcome, Intel};
 use crate::bot::{self, BotReport, Env, TokenSource};
 use crate::live::{Clock, Live, Snapshot};
 use crate::procfs::{self, CpuWindow, ProcSample};
@@ -148,6 +149,8 @@ pub struct RunConfig {
     pub render_size: Option<(u32, u32)>,
     /// `--server-pid`.
     pub server_pid: Option<u32>,
+    /// The attacker (no attacks: none).
+    pub attack: AttackConfig,
 }
 
 /// The server process being measured.
@@ -207,6 +210,11 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
     health(addr, &target)
         .await
         .map_err(|e| RunError::Unhealthy(cfg.url.clone(), e))?;
+    let attacking = !cfg.attack.attacks.is_empty();
+    if attacking && !addr.ip().is_loopback() {
+        // The attacker's traffic stays on this machine, whatever --allow-remote says.
+        return Err(RunError::NotLoopback(target.authority.clone()));
+    }
     let server = find_server(&cfg, &target);
     let mut notes = Vec::new();
     match &server {
@@ -255,6 +263,26 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         live: live.clone(),
         end,
         render_size: cfg.render_size,
+        intel: attacking.then(|| Arc::new(Intel::default())),
+    });
+    let attacker: Option<JoinHandle<Vec<AttackOutcome>>> = env.intel.clone().map(|intel| {
+        let names: Vec<&str> = cfg.attack.attacks.iter().map(|a| a.name()).collect();
+        view.note(&format!("attacker: {}", names.join(", ")));
+        let ctx = attack::Ctx {
+            cfg: cfg.attack.clone(),
+            server: addr,
+            authority: target.authority.clone(),
+            prefix: target.prefix.clone(),
+            ws_url: target.ws_url(),
+            token: env.token.clone(),
+            rooms: (0..scenario.rooms)
+                .map(|r| format!("{}-{r}", scenario.room_prefix))
+                .collect(),
+            intel,
+            start: start + cfg.attack.start_after,
+            end,
+        };
+        tokio::spawn(attack::run(ctx))
     });
 
     // Joins at the join rate, in their own task so sampling goes on meanwhile.
@@ -372,6 +400,18 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         ));
     }
 
+    let attacks = match attacker {
+        // The attacks stop at the end by themselves; this only bounds a stuck one.
+        Some(h) => match tokio::time::timeout(FINISH_GRACE, h).await {
+            Ok(Ok(a)) => a,
+            _ => {
+                notes.push("the attacker did not report".into());
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+
     let mut latency = [latency_histogram(), latency_histogram()];
     for b in &mut bots {
         if let Some(l) = b.latency.take() {
@@ -426,6 +466,7 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         loadtest_cpu,
         late_frames: end_snap.late_frames,
         notes,
+        attacks,
     })
 }
 

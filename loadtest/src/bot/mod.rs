@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::attack::{sdp_ufrag, Intel};
 use crate::live::{Clock, Live, Pending, FLUSH_INTERVAL};
 use crate::media::LAYER_RIDS;
 use crate::scenario::{BotSpec, MediaConfig, Publish};
@@ -40,10 +41,10 @@ use crate::stats::{latency_histogram, Kind, TrackReport};
 use hdrhistogram::Histogram;
 use publisher::{negotiated_pt, Publisher};
 use receiver::Receiver;
-pub use signalling::track_settings_message;
+pub use signalling::{fetch_dev_token, track_settings_message};
 use signalling::{
-    fetch_dev_token, leave, message_type, next_incoming, next_message, send_json, send_text,
-    Incoming, Incomings, Ws, INCOMING_QUEUE, SIGNAL_TIMEOUT,
+    leave, message_type, next_incoming, next_message, send_json, send_text, Incoming, Incomings,
+    Ws, INCOMING_QUEUE, SIGNAL_TIMEOUT,
 };
 
 /// ICE and DTLS must be up this long after `joined`.
@@ -84,6 +85,8 @@ pub struct Env {
     pub end: Instant,
     /// Render size to announce for every received video (see [`track_settings_message`]).
     pub render_size: Option<(u32, u32)>,
+    /// Where bots leave what they saw of the server for the attacker (none without attacks).
+    pub intel: Option<Arc<Intel>>,
 }
 
 /// Where a bot's `join` token comes from.
@@ -317,6 +320,8 @@ struct Bot<'a> {
     local: SocketAddr,
     joined: Instant,
     pending_offer: Option<SdpPendingOffer>,
+    /// This bot's ICE ufrag (from its first offer), for [`Intel`].
+    local_ufrag: Option<String>,
     audio_mid: Option<Mid>,
     video_mid: Option<Mid>,
     /// The first answer was accepted: media can be set up.
@@ -361,6 +366,7 @@ impl<'a> Bot<'a> {
             local,
             joined,
             pending_offer: None,
+            local_ufrag: None,
             audio_mid: None,
             video_mid: None,
             negotiated: false,
@@ -410,7 +416,11 @@ impl<'a> Bot<'a> {
             self.video_mid = Some(video);
         }
         self.pending_offer = Some(pending);
-        Ok(offer.to_sdp_string())
+        let sdp = offer.to_sdp_string();
+        if self.env.intel.is_some() {
+            self.local_ufrag = sdp_ufrag(&sdp);
+        }
+        Ok(sdp)
     }
 
     async fn run(
@@ -617,6 +627,9 @@ impl<'a> Bot<'a> {
                     return Ok(()); // not ours to answer: ignore
                 };
                 let sdp = self.filter_candidates(&sdp);
+                if let Some(intel) = &self.env.intel {
+                    intel.observe(&self.spec.room, self.local_ufrag.as_deref(), &sdp);
+                }
                 let answer =
                     SdpAnswer::from_sdp_string(&sdp).map_err(|e| BotError::Rtc(e.to_string()))?;
                 self.rtc
