@@ -110,6 +110,9 @@ pub trait RoomService: Send + Sync + 'static {
     ) -> impl Future<Output = Result<TrackInfo, SignalError>> + Send;
 }
 
+/// The default of [`ApiConfig::max_token_ttl`].
+pub const DEFAULT_MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// How the REST API authenticates.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -121,6 +124,10 @@ pub struct ApiConfig {
     pub dev_mode: bool,
     /// The longest a call waits for the media side before answering `server_busy`.
     pub call_timeout: Duration,
+    /// The longest lifetime `POST /api/tokens` gives a token, whoever asks; at most
+    /// [`crate::auth::MAX_TTL`]. A token minted there never outlives the token that asked for it
+    /// either. Default: 24 h.
+    pub max_token_ttl: Duration,
 }
 
 impl ApiConfig {
@@ -130,6 +137,7 @@ impl ApiConfig {
             keys,
             dev_mode: false,
             call_timeout: Duration::from_secs(10),
+            max_token_ttl: DEFAULT_MAX_TOKEN_TTL,
         }
     }
 
@@ -195,6 +203,9 @@ pub fn api_router<S: RoomService>(service: Arc<S>, config: ApiConfig) -> Router 
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(
+            crate::router::security_headers,
+        ))
         .with_state(state);
     Router::new().nest("/api", api)
 }
