@@ -12,7 +12,10 @@
 //!
 //! - Before hyper's timer can run, the server reads the first bytes of a connection to tell
 //!   HTTP/1 from HTTP/2, without a time limit. [`FirstBytesAcceptor`] gives those bytes the same
-//!   `header_read_timeout`, counted from the end of the TLS handshake (or from the accept).
+//!   `header_read_timeout`, counted from the end of the TLS handshake (or from the accept), and
+//!   refuses the HTTP/2 connection preface: hyper serves HTTP/2 to a client that starts with it
+//!   even when HTTP/1 only is configured, and an HTTP/2 connection has no header timeout. No
+//!   browser speaks HTTP/2 without TLS, and the TLS listener offers only `http/1.1`.
 //!
 //! [`LimitAcceptor`] goes first in the acceptor chain, so the TLS handshake (which axum-server
 //! gives 10 s) also runs on a counted connection; [`FirstBytesAcceptor`] goes last.
@@ -205,6 +208,7 @@ where
                 inner: stream,
                 deadline: Some(Box::pin(sleep(timeout))),
                 missing: VERSION_BYTES,
+                start: [0; H2_START.len()],
             };
             Ok((first, service))
         })
@@ -217,7 +221,12 @@ pub struct FirstBytes<T> {
     /// `None` once the bytes are in.
     deadline: Option<Pin<Box<Sleep>>>,
     missing: usize,
+    /// The first bytes, to spot [`H2_START`].
+    start: [u8; H2_START.len()],
 }
+
+/// How the HTTP/2 connection preface (`PRI * HTTP/2.0...`) starts; no HTTP/1 method does.
+const H2_START: &[u8; 4] = b"PRI ";
 
 impl<T: AsyncRead + Unpin> AsyncRead for FirstBytes<T> {
     fn poll_read(
@@ -230,6 +239,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for FirstBytes<T> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
+                let seen = VERSION_BYTES - this.missing;
+                if seen < H2_START.len() {
+                    let new = &buf.filled()[before..];
+                    let take = new.len().min(H2_START.len() - seen);
+                    this.start[seen..seen + take].copy_from_slice(&new[..take]);
+                    if seen + take == H2_START.len() && &this.start == H2_START {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "HTTP/2 is not served",
+                        )));
+                    }
+                }
                 this.missing = this.missing.saturating_sub(n);
                 if this.missing == 0 {
                     this.deadline = None;

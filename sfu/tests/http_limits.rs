@@ -176,6 +176,14 @@ async fn silent_dripping_and_idle_connections_are_closed_after_the_header_timeou
         }
     }
 
+    // HTTP/2 without TLS would skip the header timeout: refused at its preface.
+    let mut h2 = server.connect_from("127.0.0.2").await;
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let h2_closed = closed_within(&mut h2, Duration::from_millis(500)).await;
+    assert!(h2_closed.is_some(), "an HTTP/2 connection was served");
+
     // A keep-alive connection that made one request, then went quiet.
     let mut idle = server.connect_from("127.0.0.2").await;
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
