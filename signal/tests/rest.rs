@@ -695,6 +695,23 @@ async fn tokens_are_minted_and_verify() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_body_that_does_not_arrive_in_time_is_refused() {
+    let api = Api::new(false);
+    let never = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    let request = Request::post("/api/rooms")
+        .header("authorization", format!("Bearer {}", admin()))
+        .body(Body::from_stream(never))
+        .unwrap();
+    let response = api.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let e: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(e["field"], "body", "{e}");
+}
+
 #[tokio::test]
 async fn api_answers_carry_the_security_headers() {
     let api = Api::new(false);

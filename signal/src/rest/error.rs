@@ -16,6 +16,8 @@ use crate::auth::AuthError;
 use crate::protocol::{ErrorCode, SignalError};
 use crate::ws::truncate;
 
+use super::BODY_READ_TIMEOUT;
+
 /// How much of a parser's message, or of a field path, goes back to the client. Parser messages
 /// quote the input, which the client chose and may have made huge.
 const MAX_DETAIL_CHARS: usize = 200;
@@ -130,7 +132,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 }
 
 /// A JSON request body. Refusals are [`ApiError`]s: `invalid_request` naming the field for
-/// missing, unknown or mistyped fields, `message_too_large` (413) above the body limit.
+/// missing, unknown or mistyped fields, or `body` for one that did not arrive within
+/// [`BODY_READ_TIMEOUT`]; `message_too_large` (413) above the body limit.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -138,7 +141,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(req, state));
+        let bytes = read
+            .await
+            .map_err(|_| ApiError::invalid("body", "the request body did not arrive in time"))?;
+        let bytes = bytes.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(ErrorCode::MessageTooLarge, "the request body is too large")
             } else {

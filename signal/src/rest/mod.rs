@@ -50,6 +50,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The largest request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The longest a request body may take to arrive once its handler reads it. Bodies are at most
+/// [`MAX_BODY_BYTES`]; a client dripping one holds its connection no longer than this.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Rooms and participants, as the REST API sees the media side.
 ///
 /// Errors carry [`ErrorCode`](crate::ErrorCode)s that become HTTP statuses: `not_found` 404,
