@@ -8,6 +8,7 @@
 mod args;
 mod duration;
 mod file;
+mod http_limits;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use signal::rest::dto::{MAX_EMPTY_TIMEOUT_SECS, MAX_PARTICIPANTS_LIMIT};
 pub use args::{KeyArgs, ServeArgs};
 pub use duration::{format_duration, parse_duration};
 use file::FileConfig;
+pub use http_limits::{HttpLimits, HttpLimitsArgs, KEYS as HTTP_LIMITS_KEYS};
 
 use crate::core::limits::ParticipantLimits;
 use crate::io::rooms::{Limits, RoomDefaults};
@@ -97,6 +99,8 @@ pub struct Config {
     pub ice_tcp: bool,
     /// STUN/TURN servers for clients.
     pub turn: TurnConfig,
+    /// `[http_limits]`: what one HTTP or WebSocket client may hold.
+    pub http_limits: HttpLimits,
 }
 
 /// `[tls]`: PEM files.
@@ -176,6 +180,7 @@ impl Default for Config {
                 ttl: Duration::from_secs(24 * 3600),
                 ..TurnConfig::default()
             },
+            http_limits: HttpLimits::default(),
         }
     }
 }
@@ -334,6 +339,8 @@ impl Config {
         ct.secret = a.turn_secret.clone().or_else(|| t.secret.clone());
         set!(ct.ttl, t.ttl.map(|d| d.0), a.turn_ttl);
 
+        c.http_limits = HttpLimits::merge(&file.http_limits, &a.http_limits);
+
         c.validate()?;
         Ok(c)
     }
@@ -396,6 +403,7 @@ impl Config {
             ));
         }
         self.validate_turn()?;
+        self.http_limits.validate()?;
         self.validate_webhook()
     }
 

@@ -5,6 +5,7 @@
 //!   side talks to.
 //! - [`config`]: the server's settings (file, environment, flags).
 //! - [`ops`]: `/readyz`, `/metrics`, shutdown signals and TLS.
+//! - [`listener`]: the HTTP listener's connection caps and timeouts.
 //! - [`server`]: `sfu serve`, wiring workers, webhooks and the HTTP server.
 //! - [`cli`]: the command line, with the `token` and `room` client commands.
 
@@ -12,5 +13,6 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod io;
+pub mod listener;
 pub mod ops;
 pub mod server;

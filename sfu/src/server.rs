@@ -8,17 +8,21 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use signal::auth::KeySet;
-use signal::{ApiConfig, RouterConfig};
+use signal::limits::IpLimiter;
+use signal::ApiConfig;
 
 use crate::config::Config;
 use crate::core::{generate_dtls_cert, EngineConfig};
 use crate::io::handle::{Placement, SfuHandle};
 use crate::io::webhook::Webhooks;
 use crate::io::worker::{self, WorkerSpec};
+use crate::listener::{self, FirstBytesAcceptor, LimitAcceptor};
 use crate::ops;
 
 /// How long open HTTP connections get to finish after the drain.
 const HTTP_CLOSE: Duration = Duration::from_secs(2);
+/// After a second signal, how long the media workers get to tell everyone `left`.
+const FINAL_REMOVE: Duration = Duration::from_secs(2);
 /// How often empty rooms are looked for.
 const ROOM_SWEEP: Duration = Duration::from_secs(1);
 
@@ -59,7 +63,8 @@ fn api_config(config: &Config) -> Result<ApiConfig, BoxError> {
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains (see [`SfuHandle::shut_down`]).
 pub fn serve(config: Config) -> Result<(), BoxError> {
-    let api = api_config(&config)?;
+    let mut api = api_config(&config)?;
+    config.http_limits.apply_to(&mut api);
     let workers = config.worker_count();
     let candidate_ips = config.candidate_ips()?;
     let cert = generate_dtls_cert();
@@ -126,8 +131,18 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
 
     rt.block_on(async move {
         handle.spawn_room_sweeper(ROOM_SWEEP);
-        let app = signal::app(Arc::clone(&handle), RouterConfig::default(), api)
+        let limits = &config.http_limits;
+        let app = signal::app(Arc::clone(&handle), limits.router_config(), api)
             .merge(ops::router(Arc::clone(&handle), recorder));
+        match listener::raise_open_files_limit() {
+            Some(files) if (files as usize) < limits.max_connections.saturating_add(256) => warn!(
+                open_files = files,
+                max_connections = limits.max_connections,
+                "the open-files limit is below http_limits.max_connections: raise it (ulimit -n, \
+                 LimitNOFILE) or lower the cap"
+            ),
+            _ => {}
+        }
         let tls = match &config.tls {
             Some(files) => Some(ops::tls_config(files).await?),
             None => None,
@@ -155,27 +170,46 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             println!("SFU ready on {shown}; clients join with access tokens (sfu token --help)");
         }
         let http = axum_server::Handle::new();
-        let service = app.into_make_service();
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let connections = IpLimiter::new(limits.max_connections, limits.max_connections_per_ip);
+        let limit = LimitAcceptor::new(connections.clone());
+        let read_timeout = limits.header_read_timeout;
         let server = match tls {
-            Some(tls) => tokio::spawn(
-                axum_server::from_tcp_rustls(listener, tls)?
-                    .handle(http.clone())
-                    .serve(service),
-            ),
-            None => tokio::spawn(
-                axum_server::from_tcp(listener)?
-                    .handle(http.clone())
-                    .serve(service),
-            ),
+            Some(tls) => {
+                let mut server = axum_server::from_tcp_rustls(listener, tls)?
+                    .map(|tls| FirstBytesAcceptor::new(tls.acceptor(limit), read_timeout))
+                    .handle(http.clone());
+                listener::configure(server.http_builder(), read_timeout);
+                tokio::spawn(server.serve(service))
+            }
+            None => {
+                let mut server = axum_server::from_tcp(listener)?
+                    .acceptor(FirstBytesAcceptor::new(limit, read_timeout))
+                    .handle(http.clone());
+                listener::configure(server.http_builder(), read_timeout);
+                tokio::spawn(server.serve(service))
+            }
         };
         ops::shutdown_signal().await;
         info!(drain = ?config.drain_timeout, "shutting down: no new joins");
-        tokio::select! {
-            _ = handle.shut_down(config.drain_timeout) => {}
-            _ = ops::shutdown_signal() => info!("second signal: not waiting any longer"),
+        let drained = tokio::select! {
+            _ = handle.shut_down(config.drain_timeout) => true,
+            _ = ops::shutdown_signal() => false,
+        };
+        if !drained {
+            // The drain future was dropped before it removed anyone: do that now, briefly,
+            // so every client still gets `left` `server_shutdown` and a close frame.
+            info!("second signal: not waiting any longer");
+            handle.remove_all("server_shutdown", FINAL_REMOVE).await;
         }
         http.graceful_shutdown(Some(HTTP_CLOSE));
         server.await??;
+        // WebSockets left the HTTP server at their upgrade but still hold their connection's
+        // slot: give them as long to send `left` and their close frame.
+        let deadline = tokio::time::Instant::now() + HTTP_CLOSE;
+        while connections.open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         info!("stopped");
         Ok::<_, BoxError>(())
     })

@@ -356,6 +356,35 @@ async fn sigterm_fails_readiness_tells_clients_drains_and_exits_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_ends_the_drain_but_still_tells_clients_and_closes_cleanly() {
+    let mut server = Server::start(&["--shutdown-drain-timeout", "60s"]).await;
+    let mut ann = connect(&server.ws_url()).await;
+    assert_eq!(ann.join("r", "ann").await["type"], "joined");
+
+    server.sigterm();
+    ann.until("shutting_down").await;
+    let second = Instant::now();
+    server.sigterm();
+    let left = ann.until("left").await;
+    assert_eq!(left["reason"], "server_shutdown");
+    // A close frame, not a reset.
+    let close = loop {
+        match timeout(STEP, ann.0.next()).await.expect("no close in time") {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1000));
+    let status = server.exit_within(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        second.elapsed() < Duration::from_secs(10),
+        "the drain went on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_beyond_the_node_limit_are_refused_as_busy() {
     let server = Server::start(&["--limits-max-participants", "1"]).await;
     let mut ann = connect(&server.ws_url()).await;

@@ -75,6 +75,36 @@ impl Grants {
         }
     }
 
+    /// Whether every grant of `other` is also one of these.
+    pub fn covers(&self, other: &Grants) -> bool {
+        let mine = [
+            self.join,
+            self.publish,
+            self.subscribe,
+            self.publish_data,
+            self.room_admin,
+        ];
+        let theirs = [
+            other.join,
+            other.publish,
+            other.subscribe,
+            other.publish_data,
+            other.room_admin,
+        ];
+        mine.iter().zip(theirs).all(|(m, t)| *m || !t)
+    }
+
+    /// These grants and those of `other`.
+    pub fn union(&self, other: &Grants) -> Grants {
+        Grants {
+            join: self.join || other.join,
+            publish: self.publish || other.publish,
+            subscribe: self.subscribe || other.subscribe,
+            publish_data: self.publish_data || other.publish_data,
+            room_admin: self.room_admin || other.room_admin,
+        }
+    }
+
     /// Only `room_admin`: a token for the REST API.
     pub fn admin() -> Self {
         Grants {
@@ -349,7 +379,7 @@ impl KeySet {
             claims,
             &EncodingKey::from_secret(secret.as_bytes()),
         )
-        .map_err(|e| AuthError::Malformed(e.to_string()))
+        .map_err(|_| AuthError::Malformed("the token could not be signed".into()))
     }
 
     /// Mints a token with key `key`, valid from now for `spec.ttl`. Returns the token and its
@@ -581,6 +611,10 @@ mod tests {
 
     #[test]
     fn grant_lists_parse() {
+        let admin = Grants::admin();
+        assert!(admin.covers(&Grants::default()) && !admin.covers(&Grants::participant()));
+        assert!(admin.union(&Grants::participant()).covers(&Grants::all()));
+        assert!(!Grants::participant().covers(&admin));
         assert_eq!(
             Grants::parse_list("join, publish,room_admin").unwrap(),
             Grants {

@@ -11,6 +11,7 @@
 //! [`app`] puts it all together: the router plus the REST API, sharing one set of keys.
 
 pub mod auth;
+pub mod limits;
 pub mod protocol;
 pub mod rest;
 pub mod router;

@@ -21,6 +21,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::auth::{Grants, KeySet};
+use crate::limits::{IpPermit, MessageRate, RateVerdict};
 use crate::protocol::{
     validate_display_name, validate_room_name, ClientMessage, ErrorCode, ServerMessage,
     SignalError, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
@@ -35,11 +36,23 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// WebSocket close code: normal closure.
 const CLOSE_NORMAL: u16 = 1000;
-/// WebSocket close code: policy violation (here: a deadline missed).
+/// WebSocket close code: policy violation (a deadline missed, too many refused joins, a flood).
 const CLOSE_POLICY: u16 = 1008;
+/// WebSocket close code: protocol error (a frame that breaks RFC 6455).
+const CLOSE_PROTOCOL: u16 = 1002;
+/// WebSocket close code: invalid payload data (a text message that is not UTF-8).
+const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+/// WebSocket close code: message too big (above [`RouterConfig::max_frame_bytes`]).
+const CLOSE_TOO_BIG: u16 = 1009;
 
-/// Runs one session to its end. Never panics on client input.
-pub(crate) async fn run<B: MediaBackend>(socket: WebSocket, backend: Arc<B>, config: RouterConfig) {
+/// Runs one session to its end. Never panics on client input. `pending` is the socket's slot
+/// among those that have not joined; it is given back at the join.
+pub(crate) async fn run<B: MediaBackend>(
+    socket: WebSocket,
+    backend: Arc<B>,
+    config: RouterConfig,
+    pending: IpPermit,
+) {
     let now = Instant::now();
     let mut conn = Conn {
         phase: Phase::AwaitingJoin {
@@ -47,6 +60,9 @@ pub(crate) async fn run<B: MediaBackend>(socket: WebSocket, backend: Arc<B>, con
         },
         last_frame: now,
         next_ping: now + config.ping_interval,
+        rate: MessageRate::new(config.message_rate, config.message_burst, now),
+        refused_joins: 0,
+        pending: Some(pending),
         socket,
         backend,
         config,
@@ -69,6 +85,16 @@ enum End {
     SendStalled,
     /// The participant left the room and the client was sent `left`.
     Left,
+    /// [`RouterConfig::max_join_attempts`] joins were refused.
+    TooManyJoins,
+    /// The client kept sending far above [`RouterConfig::message_rate`].
+    Flood,
+    /// A text message that is not UTF-8.
+    InvalidPayload,
+    /// A frame that breaks the WebSocket protocol.
+    ProtocolError,
+    /// A frame or message above [`RouterConfig::max_frame_bytes`].
+    TooBig,
 }
 
 impl End {
@@ -79,6 +105,28 @@ impl End {
             End::Idle => "idle",
             End::SendStalled => "send_stalled",
             End::Left => "left",
+            End::TooManyJoins => "too_many_joins",
+            End::Flood => "flood",
+            End::InvalidPayload => "invalid_payload",
+            End::ProtocolError => "protocol_error",
+            End::TooBig => "too_big",
+        }
+    }
+
+    /// Why reading from the socket failed: a client that broke the rules gets a close frame
+    /// saying which; a connection that failed underneath is just gone.
+    fn from_read_error(e: axum::Error) -> End {
+        let Ok(e) = e.into_inner().downcast::<tungstenite::Error>() else {
+            return End::Gone;
+        };
+        match *e {
+            tungstenite::Error::Utf8(_) => End::InvalidPayload,
+            tungstenite::Error::Capacity(_) => End::TooBig,
+            tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            ) => End::Gone,
+            tungstenite::Error::Protocol(_) => End::ProtocolError,
+            _ => End::Gone,
         }
     }
 
@@ -89,6 +137,11 @@ impl End {
             End::JoinTimeout => (CLOSE_POLICY, "join timeout"),
             End::Idle => (CLOSE_POLICY, "idle timeout"),
             End::Left => (CLOSE_NORMAL, "left"),
+            End::TooManyJoins => (CLOSE_POLICY, "too many joins"),
+            End::Flood => (CLOSE_POLICY, "message rate exceeded"),
+            End::InvalidPayload => (CLOSE_INVALID_PAYLOAD, "invalid utf-8"),
+            End::ProtocolError => (CLOSE_PROTOCOL, "protocol error"),
+            End::TooBig => (CLOSE_TOO_BIG, "message too big"),
         };
         Some(CloseFrame {
             code,
@@ -246,7 +299,7 @@ pub(crate) fn parse_text(text: &str) -> Result<ClientMessage, SignalError> {
 }
 
 /// The first `max` characters of `s`, with `…` when something was cut.
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
         None => s.to_owned(),
@@ -331,6 +384,12 @@ struct Conn<B: MediaBackend> {
     /// When the client last sent any frame.
     last_frame: Instant,
     next_ping: Instant,
+    /// The client's messages, against [`RouterConfig::message_rate`].
+    rate: MessageRate,
+    /// Joins refused so far.
+    refused_joins: u32,
+    /// The slot among sockets that have not joined; `None` once joined.
+    pending: Option<IpPermit>,
 }
 
 impl<B: MediaBackend> Conn<B> {
@@ -341,11 +400,11 @@ impl<B: MediaBackend> Conn<B> {
                 frame = self.socket.recv() => match frame {
                     Some(Ok(frame)) => {
                         self.last_frame = Instant::now();
-                        self.handle_frame(frame).await
+                        self.check_rate(frame).await
                     }
                     Some(Err(e)) => {
                         debug!(error = %e, "socket failed");
-                        Break(End::Gone)
+                        Break(End::from_read_error(e))
                     }
                     None => Break(End::Gone),
                 },
@@ -371,6 +430,29 @@ impl<B: MediaBackend> Conn<B> {
             ),
             [phase_deadline, Some((self.next_ping, Wake::Ping))],
         )
+    }
+
+    /// Lets a message through [`Conn::rate`]; control frames always pass.
+    async fn check_rate(&mut self, frame: Message) -> ControlFlow<End> {
+        if !matches!(frame, Message::Text(_) | Message::Binary(_)) {
+            return self.handle_frame(frame).await;
+        }
+        match self.rate.check(self.last_frame) {
+            RateVerdict::Accept => self.handle_frame(frame).await,
+            RateVerdict::Refuse { reply } => {
+                metrics::counter!("sfu_ws_messages_rate_limited_total").increment(1);
+                if !reply {
+                    return Continue(());
+                }
+                debug!("messages rate limited");
+                let e = SignalError::new(
+                    ErrorCode::RateLimited,
+                    "too many messages; some were dropped, slow down",
+                );
+                self.send(&e.into()).await
+            }
+            RateVerdict::Close => Break(End::Flood),
+        }
     }
 
     async fn handle_frame(&mut self, frame: Message) -> ControlFlow<End> {
@@ -470,6 +552,7 @@ impl<B: MediaBackend> Conn<B> {
                 span.record("room", room.as_str());
                 span.record("participant", session.participant_id.as_str());
                 info!("joined");
+                self.pending = None;
                 self.phase = Phase::Joined {
                     member: Member {
                         backend: Arc::clone(&self.backend),
@@ -482,10 +565,12 @@ impl<B: MediaBackend> Conn<B> {
             }
             Err(e) => {
                 debug!(code = e.code.as_str(), "join refused");
-                self.phase = Phase::AwaitingJoin {
-                    deadline: Instant::now() + self.config.join_timeout,
-                };
-                self.send(&e.into()).await
+                self.refused_joins += 1;
+                self.send(&e.into()).await?;
+                if self.refused_joins >= self.config.max_join_attempts {
+                    return Break(End::TooManyJoins);
+                }
+                Continue(())
             }
         }
     }

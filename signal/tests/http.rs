@@ -97,6 +97,46 @@ async fn unknown_paths_are_404() {
 }
 
 #[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    use axum::http::header::{
+        CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    };
+    for path in ["/", "/client.js", "/demo.css", "/healthz", "/nope", "/ws"] {
+        let response = get(path).await;
+        let csp = header(&response, &CONTENT_SECURITY_POLICY);
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(header(&response, &X_FRAME_OPTIONS), "DENY", "{path}");
+        assert_eq!(header(&response, &X_CONTENT_TYPE_OPTIONS), "nosniff");
+        assert_eq!(header(&response, &REFERRER_POLICY), "no-referrer");
+    }
+    // The demo page runs under it: no inline script or style, scripts from this origin only.
+    let page = include_str!("../static/index.html");
+    assert!(!page.contains("<script>") && !page.contains("style=") && !page.contains("<style"));
+    assert!(!has_inline_handler(page));
+}
+
+/// Whether an HTML text has an inline event handler attribute (`onclick=` and the like).
+fn has_inline_handler(html: &str) -> bool {
+    html.split(|c: char| c.is_whitespace()).any(|word| {
+        word.strip_prefix("on")
+            .and_then(|rest| rest.split_once('='))
+            .is_some_and(|(name, _)| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase())
+            })
+    })
+}
+
+#[tokio::test]
 async fn ws_without_an_upgrade_is_refused() {
     let status = get("/ws").await.status();
     assert!(status.is_client_error(), "{status}");

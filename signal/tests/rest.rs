@@ -181,13 +181,17 @@ fn keys() -> KeySet {
 }
 
 fn token_with(grants: Grants, room: Option<&str>) -> String {
+    token_for(grants, room, Duration::from_secs(3600))
+}
+
+fn token_for(grants: Grants, room: Option<&str>, ttl: Duration) -> String {
     let spec = TokenSpec {
         identity: "ops".into(),
         name: None,
         room: room.map(str::to_owned),
         grants,
         metadata: None,
-        ttl: Duration::from_secs(60),
+        ttl,
     };
     keys().mint(KEY, &spec).unwrap().0
 }
@@ -689,6 +693,116 @@ async fn tokens_are_minted_and_verify() {
             Some(field),
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_does_not_arrive_in_time_is_refused() {
+    let api = Api::new(false);
+    let never = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    let request = Request::post("/api/rooms")
+        .header("authorization", format!("Bearer {}", admin()))
+        .body(Body::from_stream(never))
+        .unwrap();
+    let response = api.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let e: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(e["field"], "body", "{e}");
+}
+
+#[tokio::test]
+async fn api_answers_carry_the_security_headers() {
+    let api = Api::new(false);
+    for path in ["/api/openapi.json", "/api/rooms", "/api/nope"] {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = api.app.clone().oneshot(request).await.unwrap();
+        let h = response.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn minted_tokens_never_outlive_the_token_that_mints_them_nor_the_cap() {
+    let api = Api::new(false);
+    let mint = |auth: String, body: String| {
+        let api = &api;
+        async move {
+            api.call(
+                "POST",
+                "/api/tokens",
+                Some(&format!("Bearer {auth}")),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let exp = |t: &Value| keys().verify(t["token"].as_str().unwrap()).unwrap().exp;
+
+    // A room admin token with two minutes left mints a room admin token for its room.
+    let room_admin = Grants {
+        room_admin: true,
+        ..Grants::default()
+    };
+    let scoped = token_for(room_admin, Some("r1"), Duration::from_secs(120));
+    let scoped_exp = keys().verify(&scoped).unwrap().exp;
+    let asks = |ttl: &str| {
+        format!(r#"{{"identity":"b","room":"r1","grants":{{"room_admin":true}}{ttl}}}"#)
+    };
+    for ttl in [r#","ttl":2592000"#, r#","ttl":3600"#, r#","ttl":121"#] {
+        let answer = mint(scoped.clone(), asks(ttl)).await;
+        refused(
+            &answer,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some("ttl"),
+        );
+    }
+    let (status, t) = mint(scoped.clone(), asks(r#","ttl":60"#)).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    assert!(exp(&t) <= scoped_exp);
+    // Without a ttl the default is cut to what the minter has left.
+    let (status, t) = mint(scoped.clone(), asks("")).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    assert!(exp(&t) <= scoped_exp, "{} > {scoped_exp}", exp(&t));
+    assert_eq!(t["grants"]["room_admin"], true);
+
+    // Nobody gets more than max_token_ttl (24 h by default) over REST, even with a 30-day token.
+    let global = token_for(Grants::admin(), None, Duration::from_secs(30 * 86_400));
+    let day = 86_400;
+    let body = |ttl: u64| format!(r#"{{"identity":"c","room":"r1","ttl":{ttl}}}"#);
+    let answer = mint(global.clone(), body(day + 1)).await;
+    refused(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("ttl"),
+    );
+    let (status, t) = mint(global.clone(), body(day)).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let mut config = ApiConfig::new(keys());
+    config.max_token_ttl = Duration::from_secs(600);
+    let small = api_router(Arc::new(Rooms::default()), config);
+    let request = Request::post("/api/tokens")
+        .header("authorization", format!("Bearer {global}"))
+        .body(Body::from(body(601)))
+        .unwrap();
+    let response = small.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let request = Request::post("/api/tokens")
+        .header("authorization", format!("Bearer {global}"))
+        .body(Body::from(r#"{"identity":"c","room":"r1"}"#))
+        .unwrap();
+    let response = small.oneshot(request).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let t: Value = serde_json::from_slice(&bytes).unwrap();
+    let claims = keys().verify(t["token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims.exp - claims.nbf, 600);
 }
 
 #[tokio::test]

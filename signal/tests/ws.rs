@@ -333,7 +333,9 @@ async fn join_forwards_room_events_and_signals() {
 
 #[tokio::test]
 async fn bad_input_is_answered_and_the_socket_goes_on() {
-    let (addr, rooms) = start(RouterConfig::default()).await;
+    let mut config = RouterConfig::default();
+    config.max_join_attempts = 10;
+    let (addr, rooms) = start(config).await;
     let mut ws = connect(addr).await;
     let oversized = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(300 * 1024));
     assert!(oversized.len() > MAX_MESSAGE_BYTES);

@@ -67,6 +67,8 @@ async fn start() -> (SocketAddr, Arc<Recorder>) {
     let backend = Arc::new(Recorder::default());
     let mut config = RouterConfig::default();
     config.keys = Some(keys());
+    // One socket tries every kind of bad token in turn.
+    config.max_join_attempts = 100;
     let app = router(Arc::clone(&backend), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -38,6 +38,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
 
+    #[command(flatten)]
+    pub http_limits: super::HttpLimitsArgs,
+
     /// Address for HTTP and WebSocket (the demo page, the browser client, signalling, REST).
     /// Default: 0.0.0.0:8080.
     #[arg(long = "http", env = "SFU_HTTP", value_name = "ADDR")]

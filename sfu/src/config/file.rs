@@ -28,6 +28,7 @@ pub struct FileConfig {
     pub webhook: FileWebhook,
     pub ice_tcp: Option<bool>,
     pub turn: FileTurn,
+    pub http_limits: super::http_limits::FileHttpLimits,
 }
 
 /// `[turn]`.

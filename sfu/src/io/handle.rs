@@ -181,19 +181,26 @@ impl SfuHandle {
             left = self.placement.lock().total();
         }
         tracing::info!(remaining = left, "drain over");
+        self.remove_all("server_shutdown", Duration::from_secs(5))
+            .await;
+    }
+
+    /// Removes every participant with `left` `{reason}`, waiting at most `wait` for each
+    /// worker to take the command and to confirm it.
+    pub async fn remove_all(&self, reason: &str, wait: Duration) {
         let mut done = Vec::new();
         for w in &self.workers {
             let (tx, rx) = oneshot::channel();
             let cmd = Command::RemoveAll {
-                reason: "server_shutdown".into(),
+                reason: reason.into(),
                 reply: tx,
             };
-            if w.send(cmd).await.is_ok() {
+            if matches!(tokio::time::timeout(wait, w.send(cmd)).await, Ok(Ok(()))) {
                 done.push(rx);
             }
         }
         for rx in done {
-            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+            let _ = tokio::time::timeout(wait, rx).await;
         }
     }
 

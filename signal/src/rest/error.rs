@@ -4,7 +4,8 @@
 //! when one is at fault), with the HTTP status that [`ApiError::status`] gives the code.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,6 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthError;
 use crate::protocol::{ErrorCode, SignalError};
+use crate::ws::truncate;
+
+use super::BODY_READ_TIMEOUT;
+
+/// How much of a parser's message, or of a field path, goes back to the client. Parser messages
+/// quote the input, which the client chose and may have made huge.
+const MAX_DETAIL_CHARS: usize = 200;
 
 /// A REST error: stable code, human message, and the field at fault if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -105,8 +113,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Path parameters. A path that does not fit (not UTF-8 after percent-decoding) is refused with
+/// `invalid_request` naming `path`, without the decoder's text.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(t)) => Ok(ApiPath(t)),
+            Err(_) => Err(ApiError::invalid(
+                "path",
+                "the path does not fit the route (it must be UTF-8 after percent-decoding)",
+            )),
+        }
+    }
+}
+
 /// A JSON request body. Refusals are [`ApiError`]s: `invalid_request` naming the field for
-/// missing, unknown or mistyped fields, `message_too_large` (413) above the body limit.
+/// missing, unknown or mistyped fields, or `body` for one that did not arrive within
+/// [`BODY_READ_TIMEOUT`]; `message_too_large` (413) above the body limit.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -114,7 +142,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(req, state));
+        let bytes = read
+            .await
+            .map_err(|_| ApiError::invalid("body", "the request body did not arrive in time"))?;
+        let bytes = bytes.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(ErrorCode::MessageTooLarge, "the request body is too large")
             } else {
@@ -152,7 +184,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             text
         };
-        ApiError::invalid(field, message)
+        ApiError::invalid(
+            truncate(&field, MAX_DETAIL_CHARS),
+            truncate(&message, MAX_DETAIL_CHARS),
+        )
     })
 }
 
@@ -195,5 +230,20 @@ mod tests {
         assert_eq!(field(r#"{"name":"a","inner":{}}"#), "inner.on");
         assert_eq!(field("not json"), "body");
         assert_eq!(field(""), "body");
+    }
+
+    #[test]
+    fn details_from_the_input_are_bounded() {
+        let long = "x".repeat(10_000);
+        for json in [
+            format!(r#"{{"name":"a","{long}":1}}"#),
+            format!(r#"{{"name":"a","inner":{{"{long}":1}}}}"#),
+            format!(r#"{{"name":"a","count":"{long}"}}"#),
+            format!(r#"{{"name":{long}}}"#),
+        ] {
+            let e = parse_json::<Outer>(json.as_bytes()).unwrap_err();
+            assert!(e.message.chars().count() <= MAX_DETAIL_CHARS + 1, "{e}");
+            assert!(e.field.unwrap().chars().count() <= MAX_DETAIL_CHARS + 1);
+        }
     }
 }

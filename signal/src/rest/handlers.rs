@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -15,9 +15,9 @@ use super::dto::{
     CreateRoom, CreateToken, MuteTrack, ParticipantList, RoomList, TokenResponse,
     UpdateParticipant, UpdateRoom,
 };
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, ApiPath, JsonBody};
 use super::{openapi, ApiState, RoomService};
-use crate::auth::{AuthError, Claims, Grants, TokenSpec, DEFAULT_TTL};
+use crate::auth::{unix_now, AuthError, Claims, Grants, TokenSpec, DEFAULT_TTL};
 use crate::protocol::{validate_display_name, validate_room_name, ErrorCode, SignalError};
 
 /// The caller, proven by a `room_admin` token.
@@ -113,7 +113,7 @@ pub(crate) async fn list_rooms<S: RoomService>(
 pub(crate) async fn get_room<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     room_param(&room)?;
     admin.check_room(&room)?;
@@ -124,7 +124,7 @@ pub(crate) async fn get_room<S: RoomService>(
 pub(crate) async fn update_room<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
     JsonBody(req): JsonBody<UpdateRoom>,
 ) -> Result<Response, ApiError> {
     room_param(&room)?;
@@ -137,7 +137,7 @@ pub(crate) async fn update_room<S: RoomService>(
 pub(crate) async fn delete_room<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     room_param(&room)?;
     admin.check_room(&room)?;
@@ -148,7 +148,7 @@ pub(crate) async fn delete_room<S: RoomService>(
 pub(crate) async fn list_participants<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
 ) -> Result<Json<ParticipantList>, ApiError> {
     room_param(&room)?;
     admin.check_room(&room)?;
@@ -159,7 +159,7 @@ pub(crate) async fn list_participants<S: RoomService>(
 pub(crate) async fn get_participant<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
-    Path((room, participant)): Path<(String, String)>,
+    ApiPath((room, participant)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     room_param(&room)?;
     id_param("participant", &participant)?;
@@ -175,7 +175,7 @@ pub(crate) async fn get_participant<S: RoomService>(
 pub(crate) async fn update_participant<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
-    Path((room, participant)): Path<(String, String)>,
+    ApiPath((room, participant)): ApiPath<(String, String)>,
     JsonBody(req): JsonBody<UpdateParticipant>,
 ) -> Result<Response, ApiError> {
     room_param(&room)?;
@@ -193,7 +193,7 @@ pub(crate) async fn update_participant<S: RoomService>(
 pub(crate) async fn remove_participant<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
-    Path((room, participant)): Path<(String, String)>,
+    ApiPath((room, participant)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     room_param(&room)?;
     id_param("participant", &participant)?;
@@ -209,7 +209,7 @@ pub(crate) async fn remove_participant<S: RoomService>(
 pub(crate) async fn mute_track<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
-    Path((room, participant, track)): Path<(String, String, String)>,
+    ApiPath((room, participant, track)): ApiPath<(String, String, String)>,
     JsonBody(req): JsonBody<MuteTrack>,
 ) -> Result<Response, ApiError> {
     room_param(&room)?;
@@ -235,7 +235,7 @@ pub(crate) async fn create_token<S: RoomService>(
         room: req.room,
         grants: req.grants.unwrap_or_else(Grants::participant),
         metadata: req.metadata,
-        ttl: req.ttl.map_or(DEFAULT_TTL, Duration::from_secs),
+        ttl: token_ttl(req.ttl, &admin.0, s.config.max_token_ttl)?,
     };
     spec.validate()
         .map_err(|(field, e)| ApiError::invalid(field, e.message))?;
@@ -244,8 +244,45 @@ pub(crate) async fn create_token<S: RoomService>(
             return Err(AuthError::WrongRoom.into());
         }
     }
+    // An admin hands out participant grants in its scope, and nothing it does not have itself.
+    if !admin
+        .0
+        .grants
+        .union(&Grants::participant())
+        .covers(&spec.grants)
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "a token cannot grant more than the token that mints it",
+        ));
+    }
     let key = admin.0.iss.clone();
     mint(&s, &key, &spec).map(|t| (StatusCode::CREATED, Json(t)).into_response())
+}
+
+/// The lifetime of a token minted by `minter`: the one asked for, which may not exceed `max` nor
+/// the minter's own remaining lifetime; or by default [`DEFAULT_TTL`] cut to both.
+fn token_ttl(asked: Option<u64>, minter: &Claims, max: Duration) -> Result<Duration, ApiError> {
+    let left = Duration::from_secs(minter.exp.saturating_sub(unix_now()));
+    let Some(asked) = asked.map(Duration::from_secs) else {
+        return Ok(DEFAULT_TTL.min(max).min(left));
+    };
+    if asked > max {
+        return Err(ApiError::invalid(
+            "ttl",
+            format!("ttl must be at most {} s on this server", max.as_secs()),
+        ));
+    }
+    if asked > left {
+        return Err(ApiError::invalid(
+            "ttl",
+            format!(
+                "ttl must not outlive the token that mints it ({} s left)",
+                left.as_secs()
+            ),
+        ));
+    }
+    Ok(asked)
 }
 
 fn mint<S>(s: &ApiState<S>, key: &str, spec: &TokenSpec) -> Result<TokenResponse, ApiError> {
@@ -278,7 +315,12 @@ pub(crate) async fn dev_token<S: RoomService>(
     State(s): State<ApiState<S>>,
     query: Result<Query<DevTokenQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let Query(q) = query.map_err(|_| {
+        ApiError::invalid(
+            "query",
+            "the query must be room=...&name=..., percent-encoded UTF-8",
+        )
+    })?;
     let room = q
         .room
         .ok_or_else(|| ApiError::invalid("room", "room is required"))?;

@@ -50,6 +50,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The largest request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The longest a request body may take to arrive once its handler reads it. Bodies are at most
+/// [`MAX_BODY_BYTES`]; a client dripping one holds its connection no longer than this.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Rooms and participants, as the REST API sees the media side.
 ///
 /// Errors carry [`ErrorCode`](crate::ErrorCode)s that become HTTP statuses: `not_found` 404,
@@ -110,6 +114,9 @@ pub trait RoomService: Send + Sync + 'static {
     ) -> impl Future<Output = Result<TrackInfo, SignalError>> + Send;
 }
 
+/// The default of [`ApiConfig::max_token_ttl`].
+pub const DEFAULT_MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// How the REST API authenticates.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -121,6 +128,10 @@ pub struct ApiConfig {
     pub dev_mode: bool,
     /// The longest a call waits for the media side before answering `server_busy`.
     pub call_timeout: Duration,
+    /// The longest lifetime `POST /api/tokens` gives a token, whoever asks; at most
+    /// [`crate::auth::MAX_TTL`]. A token minted there never outlives the token that asked for it
+    /// either. Default: 24 h.
+    pub max_token_ttl: Duration,
 }
 
 impl ApiConfig {
@@ -130,6 +141,7 @@ impl ApiConfig {
             keys,
             dev_mode: false,
             call_timeout: Duration::from_secs(10),
+            max_token_ttl: DEFAULT_MAX_TOKEN_TTL,
         }
     }
 
@@ -195,6 +207,9 @@ pub fn api_router<S: RoomService>(service: Arc<S>, config: ApiConfig) -> Router 
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(
+            crate::router::security_headers,
+        ))
         .with_state(state);
     Router::new().nest("/api", api)
 }
