@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{assert_gap_free, Bed};
+use common::{all_receive_all, assert_gap_free, secs, Bed};
 use hmac::{Hmac, Mac};
 use sfu::core::Transport;
 use signal::protocol::{ErrorCode, ServerMessage};
@@ -14,20 +14,6 @@ use signal::ClientSignal;
 use str0m::ice::{StunMessage, TransId};
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, RtcConfig};
-
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
-}
-
-fn all_receive_all(bed: &Bed, n: usize) -> bool {
-    (0..n).all(|i| {
-        (0..n).filter(|j| *j != i).all(|j| {
-            let from = bed.id(j);
-            bed.clients[i].video_from(&from).len() > 20
-                && bed.clients[i].audio_from(&from).len() > 20
-        })
-    })
-}
 
 fn sha1_hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("any key length");

@@ -2,16 +2,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::Bed;
+use common::{secs, Bed};
 use serde_json::json;
 use signal::protocol::{ErrorCode, ServerMessage, StreamStateKind};
 use signal::ClientSignal;
-
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
-}
 
 fn data_room(n: usize) -> Bed {
     let mut bed = Bed::new();

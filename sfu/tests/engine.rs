@@ -2,25 +2,9 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{assert_gap_free, Bed};
+use common::{all_receive_all, assert_gap_free, secs, Bed};
 use signal::protocol::{ErrorCode, ServerMessage};
 use signal::ClientSignal;
-
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
-}
-
-fn all_receive_all(bed: &Bed, n: usize) -> bool {
-    (0..n).all(|i| {
-        (0..n).filter(|j| *j != i).all(|j| {
-            let from = bed.id(j);
-            bed.clients[i].video_from(&from).len() > 20
-                && bed.clients[i].audio_from(&from).len() > 20
-        })
-    })
-}
 
 #[test]
 fn each_publisher_reaches_every_other_participant_and_not_itself() {

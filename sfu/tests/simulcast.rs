@@ -4,13 +4,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Bed, Link, Received, FRAME_INTERVAL};
+use common::{secs, Bed, Link, Received, FRAME_INTERVAL};
 use signal::protocol::{ServerMessage, StreamStateKind};
 use signal::ClientSignal;
-
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
-}
 
 /// The packets in sequence order (first arrival of each), with wrap-around undone.
 fn by_seq(packets: &[Received]) -> Vec<(u64, Received)> {

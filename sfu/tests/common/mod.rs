@@ -728,6 +728,22 @@ impl Bed {
     }
 }
 
+/// Seconds as a `Duration`.
+pub fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// Whether each of the first `n` clients receives audio and video from each other one.
+pub fn all_receive_all(bed: &Bed, n: usize) -> bool {
+    (0..n).all(|i| {
+        (0..n).filter(|j| *j != i).all(|j| {
+            let from = bed.id(j);
+            bed.clients[i].video_from(&from).len() > 20
+                && bed.clients[i].audio_from(&from).len() > 20
+        })
+    })
+}
+
 /// SSRC and sequence number of an RTP (not RTCP) packet.
 fn rtp_header(d: &[u8]) -> Option<(u32, u16)> {
     if d.len() < 12
