@@ -420,22 +420,35 @@ impl Engine {
         self.compact_timers();
     }
 
-    /// The heap keeps stale entries until they come due; rebuild it if they pile up.
+    /// The heap keeps stale entries until they come due; drop them (and duplicates) if they pile
+    /// up. Every kind of deadline that is still wanted stays.
     fn compact_timers(&mut self) {
         if self.timers.len() <= 4 * self.participants.len() + 1024 {
             return;
         }
-        self.timers = self
-            .participants
-            .iter()
-            .flat_map(|(k, p)| {
-                let rtc = p.rtc_timer.map(|t| Reverse((t, *k, TimerKind::Rtc)));
-                let live = p
-                    .liveness_timer
-                    .map(|t| Reverse((t, *k, TimerKind::Liveness)));
-                rtc.into_iter().chain(live)
-            })
-            .collect();
+        let mut timers = std::mem::take(&mut self.timers).into_vec();
+        timers.retain(|Reverse((at, key, kind))| self.timer_is_live(*at, *key, *kind));
+        // The same deadline pushed twice fires twice for nothing.
+        timers.sort_unstable();
+        timers.dedup();
+        self.timers = BinaryHeap::from(timers);
+    }
+
+    /// Whether a deadline in the heap still means something when it comes due.
+    fn timer_is_live(&self, at: Instant, key: ParticipantKey, kind: TimerKind) -> bool {
+        let Some(p) = self.participants.get(&key) else {
+            return false;
+        };
+        match kind {
+            TimerKind::Rtc => p.rtc_timer == Some(at),
+            TimerKind::Liveness => p.liveness_timer == Some(at),
+            TimerKind::Allocate => p.allocation_timer == Some(at),
+            TimerKind::Layers(tk) => self
+                .tracks
+                .get(&tk)
+                .is_some_and(|t| t.pause_due == Some(at)),
+            TimerKind::Speaker(tk) => self.tracks.contains_key(&tk),
+        }
     }
 
     fn check_liveness(&mut self, now: Instant, key: ParticipantKey) {
@@ -684,5 +697,67 @@ fn track_kind(kind: MediaKind) -> TrackKind {
     match kind {
         MediaKind::Audio => TrackKind::Audio,
         MediaKind::Video => TrackKind::Video,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compacting_the_timer_heap_keeps_every_kind_of_live_deadline() {
+        let t0 = Instant::now();
+        let config =
+            EngineConfig::new(vec!["10.0.0.1:5000".parse().unwrap()], generate_dtls_cert());
+        let mut engine = Engine::new(config);
+        engine.join(t0, JoinSpec::new("ann", "r", "Ann")).unwrap();
+        let key = engine.by_id["ann"];
+        let s = Duration::from_secs;
+        // A live allocation, a live pending layer pause and a speech check of a real track.
+        let tk = 999;
+        let mut track = room::Track::for_tests(key, "ann");
+        track.pause_due = Some(t0 + s(3));
+        engine.tracks.insert(tk, track);
+        let p = engine.participants.get_mut(&key).unwrap();
+        p.allocation_timer = Some(t0 + s(2));
+        let live = [
+            (t0 + s(2), TimerKind::Allocate),
+            (t0 + s(3), TimerKind::Layers(tk)),
+            (t0 + s(4), TimerKind::Speaker(tk)),
+        ];
+        for (at, kind) in live {
+            engine.timers.push(Reverse((at, key, kind)));
+        }
+        // Stale ones: superseded connection deadlines, a pause no longer due, a gone track and a
+        // gone participant.
+        for i in 0..3000 {
+            engine.timers.push(Reverse((
+                t0 + Duration::from_millis(i),
+                key,
+                TimerKind::Rtc,
+            )));
+        }
+        engine
+            .timers
+            .push(Reverse((t0 + s(5), key, TimerKind::Layers(tk))));
+        engine
+            .timers
+            .push(Reverse((t0 + s(5), key, TimerKind::Speaker(7))));
+        engine
+            .timers
+            .push(Reverse((t0 + s(5), key + 1, TimerKind::Allocate)));
+        engine.compact_timers();
+        let mut left: Vec<(Instant, TimerKind)> = engine
+            .timers
+            .iter()
+            .map(|Reverse((at, _, kind))| (*at, *kind))
+            .collect();
+        left.sort();
+        let p = &engine.participants[&key];
+        let mut want: Vec<(Instant, TimerKind)> = live.to_vec();
+        want.extend(p.rtc_timer.map(|t| (t, TimerKind::Rtc)));
+        want.extend(p.liveness_timer.map(|t| (t, TimerKind::Liveness)));
+        want.sort();
+        assert_eq!(left, want);
     }
 }

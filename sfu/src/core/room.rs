@@ -226,15 +226,14 @@ pub struct Room {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn simulcast_track() -> Track {
+impl Track {
+    /// A three-layer video track of `publisher`, for tests.
+    pub(crate) fn for_tests(publisher: ParticipantKey, publisher_id: &str) -> Track {
         Track {
             id: "t".into(),
             kind: TrackKind::Video,
-            publisher: 1,
-            publisher_id: "p".into(),
+            publisher,
+            publisher_id: publisher_id.into(),
             mid: Mid::from("0"),
             subscribers: Vec::new(),
             layers: ["q", "h", "f"]
@@ -252,6 +251,15 @@ mod tests {
             speaker: SpeakerDetector::default(),
             pause_due: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simulcast_track() -> Track {
+        Track::for_tests(1, "p")
     }
 
     /// Feeds `layers` (index, bytes per 50 ms) from `from` for `span`; returns the end.
