@@ -78,7 +78,7 @@ impl LimitAcceptor {
             Err(refused) => {
                 metrics::counter!("sfu_http_connections_refused_total", "reason" => refused.as_str())
                     .increment(1);
-                if let Some(n) = REFUSALS.hit(tokio::time::Instant::now()) {
+                if let Some(n) = REFUSALS.hit(std::time::Instant::now()) {
                     warn!(
                         refused = n,
                         cap = refused.as_str(),

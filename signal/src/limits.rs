@@ -225,7 +225,7 @@ impl MessageRate {
 #[derive(Debug)]
 pub struct LogThrottle {
     period: Duration,
-    state: Mutex<(Option<Instant>, u64)>,
+    state: Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 impl LogThrottle {
@@ -239,7 +239,7 @@ impl LogThrottle {
 
     /// Counts one event at `now`. `Some(n)` when a line is due: `n` events since the last line,
     /// this one included.
-    pub fn hit(&self, now: Instant) -> Option<u64> {
+    pub fn hit(&self, now: std::time::Instant) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (last, count) = &mut *state;
         *count += 1;
@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn the_log_throttle_counts_what_it_held_back() {
         let t = LogThrottle::new(Duration::from_secs(10));
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         assert_eq!(t.hit(t0), Some(1));
         assert_eq!(t.hit(t0 + Duration::from_secs(1)), None);
         assert_eq!(t.hit(t0 + Duration::from_secs(2)), None);

@@ -369,7 +369,7 @@ async fn upgrade<B: MediaBackend>(
         Ok(permit) => permit,
         Err(refused) => {
             metrics::counter!("sfu_ws_refused_total", "reason" => refused.as_str()).increment(1);
-            if let Some(n) = PENDING_REFUSALS.hit(tokio::time::Instant::now()) {
+            if let Some(n) = PENDING_REFUSALS.hit(std::time::Instant::now()) {
                 warn!(
                     refused = n,
                     cap = refused.as_str(),

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::net::{count_read, join, tcp_source, AttackWs, Seen};
 use super::tally::Tally;
 use super::{Attack, Ctx};
+use crate::bot::keep_loopback_candidates;
 
 /// Joins per room, the first included.
 const MAX_JOINS: usize = 3;
@@ -55,20 +56,6 @@ pub async fn track_flood(ctx: &Arc<Ctx>, tally: &Arc<Tally>) {
     for t in tasks {
         let _ = t.await;
     }
-}
-
-/// `sdp` without candidates off the loopback network.
-fn loopback_only(sdp: &str) -> String {
-    sdp.split_inclusive('\n')
-        .filter(|l| match l.strip_prefix("a=candidate:") {
-            Some(rest) => rest
-                .split_whitespace()
-                .nth(4)
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                .is_some_and(|ip| ip.is_loopback()),
-            None => true,
-        })
-        .collect()
 }
 
 async fn flood_room(ctx: &Ctx, tally: &Arc<Tally>, i: usize, room: &str) {
@@ -249,7 +236,7 @@ async fn session(
             }
             m = sdp_rx.recv() => match m {
                 Some(Sdp::Answer(sdp)) => {
-                    if let (Some(p), Ok(a)) = (pending.take(), SdpAnswer::from_sdp_string(&loopback_only(&sdp))) {
+                    if let (Some(p), Ok(a)) = (pending.take(), SdpAnswer::from_sdp_string(&keep_loopback_candidates(&sdp))) {
                         if let Err(e) = rtc.sdp_api().accept_answer(p, a) {
                             tally.note(format!("answer not accepted: {e}"));
                         }
@@ -257,7 +244,7 @@ async fn session(
                 }
                 Some(Sdp::Offer(sdp)) if pending.is_none() => {
                     // Answered so that the negotiation goes on and re-offers are not glare.
-                    if let Ok(o) = SdpOffer::from_sdp_string(&loopback_only(&sdp)) {
+                    if let Ok(o) = SdpOffer::from_sdp_string(&keep_loopback_candidates(&sdp)) {
                         if let Ok(a) = rtc.sdp_api().accept_offer(o) {
                             outbox = Some(serde_json::json!({"type": "answer", "sdp": slim(&a.to_sdp_string())}).to_string());
                         }
@@ -336,15 +323,5 @@ mod tests {
         let msg = serde_json::json!({"type": "offer", "sdp": offer}).to_string();
         assert!(msg.len() < 262_144, "{} bytes", msg.len());
         assert!(!offer.contains("a=ssrc"));
-    }
-
-    #[test]
-    fn only_loopback_candidates_stay() {
-        let sdp = "a=candidate:1 1 udp 1 10.0.0.1 9 typ host\r\n\
-                   a=candidate:2 1 udp 1 127.0.0.1 9 typ host\r\na=mid:0\r\n";
-        assert_eq!(
-            loopback_only(sdp),
-            "a=candidate:2 1 udp 1 127.0.0.1 9 typ host\r\na=mid:0\r\n"
-        );
     }
 }

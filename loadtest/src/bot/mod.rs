@@ -10,6 +10,8 @@
 mod publisher;
 mod receiver;
 mod sdp;
+
+pub use sdp::keep_loopback_candidates;
 mod signalling;
 
 use std::collections::BTreeMap;

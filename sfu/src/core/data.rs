@@ -25,6 +25,7 @@ use tracing::debug;
 
 use signal::protocol::{ErrorCode, SignalError};
 
+use super::limits::TokenBucket;
 use super::participant::ParticipantKey;
 use super::Engine;
 
@@ -39,41 +40,32 @@ pub const DATA_BYTES_RATE: f64 = 128.0 * 1024.0;
 /// At most one limit error per this interval goes back to a sender.
 const ERROR_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A token bucket over messages and bytes.
+/// Token buckets over messages and bytes.
 #[derive(Debug, Clone)]
 pub struct DataLimiter {
-    messages: f64,
-    bytes: f64,
-    at: Option<Instant>,
+    messages: TokenBucket,
+    bytes: TokenBucket,
     last_error: Option<Instant>,
 }
 
 impl Default for DataLimiter {
     fn default() -> Self {
         DataLimiter {
-            messages: DATA_BURST,
-            bytes: 2.0 * DATA_BYTES_RATE,
-            at: None,
+            messages: TokenBucket::new(DATA_BURST, DATA_RATE),
+            bytes: TokenBucket::new(2.0 * DATA_BYTES_RATE, DATA_BYTES_RATE),
             last_error: None,
         }
     }
 }
 
 impl DataLimiter {
-    /// Take one message of `len` bytes; false if over the limit.
+    /// Take one message of `len` bytes; false (and nothing taken) if over a limit.
     pub fn take(&mut self, now: Instant, len: usize) -> bool {
-        if let Some(at) = self.at {
-            let dt = now.saturating_duration_since(at).as_secs_f64();
-            self.messages = (self.messages + dt * DATA_RATE).min(DATA_BURST);
-            self.bytes = (self.bytes + dt * DATA_BYTES_RATE).min(2.0 * DATA_BYTES_RATE);
-        }
-        self.at = Some(now);
-        if self.messages < 1.0 || self.bytes < len as f64 {
+        let len = len as f64;
+        if !self.messages.has(now, 1.0) || !self.bytes.has(now, len) {
             return false;
         }
-        self.messages -= 1.0;
-        self.bytes -= len as f64;
-        true
+        self.messages.take(now, 1.0) && self.bytes.take(now, len)
     }
 
     /// Whether an error may be sent now; records it if so.

@@ -63,10 +63,15 @@ impl TokenBucket {
         self.at = Some(self.at.map_or(now, |at| at.max(now)));
     }
 
+    /// Whether `n` tokens are there at `now`; takes nothing.
+    pub fn has(&mut self, now: Instant, n: f64) -> bool {
+        self.refill(now);
+        self.tokens >= n
+    }
+
     /// Takes `n` tokens if there are that many; false (and nothing taken) otherwise.
     pub fn take(&mut self, now: Instant, n: f64) -> bool {
-        self.refill(now);
-        if self.tokens < n {
+        if !self.has(now, n) {
             return false;
         }
         self.tokens -= n;
@@ -74,33 +79,9 @@ impl TokenBucket {
     }
 }
 
-/// Repeated bad input is logged at most once per interval, with how many were passed over:
+/// Refused client input (SDPs, candidates) is logged at most once per this interval per engine:
 /// a client sending thousands of bad messages a second costs a line every ten seconds.
-#[derive(Debug, Clone, Default)]
-pub struct LogThrottle {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogThrottle {
-    /// How often a line may be written.
-    pub const INTERVAL: Duration = Duration::from_secs(10);
-
-    /// `Some(n)` when a line is due now, `n` being how many were passed over since the last
-    /// one; `None` to stay quiet.
-    pub fn hit(&mut self, now: Instant) -> Option<u64> {
-        let due = self
-            .last
-            .is_none_or(|t| now.saturating_duration_since(t) >= Self::INTERVAL);
-        if due {
-            self.last = Some(now);
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
-        }
-    }
-}
+pub const BAD_INPUT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
@@ -128,17 +109,5 @@ mod tests {
         for (i, &(at, allowed)) in cases.iter().enumerate() {
             assert_eq!(b.take(t0 + at, 1.0), allowed, "case {i} at {at:?}");
         }
-    }
-
-    #[test]
-    fn log_throttle_writes_once_per_interval_and_counts_the_rest() {
-        let t0 = Instant::now();
-        let mut t = LogThrottle::default();
-        assert_eq!(t.hit(t0), Some(0));
-        for i in 1..1000u64 {
-            assert_eq!(t.hit(t0 + Duration::from_millis(i)), None);
-        }
-        assert_eq!(t.hit(t0 + LogThrottle::INTERVAL), Some(999));
-        assert_eq!(t.hit(t0 + LogThrottle::INTERVAL), None);
     }
 }

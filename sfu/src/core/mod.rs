@@ -48,6 +48,7 @@ use str0m::rtp::Ssrc;
 use str0m::{Event, IceConnectionState, Input, Output, RtcConfig};
 use tracing::{debug, warn};
 
+use signal::limits::LogThrottle;
 use signal::protocol::{IceServer, ServerMessage, TrackKind};
 
 use forward::select::LayerIndex;
@@ -183,7 +184,7 @@ pub struct Engine {
     next_key: u64,
     stats: EngineStats,
     /// Refused SDPs and candidates are logged at most once per interval.
-    bad_input_log: limits::LogThrottle,
+    bad_input_log: LogThrottle,
 }
 
 impl Engine {
@@ -211,7 +212,7 @@ impl Engine {
             signals: VecDeque::new(),
             next_key: 1,
             stats: EngineStats::default(),
-            bad_input_log: limits::LogThrottle::default(),
+            bad_input_log: LogThrottle::new(limits::BAD_INPUT_LOG_INTERVAL),
         }
     }
 

@@ -22,10 +22,11 @@ use signal::ClientSignal;
 
 use super::forward::select::LayerSelector;
 use super::forward::Forwarder;
-use super::limits::{LogThrottle, TokenBucket};
+use super::limits::TokenBucket;
 use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
 use super::room::{Layer, Track, TrackKey};
 use super::{media_kind, track_kind, Engine, TimerKind};
+use signal::limits::LogThrottle;
 
 /// Who joins, and what they may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +303,7 @@ impl Engine {
         let offer = match SdpOffer::from_sdp_string(sdp) {
             Ok(offer) => offer,
             Err(e) => {
-                bad_input(&mut self.bad_input_log, now, &p.id, "offer", &e);
+                bad_input(&self.bad_input_log, now, &p.id, "offer", &e);
                 return Err(unreadable_sdp("offer"));
             }
         };
@@ -310,7 +311,7 @@ impl Engine {
         let answer = match p.rtc.sdp_api().accept_offer(offer) {
             Ok(answer) => answer,
             Err(e) => {
-                bad_input(&mut self.bad_input_log, now, &p.id, "offer", &e);
+                bad_input(&self.bad_input_log, now, &p.id, "offer", &e);
                 return Err(SignalError::new(
                     ErrorCode::InvalidSdp,
                     "offer: it does not fit this session (see the server log)",
@@ -346,7 +347,7 @@ impl Engine {
         let answer = match SdpAnswer::from_sdp_string(sdp) {
             Ok(a) => a,
             Err(e) => {
-                bad_input(&mut self.bad_input_log, now, &p.id, "answer", &e);
+                bad_input(&self.bad_input_log, now, &p.id, "answer", &e);
                 restore(p, pending);
                 self.renegotiate.push(key);
                 return Err(unreadable_sdp("answer"));
@@ -354,7 +355,7 @@ impl Engine {
         };
         let PendingOffer { pending, added, .. } = pending;
         if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
-            bad_input(&mut self.bad_input_log, now, &p.id, "answer", &e);
+            bad_input(&self.bad_input_log, now, &p.id, "answer", &e);
             p.to_add.extend(added.iter().map(|(tk, _)| *tk));
             self.renegotiate.push(key);
             return Err(SignalError::new(
@@ -487,7 +488,7 @@ impl Engine {
         let c = match Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line)) {
             Ok(c) => c,
             Err(e) => {
-                bad_input(&mut self.bad_input_log, now, &p.id, "candidate", &e);
+                bad_input(&self.bad_input_log, now, &p.id, "candidate", &e);
                 return Err(SignalError::new(
                     ErrorCode::BadMessage,
                     "candidate: not an ICE candidate line (RFC 8839)",
@@ -825,18 +826,18 @@ fn unreadable_sdp(what: &str) -> SignalError {
     )
 }
 
-/// Logs refused client input at most once per [`LogThrottle::INTERVAL`] per engine.
+/// Logs refused client input at most once per [`super::limits::BAD_INPUT_LOG_INTERVAL`].
 fn bad_input(
-    log: &mut LogThrottle,
+    log: &LogThrottle,
     now: Instant,
     participant: &str,
     what: &str,
     error: &dyn std::fmt::Display,
 ) {
-    if let Some(passed_over) = log.hit(now) {
+    if let Some(refused) = log.hit(now) {
         let detail = error.to_string();
         let detail = detail.get(..detail.len().min(300)).unwrap_or("");
-        info!(participant, passed_over, "{what} refused: {detail}");
+        info!(participant, refused, "{what} refused: {detail}");
     }
 }
 
