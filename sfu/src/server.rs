@@ -200,7 +200,9 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             // The drain future was dropped before it removed anyone: do that now, briefly,
             // so every client still gets `left` `server_shutdown` and a close frame.
             info!("second signal: not waiting any longer");
-            handle.remove_all("server_shutdown", FINAL_REMOVE).await;
+            handle
+                .remove_all(crate::core::LeaveReason::ServerShutdown, FINAL_REMOVE)
+                .await;
         }
         http.graceful_shutdown(Some(HTTP_CLOSE));
         server.await??;

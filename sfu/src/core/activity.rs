@@ -5,8 +5,9 @@
 use std::cmp::Reverse;
 use std::time::Instant;
 
-use signal::protocol::{ServerMessage, Speaker, TrackKind};
+use str0m::media::MediaKind;
 
+use super::event::{Event, Speaker};
 use super::room::TrackKey;
 use super::speaker::SILENCE;
 use super::{Engine, TimerKind};
@@ -41,7 +42,7 @@ impl Engine {
                 .filter(|t| {
                     self.tracks
                         .get(t)
-                        .is_some_and(|t| t.kind == TrackKind::Video)
+                        .is_some_and(|t| t.kind == MediaKind::Video)
                 })
                 .collect();
             for v in videos {
@@ -62,7 +63,7 @@ impl Engine {
     }
 
     /// Who speaks in `room` now, loudest first.
-    fn speakers_of(&self, room: &str) -> Vec<Speaker> {
+    pub(super) fn speakers_of(&self, room: &str) -> Vec<Speaker> {
         let Some(r) = self.rooms.get(room) else {
             return Vec::new();
         };
@@ -70,13 +71,13 @@ impl Engine {
             .tracks
             .iter()
             .filter_map(|tk| self.tracks.get(tk))
-            .filter(|t| t.kind == TrackKind::Audio && t.speaker.is_speaking())
+            .filter(|t| t.kind == MediaKind::Audio && t.speaker.is_speaking())
             .map(|t| {
                 let level = t.speaker.level();
                 (
                     level,
                     Speaker {
-                        participant_id: t.publisher_id.clone(),
+                        participant: t.publisher_id.clone(),
                         level: (level * 100.0).round() as u8,
                     },
                 )
@@ -86,30 +87,14 @@ impl Engine {
         speakers.into_iter().map(|(_, s)| s).collect()
     }
 
-    /// Tell everyone in `room` who speaks now.
+    /// Tell `room` who speaks now.
     fn send_speakers(&mut self, room: &str) {
-        let speakers = self.speakers_of(room);
-        let Some(r) = self.rooms.get(room) else {
-            return;
-        };
-        for k in &r.participants {
-            if let Some(p) = self.participants.get(k) {
-                self.signals.push_back((
-                    p.id.clone(),
-                    ServerMessage::Speakers {
-                        speakers: speakers.clone(),
-                    },
-                ));
-            }
-        }
-    }
-
-    /// Tell a participant who just joined who is speaking, if anyone is.
-    pub(super) fn send_speakers_to(&mut self, id: &str, room: &str) {
-        let speakers = self.speakers_of(room);
-        if !speakers.is_empty() {
-            self.signals
-                .push_back((id.to_string(), ServerMessage::Speakers { speakers }));
+        if self.rooms.contains_key(room) {
+            let speakers = self.speakers_of(room);
+            self.emit(Event::Speakers {
+                room: room.to_owned(),
+                speakers,
+            });
         }
     }
 

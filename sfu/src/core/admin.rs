@@ -2,8 +2,7 @@
 
 use std::time::Instant;
 
-use signal::protocol::{ErrorCode, ServerMessage, SignalError};
-
+use super::event::{Error, Event};
 use super::participant::ParticipantKey;
 use super::room::TrackKey;
 use super::Engine;
@@ -11,17 +10,17 @@ use super::Engine;
 impl Engine {
     /// Mute or unmute track `track_id` of participant `participant_id`. A muted track is not
     /// forwarded; on unmute every subscriber restarts on a fresh keyframe with continuous
-    /// numbering. The room is told with [`ServerMessage::TrackMuted`].
+    /// numbering. The room hears of it with [`Event::TrackMuted`].
     pub fn set_track_muted(
         &mut self,
         now: Instant,
         participant_id: &str,
         track_id: &str,
         muted: bool,
-    ) -> Result<(), SignalError> {
+    ) -> Result<(), Error> {
         let (key, tk) = self.find_track(participant_id, track_id)?;
         let Some(track) = self.tracks.get_mut(&tk) else {
-            return Err(unknown_track());
+            return Err(Error::UnknownTrack);
         };
         if track.muted == muted {
             return Ok(());
@@ -42,33 +41,32 @@ impl Engine {
             }
             self.request_all_keyframes(now, tk);
         }
-        let msg = ServerMessage::TrackMuted {
-            participant_id: participant_id.to_string(),
-            track_id: track_id.to_string(),
-            muted,
-        };
-        self.broadcast_from(key, msg);
+        if let Some(p) = self.participants.get(&key) {
+            let muted = Event::TrackMuted {
+                room: p.room.clone(),
+                participant: participant_id.to_string(),
+                track_id: track_id.to_string(),
+                muted,
+            };
+            self.emit(muted);
+        }
         self.flush(now);
         Ok(())
     }
 
-    /// Change a participant's display name and/or metadata; the room (the participant included)
-    /// is told with [`ServerMessage::ParticipantUpdated`].
+    /// Change a participant's display name and/or metadata ([`Event::ParticipantUpdated`]).
     pub fn update_participant(
         &mut self,
         participant_id: &str,
         name: Option<String>,
         metadata: Option<String>,
-    ) -> Result<(), SignalError> {
+    ) -> Result<(), Error> {
         let key = *self
             .by_id
             .get(participant_id)
-            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "no such participant"))?;
+            .ok_or(Error::UnknownParticipant)?;
         let Some(p) = self.participants.get_mut(&key) else {
-            return Err(SignalError::new(
-                ErrorCode::NotJoined,
-                "no such participant",
-            ));
+            return Err(Error::UnknownParticipant);
         };
         if let Some(name) = name {
             p.name = name;
@@ -76,42 +74,26 @@ impl Engine {
         if metadata.is_some() {
             p.metadata = metadata;
         }
-        let participant = p.info(&self.tracks);
-        self.broadcast_from(key, ServerMessage::ParticipantUpdated { participant });
+        let updated = Event::ParticipantUpdated {
+            room: p.room.clone(),
+            participant: p.view(&self.tracks),
+        };
+        self.emit(updated);
         Ok(())
-    }
-
-    /// Send `msg` to everyone in the room of participant `key`, that participant included.
-    fn broadcast_from(&mut self, key: ParticipantKey, msg: ServerMessage) {
-        let Some(room) = self.participants.get(&key).map(|p| p.room.clone()) else {
-            return;
-        };
-        let Some(r) = self.rooms.get(&room) else {
-            return;
-        };
-        for k in &r.participants {
-            if let Some(p) = self.participants.get(k) {
-                self.signals.push_back((p.id.clone(), msg.clone()));
-            }
-        }
     }
 
     fn find_track(
         &self,
         participant_id: &str,
         track_id: &str,
-    ) -> Result<(ParticipantKey, TrackKey), SignalError> {
-        let key = *self.by_id.get(participant_id).ok_or_else(unknown_track)?;
-        let p = self.participants.get(&key).ok_or_else(unknown_track)?;
+    ) -> Result<(ParticipantKey, TrackKey), Error> {
+        let key = *self.by_id.get(participant_id).ok_or(Error::UnknownTrack)?;
+        let p = self.participants.get(&key).ok_or(Error::UnknownTrack)?;
         p.published
             .iter()
             .map(|(_, tk)| *tk)
             .find(|tk| self.tracks.get(tk).is_some_and(|t| t.id == track_id))
             .map(|tk| (key, tk))
-            .ok_or_else(unknown_track)
+            .ok_or(Error::UnknownTrack)
     }
-}
-
-fn unknown_track() -> SignalError {
-    SignalError::new(ErrorCode::BadMessage, "no such track")
 }

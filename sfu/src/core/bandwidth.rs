@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
 
-use signal::protocol::{ServerMessage, StreamStateKind, TrackKind};
+use str0m::media::MediaKind;
 
 use super::allocator::{allocate, VideoDemand};
+use super::event::{Event, PauseReason, StreamState};
 use super::forward::select::LayerIndex;
 use super::participant::{ParticipantKey, StreamReport};
 use super::room::TrackKey;
@@ -122,7 +123,7 @@ impl Engine {
             let Some(track) = self.tracks.get_mut(tk) else {
                 continue;
             };
-            if track.kind == TrackKind::Audio {
+            if track.kind == MediaKind::Audio {
                 if !track.muted {
                     let r = track.layer_rates(now);
                     audio += r.first().copied().flatten().unwrap_or(AUDIO_RATE);
@@ -246,7 +247,7 @@ impl Engine {
         let Some(track) = self.tracks.get(&tk) else {
             return;
         };
-        if track.kind != TrackKind::Video {
+        if track.kind != MediaKind::Video {
             return;
         }
         let Some(p) = self.participants.get_mut(&sk) else {
@@ -260,13 +261,13 @@ impl Engine {
         let reason = if target.is_some() {
             None
         } else if track.muted {
-            Some("muted")
+            Some(PauseReason::Muted)
         } else if !sub.visible {
-            Some("hidden")
+            Some(PauseReason::Hidden)
         } else if track.layers.iter().all(|l| l.last_packet.is_none()) {
-            Some("publisher")
+            Some(PauseReason::Publisher)
         } else {
-            Some("bandwidth")
+            Some(PauseReason::Bandwidth)
         };
         let report = StreamReport {
             active: target.is_some(),
@@ -280,21 +281,18 @@ impl Engine {
             .and_then(|l| track.layers.get(l as usize))
             .and_then(|l| l.rid)
             .map(|r| r.to_string());
-        sub.reported = Some(report.clone());
-        self.signals.push_back((
-            p.id.clone(),
-            ServerMessage::StreamState {
-                participant_id: track.publisher_id.clone(),
-                track_id: track.id.clone(),
-                state: if report.active {
-                    StreamStateKind::Active
-                } else {
-                    StreamStateKind::Paused
-                },
-                reason: reason.map(str::to_string),
-                layer: if report.active { rid } else { None },
-            },
-        ));
+        sub.reported = Some(report);
+        let state = match reason {
+            None => StreamState::Active { layer: rid },
+            Some(reason) => StreamState::Paused(reason),
+        };
+        let event = Event::StreamState {
+            subscriber: p.id.clone(),
+            publisher: track.publisher_id.clone(),
+            track_id: track.id.clone(),
+            state,
+        };
+        self.emit(event);
     }
 
     /// Tell the publisher of `tk` which simulcast layers somebody needs. Layers come on at
@@ -356,10 +354,12 @@ impl Engine {
             .collect();
         let track_id = track.id.clone();
         if let Some(p) = self.participants.get(&track.publisher) {
-            self.signals.push_back((
-                p.id.clone(),
-                ServerMessage::PublisherLayers { track_id, active },
-            ));
+            let event = Event::PublisherLayers {
+                participant: p.id.clone(),
+                track_id,
+                active,
+            };
+            self.emit(event);
         }
     }
 

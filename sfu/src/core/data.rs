@@ -23,8 +23,7 @@ use serde_json::value::RawValue;
 use str0m::channel::ChannelId;
 use tracing::debug;
 
-use signal::protocol::{ErrorCode, SignalError};
-
+use super::event::{Error, Event};
 use super::limits::TokenBucket;
 use super::participant::ParticipantKey;
 use super::Engine;
@@ -129,30 +128,25 @@ impl Engine {
             return;
         };
         let refusal = if !p.can_publish_data {
-            Some(SignalError::new(
-                ErrorCode::Forbidden,
-                "this participant may not send data",
-            ))
+            Some(Error::MayNotSendData)
         } else if data.len() > MAX_DATA_MESSAGE {
-            Some(SignalError::new(
-                ErrorCode::MessageTooLarge,
-                format!("data messages are limited to {MAX_DATA_MESSAGE} bytes"),
-            ))
+            Some(Error::DataTooLarge(MAX_DATA_MESSAGE))
         } else if !p.data_limiter.take(now, data.len()) {
-            Some(SignalError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "data messages are limited to {DATA_RATE} per second and {} KiB per second",
-                    DATA_BYTES_RATE as usize / 1024
-                ),
-            ))
+            Some(Error::DataRateLimited {
+                messages_per_second: DATA_RATE,
+                kib_per_second: DATA_BYTES_RATE as usize / 1024,
+            })
         } else {
             None
         };
-        if let Some(e) = refusal {
+        if let Some(error) = refusal {
             self.stats.data_refused += 1;
             if p.data_limiter.error_due(now) {
-                self.signals.push_back((p.id.clone(), e.into()));
+                let refused = Event::Refused {
+                    participant: p.id.clone(),
+                    error,
+                };
+                self.emit(refused);
             }
             return;
         }
@@ -185,14 +179,10 @@ impl Engine {
                 None => {
                     self.stats.data_refused += 1;
                     if p.data_limiter.error_due(now) {
-                        self.signals.push_back((
-                            from,
-                            SignalError::new(
-                                ErrorCode::BadMessage,
-                                "data text messages are JSON: {\"to\"?: [ids], \"payload\": ...}",
-                            )
-                            .into(),
-                        ));
+                        self.emit(Event::Refused {
+                            participant: from,
+                            error: Error::BadDataMessage,
+                        });
                     }
                     return;
                 }

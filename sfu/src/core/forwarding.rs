@@ -7,7 +7,7 @@ use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe,
 use str0m::media::{KeyframeRequestKind, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 
-use signal::protocol::TrackKind;
+use str0m::media::MediaKind;
 
 use super::forward::select::{LayerIndex, Selection};
 use super::forward::{self, DropReason, PacketInfo, Verdict};
@@ -32,8 +32,8 @@ impl Engine {
         let in_pt = pkt.header.payload_type;
         let keyframe_start = match track.kind {
             // Every audio packet can start a stream.
-            TrackKind::Audio => true,
-            TrackKind::Video => {
+            MediaKind::Audio => true,
+            MediaKind::Video => {
                 let codec = match track.codec {
                     Some(c) => c,
                     None => {
@@ -59,7 +59,7 @@ impl Engine {
         if keyframe_start && track.codec == Some(VideoCodec::Vp8) {
             l.size = forward::vp8::keyframe_size(&pkt.payload).or(l.size);
         }
-        if !was_arriving && track.kind == TrackKind::Video {
+        if !was_arriving && track.kind == MediaKind::Video {
             // A layer (re)appeared: the subscribers' allocations may change.
             self.layers_changed.push(tk);
         }
@@ -80,7 +80,7 @@ impl Engine {
             at: pkt.timestamp,
         };
         let ext = forwarded_extensions(&pkt.header.ext_vals);
-        let nackable = track.kind == TrackKind::Video;
+        let nackable = track.kind == MediaKind::Video;
         // Parsed once; each subscriber may need its own picture id numbering.
         let vp8 = (track.codec == Some(VideoCodec::Vp8))
             .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
@@ -231,7 +231,7 @@ impl Engine {
         let Some(track) = self.tracks.get_mut(&tk) else {
             return;
         };
-        if track.kind != TrackKind::Video || !track.keyframe_request_due(now, layer) {
+        if track.kind != MediaKind::Video || !track.keyframe_request_due(now, layer) {
             return;
         }
         let rid = track.layers.get(layer as usize).and_then(|l| l.rid);

@@ -9,8 +9,9 @@
 //!    deadline from [`Engine::poll_timeout`] has passed;
 //! 2. after a batch of datagrams, call [`Engine::flush`] once: every connection that got packets to
 //!    send is driven once, so their output leaves together;
-//! 3. drain [`Engine::poll_transmit`] (datagrams to send) and [`Engine::poll_signal`] (messages for
-//!    participants), then wait until [`Engine::poll_timeout`] or new input.
+//! 3. drain [`Engine::poll_transmit`] (datagrams to send) and [`Engine::poll_event`] (what
+//!    happened: joins, tracks, offers for participants, ...; see [`event`]), then wait until
+//!    [`Engine::poll_timeout`] or new input.
 //!
 //! Per packet the engine does O(1) lookups: remote address to participant (a map, learnt from the
 //! first STUN request from a new address that names the participant's ufrag and is signed with its
@@ -22,6 +23,7 @@ mod admin;
 pub mod allocator;
 pub mod bandwidth;
 pub mod data;
+pub mod event;
 pub mod forward;
 mod forwarding;
 pub mod limits;
@@ -33,7 +35,11 @@ mod signalling;
 pub mod speaker;
 pub mod stats;
 
-pub use signalling::JoinSpec;
+pub use event::{
+    Error, Event, LeaveReason, ParticipantView, PauseReason, SdpKind, Speaker, StreamState,
+    TrackView,
+};
+pub use signalling::{JoinSpec, Request};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -42,14 +48,10 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
-use str0m::media::MediaKind;
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::Ssrc;
-use str0m::{Event, IceConnectionState, Input, Output, RtcConfig};
+use str0m::{Event as RtcEvent, IceConnectionState, Input, Output, RtcConfig};
 use tracing::{debug, warn};
-
-use signal::limits::LogThrottle;
-use signal::protocol::{IceServer, ServerMessage, TrackKind};
 
 use forward::select::LayerIndex;
 use participant::{Participant, ParticipantKey, MAX_ADDRS};
@@ -67,8 +69,6 @@ pub struct EngineConfig {
     pub tcp_candidate_addrs: Vec<SocketAddr>,
     /// The template every participant's `Rtc` is built from (shares one DTLS certificate).
     pub rtc: RtcConfig,
-    /// ICE servers handed to clients on join.
-    pub ice_servers: Vec<IceServer>,
     /// A connected participant from whom nothing arrived for this long is removed.
     pub silence_timeout: Duration,
     /// A participant whose connection is not up this long after joining is removed.
@@ -89,7 +89,6 @@ impl EngineConfig {
             candidate_addrs,
             tcp_candidate_addrs: Vec::new(),
             rtc: rtc_config(cert),
-            ice_servers: Vec::new(),
             silence_timeout: Duration::from_secs(8),
             connect_timeout: Duration::from_secs(30),
             max_subscriber_bitrate: None,
@@ -170,7 +169,7 @@ pub struct Engine {
     speaking_changed: Vec<(TrackKey, bool)>,
     timers: BinaryHeap<Reverse<(Instant, ParticipantKey, TimerKind)>>,
     /// Events drained from connections, to be handled.
-    events: Vec<(ParticipantKey, Event)>,
+    rtc_events: Vec<(ParticipantKey, RtcEvent)>,
     /// Connections written to since the last flush.
     touched: Vec<ParticipantKey>,
     /// Participants whose negotiation state changed.
@@ -180,11 +179,10 @@ pub struct Engine {
     /// Tracks whose needed layers may have changed.
     dynacast_queue: Vec<TrackKey>,
     transmits: VecDeque<Transmit>,
-    signals: VecDeque<(String, ServerMessage)>,
+    /// What happened, for the world (see [`Engine::poll_event`]).
+    out: VecDeque<Event>,
     next_key: u64,
     stats: EngineStats,
-    /// Refused SDPs and candidates are logged at most once per interval.
-    bad_input_log: LogThrottle,
 }
 
 impl Engine {
@@ -203,16 +201,15 @@ impl Engine {
             switched: Vec::new(),
             speaking_changed: Vec::new(),
             timers: BinaryHeap::new(),
-            events: Vec::new(),
+            rtc_events: Vec::new(),
             touched: Vec::new(),
             renegotiate: Vec::new(),
             allocate_queue: Vec::new(),
             dynacast_queue: Vec::new(),
             transmits: VecDeque::new(),
-            signals: VecDeque::new(),
+            out: VecDeque::new(),
             next_key: 1,
             stats: EngineStats::default(),
-            bad_input_log: LogThrottle::new(limits::BAD_INPUT_LOG_INTERVAL),
         }
     }
 
@@ -270,9 +267,14 @@ impl Engine {
         t
     }
 
-    /// The next message for a participant, by participant id.
-    pub fn poll_signal(&mut self) -> Option<(String, ServerMessage)> {
-        self.signals.pop_front()
+    /// The next thing that happened: events come out in the order they happened.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.pop_front()
+    }
+
+    /// Queue an event for the world.
+    fn emit(&mut self, event: Event) {
+        self.out.push_back(event);
     }
 
     /// When [`Engine::handle_timeout`] should be called next (`None`: no participant).
@@ -463,7 +465,7 @@ impl Engine {
         };
         if now >= deadline || !p.rtc.is_alive() {
             debug!(participant = %p.id, "no media connectivity; removing");
-            self.remove(now, key, "timeout");
+            self.remove(now, key, LeaveReason::Timeout);
         } else {
             p.liveness_timer = Some(deadline);
             self.timers
@@ -530,7 +532,7 @@ impl Engine {
                 }
                 Ok(Output::Event(e)) => {
                     progress = true;
-                    self.events.push((key, e));
+                    self.rtc_events.push((key, e));
                 }
                 Ok(Output::Timeout(t))
                     if t <= p.clock + IMMEDIATE
@@ -562,20 +564,20 @@ impl Engine {
 
     /// Handle queued events until none are left, then send offers where negotiation is due.
     fn process(&mut self, now: Instant) {
-        while !self.events.is_empty() {
-            let mut events = std::mem::take(&mut self.events);
+        while !self.rtc_events.is_empty() {
+            let mut events = std::mem::take(&mut self.rtc_events);
             for (key, event) in events.drain(..) {
                 self.handle_event(now, key, event);
             }
-            if self.events.is_empty() {
-                self.events = events; // reuse the allocation
+            if self.rtc_events.is_empty() {
+                self.rtc_events = events; // reuse the allocation
             }
         }
         while let Some(key) = self.renegotiate.pop() {
             self.send_offer(key);
             self.drain(key);
-            while !self.events.is_empty() {
-                let events = std::mem::take(&mut self.events);
+            while !self.rtc_events.is_empty() {
+                let events = std::mem::take(&mut self.rtc_events);
                 for (key, event) in events {
                     self.handle_event(now, key, event);
                 }
@@ -593,10 +595,10 @@ impl Engine {
         }
     }
 
-    fn handle_event(&mut self, now: Instant, key: ParticipantKey, event: Event) {
+    fn handle_event(&mut self, now: Instant, key: ParticipantKey, event: RtcEvent) {
         match event {
-            Event::RtpPacket(pkt) => self.forward(now, key, pkt),
-            Event::KeyframeRequest(req) => {
+            RtcEvent::RtpPacket(pkt) => self.forward(now, key, pkt),
+            RtcEvent::KeyframeRequest(req) => {
                 self.stats.keyframe_requests_in += 1;
                 let Some(p) = self.participants.get(&key) else {
                     return;
@@ -612,7 +614,7 @@ impl Engine {
                     self.request_keyframe(now, tk, layer);
                 }
             }
-            Event::Connected => {
+            RtcEvent::Connected => {
                 let Some(p) = self.participants.get_mut(&key) else {
                     return;
                 };
@@ -624,11 +626,11 @@ impl Engine {
                 p.liveness_timer = Some(at);
                 self.timers.push(Reverse((at, key, TimerKind::Liveness)));
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                self.remove(now, key, "timeout");
+            RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.remove(now, key, LeaveReason::Timeout);
             }
-            Event::MediaAdded(m) => self.media_added(key, m),
-            Event::MediaChanged(m) => {
+            RtcEvent::MediaAdded(m) => self.media_added(key, m),
+            RtcEvent::MediaChanged(m) => {
                 if m.direction.is_receiving() {
                     // An m-line the client stopped sending on and now uses again.
                     self.republish_mid(key, m.mid);
@@ -636,16 +638,16 @@ impl Engine {
                     self.unpublish_mid(key, m.mid);
                 }
             }
-            Event::Closed => self.remove(now, key, "disconnected"),
-            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+            RtcEvent::Closed => self.remove(now, key, LeaveReason::Disconnected),
+            RtcEvent::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 self.on_estimate(now, key, estimate.as_u64());
             }
-            Event::MediaEgressStats(s) => self.count_nacks(key, (s.mid, s.rid, false), s.nacks),
-            Event::MediaIngressStats(s) => self.count_nacks(key, (s.mid, s.rid, true), s.nacks),
-            Event::ChannelOpen(id, label) => self.channel_open(key, id, label),
-            Event::ChannelClose(id) => self.channel_close(key, id),
-            Event::ChannelData(cd) => self.channel_data(now, key, cd.id, cd.binary, &cd.data),
-            Event::StreamPaused(sp) => {
+            RtcEvent::MediaEgressStats(s) => self.count_nacks(key, (s.mid, s.rid, false), s.nacks),
+            RtcEvent::MediaIngressStats(s) => self.count_nacks(key, (s.mid, s.rid, true), s.nacks),
+            RtcEvent::ChannelOpen(id, label) => self.channel_open(key, id, label),
+            RtcEvent::ChannelClose(id) => self.channel_close(key, id),
+            RtcEvent::ChannelData(cd) => self.channel_data(now, key, cd.id, cd.binary, &cd.data),
+            RtcEvent::StreamPaused(sp) => {
                 if let Some(&(tk, _)) = self.ssrc_tracks.get(&(key, sp.ssrc)) {
                     self.layers_changed.push(tk);
                 }
@@ -683,22 +685,6 @@ fn sha1_hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
         mac.update(part);
     }
     mac.finalize().into_bytes().into()
-}
-
-/// str0m's media kind for a protocol track kind.
-fn media_kind(kind: TrackKind) -> MediaKind {
-    match kind {
-        TrackKind::Audio => MediaKind::Audio,
-        TrackKind::Video => MediaKind::Video,
-    }
-}
-
-/// The protocol's track kind for str0m's media kind.
-fn track_kind(kind: MediaKind) -> TrackKind {
-    match kind {
-        MediaKind::Audio => TrackKind::Audio,
-        MediaKind::Video => TrackKind::Video,
-    }
 }
 
 #[cfg(test)]

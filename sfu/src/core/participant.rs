@@ -12,6 +12,7 @@ use str0m::Rtc;
 use str0m::channel::ChannelId;
 
 use super::bandwidth::Damping;
+use super::event::{ParticipantView, PauseReason};
 use super::data::DataLimiter;
 use super::forward::select::{LayerIndex, LayerSelector};
 use super::forward::vp8::Vp8Rewriter;
@@ -19,7 +20,6 @@ use super::forward::Forwarder;
 use super::limits::TokenBucket;
 use super::room::{Track, TrackKey};
 use super::Transport;
-use signal::protocol::ParticipantInfo;
 
 /// Internal participant key: unique within an [`Engine`](super::Engine), never reused.
 pub type ParticipantKey = u64;
@@ -60,7 +60,7 @@ pub struct StreamReport {
     /// Forwarded or not.
     pub active: bool,
     /// Why not.
-    pub reason: Option<&'static str>,
+    pub reason: Option<PauseReason>,
     /// Which layer.
     pub layer: Option<LayerIndex>,
 }
@@ -157,9 +157,9 @@ pub struct Participant {
 }
 
 impl Participant {
-    /// The participant as the protocol describes it.
-    pub fn info(&self, tracks: &HashMap<TrackKey, Track>) -> ParticipantInfo {
-        ParticipantInfo {
+    /// The participant as the engine describes it, with its published tracks.
+    pub fn view(&self, tracks: &HashMap<TrackKey, Track>) -> ParticipantView {
+        ParticipantView {
             id: self.id.clone(),
             name: self.name.clone(),
             identity: self.identity.clone(),
@@ -167,7 +167,7 @@ impl Participant {
             tracks: self
                 .published
                 .iter()
-                .filter_map(|(_, tk)| tracks.get(tk).map(Track::info))
+                .filter_map(|(_, tk)| tracks.get(tk).map(Track::view))
                 .collect(),
         }
     }

@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 use str0m::format::PayloadParams;
 use str0m::media::{Mid, Pt, Rid};
 
+use super::event::TrackView;
 use super::forward::select::LayerIndex;
 use super::rate::{self, RateMeter};
 use super::speaker::SpeakerDetector;
 
-use signal::protocol::{TrackInfo, TrackKind};
+use str0m::media::MediaKind;
 
 use super::participant::ParticipantKey;
 
@@ -37,7 +38,7 @@ pub struct Track {
     /// Public id (unique in the room).
     pub id: String,
     /// Audio or video.
-    pub kind: TrackKind,
+    pub kind: MediaKind,
     /// Who publishes it.
     pub publisher: ParticipantKey,
     /// The publisher's public id (the `a=msid` stream id on subscribers' connections).
@@ -201,14 +202,14 @@ impl Track {
     /// RTP clock rate: 48 kHz for Opus, 90 kHz for video.
     pub fn clock_rate(&self) -> u32 {
         match self.kind {
-            TrackKind::Audio => 48_000,
-            TrackKind::Video => 90_000,
+            MediaKind::Audio => 48_000,
+            MediaKind::Video => 90_000,
         }
     }
 
-    /// The track as the protocol describes it.
-    pub fn info(&self) -> TrackInfo {
-        TrackInfo {
+    /// The track as the engine describes it.
+    pub fn view(&self) -> TrackView {
+        TrackView {
             id: self.id.clone(),
             kind: self.kind,
             muted: self.muted,
@@ -231,7 +232,7 @@ impl Track {
     pub(crate) fn for_tests(publisher: ParticipantKey, publisher_id: &str) -> Track {
         Track {
             id: "t".into(),
-            kind: TrackKind::Video,
+            kind: MediaKind::Video,
             publisher,
             publisher_id: publisher_id.into(),
             mid: Mid::from("0"),

@@ -15,18 +15,13 @@ use str0m::net::TcpType;
 use str0m::Candidate;
 use tracing::{debug, info};
 
-use signal::protocol::{
-    ErrorCode, IceServer, ParticipantInfo, ServerMessage, SignalError, TrackKind,
-};
-use signal::ClientSignal;
-
 use super::forward::select::LayerSelector;
 use super::forward::Forwarder;
 use super::limits::TokenBucket;
 use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
 use super::room::{Layer, Track, TrackKey};
-use super::{media_kind, track_kind, Engine, TimerKind};
-use signal::limits::LogThrottle;
+use super::event::{Error, Event, LeaveReason, ParticipantView, SdpKind};
+use super::{Engine, TimerKind};
 
 /// Who joins, and what they may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +42,6 @@ pub struct JoinSpec {
     pub can_subscribe: bool,
     /// May send data-channel messages.
     pub can_publish_data: bool,
-    /// ICE servers for this participant (TURN credentials are per participant); `None`: the
-    /// engine's configured list.
-    pub ice_servers: Option<Vec<IceServer>>,
 }
 
 impl JoinSpec {
@@ -64,15 +56,43 @@ impl JoinSpec {
             can_publish: true,
             can_subscribe: true,
             can_publish_data: true,
-            ice_servers: None,
         }
     }
 }
 
+/// What a participant asks for over signalling (the wire protocol's client messages, parsed and
+/// reduced to what the engine acts on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// An SDP offer (the first one publishes; later ones change what it publishes).
+    Offer(String),
+    /// The SDP answer to the server's offer.
+    Answer(String),
+    /// A trickled ICE candidate line (empty: end of candidates).
+    Candidate(String),
+    /// Mute or unmute one of its own tracks.
+    Mute {
+        /// The track.
+        track_id: String,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// How it shows a video it receives.
+    TrackSettings {
+        /// The track.
+        track_id: String,
+        /// On screen.
+        visible: bool,
+        /// Rendered width in device pixels (0: unknown).
+        width: u32,
+        /// Rendered height in device pixels (0: unknown).
+        height: u32,
+    },
+}
+
 impl Engine {
-    /// Admit a participant into its room, creating the room if needed. Sends it
-    /// [`ServerMessage::Joined`] and tells the others.
-    pub fn join(&mut self, now: Instant, spec: JoinSpec) -> Result<(), SignalError> {
+    /// Admit a participant into its room, creating the room if needed ([`Event::Joined`]).
+    pub fn join(&mut self, now: Instant, spec: JoinSpec) -> Result<(), Error> {
         let JoinSpec {
             id,
             room,
@@ -82,13 +102,9 @@ impl Engine {
             can_publish,
             can_subscribe,
             can_publish_data,
-            ice_servers,
         } = spec;
         if self.by_id.contains_key(&id) {
-            return Err(SignalError::new(
-                ErrorCode::Internal,
-                "participant id in use",
-            ));
+            return Err(Error::IdInUse);
         }
         // One session per identity and room: a second join (another tab, a reconnect from a new
         // network) takes over, and the older session leaves as `duplicate_identity`.
@@ -104,7 +120,7 @@ impl Engine {
                 })
                 .collect();
             for k in older {
-                self.remove(now, k, "duplicate_identity");
+                self.remove(now, k, LeaveReason::DuplicateIdentity);
             }
         }
         let key = self.next_key;
@@ -113,7 +129,7 @@ impl Engine {
         let mut rtc = self.config.rtc.clone().build(now);
         for addr in &self.config.candidate_addrs {
             let candidate = Candidate::host(*addr, "udp")
-                .map_err(|e| SignalError::new(ErrorCode::Internal, format!("candidate: {e}")))?;
+                .map_err(|e| Error::ServerCandidate(e.to_string()))?;
             rtc.add_local_candidate(candidate);
         }
         for addr in &self.config.tcp_candidate_addrs {
@@ -122,55 +138,38 @@ impl Engine {
                 .host(*addr)
                 .tcptype(TcpType::Passive)
                 .build()
-                .map_err(|e| SignalError::new(ErrorCode::Internal, format!("candidate: {e}")))?;
+                .map_err(|e| Error::ServerCandidate(e.to_string()))?;
             rtc.add_local_candidate(candidate);
         }
         let creds = rtc.direct_api().local_ice_credentials();
         let (ufrag, ice_pass) = (creds.ufrag, creds.pass);
 
+        let speakers = self.speakers_of(&room);
         let r = self.rooms.entry(room.clone()).or_default();
-        let others: Vec<ParticipantInfo> = r
+        let others: Vec<ParticipantView> = r
             .participants
             .iter()
             .filter_map(|k| self.participants.get(k))
-            .map(|p| p.info(&self.tracks))
+            .map(|p| p.view(&self.tracks))
             .collect();
-        let me = ParticipantInfo {
-            id: id.clone(),
-            name: name.clone(),
-            identity: identity.clone(),
-            metadata: metadata.clone(),
-            tracks: Vec::new(),
-        };
-        for k in &r.participants {
-            if let Some(p) = self.participants.get(k) {
-                self.signals.push_back((
-                    p.id.clone(),
-                    ServerMessage::ParticipantJoined {
-                        participant: me.clone(),
-                    },
-                ));
-            }
-        }
         r.participants.push(key);
         let to_add = if can_subscribe {
             r.tracks.clone()
         } else {
             Vec::new()
         };
-
-        self.signals.push_back((
-            id.clone(),
-            ServerMessage::Joined {
-                version: signal::protocol::PROTOCOL_VERSION,
-                room: room.clone(),
-                participant_id: id.clone(),
-                participants: others,
-                ice_servers: ice_servers.unwrap_or_else(|| self.config.ice_servers.clone()),
+        self.emit(Event::Joined {
+            room: room.clone(),
+            participant: ParticipantView {
+                id: id.clone(),
+                name: name.clone(),
+                identity: identity.clone(),
+                metadata: metadata.clone(),
+                tracks: Vec::new(),
             },
-        ));
-
-        self.send_speakers_to(&id, &room);
+            others,
+            speakers,
+        });
         info!(participant = %id, %room, "joined");
         self.by_ufrag.insert(ufrag.clone(), key);
         self.by_id.insert(id.clone(), key);
@@ -227,22 +226,23 @@ impl Engine {
         Ok(())
     }
 
-    /// A signal from participant `id`. Errors go back to it as [`ServerMessage::Error`].
-    pub fn handle_signal(&mut self, now: Instant, id: &str, signal: ClientSignal) {
+    /// What participant `id` asked for. A refusal goes back to it as [`Event::Refused`]; an
+    /// unknown `id` (gone already) is ignored.
+    pub fn handle_request(&mut self, now: Instant, id: &str, request: Request) {
         let Some(&key) = self.by_id.get(id) else {
             return;
         };
-        let result = match signal {
-            ClientSignal::Offer(sdp) => self.accept_offer(now, key, &sdp),
-            ClientSignal::Answer(sdp) => self.accept_answer(now, key, &sdp),
-            ClientSignal::Candidate(c) => self.add_candidate(now, key, &c.candidate),
-            ClientSignal::TrackSettings {
+        let result = match request {
+            Request::Offer(sdp) => self.accept_offer(now, key, &sdp),
+            Request::Answer(sdp) => self.accept_answer(key, &sdp),
+            Request::Candidate(c) => self.add_candidate(key, &c),
+            Request::TrackSettings {
                 track_id,
                 visible,
                 width,
                 height,
             } => self.track_settings(key, &track_id, visible, width, height),
-            ClientSignal::Mute { track_id, muted } => {
+            Request::Mute { track_id, muted } => {
                 let own = self.participants.get(&key).is_some_and(|p| {
                     p.published
                         .iter()
@@ -255,17 +255,20 @@ impl Engine {
                 }
             }
         };
-        if let Err(e) = result {
+        if let Err(error) = result {
             self.stats.signals_refused += 1;
-            self.signals.push_back((id.to_string(), e.into()));
+            self.emit(Event::Refused {
+                participant: id.to_string(),
+                error,
+            });
         }
         self.drain(key);
         self.process(now);
         self.flush(now);
     }
 
-    /// Participant `id` leaves (`reason`: `left`, `disconnected`, ...). Idempotent.
-    pub fn leave(&mut self, now: Instant, id: &str, reason: &str) {
+    /// Participant `id` leaves. Idempotent.
+    pub fn leave(&mut self, now: Instant, id: &str, reason: LeaveReason) {
         if let Some(&key) = self.by_id.get(id) {
             self.remove(now, key, reason);
             self.process(now);
@@ -278,20 +281,17 @@ impl Engine {
         now: Instant,
         key: ParticipantKey,
         sdp: &str,
-    ) -> Result<(), SignalError> {
+    ) -> Result<(), Error> {
         let limits = self.config.limits;
         let p = self
             .participants
             .get_mut(&key)
-            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+            .ok_or(Error::UnknownParticipant)?;
         if !p.offers.take(now, 1.0) {
-            return Err(SignalError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many offers: at most {} in a burst and {} per second",
-                    limits.offer_burst, limits.offers_per_second
-                ),
-            ));
+            return Err(Error::TooManyOffers {
+                burst: limits.offer_burst,
+                per_second: limits.offers_per_second,
+            });
         }
         // Whatever becomes of this offer, the client is not answering ours (it is impolite in a
         // glare): withdraw it and offer its changes again afterwards.
@@ -300,68 +300,55 @@ impl Engine {
             restore(p, pending);
         }
         self.renegotiate.push(key);
-        let offer = match SdpOffer::from_sdp_string(sdp) {
-            Ok(offer) => offer,
-            Err(e) => {
-                bad_input(&self.bad_input_log, now, &p.id, "offer", &e);
-                return Err(unreadable_sdp("offer"));
-            }
-        };
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| Error::UnreadableSdp {
+            kind: SdpKind::Offer,
+            detail: e.to_string(),
+        })?;
         check_new_mlines(p, &offer, limits.max_tracks)?;
-        let answer = match p.rtc.sdp_api().accept_offer(offer) {
-            Ok(answer) => answer,
-            Err(e) => {
-                bad_input(&self.bad_input_log, now, &p.id, "offer", &e);
-                return Err(SignalError::new(
-                    ErrorCode::InvalidSdp,
-                    "offer: it does not fit this session (see the server log)",
-                ));
-            }
-        };
+        let answer = p
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| Error::SdpMismatch {
+                kind: SdpKind::Offer,
+                detail: e.to_string(),
+            })?;
         p.negotiated = true;
-        self.signals.push_back((
-            p.id.clone(),
-            ServerMessage::Answer {
-                sdp: answer.to_sdp_string(),
-            },
-        ));
+        let answer = Event::Answer {
+            participant: p.id.clone(),
+            sdp: answer.to_sdp_string(),
+        };
+        self.emit(answer);
         Ok(())
     }
 
-    fn accept_answer(
-        &mut self,
-        now: Instant,
-        key: ParticipantKey,
-        sdp: &str,
-    ) -> Result<(), SignalError> {
+    fn accept_answer(&mut self, key: ParticipantKey, sdp: &str) -> Result<(), Error> {
         let p = self
             .participants
             .get_mut(&key)
-            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+            .ok_or(Error::UnknownParticipant)?;
         let Some(pending) = p.pending.take() else {
-            return Err(SignalError::new(
-                ErrorCode::WrongState,
-                "answer without an offer from the server",
-            ));
+            return Err(Error::UnexpectedAnswer);
         };
         let answer = match SdpAnswer::from_sdp_string(sdp) {
             Ok(a) => a,
             Err(e) => {
-                bad_input(&self.bad_input_log, now, &p.id, "answer", &e);
                 restore(p, pending);
                 self.renegotiate.push(key);
-                return Err(unreadable_sdp("answer"));
+                return Err(Error::UnreadableSdp {
+                    kind: SdpKind::Answer,
+                    detail: e.to_string(),
+                });
             }
         };
         let PendingOffer { pending, added, .. } = pending;
         if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
-            bad_input(&self.bad_input_log, now, &p.id, "answer", &e);
             p.to_add.extend(added.iter().map(|(tk, _)| *tk));
             self.renegotiate.push(key);
-            return Err(SignalError::new(
-                ErrorCode::InvalidSdp,
-                "answer: it does not fit the server's offer (see the server log)",
-            ));
+            return Err(Error::SdpMismatch {
+                kind: SdpKind::Answer,
+                detail: e.to_string(),
+            });
         }
         for (tk, mid) in added {
             match self.tracks.get_mut(&tk) {
@@ -382,7 +369,7 @@ impl Engine {
                     );
                     p.sub_by_mid.insert(mid, tk);
                     track.subscribers.push(key);
-                    if track.kind == TrackKind::Audio {
+                    if track.kind == MediaKind::Audio {
                         if let Some(sub) = p.subs.get_mut(&tk) {
                             sub.selector.set_target(Some(0));
                         }
@@ -405,11 +392,11 @@ impl Engine {
         key: ParticipantKey,
         track_id: &str,
         muted: bool,
-    ) -> Result<(), SignalError> {
+    ) -> Result<(), Error> {
         let p = self
             .participants
             .get_mut(&key)
-            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+            .ok_or(Error::UnknownParticipant)?;
         let mid = track_id
             .strip_prefix(p.id.as_str())
             .and_then(|rest| rest.strip_prefix('-'))
@@ -419,12 +406,7 @@ impl Engine {
                     .media(*mid)
                     .is_some_and(|m| m.direction().is_receiving())
             })
-            .ok_or_else(|| {
-                SignalError::new(
-                    ErrorCode::Forbidden,
-                    "only the publisher mutes its own tracks here",
-                )
-            })?;
+            .ok_or(Error::NotOwnTrack)?;
         p.early_mutes.retain(|(m, _)| *m != mid);
         p.early_mutes.push((mid, muted));
         Ok(())
@@ -437,20 +419,18 @@ impl Engine {
         visible: bool,
         width: u32,
         height: u32,
-    ) -> Result<(), SignalError> {
+    ) -> Result<(), Error> {
         let p = self
             .participants
             .get_mut(&key)
-            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+            .ok_or(Error::UnknownParticipant)?;
         let tracks = &self.tracks;
         let sub = p
             .subs
             .iter_mut()
             .find(|(tk, _)| tracks.get(tk).is_some_and(|t| t.id == track_id))
             .map(|(_, s)| s)
-            .ok_or_else(|| {
-                SignalError::new(ErrorCode::BadMessage, "not subscribed to that track")
-            })?;
+            .ok_or(Error::NotSubscribed)?;
         sub.visible = visible;
         sub.width = width.min(16_384);
         sub.height = height.min(16_384);
@@ -458,12 +438,7 @@ impl Engine {
         Ok(())
     }
 
-    fn add_candidate(
-        &mut self,
-        now: Instant,
-        key: ParticipantKey,
-        candidate: &str,
-    ) -> Result<(), SignalError> {
+    fn add_candidate(&mut self, key: ParticipantKey, candidate: &str) -> Result<(), Error> {
         let line = candidate.trim();
         if line.is_empty() {
             return Ok(()); // end of candidates
@@ -471,7 +446,7 @@ impl Engine {
         let p = self
             .participants
             .get_mut(&key)
-            .ok_or_else(|| SignalError::new(ErrorCode::NotJoined, "not in a room"))?;
+            .ok_or(Error::UnknownParticipant)?;
         // The server is ICE-lite and learns client addresses from their STUN requests; candidates
         // are still taken so that the pair list is complete. mDNS (.local) names cannot be used.
         if line.contains(".local ") {
@@ -479,22 +454,13 @@ impl Engine {
         }
         let max = self.config.limits.max_candidates;
         if p.candidates >= max {
-            return Err(SignalError::new(
-                ErrorCode::LimitExceeded,
-                format!("a participant adds at most {max} ICE candidates"),
-            ));
+            return Err(Error::TooManyCandidates(max));
         }
         p.candidates += 1;
-        let c = match Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line)) {
-            Ok(c) => c,
-            Err(e) => {
-                bad_input(&self.bad_input_log, now, &p.id, "candidate", &e);
-                return Err(SignalError::new(
-                    ErrorCode::BadMessage,
-                    "candidate: not an ICE candidate line (RFC 8839)",
-                ));
-            }
-        };
+        let c = Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line))
+            .map_err(|e| Error::BadCandidate {
+                detail: e.to_string(),
+            })?;
         p.rtc.add_remote_candidate(c);
         Ok(())
     }
@@ -517,7 +483,7 @@ impl Engine {
                 continue;
             }
             let mid = api.add_media(
-                media_kind(track.kind),
+                track.kind,
                 Direction::SendOnly,
                 Some(track.publisher_id.clone()),
                 Some(track.id.clone()),
@@ -535,12 +501,11 @@ impl Engine {
                 added,
                 deactivated,
             });
-            self.signals.push_back((
-                p.id.clone(),
-                ServerMessage::Offer {
-                    sdp: offer.to_sdp_string(),
-                },
-            ));
+            let offer = Event::Offer {
+                participant: p.id.clone(),
+                sdp: offer.to_sdp_string(),
+            };
+            self.emit(offer);
         }
     }
 
@@ -563,10 +528,11 @@ impl Engine {
             // Whatever the SDP says: nothing from this m-line reaches anyone.
             p.to_deactivate.push(mid);
             self.renegotiate.push(key);
-            self.signals.push_back((
-                p.id.clone(),
-                SignalError::new(ErrorCode::Forbidden, "this participant may not publish").into(),
-            ));
+            let refused = Event::Refused {
+                participant: p.id.clone(),
+                error: Error::MayNotPublish,
+            };
+            self.emit(refused);
             return;
         }
         if p.published.len() >= self.config.limits.max_tracks {
@@ -575,15 +541,15 @@ impl Engine {
             p.to_deactivate.push(mid);
             self.renegotiate.push(key);
             self.stats.signals_refused += 1;
-            self.signals.push_back((
-                p.id.clone(),
-                too_many_tracks(self.config.limits.max_tracks).into(),
-            ));
+            let refused = Event::Refused {
+                participant: p.id.clone(),
+                error: Error::TooManyTracks(self.config.limits.max_tracks),
+            };
+            self.emit(refused);
             return;
         }
         let tk = self.next_key;
         self.next_key += 1;
-        let kind = track_kind(kind);
         let muted = p
             .early_mutes
             .iter()
@@ -597,7 +563,7 @@ impl Engine {
             publisher_id: p.id.clone(),
             mid,
             subscribers: Vec::new(),
-            layers: track_layers(media_kind(kind), simulcast),
+            layers: track_layers(kind, simulcast),
             codec: None,
             in_params: None,
             muted,
@@ -608,7 +574,7 @@ impl Engine {
         };
         p.published.push((mid, tk));
         debug!(participant = %p.id, track = %track.id, ?kind, "published");
-        let info = track.info();
+        let view = track.view();
         let publisher_id = p.id.clone();
         let room = p.room.clone();
         self.tracks.insert(tk, track);
@@ -620,21 +586,18 @@ impl Engine {
             if k == key {
                 continue;
             }
-            let Some(o) = self.participants.get_mut(&k) else {
-                continue;
-            };
-            if o.can_subscribe {
-                o.to_add.push(tk);
-                self.renegotiate.push(k);
+            if let Some(o) = self.participants.get_mut(&k) {
+                if o.can_subscribe {
+                    o.to_add.push(tk);
+                    self.renegotiate.push(k);
+                }
             }
-            self.signals.push_back((
-                o.id.clone(),
-                ServerMessage::TrackPublished {
-                    participant_id: publisher_id.clone(),
-                    track: info.clone(),
-                },
-            ));
         }
+        self.emit(Event::TrackPublished {
+            room,
+            participant: publisher_id,
+            track: view,
+        });
     }
 
     /// The client sends again on an m-line it had stopped sending on: publish it anew.
@@ -682,37 +645,37 @@ impl Engine {
             return;
         };
         self.ssrc_tracks.retain(|_, (t, _)| *t != tk);
-        if let Some(p) = self.participants.get(&track.publisher) {
-            if let Some(r) = self.rooms.get_mut(&p.room) {
-                r.tracks.retain(|t| *t != tk);
-                for &k in &r.participants {
-                    if k == track.publisher {
-                        continue;
-                    }
-                    let Some(o) = self.participants.get_mut(&k) else {
-                        continue;
-                    };
-                    o.to_add.retain(|t| *t != tk);
-                    if let Some(sub) = o.subs.remove(&tk) {
-                        o.sub_by_mid.remove(&sub.mid);
-                        o.to_deactivate.push(sub.mid);
-                        self.renegotiate.push(k);
-                    }
-                    self.signals.push_back((
-                        o.id.clone(),
-                        ServerMessage::TrackUnpublished {
-                            participant_id: track.publisher_id.clone(),
-                            track_id: track.id.clone(),
-                        },
-                    ));
+        let Some(p) = self.participants.get(&track.publisher) else {
+            return;
+        };
+        let room = p.room.clone();
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.tracks.retain(|t| *t != tk);
+            for &k in &r.participants {
+                if k == track.publisher {
+                    continue;
+                }
+                let Some(o) = self.participants.get_mut(&k) else {
+                    continue;
+                };
+                o.to_add.retain(|t| *t != tk);
+                if let Some(sub) = o.subs.remove(&tk) {
+                    o.sub_by_mid.remove(&sub.mid);
+                    o.to_deactivate.push(sub.mid);
+                    self.renegotiate.push(k);
                 }
             }
         }
+        self.emit(Event::TrackUnpublished {
+            room,
+            participant: track.publisher_id.clone(),
+            track: track.view(),
+        });
     }
 
-    /// Take a participant out: its tracks are unpublished, its subscriptions dropped, the others
-    /// told, and it gets [`ServerMessage::Left`].
-    pub(super) fn remove(&mut self, _now: Instant, key: ParticipantKey, reason: &str) {
+    /// Take a participant out: its tracks are unpublished, its subscriptions dropped, and
+    /// [`Event::Left`] says so.
+    pub(super) fn remove(&mut self, _now: Instant, key: ParticipantKey, reason: LeaveReason) {
         let Some(published) = self
             .participants
             .get(&key)
@@ -727,7 +690,7 @@ impl Engine {
             return;
         };
         p.rtc.disconnect();
-        info!(participant = %p.id, room = %p.room, reason, "left");
+        info!(participant = %p.id, room = %p.room, reason = reason.as_str(), "left");
         for addr in &p.addrs {
             self.by_addr.remove(addr);
         }
@@ -740,27 +703,17 @@ impl Engine {
         }
         if let Some(r) = self.rooms.get_mut(&p.room) {
             r.participants.retain(|k| *k != key);
-            for k in &r.participants {
-                if let Some(o) = self.participants.get(k) {
-                    self.signals.push_back((
-                        o.id.clone(),
-                        ServerMessage::ParticipantLeft {
-                            participant_id: p.id.clone(),
-                            reason: reason.to_string(),
-                        },
-                    ));
-                }
-            }
             if r.participants.is_empty() {
                 self.rooms.remove(&p.room);
             }
         }
-        self.signals.push_back((
-            p.id.clone(),
-            ServerMessage::Left {
-                reason: reason.to_string(),
-            },
-        ));
+        let mut participant = p.view(&self.tracks);
+        participant.tracks.clear();
+        self.emit(Event::Left {
+            room: p.room,
+            participant,
+            reason,
+        });
     }
 }
 
@@ -788,11 +741,7 @@ fn track_layers(kind: MediaKind, simulcast: Option<Simulcast>) -> Vec<Layer> {
 /// Refuses an offer that brings more new m-lines than a participant may publish tracks, or that
 /// would take its published tracks above the limit. Checked before str0m takes the offer, so a
 /// refused offer changes nothing and nobody else hears of it.
-fn check_new_mlines(
-    p: &Participant,
-    offer: &SdpOffer,
-    max_tracks: usize,
-) -> Result<(), SignalError> {
+fn check_new_mlines(p: &Participant, offer: &SdpOffer, max_tracks: usize) -> Result<(), Error> {
     let (mut new, mut new_sending) = (0, 0);
     for m in offer.media_lines.iter().filter(|m| !m.disabled) {
         // `mid()` cannot fail here: the parser refuses m-lines without exactly one a=mid.
@@ -805,40 +754,9 @@ fn check_new_mlines(
         }
     }
     if new > max_tracks || p.published.len() + new_sending > max_tracks {
-        return Err(too_many_tracks(max_tracks));
+        return Err(Error::TooManyTracks(max_tracks));
     }
     Ok(())
-}
-
-fn too_many_tracks(max: usize) -> SignalError {
-    SignalError::new(
-        ErrorCode::LimitExceeded,
-        format!("a participant publishes at most {max} tracks"),
-    )
-}
-
-/// The error for an SDP that did not parse. The parser's own text stays in the server log: it
-/// can hold internals (positions in memory) that are nobody else's business.
-fn unreadable_sdp(what: &str) -> SignalError {
-    SignalError::new(
-        ErrorCode::InvalidSdp,
-        format!("{what}: the SDP could not be parsed"),
-    )
-}
-
-/// Logs refused client input at most once per [`super::limits::BAD_INPUT_LOG_INTERVAL`].
-fn bad_input(
-    log: &LogThrottle,
-    now: Instant,
-    participant: &str,
-    what: &str,
-    error: &dyn std::fmt::Display,
-) {
-    if let Some(refused) = log.hit(now) {
-        let detail = error.to_string();
-        let detail = detail.get(..detail.len().min(300)).unwrap_or("");
-        info!(participant, refused, "{what} refused: {detail}");
-    }
 }
 
 /// Put the changes of an offer that will never be answered back in the queue.

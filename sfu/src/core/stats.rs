@@ -2,15 +2,15 @@
 
 use std::time::Duration;
 
-use signal::protocol::TrackKind;
+use str0m::media::MediaKind;
 
 use super::forward::DropReason;
 
 /// Index of a track kind in the `*_by_kind` counters: audio 0, video 1.
-pub fn kind_index(kind: TrackKind) -> usize {
+pub fn kind_index(kind: MediaKind) -> usize {
     match kind {
-        TrackKind::Audio => 0,
-        TrackKind::Video => 1,
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
     }
 }
 

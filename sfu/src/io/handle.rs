@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
-use signal::protocol::{ErrorCode, ParticipantInfo, ServerMessage, SignalError, TrackInfo};
+use signal::protocol::{
+    ErrorCode, IceServer, ParticipantInfo, ServerMessage, SignalError, TrackInfo,
+};
 use signal::webhook::{EventKind, WebhookEvent};
 use signal::{ClientSignal, JoinRequest, MediaBackend, Session};
 
 pub use super::rooms::{Placement, RoomDefaults};
 use super::turn::TurnConfig;
 use super::webhook::Webhooks;
-use crate::core::JoinSpec;
+use crate::core::{JoinSpec, LeaveReason};
 
 /// Messages a participant's event queue holds before the participant is considered stuck.
 ///
@@ -33,6 +35,8 @@ pub enum Command {
         spec: JoinSpec,
         /// The room's metadata, sent to the participant after `joined` when not empty.
         room_metadata: String,
+        /// STUN/TURN servers for its `joined` message.
+        ice_servers: Vec<IceServer>,
         /// Where the participant's messages go.
         events: mpsc::Sender<ServerMessage>,
         /// The outcome.
@@ -50,14 +54,14 @@ pub enum Command {
         /// Participant id.
         id: String,
         /// Why.
-        reason: String,
+        reason: LeaveReason,
     },
     /// Everyone in a room leaves with `reason`. Replies once they are out.
     CloseRoom {
         /// Room name.
         room: String,
-        /// Why (`room_deleted`).
-        reason: String,
+        /// Why ([`LeaveReason::RoomDeleted`]).
+        reason: LeaveReason,
         /// Answered when done.
         reply: oneshot::Sender<()>,
     },
@@ -72,8 +76,8 @@ pub enum Command {
     RemoveParticipant {
         /// Participant id.
         id: String,
-        /// Why (`removed`).
-        reason: String,
+        /// Why ([`LeaveReason::Removed`]).
+        reason: LeaveReason,
         /// `not_found` if it is not (or no longer) there.
         reply: oneshot::Sender<Result<(), SignalError>>,
     },
@@ -106,8 +110,8 @@ pub enum Command {
     },
     /// Every participant of the worker leaves with `reason`. Replies once they are out.
     RemoveAll {
-        /// Why (`server_shutdown`).
-        reason: String,
+        /// Why ([`LeaveReason::ServerShutdown`]).
+        reason: LeaveReason,
         /// Answered when done.
         reply: oneshot::Sender<()>,
     },
@@ -181,18 +185,18 @@ impl SfuHandle {
             left = self.placement.lock().total();
         }
         tracing::info!(remaining = left, "drain over");
-        self.remove_all("server_shutdown", Duration::from_secs(5))
+        self.remove_all(LeaveReason::ServerShutdown, Duration::from_secs(5))
             .await;
     }
 
     /// Removes every participant with `left` `{reason}`, waiting at most `wait` for each
     /// worker to take the command and to confirm it.
-    pub async fn remove_all(&self, reason: &str, wait: Duration) {
+    pub async fn remove_all(&self, reason: LeaveReason, wait: Duration) {
         let mut done = Vec::new();
         for w in &self.workers {
             let (tx, rx) = oneshot::channel();
             let cmd = Command::RemoveAll {
-                reason: reason.into(),
+                reason,
                 reply: tx,
             };
             if matches!(tokio::time::timeout(wait, w.send(cmd)).await, Ok(Ok(()))) {
@@ -289,10 +293,11 @@ impl SfuHandle {
         spec.can_subscribe = req.grants.subscribe;
         spec.can_publish_data = req.grants.publish_data;
         let who = spec.identity.clone().unwrap_or_else(|| id.clone());
-        spec.ice_servers = Some(self.turn.ice_servers(&who, std::time::SystemTime::now()));
+        let ice_servers = self.turn.ice_servers(&who, std::time::SystemTime::now());
         let cmd = Command::Join {
             spec,
             room_metadata: reservation.metadata,
+            ice_servers,
             events: events_tx,
             reply: reply_tx,
         };
@@ -332,7 +337,7 @@ impl SfuHandle {
         };
         let cmd = Command::Leave {
             id: participant_id.to_string(),
-            reason: reason.to_string(),
+            reason: super::wire::leave_reason(reason),
         };
         if self.workers[worker].try_send(cmd).is_err() {
             // The worker is swamped; its liveness check removes the participant shortly.

@@ -76,6 +76,10 @@ fn describe() {
         "STUN requests from new addresses that named a participant but failed the integrity check."
     );
     describe_counter!(
+        "sfu_participants_left_total",
+        "Participants that left, by reason (left, disconnected, timeout, slow_consumer, ...)."
+    );
+    describe_counter!(
         "sfu_signals_refused_total",
         "Offers, answers and candidates refused (malformed, over a limit, out of order)."
     );

@@ -6,10 +6,9 @@
 //! - [`metrics`]: Prometheus metrics, published by each worker once a second.
 //! - [`rooms`]: the room registry and the placement of rooms and participants.
 //! - [`service`]: the REST API's operations on rooms and participants.
-//! - [`webhook`]: the bounded webhook queue and its senders; [`events`] finds participant and
-//!   track events on a worker.
+//! - [`wire`]: the engine's events turned into protocol messages, webhooks and metrics.
+//! - [`webhook`]: the bounded webhook queue and its senders.
 
-mod events;
 pub mod handle;
 pub mod metrics;
 pub mod rooms;
@@ -18,4 +17,5 @@ pub mod tcp;
 pub mod turn;
 pub mod udp;
 pub mod webhook;
+pub mod wire;
 pub mod worker;

@@ -12,6 +12,7 @@ use signal::webhook::{EventKind, WebhookEvent};
 use signal::RoomService;
 
 use super::handle::{busy, Command, Placement, SfuHandle};
+use crate::core::LeaveReason;
 
 fn no_participant() -> SignalError {
     SignalError::new(ErrorCode::NotFound, "no such participant in this room")
@@ -82,7 +83,7 @@ impl RoomService for SfuHandle {
                     let (tx, rx) = oneshot::channel();
                     let cmd = Command::CloseRoom {
                         room: room.clone(),
-                        reason: "room_deleted".into(),
+                        reason: LeaveReason::RoomDeleted,
                         reply: tx,
                     };
                     self.workers[worker].try_send(cmd).map_err(|_| busy())?;
@@ -115,7 +116,7 @@ impl RoomService for SfuHandle {
         let worker = self.participant_worker(&room, &id)?;
         self.ask(worker, |reply| Command::RemoveParticipant {
             id,
-            reason: "removed".into(),
+            reason: LeaveReason::Removed,
             reply,
         })
         .await?

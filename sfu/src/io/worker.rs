@@ -14,15 +14,15 @@ use str0m::net::{Protocol, Transmit};
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use signal::protocol::{ErrorCode, ServerMessage, SignalError};
+use signal::protocol::ServerMessage;
 
-use super::events::MemberEvents;
 use super::handle::{Command, Placement};
 use super::metrics::WorkerMetrics;
 use super::tcp::{TcpEvent, TcpMedia};
 use super::udp::MediaSocket;
 use super::webhook::Webhooks;
-use crate::core::{Engine, EngineConfig, Transport};
+use super::wire::{self, Wire};
+use crate::core::{Engine, EngineConfig, Event, LeaveReason, Transport};
 
 /// Receive batches handled before the worker looks at commands and timers again.
 const MAX_BATCHES_PER_WAKE: usize = 16;
@@ -111,8 +111,7 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                 let _ = ready_tx.send(Ok(port));
                 let span = info_span!("worker", index);
                 WorkerLoop {
-                    member_events: MemberEvents::new(spec.webhooks),
-                    track_epoch: (0, 0),
+                    wire: Wire::new(spec.webhooks),
                     engine: Engine::new(engine_config),
                     socket,
                     tcp,
@@ -151,14 +150,12 @@ struct WorkerLoop {
     sessions: HashMap<String, mpsc::Sender<ServerMessage>>,
     placement: Arc<Mutex<Placement>>,
     out: Vec<Transmit>,
-    /// Participants to remove after delivering signals (queue full or closed).
-    kick: Vec<(String, &'static str)>,
+    /// Participants to remove after delivering messages (queue full or closed).
+    kick: Vec<(String, LeaveReason)>,
     /// Published once a second.
     metrics: WorkerMetrics,
-    /// Participant and track webhooks.
-    member_events: MemberEvents,
-    /// [`Engine::track_epoch`] when tracks were last compared.
-    track_epoch: (u64, usize),
+    /// The engine's events into messages, webhooks and metrics.
+    wire: Wire,
 }
 
 impl WorkerLoop {
@@ -194,8 +191,7 @@ impl WorkerLoop {
                 } => self.handle_tcp(ev),
                 _ = self.metrics.tick() => self.metrics.publish(&self.engine, self.sessions.keys()),
             }
-            self.deliver_signals();
-            self.notice_tracks();
+            self.deliver_events();
             self.send().await;
             self.metrics.end_turn(self.engine.stats());
         }
@@ -265,56 +261,61 @@ impl WorkerLoop {
             Command::Join {
                 spec,
                 room_metadata,
+                ice_servers,
                 events,
                 reply,
             } => {
                 let (id, room) = (spec.id.clone(), spec.room.clone());
                 self.sessions.insert(id.clone(), events);
+                self.wire.expect_join(&id, ice_servers);
                 let r = self.engine.join(now, spec);
                 match &r {
                     Ok(()) => {
+                        // `joined` first, then the room's metadata.
+                        self.deliver_events();
                         if !room_metadata.is_empty() {
                             let msg = ServerMessage::RoomUpdated {
-                                room: room.clone(),
+                                room,
                                 metadata: room_metadata,
                             };
-                            self.engine.notify(&id, msg);
-                        }
-                        if let Some(info) = self.engine.participant_info(&id) {
-                            self.member_events.joined(&room, info);
+                            self.deliver(&id, msg);
                         }
                     }
                     Err(_) => {
                         self.sessions.remove(&id);
+                        self.wire.join_refused(&id);
                     }
                 }
-                let _ = reply.send(r);
+                let _ = reply.send(r.map_err(|e| wire::signal_error(&e)));
             }
-            Command::Signal { id, signal } => self.engine.handle_signal(now, &id, signal),
-            Command::Leave { id, reason } => self.engine.leave(now, &id, &reason),
+            Command::Signal { id, signal } => {
+                self.engine.handle_request(now, &id, wire::request(signal))
+            }
+            Command::Leave { id, reason } => self.engine.leave(now, &id, reason),
             Command::CloseRoom {
                 room,
                 reason,
                 reply,
             } => {
                 for id in self.engine.room_participants(&room) {
-                    self.engine.leave(now, &id, &reason);
+                    self.engine.leave(now, &id, reason);
                 }
                 // Deliver the `left`s (and their webhooks) before answering.
-                self.deliver_signals();
+                self.deliver_events();
                 let _ = reply.send(());
             }
             Command::ListParticipants { room, reply } => {
-                let _ = reply.send(self.engine.participants_info(&room));
+                let list = self.engine.participants_of(&room);
+                let _ = reply.send(list.into_iter().map(wire::participant_info).collect());
             }
             Command::RemoveParticipant { id, reason, reply } => {
                 let r = match self.engine.participant_room(&id) {
                     Some(_) => {
-                        self.engine.leave(now, &id, &reason);
-                        self.deliver_signals();
+                        self.engine.leave(now, &id, reason);
+                        self.deliver_events();
                         Ok(())
                     }
-                    None => Err(not_found("no such participant in this room")),
+                    None => Err(wire::rest_error(&crate::core::Error::UnknownParticipant)),
                 };
                 let _ = reply.send(r);
             }
@@ -327,14 +328,13 @@ impl WorkerLoop {
                 let r = self
                     .engine
                     .set_track_muted(now, &id, &track_id, muted)
-                    .map_err(|_| not_found("no such track"))
                     .and_then(|()| {
                         self.engine
-                            .participant_info(&id)
+                            .participant(&id)
                             .and_then(|p| p.tracks.into_iter().find(|t| t.id == track_id))
-                            .ok_or_else(|| not_found("no such track"))
+                            .ok_or(crate::core::Error::UnknownTrack)
                     });
-                let _ = reply.send(r);
+                let _ = reply.send(r.map(wire::track_info).map_err(|e| wire::rest_error(&e)));
             }
             Command::UpdateParticipant {
                 id,
@@ -345,92 +345,102 @@ impl WorkerLoop {
                 let r = self
                     .engine
                     .update_participant(&id, name, metadata)
-                    .map_err(|_| not_found("no such participant in this room"))
                     .and_then(|()| {
                         self.engine
-                            .participant_info(&id)
-                            .ok_or_else(|| not_found("no such participant in this room"))
+                            .participant(&id)
+                            .ok_or(crate::core::Error::UnknownParticipant)
                     });
-                if let Ok(info) = &r {
-                    self.member_events.seen(info.clone());
-                }
-                let _ = reply.send(r);
+                let _ = reply.send(
+                    r.map(wire::participant_info)
+                        .map_err(|e| wire::rest_error(&e)),
+                );
             }
             Command::ShuttingDown { drain_seconds } => {
-                for id in self.sessions.keys() {
-                    let msg = ServerMessage::ShuttingDown { drain_seconds };
-                    self.engine.notify(id, msg);
+                self.deliver_events();
+                let ids: Vec<String> = self.sessions.keys().cloned().collect();
+                for id in ids {
+                    self.deliver(&id, ServerMessage::ShuttingDown { drain_seconds });
                 }
             }
             Command::RemoveAll { reason, reply } => {
                 let ids: Vec<String> = self.sessions.keys().cloned().collect();
                 for id in ids {
-                    self.engine.leave(now, &id, &reason);
+                    self.engine.leave(now, &id, reason);
                 }
-                self.deliver_signals();
+                self.deliver_events();
                 let _ = reply.send(());
             }
             Command::UpdateRoom { room, metadata } => {
-                self.engine.set_room_metadata(&room, &metadata);
+                self.deliver_events();
+                let members = self.wire.members(&room).to_vec();
+                for id in members {
+                    let msg = ServerMessage::RoomUpdated {
+                        room: room.clone(),
+                        metadata: metadata.clone(),
+                    };
+                    self.deliver(&id, msg);
+                }
             }
         }
     }
 
-    /// For webhooks: when the engine's tracks changed, compare every participant's tracks with
-    /// what was seen before. One comparison per loop turn otherwise.
-    fn notice_tracks(&mut self) {
-        if !self.member_events.enabled() {
-            return;
-        }
-        let epoch = self.engine.track_epoch();
-        if epoch == self.track_epoch {
-            return;
-        }
-        self.track_epoch = epoch;
-        for id in self.member_events.ids() {
-            if let Some(info) = self.engine.participant_info(&id) {
-                self.member_events.seen(info);
-            }
-        }
-    }
-
-    /// Hand the engine's messages to the participants' queues. A participant whose queue is full
-    /// (not reading) or closed is removed.
-    fn deliver_signals(&mut self) {
+    /// Translate the engine's events and hand the messages to the participants' queues. A
+    /// participant whose queue is full (not reading) or closed is removed.
+    fn deliver_events(&mut self) {
         loop {
-            while let Some((id, msg)) = self.engine.poll_signal() {
-                let left = match &msg {
-                    ServerMessage::Left { reason } => Some(reason.clone()),
+            let now = Instant::now();
+            while let Some(event) = self.engine.poll_event() {
+                let gone = match &event {
+                    Event::Left { participant, .. } => Some(participant.id.clone()),
                     _ => None,
                 };
-                if let Some(tx) = self.sessions.get(&id) {
-                    match tx.try_send(msg) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            self.kick.push((id.clone(), "slow_consumer"))
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            self.kick.push((id.clone(), "disconnected"))
-                        }
-                    }
-                }
-                if let Some(reason) = left {
-                    self.member_events.left(&id, &reason);
+                let WorkerLoop {
+                    wire,
+                    sessions,
+                    kick,
+                    ..
+                } = self;
+                wire.translate(now, event, &mut |id, msg| {
+                    queue(sessions, kick, id, msg);
+                });
+                if let Some(id) = gone {
                     self.sessions.remove(&id);
-                    self.placement.lock().release(&id, Instant::now());
+                    self.placement.lock().release(&id, now);
                 }
             }
             if self.kick.is_empty() {
                 break;
             }
-            let now = Instant::now();
             for (id, reason) in std::mem::take(&mut self.kick) {
                 self.engine.leave(now, &id, reason);
             }
         }
     }
+
+    /// Hand one message to participant `id` (after everything the engine has for it).
+    fn deliver(&mut self, id: &str, msg: ServerMessage) {
+        queue(&self.sessions, &mut self.kick, id, msg);
+        self.deliver_events();
+    }
 }
 
-fn not_found(message: &str) -> SignalError {
-    SignalError::new(ErrorCode::NotFound, message)
+/// Put `msg` in the queue of participant `id`; a full or closed queue gets it removed.
+fn queue(
+    sessions: &HashMap<String, mpsc::Sender<ServerMessage>>,
+    kick: &mut Vec<(String, LeaveReason)>,
+    id: &str,
+    msg: ServerMessage,
+) {
+    let Some(tx) = sessions.get(id) else {
+        return;
+    };
+    match tx.try_send(msg) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            kick.push((id.to_owned(), LeaveReason::SlowConsumer))
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            kick.push((id.to_owned(), LeaveReason::Disconnected))
+        }
+    }
 }

@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sfu::core::{generate_dtls_cert, Engine, EngineConfig, JoinSpec};
+use sfu::io::webhook::Webhooks;
+use sfu::io::wire::{self, Wire};
 use signal::protocol::ServerMessage;
 use signal::ClientSignal;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -471,11 +473,66 @@ impl Link {
     }
 }
 
+/// The engine with the server's own translation of its events into protocol messages (as a
+/// worker runs it), so that tests speak and read the wire protocol.
+pub struct WiredEngine {
+    engine: Engine,
+    wire: Wire,
+    queue: VecDeque<(String, ServerMessage)>,
+}
+
+impl WiredEngine {
+    pub fn new(config: EngineConfig) -> Self {
+        WiredEngine {
+            engine: Engine::new(config),
+            wire: Wire::new(Webhooks::disabled()),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// A client's signal, as the worker hands it to the engine.
+    pub fn handle_signal(&mut self, now: Instant, id: &str, signal: ClientSignal) {
+        self.engine.handle_request(now, id, wire::request(signal));
+    }
+
+    /// Participant `id` leaves with the reason named `reason`.
+    pub fn leave(&mut self, now: Instant, id: &str, reason: &str) {
+        self.engine.leave(now, id, wire::leave_reason(reason));
+    }
+
+    /// The next protocol message for a participant, by participant id.
+    pub fn poll_signal(&mut self) -> Option<(String, ServerMessage)> {
+        loop {
+            if let Some(m) = self.queue.pop_front() {
+                return Some(m);
+            }
+            let event = self.engine.poll_event()?;
+            let queue = &mut self.queue;
+            self.wire.translate(Instant::now(), event, &mut |id, msg| {
+                queue.push_back((id.to_owned(), msg))
+            });
+        }
+    }
+}
+
+impl std::ops::Deref for WiredEngine {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl std::ops::DerefMut for WiredEngine {
+    fn deref_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+}
+
 /// The engine, its clients and the network between them.
 pub struct Bed {
     pub now: Instant,
     pub start: Instant,
-    pub engine: Engine,
+    pub engine: WiredEngine,
     pub clients: Vec<Client>,
     /// Loss probability of packets from the server to a client, by client index.
     pub loss_to: HashMap<usize, f64>,
@@ -505,7 +562,7 @@ impl Bed {
         Bed {
             now,
             start: now,
-            engine: Engine::new(config),
+            engine: WiredEngine::new(config),
             clients: Vec::new(),
             loss_to: HashMap::new(),
             links: HashMap::new(),
@@ -524,7 +581,7 @@ impl Bed {
         let mut config = EngineConfig::new(vec![SERVER.parse().unwrap()], cert());
         config.tcp_candidate_addrs = vec![SERVER_TCP.parse().unwrap()];
         f(&mut config);
-        bed.engine = Engine::new(config);
+        bed.engine = WiredEngine::new(config);
         bed
     }
 

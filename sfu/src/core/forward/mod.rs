@@ -11,7 +11,7 @@ pub mod vp8;
 use std::time::Instant;
 
 use rewrite::{SeqRewriter, SeqVerdict, TsRewriter};
-use signal::protocol::TrackKind;
+use str0m::media::MediaKind;
 
 /// Why a packet was not forwarded to a subscriber. Every drop is counted by reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,7 +98,7 @@ pub struct PacketInfo {
 /// Forwarding state for one track towards one subscriber.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    kind: TrackKind,
+    kind: MediaKind,
     /// RTP clock rate of the track (ticks per second).
     clock_rate: u32,
     seq: SeqRewriter,
@@ -111,7 +111,7 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// A forwarder whose outgoing sequence numbers start at `first_seq`.
-    pub fn new(kind: TrackKind, first_seq: u16, clock_rate: u32) -> Self {
+    pub fn new(kind: MediaKind, first_seq: u16, clock_rate: u32) -> Self {
         Forwarder {
             kind,
             clock_rate,
@@ -138,8 +138,8 @@ impl Forwarder {
     pub fn handle_packet(&mut self, p: PacketInfo) -> Verdict {
         if self.waiting {
             let can_start = match self.kind {
-                TrackKind::Audio => true,
-                TrackKind::Video => p.keyframe_start,
+                MediaKind::Audio => true,
+                MediaKind::Video => p.keyframe_start,
             };
             if !can_start {
                 return Verdict::Drop {
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn video_waits_for_a_keyframe_then_is_gap_free() {
-        let mut f = Forwarder::new(TrackKind::Video, 1, 90_000);
+        let mut f = Forwarder::new(MediaKind::Video, 1, 90_000);
         let table = [
             (pkt(10, 100, false), None),
             (pkt(11, 100, false), None),
@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn waiting_asks_for_a_keyframe_and_too_old_does_not() {
-        let mut f = Forwarder::new(TrackKind::Video, 1, 90_000);
+        let mut f = Forwarder::new(MediaKind::Video, 1, 90_000);
         assert_eq!(
             f.handle_packet(pkt(5, 0, false)),
             Verdict::Drop {
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn restart_continues_numbering_and_advances_time() {
-        let mut f = Forwarder::new(TrackKind::Video, 1, 90_000);
+        let mut f = Forwarder::new(MediaKind::Video, 1, 90_000);
         assert_eq!(
             f.handle_packet(pkt(100, 9000, true)),
             Verdict::Send { seq: 1, ts: 9000 }
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn audio_starts_at_once() {
-        let mut f = Forwarder::new(TrackKind::Audio, 7, 48_000);
+        let mut f = Forwarder::new(MediaKind::Audio, 7, 48_000);
         assert_eq!(
             f.handle_packet(pkt(1000, 48_000, false)),
             Verdict::Send { seq: 7, ts: 48_000 }

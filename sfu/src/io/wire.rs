@@ -1,0 +1,363 @@
+//! From the engine's [`Event`]s to the world, in one place: the protocol messages each
+//! participant gets, the webhooks, the log lines about refused input and the event metrics. And
+//! the other way: a client's parsed signal becomes the engine's [`Request`].
+//!
+//! The engine says what happened in a room; who hears of it follows from the room's members,
+//! which the [`Wire`] keeps from the same events (`Joined` adds one, `Left` takes one away), so
+//! the recipients of a message are exactly the participants who were in the room when the event
+//! happened.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use signal::limits::LogThrottle;
+use signal::protocol::{
+    ErrorCode, IceServer, ParticipantInfo, ServerMessage, SignalError, Speaker as WireSpeaker,
+    StreamStateKind, TrackInfo, TrackKind, PROTOCOL_VERSION,
+};
+use signal::webhook::{EventKind, WebhookEvent};
+use signal::ClientSignal;
+use str0m::media::MediaKind;
+use tracing::info;
+
+use super::webhook::Webhooks;
+use crate::core::limits::BAD_INPUT_LOG_INTERVAL;
+use crate::core::{
+    Error, Event, LeaveReason, ParticipantView, Request, Speaker, StreamState, TrackView,
+};
+
+/// The translation of one engine's events. See the module docs.
+pub struct Wire {
+    webhooks: Webhooks,
+    /// Members of each room, in join order.
+    rooms: HashMap<String, Vec<String>>,
+    /// Each participant without its tracks (webhooks describe a participant apart from them).
+    members: HashMap<String, ParticipantInfo>,
+    /// ICE servers to hand to participants whose join is under way.
+    ice_servers: HashMap<String, Vec<IceServer>>,
+    /// Refused SDPs and candidates are logged at most once per interval.
+    bad_input_log: LogThrottle,
+}
+
+impl Wire {
+    /// No rooms yet; participant and track events go to `webhooks`.
+    pub fn new(webhooks: Webhooks) -> Self {
+        Wire {
+            webhooks,
+            rooms: HashMap::new(),
+            members: HashMap::new(),
+            ice_servers: HashMap::new(),
+            bad_input_log: LogThrottle::new(BAD_INPUT_LOG_INTERVAL),
+        }
+    }
+
+    /// Participant `id` is about to join: its `joined` message carries `ice_servers` (TURN
+    /// credentials are per participant).
+    pub fn expect_join(&mut self, id: &str, ice_servers: Vec<IceServer>) {
+        self.ice_servers.insert(id.to_owned(), ice_servers);
+    }
+
+    /// The join of `id` was refused.
+    pub fn join_refused(&mut self, id: &str) {
+        self.ice_servers.remove(id);
+    }
+
+    /// The participants of `room`, in join order.
+    pub fn members(&self, room: &str) -> &[String] {
+        self.rooms.get(room).map_or(&[], Vec::as_slice)
+    }
+
+    /// Turn one event into messages for participants (`send(participant id, message)`),
+    /// webhooks and metrics.
+    pub fn translate(
+        &mut self,
+        now: Instant,
+        event: Event,
+        send: &mut dyn FnMut(&str, ServerMessage),
+    ) {
+        match event {
+            Event::Joined {
+                room,
+                participant,
+                others,
+                speakers,
+            } => {
+                let info = participant_info(participant);
+                let id = info.id.clone();
+                for m in self.members(&room) {
+                    let participant = info.clone();
+                    send(m, ServerMessage::ParticipantJoined { participant });
+                }
+                send(
+                    &id,
+                    ServerMessage::Joined {
+                        version: PROTOCOL_VERSION,
+                        room: room.clone(),
+                        participant_id: id.clone(),
+                        participants: others.into_iter().map(participant_info).collect(),
+                        ice_servers: self.ice_servers.remove(&id).unwrap_or_default(),
+                    },
+                );
+                if !speakers.is_empty() {
+                    send(&id, speakers_message(speakers));
+                }
+                self.rooms.entry(room.clone()).or_default().push(id.clone());
+                self.webhooks.emit(
+                    WebhookEvent::new(EventKind::ParticipantJoined, &room).participant(info.clone()),
+                );
+                self.members.insert(id, info);
+            }
+            Event::Left {
+                room,
+                participant,
+                reason,
+            } => {
+                let id = participant.id.clone();
+                if let Some(members) = self.rooms.get_mut(&room) {
+                    members.retain(|m| *m != id);
+                    if members.is_empty() {
+                        self.rooms.remove(&room);
+                    }
+                }
+                for m in self.members(&room) {
+                    let participant_id = id.clone();
+                    let reason = reason.as_str().to_owned();
+                    send(
+                        m,
+                        ServerMessage::ParticipantLeft {
+                            participant_id,
+                            reason,
+                        },
+                    );
+                }
+                let wire_reason = reason.as_str().to_owned();
+                send(
+                    &id,
+                    ServerMessage::Left {
+                        reason: wire_reason,
+                    },
+                );
+                self.members.remove(&id);
+                self.webhooks.emit(
+                    WebhookEvent::new(EventKind::ParticipantLeft, &room)
+                        .participant(participant_info(participant))
+                        .reason(reason.as_str()),
+                );
+                metrics::counter!("sfu_participants_left_total", "reason" => reason.as_str())
+                    .increment(1);
+            }
+            Event::TrackPublished {
+                room,
+                participant,
+                track,
+            } => {
+                let track = track_info(track);
+                for m in self.members(&room).iter().filter(|m| **m != participant) {
+                    let msg = ServerMessage::TrackPublished {
+                        participant_id: participant.clone(),
+                        track: track.clone(),
+                    };
+                    send(m, msg);
+                }
+                self.track_webhook(EventKind::TrackPublished, &room, &participant, track);
+            }
+            Event::TrackUnpublished {
+                room,
+                participant,
+                track,
+            } => {
+                let track = track_info(track);
+                for m in self.members(&room).iter().filter(|m| **m != participant) {
+                    let msg = ServerMessage::TrackUnpublished {
+                        participant_id: participant.clone(),
+                        track_id: track.id.clone(),
+                    };
+                    send(m, msg);
+                }
+                self.track_webhook(EventKind::TrackUnpublished, &room, &participant, track);
+            }
+            Event::TrackMuted {
+                room,
+                participant,
+                track_id,
+                muted,
+            } => {
+                for m in self.members(&room) {
+                    let msg = ServerMessage::TrackMuted {
+                        participant_id: participant.clone(),
+                        track_id: track_id.clone(),
+                        muted,
+                    };
+                    send(m, msg);
+                }
+            }
+            Event::ParticipantUpdated { room, participant } => {
+                let info = participant_info(participant);
+                for m in self.members(&room) {
+                    let participant = info.clone();
+                    send(m, ServerMessage::ParticipantUpdated { participant });
+                }
+                if let Some(member) = self.members.get_mut(&info.id) {
+                    *member = ParticipantInfo {
+                        tracks: Vec::new(),
+                        ..info
+                    };
+                }
+            }
+            Event::Offer { participant, sdp } => send(&participant, ServerMessage::Offer { sdp }),
+            Event::Answer { participant, sdp } => {
+                send(&participant, ServerMessage::Answer { sdp })
+            }
+            Event::StreamState {
+                subscriber,
+                publisher,
+                track_id,
+                state,
+            } => {
+                let (state, reason, layer) = match state {
+                    StreamState::Active { layer } => (StreamStateKind::Active, None, layer),
+                    StreamState::Paused(r) => {
+                        (StreamStateKind::Paused, Some(r.as_str().to_owned()), None)
+                    }
+                };
+                let msg = ServerMessage::StreamState {
+                    participant_id: publisher,
+                    track_id,
+                    state,
+                    reason,
+                    layer,
+                };
+                send(&subscriber, msg);
+            }
+            Event::PublisherLayers {
+                participant,
+                track_id,
+                active,
+            } => send(
+                &participant,
+                ServerMessage::PublisherLayers { track_id, active },
+            ),
+            Event::Speakers { room, speakers } => {
+                let msg = speakers_message(speakers);
+                for m in self.members(&room) {
+                    send(m, msg.clone());
+                }
+            }
+            Event::Refused { participant, error } => {
+                if let Some(detail) = error.detail() {
+                    if let Some(refused) = self.bad_input_log.hit(now) {
+                        let detail = detail.get(..detail.len().min(300)).unwrap_or("");
+                        info!(participant, refused, "{error} ({detail})");
+                    }
+                }
+                send(&participant, signal_error(&error).into());
+            }
+        }
+    }
+
+    /// A track webhook for `participant`'s `track`.
+    fn track_webhook(&self, kind: EventKind, room: &str, participant: &str, track: TrackInfo) {
+        if !self.webhooks.is_enabled() {
+            return;
+        }
+        let Some(member) = self.members.get(participant) else {
+            return;
+        };
+        self.webhooks.emit(
+            WebhookEvent::new(kind, room)
+                .participant(member.clone())
+                .track(track),
+        );
+    }
+}
+
+/// The engine's request for a client's signal.
+pub fn request(signal: ClientSignal) -> Request {
+    match signal {
+        ClientSignal::Offer(sdp) => Request::Offer(sdp),
+        ClientSignal::Answer(sdp) => Request::Answer(sdp),
+        ClientSignal::Candidate(c) => Request::Candidate(c.candidate),
+        ClientSignal::Mute { track_id, muted } => Request::Mute { track_id, muted },
+        ClientSignal::TrackSettings {
+            track_id,
+            visible,
+            width,
+            height,
+        } => Request::TrackSettings {
+            track_id,
+            visible,
+            width,
+            height,
+        },
+    }
+}
+
+/// The leave reason a signalling connection gives (`left`, or `disconnected` for anything else).
+pub fn leave_reason(name: &str) -> LeaveReason {
+    LeaveReason::from_name(name).unwrap_or(LeaveReason::Disconnected)
+}
+
+/// The protocol error for an engine error: the code a client acts on, and the engine's text.
+pub fn signal_error(error: &Error) -> SignalError {
+    let code = match error {
+        Error::IdInUse | Error::ServerCandidate(_) => ErrorCode::Internal,
+        Error::UnknownParticipant => ErrorCode::NotJoined,
+        Error::UnknownTrack
+        | Error::NotSubscribed
+        | Error::BadCandidate { .. }
+        | Error::BadDataMessage => ErrorCode::BadMessage,
+        Error::TooManyOffers { .. } | Error::DataRateLimited { .. } => ErrorCode::RateLimited,
+        Error::UnreadableSdp { .. } | Error::SdpMismatch { .. } => ErrorCode::InvalidSdp,
+        Error::UnexpectedAnswer => ErrorCode::WrongState,
+        Error::TooManyTracks(_) | Error::TooManyCandidates(_) => ErrorCode::LimitExceeded,
+        Error::MayNotPublish | Error::NotOwnTrack | Error::MayNotSendData => ErrorCode::Forbidden,
+        Error::DataTooLarge(_) => ErrorCode::MessageTooLarge,
+    };
+    SignalError::new(code, error.to_string())
+}
+
+/// The error for the REST API: what does not exist is `not_found` there.
+pub fn rest_error(error: &Error) -> SignalError {
+    match error {
+        Error::UnknownTrack => SignalError::new(ErrorCode::NotFound, "no such track"),
+        Error::UnknownParticipant => {
+            SignalError::new(ErrorCode::NotFound, "no such participant in this room")
+        }
+        e => signal_error(e),
+    }
+}
+
+/// A participant as the protocol describes it.
+pub fn participant_info(p: ParticipantView) -> ParticipantInfo {
+    ParticipantInfo {
+        id: p.id,
+        name: p.name,
+        identity: p.identity,
+        metadata: p.metadata,
+        tracks: p.tracks.into_iter().map(track_info).collect(),
+    }
+}
+
+/// A track as the protocol describes it.
+pub fn track_info(t: TrackView) -> TrackInfo {
+    TrackInfo {
+        id: t.id,
+        kind: match t.kind {
+            MediaKind::Audio => TrackKind::Audio,
+            MediaKind::Video => TrackKind::Video,
+        },
+        muted: t.muted,
+    }
+}
+
+fn speakers_message(speakers: Vec<Speaker>) -> ServerMessage {
+    ServerMessage::Speakers {
+        speakers: speakers
+            .into_iter()
+            .map(|s| WireSpeaker {
+                participant_id: s.participant,
+                level: s.level,
+            })
+            .collect(),
+    }
+}
