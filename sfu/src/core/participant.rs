@@ -12,8 +12,8 @@ use str0m::Rtc;
 use str0m::channel::ChannelId;
 
 use super::bandwidth::Damping;
-use super::event::{ParticipantView, PauseReason};
 use super::data::DataLimiter;
+use super::event::{ParticipantView, PauseReason};
 use super::forward::select::{LayerIndex, LayerSelector};
 use super::forward::vp8::Vp8Rewriter;
 use super::forward::Forwarder;

@@ -15,12 +15,12 @@ use str0m::net::TcpType;
 use str0m::Candidate;
 use tracing::{debug, info};
 
+use super::event::{Error, Event, LeaveReason, ParticipantView, SdpKind};
 use super::forward::select::LayerSelector;
 use super::forward::Forwarder;
 use super::limits::TokenBucket;
 use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
 use super::room::{Layer, Track, TrackKey};
-use super::event::{Error, Event, LeaveReason, ParticipantView, SdpKind};
 use super::{Engine, TimerKind};
 
 /// Who joins, and what they may do.
@@ -128,8 +128,8 @@ impl Engine {
 
         let mut rtc = self.config.rtc.clone().build(now);
         for addr in &self.config.candidate_addrs {
-            let candidate = Candidate::host(*addr, "udp")
-                .map_err(|e| Error::ServerCandidate(e.to_string()))?;
+            let candidate =
+                Candidate::host(*addr, "udp").map_err(|e| Error::ServerCandidate(e.to_string()))?;
             rtc.add_local_candidate(candidate);
         }
         for addr in &self.config.tcp_candidate_addrs {
@@ -276,12 +276,7 @@ impl Engine {
         }
     }
 
-    fn accept_offer(
-        &mut self,
-        now: Instant,
-        key: ParticipantKey,
-        sdp: &str,
-    ) -> Result<(), Error> {
+    fn accept_offer(&mut self, now: Instant, key: ParticipantKey, sdp: &str) -> Result<(), Error> {
         let limits = self.config.limits;
         let p = self
             .participants
@@ -457,9 +452,11 @@ impl Engine {
             return Err(Error::TooManyCandidates(max));
         }
         p.candidates += 1;
-        let c = Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line))
-            .map_err(|e| Error::BadCandidate {
-                detail: e.to_string(),
+        let c =
+            Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line)).map_err(|e| {
+                Error::BadCandidate {
+                    detail: e.to_string(),
+                }
             })?;
         p.rtc.add_remote_candidate(c);
         Ok(())

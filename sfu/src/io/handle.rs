@@ -195,10 +195,7 @@ impl SfuHandle {
         let mut done = Vec::new();
         for w in &self.workers {
             let (tx, rx) = oneshot::channel();
-            let cmd = Command::RemoveAll {
-                reason,
-                reply: tx,
-            };
+            let cmd = Command::RemoveAll { reason, reply: tx };
             if matches!(tokio::time::timeout(wait, w.send(cmd)).await, Ok(Ok(()))) {
                 done.push(rx);
             }

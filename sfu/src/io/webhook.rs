@@ -96,6 +96,15 @@ impl Webhooks {
         Webhooks::default()
     }
 
+    /// Events go to `tx` as they are, unsigned and never retried: for embedding the engine
+    /// elsewhere, and for tests.
+    pub fn to_channel(tx: mpsc::Sender<WebhookEvent>) -> Self {
+        Webhooks {
+            tx: Some(tx),
+            stats: Arc::default(),
+        }
+    }
+
     /// Starts the dispatcher and one sender per URL on the current tokio runtime. With no URLs,
     /// the same as [`Webhooks::disabled`].
     pub fn start(config: WebhookConfig) -> Result<Self, reqwest::Error> {

@@ -103,7 +103,8 @@ impl Wire {
                 }
                 self.rooms.entry(room.clone()).or_default().push(id.clone());
                 self.webhooks.emit(
-                    WebhookEvent::new(EventKind::ParticipantJoined, &room).participant(info.clone()),
+                    WebhookEvent::new(EventKind::ParticipantJoined, &room)
+                        .participant(info.clone()),
                 );
                 self.members.insert(id, info);
             }
@@ -205,9 +206,7 @@ impl Wire {
                 }
             }
             Event::Offer { participant, sdp } => send(&participant, ServerMessage::Offer { sdp }),
-            Event::Answer { participant, sdp } => {
-                send(&participant, ServerMessage::Answer { sdp })
-            }
+            Event::Answer { participant, sdp } => send(&participant, ServerMessage::Answer { sdp }),
             Event::StreamState {
                 subscriber,
                 publisher,
@@ -359,5 +358,186 @@ fn speakers_message(speakers: Vec<Speaker>) -> ServerMessage {
                 level: s.level,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Error, PauseReason, SdpKind};
+    use tokio::sync::mpsc;
+
+    fn person(id: &str) -> ParticipantView {
+        ParticipantView {
+            id: id.into(),
+            name: id.to_uppercase(),
+            identity: None,
+            metadata: None,
+            tracks: Vec::new(),
+        }
+    }
+
+    fn mic(id: &str) -> TrackView {
+        TrackView {
+            id: format!("{id}-0"),
+            kind: MediaKind::Audio,
+            muted: false,
+        }
+    }
+
+    /// Translates `events`; returns (recipient, message type) and the webhooks as
+    /// (kind, participant, track, reason).
+    #[allow(clippy::type_complexity)]
+    fn run(
+        events: Vec<Event>,
+    ) -> (
+        Vec<(String, String)>,
+        Vec<(String, String, Option<String>, Option<String>)>,
+    ) {
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut wire = Wire::new(Webhooks::to_channel(tx));
+        let mut sent = Vec::new();
+        for e in events {
+            wire.translate(Instant::now(), e, &mut |id, msg| {
+                let json = serde_json::to_value(&msg).unwrap();
+                sent.push((id.to_owned(), json["type"].as_str().unwrap().to_owned()));
+            });
+        }
+        let mut hooks = Vec::new();
+        while let Ok(h) = rx.try_recv() {
+            hooks.push((
+                h.event.as_str().to_owned(),
+                h.participant.map(|p| p.id).unwrap_or_default(),
+                h.track.map(|t| t.id),
+                h.reason,
+            ));
+        }
+        (sent, hooks)
+    }
+
+    fn joined(id: &str, others: &[&str]) -> Event {
+        Event::Joined {
+            room: "r".into(),
+            participant: person(id),
+            others: others.iter().map(|o| person(o)).collect(),
+            speakers: Vec::new(),
+        }
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn each_event_reaches_the_members_of_its_room_and_the_webhooks_once() {
+        let (sent, hooks) = run(vec![
+            joined("ann", &[]),
+            joined("bob", &["ann"]),
+            Event::TrackPublished {
+                room: "r".into(),
+                participant: "ann".into(),
+                track: mic("ann"),
+            },
+            Event::StreamState {
+                subscriber: "bob".into(),
+                publisher: "ann".into(),
+                track_id: "ann-0".into(),
+                state: StreamState::Paused(PauseReason::Bandwidth),
+            },
+            Event::Refused {
+                participant: "bob".into(),
+                error: Error::UnreadableSdp {
+                    kind: SdpKind::Offer,
+                    detail: "at byte 3".into(),
+                },
+            },
+            Event::TrackUnpublished {
+                room: "r".into(),
+                participant: "ann".into(),
+                track: mic("ann"),
+            },
+            Event::Left {
+                room: "r".into(),
+                participant: person("ann"),
+                reason: LeaveReason::Timeout,
+            },
+            Event::Speakers {
+                room: "r".into(),
+                speakers: Vec::new(),
+            },
+        ]);
+        assert_eq!(
+            sent,
+            pairs(&[
+                ("ann", "joined"),
+                ("ann", "participant_joined"),
+                ("bob", "joined"),
+                ("bob", "track_published"),
+                ("bob", "stream_state"),
+                ("bob", "error"),
+                ("bob", "track_unpublished"),
+                ("bob", "participant_left"),
+                ("ann", "left"),
+                ("bob", "speakers"),
+            ])
+        );
+        let hook = |k: &str, p: &str, t: Option<&str>, r: Option<&str>| {
+            (
+                k.to_owned(),
+                p.to_owned(),
+                t.map(str::to_owned),
+                r.map(str::to_owned),
+            )
+        };
+        assert_eq!(
+            hooks,
+            vec![
+                hook("participant_joined", "ann", None, None),
+                hook("participant_joined", "bob", None, None),
+                hook("track_published", "ann", Some("ann-0"), None),
+                hook("track_unpublished", "ann", Some("ann-0"), None),
+                hook("participant_left", "ann", None, Some("timeout")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_room_emptied_and_joined_again_starts_with_no_members() {
+        let (sent, _) = run(vec![
+            joined("ann", &[]),
+            Event::Left {
+                room: "r".into(),
+                participant: person("ann"),
+                reason: LeaveReason::Left,
+            },
+            joined("bob", &[]),
+        ]);
+        assert_eq!(
+            sent,
+            pairs(&[("ann", "joined"), ("ann", "left"), ("bob", "joined")])
+        );
+    }
+
+    #[test]
+    fn errors_keep_their_codes_and_the_rest_api_says_not_found() {
+        let cases = [
+            (Error::TooManyTracks(8), "limit_exceeded"),
+            (Error::UnexpectedAnswer, "wrong_state"),
+            (Error::DataTooLarge(16), "message_too_large"),
+            (Error::NotOwnTrack, "forbidden"),
+            (Error::UnknownTrack, "bad_message"),
+        ];
+        for (error, code) in cases {
+            assert_eq!(signal_error(&error).code.as_str(), code, "{error}");
+        }
+        let e = rest_error(&Error::UnknownTrack);
+        assert_eq!(e.code.as_str(), "not_found");
+        let sdp = Error::SdpMismatch {
+            kind: SdpKind::Answer,
+            detail: "secret internals".into(),
+        };
+        assert!(!signal_error(&sdp).message.contains("secret"));
     }
 }

@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sfu::core::{generate_dtls_cert, Engine, EngineConfig, JoinSpec};
+use sfu::core::{generate_dtls_cert, Engine, EngineConfig, Event as EngineEvent, JoinSpec};
 use sfu::io::webhook::Webhooks;
 use sfu::io::wire::{self, Wire};
 use signal::protocol::ServerMessage;
+use signal::webhook::WebhookEvent;
 use signal::ClientSignal;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
@@ -479,15 +480,30 @@ pub struct WiredEngine {
     engine: Engine,
     wire: Wire,
     queue: VecDeque<(String, ServerMessage)>,
+    /// Every event the engine emitted so far, in order.
+    pub events: Vec<EngineEvent>,
+    webhooks: tokio::sync::mpsc::Receiver<WebhookEvent>,
 }
 
 impl WiredEngine {
     pub fn new(config: EngineConfig) -> Self {
+        let (tx, webhooks) = tokio::sync::mpsc::channel(4096);
         WiredEngine {
             engine: Engine::new(config),
-            wire: Wire::new(Webhooks::disabled()),
+            wire: Wire::new(Webhooks::to_channel(tx)),
             queue: VecDeque::new(),
+            events: Vec::new(),
+            webhooks,
         }
+    }
+
+    /// The webhooks emitted since the last call.
+    pub fn take_webhooks(&mut self) -> Vec<WebhookEvent> {
+        let mut out = Vec::new();
+        while let Ok(w) = self.webhooks.try_recv() {
+            out.push(w);
+        }
+        out
     }
 
     /// A client's signal, as the worker hands it to the engine.
@@ -507,6 +523,7 @@ impl WiredEngine {
                 return Some(m);
             }
             let event = self.engine.poll_event()?;
+            self.events.push(event.clone());
             let queue = &mut self.queue;
             self.wire.translate(Instant::now(), event, &mut |id, msg| {
                 queue.push_back((id.to_owned(), msg))
