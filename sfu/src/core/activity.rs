@@ -2,7 +2,6 @@
 //! flips into `speakers` events for the room and into allocation priority for the speakers'
 //! videos.
 
-use std::cmp::Reverse;
 use std::time::Instant;
 
 use str0m::media::MediaKind;
@@ -27,8 +26,7 @@ impl Engine {
             let publisher = track.publisher;
             if speaking {
                 let at = now + SILENCE;
-                self.timers
-                    .push(Reverse((at, publisher, TimerKind::Speaker(tk))));
+                self.timers.set(publisher, TimerKind::Speaker(tk), at);
             }
             let Some(p) = self.participants.get(&publisher) else {
                 continue;
@@ -109,11 +107,8 @@ impl Engine {
         if track.speaker.handle_timeout(now) == Some(false) {
             self.speaking_changed.push((tk, false));
         } else if let Some(last) = track.speaker.last_packet() {
-            self.timers.push(Reverse((
-                last + SILENCE,
-                track.publisher,
-                TimerKind::Speaker(tk),
-            )));
+            self.timers
+                .set(track.publisher, TimerKind::Speaker(tk), last + SILENCE);
         }
     }
 

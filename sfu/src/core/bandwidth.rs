@@ -2,7 +2,6 @@
 //! video (through the pure [`allocator`](super::allocator)), telling the subscriber what it gets,
 //! and per publisher: pausing the simulcast layers nobody needs (dynacast).
 
-use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
@@ -74,9 +73,8 @@ impl Engine {
         } else if let Some(at) = next {
             // A rising estimate inside the interval: allocate when it ends, even if no further
             // estimate comes (a stable one does not).
-            if p.allocation_timer.is_none() {
-                p.allocation_timer = Some(at);
-                self.timers.push(Reverse((at, key, TimerKind::Allocate)));
+            if self.timers.get(key, TimerKind::Allocate).is_none() {
+                self.timers.set(key, TimerKind::Allocate, at);
             }
         }
     }
@@ -113,7 +111,7 @@ impl Engine {
             return;
         };
         p.last_allocation = Some(now);
-        p.allocation_timer = None;
+        self.timers.cancel(key, TimerKind::Allocate);
         let cap = self.config.max_subscriber_bitrate.unwrap_or(u64::MAX);
         let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE).min(cap);
         let mut audio = 0;
@@ -185,9 +183,8 @@ impl Engine {
                         *l = old[i];
                     }
                 }
-                if p.allocation_timer.is_none() {
-                    p.allocation_timer = Some(ready);
-                    self.timers.push(Reverse((ready, key, TimerKind::Allocate)));
+                if self.timers.get(key, TimerKind::Allocate).is_none() {
+                    self.timers.set(key, TimerKind::Allocate, ready);
                 }
             }
         } else if !up {
@@ -329,20 +326,21 @@ impl Engine {
                 None => {
                     let at = now + PUBLISHER_PAUSE_DELAY;
                     track.pause_due = Some(at);
-                    self.timers
-                        .push(Reverse((at, track.publisher, TimerKind::Layers(tk))));
+                    self.timers.set(track.publisher, TimerKind::Layers(tk), at);
                     None
                 }
             }
         } else {
-            track.pause_due = None;
+            if track.pause_due.take().is_some() {
+                self.timers.cancel(track.publisher, TimerKind::Layers(tk));
+            }
             None
         };
         let Some(mask) = send else {
             return;
         };
-        if mask == needed {
-            track.pause_due = None;
+        if mask == needed && track.pause_due.take().is_some() {
+            self.timers.cancel(track.publisher, TimerKind::Layers(tk));
         }
         track.set_publisher_mask(now, mask);
         let active = track

@@ -34,6 +34,7 @@ mod rooms_admin;
 mod signalling;
 pub mod speaker;
 pub mod stats;
+mod timers;
 
 pub use event::{
     Error, Event, LeaveReason, ParticipantView, PauseReason, SdpKind, Speaker, StreamState,
@@ -41,8 +42,7 @@ pub use event::{
 };
 pub use signalling::{JoinSpec, Request};
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,7 @@ use forward::select::LayerIndex;
 use participant::{Participant, ParticipantKey, MAX_ADDRS};
 use room::{Room, Track, TrackKey};
 use stats::EngineStats;
+use timers::{TimerKind, Timers};
 
 /// Settings of an engine.
 #[derive(Clone)]
@@ -136,20 +137,6 @@ pub enum Transport {
     Tcp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKind {
-    /// The `Rtc`'s own deadline.
-    Rtc,
-    /// Check whether the participant went silent.
-    Liveness,
-    /// Pause layers of this track at the publisher if still unneeded.
-    Layers(TrackKey),
-    /// Check whether this audio track went silent.
-    Speaker(TrackKey),
-    /// A deferred allocation of the participant's videos.
-    Allocate,
-}
-
 /// The media core of one worker. See the module docs for the call order.
 pub struct Engine {
     config: EngineConfig,
@@ -167,7 +154,8 @@ pub struct Engine {
     switched: Vec<(ParticipantKey, TrackKey)>,
     /// Audio tracks whose speech state flipped.
     speaking_changed: Vec<(TrackKey, bool)>,
-    timers: BinaryHeap<Reverse<(Instant, ParticipantKey, TimerKind)>>,
+    /// Every deadline, of every kind.
+    timers: Timers,
     /// Events drained from connections, to be handled.
     rtc_events: Vec<(ParticipantKey, RtcEvent)>,
     /// Connections written to since the last flush.
@@ -200,7 +188,7 @@ impl Engine {
             layers_changed: Vec::new(),
             switched: Vec::new(),
             speaking_changed: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             rtc_events: Vec::new(),
             touched: Vec::new(),
             renegotiate: Vec::new(),
@@ -279,7 +267,7 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] should be called next (`None`: no participant).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers.next()
     }
 
     /// One received UDP datagram, sent by `source` to `destination`. A destination that is not
@@ -382,76 +370,26 @@ impl Engine {
 
     /// Time passed: drive every connection whose deadline is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, key, kind))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((key, kind)) = self.timers.pop_due(now) {
             let Some(p) = self.participants.get_mut(&key) else {
                 continue;
             };
             match kind {
                 TimerKind::Rtc => {
-                    if p.rtc_timer != Some(at) {
-                        continue; // stale
-                    }
-                    p.rtc_timer = None;
                     p.clock = p.clock.max(now);
                     if let Err(e) = p.rtc.handle_input(Input::Timeout(p.clock)) {
                         debug!(participant = %p.id, "timeout refused: {e}");
                     }
                     self.drain(key);
                 }
-                TimerKind::Liveness => {
-                    if p.liveness_timer != Some(at) {
-                        continue;
-                    }
-                    p.liveness_timer = None;
-                    self.check_liveness(now, key);
-                }
+                TimerKind::Liveness => self.check_liveness(now, key),
                 TimerKind::Layers(tk) => self.update_publisher_layers(now, tk),
                 TimerKind::Speaker(tk) => self.check_speaker(now, tk),
-                TimerKind::Allocate => {
-                    if p.allocation_timer == Some(at) {
-                        self.allocate_queue.push(key);
-                    }
-                }
+                TimerKind::Allocate => self.allocate_queue.push(key),
             }
             self.process(now);
         }
         self.flush(now);
-        self.compact_timers();
-    }
-
-    /// The heap keeps stale entries until they come due; drop them (and duplicates) if they pile
-    /// up. Every kind of deadline that is still wanted stays.
-    fn compact_timers(&mut self) {
-        if self.timers.len() <= 4 * self.participants.len() + 1024 {
-            return;
-        }
-        let mut timers = std::mem::take(&mut self.timers).into_vec();
-        timers.retain(|Reverse((at, key, kind))| self.timer_is_live(*at, *key, *kind));
-        // The same deadline pushed twice fires twice for nothing.
-        timers.sort_unstable();
-        timers.dedup();
-        self.timers = BinaryHeap::from(timers);
-    }
-
-    /// Whether a deadline in the heap still means something when it comes due.
-    fn timer_is_live(&self, at: Instant, key: ParticipantKey, kind: TimerKind) -> bool {
-        let Some(p) = self.participants.get(&key) else {
-            return false;
-        };
-        match kind {
-            TimerKind::Rtc => p.rtc_timer == Some(at),
-            TimerKind::Liveness => p.liveness_timer == Some(at),
-            TimerKind::Allocate => p.allocation_timer == Some(at),
-            TimerKind::Layers(tk) => self
-                .tracks
-                .get(&tk)
-                .is_some_and(|t| t.pause_due == Some(at)),
-            TimerKind::Speaker(tk) => self.tracks.contains_key(&tk),
-        }
     }
 
     fn check_liveness(&mut self, now: Instant, key: ParticipantKey) {
@@ -467,9 +405,7 @@ impl Engine {
             debug!(participant = %p.id, "no media connectivity; removing");
             self.remove(now, key, LeaveReason::Timeout);
         } else {
-            p.liveness_timer = Some(deadline);
-            self.timers
-                .push(Reverse((deadline, key, TimerKind::Liveness)));
+            self.timers.set(key, TimerKind::Liveness, deadline);
         }
     }
 
@@ -547,10 +483,7 @@ impl Engine {
                     }
                 }
                 Ok(Output::Timeout(t)) => {
-                    if p.rtc_timer != Some(t) {
-                        p.rtc_timer = Some(t);
-                        self.timers.push(Reverse((t, key, TimerKind::Rtc)));
-                    }
+                    self.timers.set(key, TimerKind::Rtc, t);
                     break;
                 }
                 Err(e) => {
@@ -623,8 +556,7 @@ impl Engine {
                 p.last_recv = now;
                 // From now on silence, not the connect deadline, decides liveness.
                 let at = now + self.config.silence_timeout;
-                p.liveness_timer = Some(at);
-                self.timers.push(Reverse((at, key, TimerKind::Liveness)));
+                self.timers.set(key, TimerKind::Liveness, at);
             }
             RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.remove(now, key, LeaveReason::Timeout);
@@ -685,66 +617,4 @@ fn sha1_hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
         mac.update(part);
     }
     mac.finalize().into_bytes().into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compacting_the_timer_heap_keeps_every_kind_of_live_deadline() {
-        let t0 = Instant::now();
-        let config =
-            EngineConfig::new(vec!["10.0.0.1:5000".parse().unwrap()], generate_dtls_cert());
-        let mut engine = Engine::new(config);
-        engine.join(t0, JoinSpec::new("ann", "r", "Ann")).unwrap();
-        let key = engine.by_id["ann"];
-        let s = Duration::from_secs;
-        // A live allocation, a live pending layer pause and a speech check of a real track.
-        let tk = 999;
-        let mut track = room::Track::for_tests(key, "ann");
-        track.pause_due = Some(t0 + s(3));
-        engine.tracks.insert(tk, track);
-        let p = engine.participants.get_mut(&key).unwrap();
-        p.allocation_timer = Some(t0 + s(2));
-        let live = [
-            (t0 + s(2), TimerKind::Allocate),
-            (t0 + s(3), TimerKind::Layers(tk)),
-            (t0 + s(4), TimerKind::Speaker(tk)),
-        ];
-        for (at, kind) in live {
-            engine.timers.push(Reverse((at, key, kind)));
-        }
-        // Stale ones: superseded connection deadlines, a pause no longer due, a gone track and a
-        // gone participant.
-        for i in 0..3000 {
-            engine.timers.push(Reverse((
-                t0 + Duration::from_millis(i),
-                key,
-                TimerKind::Rtc,
-            )));
-        }
-        engine
-            .timers
-            .push(Reverse((t0 + s(5), key, TimerKind::Layers(tk))));
-        engine
-            .timers
-            .push(Reverse((t0 + s(5), key, TimerKind::Speaker(7))));
-        engine
-            .timers
-            .push(Reverse((t0 + s(5), key + 1, TimerKind::Allocate)));
-        engine.compact_timers();
-        let mut left: Vec<(Instant, TimerKind)> = engine
-            .timers
-            .iter()
-            .map(|Reverse((at, _, kind))| (*at, *kind))
-            .collect();
-        left.sort();
-        let p = &engine.participants[&key];
-        let mut want: Vec<(Instant, TimerKind)> = live.to_vec();
-        want.extend(p.rtc_timer.map(|t| (t, TimerKind::Rtc)));
-        want.extend(p.liveness_timer.map(|t| (t, TimerKind::Liveness)));
-        want.sort();
-        assert_eq!(left, want);
-    }
 }

@@ -136,18 +136,12 @@ pub struct Participant {
     /// The latest time the `Rtc` was driven to; inputs never go back before it (str0m would
     /// ignore them).
     pub clock: Instant,
-    /// The deadline currently in the timer heap for the `Rtc`.
-    pub rtc_timer: Option<Instant>,
-    /// The deadline currently in the timer heap for the liveness check.
-    pub liveness_timer: Option<Instant>,
     /// Marked while it is in the engine's list of connections to drive after a batch.
     pub touched: bool,
     /// The send-side bandwidth estimate towards this participant, bits per second.
     pub estimate: Option<u64>,
     /// When its videos were last allocated.
     pub last_allocation: Option<Instant>,
-    /// A deferred allocation is scheduled at this time.
-    pub allocation_timer: Option<Instant>,
     /// Step-up damping after step-downs for bandwidth.
     pub damping: Damping,
     /// Last cumulative NACK count per stream, to count differences.

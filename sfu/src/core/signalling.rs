@@ -5,7 +5,6 @@
 //! offers whenever tracks come or go. If offers cross (glare), the server gives way: a client offer
 //! rolls back the server's pending one, and the server offers again after answering.
 
-use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -208,19 +207,15 @@ impl Engine {
                 joined_at: now,
                 last_recv: now,
                 clock: now,
-                rtc_timer: None,
-                liveness_timer: Some(deadline),
                 touched: false,
                 estimate: None,
                 last_allocation: None,
-                allocation_timer: None,
                 damping: Default::default(),
                 nack_counts: Vec::new(),
                 early_mutes: Vec::new(),
             },
         );
-        self.timers
-            .push(Reverse((deadline, key, TimerKind::Liveness)));
+        self.timers.set(key, TimerKind::Liveness, deadline);
         self.drain(key);
         self.process(now);
         Ok(())
@@ -687,6 +682,7 @@ impl Engine {
             return;
         };
         p.rtc.disconnect();
+        self.timers.forget(key);
         info!(participant = %p.id, room = %p.room, reason = reason.as_str(), "left");
         for addr in &p.addrs {
             self.by_addr.remove(addr);
