@@ -61,9 +61,9 @@ impl Engine {
         name: Option<String>,
         metadata: Option<String>,
     ) -> Result<(), Error> {
-        let key = *self
-            .by_id
-            .get(participant_id)
+        let key = self
+            .demux
+            .id(participant_id)
             .ok_or(Error::UnknownParticipant)?;
         let Some(p) = self.participants.get_mut(&key) else {
             return Err(Error::UnknownParticipant);
@@ -87,7 +87,7 @@ impl Engine {
         participant_id: &str,
         track_id: &str,
     ) -> Result<(ParticipantKey, TrackKey), Error> {
-        let key = *self.by_id.get(participant_id).ok_or(Error::UnknownTrack)?;
+        let key = self.demux.id(participant_id).ok_or(Error::UnknownTrack)?;
         let p = self.participants.get(&key).ok_or(Error::UnknownTrack)?;
         p.published
             .iter()

@@ -23,6 +23,7 @@ mod admin;
 pub mod allocator;
 pub mod bandwidth;
 pub mod data;
+mod demux;
 pub mod event;
 pub mod forward;
 mod forwarding;
@@ -36,6 +37,7 @@ pub mod speaker;
 pub mod stats;
 mod timers;
 
+pub use demux::Transport;
 pub use event::{
     Error, Event, LeaveReason, ParticipantView, PauseReason, SdpKind, Speaker, StreamState,
     TrackView,
@@ -53,8 +55,9 @@ use str0m::rtp::Ssrc;
 use str0m::{Event as RtcEvent, IceConnectionState, Input, Output, RtcConfig};
 use tracing::{debug, warn};
 
+use demux::Demux;
 use forward::select::LayerIndex;
-use participant::{Participant, ParticipantKey, MAX_ADDRS};
+use participant::{Participant, ParticipantKey};
 use room::{Room, Track, TrackKey};
 use stats::EngineStats;
 use timers::{TimerKind, Timers};
@@ -128,22 +131,12 @@ const IMMEDIATE: Duration = Duration::from_micros(1);
 /// the work one connection does in one turn (a pacer burst is at most 63 kB, about 55 packets).
 const MAX_IMMEDIATE_TURNS: u32 = 128;
 
-/// The transport a packet came over; part of the demultiplexing key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// UDP.
-    Udp,
-    /// ICE-TCP (RFC 6544, RFC 4571 framing).
-    Tcp,
-}
-
 /// The media core of one worker. See the module docs for the call order.
 pub struct Engine {
     config: EngineConfig,
     participants: HashMap<ParticipantKey, Participant>,
-    by_addr: HashMap<(Transport, SocketAddr), ParticipantKey>,
-    by_ufrag: HashMap<String, ParticipantKey>,
-    by_id: HashMap<String, ParticipantKey>,
+    /// Participants by id, ICE ufrag and remote address.
+    demux: Demux,
     rooms: HashMap<String, Room>,
     tracks: HashMap<TrackKey, Track>,
     /// SSRC of an incoming stream -> track and layer, per publisher.
@@ -179,9 +172,7 @@ impl Engine {
         Engine {
             config,
             participants: HashMap::new(),
-            by_addr: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            by_id: HashMap::new(),
+            demux: Demux::default(),
             rooms: HashMap::new(),
             tracks: HashMap::new(),
             ssrc_tracks: HashMap::new(),
@@ -232,13 +223,13 @@ impl Engine {
     /// Whether a participant owns the remote address `source` (it proved it with a signed STUN
     /// request and has not left).
     pub fn knows_address(&self, transport: Transport, source: SocketAddr) -> bool {
-        self.by_addr.contains_key(&(transport, source))
+        self.demux.addr(transport, source).is_some()
     }
 
     /// The bandwidth estimate towards participant `id`, bits per second, once there is one.
     pub fn estimate_of(&self, id: &str) -> Option<u64> {
-        let key = self.by_id.get(id)?;
-        self.participants.get(key)?.estimate
+        let key = self.demux.id(id)?;
+        self.participants.get(&key)?.estimate
     }
 
     /// Counters.
@@ -304,8 +295,8 @@ impl Engine {
         buf: &[u8],
     ) {
         self.stats.datagrams_in += 1;
-        let key = match self.by_addr.get(&(transport, source)) {
-            Some(k) => *k,
+        let key = match self.demux.addr(transport, source) {
+            Some(k) => k,
             None => match self.learn_address(transport, source, buf) {
                 Some(k) => k,
                 None => {
@@ -407,42 +398,6 @@ impl Engine {
         } else {
             self.timers.set(key, TimerKind::Liveness, deadline);
         }
-    }
-
-    /// A datagram from an unknown address: if it is a STUN binding request naming one of our ICE
-    /// ufrags and signed with that connection's ICE password, remember the address for that
-    /// participant.
-    ///
-    /// The ufrag travels in clear in every connectivity check, so it alone proves nothing: an
-    /// address is learnt only once MESSAGE-INTEGRITY checks. A forged request is counted and
-    /// dropped and costs the real path nothing. When the participant already has
-    /// [`MAX_ADDRS`] addresses, the oldest one that media is not arriving from is forgotten.
-    fn learn_address(
-        &mut self,
-        transport: Transport,
-        source: SocketAddr,
-        buf: &[u8],
-    ) -> Option<ParticipantKey> {
-        let stun = str0m::ice::StunMessage::parse(buf).ok()?;
-        if !stun.is_binding_request() {
-            return None;
-        }
-        let (local, _remote) = stun.split_username()?;
-        let key = *self.by_ufrag.get(local)?;
-        let p = self.participants.get_mut(&key)?;
-        if !stun.verify(p.ice_pass.as_bytes(), sha1_hmac) {
-            self.stats.stun_forged += 1;
-            return None;
-        }
-        if p.addrs.len() >= MAX_ADDRS {
-            let active = p.active_addr;
-            let i = p.addrs.iter().position(|a| Some(*a) != active).unwrap_or(0);
-            let old = p.addrs.remove(i);
-            self.by_addr.remove(&old);
-        }
-        p.addrs.push((transport, source));
-        self.by_addr.insert((transport, source), key);
-        Some(key)
     }
 
     /// Poll a connection until it has nothing more to say, queueing transmits and events.
@@ -607,14 +562,4 @@ impl Engine {
             self.stats.nacks_in += new;
         }
     }
-}
-
-/// HMAC-SHA1 over the concatenated `parts`, as STUN's MESSAGE-INTEGRITY uses it (RFC 5389).
-fn sha1_hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes keys of any length");
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
 }

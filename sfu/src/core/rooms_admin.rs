@@ -7,14 +7,14 @@ use super::Engine;
 impl Engine {
     /// Participant `id`, with its published tracks.
     pub fn participant(&self, id: &str) -> Option<ParticipantView> {
-        let key = self.by_id.get(id)?;
-        self.participants.get(key).map(|p| p.view(&self.tracks))
+        let key = self.demux.id(id)?;
+        self.participants.get(&key).map(|p| p.view(&self.tracks))
     }
 
     /// The room participant `id` is in.
     pub fn participant_room(&self, id: &str) -> Option<&str> {
-        let key = self.by_id.get(id)?;
-        self.participants.get(key).map(|p| p.room.as_str())
+        let key = self.demux.id(id)?;
+        self.participants.get(&key).map(|p| p.room.as_str())
     }
 
     /// Every participant of `room` with its tracks, in join order.

@@ -102,7 +102,7 @@ impl Engine {
             can_subscribe,
             can_publish_data,
         } = spec;
-        if self.by_id.contains_key(&id) {
+        if self.demux.id(&id).is_some() {
             return Err(Error::IdInUse);
         }
         // One session per identity and room: a second join (another tab, a reconnect from a new
@@ -170,8 +170,7 @@ impl Engine {
             speakers,
         });
         info!(participant = %id, %room, "joined");
-        self.by_ufrag.insert(ufrag.clone(), key);
-        self.by_id.insert(id.clone(), key);
+        self.demux.add(key, &id, &ufrag);
         let deadline = now + self.config.connect_timeout;
         self.participants.insert(
             key,
@@ -224,7 +223,7 @@ impl Engine {
     /// What participant `id` asked for. A refusal goes back to it as [`Event::Refused`]; an
     /// unknown `id` (gone already) is ignored.
     pub fn handle_request(&mut self, now: Instant, id: &str, request: Request) {
-        let Some(&key) = self.by_id.get(id) else {
+        let Some(key) = self.demux.id(id) else {
             return;
         };
         let result = match request {
@@ -264,7 +263,7 @@ impl Engine {
 
     /// Participant `id` leaves. Idempotent.
     pub fn leave(&mut self, now: Instant, id: &str, reason: LeaveReason) {
-        if let Some(&key) = self.by_id.get(id) {
+        if let Some(key) = self.demux.id(id) {
             self.remove(now, key, reason);
             self.process(now);
             self.flush(now);
@@ -684,11 +683,7 @@ impl Engine {
         p.rtc.disconnect();
         self.timers.forget(key);
         info!(participant = %p.id, room = %p.room, reason = reason.as_str(), "left");
-        for addr in &p.addrs {
-            self.by_addr.remove(addr);
-        }
-        self.by_ufrag.remove(&p.ufrag);
-        self.by_id.remove(&p.id);
+        self.demux.remove(&p.id, &p.ufrag, &p.addrs);
         for tk in p.subs.keys() {
             if let Some(t) = self.tracks.get_mut(tk) {
                 t.subscribers.retain(|k| *k != key);
