@@ -5,14 +5,14 @@
 //! Needs Linux, root (or user namespaces), node >= 20 and npm. Set `SFU_SKIP_BROWSER_TESTS=1` to
 //! skip it on machines that cannot run browsers.
 
-mod support;
+mod browser_runner;
 
 #[test]
 fn three_browsers_see_and_hear_each_other() {
-    if support::skipped() {
+    if browser_runner::skipped() {
         return;
     }
-    support::run_browser_script(
+    browser_runner::run_browser_script(
         "run.sh",
         &[("E2E_SCRIPT", "e2e.js")],
         "browser end-to-end test",

@@ -12,13 +12,13 @@
 //! Needs Linux, root (or user namespaces), node >= 20 and npm. Set `SFU_SKIP_BROWSER_TESTS=1` to
 //! skip it on machines that cannot run browsers.
 
-mod support;
+mod browser_runner;
 
 use std::path::Path;
 
 #[test]
 fn chat_mute_and_speakers_between_two_browsers() {
-    if support::skipped() {
+    if browser_runner::skipped() {
         return;
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -28,7 +28,7 @@ fn chat_mute_and_speakers_between_two_browsers() {
         .join("target")
         .join("chat-e2e");
     let screenshots = screenshots.to_string_lossy();
-    support::run_browser_script(
+    browser_runner::run_browser_script(
         "run.sh",
         &[
             ("E2E_SCRIPT", "chat.js"),

@@ -12,12 +12,12 @@
 //! Needs Linux, root (network namespaces, nftables), node >= 20 and npm. Set
 //! `SFU_SKIP_BROWSER_TESTS=1` to skip it on machines that cannot run browsers.
 
-mod support;
+mod browser_runner;
 
 #[test]
 fn relay_only_and_udp_blocked_browsers_see_each_other() {
-    if support::skipped() {
+    if browser_runner::skipped() {
         return;
     }
-    support::run_browser_script("run-firewall.sh", &[], "TURN / ICE-TCP end-to-end test");
+    browser_runner::run_browser_script("run-firewall.sh", &[], "TURN / ICE-TCP end-to-end test");
 }

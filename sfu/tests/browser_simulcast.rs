@@ -11,12 +11,12 @@
 //! Needs Linux, root (network namespaces, tc, nftables), node >= 20 and npm. Set
 //! `SFU_SKIP_BROWSER_TESTS=1` to skip it on machines that cannot run browsers.
 
-mod support;
+mod browser_runner;
 
 #[test]
 fn simulcast_layers_follow_each_subscribers_link() {
-    if support::skipped() {
+    if browser_runner::skipped() {
         return;
     }
-    support::run_browser_script("run-simulcast.sh", &[], "simulcast end-to-end test");
+    browser_runner::run_browser_script("run-simulcast.sh", &[], "simulcast end-to-end test");
 }
