@@ -5,6 +5,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -84,9 +86,24 @@ impl Server {
     }
 
     async fn metrics(&self) -> String {
-        let (status, body) = self.get("/metrics").await;
+        let (status, body) = timeout(STEP, self.get("/metrics"))
+            .await
+            .expect("no metrics in time");
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// Reads `/metrics` until `done` holds for the text, for at most `limit`. Returns the last
+    /// text either way, so that the caller's assertions say what is missing.
+    async fn metrics_until(&self, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = self.metrics().await;
+            if done(&text) || Instant::now() >= deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn ws_url(&self) -> String {
@@ -188,8 +205,16 @@ async fn connect(url: &str) -> Ws<impl AsyncRead + AsyncWrite + Unpin> {
 }
 
 /// A participant that publishes one audio track (a 60-byte packet every 20 ms) over UDP and
-/// receives the others' for `duration`. Returns how many RTP packets it received.
-async fn call(url: String, room: &str, identity: &str, duration: Duration) -> u64 {
+/// receives the others', counting the RTP packets it receives in `received`, until `stop` turns
+/// true (and for at most `limit`).
+async fn call(
+    url: String,
+    room: &str,
+    identity: &str,
+    limit: Duration,
+    received: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ws = connect(&url).await;
     assert_eq!(ws.join(room, identity).await["type"], "joined");
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -212,13 +237,12 @@ async fn call(url: String, room: &str, identity: &str, duration: Duration) -> u6
         .unwrap()
         .pt();
 
-    let end = Instant::now() + duration;
+    let end = Instant::now() + limit;
     let mut next_audio = Instant::now();
     let mut seq: u64 = 0;
     let mut connected = false;
-    let mut received = 0;
     let mut buf = vec![0u8; 2048];
-    while Instant::now() < end {
+    while Instant::now() < end && !*stop.borrow_and_update() {
         let now = Instant::now();
         if connected && now >= next_audio {
             if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
@@ -235,7 +259,9 @@ async fn call(url: String, room: &str, identity: &str, duration: Duration) -> u6
                 }
                 Output::Timeout(t) => break t,
                 Output::Event(Event::Connected) => connected = true,
-                Output::Event(Event::RtpPacket(_)) => received += 1,
+                Output::Event(Event::RtpPacket(_)) => {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
                 Output::Event(_) => {}
             }
         };
@@ -268,10 +294,10 @@ async fn call(url: String, room: &str, identity: &str, duration: Duration) -> u6
                 }
             }
             _ = sleep => rtc.handle_input(Input::Timeout(Instant::now())).unwrap(),
+            changed = stop.changed() => if changed.is_err() { break },
         }
     }
     ws.send(json!({"type": "leave"})).await;
-    received
 }
 
 /// The sum of the samples of `name` whose labels contain every one of `labels`.
@@ -291,16 +317,50 @@ async fn metrics_move_when_media_flows() {
     let audio_in = |t: &str| metric(t, "sfu_rtp_packets_in_total", &[r#"kind="audio""#]);
     let audio_out = |t: &str| metric(t, "sfu_rtp_packets_out_total", &[r#"kind="audio""#]);
 
-    let length = Duration::from_secs(4);
-    let a = tokio::spawn(call(server.ws_url(), "call", "ann", length));
-    let b = tokio::spawn(call(server.ws_url(), "call", "bob", length));
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    let during = server.metrics().await;
-    let (got_a, got_b) = (a.await.unwrap(), b.await.unwrap());
+    let (stop, stopped) = watch::channel(false);
+    let (got_a, got_b) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let a = tokio::spawn(call(
+        server.ws_url(),
+        "call",
+        "ann",
+        3 * STEP,
+        Arc::clone(&got_a),
+        stopped.clone(),
+    ));
+    let b = tokio::spawn(call(
+        server.ws_url(),
+        "call",
+        "bob",
+        3 * STEP,
+        Arc::clone(&got_b),
+        stopped,
+    ));
+    let in_call = |t: &str| {
+        metric(t, "sfu_participants", &[]) == 2.0
+            && metric(t, "sfu_rooms", &[]) == 1.0
+            && metric(t, "sfu_tracks", &[]) == 2.0
+    };
+    let during = server.metrics_until(STEP, in_call).await;
+    // Workers publish once a second: the call goes on until the media has gone both ways and
+    // the server's counts of it are out.
+    let counted = |t: &str| {
+        audio_in(t) - audio_in(&before) > 50.0
+            && audio_out(t) - audio_out(&before) > 20.0
+            && metric(t, "sfu_forwarding_delay_seconds_count", &[]) > 20.0
+    };
+    let received = || (got_a.load(Ordering::Relaxed), got_b.load(Ordering::Relaxed));
+    server
+        .metrics_until(STEP, |t| {
+            let (a, b) = received();
+            a > 10 && b > 10 && counted(t)
+        })
+        .await;
+    stop.send_replace(true);
+    a.await.unwrap();
+    b.await.unwrap();
+    let (got_a, got_b) = received();
     assert!(got_a > 10 && got_b > 10, "media arrived: {got_a}, {got_b}");
-    // Workers publish once a second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let after = server.metrics().await;
+    let after = server.metrics_until(STEP, counted).await;
 
     assert_eq!(metric(&during, "sfu_participants", &[]), 2.0, "{during}");
     assert_eq!(metric(&during, "sfu_rooms", &[]), 1.0);

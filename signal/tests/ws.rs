@@ -12,6 +12,7 @@ use signal::{
     router, ClientSignal, ErrorCode, JoinRequest, MediaBackend, RouterConfig, ServerMessage,
     Session, SignalError,
 };
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, Instant};
@@ -236,6 +237,30 @@ async fn expect_close(ws: &mut Ws) -> u16 {
         }
     };
     timeout(STEP, next).await.expect("no close in time")
+}
+
+/// Reads and drops whatever is left until the server ends the connection. The server ends it
+/// only when it is done with the session, so the media side has heard all it will hear of it.
+async fn read_to_end(ws: &mut Ws) {
+    use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
+    let end = async {
+        loop {
+            match ws.next().await {
+                None
+                | Some(Err(
+                    Error::ConnectionClosed
+                    | Error::AlreadyClosed
+                    | Error::Io(_)
+                    | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+                )) => return,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("expected the connection to end, got {e}"),
+            }
+        }
+    };
+    timeout(STEP, end)
+        .await
+        .expect("the server did not end the connection in time");
 }
 
 async fn expect_error(ws: &mut Ws, code: ErrorCode) -> String {
@@ -519,7 +544,15 @@ async fn closing_the_socket_leaves_as_disconnected_exactly_once() {
         .await
         .expect("close timed out")
         .expect("close");
-    drop(abrupt);
+    // No close frame: the client's end of the TCP connection just goes away. Only the sending
+    // half closes, so the test can still see when the server lets go of the connection.
+    match abrupt.get_mut() {
+        MaybeTlsStream::Plain(tcp) => timeout(STEP, tcp.shutdown())
+            .await
+            .expect("shutdown timed out")
+            .expect("shutdown"),
+        _ => unreachable!("the test connects over plain TCP"),
+    }
 
     let expected = [
         (graceful_id.clone(), "disconnected".to_owned()),
@@ -528,7 +561,8 @@ async fn closing_the_socket_leaves_as_disconnected_exactly_once() {
     rooms
         .wait_for_leaves(|leaves| expected.iter().all(|e| leaves.contains(e)))
         .await;
-    sleep(Duration::from_millis(200)).await;
+    read_to_end(&mut graceful).await;
+    read_to_end(&mut abrupt).await;
     let leaves = rooms.leaves();
     assert_eq!(leaves.len(), 2, "{leaves:?}");
 }
@@ -546,7 +580,7 @@ async fn leave_ends_with_left_and_close() {
         }
     );
     assert_eq!(expect_close(&mut ws).await, 1000);
-    sleep(Duration::from_millis(100)).await;
+    read_to_end(&mut ws).await;
     assert_eq!(rooms.leaves(), vec![(id, "left".to_owned())]);
 }
 
@@ -579,7 +613,7 @@ async fn left_from_the_backend_closes_without_a_leave() {
         }
     );
     assert_eq!(expect_close(&mut ws).await, 1000);
-    sleep(Duration::from_millis(100)).await;
+    read_to_end(&mut ws).await;
     assert!(rooms.leaves().is_empty(), "{:?}", rooms.leaves());
 }
 

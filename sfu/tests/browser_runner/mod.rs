@@ -12,15 +12,6 @@ use std::time::{Duration, Instant};
 /// run itself (every script stops itself well before this).
 pub const OVERALL_LIMIT: Duration = Duration::from_secs(600);
 
-/// Whether browser tests are switched off on this machine (`SFU_SKIP_BROWSER_TESTS=1`).
-pub fn skipped() -> bool {
-    let skip = std::env::var_os("SFU_SKIP_BROWSER_TESTS").is_some_and(|v| v != "0");
-    if skip {
-        eprintln!("skipped: SFU_SKIP_BROWSER_TESTS is set");
-    }
-    skip
-}
-
 /// Runs `bash <script>` in `tests/browser/` with `SFU_BIN` and `env` set, and asserts that it
 /// succeeds; `what` names the test in the failure message.
 pub fn run_browser_script(script: &str, env: &[(&str, &str)], what: &str) {
