@@ -18,7 +18,7 @@ impl Engine {
     /// Act on the speech flips of the last batch: tell the rooms and re-prioritise videos.
     pub(super) fn update_speakers(&mut self, now: Instant) {
         let mut rooms: Vec<String> = Vec::new();
-        for (tk, speaking) in std::mem::take(&mut self.speaking_changed) {
+        for (tk, speaking) in self.agenda.take_speech() {
             let Some(track) = self.tracks.get(&tk) else {
                 continue;
             };
@@ -47,7 +47,7 @@ impl Engine {
                 if let Some(t) = self.tracks.get_mut(&v) {
                     if t.priority <= SPEAKER_PRIORITY && t.priority != priority {
                         t.priority = priority;
-                        self.allocate_queue.extend(t.subscribers.iter().copied());
+                        self.agenda.allocate_all(t.subscribers.iter().copied());
                     }
                 }
             }
@@ -105,7 +105,7 @@ impl Engine {
             return;
         }
         if track.speaker.handle_timeout(now) == Some(false) {
-            self.speaking_changed.push((tk, false));
+            self.agenda.speaking(tk, false);
         } else if let Some(last) = track.speaker.last_packet() {
             self.timers
                 .set(track.publisher, TimerKind::Speaker(tk), last + SILENCE);
@@ -116,7 +116,7 @@ impl Engine {
     pub(super) fn reset_speaker(&mut self, tk: TrackKey) {
         if let Some(t) = self.tracks.get_mut(&tk) {
             if t.speaker.is_speaking() {
-                self.speaking_changed.push((tk, false));
+                self.agenda.speaking(tk, false);
             }
             t.speaker.reset();
         }

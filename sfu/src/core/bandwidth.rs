@@ -69,7 +69,7 @@ impl Engine {
         let previous = p.estimate.replace(bps).unwrap_or(INITIAL_ESTIMATE);
         let next = p.last_allocation.map(|t| t + ALLOCATION_INTERVAL);
         if bps < previous || next.is_none_or(|t| t <= now) {
-            self.allocate_queue.push(key);
+            self.agenda.allocate(key);
         } else if let Some(at) = next {
             // A rising estimate inside the interval: allocate when it ends, even if no further
             // estimate comes (a stable one does not).
@@ -81,26 +81,20 @@ impl Engine {
 
     /// Run what a batch of input left to do: allocations, stream reports, publisher layers.
     pub(super) fn update_allocations(&mut self, now: Instant) {
-        for tk in std::mem::take(&mut self.layers_changed) {
+        for tk in self.agenda.take_layers_changed() {
             if let Some(t) = self.tracks.get(&tk) {
-                self.allocate_queue.extend(t.subscribers.iter().copied());
+                self.agenda.allocate_all(t.subscribers.iter().copied());
             }
         }
-        let mut queue = std::mem::take(&mut self.allocate_queue);
-        queue.sort_unstable();
-        queue.dedup();
-        for key in queue {
+        for key in self.agenda.take_allocations() {
             self.allocate_for(now, key);
         }
-        for (sk, tk) in std::mem::take(&mut self.switched) {
+        for (sk, tk) in self.agenda.take_switched() {
             self.report(sk, tk);
             // The layer the subscriber left may now be unneeded at the publisher.
-            self.dynacast_queue.push(tk);
+            self.agenda.dynacast(tk);
         }
-        let mut tracks = std::mem::take(&mut self.dynacast_queue);
-        tracks.sort_unstable();
-        tracks.dedup();
-        for tk in tracks {
+        for tk in self.agenda.take_dynacast() {
             self.update_publisher_layers(now, tk);
         }
     }
@@ -202,7 +196,7 @@ impl Engine {
             let target = a.layers[i];
             if sub.selector.target() != target {
                 sub.selector.set_target(target);
-                self.dynacast_queue.push(*tk);
+                self.agenda.dynacast(*tk);
             }
             if let Some(cur) = sub.selector.current() {
                 if demands[i]

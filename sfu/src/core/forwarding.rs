@@ -61,7 +61,7 @@ impl Engine {
         }
         if !was_arriving && track.kind == MediaKind::Video {
             // A layer (re)appeared: the subscribers' allocations may change.
-            self.layers_changed.push(tk);
+            self.agenda.layers_changed(tk);
         }
         if track.muted {
             self.stats.dropped[DropReason::Muted.index()] += track.subscribers.len() as u64;
@@ -70,7 +70,7 @@ impl Engine {
         if let Some(level) = pkt.header.ext_vals.audio_level {
             let dbov = (level as i16).unsigned_abs().min(127) as u8;
             if let Some(speaking) = track.speaker.handle_level(now, dbov) {
-                self.speaking_changed.push((tk, speaking));
+                self.agenda.speaking(tk, speaking);
             }
         }
         let info = PacketInfo {
@@ -128,7 +128,7 @@ impl Engine {
                 self.stats.layer_switches += 1;
                 sub.forwarder.restart();
                 sub.vp8.restart();
-                self.switched.push((sk, tk));
+                self.agenda.switched(sk, tk);
             }
             if !s.connected {
                 drop(&mut self.stats, DropReason::NotConnected);

@@ -20,6 +20,7 @@
 
 mod activity;
 mod admin;
+mod agenda;
 pub mod allocator;
 pub mod bandwidth;
 pub mod data;
@@ -55,6 +56,7 @@ use str0m::rtp::Ssrc;
 use str0m::{Event as RtcEvent, IceConnectionState, Input, Output, RtcConfig};
 use tracing::{debug, warn};
 
+use agenda::Agenda;
 use demux::Demux;
 use forward::select::LayerIndex;
 use participant::{Participant, ParticipantKey};
@@ -141,24 +143,14 @@ pub struct Engine {
     tracks: HashMap<TrackKey, Track>,
     /// SSRC of an incoming stream -> track and layer, per publisher.
     ssrc_tracks: HashMap<(ParticipantKey, Ssrc), (TrackKey, LayerIndex)>,
-    /// Tracks whose set of arriving layers changed: their subscribers are allocated again.
-    layers_changed: Vec<TrackKey>,
-    /// Subscriptions that switched layer (subscriber, track): their state is reported.
-    switched: Vec<(ParticipantKey, TrackKey)>,
-    /// Audio tracks whose speech state flipped.
-    speaking_changed: Vec<(TrackKey, bool)>,
     /// Every deadline, of every kind.
     timers: Timers,
     /// Events drained from connections, to be handled.
     rtc_events: Vec<(ParticipantKey, RtcEvent)>,
     /// Connections written to since the last flush.
     touched: Vec<ParticipantKey>,
-    /// Participants whose negotiation state changed.
-    renegotiate: Vec<ParticipantKey>,
-    /// Subscribers whose videos need allocating.
-    allocate_queue: Vec<ParticipantKey>,
-    /// Tracks whose needed layers may have changed.
-    dynacast_queue: Vec<TrackKey>,
+    /// What the current batch of input left to do.
+    agenda: Agenda,
     transmits: VecDeque<Transmit>,
     /// What happened, for the world (see [`Engine::poll_event`]).
     out: VecDeque<Event>,
@@ -176,15 +168,10 @@ impl Engine {
             rooms: HashMap::new(),
             tracks: HashMap::new(),
             ssrc_tracks: HashMap::new(),
-            layers_changed: Vec::new(),
-            switched: Vec::new(),
-            speaking_changed: Vec::new(),
             timers: Timers::default(),
             rtc_events: Vec::new(),
             touched: Vec::new(),
-            renegotiate: Vec::new(),
-            allocate_queue: Vec::new(),
-            dynacast_queue: Vec::new(),
+            agenda: Agenda::default(),
             transmits: VecDeque::new(),
             out: VecDeque::new(),
             next_key: 1,
@@ -376,7 +363,7 @@ impl Engine {
                 TimerKind::Liveness => self.check_liveness(now, key),
                 TimerKind::Layers(tk) => self.update_publisher_layers(now, tk),
                 TimerKind::Speaker(tk) => self.check_speaker(now, tk),
-                TimerKind::Allocate => self.allocate_queue.push(key),
+                TimerKind::Allocate => self.agenda.allocate(key),
             }
             self.process(now);
         }
@@ -461,7 +448,7 @@ impl Engine {
                 self.rtc_events = events; // reuse the allocation
             }
         }
-        while let Some(key) = self.renegotiate.pop() {
+        while let Some(key) = self.agenda.next_renegotiation() {
             self.send_offer(key);
             self.drain(key);
             while !self.rtc_events.is_empty() {
@@ -471,14 +458,10 @@ impl Engine {
                 }
             }
         }
-        if !self.speaking_changed.is_empty() {
+        if self.agenda.has_speech() {
             self.update_speakers(now);
         }
-        if !self.allocate_queue.is_empty()
-            || !self.layers_changed.is_empty()
-            || !self.switched.is_empty()
-            || !self.dynacast_queue.is_empty()
-        {
+        if self.agenda.has_allocation_work() {
             self.update_allocations(now);
         }
     }
@@ -536,7 +519,7 @@ impl Engine {
             RtcEvent::ChannelData(cd) => self.channel_data(now, key, cd.id, cd.binary, &cd.data),
             RtcEvent::StreamPaused(sp) => {
                 if let Some(&(tk, _)) = self.ssrc_tracks.get(&(key, sp.ssrc)) {
-                    self.layers_changed.push(tk);
+                    self.agenda.layers_changed(tk);
                 }
             }
             _ => {}

@@ -288,7 +288,7 @@ impl Engine {
             debug!(participant = %p.id, "offers crossed; the server gives way");
             restore(p, pending);
         }
-        self.renegotiate.push(key);
+        self.agenda.renegotiate(key);
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| Error::UnreadableSdp {
             kind: SdpKind::Offer,
             detail: e.to_string(),
@@ -323,7 +323,7 @@ impl Engine {
             Ok(a) => a,
             Err(e) => {
                 restore(p, pending);
-                self.renegotiate.push(key);
+                self.agenda.renegotiate(key);
                 return Err(Error::UnreadableSdp {
                     kind: SdpKind::Answer,
                     detail: e.to_string(),
@@ -333,7 +333,7 @@ impl Engine {
         let PendingOffer { pending, added, .. } = pending;
         if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
             p.to_add.extend(added.iter().map(|(tk, _)| *tk));
-            self.renegotiate.push(key);
+            self.agenda.renegotiate(key);
             return Err(Error::SdpMismatch {
                 kind: SdpKind::Answer,
                 detail: e.to_string(),
@@ -363,14 +363,14 @@ impl Engine {
                             sub.selector.set_target(Some(0));
                         }
                     } else {
-                        self.allocate_queue.push(key);
+                        self.agenda.allocate(key);
                     }
                 }
                 // Unpublished while the offer was out: take the m-line out of use again.
                 None => p.to_deactivate.push(mid),
             }
         }
-        self.renegotiate.push(key);
+        self.agenda.renegotiate(key);
         Ok(())
     }
 
@@ -423,7 +423,7 @@ impl Engine {
         sub.visible = visible;
         sub.width = width.min(16_384);
         sub.height = height.min(16_384);
-        self.allocate_queue.push(key);
+        self.agenda.allocate(key);
         Ok(())
     }
 
@@ -518,7 +518,7 @@ impl Engine {
         if !p.can_publish {
             // Whatever the SDP says: nothing from this m-line reaches anyone.
             p.to_deactivate.push(mid);
-            self.renegotiate.push(key);
+            self.agenda.renegotiate(key);
             let refused = Event::Refused {
                 participant: p.id.clone(),
                 error: Error::MayNotPublish,
@@ -530,7 +530,7 @@ impl Engine {
             // Reached by sending again on m-lines set inactive earlier; offers that add too
             // many are refused before they get here.
             p.to_deactivate.push(mid);
-            self.renegotiate.push(key);
+            self.agenda.renegotiate(key);
             self.stats.signals_refused += 1;
             let refused = Event::Refused {
                 participant: p.id.clone(),
@@ -580,7 +580,7 @@ impl Engine {
             if let Some(o) = self.participants.get_mut(&k) {
                 if o.can_subscribe {
                     o.to_add.push(tk);
-                    self.renegotiate.push(k);
+                    self.agenda.renegotiate(k);
                 }
             }
         }
@@ -653,7 +653,7 @@ impl Engine {
                 if let Some(sub) = o.subs.remove(&tk) {
                     o.sub_by_mid.remove(&sub.mid);
                     o.to_deactivate.push(sub.mid);
-                    self.renegotiate.push(k);
+                    self.agenda.renegotiate(k);
                 }
             }
         }
