@@ -19,7 +19,7 @@ impl Engine {
     pub(super) fn update_speakers(&mut self, now: Instant) {
         let mut rooms: Vec<String> = Vec::new();
         for (tk, speaking) in self.agenda.take_speech() {
-            let Some(track) = self.tracks.get(&tk) else {
+            let Some(track) = self.rooms.track(tk) else {
                 continue;
             };
             self.stats.speaker_changes += 1;
@@ -38,13 +38,13 @@ impl Engine {
                 .iter()
                 .map(|(_, t)| *t)
                 .filter(|t| {
-                    self.tracks
-                        .get(t)
+                    self.rooms
+                        .track(*t)
                         .is_some_and(|t| t.kind == MediaKind::Video)
                 })
                 .collect();
             for v in videos {
-                if let Some(t) = self.tracks.get_mut(&v) {
+                if let Some(t) = self.rooms.track_mut(v) {
                     if t.priority <= SPEAKER_PRIORITY && t.priority != priority {
                         t.priority = priority;
                         self.agenda.allocate_all(t.subscribers.iter().copied());
@@ -62,13 +62,13 @@ impl Engine {
 
     /// Who speaks in `room` now, loudest first.
     pub(super) fn speakers_of(&self, room: &str) -> Vec<Speaker> {
-        let Some(r) = self.rooms.get(room) else {
+        let Some(r) = self.rooms.room(room) else {
             return Vec::new();
         };
         let mut speakers: Vec<(f32, Speaker)> = r
             .tracks
             .iter()
-            .filter_map(|tk| self.tracks.get(tk))
+            .filter_map(|tk| self.rooms.track(*tk))
             .filter(|t| t.kind == MediaKind::Audio && t.speaker.is_speaking())
             .map(|t| {
                 let level = t.speaker.level();
@@ -87,7 +87,7 @@ impl Engine {
 
     /// Tell `room` who speaks now.
     fn send_speakers(&mut self, room: &str) {
-        if self.rooms.contains_key(room) {
+        if self.rooms.room(room).is_some() {
             let speakers = self.speakers_of(room);
             self.emit(Event::Speakers {
                 room: room.to_owned(),
@@ -98,7 +98,7 @@ impl Engine {
 
     /// A speaking track's silence check is due.
     pub(super) fn check_speaker(&mut self, now: Instant, tk: TrackKey) {
-        let Some(track) = self.tracks.get_mut(&tk) else {
+        let Some(track) = self.rooms.track_mut(tk) else {
             return;
         };
         if !track.speaker.is_speaking() {
@@ -114,7 +114,7 @@ impl Engine {
 
     /// Forget a track's speech (muted): if it was speaking, the room hears that it stopped.
     pub(super) fn reset_speaker(&mut self, tk: TrackKey) {
-        if let Some(t) = self.tracks.get_mut(&tk) {
+        if let Some(t) = self.rooms.track_mut(tk) {
             if t.speaker.is_speaking() {
                 self.agenda.speaking(tk, false);
             }

@@ -19,7 +19,7 @@ impl Engine {
         muted: bool,
     ) -> Result<(), Error> {
         let (key, tk) = self.find_track(participant_id, track_id)?;
-        let Some(track) = self.tracks.get_mut(&tk) else {
+        let Some(track) = self.rooms.track_mut(tk) else {
             return Err(Error::UnknownTrack);
         };
         if track.muted == muted {
@@ -76,7 +76,7 @@ impl Engine {
         }
         let updated = Event::ParticipantUpdated {
             room: p.room.clone(),
-            participant: p.view(&self.tracks),
+            participant: p.view(&self.rooms),
         };
         self.emit(updated);
         Ok(())
@@ -92,7 +92,7 @@ impl Engine {
         p.published
             .iter()
             .map(|(_, tk)| *tk)
-            .find(|tk| self.tracks.get(tk).is_some_and(|t| t.id == track_id))
+            .find(|tk| self.rooms.track(*tk).is_some_and(|t| t.id == track_id))
             .map(|tk| (key, tk))
             .ok_or(Error::UnknownTrack)
     }

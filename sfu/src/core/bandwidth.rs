@@ -82,7 +82,7 @@ impl Engine {
     /// Run what a batch of input left to do: allocations, stream reports, publisher layers.
     pub(super) fn update_allocations(&mut self, now: Instant) {
         for tk in self.agenda.take_layers_changed() {
-            if let Some(t) = self.tracks.get(&tk) {
+            if let Some(t) = self.rooms.track(tk) {
                 self.agenda.allocate_all(t.subscribers.iter().copied());
             }
         }
@@ -112,7 +112,7 @@ impl Engine {
         let mut keys: Vec<TrackKey> = Vec::with_capacity(p.subs.len());
         let mut demands: Vec<VideoDemand> = Vec::with_capacity(p.subs.len());
         for (tk, sub) in &p.subs {
-            let Some(track) = self.tracks.get_mut(tk) else {
+            let Some(track) = self.rooms.track_mut(*tk) else {
                 continue;
             };
             if track.kind == MediaKind::Audio {
@@ -235,7 +235,7 @@ impl Engine {
 
     /// Tell subscriber `sk` the state of its stream of track `tk` if it changed.
     fn report(&mut self, sk: ParticipantKey, tk: TrackKey) {
-        let Some(track) = self.tracks.get(&tk) else {
+        let Some(track) = self.rooms.track(tk) else {
             return;
         };
         if track.kind != MediaKind::Video {
@@ -290,7 +290,7 @@ impl Engine {
     /// once; they go off only after [`PUBLISHER_PAUSE_DELAY`] of not being needed. The lowest
     /// layer always stays on so that a new subscriber starts without a round trip.
     pub(super) fn update_publisher_layers(&mut self, now: Instant, tk: TrackKey) {
-        let Some(track) = self.tracks.get_mut(&tk) else {
+        let Some(track) = self.rooms.track_mut(tk) else {
             return;
         };
         let n = track.layers.len();
@@ -357,7 +357,7 @@ impl Engine {
 
     /// Ask for a keyframe on every layer of a track (after an unmute).
     pub(super) fn request_all_keyframes(&mut self, now: Instant, tk: TrackKey) {
-        let n = self.tracks.get(&tk).map_or(0, |t| t.layers.len());
+        let n = self.rooms.track(tk).map_or(0, |t| t.layers.len());
         for l in 0..n {
             self.request_keyframe(now, tk, l as u8);
         }

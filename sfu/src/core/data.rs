@@ -188,7 +188,7 @@ impl Engine {
                 }
             }
         };
-        let Some(r) = self.rooms.get(&room) else {
+        let Some(r) = self.rooms.room(&room) else {
             return;
         };
         for &k in &r.participants {

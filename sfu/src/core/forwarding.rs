@@ -12,8 +12,9 @@ use str0m::media::MediaKind;
 use super::forward::select::{LayerIndex, Selection};
 use super::forward::{self, DropReason, PacketInfo, Verdict};
 use super::participant::{Participant, ParticipantKey};
-use super::room::{self, TrackKey, VideoCodec};
+use super::room::TrackKey;
 use super::stats::{self, EngineStats};
+use super::track::{self, VideoCodec};
 use super::Engine;
 
 impl Engine {
@@ -23,7 +24,7 @@ impl Engine {
         let Some((tk, layer)) = self.track_of(key, pkt.header.ssrc) else {
             return;
         };
-        let Some(track) = self.tracks.get_mut(&tk) else {
+        let Some(track) = self.rooms.track_mut(tk) else {
             return;
         };
         let kind = stats::kind_index(track.kind);
@@ -54,7 +55,7 @@ impl Engine {
         l.rate.add(now, pkt.payload.len());
         let was_arriving = l
             .last_packet
-            .is_some_and(|t| now.saturating_duration_since(t) < room::LAYER_TIMEOUT);
+            .is_some_and(|t| now.saturating_duration_since(t) < track::LAYER_TIMEOUT);
         l.last_packet = Some(now);
         if keyframe_start && track.codec == Some(VideoCodec::Vp8) {
             l.size = forward::vp8::keyframe_size(&pkt.payload).or(l.size);
@@ -208,27 +209,27 @@ impl Engine {
         key: ParticipantKey,
         ssrc: Ssrc,
     ) -> Option<(TrackKey, LayerIndex)> {
-        if let Some(v) = self.ssrc_tracks.get(&(key, ssrc)) {
-            return Some(*v);
+        if let Some(v) = self.rooms.stream(key, ssrc) {
+            return Some(v);
         }
         let p = self.participants.get_mut(&key)?;
         let mut api = p.rtc.direct_api();
         let rx = api.stream_rx(&ssrc)?;
         let (mid, rid) = (rx.mid(), rx.rid());
         let tk = p.published.iter().find(|(m, _)| *m == mid)?.1;
-        let track = self.tracks.get(&tk)?;
+        let track = self.rooms.track(tk)?;
         let layer = match rid {
             None => 0,
             Some(rid) => track.layers.iter().position(|l| l.rid == Some(rid))? as LayerIndex,
         };
-        self.ssrc_tracks.insert((key, ssrc), (tk, layer));
+        self.rooms.learn_stream(key, ssrc, tk, layer);
         Some((tk, layer))
     }
 
     /// Ask the publisher of a track for a keyframe on `layer`, at most once per
-    /// [`room::KEYFRAME_REQUEST_INTERVAL`] per layer: requests of several subscribers merge.
+    /// [`track::KEYFRAME_REQUEST_INTERVAL`] per layer: requests of several subscribers merge.
     pub(super) fn request_keyframe(&mut self, now: Instant, tk: TrackKey, layer: LayerIndex) {
-        let Some(track) = self.tracks.get_mut(&tk) else {
+        let Some(track) = self.rooms.track_mut(tk) else {
             return;
         };
         if track.kind != MediaKind::Video || !track.keyframe_request_due(now, layer) {

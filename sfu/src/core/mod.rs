@@ -37,6 +37,7 @@ mod signalling;
 pub mod speaker;
 pub mod stats;
 mod timers;
+pub mod track;
 
 pub use demux::Transport;
 pub use event::{
@@ -52,15 +53,13 @@ use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::Ssrc;
 use str0m::{Event as RtcEvent, IceConnectionState, Input, Output, RtcConfig};
 use tracing::{debug, warn};
 
 use agenda::Agenda;
 use demux::Demux;
-use forward::select::LayerIndex;
 use participant::{Participant, ParticipantKey};
-use room::{Room, Track, TrackKey};
+use room::Rooms;
 use stats::EngineStats;
 use timers::{TimerKind, Timers};
 
@@ -139,10 +138,9 @@ pub struct Engine {
     participants: HashMap<ParticipantKey, Participant>,
     /// Participants by id, ICE ufrag and remote address.
     demux: Demux,
-    rooms: HashMap<String, Room>,
-    tracks: HashMap<TrackKey, Track>,
+    /// Rooms, their tracks, and the streams that carry them.
+    rooms: Rooms,
     /// SSRC of an incoming stream -> track and layer, per publisher.
-    ssrc_tracks: HashMap<(ParticipantKey, Ssrc), (TrackKey, LayerIndex)>,
     /// Every deadline, of every kind.
     timers: Timers,
     /// Events drained from connections, to be handled.
@@ -165,9 +163,7 @@ impl Engine {
             config,
             participants: HashMap::new(),
             demux: Demux::default(),
-            rooms: HashMap::new(),
-            tracks: HashMap::new(),
-            ssrc_tracks: HashMap::new(),
+            rooms: Rooms::default(),
             timers: Timers::default(),
             rtc_events: Vec::new(),
             touched: Vec::new(),
@@ -191,13 +187,13 @@ impl Engine {
 
     /// How many rooms this engine holds.
     pub fn room_count(&self) -> usize {
-        self.rooms.len()
+        self.rooms.room_count()
     }
 
     /// Ids of the participants of a room, in join order.
     pub fn room_participants(&self, room: &str) -> Vec<String> {
         self.rooms
-            .get(room)
+            .room(room)
             .map(|r| {
                 r.participants
                     .iter()
@@ -518,7 +514,7 @@ impl Engine {
             RtcEvent::ChannelClose(id) => self.channel_close(key, id),
             RtcEvent::ChannelData(cd) => self.channel_data(now, key, cd.id, cd.binary, &cd.data),
             RtcEvent::StreamPaused(sp) => {
-                if let Some(&(tk, _)) = self.ssrc_tracks.get(&(key, sp.ssrc)) {
+                if let Some((tk, _)) = self.rooms.stream(key, sp.ssrc) {
                     self.agenda.layers_changed(tk);
                 }
             }

@@ -18,7 +18,8 @@ use super::forward::select::{LayerIndex, LayerSelector};
 use super::forward::vp8::Vp8Rewriter;
 use super::forward::Forwarder;
 use super::limits::TokenBucket;
-use super::room::{Track, TrackKey};
+use super::room::{Rooms, TrackKey};
+use super::track::Track;
 use super::Transport;
 
 /// Internal participant key: unique within an [`Engine`](super::Engine), never reused.
@@ -152,7 +153,7 @@ pub struct Participant {
 
 impl Participant {
     /// The participant as the engine describes it, with its published tracks.
-    pub fn view(&self, tracks: &HashMap<TrackKey, Track>) -> ParticipantView {
+    pub fn view(&self, rooms: &Rooms) -> ParticipantView {
         ParticipantView {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -161,7 +162,7 @@ impl Participant {
             tracks: self
                 .published
                 .iter()
-                .filter_map(|(_, tk)| tracks.get(tk).map(Track::view))
+                .filter_map(|(_, tk)| rooms.track(*tk).map(Track::view))
                 .collect(),
         }
     }

@@ -1,221 +1,16 @@
-//! Rooms and published tracks: who publishes what, and who receives it.
+//! Rooms: who is in which room, which tracks are published in it, and which track and layer each
+//! incoming stream belongs to.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
 
-use str0m::format::PayloadParams;
-use str0m::media::{Mid, Pt, Rid};
+use str0m::rtp::Ssrc;
 
-use super::event::TrackView;
 use super::forward::select::LayerIndex;
-use super::rate::{self, RateMeter};
-use super::speaker::SpeakerDetector;
-
-use str0m::media::MediaKind;
-
 use super::participant::ParticipantKey;
+use super::track::Track;
 
 /// Internal track key: unique within an engine, never reused.
 pub type TrackKey = u64;
-
-/// Keyframe requests to one publisher track are sent at most this often; requests from several
-/// subscribers inside the window are merged into one.
-pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
-
-/// The video codec a track carries, as far as keyframe detection cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VideoCodec {
-    /// VP8 (RFC 7741).
-    Vp8,
-    /// H.264 (RFC 6184).
-    H264,
-    /// Anything else: forwarded, keyframes not detected (starts at once).
-    Other,
-}
-
-/// A track published into a room.
-#[derive(Debug)]
-pub struct Track {
-    /// Public id (unique in the room).
-    pub id: String,
-    /// Audio or video.
-    pub kind: MediaKind,
-    /// Who publishes it.
-    pub publisher: ParticipantKey,
-    /// The publisher's public id (the `a=msid` stream id on subscribers' connections).
-    pub publisher_id: String,
-    /// The m-line it arrives on at the publisher.
-    pub mid: Mid,
-    /// Who receives it (keys of participants with a [`Subscription`](super::participant::Subscription)).
-    pub subscribers: Vec<ParticipantKey>,
-    /// Its encodings: one without rid, or the simulcast layers from lowest to highest.
-    pub layers: Vec<Layer>,
-    /// Codec, learnt from the first packet.
-    pub codec: Option<VideoCodec>,
-    /// The publisher's payload parameters for the payload type seen last.
-    pub in_params: Option<(Pt, PayloadParams)>,
-    /// Not forwarded while set.
-    pub muted: bool,
-    /// Allocation priority: larger is more important (screen share, pinned, active speaker).
-    pub priority: u8,
-    /// Layers the publisher was last told to send (as a bit mask); `None`: never told, all on.
-    pub publisher_mask: Option<u8>,
-    /// Speech detection (audio tracks).
-    pub speaker: SpeakerDetector,
-    /// A pause of unneeded layers is due at this time (changes that switch layers off wait, so
-    /// that a subscriber stepping down and up again does not make the publisher restart them).
-    pub pause_due: Option<Instant>,
-}
-
-/// Bit rates assumed for layers that have not been measured yet, by position from the top.
-const DEFAULT_RATES: [u64; 3] = [1_500_000, 500_000, 150_000];
-
-/// A layer counts as arriving until this long after its last packet.
-pub const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
-
-/// One encoding of a track.
-#[derive(Debug, Clone, Default)]
-pub struct Layer {
-    /// Its rid, for simulcast.
-    pub rid: Option<Rid>,
-    /// Recent bit rate.
-    pub rate: RateMeter,
-    /// The last measured non-zero rate.
-    pub known_rate: u64,
-    /// When the last packet arrived.
-    pub last_packet: Option<Instant>,
-    /// When the publisher was last asked to resume it.
-    pub resumed_at: Option<Instant>,
-    /// Frame size, from its last keyframe (VP8).
-    pub size: Option<(u16, u16)>,
-    /// The last keyframe request sent upstream for it.
-    pub last_keyframe_request: Option<Instant>,
-}
-
-impl Track {
-    /// Whether a keyframe request for `layer` may go upstream now; records it if so.
-    pub fn keyframe_request_due(&mut self, now: Instant, layer: LayerIndex) -> bool {
-        let Some(l) = self.layers.get_mut(layer as usize) else {
-            return false;
-        };
-        let due = l
-            .last_keyframe_request
-            .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_REQUEST_INTERVAL);
-        if due {
-            l.last_keyframe_request = Some(now);
-        }
-        due
-    }
-
-    /// The publisher is told to send the layers in `mask`. A layer that comes back starts a fresh
-    /// meter: the old one, part silence, would read low for a second and make the layer look
-    /// cheaper than it is.
-    pub fn set_publisher_mask(&mut self, now: Instant, mask: u8) {
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let bit = 1 << i;
-            let was_on = self.publisher_mask.is_none_or(|m| m & bit != 0);
-            if mask & bit != 0 && !was_on {
-                l.rate = RateMeter::default();
-                l.resumed_at = Some(now);
-            }
-        }
-        self.publisher_mask = Some(mask);
-    }
-
-    /// Whether layer `i` was told to pause at the publisher.
-    pub fn paused_at_publisher(&self, i: usize) -> bool {
-        self.publisher_mask.is_some_and(|m| m & (1 << i) == 0)
-    }
-
-    /// The bit rate of each layer that can be had now: arriving, or paused at the publisher by
-    /// the server (it comes back when asked). Unmeasured layers get a typical rate.
-    pub fn layer_rates(&mut self, now: Instant) -> Vec<Option<u64>> {
-        let n = self.layers.len();
-        let single = n == 1;
-        let paused: Vec<bool> = (0..n).map(|i| self.paused_at_publisher(i)).collect();
-        self.layers
-            .iter_mut()
-            .enumerate()
-            .map(|(i, l)| {
-                let arriving = l
-                    .last_packet
-                    .is_some_and(|t| now.saturating_duration_since(t) < LAYER_TIMEOUT);
-                if !arriving && !paused[i] {
-                    return None;
-                }
-                // A paused layer's meter only decays, and a resumed one reads low until it has
-                // a full window: until then the rate is the one measured before.
-                let resuming = l.known_rate > 0
-                    && l.resumed_at
-                        .is_some_and(|t| now.saturating_duration_since(t) < rate::WINDOW);
-                if !paused[i] && !resuming {
-                    let r = l.rate.rate(now);
-                    if r > 0 {
-                        l.known_rate = r;
-                    }
-                }
-                let default = if single {
-                    DEFAULT_RATES[1]
-                } else {
-                    DEFAULT_RATES[(n - 1 - i).min(2)]
-                };
-                Some(if l.known_rate > 0 {
-                    l.known_rate
-                } else {
-                    default
-                })
-            })
-            .collect()
-    }
-
-    /// The highest layer needed to show the video at `width` x `height` device pixels: the
-    /// smallest layer that fills at least 90% of either dimension. Sizes not yet seen are
-    /// estimated from the largest known one, halving per layer down (the usual 1, 1/2, 1/4).
-    pub fn layer_for_size(&self, width: u32, height: u32) -> LayerIndex {
-        let top = (self.layers.len().max(1) - 1) as LayerIndex;
-        if width == 0 && height == 0 {
-            return top;
-        }
-        let known = self
-            .layers
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, l)| l.size.map(|s| (i, s)));
-        let (ki, (kw, kh)) = known.unwrap_or((top as usize, (1280, 720)));
-        for i in 0..=top {
-            let (w, h) = match self.layers[i as usize].size {
-                Some(s) => s,
-                None => {
-                    let shift = ki as i32 - i as i32;
-                    let scale = 2f64.powi(-shift);
-                    ((kw as f64 * scale) as u16, (kh as f64 * scale) as u16)
-                }
-            };
-            let fills = w as f64 >= 0.9 * width as f64 || h as f64 >= 0.9 * height as f64;
-            if fills {
-                return i;
-            }
-        }
-        top
-    }
-
-    /// RTP clock rate: 48 kHz for Opus, 90 kHz for video.
-    pub fn clock_rate(&self) -> u32 {
-        match self.kind {
-            MediaKind::Audio => 48_000,
-            MediaKind::Video => 90_000,
-        }
-    }
-
-    /// The track as the engine describes it.
-    pub fn view(&self) -> TrackView {
-        TrackView {
-            id: self.id.clone(),
-            kind: self.kind,
-            muted: self.muted,
-        }
-    }
-}
 
 /// A room: its participants and tracks, in join/publish order.
 #[derive(Debug, Default)]
@@ -226,89 +21,81 @@ pub struct Room {
     pub tracks: Vec<TrackKey>,
 }
 
-#[cfg(test)]
-impl Track {
-    /// A three-layer video track of `publisher`, for tests.
-    pub(crate) fn for_tests(publisher: ParticipantKey, publisher_id: &str) -> Track {
-        Track {
-            id: "t".into(),
-            kind: MediaKind::Video,
-            publisher,
-            publisher_id: publisher_id.into(),
-            mid: Mid::from("0"),
-            subscribers: Vec::new(),
-            layers: ["q", "h", "f"]
-                .iter()
-                .map(|r| Layer {
-                    rid: Some(Rid::from(*r)),
-                    ..Layer::default()
-                })
-                .collect(),
-            codec: None,
-            in_params: None,
-            muted: false,
-            priority: 0,
-            publisher_mask: None,
-            speaker: SpeakerDetector::default(),
-            pause_due: None,
-        }
-    }
+/// The rooms of an engine and their tracks.
+#[derive(Debug, Default)]
+pub struct Rooms {
+    rooms: HashMap<String, Room>,
+    tracks: HashMap<TrackKey, Track>,
+    /// SSRC of an incoming stream -> track and layer, per publisher.
+    ssrcs: HashMap<(ParticipantKey, Ssrc), (TrackKey, LayerIndex)>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn simulcast_track() -> Track {
-        Track::for_tests(1, "p")
+impl Rooms {
+    /// Room `name`.
+    pub fn room(&self, name: &str) -> Option<&Room> {
+        self.rooms.get(name)
     }
 
-    /// Feeds `layers` (index, bytes per 50 ms) from `from` for `span`; returns the end.
-    fn feed(t: &mut Track, from: Instant, span: Duration, layers: &[(usize, usize)]) -> Instant {
-        let mut now = from;
-        while now < from + span {
-            for &(i, bytes) in layers {
-                t.layers[i].rate.add(now, bytes);
-                t.layers[i].last_packet = Some(now);
-            }
-            now += Duration::from_millis(50);
-        }
-        now
+    /// Room `name`, to change.
+    pub fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
+        self.rooms.get_mut(name)
     }
 
-    fn kbps(r: Option<u64>) -> u64 {
-        r.unwrap() / 1000
+    /// Room `name`, created empty if there is none.
+    pub fn room_or_new(&mut self, name: &str) -> &mut Room {
+        self.rooms.entry(name.to_owned()).or_default()
     }
 
-    #[test]
-    fn a_paused_layer_keeps_its_rate_and_a_resumed_one_is_measured_afresh() {
-        let mut t = simulcast_track();
-        // q 160, h 480, f 1600 kbit/s.
-        let all = [(0, 1000), (1, 3000), (2, 10_000)];
-        let now = feed(&mut t, Instant::now(), Duration::from_secs(2), &all);
-        let r = t.layer_rates(now);
-        assert_eq!((kbps(r[0]), kbps(r[1]), kbps(r[2])), (160, 480, 1600));
+    /// Room `name` is gone (its last participant left).
+    pub fn remove_room(&mut self, name: &str) {
+        self.rooms.remove(name);
+    }
 
-        // h is paused: its packets stop and its meter runs dry, but it is still worth 480.
-        t.set_publisher_mask(now, 0b101);
-        let mut at = now;
-        for _ in 0..3 {
-            at = feed(
-                &mut t,
-                at,
-                Duration::from_millis(300),
-                &[(0, 1000), (2, 10_000)],
-            );
-            assert_eq!(kbps(t.layer_rates(at)[1]), 480);
-        }
+    /// How many rooms there are.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
 
-        // h comes back after less than a meter window of silence: no low reading meanwhile.
-        t.set_publisher_mask(at, 0b111);
-        let mut lowest = u64::MAX;
-        for _ in 0..8 {
-            at = feed(&mut t, at, Duration::from_millis(100), &all);
-            lowest = lowest.min(kbps(t.layer_rates(at)[1]));
-        }
-        assert!(lowest >= 400, "h read {lowest} kbit/s after resuming");
+    /// Track `tk`.
+    pub fn track(&self, tk: TrackKey) -> Option<&Track> {
+        self.tracks.get(&tk)
+    }
+
+    /// Track `tk`, to change.
+    pub fn track_mut(&mut self, tk: TrackKey) -> Option<&mut Track> {
+        self.tracks.get_mut(&tk)
+    }
+
+    /// A new track.
+    pub fn add_track(&mut self, tk: TrackKey, track: Track) {
+        self.tracks.insert(tk, track);
+    }
+
+    /// Track `tk` is unpublished; its streams are forgotten.
+    pub fn remove_track(&mut self, tk: TrackKey) -> Option<Track> {
+        let track = self.tracks.remove(&tk)?;
+        self.ssrcs.retain(|_, (t, _)| *t != tk);
+        Some(track)
+    }
+
+    /// How many tracks are published.
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// The track and layer of incoming stream `ssrc` of publisher `key`, once learnt.
+    pub fn stream(&self, key: ParticipantKey, ssrc: Ssrc) -> Option<(TrackKey, LayerIndex)> {
+        self.ssrcs.get(&(key, ssrc)).copied()
+    }
+
+    /// Incoming stream `ssrc` of publisher `key` carries `layer` of track `tk`.
+    pub fn learn_stream(
+        &mut self,
+        key: ParticipantKey,
+        ssrc: Ssrc,
+        tk: TrackKey,
+        layer: LayerIndex,
+    ) {
+        self.ssrcs.insert((key, ssrc), (tk, layer));
     }
 }

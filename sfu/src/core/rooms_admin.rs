@@ -8,7 +8,7 @@ impl Engine {
     /// Participant `id`, with its published tracks.
     pub fn participant(&self, id: &str) -> Option<ParticipantView> {
         let key = self.demux.id(id)?;
-        self.participants.get(&key).map(|p| p.view(&self.tracks))
+        self.participants.get(&key).map(|p| p.view(&self.rooms))
     }
 
     /// The room participant `id` is in.
@@ -20,12 +20,12 @@ impl Engine {
     /// Every participant of `room` with its tracks, in join order.
     pub fn participants_of(&self, room: &str) -> Vec<ParticipantView> {
         self.rooms
-            .get(room)
+            .room(room)
             .map(|r| {
                 r.participants
                     .iter()
                     .filter_map(|k| self.participants.get(k))
-                    .map(|p| p.view(&self.tracks))
+                    .map(|p| p.view(&self.rooms))
                     .collect()
             })
             .unwrap_or_default()
@@ -33,6 +33,6 @@ impl Engine {
 
     /// How many tracks are published on this engine.
     pub fn track_count(&self) -> usize {
-        self.tracks.len()
+        self.rooms.track_count()
     }
 }

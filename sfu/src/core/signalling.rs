@@ -19,7 +19,8 @@ use super::forward::select::LayerSelector;
 use super::forward::Forwarder;
 use super::limits::TokenBucket;
 use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
-use super::room::{Layer, Track, TrackKey};
+use super::room::TrackKey;
+use super::track::{Layer, Track};
 use super::{Engine, TimerKind};
 
 /// Who joins, and what they may do.
@@ -107,7 +108,7 @@ impl Engine {
         }
         // One session per identity and room: a second join (another tab, a reconnect from a new
         // network) takes over, and the older session leaves as `duplicate_identity`.
-        if let (Some(ident), Some(r)) = (&identity, self.rooms.get(&room)) {
+        if let (Some(ident), Some(r)) = (&identity, self.rooms.room(&room)) {
             let older: Vec<ParticipantKey> = r
                 .participants
                 .iter()
@@ -144,13 +145,16 @@ impl Engine {
         let (ufrag, ice_pass) = (creds.ufrag, creds.pass);
 
         let speakers = self.speakers_of(&room);
-        let r = self.rooms.entry(room.clone()).or_default();
-        let others: Vec<ParticipantView> = r
-            .participants
+        let others: Vec<ParticipantView> = self
+            .rooms
+            .room(&room)
+            .map(|r| r.participants.as_slice())
+            .unwrap_or_default()
             .iter()
             .filter_map(|k| self.participants.get(k))
-            .map(|p| p.view(&self.tracks))
+            .map(|p| p.view(&self.rooms))
             .collect();
+        let r = self.rooms.room_or_new(&room);
         r.participants.push(key);
         let to_add = if can_subscribe {
             r.tracks.clone()
@@ -240,7 +244,7 @@ impl Engine {
                 let own = self.participants.get(&key).is_some_and(|p| {
                     p.published
                         .iter()
-                        .any(|(_, tk)| self.tracks.get(tk).is_some_and(|t| t.id == track_id))
+                        .any(|(_, tk)| self.rooms.track(*tk).is_some_and(|t| t.id == track_id))
                 });
                 if own {
                     self.set_track_muted(now, id, &track_id, muted)
@@ -340,7 +344,7 @@ impl Engine {
             });
         }
         for (tk, mid) in added {
-            match self.tracks.get_mut(&tk) {
+            match self.rooms.track_mut(tk) {
                 Some(track) => {
                     p.subs.insert(
                         tk,
@@ -413,11 +417,11 @@ impl Engine {
             .participants
             .get_mut(&key)
             .ok_or(Error::UnknownParticipant)?;
-        let tracks = &self.tracks;
+        let rooms = &self.rooms;
         let sub = p
             .subs
             .iter_mut()
-            .find(|(tk, _)| tracks.get(tk).is_some_and(|t| t.id == track_id))
+            .find(|(tk, _)| rooms.track(**tk).is_some_and(|t| t.id == track_id))
             .map(|(_, s)| s)
             .ok_or(Error::NotSubscribed)?;
         sub.visible = visible;
@@ -467,7 +471,7 @@ impl Engine {
         let mut api = p.rtc.sdp_api();
         let mut added = Vec::new();
         for tk in p.to_add.drain(..) {
-            let Some(track) = self.tracks.get(&tk) else {
+            let Some(track) = self.rooms.track(tk) else {
                 continue;
             };
             if p.subs.contains_key(&tk) {
@@ -568,8 +572,8 @@ impl Engine {
         let view = track.view();
         let publisher_id = p.id.clone();
         let room = p.room.clone();
-        self.tracks.insert(tk, track);
-        let Some(r) = self.rooms.get_mut(&room) else {
+        self.rooms.add_track(tk, track);
+        let Some(r) = self.rooms.room_mut(&room) else {
             return;
         };
         r.tracks.push(tk);
@@ -632,15 +636,14 @@ impl Engine {
 
     /// Remove a track: every subscriber stops receiving it and is told; their m-lines go inactive.
     fn unpublish(&mut self, tk: TrackKey) {
-        let Some(track) = self.tracks.remove(&tk) else {
+        let Some(track) = self.rooms.remove_track(tk) else {
             return;
         };
-        self.ssrc_tracks.retain(|_, (t, _)| *t != tk);
         let Some(p) = self.participants.get(&track.publisher) else {
             return;
         };
         let room = p.room.clone();
-        if let Some(r) = self.rooms.get_mut(&room) {
+        if let Some(r) = self.rooms.room_mut(&room) {
             r.tracks.retain(|t| *t != tk);
             for &k in &r.participants {
                 if k == track.publisher {
@@ -685,17 +688,17 @@ impl Engine {
         info!(participant = %p.id, room = %p.room, reason = reason.as_str(), "left");
         self.demux.remove(&p.id, &p.ufrag, &p.addrs);
         for tk in p.subs.keys() {
-            if let Some(t) = self.tracks.get_mut(tk) {
+            if let Some(t) = self.rooms.track_mut(*tk) {
                 t.subscribers.retain(|k| *k != key);
             }
         }
-        if let Some(r) = self.rooms.get_mut(&p.room) {
+        if let Some(r) = self.rooms.room_mut(&p.room) {
             r.participants.retain(|k| *k != key);
             if r.participants.is_empty() {
-                self.rooms.remove(&p.room);
+                self.rooms.remove_room(&p.room);
             }
         }
-        let mut participant = p.view(&self.tracks);
+        let mut participant = p.view(&self.rooms);
         participant.tracks.clear();
         self.emit(Event::Left {
             room: p.room,
