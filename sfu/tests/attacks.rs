@@ -1,12 +1,11 @@
 //! Attacks on a running call, on the virtual network: an on-path observer forging STUN, and a
 //! participant with a valid token abusing negotiation. The call must not notice.
 
-mod common;
+mod virtual_net;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{all_receive_all, assert_gap_free, secs, Bed};
 use hmac::{Hmac, Mac};
 use sfu::core::Transport;
 use signal::protocol::{ErrorCode, ServerMessage};
@@ -14,6 +13,7 @@ use signal::ClientSignal;
 use str0m::ice::{StunMessage, TransId};
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, RtcConfig};
+use virtual_net::{all_receive_all, assert_gap_free, secs, Bed};
 
 fn sha1_hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("any key length");

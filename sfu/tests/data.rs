@@ -1,11 +1,11 @@
 //! Data channels, active speaker detection and self-mute, on the virtual network.
 
-mod common;
+mod virtual_net;
 
-use common::{secs, Bed};
 use serde_json::json;
 use signal::protocol::{ErrorCode, ServerMessage, StreamStateKind};
 use signal::ClientSignal;
+use virtual_net::{secs, Bed};
 
 fn data_room(n: usize) -> Bed {
     let mut bed = Bed::new();

@@ -1,10 +1,10 @@
 //! The engine against str0m clients on a virtual clock and an in-memory network.
 
-mod common;
+mod virtual_net;
 
-use common::{all_receive_all, assert_gap_free, secs, Bed};
 use signal::protocol::{ErrorCode, ServerMessage};
 use signal::ClientSignal;
+use virtual_net::{all_receive_all, assert_gap_free, secs, Bed};
 
 #[test]
 fn each_publisher_reaches_every_other_participant_and_not_itself() {

@@ -1,10 +1,10 @@
 //! The engine's own event stream on the virtual network, and the webhooks the I/O layer makes of
 //! it: a join, publish, mute, leave sequence yields exactly the expected events, once each.
 
-mod common;
+mod virtual_net;
 
-use common::{all_receive_all, secs, Bed};
 use sfu::core::Event;
+use virtual_net::{all_receive_all, secs, Bed};
 
 /// One line per event, leaving out those whose number depends on timing (stream states,
 /// speakers, publisher layers), which are checked to be the only ones left out.

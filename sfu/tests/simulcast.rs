@@ -1,12 +1,12 @@
 //! Simulcast layer selection, allocation and publisher layer control, on the virtual network.
 
-mod common;
+mod virtual_net;
 
 use std::time::{Duration, Instant};
 
-use common::{secs, Bed, Link, Received, FRAME_INTERVAL};
 use signal::protocol::{ServerMessage, StreamStateKind};
 use signal::ClientSignal;
+use virtual_net::{secs, Bed, Link, Received, FRAME_INTERVAL};
 
 /// The packets in sequence order (first arrival of each), with wrap-around undone.
 fn by_seq(packets: &[Received]) -> Vec<(u64, Received)> {

@@ -18,33 +18,36 @@
 //! ICE password), SSRC to track, and one loop over the track's subscribers. Connections are
 //! driven from a timer heap of their own deadlines, never by scanning them all.
 
-mod activity;
-mod admin;
 mod agenda;
 pub mod allocator;
 pub mod bandwidth;
 pub mod data;
 mod demux;
 pub mod event;
+mod fanout;
 pub mod forward;
-mod forwarding;
 pub mod limits;
+mod membership;
+mod moderation;
+mod negotiation;
 pub mod participant;
+mod publishing;
+mod queries;
 pub mod rate;
 pub mod room;
-mod rooms_admin;
-mod signalling;
-pub mod speaker;
+mod speakers;
 pub mod stats;
 mod timers;
 pub mod track;
+pub mod voice_activity;
 
 pub use demux::Transport;
 pub use event::{
     Error, Event, LeaveReason, ParticipantView, PauseReason, SdpKind, Speaker, StreamState,
     TrackView,
 };
-pub use signalling::{JoinSpec, Request};
+pub use membership::JoinSpec;
+pub use negotiation::Request;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -9,7 +9,7 @@ use str0m::media::{Mid, Pt, Rid};
 use super::event::TrackView;
 use super::forward::select::LayerIndex;
 use super::rate::{self, RateMeter};
-use super::speaker::SpeakerDetector;
+use super::voice_activity::SpeakerDetector;
 
 use str0m::media::MediaKind;
 

@@ -1,4 +1,4 @@
-//! Who is speaking: turning the per-track [`SpeakerDetector`](super::speaker::SpeakerDetector)
+//! Who is speaking: turning the per-track [`SpeakerDetector`](super::voice_activity::SpeakerDetector)
 //! flips into `speakers` events for the room and into allocation priority for the speakers'
 //! videos.
 
@@ -8,7 +8,7 @@ use str0m::media::MediaKind;
 
 use super::event::{Event, Speaker};
 use super::room::TrackKey;
-use super::speaker::SILENCE;
+use super::voice_activity::SILENCE;
 use super::{Engine, TimerKind};
 
 /// Allocation priority of a speaker's video (above the rest, below screen share or pinned).

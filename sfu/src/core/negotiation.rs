@@ -1,0 +1,355 @@
+//! Offers and answers on a participant's one connection, trickled candidates, and the requests
+//! that change what it receives.
+//!
+//! The client makes the first offer (with what it publishes). After that the server offers
+//! whenever tracks come or go. If offers cross (glare), the server gives way: a client offer rolls
+//! back the server's pending one, and the server offers again after answering.
+
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::Candidate;
+use tracing::debug;
+
+use super::event::{Error, Event, SdpKind};
+use super::forward::select::LayerSelector;
+use super::forward::Forwarder;
+use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
+use super::Engine;
+
+/// What a participant asks for over signalling (the wire protocol's client messages, parsed and
+/// reduced to what the engine acts on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// An SDP offer (the first one publishes; later ones change what it publishes).
+    Offer(String),
+    /// The SDP answer to the server's offer.
+    Answer(String),
+    /// A trickled ICE candidate line (empty: end of candidates).
+    Candidate(String),
+    /// Mute or unmute one of its own tracks.
+    Mute {
+        /// The track.
+        track_id: String,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// How it shows a video it receives.
+    TrackSettings {
+        /// The track.
+        track_id: String,
+        /// On screen.
+        visible: bool,
+        /// Rendered width in device pixels (0: unknown).
+        width: u32,
+        /// Rendered height in device pixels (0: unknown).
+        height: u32,
+    },
+}
+
+impl Engine {
+    /// What participant `id` asked for. A refusal goes back to it as [`Event::Refused`]; an
+    /// unknown `id` (gone already) is ignored.
+    pub fn handle_request(&mut self, now: Instant, id: &str, request: Request) {
+        let Some(key) = self.demux.id(id) else {
+            return;
+        };
+        let result = match request {
+            Request::Offer(sdp) => self.accept_offer(now, key, &sdp),
+            Request::Answer(sdp) => self.accept_answer(key, &sdp),
+            Request::Candidate(c) => self.add_candidate(key, &c),
+            Request::TrackSettings {
+                track_id,
+                visible,
+                width,
+                height,
+            } => self.track_settings(key, &track_id, visible, width, height),
+            Request::Mute { track_id, muted } => {
+                let own = self.participants.get(&key).is_some_and(|p| {
+                    p.published
+                        .iter()
+                        .any(|(_, tk)| self.rooms.track(*tk).is_some_and(|t| t.id == track_id))
+                });
+                if own {
+                    self.set_track_muted(now, id, &track_id, muted)
+                } else {
+                    self.mute_before_publishing(key, &track_id, muted)
+                }
+            }
+        };
+        if let Err(error) = result {
+            self.stats.signals_refused += 1;
+            self.emit(Event::Refused {
+                participant: id.to_string(),
+                error,
+            });
+        }
+        self.drain(key);
+        self.process(now);
+        self.flush(now);
+    }
+
+    fn accept_offer(&mut self, now: Instant, key: ParticipantKey, sdp: &str) -> Result<(), Error> {
+        let limits = self.config.limits;
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(Error::UnknownParticipant)?;
+        if !p.offers.take(now, 1.0) {
+            return Err(Error::TooManyOffers {
+                burst: limits.offer_burst,
+                per_second: limits.offers_per_second,
+            });
+        }
+        // Whatever becomes of this offer, the client is not answering ours (it is impolite in a
+        // glare): withdraw it and offer its changes again afterwards.
+        if let Some(pending) = p.pending.take() {
+            debug!(participant = %p.id, "offers crossed; the server gives way");
+            restore(p, pending);
+        }
+        self.agenda.renegotiate(key);
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| Error::UnreadableSdp {
+            kind: SdpKind::Offer,
+            detail: e.to_string(),
+        })?;
+        check_new_mlines(p, &offer, limits.max_tracks)?;
+        let answer = p
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| Error::SdpMismatch {
+                kind: SdpKind::Offer,
+                detail: e.to_string(),
+            })?;
+        p.negotiated = true;
+        let answer = Event::Answer {
+            participant: p.id.clone(),
+            sdp: answer.to_sdp_string(),
+        };
+        self.emit(answer);
+        Ok(())
+    }
+
+    fn accept_answer(&mut self, key: ParticipantKey, sdp: &str) -> Result<(), Error> {
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(Error::UnknownParticipant)?;
+        let Some(pending) = p.pending.take() else {
+            return Err(Error::UnexpectedAnswer);
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                restore(p, pending);
+                self.agenda.renegotiate(key);
+                return Err(Error::UnreadableSdp {
+                    kind: SdpKind::Answer,
+                    detail: e.to_string(),
+                });
+            }
+        };
+        let PendingOffer { pending, added, .. } = pending;
+        if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
+            p.to_add.extend(added.iter().map(|(tk, _)| *tk));
+            self.agenda.renegotiate(key);
+            return Err(Error::SdpMismatch {
+                kind: SdpKind::Answer,
+                detail: e.to_string(),
+            });
+        }
+        for (tk, mid) in added {
+            match self.rooms.track_mut(tk) {
+                Some(track) => {
+                    p.subs.insert(
+                        tk,
+                        Subscription {
+                            mid,
+                            forwarder: Forwarder::new(track.kind, first_seq(), track.clock_rate()),
+                            pt_map: None,
+                            selector: LayerSelector::default(),
+                            vp8: Default::default(),
+                            visible: true,
+                            width: 0,
+                            height: 0,
+                            reported: None,
+                        },
+                    );
+                    p.sub_by_mid.insert(mid, tk);
+                    track.subscribers.push(key);
+                    if track.kind == MediaKind::Audio {
+                        if let Some(sub) = p.subs.get_mut(&tk) {
+                            sub.selector.set_target(Some(0));
+                        }
+                    } else {
+                        self.agenda.allocate(key);
+                    }
+                }
+                // Unpublished while the offer was out: take the m-line out of use again.
+                None => p.to_deactivate.push(mid),
+            }
+        }
+        self.agenda.renegotiate(key);
+        Ok(())
+    }
+
+    /// A mute for one of the client's own m-lines whose track is not published yet (the
+    /// connection is still coming up): remembered and applied when the track appears.
+    fn mute_before_publishing(
+        &mut self,
+        key: ParticipantKey,
+        track_id: &str,
+        muted: bool,
+    ) -> Result<(), Error> {
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(Error::UnknownParticipant)?;
+        let mid = track_id
+            .strip_prefix(p.id.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .map(Mid::from)
+            .filter(|mid| {
+                p.rtc
+                    .media(*mid)
+                    .is_some_and(|m| m.direction().is_receiving())
+            })
+            .ok_or(Error::NotOwnTrack)?;
+        p.early_mutes.retain(|(m, _)| *m != mid);
+        p.early_mutes.push((mid, muted));
+        Ok(())
+    }
+
+    fn track_settings(
+        &mut self,
+        key: ParticipantKey,
+        track_id: &str,
+        visible: bool,
+        width: u32,
+        height: u32,
+    ) -> Result<(), Error> {
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(Error::UnknownParticipant)?;
+        let rooms = &self.rooms;
+        let sub = p
+            .subs
+            .iter_mut()
+            .find(|(tk, _)| rooms.track(**tk).is_some_and(|t| t.id == track_id))
+            .map(|(_, s)| s)
+            .ok_or(Error::NotSubscribed)?;
+        sub.visible = visible;
+        sub.width = width.min(16_384);
+        sub.height = height.min(16_384);
+        self.agenda.allocate(key);
+        Ok(())
+    }
+
+    fn add_candidate(&mut self, key: ParticipantKey, candidate: &str) -> Result<(), Error> {
+        let line = candidate.trim();
+        if line.is_empty() {
+            return Ok(()); // end of candidates
+        }
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(Error::UnknownParticipant)?;
+        // The server is ICE-lite and learns client addresses from their STUN requests; candidates
+        // are still taken so that the pair list is complete. mDNS (.local) names cannot be used.
+        if line.contains(".local ") {
+            return Ok(());
+        }
+        let max = self.config.limits.max_candidates;
+        if p.candidates >= max {
+            return Err(Error::TooManyCandidates(max));
+        }
+        p.candidates += 1;
+        let c =
+            Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line)).map_err(|e| {
+                Error::BadCandidate {
+                    detail: e.to_string(),
+                }
+            })?;
+        p.rtc.add_remote_candidate(c);
+        Ok(())
+    }
+
+    /// Send an offer to `key` if it has changes to negotiate and no offer is outstanding.
+    pub(super) fn send_offer(&mut self, key: ParticipantKey) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if !p.wants_offer() {
+            return;
+        }
+        let mut api = p.rtc.sdp_api();
+        let mut added = Vec::new();
+        for tk in p.to_add.drain(..) {
+            let Some(track) = self.rooms.track(tk) else {
+                continue;
+            };
+            if p.subs.contains_key(&tk) {
+                continue;
+            }
+            let mid = api.add_media(
+                track.kind,
+                Direction::SendOnly,
+                Some(track.publisher_id.clone()),
+                Some(track.id.clone()),
+                None,
+            );
+            added.push((tk, mid));
+        }
+        let deactivated: Vec<Mid> = p.to_deactivate.drain(..).collect();
+        for &mid in &deactivated {
+            api.set_direction(mid, Direction::Inactive);
+        }
+        if let Some((offer, pending)) = api.apply() {
+            p.pending = Some(PendingOffer {
+                pending,
+                added,
+                deactivated,
+            });
+            let offer = Event::Offer {
+                participant: p.id.clone(),
+                sdp: offer.to_sdp_string(),
+            };
+            self.emit(offer);
+        }
+    }
+}
+
+/// Refuses an offer that brings more new m-lines than a participant may publish tracks, or that
+/// would take its published tracks above the limit. Checked before str0m takes the offer, so a
+/// refused offer changes nothing and nobody else hears of it.
+fn check_new_mlines(p: &Participant, offer: &SdpOffer, max_tracks: usize) -> Result<(), Error> {
+    let (mut new, mut new_sending) = (0, 0);
+    for m in offer.media_lines.iter().filter(|m| !m.disabled) {
+        // `mid()` cannot fail here: the parser refuses m-lines without exactly one a=mid.
+        if m.typ.to_string() == "application" || p.rtc.media(m.mid()).is_some() {
+            continue;
+        }
+        new += 1;
+        if m.direction().is_sending() {
+            new_sending += 1;
+        }
+    }
+    if new > max_tracks || p.published.len() + new_sending > max_tracks {
+        return Err(Error::TooManyTracks(max_tracks));
+    }
+    Ok(())
+}
+
+/// Put the changes of an offer that will never be answered back in the queue.
+fn restore(p: &mut Participant, pending: PendingOffer) {
+    p.to_add.extend(pending.added.into_iter().map(|(tk, _)| tk));
+    p.to_deactivate.extend(pending.deactivated);
+}
+
+/// A random first outgoing sequence number, below 2^15 so that the SRTP rollover counter starts at
+/// zero however long the stream runs before the receiver sees it.
+fn first_seq() -> u16 {
+    rand::random::<u16>() & 0x7fff
+}
