@@ -57,6 +57,17 @@ impl Default for Damping {
     }
 }
 
+/// How the bandwidth towards one subscriber was last divided.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Allocation {
+    /// The send-side bandwidth estimate towards it, bits per second, once there is one.
+    pub estimate: Option<u64>,
+    /// When its videos were last allocated.
+    pub last: Option<Instant>,
+    /// Step-up damping after step-downs for bandwidth.
+    pub damping: Damping,
+}
+
 /// Layers nobody needs are paused at the publisher after being unneeded this long.
 pub const PUBLISHER_PAUSE_DELAY: Duration = Duration::from_secs(3);
 
@@ -66,8 +77,12 @@ impl Engine {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
-        let previous = p.estimate.replace(bps).unwrap_or(INITIAL_ESTIMATE);
-        let next = p.last_allocation.map(|t| t + ALLOCATION_INTERVAL);
+        let previous = p
+            .allocation
+            .estimate
+            .replace(bps)
+            .unwrap_or(INITIAL_ESTIMATE);
+        let next = p.allocation.last.map(|t| t + ALLOCATION_INTERVAL);
         if bps < previous || next.is_none_or(|t| t <= now) {
             self.agenda.allocate(key);
         } else if let Some(at) = next {
@@ -104,10 +119,10 @@ impl Engine {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
-        p.last_allocation = Some(now);
+        p.allocation.last = Some(now);
         self.timers.cancel(key, TimerKind::Allocate);
         let cap = self.config.max_subscriber_bitrate.unwrap_or(u64::MAX);
-        let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE).min(cap);
+        let estimate = p.allocation.estimate.unwrap_or(INITIAL_ESTIMATE).min(cap);
         let mut audio = 0;
         let mut keys: Vec<TrackKey> = Vec::with_capacity(p.subs.len());
         let mut demands: Vec<VideoDemand> = Vec::with_capacity(p.subs.len());
@@ -137,7 +152,7 @@ impl Engine {
         }
         let budget = ((estimate as f64 * ESTIMATE_SHARE) as u64).saturating_sub(audio);
         // Until feedback has moved the estimate off its starting guess, it is only a guess.
-        let provisional = p.estimate.is_none_or(|e| e == INITIAL_ESTIMATE);
+        let provisional = p.allocation.estimate.is_none_or(|e| e == INITIAL_ESTIMATE);
         let mut a = allocate(budget, &demands, provisional);
 
         // Damping: a step down for bandwidth starts a hold during which a step up must stay
@@ -152,7 +167,7 @@ impl Engine {
         let lowered = (0..keys.len()).any(|i| a.layers[i] < old[i] && !wish_capped(i));
         let raised = (0..keys.len()).any(|i| a.layers[i] > old[i]);
         let (down, up) = (lowered && !raised, raised && !lowered);
-        let damp = &mut p.damping;
+        let damp = &mut p.allocation.damping;
         if down {
             if damp
                 .last_up
@@ -185,8 +200,8 @@ impl Engine {
             damp.up_since = None;
         }
         if up && a.layers.iter().zip(&old).any(|(n, o)| n > o) {
-            p.damping.last_up = Some(now);
-            p.damping.up_since = None;
+            p.allocation.damping.last_up = Some(now);
+            p.allocation.damping.up_since = None;
         }
 
         for (i, tk) in keys.iter().enumerate() {

@@ -79,6 +79,15 @@ impl DataLimiter {
     }
 }
 
+/// A participant's data channels (by label) and the limits on what it sends on them.
+#[derive(Debug, Default)]
+pub struct DataChannels {
+    /// Open channels by label.
+    channels: Vec<(String, ChannelId)>,
+    /// Limits on what it sends.
+    limiter: DataLimiter,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Envelope<'a> {
@@ -95,15 +104,15 @@ impl Engine {
     /// A channel of participant `key` opened.
     pub(super) fn channel_open(&mut self, key: ParticipantKey, id: ChannelId, label: String) {
         if let Some(p) = self.participants.get_mut(&key) {
-            p.channels.retain(|(l, _)| *l != label);
-            p.channels.push((label, id));
+            p.data.channels.retain(|(l, _)| *l != label);
+            p.data.channels.push((label, id));
         }
     }
 
     /// A channel of participant `key` closed.
     pub(super) fn channel_close(&mut self, key: ParticipantKey, id: ChannelId) {
         if let Some(p) = self.participants.get_mut(&key) {
-            p.channels.retain(|(_, c)| *c != id);
+            p.data.channels.retain(|(_, c)| *c != id);
         }
     }
 
@@ -120,6 +129,7 @@ impl Engine {
             return;
         };
         let Some(label) = p
+            .data
             .channels
             .iter()
             .find(|(_, c)| *c == id)
@@ -127,11 +137,11 @@ impl Engine {
         else {
             return;
         };
-        let refusal = if !p.can_publish_data {
+        let refusal = if !p.grants.publish_data {
             Some(Error::MayNotSendData)
         } else if data.len() > MAX_DATA_MESSAGE {
             Some(Error::DataTooLarge(MAX_DATA_MESSAGE))
-        } else if !p.data_limiter.take(now, data.len()) {
+        } else if !p.data.limiter.take(now, data.len()) {
             Some(Error::DataRateLimited {
                 messages_per_second: DATA_RATE,
                 kib_per_second: DATA_BYTES_RATE as usize / 1024,
@@ -141,7 +151,7 @@ impl Engine {
         };
         if let Some(error) = refusal {
             self.stats.data_refused += 1;
-            if p.data_limiter.error_due(now) {
+            if p.data.limiter.error_due(now) {
                 let refused = Event::Refused {
                     participant: p.id.clone(),
                     error,
@@ -178,7 +188,7 @@ impl Engine {
                 }
                 None => {
                     self.stats.data_refused += 1;
-                    if p.data_limiter.error_due(now) {
+                    if p.data.limiter.error_due(now) {
                         self.emit(Event::Refused {
                             participant: from,
                             error: Error::BadDataMessage,
@@ -201,7 +211,7 @@ impl Engine {
             if to.as_ref().is_some_and(|to| !to.contains(&o.id)) {
                 continue;
             }
-            let Some(&(_, cid)) = o.channels.iter().find(|(l, _)| *l == label) else {
+            let Some(&(_, cid)) = o.data.channels.iter().find(|(l, _)| *l == label) else {
                 continue;
             };
             let written = o

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::participant::{ParticipantKey, MAX_ADDRS};
+use super::participant::ParticipantKey;
 use super::Engine;
 
 /// The transport a packet came over; part of the demultiplexing key.
@@ -17,6 +17,73 @@ pub enum Transport {
     Udp,
     /// ICE-TCP (RFC 6544, RFC 4571 framing).
     Tcp,
+}
+
+/// Up to this many remote addresses are remembered per participant (ICE may try several).
+pub const MAX_ADDRS: usize = 8;
+
+/// The server's ICE credentials for one connection, and the remote addresses its client proved
+/// with them.
+#[derive(Debug)]
+pub struct IcePaths {
+    /// The server's ICE ufrag for this connection (STUN USERNAME demux).
+    ufrag: String,
+    /// The server's ICE password: STUN requests from a new address must be signed with it.
+    pass: String,
+    /// Remote addresses learnt, oldest first.
+    addrs: Vec<(Transport, SocketAddr)>,
+    /// The address the last DTLS or RTP datagram came from; never forgotten to make room for a
+    /// new one.
+    active: Option<(Transport, SocketAddr)>,
+}
+
+impl IcePaths {
+    /// A connection with these server credentials and no address yet.
+    pub fn new(ufrag: String, pass: String) -> Self {
+        IcePaths {
+            ufrag,
+            pass,
+            addrs: Vec::new(),
+            active: None,
+        }
+    }
+
+    /// The server's ufrag.
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    /// The addresses learnt.
+    pub fn addrs(&self) -> &[(Transport, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// Whether a STUN request is signed with this connection's password.
+    fn verifies(&self, stun: &str0m::ice::StunMessage) -> bool {
+        stun.verify(self.pass.as_bytes(), sha1_hmac)
+    }
+
+    /// Remember `addr`; returns the address forgotten to make room for it, if any (the oldest
+    /// one that media does not arrive from).
+    fn learn(&mut self, addr: (Transport, SocketAddr)) -> Option<(Transport, SocketAddr)> {
+        let mut forgotten = None;
+        if self.addrs.len() >= MAX_ADDRS {
+            let active = self.active;
+            let i = self
+                .addrs
+                .iter()
+                .position(|a| Some(*a) != active)
+                .unwrap_or(0);
+            forgotten = Some(self.addrs.remove(i));
+        }
+        self.addrs.push(addr);
+        forgotten
+    }
+
+    /// DTLS, RTP or RTCP arrived from `addr`.
+    pub fn media_from(&mut self, addr: (Transport, SocketAddr)) {
+        self.active = Some(addr);
+    }
 }
 
 /// The lookup tables from the outside world's names to participants.
@@ -91,17 +158,13 @@ impl Engine {
         let (local, _remote) = stun.split_username()?;
         let key = self.demux.ufrag(local)?;
         let p = self.participants.get_mut(&key)?;
-        if !stun.verify(p.ice_pass.as_bytes(), sha1_hmac) {
+        if !p.paths.verifies(&stun) {
             self.stats.stun_forged += 1;
             return None;
         }
-        if p.addrs.len() >= MAX_ADDRS {
-            let active = p.active_addr;
-            let i = p.addrs.iter().position(|a| Some(*a) != active).unwrap_or(0);
-            let old = p.addrs.remove(i);
+        if let Some(old) = p.paths.learn((transport, source)) {
             self.demux.forget_addr(old);
         }
-        p.addrs.push((transport, source));
         self.demux.learn_addr(transport, source, key);
         Some(key)
     }

@@ -8,9 +8,10 @@ use str0m::net::TcpType;
 use str0m::Candidate;
 use tracing::info;
 
+use super::demux::IcePaths;
 use super::event::{Error, Event, LeaveReason, ParticipantView};
 use super::limits::TokenBucket;
-use super::participant::{Participant, ParticipantKey};
+use super::participant::{Grants, Negotiation, Participant, ParticipantKey};
 use super::{Engine, TimerKind};
 
 /// Who joins, and what they may do.
@@ -143,39 +144,32 @@ impl Engine {
                 name,
                 identity,
                 metadata,
-                can_publish,
-                can_subscribe,
-                can_publish_data,
-                channels: Vec::new(),
-                data_limiter: Default::default(),
-                offers: TokenBucket::new(
-                    self.config.limits.offer_burst,
-                    self.config.limits.offers_per_second,
-                ),
-                candidates: 0,
+                grants: Grants {
+                    publish: can_publish,
+                    subscribe: can_subscribe,
+                    publish_data: can_publish_data,
+                },
+                data: Default::default(),
                 room,
                 rtc,
-                ufrag,
-                ice_pass,
-                addrs: Vec::new(),
-                active_addr: None,
-                negotiated: false,
-                pending: None,
+                paths: IcePaths::new(ufrag, ice_pass),
+                negotiation: Negotiation::new(
+                    to_add,
+                    TokenBucket::new(
+                        self.config.limits.offer_burst,
+                        self.config.limits.offers_per_second,
+                    ),
+                ),
                 connected: false,
                 published: Vec::new(),
                 subs: HashMap::new(),
                 sub_by_mid: HashMap::new(),
-                to_add,
-                to_deactivate: Vec::new(),
                 joined_at: now,
                 last_recv: now,
                 clock: now,
                 touched: false,
-                estimate: None,
-                last_allocation: None,
-                damping: Default::default(),
+                allocation: Default::default(),
                 nack_counts: Vec::new(),
-                early_mutes: Vec::new(),
             },
         );
         self.timers.set(key, TimerKind::Liveness, deadline);
@@ -212,7 +206,7 @@ impl Engine {
         p.rtc.disconnect();
         self.timers.forget(key);
         info!(participant = %p.id, room = %p.room, reason = reason.as_str(), "left");
-        self.demux.remove(&p.id, &p.ufrag, &p.addrs);
+        self.demux.remove(&p.id, p.paths.ufrag(), p.paths.addrs());
         for tk in p.subs.keys() {
             if let Some(t) = self.rooms.track_mut(*tk) {
                 t.subscribers.retain(|k| *k != key);

@@ -215,7 +215,7 @@ impl Engine {
     /// The bandwidth estimate towards participant `id`, bits per second, once there is one.
     pub fn estimate_of(&self, id: &str) -> Option<u64> {
         let key = self.demux.id(id)?;
-        self.participants.get(&key)?.estimate
+        self.participants.get(&key)?.allocation.estimate
     }
 
     /// Counters.
@@ -311,7 +311,7 @@ impl Engine {
         // DTLS, RTP and RTCP (RFC 7983: first byte 20 and up), not STUN: a replayed check must
         // not make its address look like the one media uses.
         if buf.first().is_some_and(|b| *b >= 20) {
-            p.active_addr = Some((transport, source));
+            p.paths.media_from((transport, source));
         }
         p.clock = p.clock.max(now);
         if let Err(e) = p.rtc.handle_input(Input::Receive(p.clock, receive)) {

@@ -96,7 +96,7 @@ impl Engine {
             .participants
             .get_mut(&key)
             .ok_or(Error::UnknownParticipant)?;
-        if !p.offers.take(now, 1.0) {
+        if !p.negotiation.allow_offer(now) {
             return Err(Error::TooManyOffers {
                 burst: limits.offer_burst,
                 per_second: limits.offers_per_second,
@@ -104,9 +104,8 @@ impl Engine {
         }
         // Whatever becomes of this offer, the client is not answering ours (it is impolite in a
         // glare): withdraw it and offer its changes again afterwards.
-        if let Some(pending) = p.pending.take() {
+        if p.negotiation.withdraw() {
             debug!(participant = %p.id, "offers crossed; the server gives way");
-            restore(p, pending);
         }
         self.agenda.renegotiate(key);
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| Error::UnreadableSdp {
@@ -122,7 +121,7 @@ impl Engine {
                 kind: SdpKind::Offer,
                 detail: e.to_string(),
             })?;
-        p.negotiated = true;
+        p.negotiation.answered_client();
         let answer = Event::Answer {
             participant: p.id.clone(),
             sdp: answer.to_sdp_string(),
@@ -136,13 +135,13 @@ impl Engine {
             .participants
             .get_mut(&key)
             .ok_or(Error::UnknownParticipant)?;
-        let Some(pending) = p.pending.take() else {
+        let Some(pending) = p.negotiation.take_pending() else {
             return Err(Error::UnexpectedAnswer);
         };
         let answer = match SdpAnswer::from_sdp_string(sdp) {
             Ok(a) => a,
             Err(e) => {
-                restore(p, pending);
+                p.negotiation.requeue(pending);
                 self.agenda.renegotiate(key);
                 return Err(Error::UnreadableSdp {
                     kind: SdpKind::Answer,
@@ -152,7 +151,8 @@ impl Engine {
         };
         let PendingOffer { pending, added, .. } = pending;
         if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
-            p.to_add.extend(added.iter().map(|(tk, _)| *tk));
+            p.negotiation
+                .requeue_tracks(added.iter().map(|(tk, _)| *tk));
             self.agenda.renegotiate(key);
             return Err(Error::SdpMismatch {
                 kind: SdpKind::Answer,
@@ -187,7 +187,7 @@ impl Engine {
                     }
                 }
                 // Unpublished while the offer was out: take the m-line out of use again.
-                None => p.to_deactivate.push(mid),
+                None => p.negotiation.deactivate(mid),
             }
         }
         self.agenda.renegotiate(key);
@@ -216,8 +216,7 @@ impl Engine {
                     .is_some_and(|m| m.direction().is_receiving())
             })
             .ok_or(Error::NotOwnTrack)?;
-        p.early_mutes.retain(|(m, _)| *m != mid);
-        p.early_mutes.push((mid, muted));
+        p.negotiation.mute_early(mid, muted);
         Ok(())
     }
 
@@ -262,10 +261,9 @@ impl Engine {
             return Ok(());
         }
         let max = self.config.limits.max_candidates;
-        if p.candidates >= max {
+        if !p.negotiation.allow_candidate(max) {
             return Err(Error::TooManyCandidates(max));
         }
-        p.candidates += 1;
         let c =
             Candidate::from_sdp_string(line.strip_prefix("a=").unwrap_or(line)).map_err(|e| {
                 Error::BadCandidate {
@@ -281,12 +279,13 @@ impl Engine {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
-        if !p.wants_offer() {
+        if !p.negotiation.wants_offer() {
             return;
         }
+        let (to_add, deactivated) = p.negotiation.take_changes();
         let mut api = p.rtc.sdp_api();
         let mut added = Vec::new();
-        for tk in p.to_add.drain(..) {
+        for tk in to_add {
             let Some(track) = self.rooms.track(tk) else {
                 continue;
             };
@@ -302,12 +301,11 @@ impl Engine {
             );
             added.push((tk, mid));
         }
-        let deactivated: Vec<Mid> = p.to_deactivate.drain(..).collect();
         for &mid in &deactivated {
             api.set_direction(mid, Direction::Inactive);
         }
         if let Some((offer, pending)) = api.apply() {
-            p.pending = Some(PendingOffer {
+            p.negotiation.offered(PendingOffer {
                 pending,
                 added,
                 deactivated,
@@ -340,12 +338,6 @@ fn check_new_mlines(p: &Participant, offer: &SdpOffer, max_tracks: usize) -> Res
         return Err(Error::TooManyTracks(max_tracks));
     }
     Ok(())
-}
-
-/// Put the changes of an offer that will never be answered back in the queue.
-fn restore(p: &mut Participant, pending: PendingOffer) {
-    p.to_add.extend(pending.added.into_iter().map(|(tk, _)| tk));
-    p.to_deactivate.extend(pending.deactivated);
 }
 
 /// A random first outgoing sequence number, below 2^15 so that the SRTP rollover counter starts at

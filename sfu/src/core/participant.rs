@@ -2,17 +2,15 @@
 //! receives.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Mid, Pt, Rid};
 use str0m::Rtc;
 
-use str0m::channel::ChannelId;
-
-use super::bandwidth::Damping;
-use super::data::DataLimiter;
+use super::bandwidth::Allocation;
+use super::data::DataChannels;
+use super::demux::IcePaths;
 use super::event::{ParticipantView, PauseReason};
 use super::forward::select::{LayerIndex, LayerSelector};
 use super::forward::vp8::Vp8Rewriter;
@@ -20,13 +18,9 @@ use super::forward::Forwarder;
 use super::limits::TokenBucket;
 use super::room::{Rooms, TrackKey};
 use super::track::Track;
-use super::Transport;
 
 /// Internal participant key: unique within an [`Engine`](super::Engine), never reused.
 pub type ParticipantKey = u64;
-
-/// Up to this many remote addresses are remembered per participant (ICE may try several).
-pub const MAX_ADDRS: usize = 8;
 
 /// A track this participant receives, and how it is forwarded to it.
 #[derive(Debug)]
@@ -76,6 +70,17 @@ pub struct PendingOffer {
     pub deactivated: Vec<Mid>,
 }
 
+/// What a participant may do (from its access token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grants {
+    /// May publish tracks.
+    pub publish: bool,
+    /// May receive the others' tracks.
+    pub subscribe: bool,
+    /// May send data-channel messages.
+    pub publish_data: bool,
+}
+
 /// One participant in a room.
 pub struct Participant {
     /// Public id (the protocol's `participant_id`).
@@ -86,38 +91,18 @@ pub struct Participant {
     pub identity: Option<String>,
     /// Operator metadata.
     pub metadata: Option<String>,
-    /// May publish.
-    pub can_publish: bool,
-    /// May subscribe.
-    pub can_subscribe: bool,
-    /// May send data-channel messages.
-    pub can_publish_data: bool,
-    /// Its open data channels by label.
-    pub channels: Vec<(String, ChannelId)>,
-    /// Limits on the data it sends.
-    pub data_limiter: DataLimiter,
-    /// Its offers are rate-limited.
-    pub offers: TokenBucket,
-    /// Remote ICE candidates it added.
-    pub candidates: u32,
+    /// What it may do.
+    pub grants: Grants,
+    /// Its data channels and the limits on what it sends on them.
+    pub data: DataChannels,
     /// Room name.
     pub room: String,
     /// The one peer connection.
     pub rtc: Rtc,
-    /// The server's ICE ufrag for this connection (STUN USERNAME demux).
-    pub ufrag: String,
-    /// The server's ICE password for this connection: STUN requests from a new address must be
-    /// signed with it before the address is learnt.
-    pub ice_pass: String,
-    /// Remote addresses learnt for this participant.
-    pub addrs: Vec<(Transport, SocketAddr)>,
-    /// The address the last DTLS or RTP datagram came from; never forgotten to make room for a
-    /// new one.
-    pub active_addr: Option<(Transport, SocketAddr)>,
-    /// The client's first offer has been answered: the server may now offer.
-    pub negotiated: bool,
-    /// The server's outstanding offer.
-    pub pending: Option<PendingOffer>,
+    /// Its ICE credentials and the remote addresses it proved.
+    pub paths: IcePaths,
+    /// Offers, answers and what the next offer will change.
+    pub negotiation: Negotiation,
     /// ICE and DTLS are up.
     pub connected: bool,
     /// Tracks it publishes, by the m-line they arrive on.
@@ -126,10 +111,6 @@ pub struct Participant {
     pub subs: HashMap<TrackKey, Subscription>,
     /// Which track an m-line of this connection carries (for keyframe requests).
     pub sub_by_mid: HashMap<Mid, TrackKey>,
-    /// Tracks to add to the connection at the next offer.
-    pub to_add: Vec<TrackKey>,
-    /// m-lines to set inactive at the next offer.
-    pub to_deactivate: Vec<Mid>,
     /// When the participant was admitted.
     pub joined_at: Instant,
     /// Last datagram received from it.
@@ -139,16 +120,10 @@ pub struct Participant {
     pub clock: Instant,
     /// Marked while it is in the engine's list of connections to drive after a batch.
     pub touched: bool,
-    /// The send-side bandwidth estimate towards this participant, bits per second.
-    pub estimate: Option<u64>,
-    /// When its videos were last allocated.
-    pub last_allocation: Option<Instant>,
-    /// Step-up damping after step-downs for bandwidth.
-    pub damping: Damping,
+    /// The bandwidth towards it and how its videos were last allocated.
+    pub allocation: Allocation,
     /// Last cumulative NACK count per stream, to count differences.
     pub nack_counts: Vec<(StreamKey, u64)>,
-    /// Mutes asked for m-lines whose track is not published yet.
-    pub early_mutes: Vec<(Mid, bool)>,
 }
 
 impl Participant {
@@ -166,11 +141,139 @@ impl Participant {
                 .collect(),
         }
     }
+}
 
-    /// Whether a renegotiation is wanted and allowed now.
+/// The state of negotiation on a participant's connection: whether the server may offer, its
+/// offer in flight, the changes waiting for the next offer, and the client's budgets for offers
+/// and candidates.
+pub struct Negotiation {
+    /// The client's first offer has been answered: the server may now offer.
+    negotiated: bool,
+    /// The server's outstanding offer.
+    pending: Option<PendingOffer>,
+    /// Tracks to add to the connection at the next offer.
+    to_add: Vec<TrackKey>,
+    /// m-lines to set inactive at the next offer.
+    to_deactivate: Vec<Mid>,
+    /// The client's offers are rate-limited.
+    offers: TokenBucket,
+    /// Remote ICE candidates the client added.
+    candidates: u32,
+    /// Mutes asked for m-lines whose track is not published yet.
+    early_mutes: Vec<(Mid, bool)>,
+}
+
+impl Negotiation {
+    /// Nothing negotiated yet; `to_add` are the tracks the first server offer brings, `offers`
+    /// the client's offer budget.
+    pub fn new(to_add: Vec<TrackKey>, offers: TokenBucket) -> Self {
+        Negotiation {
+            negotiated: false,
+            pending: None,
+            to_add,
+            to_deactivate: Vec::new(),
+            offers,
+            candidates: 0,
+            early_mutes: Vec::new(),
+        }
+    }
+
+    /// Whether a client offer fits its budget now; takes it if so.
+    pub fn allow_offer(&mut self, now: Instant) -> bool {
+        self.offers.take(now, 1.0)
+    }
+
+    /// Whether one more candidate fits under `max`; counts it if so.
+    pub fn allow_candidate(&mut self, max: u32) -> bool {
+        if self.candidates >= max {
+            return false;
+        }
+        self.candidates += 1;
+        true
+    }
+
+    /// The client's offer was answered: from now on the server may offer too.
+    pub fn answered_client(&mut self) {
+        self.negotiated = true;
+    }
+
+    /// The server's offer in flight, taken out (its answer came, or it is withdrawn).
+    pub fn take_pending(&mut self) -> Option<PendingOffer> {
+        self.pending.take()
+    }
+
+    /// Withdraw the server's offer in flight, if any, and put its changes back for the next
+    /// one. Whether there was one.
+    pub fn withdraw(&mut self) -> bool {
+        match self.pending.take() {
+            Some(p) => {
+                self.requeue(p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Put the changes of an offer that will never be answered back in the queue.
+    pub fn requeue(&mut self, pending: PendingOffer) {
+        self.requeue_tracks(pending.added.into_iter().map(|(tk, _)| tk));
+        self.to_deactivate.extend(pending.deactivated);
+    }
+
+    /// Offer these tracks again at the next offer.
+    pub fn requeue_tracks(&mut self, tracks: impl IntoIterator<Item = TrackKey>) {
+        self.to_add.extend(tracks);
+    }
+
+    /// Track `tk` should be added at the next offer.
+    pub fn add_track(&mut self, tk: TrackKey) {
+        self.to_add.push(tk);
+    }
+
+    /// Track `tk` is gone: do not add it.
+    pub fn forget_track(&mut self, tk: TrackKey) {
+        self.to_add.retain(|t| *t != tk);
+    }
+
+    /// m-line `mid` should be set inactive at the next offer.
+    pub fn deactivate(&mut self, mid: Mid) {
+        self.to_deactivate.push(mid);
+    }
+
+    /// Whether a server offer is wanted and allowed now.
     pub fn wants_offer(&self) -> bool {
         self.negotiated
             && self.pending.is_none()
             && (!self.to_add.is_empty() || !self.to_deactivate.is_empty())
+    }
+
+    /// The changes for the next offer: tracks to add and m-lines to set inactive.
+    pub fn take_changes(&mut self) -> (Vec<TrackKey>, Vec<Mid>) {
+        (
+            std::mem::take(&mut self.to_add),
+            std::mem::take(&mut self.to_deactivate),
+        )
+    }
+
+    /// The server's offer went out.
+    pub fn offered(&mut self, pending: PendingOffer) {
+        self.pending = Some(pending);
+    }
+
+    /// The client muted (or unmuted) its m-line `mid` before its track was published.
+    pub fn mute_early(&mut self, mid: Mid, muted: bool) {
+        self.early_mutes.retain(|(m, _)| *m != mid);
+        self.early_mutes.push((mid, muted));
+    }
+
+    /// Whether the track of m-line `mid` starts muted (a mute that came before it).
+    pub fn take_early_mute(&mut self, mid: Mid) -> bool {
+        let muted = self
+            .early_mutes
+            .iter()
+            .find(|(m, _)| *m == mid)
+            .is_some_and(|(_, muted)| *muted);
+        self.early_mutes.retain(|(m, _)| *m != mid);
+        muted
     }
 }

@@ -27,9 +27,9 @@ impl Engine {
         if !direction.is_receiving() || p.published.iter().any(|(m, _)| *m == mid) {
             return;
         }
-        if !p.can_publish {
+        if !p.grants.publish {
             // Whatever the SDP says: nothing from this m-line reaches anyone.
-            p.to_deactivate.push(mid);
+            p.negotiation.deactivate(mid);
             self.agenda.renegotiate(key);
             let refused = Event::Refused {
                 participant: p.id.clone(),
@@ -41,7 +41,7 @@ impl Engine {
         if p.published.len() >= self.config.limits.max_tracks {
             // Reached by sending again on m-lines set inactive earlier; offers that add too
             // many are refused before they get here.
-            p.to_deactivate.push(mid);
+            p.negotiation.deactivate(mid);
             self.agenda.renegotiate(key);
             self.stats.signals_refused += 1;
             let refused = Event::Refused {
@@ -53,12 +53,7 @@ impl Engine {
         }
         let tk = self.next_key;
         self.next_key += 1;
-        let muted = p
-            .early_mutes
-            .iter()
-            .find(|(m, _)| *m == mid)
-            .is_some_and(|(_, muted)| *muted);
-        p.early_mutes.retain(|(m, _)| *m != mid);
+        let muted = p.negotiation.take_early_mute(mid);
         let track = Track {
             id: format!("{}-{}", p.id, mid),
             kind,
@@ -90,8 +85,8 @@ impl Engine {
                 continue;
             }
             if let Some(o) = self.participants.get_mut(&k) {
-                if o.can_subscribe {
-                    o.to_add.push(tk);
+                if o.grants.subscribe {
+                    o.negotiation.add_track(tk);
                     self.agenda.renegotiate(k);
                 }
             }
@@ -160,10 +155,10 @@ impl Engine {
                 let Some(o) = self.participants.get_mut(&k) else {
                     continue;
                 };
-                o.to_add.retain(|t| *t != tk);
+                o.negotiation.forget_track(tk);
                 if let Some(sub) = o.subs.remove(&tk) {
                     o.sub_by_mid.remove(&sub.mid);
-                    o.to_deactivate.push(sub.mid);
+                    o.negotiation.deactivate(sub.mid);
                     self.agenda.renegotiate(k);
                 }
             }
