@@ -4,7 +4,7 @@
 //! tracks and every subscription. It never reads a clock or a socket: time is a parameter and
 //! network I/O is done by the caller. The call order is:
 //!
-//! 1. feed input: [`Engine::join`], [`Engine::handle_signal`], [`Engine::leave`] from signalling,
+//! 1. feed input: [`Engine::join`], [`Engine::handle_request`], [`Engine::leave`] from signalling,
 //!    [`Engine::handle_datagram`] for each received datagram, [`Engine::handle_timeout`] when the
 //!    deadline from [`Engine::poll_timeout`] has passed;
 //! 2. after a batch of datagrams, call [`Engine::flush`] once: every connection that got packets to
