@@ -3,13 +3,15 @@
 
 use std::time::Instant;
 
+use str0m::format::PayloadParams;
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
 use str0m::media::{KeyframeRequestKind, Pt};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor, Vp8Patch};
 
 use str0m::media::MediaKind;
 
 use super::forward::select::{LayerIndex, Selection};
+use super::forward::vp8::Vp8Rewriter;
 use super::forward::{self, DropReason, PacketInfo, Verdict};
 use super::participant::{Participant, ParticipantKey};
 use super::room::TrackKey;
@@ -135,18 +137,7 @@ impl Engine {
                 drop(&mut self.stats, DropReason::NotConnected);
                 continue;
             }
-            let out_pt = match sub.pt_map {
-                Some((i, o)) if i == in_pt => Some(o),
-                _ => {
-                    let o = in_params
-                        .and_then(|pp| s.rtc.codec_config().match_params(pp).map(|m| m.pt()));
-                    if let Some(o) = o {
-                        sub.pt_map = Some((in_pt, o));
-                    }
-                    o
-                }
-            };
-            let Some(out_pt) = out_pt else {
+            let Some(out_pt) = out_payload_type(&s.rtc, &mut sub.pt_map, in_pt, in_params) else {
                 drop(&mut self.stats, DropReason::NoStream);
                 continue;
             };
@@ -162,21 +153,11 @@ impl Engine {
                             .marker(pkt.header.marker)
                             .ext_vals(ext.clone())
                             .nackable(nackable);
-                    if let Some(d) = &vp8 {
-                        let (pid, tl0) = (d.picture_id(), d.tl0_pic_idx());
-                        let (out_pid, out_tl0) = sub.vp8.rewrite(pid, tl0, short_pid);
-                        if (out_pid, out_tl0) != (pid, tl0) {
-                            let mut b = d.patch();
-                            if let Some(p) = out_pid {
-                                b = b.picture_id(p);
-                            }
-                            if let Some(t) = out_tl0 {
-                                b = b.tl0_pic_idx(t);
-                            }
-                            if let Ok(patch) = b.build() {
-                                write = write.vp8_patch(patch);
-                            }
-                        }
+                    if let Some(patch) = vp8
+                        .as_ref()
+                        .and_then(|d| vp8_patch(d, &mut sub.vp8, short_pid))
+                    {
+                        write = write.vp8_patch(patch);
                     }
                     tx.write_rtp(write);
                     self.stats.rtp_forwarded += 1;
@@ -248,6 +229,42 @@ impl Engine {
             }
         }
     }
+}
+
+/// The payload type on a subscriber's connection for the publisher's `in_pt` (whose parameters
+/// are `in_params`), remembered in `pt_map` for the next packet.
+fn out_payload_type(
+    rtc: &str0m::Rtc,
+    pt_map: &mut Option<(Pt, Pt)>,
+    in_pt: Pt,
+    in_params: Option<PayloadParams>,
+) -> Option<Pt> {
+    if let Some((i, o)) = *pt_map {
+        if i == in_pt {
+            return Some(o);
+        }
+    }
+    let out = rtc.codec_config().match_params(in_params?)?.pt();
+    *pt_map = Some((in_pt, out));
+    Some(out)
+}
+
+/// The patch that gives this subscriber its own continuous VP8 picture ids and TL0PICIDX
+/// across layer switches; `None` when the publisher's fields can go through as they are.
+fn vp8_patch(d: &Vp8Descriptor, rewriter: &mut Vp8Rewriter, short_pid: bool) -> Option<Vp8Patch> {
+    let (pid, tl0) = (d.picture_id(), d.tl0_pic_idx());
+    let (out_pid, out_tl0) = rewriter.rewrite(pid, tl0, short_pid);
+    if (out_pid, out_tl0) == (pid, tl0) {
+        return None;
+    }
+    let mut b = d.patch();
+    if let Some(p) = out_pid {
+        b = b.picture_id(p);
+    }
+    if let Some(t) = out_tl0 {
+        b = b.tl0_pic_idx(t);
+    }
+    b.build().ok()
 }
 
 /// Which video codec a payload type of a publisher's connection stands for.

@@ -81,85 +81,24 @@ impl Wire {
                 participant,
                 others,
                 speakers,
-            } => {
-                let info = participant_info(participant);
-                let id = info.id.clone();
-                for m in self.members(&room) {
-                    let participant = info.clone();
-                    send(m, ServerMessage::ParticipantJoined { participant });
-                }
-                send(
-                    &id,
-                    ServerMessage::Joined {
-                        version: PROTOCOL_VERSION,
-                        room: room.clone(),
-                        participant_id: id.clone(),
-                        participants: others.into_iter().map(participant_info).collect(),
-                        ice_servers: self.ice_servers.remove(&id).unwrap_or_default(),
-                    },
-                );
-                if !speakers.is_empty() {
-                    send(&id, speakers_message(speakers));
-                }
-                self.rooms.entry(room.clone()).or_default().push(id.clone());
-                self.webhooks.emit(
-                    WebhookEvent::new(EventKind::ParticipantJoined, &room)
-                        .participant(info.clone()),
-                );
-                self.members.insert(id, info);
-            }
+            } => self.joined(room, participant, others, speakers, send),
             Event::Left {
                 room,
                 participant,
                 reason,
-            } => {
-                let id = participant.id.clone();
-                if let Some(members) = self.rooms.get_mut(&room) {
-                    members.retain(|m| *m != id);
-                    if members.is_empty() {
-                        self.rooms.remove(&room);
-                    }
-                }
-                for m in self.members(&room) {
-                    let participant_id = id.clone();
-                    let reason = reason.as_str().to_owned();
-                    send(
-                        m,
-                        ServerMessage::ParticipantLeft {
-                            participant_id,
-                            reason,
-                        },
-                    );
-                }
-                let wire_reason = reason.as_str().to_owned();
-                send(
-                    &id,
-                    ServerMessage::Left {
-                        reason: wire_reason,
-                    },
-                );
-                self.members.remove(&id);
-                self.webhooks.emit(
-                    WebhookEvent::new(EventKind::ParticipantLeft, &room)
-                        .participant(participant_info(participant))
-                        .reason(reason.as_str()),
-                );
-                metrics::counter!("sfu_participants_left_total", "reason" => reason.as_str())
-                    .increment(1);
-            }
+            } => self.left(room, participant, reason, send),
             Event::TrackPublished {
                 room,
                 participant,
                 track,
             } => {
                 let track = track_info(track);
-                for m in self.members(&room).iter().filter(|m| **m != participant) {
-                    let msg = ServerMessage::TrackPublished {
+                self.to_others(&room, &participant, send, || {
+                    ServerMessage::TrackPublished {
                         participant_id: participant.clone(),
                         track: track.clone(),
-                    };
-                    send(m, msg);
-                }
+                    }
+                });
                 self.track_webhook(EventKind::TrackPublished, &room, &participant, track);
             }
             Event::TrackUnpublished {
@@ -168,13 +107,12 @@ impl Wire {
                 track,
             } => {
                 let track = track_info(track);
-                for m in self.members(&room).iter().filter(|m| **m != participant) {
-                    let msg = ServerMessage::TrackUnpublished {
+                self.to_others(&room, &participant, send, || {
+                    ServerMessage::TrackUnpublished {
                         participant_id: participant.clone(),
                         track_id: track.id.clone(),
-                    };
-                    send(m, msg);
-                }
+                    }
+                });
                 self.track_webhook(EventKind::TrackUnpublished, &room, &participant, track);
             }
             Event::TrackMuted {
@@ -182,22 +120,16 @@ impl Wire {
                 participant,
                 track_id,
                 muted,
-            } => {
-                for m in self.members(&room) {
-                    let msg = ServerMessage::TrackMuted {
-                        participant_id: participant.clone(),
-                        track_id: track_id.clone(),
-                        muted,
-                    };
-                    send(m, msg);
-                }
-            }
+            } => self.to_room(&room, send, || ServerMessage::TrackMuted {
+                participant_id: participant.clone(),
+                track_id: track_id.clone(),
+                muted,
+            }),
             Event::ParticipantUpdated { room, participant } => {
                 let info = participant_info(participant);
-                for m in self.members(&room) {
-                    let participant = info.clone();
-                    send(m, ServerMessage::ParticipantUpdated { participant });
-                }
+                self.to_room(&room, send, || ServerMessage::ParticipantUpdated {
+                    participant: info.clone(),
+                });
                 if let Some(member) = self.members.get_mut(&info.id) {
                     *member = ParticipantInfo {
                         tracks: Vec::new(),
@@ -212,22 +144,7 @@ impl Wire {
                 publisher,
                 track_id,
                 state,
-            } => {
-                let (state, reason, layer) = match state {
-                    StreamState::Active { layer } => (StreamStateKind::Active, None, layer),
-                    StreamState::Paused(r) => {
-                        (StreamStateKind::Paused, Some(r.as_str().to_owned()), None)
-                    }
-                };
-                let msg = ServerMessage::StreamState {
-                    participant_id: publisher,
-                    track_id,
-                    state,
-                    reason,
-                    layer,
-                };
-                send(&subscriber, msg);
-            }
+            } => send(&subscriber, stream_state(publisher, track_id, state)),
             Event::PublisherLayers {
                 participant,
                 track_id,
@@ -238,9 +155,7 @@ impl Wire {
             ),
             Event::Speakers { room, speakers } => {
                 let msg = speakers_message(speakers);
-                for m in self.members(&room) {
-                    send(m, msg.clone());
-                }
+                self.to_room(&room, send, || msg.clone());
             }
             Event::Refused { participant, error } => {
                 if let Some(detail) = error.detail() {
@@ -251,6 +166,94 @@ impl Wire {
                 }
                 send(&participant, signal_error(&error).into());
             }
+        }
+    }
+
+    /// `participant_joined` to those already there, `joined` (and who speaks) to the newcomer.
+    fn joined(
+        &mut self,
+        room: String,
+        participant: ParticipantView,
+        others: Vec<ParticipantView>,
+        speakers: Vec<Speaker>,
+        send: &mut dyn FnMut(&str, ServerMessage),
+    ) {
+        let info = participant_info(participant);
+        let id = info.id.clone();
+        self.to_room(&room, send, || ServerMessage::ParticipantJoined {
+            participant: info.clone(),
+        });
+        let joined = ServerMessage::Joined {
+            version: PROTOCOL_VERSION,
+            room: room.clone(),
+            participant_id: id.clone(),
+            participants: others.into_iter().map(participant_info).collect(),
+            ice_servers: self.ice_servers.remove(&id).unwrap_or_default(),
+        };
+        send(&id, joined);
+        if !speakers.is_empty() {
+            send(&id, speakers_message(speakers));
+        }
+        self.rooms.entry(room.clone()).or_default().push(id.clone());
+        self.webhooks
+            .emit(WebhookEvent::new(EventKind::ParticipantJoined, &room).participant(info.clone()));
+        self.members.insert(id, info);
+    }
+
+    /// `participant_left` to those who stay, then `left` to the one leaving.
+    fn left(
+        &mut self,
+        room: String,
+        participant: ParticipantView,
+        reason: LeaveReason,
+        send: &mut dyn FnMut(&str, ServerMessage),
+    ) {
+        let id = participant.id.clone();
+        if let Some(members) = self.rooms.get_mut(&room) {
+            members.retain(|m| *m != id);
+            if members.is_empty() {
+                self.rooms.remove(&room);
+            }
+        }
+        self.to_room(&room, send, || ServerMessage::ParticipantLeft {
+            participant_id: id.clone(),
+            reason: reason.as_str().to_owned(),
+        });
+        let left = ServerMessage::Left {
+            reason: reason.as_str().to_owned(),
+        };
+        send(&id, left);
+        self.members.remove(&id);
+        self.webhooks.emit(
+            WebhookEvent::new(EventKind::ParticipantLeft, &room)
+                .participant(participant_info(participant))
+                .reason(reason.as_str()),
+        );
+        metrics::counter!("sfu_participants_left_total", "reason" => reason.as_str()).increment(1);
+    }
+
+    /// `msg()` to every member of `room`.
+    fn to_room(
+        &self,
+        room: &str,
+        send: &mut dyn FnMut(&str, ServerMessage),
+        msg: impl Fn() -> ServerMessage,
+    ) {
+        for m in self.members(room) {
+            send(m, msg());
+        }
+    }
+
+    /// `msg()` to every member of `room` but `except`.
+    fn to_others(
+        &self,
+        room: &str,
+        except: &str,
+        send: &mut dyn FnMut(&str, ServerMessage),
+        msg: impl Fn() -> ServerMessage,
+    ) {
+        for m in self.members(room).iter().filter(|m| *m != except) {
+            send(m, msg());
         }
     }
 
@@ -346,6 +349,20 @@ pub fn track_info(t: TrackView) -> TrackInfo {
             MediaKind::Video => TrackKind::Video,
         },
         muted: t.muted,
+    }
+}
+
+fn stream_state(publisher: String, track_id: String, state: StreamState) -> ServerMessage {
+    let (state, reason, layer) = match state {
+        StreamState::Active { layer } => (StreamStateKind::Active, None, layer),
+        StreamState::Paused(r) => (StreamStateKind::Paused, Some(r.as_str().to_owned()), None),
+    };
+    ServerMessage::StreamState {
+        participant_id: publisher,
+        track_id,
+        state,
+        reason,
+        layer,
     }
 }
 
