@@ -45,6 +45,7 @@ pub const KEYS: &[&str] = &[
     "participant.max_tracks",
     "participant.offer_burst",
     "participant.offers_per_second",
+    "participant.resume_grace",
     "shutdown.drain_timeout",
     "tls.cert",
     "tls.key",
@@ -89,6 +90,9 @@ pub struct Config {
     pub limits: Limits,
     /// What one participant may do.
     pub participant: ParticipantLimits,
+    /// How long a participant whose signalling connection dropped may resume it (0: it leaves
+    /// at once).
+    pub resume_grace: Duration,
     /// How long connected participants get to leave after a shutdown signal.
     pub drain_timeout: Duration,
     /// Serve HTTPS and WSS with this certificate and key instead of plain HTTP.
@@ -164,6 +168,7 @@ impl Default for Config {
             room: RoomDefaults::default(),
             limits: Limits::default(),
             participant: ParticipantLimits::default(),
+            resume_grace: Duration::from_secs(20),
             drain_timeout: Duration::from_secs(30),
             tls: None,
             webhook: WebhookSettings {
@@ -291,6 +296,11 @@ impl Config {
             a.participant_offers_per_second
         );
         set!(
+            c.resume_grace,
+            pl.resume_grace.map(|d| d.0),
+            a.participant_resume_grace
+        );
+        set!(
             c.drain_timeout,
             file.shutdown.drain_timeout.map(|d| d.0),
             a.shutdown_drain_timeout
@@ -391,6 +401,9 @@ impl Config {
                 "room.max_participants",
                 format!("must be 0 (no limit) to {MAX_PARTICIPANTS_LIMIT}"),
             ));
+        }
+        if self.resume_grace > Duration::from_secs(300) {
+            return Err(err("participant.resume_grace", "must be 0s to 5m"));
         }
         if self.drain_timeout > Duration::from_secs(3600) {
             return Err(err("shutdown.drain_timeout", "must be 0s to 1h"));

@@ -114,6 +114,7 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
                 )
             },
             webhooks: webhooks.clone(),
+            resume_grace: config.resume_grace,
             ice_tcp: config.ice_tcp,
             pin_source,
         };

@@ -39,6 +39,7 @@ fn start(turn: TurnConfig) -> (SfuHandle, u16) {
         candidate_ips: vec![localhost],
         engine: EngineConfig::new(vec![SocketAddr::new(localhost, 0)], generate_dtls_cert()),
         webhooks: Webhooks::disabled(),
+        resume_grace: std::time::Duration::from_secs(20),
         ice_tcp: true,
         pin_source: false,
     };

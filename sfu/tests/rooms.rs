@@ -46,6 +46,7 @@ fn start(defaults: RoomDefaults, webhooks: Webhooks) -> SfuHandle {
             candidate_ips: vec![localhost],
             engine: EngineConfig::new(vec![SocketAddr::new(localhost, 0)], cert.clone()),
             webhooks: webhooks.clone(),
+            resume_grace: std::time::Duration::from_secs(20),
             ice_tcp: false,
             pin_source: false,
         };

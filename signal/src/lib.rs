@@ -111,7 +111,40 @@ pub trait MediaBackend: Send + Sync + 'static {
     /// sent to the client; errors found while handling the signal come back on [`Session::events`].
     fn signal(&self, participant_id: &str, signal: ClientSignal) -> Result<(), SignalError>;
 
-    /// The participant is gone: it said `leave`, or its socket closed. `reason` is `left` or
-    /// `disconnected`. Idempotent.
+    /// The participant is gone: it said `leave`. `reason` is `left` or `disconnected`.
+    /// Idempotent.
     fn leave(&self, participant_id: &str, reason: &str);
+
+    /// The participant's socket closed without `leave`. A backend that resumes sessions keeps
+    /// the participant for a grace period (see [`MediaBackend::resume`]); by default it leaves as
+    /// `disconnected`. Idempotent.
+    fn detach(&self, participant_id: &str) {
+        self.leave(participant_id, "disconnected");
+    }
+
+    /// Take a detached (or still attached) participant up again on a new socket, if the secret
+    /// is the one handed out in its `joined`. The new session's first event is
+    /// [`ServerMessage::Resumed`](protocol::ServerMessage::Resumed). By default nothing can be
+    /// resumed.
+    fn resume(
+        &self,
+        req: ResumeRequest,
+    ) -> impl Future<Output = Result<Session, SignalError>> + Send {
+        let _ = req;
+        async {
+            Err(SignalError::new(
+                ErrorCode::ResumeFailed,
+                "this server does not resume sessions; join again",
+            ))
+        }
+    }
+}
+
+/// A `resume` as the media side gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeRequest {
+    /// The participant to take up.
+    pub participant_id: String,
+    /// The secret from its `joined`.
+    pub secret: String,
 }

@@ -31,6 +31,18 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
     },
+    /// Take up an existing participant again on a new socket, after the old one dropped: instead
+    /// of `join`, as the first message. Works within the grace period announced in `joined`
+    /// (`resume.grace_seconds`) and only with the secret given there. The server answers
+    /// [`ServerMessage::Resumed`] and then everything it held back for this participant.
+    Resume {
+        /// Must equal [`PROTOCOL_VERSION`].
+        version: u32,
+        /// The participant to take up (`joined`'s `participant_id`).
+        participant_id: String,
+        /// `joined`'s `resume.secret`.
+        secret: String,
+    },
     /// An SDP offer for the participant's one peer connection.
     Offer {
         /// The SDP text.
@@ -72,6 +84,16 @@ pub enum ClientMessage {
     Ping,
 }
 
+/// What a client needs to resume its session on a new socket (see [`ClientMessage::Resume`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeTicket {
+    /// Proof that a resuming socket belongs to this client: random, known only to the client
+    /// and the server. Never logged.
+    pub secret: String,
+    /// How long after the socket drops the session can be resumed.
+    pub grace_seconds: u32,
+}
+
 /// A message from the server to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -88,6 +110,27 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
         /// ICE servers (STUN/TURN) the client should configure on its peer connection.
         ice_servers: Vec<IceServer>,
+        /// How to take this participant up again if the socket drops; absent when the server
+        /// does not resume sessions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<ResumeTicket>,
+    },
+    /// The answer to `resume`: the participant is taken up again on this socket. Messages held
+    /// back while no socket was attached follow, in order.
+    Resumed {
+        /// The participant.
+        participant_id: String,
+    },
+    /// Another participant's signalling connection dropped; it may come back (`participant_resumed`)
+    /// within the grace period, or leave (`participant_left`). Its media keeps flowing meanwhile.
+    ParticipantReconnecting {
+        /// Who.
+        participant_id: String,
+    },
+    /// A participant that was reconnecting is back.
+    ParticipantResumed {
+        /// Who.
+        participant_id: String,
     },
     /// An SDP offer from the server (renegotiation when tracks come or go).
     Offer {
@@ -333,6 +376,9 @@ pub enum ErrorCode {
     /// A per-participant limit would be exceeded (tracks published); the request was refused
     /// whole.
     LimitExceeded,
+    /// A `resume` that cannot be honoured: no such session (it ended, or its grace period
+    /// passed), or the wrong secret. Join again.
+    ResumeFailed,
     /// A bug on the server side.
     Internal,
 }
@@ -358,6 +404,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::ResumeFailed => "resume_failed",
             ErrorCode::Internal => "internal",
         }
     }

@@ -26,7 +26,7 @@ use crate::protocol::{
     validate_display_name, validate_room_name, ClientMessage, ErrorCode, ServerMessage,
     SignalError, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
-use crate::{ClientSignal, JoinRequest, MediaBackend, RouterConfig, Session};
+use crate::{ClientSignal, JoinRequest, MediaBackend, ResumeRequest, RouterConfig, Session};
 
 /// How much of a parser message goes back to the client.
 const MAX_DETAIL_CHARS: usize = 200;
@@ -197,9 +197,10 @@ impl<B: MediaBackend> Member<B> {
 }
 
 impl<B: MediaBackend> Drop for Member<B> {
+    /// The socket ended without `leave`: the participant may come back with `resume`.
     fn drop(&mut self) {
         if !self.gone {
-            self.backend.leave(&self.id, "disconnected");
+            self.backend.detach(&self.id);
         }
     }
 }
@@ -487,8 +488,25 @@ impl<B: MediaBackend> Conn<B> {
                 };
                 return self.handle_join(attempt).await;
             }
+            (
+                Stage::NotJoined,
+                ClientMessage::Resume {
+                    version,
+                    participant_id,
+                    secret,
+                },
+            ) => {
+                let request = ResumeRequest {
+                    participant_id,
+                    secret,
+                };
+                return self.handle_resume(version, request).await;
+            }
             (Stage::NotJoined, _) => Some(not_joined("send join first")),
-            (Stage::Joined | Stage::Leaving, ClientMessage::Join { .. }) => Some(
+            (
+                Stage::Joined | Stage::Leaving,
+                ClientMessage::Join { .. } | ClientMessage::Resume { .. },
+            ) => Some(
                 SignalError::new(ErrorCode::AlreadyJoined, "this socket has joined already").into(),
             ),
             (Stage::Joined, ClientMessage::Offer { sdp }) => {
@@ -539,19 +557,54 @@ impl<B: MediaBackend> Conn<B> {
 
     async fn handle_join(&mut self, attempt: JoinAttempt) -> ControlFlow<End> {
         let room = attempt.room.clone();
-        match attempt
+        let result = attempt
             .run(
                 &*self.backend,
                 self.config.keys.as_ref(),
                 self.config.backend_timeout,
             )
-            .await
-        {
+            .await;
+        if result.is_ok() {
+            tracing::Span::current().record("room", room.as_str());
+        }
+        self.admitted(result, "joined").await
+    }
+
+    /// A `resume`: the media side checks the secret; a refusal counts like a refused join.
+    async fn handle_resume(&mut self, version: u32, request: ResumeRequest) -> ControlFlow<End> {
+        let result = if version != PROTOCOL_VERSION {
+            Err(SignalError::new(
+                ErrorCode::UnsupportedVersion,
+                format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+            ))
+        } else if request.participant_id.len() > 64 || request.secret.len() > 128 {
+            Err(SignalError::new(
+                ErrorCode::ResumeFailed,
+                "no such session; join again",
+            ))
+        } else {
+            match timeout(self.config.backend_timeout, self.backend.resume(request)).await {
+                Ok(result) => result,
+                Err(_) => Err(SignalError::new(
+                    ErrorCode::ServerBusy,
+                    "the server did not answer in time; try again",
+                )),
+            }
+        };
+        self.admitted(result, "resumed").await
+    }
+
+    /// The outcome of a join or resume.
+    async fn admitted(
+        &mut self,
+        result: Result<Session, SignalError>,
+        what: &'static str,
+    ) -> ControlFlow<End> {
+        match result {
             Ok(session) => {
                 let span = tracing::Span::current();
-                span.record("room", room.as_str());
                 span.record("participant", session.participant_id.as_str());
-                info!("joined");
+                info!("{what}");
                 self.pending = None;
                 self.phase = Phase::Joined {
                     member: Member {
@@ -564,7 +617,7 @@ impl<B: MediaBackend> Conn<B> {
                 Continue(())
             }
             Err(e) => {
-                debug!(code = e.code.as_str(), "join refused");
+                debug!(code = e.code.as_str(), "{what} refused");
                 self.refused_joins += 1;
                 self.send(&e.into()).await?;
                 if self.refused_joins >= self.config.max_join_attempts {

@@ -124,6 +124,7 @@ impl MediaBackend for Rooms {
             participant_id: id.clone(),
             participants: others,
             ice_servers: vec![],
+            resume: None,
         };
         tx.try_send(joined).expect("fresh queue");
         state.members.insert(
@@ -628,6 +629,19 @@ async fn backend_join_error_is_delivered_and_join_can_be_retried() {
     );
     ping_pong(&mut ws).await;
     join(&mut ws, "r", "Ann").await;
+}
+
+#[tokio::test]
+async fn resume_is_refused_by_a_backend_that_does_not_resume_and_after_joining() {
+    let (addr, _rooms) = start(RouterConfig::default()).await;
+    let mut ws = connect(addr).await;
+    let resume = json!({"type": "resume", "version": 1, "participant_id": "p", "secret": "s"});
+    send_json(&mut ws, resume.clone()).await;
+    expect_error(&mut ws, ErrorCode::ResumeFailed).await;
+    // A refused resume leaves the socket usable, like a refused join.
+    join(&mut ws, "r", "Ann").await;
+    send_json(&mut ws, resume).await;
+    expect_error(&mut ws, ErrorCode::AlreadyJoined).await;
 }
 
 #[tokio::test]

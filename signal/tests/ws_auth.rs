@@ -42,6 +42,7 @@ impl MediaBackend for Recorder {
             participant_id: "p1".into(),
             participants: vec![],
             ice_servers: vec![],
+            resume: None,
         };
         tx.try_send(joined).expect("fresh queue");
         self.queues.lock().unwrap().push(tx);

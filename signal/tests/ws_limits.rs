@@ -44,6 +44,7 @@ impl MediaBackend for Rooms {
             participant_id: "p1".into(),
             participants: vec![],
             ice_servers: vec![],
+            resume: None,
         };
         tx.try_send(joined).expect("fresh queue");
         self.queues.lock().unwrap().push(tx);

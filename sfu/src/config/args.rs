@@ -120,6 +120,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SFU_PARTICIPANT_OFFERS_PER_SECOND", value_name = "RATE")]
     pub participant_offers_per_second: Option<f64>,
 
+    /// How long a participant whose WebSocket dropped may resume its session on a new one
+    /// (0s to 5m; 0s: it leaves at once). Default: 20s.
+    #[arg(long, env = "SFU_PARTICIPANT_RESUME_GRACE", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub participant_resume_grace: Option<std::time::Duration>,
+
     /// After SIGTERM or Ctrl-C, how long connected participants get to leave before they are
     /// disconnected. Default: 30s.
     #[arg(long, env = "SFU_SHUTDOWN_DRAIN_TIMEOUT", value_parser = parse_duration,

@@ -56,6 +56,7 @@ pub struct FileParticipant {
     pub max_tracks: Option<usize>,
     pub offer_burst: Option<f64>,
     pub offers_per_second: Option<f64>,
+    pub resume_grace: Option<FileDuration>,
 }
 
 /// `[shutdown]`.

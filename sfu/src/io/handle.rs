@@ -11,7 +11,7 @@ use signal::protocol::{
     ErrorCode, IceServer, ParticipantInfo, ServerMessage, SignalError, TrackInfo,
 };
 use signal::webhook::{EventKind, WebhookEvent};
-use signal::{ClientSignal, JoinRequest, MediaBackend, Session};
+use signal::{ClientSignal, JoinRequest, MediaBackend, ResumeRequest, Session};
 
 pub use super::rooms::{Placement, RoomDefaults};
 use super::turn::TurnConfig;
@@ -48,6 +48,23 @@ pub enum Command {
         id: String,
         /// The signal.
         signal: ClientSignal,
+    },
+    /// A participant's socket closed without `leave`: it is detached (or leaves, when resuming
+    /// is off).
+    Detach {
+        /// Participant id.
+        id: String,
+    },
+    /// A new socket takes up a participant.
+    Resume {
+        /// Participant id.
+        id: String,
+        /// The secret from its `joined`.
+        secret: String,
+        /// Where its messages go from now on.
+        events: mpsc::Sender<ServerMessage>,
+        /// `resume_failed` when there is no such session or the secret is wrong.
+        reply: oneshot::Sender<Result<(), SignalError>>,
     },
     /// A participant leaves.
     Leave {
@@ -266,6 +283,48 @@ impl MediaBackend for SfuHandle {
 
     fn leave(&self, participant_id: &str, reason: &str) {
         self.route_leave(participant_id, reason);
+    }
+
+    fn detach(&self, participant_id: &str) {
+        let Some(worker) = self.placement.lock().worker_of(participant_id) else {
+            return;
+        };
+        let cmd = Command::Detach {
+            id: participant_id.to_string(),
+        };
+        if self.workers[worker].try_send(cmd).is_err() {
+            // The worker is swamped; the socket's queue is closed, so the participant is
+            // detached when the next message for it finds it gone.
+            tracing::warn!(
+                participant = participant_id,
+                "detach not queued: worker busy"
+            );
+        }
+    }
+
+    async fn resume(&self, req: ResumeRequest) -> Result<Session, SignalError> {
+        let refused = || SignalError::new(ErrorCode::ResumeFailed, "no such session; join again");
+        let worker = self
+            .placement
+            .lock()
+            .worker_of(&req.participant_id)
+            .ok_or_else(refused)?;
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let cmd = Command::Resume {
+            id: req.participant_id.clone(),
+            secret: req.secret,
+            events: events_tx,
+            reply: reply_tx,
+        };
+        self.workers[worker].try_send(cmd).map_err(|_| busy())?;
+        let result = reply_rx.await.unwrap_or_else(|_| Err(busy()));
+        let outcome = if result.is_ok() { "ok" } else { "refused" };
+        metrics::counter!("sfu_resumes_total", "result" => outcome).increment(1);
+        result.map(|()| Session {
+            participant_id: req.participant_id,
+            events: events_rx,
+        })
     }
 }
 

@@ -7,12 +7,14 @@
 //! - [`rooms`]: the room registry and the placement of rooms and participants.
 //! - [`service`]: the REST API's operations on rooms and participants.
 //! - [`wire`]: the engine's events turned into protocol messages, webhooks and metrics.
+//! - [`sessions`]: each participant's event queue; held messages and resume after a drop.
 //! - [`webhook`]: the bounded webhook queue and its senders.
 
 pub mod handle;
 pub mod metrics;
 pub mod rooms;
 mod service;
+pub mod sessions;
 pub mod tcp;
 pub mod turn;
 pub mod udp;

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use signal::limits::LogThrottle;
 use signal::protocol::{
-    ErrorCode, IceServer, ParticipantInfo, ServerMessage, SignalError, Speaker as WireSpeaker,
-    StreamStateKind, TrackInfo, TrackKind, PROTOCOL_VERSION,
+    ErrorCode, IceServer, ParticipantInfo, ResumeTicket, ServerMessage, SignalError,
+    Speaker as WireSpeaker, StreamStateKind, TrackInfo, TrackKind, PROTOCOL_VERSION,
 };
 use signal::webhook::{EventKind, WebhookEvent};
 use signal::ClientSignal;
@@ -33,8 +33,8 @@ pub struct Wire {
     rooms: HashMap<String, Vec<String>>,
     /// Each participant without its tracks (webhooks describe a participant apart from them).
     members: HashMap<String, ParticipantInfo>,
-    /// ICE servers to hand to participants whose join is under way.
-    ice_servers: HashMap<String, Vec<IceServer>>,
+    /// ICE servers and resume tickets to hand to participants whose join is under way.
+    expected: HashMap<String, (Vec<IceServer>, Option<ResumeTicket>)>,
     /// Refused SDPs and candidates are logged at most once per interval.
     bad_input_log: LogThrottle,
 }
@@ -46,20 +46,25 @@ impl Wire {
             webhooks,
             rooms: HashMap::new(),
             members: HashMap::new(),
-            ice_servers: HashMap::new(),
+            expected: HashMap::new(),
             bad_input_log: LogThrottle::new(BAD_INPUT_LOG_INTERVAL),
         }
     }
 
     /// Participant `id` is about to join: its `joined` message carries `ice_servers` (TURN
-    /// credentials are per participant).
-    pub fn expect_join(&mut self, id: &str, ice_servers: Vec<IceServer>) {
-        self.ice_servers.insert(id.to_owned(), ice_servers);
+    /// credentials are per participant) and its resume ticket.
+    pub fn expect_join(
+        &mut self,
+        id: &str,
+        ice_servers: Vec<IceServer>,
+        resume: Option<ResumeTicket>,
+    ) {
+        self.expected.insert(id.to_owned(), (ice_servers, resume));
     }
 
     /// The join of `id` was refused.
     pub fn join_refused(&mut self, id: &str) {
-        self.ice_servers.remove(id);
+        self.expected.remove(id);
     }
 
     /// The participants of `room`, in join order.
@@ -183,12 +188,14 @@ impl Wire {
         self.to_room(&room, send, || ServerMessage::ParticipantJoined {
             participant: info.clone(),
         });
+        let (ice_servers, resume) = self.expected.remove(&id).unwrap_or_default();
         let joined = ServerMessage::Joined {
             version: PROTOCOL_VERSION,
             room: room.clone(),
             participant_id: id.clone(),
             participants: others.into_iter().map(participant_info).collect(),
-            ice_servers: self.ice_servers.remove(&id).unwrap_or_default(),
+            ice_servers,
+            resume,
         };
         send(&id, joined);
         if !speakers.is_empty() {

@@ -2,7 +2,6 @@
 //! [`Engine`] that owns whole rooms. Forwarding inside a room never leaves the thread: no lock and
 //! no channel per packet.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -14,10 +13,11 @@ use str0m::net::{Protocol, Transmit};
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use signal::protocol::ServerMessage;
+use signal::protocol::{ErrorCode, ResumeTicket, ServerMessage, SignalError};
 
 use super::handle::{Command, Placement};
 use super::metrics::WorkerMetrics;
+use super::sessions::{self, Sessions};
 use super::tcp::{TcpEvent, TcpMedia};
 use super::udp::MediaSocket;
 use super::webhook::Webhooks;
@@ -46,6 +46,8 @@ pub struct WorkerSpec {
     pub pin_source: bool,
     /// Where participant and track events go.
     pub webhooks: Webhooks,
+    /// How long a participant whose socket dropped may resume (zero: it leaves at once).
+    pub resume_grace: Duration,
 }
 
 /// A running worker.
@@ -117,10 +119,11 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                     tcp,
                     pin_source: spec.pin_source,
                     commands: rx,
-                    sessions: HashMap::new(),
+                    sessions: Sessions::new(spec.resume_grace),
                     placement,
                     out: Vec::with_capacity(1024),
                     kick: Vec::new(),
+                    detached: Vec::new(),
                     metrics: WorkerMetrics::new(index),
                 }
                 .run()
@@ -147,11 +150,13 @@ struct WorkerLoop {
     pin_source: bool,
     commands: mpsc::Receiver<Command>,
     /// Event queues of the participants on this worker.
-    sessions: HashMap<String, mpsc::Sender<ServerMessage>>,
+    sessions: Sessions,
     placement: Arc<Mutex<Placement>>,
     out: Vec<Transmit>,
     /// Participants to remove after delivering messages (queue full or closed).
     kick: Vec<(String, LeaveReason)>,
+    /// Participants found detached while delivering: the others are told after the batch.
+    detached: Vec<String>,
     /// Published once a second.
     metrics: WorkerMetrics,
     /// The engine's events into messages, webhooks and metrics.
@@ -189,7 +194,10 @@ impl WorkerLoop {
                         None => std::future::pending().await,
                     }
                 } => self.handle_tcp(ev),
-                _ = self.metrics.tick() => self.metrics.publish(&self.engine, self.sessions.keys()),
+                _ = self.metrics.tick() => {
+                    self.metrics.publish(&self.engine, self.sessions.ids());
+                    self.end_grace_periods();
+                }
             }
             self.deliver_events();
             self.send().await;
@@ -266,8 +274,14 @@ impl WorkerLoop {
                 reply,
             } => {
                 let (id, room) = (spec.id.clone(), spec.room.clone());
-                self.sessions.insert(id.clone(), events);
-                self.wire.expect_join(&id, ice_servers);
+                let secret = sessions::new_secret();
+                let grace = self.sessions.grace();
+                let ticket = (!grace.is_zero()).then(|| ResumeTicket {
+                    secret: secret.clone(),
+                    grace_seconds: grace.as_secs().try_into().unwrap_or(u32::MAX),
+                });
+                self.sessions.insert(&id, events, secret);
+                self.wire.expect_join(&id, ice_servers, ticket);
                 let r = self.engine.join(now, spec);
                 match &r {
                     Ok(()) => {
@@ -292,6 +306,35 @@ impl WorkerLoop {
                 self.engine.handle_request(now, &id, wire::request(signal))
             }
             Command::Leave { id, reason } => self.engine.leave(now, &id, reason),
+            Command::Detach { id } => match self.sessions.detach(now, &id) {
+                Ok(true) => self.announce(&id, true),
+                Ok(false) => {}
+                Err(reason) => self.engine.leave(now, &id, reason),
+            },
+            Command::Resume {
+                id,
+                secret,
+                events,
+                reply,
+            } => {
+                let r = match self.sessions.resume(&id, &secret, events) {
+                    Ok(was_detached) => {
+                        debug!(participant = %id, was_detached, "resumed");
+                        if was_detached {
+                            self.announce(&id, false);
+                        }
+                        Ok(())
+                    }
+                    Err(why) => {
+                        debug!(participant = %id, ?why, "resume refused");
+                        Err(SignalError::new(
+                            ErrorCode::ResumeFailed,
+                            "no such session; join again",
+                        ))
+                    }
+                };
+                let _ = reply.send(r);
+            }
             Command::CloseRoom {
                 room,
                 reason,
@@ -357,13 +400,13 @@ impl WorkerLoop {
             }
             Command::ShuttingDown { drain_seconds } => {
                 self.deliver_events();
-                let ids: Vec<String> = self.sessions.keys().cloned().collect();
+                let ids: Vec<String> = self.sessions.ids().cloned().collect();
                 for id in ids {
                     self.deliver(&id, ServerMessage::ShuttingDown { drain_seconds });
                 }
             }
             Command::RemoveAll { reason, reply } => {
-                let ids: Vec<String> = self.sessions.keys().cloned().collect();
+                let ids: Vec<String> = self.sessions.ids().cloned().collect();
                 for id in ids {
                     self.engine.leave(now, &id, reason);
                 }
@@ -385,7 +428,8 @@ impl WorkerLoop {
     }
 
     /// Translate the engine's events and hand the messages to the participants' queues. A
-    /// participant whose queue is full (not reading) or closed is removed.
+    /// participant whose queue is full (not reading) is removed; one whose socket is gone is
+    /// detached.
     fn deliver_events(&mut self) {
         loop {
             let now = Instant::now();
@@ -398,15 +442,25 @@ impl WorkerLoop {
                     wire,
                     sessions,
                     kick,
+                    detached,
                     ..
                 } = self;
-                wire.translate(now, event, &mut |id, msg| {
-                    queue(sessions, kick, id, msg);
-                });
+                wire.translate(
+                    now,
+                    event,
+                    &mut |id, msg| match sessions.send(now, id, msg) {
+                        Ok(true) => detached.push(id.to_owned()),
+                        Ok(false) => {}
+                        Err(reason) => kick.push((id.to_owned(), reason)),
+                    },
+                );
                 if let Some(id) = gone {
                     self.sessions.remove(&id);
                     self.placement.lock().release(&id, now);
                 }
+            }
+            for id in std::mem::take(&mut self.detached) {
+                self.announce(&id, true);
             }
             if self.kick.is_empty() {
                 break;
@@ -419,28 +473,52 @@ impl WorkerLoop {
 
     /// Hand one message to participant `id` (after everything the engine has for it).
     fn deliver(&mut self, id: &str, msg: ServerMessage) {
-        queue(&self.sessions, &mut self.kick, id, msg);
+        match self.sessions.send(Instant::now(), id, msg) {
+            Ok(true) => self.detached.push(id.to_owned()),
+            Ok(false) => {}
+            Err(reason) => self.kick.push((id.to_owned(), reason)),
+        }
         self.deliver_events();
     }
-}
 
-/// Put `msg` in the queue of participant `id`; a full or closed queue gets it removed.
-fn queue(
-    sessions: &HashMap<String, mpsc::Sender<ServerMessage>>,
-    kick: &mut Vec<(String, LeaveReason)>,
-    id: &str,
-    msg: ServerMessage,
-) {
-    let Some(tx) = sessions.get(id) else {
-        return;
-    };
-    match tx.try_send(msg) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            kick.push((id.to_owned(), LeaveReason::SlowConsumer))
+    /// Tell the others in `id`'s room that it is reconnecting (or back).
+    fn announce(&mut self, id: &str, reconnecting: bool) {
+        let Some(room) = self.engine.participant_room(id).map(str::to_owned) else {
+            return;
+        };
+        if reconnecting {
+            info!(participant = id, "signalling dropped; held for resume");
+            metrics::counter!("sfu_sessions_detached_total").increment(1);
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => {
-            kick.push((id.to_owned(), LeaveReason::Disconnected))
+        let others: Vec<String> = self
+            .wire
+            .members(&room)
+            .iter()
+            .filter(|m| *m != id)
+            .cloned()
+            .collect();
+        for other in others {
+            let participant_id = id.to_owned();
+            let msg = if reconnecting {
+                ServerMessage::ParticipantReconnecting { participant_id }
+            } else {
+                ServerMessage::ParticipantResumed { participant_id }
+            };
+            self.deliver(&other, msg);
         }
+    }
+
+    /// Detached participants whose grace period passed leave.
+    fn end_grace_periods(&mut self) {
+        let now = Instant::now();
+        let expired = self.sessions.expired(now);
+        if expired.is_empty() {
+            return;
+        }
+        for id in expired {
+            debug!(participant = %id, "not resumed in time");
+            self.engine.leave(now, &id, LeaveReason::Disconnected);
+        }
+        self.deliver_events();
     }
 }

@@ -76,7 +76,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound | ErrorCode::NotJoined => StatusCode::NOT_FOUND,
+        ErrorCode::NotFound | ErrorCode::NotJoined | ErrorCode::ResumeFailed => {
+            StatusCode::NOT_FOUND
+        }
         ErrorCode::Conflict
         | ErrorCode::RoomFull
         | ErrorCode::AlreadyJoined

@@ -67,7 +67,7 @@ fn schemas() -> Value {
                     "bad_message", "message_too_large", "unsupported_version", "not_joined",
                     "already_joined", "invalid_name", "invalid_sdp", "wrong_state",
                     "unauthorized", "forbidden", "room_full", "server_busy", "invalid_request",
-                    "not_found", "conflict", "rate_limited", "limit_exceeded", "internal"] },
+                    "not_found", "conflict", "rate_limited", "limit_exceeded", "resume_failed", "internal"] },
                 "message": { "type": "string" },
                 "field": { "type": "string", "description": "The request field at fault." }
             }
