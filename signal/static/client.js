@@ -21,7 +21,15 @@
  * 3. Whenever remote tracks come or go, the server sends an `offer`; the client answers it. The
  *    server is the polite side: an offer from the server that arrives while the client's own offer
  *    is outstanding is ignored, and the server offers again after answering.
- * 4. `leave()`, a `left` message, or the WebSocket closing ends the session: `left` is emitted once.
+ * 4. `leave()` or a `left` message ends the session: `left` is emitted once.
+ *
+ * Reconnect: when the WebSocket drops (closed, failed, or silent for 60 s) while the peer
+ * connection may still be fine, the client emits `reconnecting`, opens new sockets with backoff
+ * (0.5 s, doubling up to 4 s) and sends `resume` with the secret from `joined`, for as long as the
+ * server's grace period lasts. On `resumed` it emits `reconnected` and goes on with the same
+ * participant, tracks and peer connection (messages the server held meanwhile arrive then). If
+ * the server refuses (`resume_failed`) or the grace period runs out, the session ends with `left`
+ * `disconnected`. Other participants who are reconnecting have `reconnecting: true`.
  *
  * Every negotiation step (offer, answer, remote candidate) runs on one promise chain, so no two
  * steps ever interleave.
@@ -87,8 +95,13 @@
  *   `message_too_large`, `forbidden`, ...) or a client code:
  *   `media_denied`, `media_unavailable`, `connection_failed`, `timeout`, `negotiation_failed`,
  *   `ice_failed`.
+ * - `reconnecting`: the WebSocket dropped; the client is taking the session up on a new one.
+ *   `detail: { closeCode }`. Media keeps flowing meanwhile.
+ * - `reconnected`: the session goes on over a new WebSocket. `detail: {}`.
+ * - `shutting-down`: the server is shutting down and ends the session in `detail.drainSeconds`.
  * - `left`: the session ended. `detail: { reason }`: `left` after `leave()`, `disconnected` when the
- *   WebSocket closed (`detail.closeCode` then holds the close code), or the server's reason.
+ *   WebSocket could not be taken up again (`detail.closeCode` then holds the last close code), or
+ *   the server's reason (`server_shutdown`, `removed`, `room_deleted`, `timeout`, ...).
  *
  * @module client
  */
@@ -203,6 +216,11 @@ const LAYER_RETRY_MS = 1000;
 const LAYER_RETRIES = 3;
 /** A `bad_message` error this soon after a `track_settings` is taken as the server refusing it. */
 const SETTINGS_ERROR_WINDOW_MS = 5000;
+/** The first wait before a reconnect attempt; it doubles up to the next value. */
+const RECONNECT_FIRST_DELAY_MS = 500;
+const RECONNECT_MAX_DELAY_MS = 4000;
+/** A reconnect attempt that has no answer after this long is given up for the next one. */
+const RESUME_ATTEMPT_TIMEOUT_MS = 5000;
 /** An unconfirmed `mute` is sent again after this long, at most this many times. */
 const MUTE_RETRY_MS = 1000;
 const MUTE_RETRIES = 10;
@@ -214,6 +232,8 @@ const MUTE_RETRIES = 10;
  * @property {MediaStream} stream the participant's remote tracks; the same object for its lifetime
  * @property {Map<string, string>} tracks published track ids to kind (`audio`/`video`), as announced
  * @property {Set<string>} muted the ids of its tracks that are muted (the server does not forward them)
+ * @property {boolean} reconnecting its signalling connection dropped and it may come back; its
+ * media keeps flowing meanwhile
  */
 
 export class SfuClient extends EventTarget {
@@ -265,6 +285,13 @@ export class SfuClient extends EventTarget {
   #offerSent = false;
   /** Remote candidates that arrived before a remote description. */
   #remoteCandidates = [];
+  /** The signalling URL of the session. */
+  #url = null;
+  /** `joined`'s resume ticket: `{ secret, graceSeconds }`, or null when the server does not resume. */
+  #resumeTicket = null;
+  /** Set while the socket is being replaced. */
+  #reconnecting = false;
+  #reconnectTimer = null;
   /** Participants that left; late SDP must not bring them back. */
   #departed = new Set();
   /** Server track ids announced as unpublished. */
@@ -348,7 +375,8 @@ export class SfuClient extends EventTarget {
       this.localStream = local;
       this.#ownsStream = !stream;
       this.#emit('local-stream', { stream: local });
-      await this.#connect(url ?? defaultSignalUrl(), { room, name, token }, timeoutMs, generation);
+      this.#url = url ?? defaultSignalUrl();
+      await this.#connect(this.#url, { room, name, token }, timeoutMs, generation);
       return { participantId: this.participantId, participants: this.participants };
     } catch (err) {
       const error = err instanceof SfuError ? err : new SfuError('connection_failed', String(err?.message ?? err));
@@ -568,20 +596,13 @@ export class SfuClient extends EventTarget {
           const why = ev.reason ? `: ${ev.reason}` : ` (code ${ev.code})`;
           settle(new SfuError('connection_failed', `cannot reach the server${why}`));
         } else {
-          this.#end('disconnected', true, { closeCode: ev.code });
+          this.#socketLost(ev.code);
         }
       };
       ws.onmessage = (ev) => {
         if (generation !== this.#generation) return;
-        this.#lastServerMessageAt = Date.now();
-        let msg;
-        try {
-          msg = JSON.parse(ev.data);
-        } catch {
-          this.#emit('error', { code: 'bad_message', message: 'the server sent a message that is not JSON' });
-          return;
-        }
-        if (!msg || typeof msg.type !== 'string') return;
+        const msg = this.#parse(ev.data);
+        if (!msg) return;
         if (this.#state === 'joining') {
           if (msg.type === 'joined') {
             try {
@@ -602,9 +623,146 @@ export class SfuClient extends EventTarget {
     });
   }
 
+  /** A server message as an object, or null (an `error` event for one that is not JSON). */
+  #parse(data) {
+    this.#lastServerMessageAt = Date.now();
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      this.#emit('error', { code: 'bad_message', message: 'the server sent a message that is not JSON' });
+      return null;
+    }
+    return msg && typeof msg.type === 'string' ? msg : null;
+  }
+
+  /**
+   * The socket of a joined session closed or went silent: take the session up again on a new
+   * socket while the server's grace period lasts, or end it.
+   */
+  #socketLost(closeCode) {
+    if (this.#state !== 'joined' || this.#reconnecting) return;
+    const ticket = this.#resumeTicket;
+    if (!ticket || !this.participantId) {
+      this.#end('disconnected', true, { closeCode });
+      return;
+    }
+    this.#reconnecting = true;
+    clearInterval(this.#pingTimer);
+    this.#pingTimer = null;
+    this.#dropSocket();
+    const generation = this.#generation;
+    const deadline = Date.now() + ticket.graceSeconds * 1000;
+    let delay = RECONNECT_FIRST_DELAY_MS;
+    this.#emit('reconnecting', { closeCode });
+    const giveUp = () => {
+      this.#reconnecting = false;
+      this.#end('disconnected', true, { closeCode });
+    };
+    const attempt = () => {
+      if (generation !== this.#generation) return;
+      if (Date.now() >= deadline) {
+        giveUp();
+        return;
+      }
+      let ws;
+      try {
+        ws = new WebSocket(this.#url);
+      } catch {
+        ws = null;
+      }
+      let done = false;
+      const next = () => {
+        if (done || generation !== this.#generation) return;
+        done = true;
+        clearTimeout(attemptTimer);
+        if (ws) {
+          ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+          if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
+        }
+        const wait = Math.min(delay, Math.max(0, deadline - Date.now()));
+        delay = Math.min(delay * 2, RECONNECT_MAX_DELAY_MS);
+        this.#reconnectTimer = setTimeout(attempt, wait);
+      };
+      const attemptTimer = setTimeout(next, RESUME_ATTEMPT_TIMEOUT_MS);
+      if (!ws) {
+        next();
+        return;
+      }
+      ws.onopen = () => {
+        ws.send(
+          JSON.stringify({
+            type: 'resume',
+            version: PROTOCOL_VERSION,
+            participant_id: this.participantId,
+            secret: ticket.secret,
+          }),
+        );
+      };
+      ws.onerror = () => {};
+      ws.onclose = next;
+      ws.onmessage = (ev) => {
+        if (done || generation !== this.#generation) return;
+        const msg = this.#parse(ev.data);
+        if (msg?.type === 'resumed') {
+          done = true;
+          clearTimeout(attemptTimer);
+          this.#resumed(ws, generation);
+        } else if (msg?.type === 'error' && msg.code === 'resume_failed') {
+          done = true;
+          clearTimeout(attemptTimer);
+          ws.onclose = null;
+          giveUp();
+        } else if (msg?.type === 'error') {
+          next(); // busy or similar: try again
+        }
+      };
+    };
+    this.#reconnectTimer = setTimeout(attempt, 0);
+  }
+
+  /** A new socket took the session up: it carries the session from now on. */
+  #resumed(ws, generation) {
+    this.#reconnecting = false;
+    this.#ws = ws;
+    ws.onclose = (ev) => {
+      if (generation === this.#generation) this.#socketLost(ev.code);
+    };
+    ws.onmessage = (ev) => {
+      if (generation !== this.#generation) return;
+      const msg = this.#parse(ev.data);
+      if (msg) this.#onMessage(msg);
+    };
+    this.#startPing();
+    this.#emit('reconnected', {});
+    // What went out while no socket was there is lost: an own offer still waiting for its answer
+    // goes again, and the video sizes are reported afresh.
+    this.#enqueue(async (pc) => {
+      if (pc.signalingState === 'have-local-offer' && pc.localDescription) {
+        this.#send({ type: 'offer', sdp: pc.localDescription.sdp });
+      }
+    });
+    this.#sentSettings.clear();
+    this.#updateTrackSettings();
+  }
+
+  /** Detaches and closes the current socket. */
+  #dropSocket() {
+    const ws = this.#ws;
+    this.#ws = null;
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
+  }
+
   /** Handles `joined`: records the room, creates the peer connection and sends the first offer. */
   #onJoined(msg) {
     this.participantId = msg.participant_id;
+    const ticket = msg.resume;
+    this.#resumeTicket =
+      ticket && typeof ticket.secret === 'string' && Number(ticket.grace_seconds) > 0
+        ? { secret: ticket.secret, graceSeconds: Number(ticket.grace_seconds) }
+        : null;
     this.room = msg.room ?? null;
     for (const p of msg.participants ?? []) this.#upsertParticipant(p);
 
@@ -723,12 +881,11 @@ export class SfuClient extends EventTarget {
     this.#pingTimer = null;
     this.#abortJoin?.();
     this.#abortJoin = null;
-    if (this.#ws) {
-      const ws = this.#ws;
-      this.#ws = null;
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-      if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
-    }
+    this.#dropSocket();
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = null;
+    this.#reconnecting = false;
+    this.#resumeTicket = null;
     for (const channel of this.#channels.values()) {
       channel.onopen = channel.onclose = channel.onmessage = null;
       try {
@@ -830,6 +987,18 @@ export class SfuClient extends EventTarget {
           this.speakers = this.speakers.filter((s) => s.participantId !== msg.participant_id);
           this.#emit('speakers', { speakers: this.speakers });
         }
+        break;
+      case 'participant_reconnecting':
+      case 'participant_resumed': {
+        const p = this.participants.get(msg.participant_id);
+        if (p) {
+          p.reconnecting = msg.type === 'participant_reconnecting';
+          this.#emit('participants-changed', { participants: this.participants });
+        }
+        break;
+      }
+      case 'shutting_down':
+        this.#emit('shutting-down', { drainSeconds: Number(msg.drain_seconds) || 0 });
         break;
       case 'participant_updated':
         if (msg.participant?.id && this.participants.has(msg.participant.id)) {
@@ -1234,7 +1403,7 @@ export class SfuClient extends EventTarget {
     if (!id || id === this.participantId || this.#departed.has(id)) return null;
     let p = this.participants.get(id);
     if (!p) {
-      p = { name: '', stream: new MediaStream(), tracks: new Map(), muted: new Set() };
+      p = { name: '', stream: new MediaStream(), tracks: new Map(), muted: new Set(), reconnecting: false };
       this.participants.set(id, p);
     }
     return p;
@@ -1274,7 +1443,7 @@ export class SfuClient extends EventTarget {
     this.#lastServerMessageAt = Date.now();
     this.#pingTimer = setInterval(() => {
       if (Date.now() - this.#lastServerMessageAt > SILENCE_LIMIT_MS) {
-        this.#end('disconnected', true, { closeCode: null });
+        this.#socketLost(null);
         return;
       }
       this.#send({ type: 'ping' });

@@ -49,11 +49,14 @@ const NEEDS_TOKEN =
   '(it ends in ?token=…), or ask the operator for one (sfu token --room ROOM --identity YOU).';
 
 const LEFT_TEXT = {
-  disconnected: 'The connection to the server was lost.',
+  disconnected: 'The connection to the server was lost and could not be restored.',
   timeout: 'The media connection timed out.',
   removed: 'You were removed from the room.',
   room_deleted: 'The room was closed.',
   duplicate_identity: 'You joined this room again from somewhere else; this page has left.',
+  server_shutdown: 'The server was restarted. Join again to continue.',
+  slow_consumer: 'The connection to the server was too slow to keep up.',
+  ended: 'The server ended the session.',
 };
 
 // ---- form -----------------------------------------------------------------------------------
@@ -232,7 +235,14 @@ client.addEventListener('error', (ev) => {
 client.addEventListener('left', (ev) => {
   setState('idle');
   const reason = ev.detail.reason;
-  if (reason !== 'left') showError(LEFT_TEXT[reason] ?? `You were removed from the room (${reason}).`);
+  if (reason !== 'left') showError(LEFT_TEXT[reason] ?? 'You are no longer in the room.');
+});
+
+client.addEventListener('reconnecting', () => setStatus('Reconnecting to the server…', 'reconnecting'));
+client.addEventListener('reconnected', () => setStatus('Connected', 'connected'));
+client.addEventListener('shutting-down', (ev) => {
+  const s = ev.detail.drainSeconds;
+  showError(`The server is restarting; this call ends in ${s} second${s === 1 ? '' : 's'}.`);
 });
 
 // ---- tiles ----------------------------------------------------------------------------------
@@ -267,6 +277,8 @@ function renderTiles() {
     tile.querySelector('.avatar').textContent = initials(label);
     showMuted(tile, p);
     tile.classList.toggle('speaking', client.speakers.some((s) => s.participantId === id));
+    tile.classList.toggle('reconnecting', p.reconnecting === true);
+    tile.title = p.reconnecting ? `${label} is reconnecting…` : '';
   }
   grid.dataset.count = String(client.participants.size);
   $('#empty').hidden = client.participants.size > 0 || client.state === 'idle';

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // End-to-end test: three headless Chromium processes join one room on a real SFU and must see and
-// hear each other; then one leaves and the other two must keep going.
+// hear each other; one's WebSocket is cut while its media flows and it must resume without the
+// others seeing it leave or its video stopping; then one leaves and the other two must keep going.
 //
 // Run it inside a private network namespace where only `lo` exists (see run.sh):
 //   SFU_BIN=/path/to/sfu unshare -n bash -c 'ip link set lo up; exec "$@"' bash node e2e.js
@@ -71,7 +72,7 @@ const log = (...args) => console.log('e2e:', ...args);
 // ---- bookkeeping ------------------------------------------------------------------------------
 
 const results = { passed: 0, failed: 0, skipped: 0 };
-const PLANNED_CHECKS = 9;
+const PLANNED_CHECKS = 11;
 
 
 /** Runs one named check; a failure stops the run (later checks depend on earlier ones). */
@@ -122,7 +123,12 @@ async function launchPeer(name) {
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
-  const peer = { name, browser, page, log: new LogTail(name, 100), firstFrame: null };
+  const peer = { name, browser, page, log: new LogTail(name, 100), firstFrame: null, sockets: [] };
+  // Signalling goes through a route that passes everything on, so that a test can cut it.
+  await context.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    peer.sockets.push({ ws, server });
+  });
   page.on('console', (m) => peer.log.push(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => peer.log.push(`pageerror: ${e.message}`));
   page.on('crash', () => peer.log.push('page crashed'));
@@ -361,6 +367,71 @@ async function scenario() {
   await check(`screenshot of P1 at ${path.relative(WORKSPACE, config.screenshot)}`, async () => {
     fs.mkdirSync(path.dirname(config.screenshot), { recursive: true });
     await p1.page.screenshot({ path: config.screenshot, timeout: 10_000 });
+  });
+
+  await check("P1's WebSocket is cut: it resumes, the others see no leave and its video does not stop", async () => {
+    const watch = (id) => {
+      // In P2's page: whether P1 was shown reconnecting or went missing, and the longest gap
+      // between two increases of the frames decoded from P1's video.
+      const { client } = window.sfuDemo;
+      const state = { reconnecting: false, missing: false, longestGapMs: 0, frames: 0 };
+      window.cutWatch = state;
+      let last = { frames: -1, at: performance.now() };
+      const sample = async () => {
+        const p = client.participants.get(id);
+        if (!p) state.missing = true;
+        if (p?.reconnecting) state.reconnecting = true;
+        if (client.pc && p) {
+          const tracks = new Set(p.stream.getVideoTracks().map((t) => t.id));
+          const stats = await client.pc.getStats();
+          let frames = 0;
+          stats.forEach((s) => {
+            if (s.type === 'inbound-rtp' && s.kind === 'video' && tracks.has(s.trackIdentifier)) frames += s.framesDecoded ?? 0;
+          });
+          const now = performance.now();
+          if (frames > last.frames) last = { frames, at: now };
+          state.longestGapMs = Math.max(state.longestGapMs, now - last.at);
+          state.frames = frames;
+        }
+      };
+      window.cutTimer = setInterval(sample, 50);
+    };
+    await p2.page.evaluate(watch, ids.P1);
+    await p1.page.evaluate(() => {
+      const { client } = window.sfuDemo;
+      window.cutEvents = [];
+      for (const type of ['reconnecting', 'reconnected', 'left']) {
+        client.addEventListener(type, () => window.cutEvents.push({ type, at: performance.now() }));
+      }
+      window.cutAt = performance.now();
+    });
+    const route = p1.sockets.at(-1);
+    if (!route) throw new Error('no WebSocket of P1 was routed');
+    await route.server.close();
+    await route.ws.close();
+    let events = [];
+    await until(10_000, async () => {
+      events = await p1.page.evaluate(() => window.cutEvents.map((e) => ({ type: e.type, ms: Math.round(e.at - window.cutAt) })));
+      if (events.some((e) => e.type === 'left')) return { ok: false, stop: true, why: `P1 left: ${JSON.stringify(events)}` };
+      return events.some((e) => e.type === 'reconnected') ? { ok: true } : { ok: false, why: `P1 events ${JSON.stringify(events)}` };
+    });
+    await until(10_000, async () => {
+      const seen = await p2.page.evaluate(() => window.cutWatch);
+      return seen.reconnecting ? { ok: true } : { ok: false, why: 'P2 never showed P1 reconnecting' };
+    });
+    // Media through the cut and a few seconds after it.
+    await sleep(3000);
+    const seen = await p2.page.evaluate(() => {
+      clearInterval(window.cutTimer);
+      return window.cutWatch;
+    });
+    if (seen.missing) throw new Error('P2 lost P1 from its participants');
+    if (seen.longestGapMs > 1000) throw new Error(`P1's video stopped at P2 for ${Math.round(seen.longestGapMs)} ms`);
+    const s = await snapshot(p1);
+    if (s.state !== 'joined' || s.participantId !== ids.P1) throw new Error(`P1 is ${s.state} as ${s.participantId}`);
+    const back = events.find((e) => e.type === 'reconnected').ms;
+    log(`WebSocket cut: P1 resumed in ${back} ms; longest gap in P1's video at P2: ${Math.round(seen.longestGapMs)} ms`);
+    return `resumed in ${back} ms, P2 saw it reconnecting, longest video gap ${Math.round(seen.longestGapMs)} ms`;
   });
 
   await check('P3 leaves with the Leave button', async () => {
