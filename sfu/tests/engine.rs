@@ -497,3 +497,35 @@ fn a_client_without_udp_joins_over_ice_tcp() {
     assert_gap_free("bob <- ann over tcp", bed.clients[b].video_from(&ida));
     assert_gap_free("ann <- bob", bed.clients[a].video_from(&idb));
 }
+
+#[test]
+fn a_client_whose_address_changes_restarts_ice_and_media_resumes() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    let b = bed.join("r", "bob", true);
+    assert!(bed.run_until(secs(5.0), |b| all_receive_all(b, 2)));
+    let (ida, idb) = (bed.id(a), bed.id(b));
+    let before = (
+        bed.clients[b].video_from(&ida).len(),
+        bed.clients[a].video_from(&idb).len(),
+    );
+    // Ann's network changes (Wi-Fi to mobile): a new address, an ICE restart on the same
+    // connection, no new tracks.
+    bed.move_client(a, "10.0.9.1:7000".parse().unwrap());
+    assert!(
+        bed.run_until(secs(5.0), |bed| {
+            bed.clients[b].video_from(&ida).len() > before.0 + 30
+                && bed.clients[a].video_from(&idb).len() > before.1 + 30
+        }),
+        "media did not resume both ways after the address change"
+    );
+    assert_eq!(bed.engine.participant_count(), 2, "nobody left");
+    assert!(
+        !bed.clients[b].messages.iter().any(|m| matches!(
+            m,
+            ServerMessage::ParticipantLeft { .. } | ServerMessage::TrackUnpublished { .. }
+        )),
+        "bob saw ann leave or unpublish"
+    );
+    assert_gap_free("bob <- ann video", bed.clients[b].video_from(&ida));
+}

@@ -23,6 +23,10 @@
  *    is outstanding is ignored, and the server offers again after answering.
  * 4. `leave()` or a `left` message ends the session: `left` is emitted once.
  *
+ * Network changes: when ICE reports `disconnected` for 2 s, or `failed`, the client offers an ICE
+ * restart on the same peer connection (new ICE credentials, same tracks), again every 3 s until
+ * it is connected. The server accepts checks from the new address only with the new credentials.
+ *
  * Reconnect: when the WebSocket drops (closed, failed, or silent for 60 s) while the peer
  * connection may still be fine, the client emits `reconnecting`, opens new sockets with backoff
  * (0.5 s, doubling up to 4 s) and sends `resume` with the secret from `joined`, for as long as the
@@ -221,6 +225,10 @@ const RECONNECT_FIRST_DELAY_MS = 500;
 const RECONNECT_MAX_DELAY_MS = 4000;
 /** A reconnect attempt that has no answer after this long is given up for the next one. */
 const RESUME_ATTEMPT_TIMEOUT_MS = 5000;
+/** ICE `disconnected` for this long (or `failed`) starts an ICE restart. */
+const ICE_RESTART_AFTER_MS = 2000;
+/** An ICE restart that has not reconnected after this long is tried again. */
+const ICE_RESTART_RETRY_MS = 3000;
 /** An unconfirmed `mute` is sent again after this long, at most this many times. */
 const MUTE_RETRY_MS = 1000;
 const MUTE_RETRIES = 10;
@@ -292,6 +300,7 @@ export class SfuClient extends EventTarget {
   /** Set while the socket is being replaced. */
   #reconnecting = false;
   #reconnectTimer = null;
+  #iceRestartTimer = null;
   /** Participants that left; late SDP must not bring them back. */
   #departed = new Set();
   /** Server track ids announced as unpublished. */
@@ -778,6 +787,18 @@ export class SfuClient extends EventTarget {
     this.pc = pc;
     pc.onicecandidate = (ev) => this.#onLocalCandidate(ev.candidate);
     pc.ontrack = (ev) => this.#onTrack(ev);
+    pc.oniceconnectionstatechange = () => {
+      if (this.pc !== pc) return;
+      // A network change (new address, Wi-Fi to mobile) shows as `disconnected`, then `failed`:
+      // restart ICE on the same connection, without renegotiating the tracks.
+      clearTimeout(this.#iceRestartTimer);
+      this.#iceRestartTimer = null;
+      const state = pc.iceConnectionState;
+      if (state === 'failed') this.#restartIce();
+      else if (state === 'disconnected') {
+        this.#iceRestartTimer = setTimeout(() => this.#restartIce(), ICE_RESTART_AFTER_MS);
+      }
+    };
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
       this.#emit('connection-state', { state: pc.connectionState });
@@ -815,6 +836,21 @@ export class SfuClient extends EventTarget {
       this.#send({ type: 'offer', sdp: pc.localDescription.sdp });
       this.#offerSent = true;
       for (const c of this.#localCandidates.splice(0)) this.#send(c);
+    });
+  }
+
+  /** Offers an ICE restart (new credentials, same tracks), unless a negotiation is under way. */
+  #restartIce() {
+    clearTimeout(this.#iceRestartTimer);
+    this.#iceRestartTimer = null;
+    this.#enqueue(async (pc) => {
+      if (!this.#offerSent || pc.signalingState !== 'stable') return;
+      if (pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed') return;
+      const offer = await pc.createOffer({ iceRestart: true });
+      await pc.setLocalDescription(offer);
+      this.#send({ type: 'offer', sdp: pc.localDescription.sdp });
+      // If this restart does not take either, try again.
+      this.#iceRestartTimer = setTimeout(() => this.#restartIce(), ICE_RESTART_RETRY_MS);
     });
   }
 
@@ -884,6 +920,8 @@ export class SfuClient extends EventTarget {
     this.#dropSocket();
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = null;
+    clearTimeout(this.#iceRestartTimer);
+    this.#iceRestartTimer = null;
     this.#reconnecting = false;
     this.#resumeTicket = null;
     for (const channel of this.#channels.values()) {
@@ -898,7 +936,7 @@ export class SfuClient extends EventTarget {
     if (this.pc) {
       const pc = this.pc;
       this.pc = null;
-      pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = null;
+      pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = pc.oniceconnectionstatechange = null;
       pc.close();
     }
     for (const p of this.participants.values()) {

@@ -80,6 +80,13 @@ impl IcePaths {
         forgotten
     }
 
+    /// ICE restarted with new server credentials; returns the old ufrag. The addresses proved
+    /// so far stay (str0m checks their traffic against the new credentials itself).
+    pub fn restart(&mut self, ufrag: String, pass: String) -> String {
+        self.pass = pass;
+        std::mem::replace(&mut self.ufrag, ufrag)
+    }
+
     /// DTLS, RTP or RTCP arrived from `addr`.
     pub fn media_from(&mut self, addr: (Transport, SocketAddr)) {
         self.active = Some(addr);
@@ -108,6 +115,12 @@ impl Demux {
         for a in addrs {
             self.by_addr.remove(a);
         }
+    }
+
+    /// Participant `key`'s connection now has server ufrag `new` instead of `old`.
+    pub fn rename_ufrag(&mut self, old: &str, new: &str, key: ParticipantKey) {
+        self.by_ufrag.remove(old);
+        self.by_ufrag.insert(new.to_owned(), key);
     }
 
     /// The participant with public id `id`.

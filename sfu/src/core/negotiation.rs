@@ -122,6 +122,14 @@ impl Engine {
                 detail: e.to_string(),
             })?;
         p.negotiation.answered_client();
+        // An offer with new ICE credentials restarts ICE (a client whose network changed): the
+        // server's credentials change too, and checks from the new path name the new ones.
+        let creds = p.rtc.direct_api().local_ice_credentials();
+        if creds.ufrag != p.paths.ufrag() {
+            debug!(participant = %p.id, "ICE restart");
+            let old = p.paths.restart(creds.ufrag, creds.pass);
+            self.demux.rename_ufrag(&old, p.paths.ufrag(), key);
+        }
         let answer = Event::Answer {
             participant: p.id.clone(),
             sdp: answer.to_sdp_string(),

@@ -721,8 +721,8 @@ impl Bed {
         let mut any = false;
         for ci in 0..self.clients.len() {
             while let Some((proto, src, dst, data)) = self.clients[ci].out.pop_front() {
-                if self.clients[ci].offline {
-                    continue;
+                if self.clients[ci].offline || src.ip() != self.clients[ci].addr.ip() {
+                    continue; // offline, or sent from an address the client no longer has
                 }
                 match proto {
                     Protocol::Tcp => {
@@ -787,6 +787,28 @@ impl Bed {
             c.drain(now);
         }
         self.pump_signals();
+    }
+
+    /// Client `i`'s network changes: it gets address `to` (the old one is gone: nothing leaves
+    /// from it or reaches it any more) and restarts ICE with an offer carrying new credentials.
+    pub fn move_client(&mut self, i: usize, to: SocketAddr) {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        c.addr = to;
+        let mut api = c.rtc.sdp_api();
+        api.ice_restart(false);
+        let (offer, pending) = api.apply().expect("an ICE restart is a change");
+        c.pending = Some(pending);
+        c.drain(now);
+        let id = c.id.clone().expect("joined");
+        self.engine
+            .handle_signal(now, &id, ClientSignal::Offer(offer.to_sdp_string()));
+        self.pump_signals();
+        // The restart takes effect with the answer and drops the old local candidates.
+        let c = &mut self.clients[i];
+        c.rtc
+            .add_local_candidate(Candidate::host(to, "udp").unwrap());
+        c.drain(now);
     }
 
     /// Feed the engine a datagram from anywhere.
