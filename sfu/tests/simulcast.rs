@@ -446,3 +446,41 @@ fn when_bandwidth_is_short_one_video_is_paused_rather_than_all_frozen() {
         }
     )));
 }
+
+#[test]
+fn a_single_layer_video_is_never_paused_on_a_clean_link() {
+    // A 1.5 Mbit/s single-layer camera: above what the starting estimate affords, so only the
+    // ramp-up of the estimate stands between the viewer and the video.
+    let mut bed = Bed::new();
+    bed.next_single_layer = 2;
+    let p = bed.join("r", "pub", true);
+    bed.next_single_layer = 1;
+    let v = bed.join("r", "viewer", false);
+    let idp = bed.id(p);
+    bed.run(secs(10.0));
+    let paused: Vec<&ServerMessage> = bed.clients[v]
+        .messages
+        .iter()
+        .filter(|m| {
+            matches!(m, ServerMessage::StreamState { state: StreamStateKind::Paused, reason: Some(r), .. }
+                if r == "bandwidth")
+        })
+        .collect();
+    assert!(paused.is_empty(), "paused for bandwidth: {paused:?}");
+    let video = bed.clients[v].video_from(&idp);
+    assert!(!video.is_empty(), "no video arrived");
+    let longest_gap = video
+        .windows(2)
+        .map(|w| w[1].at.saturating_duration_since(w[0].at))
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest_gap < Duration::from_millis(300),
+        "the video stopped for {longest_gap:?}"
+    );
+    let first = video[0].at.saturating_duration_since(bed.start);
+    assert!(
+        first < Duration::from_millis(500),
+        "first video after {first:?}"
+    );
+}

@@ -76,9 +76,10 @@ pub struct Allocation {
 
 /// Allocate `budget` bits per second across `videos`.
 ///
-/// With `provisional` (the budget comes from a starting guess, not yet from feedback), every
-/// wanted video gets at least its lowest layer whatever the budget says: pausing a video on a
-/// guess would be worse than overshooting for the second it takes the estimate to settle.
+/// With `provisional` (the budget comes from an estimate still ramping up from its starting
+/// guess, on a path that has shown no congestion), every wanted video gets at least its lowest
+/// layer whatever the budget says: pausing a video on a guess would be worse than overshooting
+/// while the estimate climbs.
 pub fn allocate(budget: u64, videos: &[VideoDemand], provisional: bool) -> Allocation {
     let mut order: Vec<usize> = (0..videos.len()).collect();
     order.sort_by_key(|i| std::cmp::Reverse(videos[*i].priority));

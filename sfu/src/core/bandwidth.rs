@@ -66,7 +66,17 @@ pub struct Allocation {
     pub last: Option<Instant>,
     /// Step-up damping after step-downs for bandwidth.
     pub damping: Damping,
+    /// The highest estimate so far.
+    pub peak: u64,
+    /// The estimate has fallen clearly below its peak at least once: the path showed loss or
+    /// growing delay. Until then the estimate is only ramping up from its starting guess, and
+    /// no video is paused for bandwidth (see [`CONGESTION_DROP`]).
+    pub congested: bool,
 }
+
+/// An estimate below this share of the highest one so far shows congestion: the estimator
+/// lowers its estimate only on loss or growing delay, while a ramp-up only ever rises.
+pub const CONGESTION_DROP: f64 = 0.85;
 
 /// Layers nobody needs are paused at the publisher after being unneeded this long.
 pub const PUBLISHER_PAUSE_DELAY: Duration = Duration::from_secs(3);
@@ -82,6 +92,11 @@ impl Engine {
             .estimate
             .replace(bps)
             .unwrap_or(INITIAL_ESTIMATE);
+        let a = &mut p.allocation;
+        a.peak = a.peak.max(bps);
+        if !a.congested && (bps as f64) < CONGESTION_DROP * a.peak as f64 {
+            a.congested = true;
+        }
         let next = p.allocation.last.map(|t| t + ALLOCATION_INTERVAL);
         if bps < previous || next.is_none_or(|t| t <= now) {
             self.agenda.allocate(key);
@@ -151,8 +166,10 @@ impl Engine {
             });
         }
         let budget = ((estimate as f64 * ESTIMATE_SHARE) as u64).saturating_sub(audio);
-        // Until feedback has moved the estimate off its starting guess, it is only a guess.
-        let provisional = p.allocation.estimate.is_none_or(|e| e == INITIAL_ESTIMATE);
+        // Until the path has shown congestion the estimate is a guess still ramping up: every
+        // wanted video keeps at least its lowest layer (a single-layer video is never paused
+        // on a clean link); upgrades still wait for the budget.
+        let provisional = !p.allocation.congested;
         let mut a = allocate(budget, &demands, provisional);
 
         // Damping: a step down for bandwidth starts a hold during which a step up must stay

@@ -101,6 +101,8 @@ pub struct Client {
     pub publish: bool,
     /// Publish video as three simulcast layers q/h/f (320x180, 640x360, 1280x720).
     pub simulcast: bool,
+    /// Without simulcast, the one layer it sends (an index into [`LAYERS`]).
+    pub single_layer: usize,
     /// Layers the server asked this publisher to send (by rid); all until told otherwise.
     pub active_layers: Option<Vec<String>>,
     pub connected: bool,
@@ -164,6 +166,7 @@ impl Client {
             video_mid: None,
             publish,
             simulcast: false,
+            single_layer: 1,
             active_layers: None,
             connected: false,
             data: false,
@@ -254,8 +257,8 @@ impl Client {
             let layers: Vec<(usize, &Layer)> = if self.simulcast {
                 LAYERS.iter().enumerate().collect()
             } else {
-                // A single-layer sender at the middle size.
-                vec![(1, &LAYERS[1])]
+                // A single-layer sender.
+                vec![(self.single_layer, &LAYERS[self.single_layer])]
             };
             for (index, layer) in layers {
                 let rid = self.simulcast.then(|| Rid::from(layer.rid));
@@ -562,6 +565,8 @@ pub struct Bed {
     pub lost: usize,
     /// The next client joining publishes simulcast.
     pub next_simulcast: bool,
+    /// The single layer the next client joining sends without simulcast (default: `h`).
+    pub next_single_layer: usize,
     /// The next client joining opens data channels.
     pub next_data: bool,
     /// The next client joining reaches the server over ICE-TCP only.
@@ -587,6 +592,7 @@ impl Bed {
             injected: 0,
             lost: 0,
             next_simulcast: false,
+            next_single_layer: 1,
             next_data: false,
             next_tcp: false,
             sent: HashMap::new(),
@@ -627,6 +633,7 @@ impl Bed {
         let addr: SocketAddr = format!("10.0.1.{}:{}", i + 1, 6000 + i).parse().unwrap();
         let mut c = Client::new(name, addr, self.now, publish, self.next_tcp);
         c.simulcast = self.next_simulcast;
+        c.single_layer = self.next_single_layer;
         c.data = self.next_data;
         let id = format!("{name}-id");
         let mut spec = JoinSpec::new(id.clone(), room, name);
