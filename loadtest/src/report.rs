@@ -61,6 +61,8 @@ pub struct KindSummary {
     pub freezes: u64,
     /// Longest freeze, ms.
     pub longest_freeze_ms: f64,
+    /// Time from subscription to the first complete frame over the tracks where both were seen.
+    pub first_frame: Option<FirstFrame>,
     /// Packets per layer name.
     pub layers: Vec<(String, u64)>,
 }
@@ -221,7 +223,39 @@ fn kind_summary(kind: Kind, tracks: &[&TrackReport], hist: &Histogram<u64>) -> K
             .iter()
             .map(|t| t.longest_freeze_ms)
             .fold(0.0, f64::max),
+        first_frame: FirstFrame::of(tracks.iter().filter_map(|t| t.first_frame_ms)),
         layers,
+    }
+}
+
+/// Time from subscription to first frame over several tracks.
+#[derive(Debug, Clone, Serialize)]
+pub struct FirstFrame {
+    /// Tracks measured.
+    pub tracks: usize,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 95th percentile, ms.
+    pub p95_ms: f64,
+    /// Slowest, ms.
+    pub max_ms: f64,
+}
+
+impl FirstFrame {
+    /// Nearest-rank percentiles of `times`; `None` when there are none.
+    pub fn of(times: impl Iterator<Item = f64>) -> Option<FirstFrame> {
+        let mut v: Vec<f64> = times.collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Some(FirstFrame {
+            tracks: v.len(),
+            p50_ms: rank(0.50),
+            p95_ms: rank(0.95),
+            max_ms: v[v.len() - 1],
+        })
     }
 }
 
@@ -493,6 +527,22 @@ impl Report {
             t.latency.p95_ms,
             t.latency.p99_ms
         );
+        for k in &self.by_kind {
+            if let Some(f) = &k.first_frame {
+                let _ = writeln!(
+                    s,
+                    "{} first frame after subscribing: p50 {:.0} ms, p95 {:.0} ms, slowest {:.0} ms ({} tracks)",
+                    match k.kind {
+                        Kind::Audio => "audio",
+                        Kind::Video => "video",
+                    },
+                    f.p50_ms,
+                    f.p95_ms,
+                    f.max_ms,
+                    f.tracks
+                );
+            }
+        }
         if !self.stream_states.is_empty() {
             let states: Vec<String> = self
                 .stream_states
@@ -569,5 +619,22 @@ impl Report {
             }
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod first_frame_tests {
+    use super::FirstFrame;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        assert!(FirstFrame::of(std::iter::empty()).is_none());
+        let f = FirstFrame::of((1..=20).map(f64::from)).unwrap();
+        assert_eq!(
+            (f.tracks, f.p50_ms, f.p95_ms, f.max_ms),
+            (20, 10.0, 19.0, 20.0)
+        );
+        let one = FirstFrame::of([7.0].into_iter()).unwrap();
+        assert_eq!((one.p50_ms, one.p95_ms), (7.0, 7.0));
     }
 }

@@ -344,6 +344,10 @@ pub struct TrackStats {
     pub vp8_invalid: u64,
     /// Picture ids that did not follow the previous one (loss, or a broken rewrite).
     pub picture_id_jumps: u64,
+    /// When the server's offer with this track was applied (the subscription), µs.
+    pub subscribed_us: Option<u64>,
+    /// When the first frame was complete (its last packet arrived), µs.
+    pub first_frame_us: Option<u64>,
     /// Highest frame counter seen, to count each frame once.
     last_frame: Option<u32>,
     /// The last VP8 picture id seen.
@@ -379,6 +383,8 @@ impl TrackStats {
             foreign: 0,
             vp8_invalid: 0,
             picture_id_jumps: 0,
+            subscribed_us: None,
+            first_frame_us: None,
             last_frame: None,
             last_picture_id: None,
         }
@@ -426,6 +432,7 @@ impl TrackStats {
         }
         // A frame is rendered when its last packet (the marker) arrives.
         if new_frame && (marker || self.kind == Kind::Audio) {
+            self.first_frame_us.get_or_insert(now_us);
             self.last_frame = Some(t.frame);
             self.freezes.frame(now_us);
         }
@@ -493,6 +500,10 @@ impl TrackStats {
             jitter_ms: self.jitter.ms(),
             freezes: self.freezes.count,
             longest_freeze_ms: self.freezes.longest_us as f64 / 1000.0,
+            first_frame_ms: self
+                .subscribed_us
+                .zip(self.first_frame_us)
+                .map(|(s, f)| f.saturating_sub(s) as f64 / 1000.0),
             frozen_ms: self.freezes.total_us as f64 / 1000.0,
             layers: names
                 .iter()
@@ -545,6 +556,9 @@ pub struct TrackReport {
     pub freezes: u64,
     /// The longest such gap.
     pub longest_freeze_ms: f64,
+    /// From the subscription (the server's offer with the track applied) to the first complete
+    /// frame, ms; `None` when either was not seen.
+    pub first_frame_ms: Option<f64>,
     /// All frozen time.
     pub frozen_ms: f64,
     /// Packets per layer (rid, or `single`).

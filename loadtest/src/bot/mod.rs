@@ -575,6 +575,10 @@ impl<'a> Bot<'a> {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.disconnected = true;
             }
+            Event::MediaAdded(m) if m.direction.is_receiving() => {
+                let now_us = self.env.clock.now_us();
+                self.receiver.media_added(m.mid, now_us);
+            }
             Event::KeyframeRequest(r) => {
                 self.keyframe_requests += 1;
                 self.env.live.keyframe_requests.fetch_add(1, Relaxed);

@@ -26,6 +26,8 @@ pub struct Receiver {
     max_tracks: Option<usize>,
     /// Packets on tracks that are not measured.
     pub unmeasured: u64,
+    /// When each received m-line was added by a server offer, µs.
+    offered_at: HashMap<Mid, u64>,
 }
 
 impl Receiver {
@@ -37,7 +39,13 @@ impl Receiver {
             by_ssrc: HashMap::new(),
             max_tracks,
             unmeasured: 0,
+            offered_at: HashMap::new(),
         }
+    }
+
+    /// The server's offer that adds m-line `mid` was applied at `now_us`: a track is subscribed.
+    pub fn media_added(&mut self, mid: Mid, now_us: u64) {
+        self.offered_at.insert(mid, now_us);
     }
 
     /// The measured tracks.
@@ -79,11 +87,9 @@ impl Receiver {
             MediaKind::Video => Kind::Video,
         };
         let track_id = track_id.to_string();
-        self.tracks.push(TrackStats::new(
-            publisher.to_string(),
-            track_id.clone(),
-            kind,
-        ));
+        let mut stats = TrackStats::new(publisher.to_string(), track_id.clone(), kind);
+        stats.subscribed_us = self.offered_at.get(&mid).copied();
+        self.tracks.push(stats);
         self.mids.push(mid);
         let i = self.tracks.len() - 1;
         self.by_ssrc.insert(ssrc, Some(i));
