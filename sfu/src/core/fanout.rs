@@ -59,6 +59,9 @@ impl Engine {
             .last_packet
             .is_some_and(|t| now.saturating_duration_since(t) < track::LAYER_TIMEOUT);
         l.last_packet = Some(now);
+        if keyframe_start && track.kind == MediaKind::Video {
+            l.last_keyframe = Some(now);
+        }
         if keyframe_start && track.codec == Some(VideoCodec::Vp8) {
             l.size = forward::vp8::keyframe_size(&pkt.payload).or(l.size);
         }
@@ -208,7 +211,8 @@ impl Engine {
     }
 
     /// Ask the publisher of a track for a keyframe on `layer`, at most once per
-    /// [`track::KEYFRAME_REQUEST_INTERVAL`] per layer: requests of several subscribers merge.
+    /// [`track::KEYFRAME_REQUEST_SPACING`] per layer, and while a request is outstanding (for up
+    /// to [`track::KEYFRAME_REQUEST_INTERVAL`]) requests of several subscribers merge into it.
     pub(super) fn request_keyframe(&mut self, now: Instant, tk: TrackKey, layer: LayerIndex) {
         let Some(track) = self.rooms.track_mut(tk) else {
             return;

@@ -15,9 +15,12 @@ use str0m::media::MediaKind;
 
 use super::participant::ParticipantKey;
 
-/// Keyframe requests to one publisher track are sent at most this often; requests from several
-/// subscribers inside the window are merged into one.
+/// A keyframe request to one layer that has not been answered by a keyframe is repeated after
+/// this long (the request or the keyframe was lost); requests of several subscribers meanwhile
+/// are merged into the one outstanding.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Keyframe requests to one layer are at least this far apart, answered or not.
+pub const KEYFRAME_REQUEST_SPACING: Duration = Duration::from_millis(100);
 
 /// The video codec a track carries, as far as keyframe detection cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +90,8 @@ pub struct Layer {
     pub size: Option<(u16, u16)>,
     /// The last keyframe request sent upstream for it.
     pub last_keyframe_request: Option<Instant>,
+    /// When its last keyframe started arriving.
+    pub last_keyframe: Option<Instant>,
 }
 
 impl Track {
@@ -95,9 +100,13 @@ impl Track {
         let Some(l) = self.layers.get_mut(layer as usize) else {
             return false;
         };
-        let due = l
-            .last_keyframe_request
-            .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_REQUEST_INTERVAL);
+        // Merge into a request still outstanding; once a keyframe answered it, a subscriber that
+        // arrives afterwards needs a new one and need not wait out the interval.
+        let due = l.last_keyframe_request.is_none_or(|t| {
+            let since = now.saturating_duration_since(t);
+            let answered = l.last_keyframe.is_some_and(|k| k >= t);
+            since >= KEYFRAME_REQUEST_INTERVAL || (answered && since >= KEYFRAME_REQUEST_SPACING)
+        });
         if due {
             l.last_keyframe_request = Some(now);
         }
@@ -267,6 +276,26 @@ mod tests {
 
     fn kbps(r: Option<u64>) -> u64 {
         r.unwrap() / 1000
+    }
+
+    #[test]
+    fn keyframe_requests_merge_while_outstanding_and_follow_an_answer_quickly() {
+        let mut t = simulcast_track();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert!(t.keyframe_request_due(t0, 2));
+        assert!(
+            !t.keyframe_request_due(t0 + ms(50), 2),
+            "merged: one is out"
+        );
+        assert!(t.keyframe_request_due(t0 + ms(50), 1), "per layer");
+        // The keyframe answers it; a subscriber arriving after that gets a new request soon.
+        t.layers[2].last_keyframe = Some(t0 + ms(80));
+        assert!(!t.keyframe_request_due(t0 + ms(90), 2), "spacing");
+        assert!(t.keyframe_request_due(t0 + ms(120), 2));
+        // Unanswered: asked again only after the interval.
+        assert!(!t.keyframe_request_due(t0 + ms(400), 2));
+        assert!(t.keyframe_request_due(t0 + ms(620), 2));
     }
 
     #[test]
