@@ -46,7 +46,8 @@ fn lines(events: &[Event]) -> Vec<String> {
                 Event::Refused { participant, error } => format!("refused {participant}: {error}"),
                 Event::StreamState { .. }
                 | Event::Speakers { .. }
-                | Event::PublisherLayers { .. } => return None,
+                | Event::PublisherLayers { .. }
+                | Event::ConnectionQuality { .. } => return None,
             })
         })
         .collect()

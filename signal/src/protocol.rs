@@ -132,6 +132,14 @@ pub enum ServerMessage {
         /// Who.
         participant_id: String,
     },
+    /// A participant's connection quality changed (sent to everyone in the room, the participant
+    /// included): `excellent`, `good`, `poor` or `lost`.
+    ConnectionQuality {
+        /// Whose.
+        participant_id: String,
+        /// How it is now.
+        quality: String,
+    },
     /// An SDP offer from the server (renegotiation when tracks come or go).
     Offer {
         /// The SDP text.

@@ -102,6 +102,9 @@
  * - `reconnecting`: the WebSocket dropped; the client is taking the session up on a new one.
  *   `detail: { closeCode }`. Media keeps flowing meanwhile.
  * - `reconnected`: the session goes on over a new WebSocket. `detail: {}`.
+ * - `connection-quality`: the server's judgement of a connection changed (loss, delay, silence,
+ *   videos that do not fit the bandwidth). `detail: { participantId, quality, local }`: `quality`
+ *   is `excellent`, `good`, `poor` or `lost`; `local` is true for this participant's own.
  * - `shutting-down`: the server is shutting down and ends the session in `detail.drainSeconds`.
  * - `left`: the session ended. `detail: { reason }`: `left` after `leave()`, `disconnected` when the
  *   WebSocket could not be taken up again (`detail.closeCode` then holds the last close code), or
@@ -242,6 +245,8 @@ const MUTE_RETRIES = 10;
  * @property {Set<string>} muted the ids of its tracks that are muted (the server does not forward them)
  * @property {boolean} reconnecting its signalling connection dropped and it may come back; its
  * media keeps flowing meanwhile
+ * @property {string|null} quality its connection quality (`excellent`, `good`, `poor`, `lost`),
+ * as the server last said
  */
 
 export class SfuClient extends EventTarget {
@@ -251,6 +256,11 @@ export class SfuClient extends EventTarget {
   participantId = null;
   /** The room joined; `null` outside a session. @type {string|null} */
   room = null;
+  /**
+   * This participant's connection quality as the server judges it: `excellent`, `good`, `poor`,
+   * `lost`, or null before the first judgement. @type {string|null}
+   */
+  connectionQuality = null;
   /** The room's metadata, as the operator set it ('' when none). @type {string} */
   roomMetadata = '';
   /** Everybody else in the room, by participant id. @type {Map<string, RemoteParticipant>} */
@@ -1035,6 +1045,18 @@ export class SfuClient extends EventTarget {
         }
         break;
       }
+      case 'connection_quality': {
+        if (typeof msg.participant_id !== 'string' || typeof msg.quality !== 'string') break;
+        const local = msg.participant_id === this.participantId;
+        if (local) this.connectionQuality = msg.quality;
+        else {
+          const p = this.participants.get(msg.participant_id);
+          if (!p) break;
+          p.quality = msg.quality;
+        }
+        this.#emit('connection-quality', { participantId: msg.participant_id, quality: msg.quality, local });
+        break;
+      }
       case 'shutting_down':
         this.#emit('shutting-down', { drainSeconds: Number(msg.drain_seconds) || 0 });
         break;
@@ -1441,7 +1463,14 @@ export class SfuClient extends EventTarget {
     if (!id || id === this.participantId || this.#departed.has(id)) return null;
     let p = this.participants.get(id);
     if (!p) {
-      p = { name: '', stream: new MediaStream(), tracks: new Map(), muted: new Set(), reconnecting: false };
+      p = {
+        name: '',
+        stream: new MediaStream(),
+        tracks: new Map(),
+        muted: new Set(),
+        reconnecting: false,
+        quality: null,
+      };
       this.participants.set(id, p);
     }
     return p;

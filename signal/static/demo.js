@@ -238,6 +238,16 @@ client.addEventListener('left', (ev) => {
   if (reason !== 'left') showError(LEFT_TEXT[reason] ?? 'You are no longer in the room.');
 });
 
+client.addEventListener('connection-quality', (ev) => {
+  const { participantId, quality, local } = ev.detail;
+  if (local) {
+    document.body.dataset.quality = quality;
+    return;
+  }
+  const tile = tileFor(participantId);
+  if (tile) tile.dataset.quality = quality;
+});
+
 client.addEventListener('reconnecting', () => setStatus('Reconnecting to the server…', 'reconnecting'));
 client.addEventListener('reconnected', () => setStatus('Connected', 'connected'));
 client.addEventListener('shutting-down', (ev) => {
@@ -278,6 +288,7 @@ function renderTiles() {
     showMuted(tile, p);
     tile.classList.toggle('speaking', client.speakers.some((s) => s.participantId === id));
     tile.classList.toggle('reconnecting', p.reconnecting === true);
+    tile.dataset.quality = p.quality ?? '';
     tile.title = p.reconnecting ? `${label} is reconnecting…` : '';
   }
   grid.dataset.count = String(client.participants.size);

@@ -72,6 +72,10 @@ pub struct Allocation {
     /// growing delay. Until then the estimate is only ramping up from its starting guess, and
     /// no video is paused for bandwidth (see [`CONGESTION_DROP`]).
     pub congested: bool,
+    /// After the last allocation: a video it wants is paused because the budget does not fit it.
+    pub paused_for_bandwidth: bool,
+    /// After the last allocation: a video is below the layer it wants because of the budget.
+    pub below_wanted: bool,
 }
 
 /// An estimate below this share of the highest one so far shows congestion: the estimator
@@ -221,6 +225,18 @@ impl Engine {
             p.allocation.damping.up_since = None;
         }
 
+        let (mut paused, mut below) = (false, false);
+        for (i, d) in demands.iter().enumerate() {
+            let top = d.layers.iter().rposition(Option::is_some);
+            let want = d.max_layer.zip(top).map(|(m, t)| m.min(t as LayerIndex));
+            match (want, a.layers[i]) {
+                (Some(_), None) => paused = true,
+                (Some(w), Some(l)) if l < w => below = true,
+                _ => {}
+            }
+        }
+        p.allocation.paused_for_bandwidth = paused;
+        p.allocation.below_wanted = below;
         for (i, tk) in keys.iter().enumerate() {
             let Some(sub) = p.subs.get_mut(tk) else {
                 continue;

@@ -9,6 +9,8 @@
 
 use str0m::media::MediaKind;
 
+pub use super::quality::Quality;
+
 /// Something that happened, in the order it happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -103,6 +105,15 @@ pub enum Event {
         track_id: String,
         /// The rids to send, lowest first.
         active: Vec<String>,
+    },
+    /// A participant's connection quality changed (see [`Quality`]).
+    ConnectionQuality {
+        /// The room.
+        room: String,
+        /// Whose.
+        participant: String,
+        /// How it is now.
+        quality: Quality,
     },
     /// Who speaks in a room changed.
     Speakers {

@@ -169,6 +169,7 @@ impl Engine {
                 clock: now,
                 touched: false,
                 allocation: Default::default(),
+                quality: Default::default(),
                 nack_counts: Vec::new(),
             },
         );

@@ -32,6 +32,7 @@ mod moderation;
 mod negotiation;
 pub mod participant;
 mod publishing;
+pub mod quality;
 mod queries;
 pub mod rate;
 pub mod room;
@@ -512,6 +513,7 @@ impl Engine {
                 self.on_estimate(now, key, estimate.as_u64());
             }
             RtcEvent::MediaEgressStats(s) => self.count_nacks(key, (s.mid, s.rid, false), s.nacks),
+            RtcEvent::PeerStats(s) => self.sample_quality(now, key, &s),
             RtcEvent::MediaIngressStats(s) => self.count_nacks(key, (s.mid, s.rid, true), s.nacks),
             RtcEvent::ChannelOpen(id, label) => self.channel_open(key, id, label),
             RtcEvent::ChannelClose(id) => self.channel_close(key, id),
@@ -522,6 +524,35 @@ impl Engine {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A second of a connection's statistics: its quality, told to its room when it changes.
+    fn sample_quality(&mut self, now: Instant, key: ParticipantKey, s: &str0m::stats::PeerStats) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if !p.connected {
+            return;
+        }
+        let loss = match (s.egress_loss_fraction, s.ingress_loss_fraction) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let sample = quality::Sample {
+            loss,
+            rtt: s.rtt,
+            silent_for: now.saturating_duration_since(p.last_recv),
+            paused_for_bandwidth: p.allocation.paused_for_bandwidth,
+            below_wanted: p.allocation.below_wanted,
+        };
+        if let Some(q) = p.quality.sample(&sample) {
+            let event = Event::ConnectionQuality {
+                room: p.room.clone(),
+                participant: p.id.clone(),
+                quality: q,
+            };
+            self.emit(event);
         }
     }
 

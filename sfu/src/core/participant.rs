@@ -16,6 +16,7 @@ use super::forward::select::{LayerIndex, LayerSelector};
 use super::forward::vp8::Vp8Rewriter;
 use super::forward::Forwarder;
 use super::limits::TokenBucket;
+use super::quality::QualityMeter;
 use super::room::{Rooms, TrackKey};
 use super::track::Track;
 
@@ -122,6 +123,8 @@ pub struct Participant {
     pub touched: bool,
     /// The bandwidth towards it and how its videos were last allocated.
     pub allocation: Allocation,
+    /// Its connection quality, as last told.
+    pub quality: QualityMeter,
     /// Last cumulative NACK count per stream, to count differences.
     pub nack_counts: Vec<(StreamKey, u64)>,
 }

@@ -158,6 +158,14 @@ impl Wire {
                 &participant,
                 ServerMessage::PublisherLayers { track_id, active },
             ),
+            Event::ConnectionQuality {
+                room,
+                participant,
+                quality,
+            } => self.to_room(&room, send, || ServerMessage::ConnectionQuality {
+                participant_id: participant.clone(),
+                quality: quality.as_str().to_owned(),
+            }),
             Event::Speakers { room, speakers } => {
                 let msg = speakers_message(speakers);
                 self.to_room(&room, send, || msg.clone());
