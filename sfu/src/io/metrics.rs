@@ -76,6 +76,14 @@ fn describe() {
         "STUN requests from new addresses that named a participant but failed the integrity check."
     );
     describe_counter!(
+        "sfu_sessions_detached_total",
+        "Participants whose WebSocket dropped without leave and who were held for resume."
+    );
+    describe_counter!(
+        "sfu_resumes_total",
+        "Resume requests, by result (ok or refused)."
+    );
+    describe_counter!(
         "sfu_participants_left_total",
         "Participants that left, by reason (left, disconnected, timeout, slow_consumer, ...)."
     );
