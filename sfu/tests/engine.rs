@@ -529,3 +529,32 @@ fn a_client_whose_address_changes_restarts_ice_and_media_resumes() {
     );
     assert_gap_free("bob <- ann video", bed.clients[b].video_from(&ida));
 }
+
+#[test]
+fn a_held_participant_survives_silence_until_its_hold_ends() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    let _b = bed.join("r", "bob", true);
+    assert!(bed.run_until(secs(5.0), |b| all_receive_all(b, 2)));
+    let ida = bed.id(a);
+    // Ann's socket and link drop together; the worker holds her for the resume grace period.
+    bed.clients[a].offline = true;
+    let now = bed.now;
+    bed.engine.hold(now, &ida, Some(now + secs(20.0)));
+    bed.run(secs(15.0));
+    assert_eq!(
+        bed.engine.participant_count(),
+        2,
+        "ann outlives the 8 s silence timeout while held"
+    );
+    // She did not come back: once the hold ends, silence removes her.
+    let now = bed.now;
+    bed.engine.hold(now, &ida, None);
+    bed.pump_signals();
+    assert_eq!(bed.engine.participant_count(), 1);
+    let left = bed.clients[1].messages.iter().any(|m| {
+        matches!(m, ServerMessage::ParticipantLeft { participant_id, reason }
+            if *participant_id == ida && reason == "timeout")
+    });
+    assert!(left, "bob saw ann leave as timeout");
+}

@@ -170,6 +170,7 @@ impl Engine {
                 touched: false,
                 allocation: Default::default(),
                 quality: Default::default(),
+                held_until: None,
                 nack_counts: Vec::new(),
             },
         );

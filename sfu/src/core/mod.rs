@@ -370,6 +370,20 @@ impl Engine {
         self.flush(now);
     }
 
+    /// Keep participant `id` in its room without media until `until` (its signalling dropped and
+    /// it may come back and restart ICE); `None` ends the hold. Silence and ICE disconnection
+    /// remove it only after the hold.
+    pub fn hold(&mut self, now: Instant, id: &str, until: Option<Instant>) {
+        let Some(key) = self.demux.id(id) else {
+            return;
+        };
+        if let Some(p) = self.participants.get_mut(&key) {
+            p.held_until = until;
+        }
+        self.check_liveness(now, key);
+        self.process(now);
+    }
+
     fn check_liveness(&mut self, now: Instant, key: ParticipantKey) {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
@@ -379,6 +393,7 @@ impl Engine {
         } else {
             p.joined_at + self.config.connect_timeout
         };
+        let deadline = deadline.max(p.held_until.unwrap_or(deadline));
         if now >= deadline || !p.rtc.is_alive() {
             debug!(participant = %p.id, "no media connectivity; removing");
             self.remove(now, key, LeaveReason::Timeout);
@@ -497,7 +512,13 @@ impl Engine {
                 self.timers.set(key, TimerKind::Liveness, at);
             }
             RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                self.remove(now, key, LeaveReason::Timeout);
+                let held = self
+                    .participants
+                    .get(&key)
+                    .is_some_and(|p| p.held_until.is_some_and(|t| t > now));
+                if !held {
+                    self.remove(now, key, LeaveReason::Timeout);
+                }
             }
             RtcEvent::MediaAdded(m) => self.media_added(key, m),
             RtcEvent::MediaChanged(m) => {

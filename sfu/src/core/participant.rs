@@ -125,6 +125,8 @@ pub struct Participant {
     pub allocation: Allocation,
     /// Its connection quality, as last told.
     pub quality: QualityMeter,
+    /// Kept without media until then (its signalling dropped; it may resume).
+    pub held_until: Option<Instant>,
     /// Last cumulative NACK count per stream, to count differences.
     pub nack_counts: Vec<(StreamKey, u64)>,
 }

@@ -486,9 +486,16 @@ impl WorkerLoop {
         let Some(room) = self.engine.participant_room(id).map(str::to_owned) else {
             return;
         };
+        let now = Instant::now();
         if reconnecting {
             info!(participant = id, "signalling dropped; held for resume");
             metrics::counter!("sfu_sessions_detached_total").increment(1);
+            // Its media may have dropped with the socket (a network change): it may stay silent
+            // until the grace period ends.
+            let until = now + self.sessions.grace();
+            self.engine.hold(now, id, Some(until));
+        } else {
+            self.engine.hold(now, id, None);
         }
         let others: Vec<String> = self
             .wire
