@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, start_server};
+use common::{free_port, run_loadtest, start_server};
 
 /// Freezes the victims may see over the whole run, all video tracks together.
 const MAX_FREEZES: &str = "3";
@@ -20,59 +19,42 @@ const MAX_FREEZES: &str = "3";
 fn one_attacker_does_not_break_a_call() {
     let port = free_port();
     let server = start_server(port);
-    let dir = std::env::temp_dir().join(format!("loadtest-attack-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let report_path = dir.join("report.json");
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "--url",
-            &format!("http://127.0.0.1:{port}"),
-            "--video-publishers",
-            "2",
-            "--subscribers",
-            "4",
-            "--duration",
-            "15s",
-            "--warmup",
-            "2s",
-            "--quiet",
-            "--server-pid",
-            &server.0.id().to_string(),
-            "--max-loss",
-            "1",
-            "--max-freezes",
-            MAX_FREEZES,
-            "--attack",
-            "all",
-            "--stun-flood-rate",
-            "200",
-            "--garbage-udp-rate",
-            "200",
-            "--track-flood-tracks",
-            "400",
-            "--slowloris-conns",
-            "100",
-            "--ws-flood-conns",
-            "200",
-            "--bad-sdp-rate",
-            "100",
-            "--oversize-conns",
-            "2",
-            "--report",
-        ])
-        .arg(&report_path)
-        .output()
-        .expect("run loadtest");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "the run is bounded"
-    );
-    let text = std::fs::read_to_string(&report_path)
-        .unwrap_or_else(|e| panic!("no report ({e}):\n{stdout}\n{stderr}"));
-    let report: serde_json::Value = serde_json::from_str(&text).expect("report is JSON");
+    let args = [
+        "--video-publishers",
+        "2",
+        "--subscribers",
+        "4",
+        "--duration",
+        "15s",
+        "--warmup",
+        "2s",
+        "--max-loss",
+        "1",
+        "--max-freezes",
+        MAX_FREEZES,
+        "--attack",
+        "all",
+        "--stun-flood-rate",
+        "200",
+        "--garbage-udp-rate",
+        "200",
+        "--track-flood-tracks",
+        "400",
+        "--slowloris-conns",
+        "100",
+        "--ws-flood-conns",
+        "200",
+        "--bad-sdp-rate",
+        "100",
+        "--oversize-conns",
+        "2",
+    ];
+    let run = run_loadtest(&server, port, &args, Duration::from_secs(60));
+    let (stdout, stderr) = (&run.stdout, &run.stderr);
+    let report = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("no report:\n{stdout}\n{stderr}"));
 
     // The attacker ran every attack and each one sent something.
     let attacks = report["attacks"].as_array().expect("attacks in the report");
@@ -128,9 +110,8 @@ fn one_attacker_does_not_break_a_call() {
     );
     assert_eq!(report["passed"], true, "{stdout}");
     assert!(
-        out.status.success(),
+        run.status.success(),
         "loadtest failed ({}):\n{stdout}\n{stderr}",
-        out.status
+        run.status
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

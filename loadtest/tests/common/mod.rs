@@ -104,3 +104,57 @@ pub fn start_server_with(http_port: u16, extra: &[&str]) -> Server {
         .unwrap_or_else(|_| panic!("{} did not print its ready line in 20 s", bin.display()));
     server
 }
+
+/// What one run of the `loadtest` binary produced.
+pub struct Run {
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// Its standard output (the text report).
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+    /// The JSON report, when one was written.
+    pub report: Option<serde_json::Value>,
+}
+
+/// Runs the `loadtest` binary against `server` on `port` with `args` (plus `--quiet`, the server's
+/// pid for its CPU cost and a JSON report), and asserts that it ended within `limit`.
+pub fn run_loadtest(server: &Server, port: u16, args: &[&str], limit: Duration) -> Run {
+    let dir = std::env::temp_dir().join(format!("loadtest-run-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let report_path = dir.join("report.json");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["--url", &format!("http://127.0.0.1:{port}"), "--quiet"])
+        .args(["--server-pid", &server.0.id().to_string()])
+        .args(args)
+        .arg("--report")
+        .arg(&report_path)
+        .output()
+        .expect("run loadtest");
+    assert!(started.elapsed() < limit, "the run is bounded");
+    let report = std::fs::read_to_string(&report_path)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("report is JSON"));
+    let _ = std::fs::remove_dir_all(&dir);
+    Run {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        report,
+    }
+}
+
+impl Run {
+    /// The report of a run that succeeded; fails the test with the output otherwise.
+    pub fn passed(&self) -> &serde_json::Value {
+        assert!(
+            self.status.success(),
+            "loadtest failed ({}):\n{}\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self.report.as_ref().expect("report written")
+    }
+}
