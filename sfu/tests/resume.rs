@@ -118,3 +118,47 @@ async fn with_resuming_off_a_dropped_socket_leaves_at_once() {
     assert!(seen.iter().all(|m| m["type"] != "participant_reconnecting"));
     assert_eq!(seen.last().unwrap()["participant_id"], ann.as_str());
 }
+
+/// A client that resumes on a new socket while its old one still works (it suspected the old one
+/// after a network change): the old socket is closed with code 4000 and no `left`, the session
+/// goes on on the new one, and the others see nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_while_the_old_socket_lives_closes_it_without_a_leave() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = Server::start(&[]).await;
+    let (mut old, ann, secret) = join(&server, "r", "ann").await;
+    let secret = secret.expect("joined carries a resume secret");
+    let (mut bob_ws, _bob, _) = join(&server, "r", "bob").await;
+    let _ = old.until("participant_joined").await;
+
+    let mut new = connect(&server.ws_url()).await;
+    new.send(resume(&ann, &secret)).await;
+    assert_eq!(new.recv().await.unwrap()["type"], "resumed");
+
+    // The old socket: no `left`, then a close frame with code 4000.
+    let close = loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), old.0.next())
+            .await
+            .expect("the old socket was not closed");
+        match m {
+            Some(Ok(Message::Text(t))) => assert!(!t.contains("\"left\""), "told `left`: {t}"),
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("the old socket ended without a close frame: {other:?}"),
+        }
+    };
+    let frame = close.expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 4000, "{frame:?}");
+
+    // The session goes on: a ping on the new socket is answered, and bob sees no change.
+    new.send(json!({"type": "ping"})).await;
+    assert_eq!(new.until("pong").await["type"], "pong");
+    bob_ws.send(json!({"type": "ping"})).await;
+    let seen = types_until(&mut bob_ws, "pong").await;
+    assert!(
+        seen.iter().all(|m| m["type"] == "pong"),
+        "bob saw something: {seen:?}"
+    );
+}

@@ -121,6 +121,11 @@ pub enum ServerMessage {
         /// The participant.
         participant_id: String,
     },
+    /// Never sent to a client: tells the session of an older socket that a `resume` on a newer
+    /// one took its participant over. That session closes its socket with close code `4000`
+    /// and no `left` (the participant has not left).
+    #[serde(skip)]
+    Superseded,
     /// Another participant's signalling connection dropped; it may come back (`participant_resumed`)
     /// within the grace period, or leave (`participant_left`). Its media keeps flowing meanwhile.
     ParticipantReconnecting {

@@ -44,6 +44,8 @@ const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 /// WebSocket close code: message too big (above [`RouterConfig::max_frame_bytes`]).
 const CLOSE_TOO_BIG: u16 = 1009;
+/// WebSocket close code (application range): a `resume` on another socket took the session.
+const CLOSE_SUPERSEDED: u16 = 4000;
 
 /// Runs one session to its end. Never panics on client input. `pending` is the socket's slot
 /// among those that have not joined; it is given back at the join.
@@ -85,6 +87,8 @@ enum End {
     SendStalled,
     /// The participant left the room and the client was sent `left`.
     Left,
+    /// A `resume` on another socket took the participant over.
+    Superseded,
     /// [`RouterConfig::max_join_attempts`] joins were refused.
     TooManyJoins,
     /// The client kept sending far above [`RouterConfig::message_rate`].
@@ -105,6 +109,7 @@ impl End {
             End::Idle => "idle",
             End::SendStalled => "send_stalled",
             End::Left => "left",
+            End::Superseded => "superseded",
             End::TooManyJoins => "too_many_joins",
             End::Flood => "flood",
             End::InvalidPayload => "invalid_payload",
@@ -137,6 +142,7 @@ impl End {
             End::JoinTimeout => (CLOSE_POLICY, "join timeout"),
             End::Idle => (CLOSE_POLICY, "idle timeout"),
             End::Left => (CLOSE_NORMAL, "left"),
+            End::Superseded => (CLOSE_SUPERSEDED, "resumed on another connection"),
             End::TooManyJoins => (CLOSE_POLICY, "too many joins"),
             End::Flood => (CLOSE_POLICY, "message rate exceeded"),
             End::InvalidPayload => (CLOSE_INVALID_PAYLOAD, "invalid utf-8"),
@@ -208,10 +214,11 @@ impl<B: MediaBackend> Drop for Member<B> {
 enum Phase<B: MediaBackend> {
     /// No participant yet. Only `join` and `ping` are accepted.
     AwaitingJoin { deadline: Instant },
-    /// In the room; events are forwarded.
+    /// In the room; events are forwarded. `events` is declared (so dropped) before `member`: the
+    /// media side, told by the member's drop that the socket is gone, finds its queue closed.
     Joined {
-        member: Member<B>,
         events: mpsc::Receiver<ServerMessage>,
+        member: Member<B>,
     },
     /// The client said `leave`; events are forwarded until the media side's `left`.
     Leaving {
@@ -666,6 +673,10 @@ impl<B: MediaBackend> Conn<B> {
                 self.phase.end_by_backend();
                 self.send(&ServerMessage::Left { reason }).await?;
                 Break(End::Left)
+            }
+            Some(ServerMessage::Superseded) => {
+                self.phase.end_by_backend();
+                Break(End::Superseded)
             }
             Some(event) => self.send(&event).await,
             None => {

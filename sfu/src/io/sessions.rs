@@ -119,16 +119,18 @@ impl Sessions {
     }
 
     /// The socket of `id` closed without `leave`. `Ok(true)`: newly detached; `Err`: it must
-    /// leave now (resuming is off).
+    /// leave now (resuming is off). A socket that closes after a newer one took the session
+    /// over (a resume before the old socket was noticed gone) changes nothing: the session's
+    /// queue is then the new socket's, still open.
     pub fn detach(&mut self, now: Instant, id: &str) -> Result<bool, LeaveReason> {
-        if self.grace.is_zero() {
-            return Err(LeaveReason::Disconnected);
-        }
         let Some(slot) = self.slots.get_mut(id) else {
             return Ok(false);
         };
-        if slot.detached.is_some() {
+        if slot.detached.is_some() || !slot.tx.is_closed() {
             return Ok(false);
+        }
+        if self.grace.is_zero() {
+            return Err(LeaveReason::Disconnected);
         }
         slot.detached = Some(Detached {
             until: now + self.grace,
@@ -160,6 +162,9 @@ impl Sessions {
         for msg in detached.into_iter().flat_map(|d| d.held) {
             let _ = tx.try_send(msg);
         }
+        // An older socket still attached (the client gave up on it first) is closed without
+        // `left`: the participant has not left.
+        let _ = slot.tx.try_send(ServerMessage::Superseded);
         slot.tx = tx;
         Ok(was_detached)
     }
@@ -229,8 +234,9 @@ mod tests {
     fn the_grace_period_ends_and_a_flood_of_held_messages_ends_it_early() {
         let t0 = Instant::now();
         let mut s = Sessions::new(Duration::from_secs(20));
-        let (tx, _rx) = mpsc::channel(EVENT_QUEUE);
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         s.insert("p", tx, "k".into());
+        drop(rx);
         assert_eq!(s.detach(t0, "p"), Ok(true));
         assert_eq!(s.detach(t0, "p"), Ok(false), "once");
         assert_eq!(
@@ -255,9 +261,31 @@ mod tests {
         let mut s = Sessions::new(Duration::ZERO);
         let (tx, rx) = mpsc::channel(4);
         s.insert("p", tx, "k".into());
-        assert_eq!(s.detach(t0, "p"), Err(LeaveReason::Disconnected));
         drop(rx);
+        assert_eq!(s.detach(t0, "p"), Err(LeaveReason::Disconnected));
         assert_eq!(s.send(t0, "p", pong()), Err(LeaveReason::Disconnected));
+    }
+
+    #[test]
+    fn the_close_of_a_socket_a_resume_replaced_detaches_nothing() {
+        let t0 = Instant::now();
+        let mut s = Sessions::new(Duration::from_secs(20));
+        let (old_tx, mut old_rx) = mpsc::channel(EVENT_QUEUE);
+        s.insert("p", old_tx, "k".into());
+        // The client gave up on a socket the server still thinks alive, and resumed on a new one.
+        let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
+        assert_eq!(s.resume("p", "k", tx), Ok(false), "was not detached");
+        assert_eq!(
+            old_rx.try_recv(),
+            Ok(ServerMessage::Superseded),
+            "told, not `left`"
+        );
+        drop(old_rx);
+        assert_eq!(s.detach(t0, "p"), Ok(false), "the old socket's close");
+        assert_eq!(s.send(t0, "p", pong()), Ok(false));
+        let got: Vec<ServerMessage> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got.len(), 2, "resumed, then the pong: {got:?}");
+        assert!(s.expired(t0 + Duration::from_secs(60)).is_empty());
     }
 
     #[test]
