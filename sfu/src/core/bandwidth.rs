@@ -76,7 +76,24 @@ pub struct Allocation {
     pub paused_for_bandwidth: bool,
     /// After the last allocation: a video is below the layer it wants because of the budget.
     pub below_wanted: bool,
+    /// Back from an outage (see [`OUTAGE`]): until then, lower estimates are not believed.
+    pub recovering_until: Option<Instant>,
+    /// When the estimator was last set back to the estimate held before an outage.
+    pub last_reset: Option<Instant>,
 }
+
+/// Nothing at all from a participant for this long is an outage (its link went down, its
+/// address changed), not congestion: while it lasts and for [`OUTAGE_RECOVERY`] after packets
+/// come back, estimates below the one held before are not acted on, and the estimator is set
+/// back to that one. Without this the feedback that reports the gap as lost packets pauses
+/// videos for seconds after the link is back. Connected clients send something several times a
+/// second (RTCP, transport feedback, media).
+pub const OUTAGE: Duration = Duration::from_secs(1);
+/// How long after an outage lower estimates are not believed (real congestion on the new path
+/// is acted on after this).
+pub const OUTAGE_RECOVERY: Duration = Duration::from_secs(3);
+/// The estimator is set back at most this often while recovering.
+const RESET_SPACING: Duration = Duration::from_millis(250);
 
 /// An estimate below this share of the highest one so far shows congestion: the estimator
 /// lowers its estimate only on loss or growing delay, while a ramp-up only ever rises.
@@ -91,6 +108,21 @@ impl Engine {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
+        let silent = now.saturating_duration_since(p.last_recv) >= OUTAGE;
+        let recovering = p.allocation.recovering_until.is_some_and(|t| now < t);
+        if silent || recovering {
+            if let Some(held) = p.allocation.estimate.filter(|held| bps < *held) {
+                let due = p
+                    .allocation
+                    .last_reset
+                    .is_none_or(|t| now.saturating_duration_since(t) >= RESET_SPACING);
+                if recovering && due {
+                    p.rtc.bwe().reset(Bitrate::bps(held));
+                    p.allocation.last_reset = Some(now);
+                }
+                return;
+            }
+        }
         let previous = p
             .allocation
             .estimate
@@ -124,7 +156,7 @@ impl Engine {
             self.allocate_for(now, key);
         }
         for (sk, tk) in self.agenda.take_switched() {
-            self.report(sk, tk);
+            self.report(now, sk, tk);
             // The layer the subscriber left may now be unneeded at the publisher.
             self.agenda.dynacast(tk);
         }
@@ -183,9 +215,20 @@ impl Engine {
             .map(|tk| p.subs.get(tk).and_then(|s| s.selector.target()))
             .collect();
         let wish_capped = |i: usize| demands[i].max_layer.is_none_or(|m| a.layers[i] == Some(m));
+        // A layer that stopped arriving (the publisher's network dropped, or it paused the
+        // layer) is not a step down for bandwidth: its return must not wait out a hold.
+        let still_there = |i: usize| {
+            old[i].is_some_and(|l| {
+                demands[i]
+                    .layers
+                    .get(l as usize)
+                    .is_some_and(Option::is_some)
+            })
+        };
         // A change that moves one video down and another up (priorities changed) is a
         // reshuffle, not a step: it is neither damped nor starts a hold.
-        let lowered = (0..keys.len()).any(|i| a.layers[i] < old[i] && !wish_capped(i));
+        let lowered =
+            (0..keys.len()).any(|i| a.layers[i] < old[i] && !wish_capped(i) && still_there(i));
         let raised = (0..keys.len()).any(|i| a.layers[i] > old[i]);
         let (down, up) = (lowered && !raised, raised && !lowered);
         let damp = &mut p.allocation.damping;
@@ -277,12 +320,12 @@ impl Engine {
             self.touched.push(key);
         }
         for tk in keys {
-            self.report(key, tk);
+            self.report(now, key, tk);
         }
     }
 
     /// Tell subscriber `sk` the state of its stream of track `tk` if it changed.
-    fn report(&mut self, sk: ParticipantKey, tk: TrackKey) {
+    fn report(&mut self, now: Instant, sk: ParticipantKey, tk: TrackKey) {
         let Some(track) = self.rooms.track(tk) else {
             return;
         };
@@ -303,7 +346,7 @@ impl Engine {
             Some(PauseReason::Muted)
         } else if !sub.visible {
             Some(PauseReason::Hidden)
-        } else if track.layers.iter().all(|l| l.last_packet.is_none()) {
+        } else if track.publisher_silent(now) {
             Some(PauseReason::Publisher)
         } else {
             Some(PauseReason::Bandwidth)

@@ -98,7 +98,7 @@ impl EngineConfig {
             candidate_addrs,
             tcp_candidate_addrs: Vec::new(),
             rtc: rtc_config(cert),
-            silence_timeout: Duration::from_secs(8),
+            silence_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(30),
             max_subscriber_bitrate: None,
             limits: limits::ParticipantLimits::default(),
@@ -308,6 +308,10 @@ impl Engine {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
+        if p.connected && now.saturating_duration_since(p.last_recv) >= bandwidth::OUTAGE {
+            // Back after an outage: what its feedback reports about the gap is not congestion.
+            p.allocation.recovering_until = Some(now + bandwidth::OUTAGE_RECOVERY);
+        }
         p.last_recv = now;
         // DTLS, RTP and RTCP (RFC 7983: first byte 20 and up), not STUN: a replayed check must
         // not make its address look like the one media uses.

@@ -128,6 +128,17 @@ impl Track {
         self.publisher_mask = Some(mask);
     }
 
+    /// Whether nothing of the track arrives, though nothing was told to pause: the publisher
+    /// has not started it yet, or its network dropped.
+    pub fn publisher_silent(&self, now: Instant) -> bool {
+        let arriving = self.layers.iter().any(|l| {
+            l.last_packet
+                .is_some_and(|t| now.saturating_duration_since(t) < LAYER_TIMEOUT)
+        });
+        let all_paused = (0..self.layers.len()).all(|i| self.paused_at_publisher(i));
+        !arriving && !all_paused
+    }
+
     /// Whether layer `i` was told to pause at the publisher.
     pub fn paused_at_publisher(&self, i: usize) -> bool {
         self.publisher_mask.is_some_and(|m| m & (1 << i) == 0)
