@@ -23,17 +23,32 @@
  *    is outstanding is ignored, and the server offers again after answering.
  * 4. `leave()` or a `left` message ends the session: `left` is emitted once.
  *
- * Network changes: when ICE reports `disconnected` for 2 s, or `failed`, the client offers an ICE
- * restart on the same peer connection (new ICE credentials, same tracks), again every 3 s until
- * it is connected. The server accepts checks from the new address only with the new credentials.
+ * Network changes: when nothing has arrived on the peer connection for 1.5 s although something
+ * should have (the server sends transport feedback for the own media and the others' media), or
+ * ICE reports `disconnected` for 2 s, or `failed`, the client offers an ICE restart on the same
+ * peer connection (new ICE credentials, same tracks), again every 3 s until it is connected. After
+ * such a stall it also resumes the session on a second WebSocket at once, keeping the first until
+ * the second works (the first has probably gone down with the network, unnoticed). The server
+ * accepts checks from the new address only with the new credentials.
  *
- * Reconnect: when the WebSocket drops (closed, failed, or silent for 60 s) while the peer
- * connection may still be fine, the client emits `reconnecting`, opens new sockets with backoff
- * (0.5 s, doubling up to 4 s) and sends `resume` with the secret from `joined`, for as long as the
- * server's grace period lasts. On `resumed` it emits `reconnected` and goes on with the same
- * participant, tracks and peer connection (messages the server held meanwhile arrive then). If
- * the server refuses (`resume_failed`) or the grace period runs out, the session ends with `left`
- * `disconnected`. Other participants who are reconnecting have `reconnecting: true`.
+ * Reconnect: the client sends a `ping` every 5 s and takes the WebSocket as lost when it closes,
+ * fails, brings nothing for 12 s, or leaves a `ping` unanswered for 2 s after the media stalled
+ * (whatever cut the media may have cut the socket too). It then emits
+ * `reconnecting`, opens new sockets with backoff (0.5 s, doubling up to 4 s) and sends `resume`
+ * with the secret from `joined`, for as long as the server's grace period lasts. On `resumed` it
+ * emits `reconnected` and goes on with the same participant, tracks and peer connection (messages
+ * the server held meanwhile arrive then). If the grace period runs out without an answer, the
+ * session ends with `left` `disconnected`. Other participants who are reconnecting have
+ * `reconnecting: true`.
+ *
+ * Rejoin: a server that answers `resume_failed` (it restarted, or another server now answers at
+ * the URL) is joined afresh with the same room, name and token, on a new peer connection with the
+ * same local media; so is the URL after `shutting_down`, while the old server still carries the
+ * call: once a server accepts the join the old session is left (make before break). A draining
+ * server refuses joins, so this works when the URL leads to another server once the old one is
+ * not ready (a load balancer with health checks, or a cluster). Attempts go on with backoff until
+ * the drain ends and 30 s more; the client emits `reconnected` with `rejoined: true` when it
+ * is in again (its participant id is new), or ends the session with the server's reason.
  *
  * Every negotiation step (offer, answer, remote candidate) runs on one promise chain, so no two
  * steps ever interleave.
@@ -101,11 +116,14 @@
  *   `ice_failed`.
  * - `reconnecting`: the WebSocket dropped; the client is taking the session up on a new one.
  *   `detail: { closeCode }`. Media keeps flowing meanwhile.
- * - `reconnected`: the session goes on over a new WebSocket. `detail: {}`.
+ * - `reconnected`: the session goes on over a new WebSocket. `detail: { rejoined }`: false when the
+ *   same session was resumed, true when it was joined afresh (new participant id and peer
+ *   connection; the participants are announced again).
  * - `connection-quality`: the server's judgement of a connection changed (loss, delay, silence,
  *   videos that do not fit the bandwidth). `detail: { participantId, quality, local }`: `quality`
  *   is `excellent`, `good`, `poor` or `lost`; `local` is true for this participant's own.
- * - `shutting-down`: the server is shutting down and ends the session in `detail.drainSeconds`.
+ * - `shutting-down`: the server is shutting down and ends the session in `detail.drainSeconds`;
+ *   the client is moving the session to another server meanwhile (see Rejoin above).
  * - `left`: the session ended. `detail: { reason }`: `left` after `leave()`, `disconnected` when the
  *   WebSocket could not be taken up again (`detail.closeCode` then holds the last close code), or
  *   the server's reason (`server_shutdown`, `removed`, `room_deleted`, `timeout`, ...).
@@ -211,9 +229,21 @@ export function parseMediaSections(sdp) {
 /** How long `join()` waits for the server's `joined`, by default. */
 const JOIN_TIMEOUT_MS = 15000;
 /** How often a `ping` is sent while joined. */
-const PING_INTERVAL_MS = 20000;
+const PING_INTERVAL_MS = 5000;
 /** A session with no message from the server for this long is taken as disconnected. */
-const SILENCE_LIMIT_MS = 3 * PING_INTERVAL_MS;
+const SILENCE_LIMIT_MS = 12000;
+/** A `ping` sent when the media connection dropped must be answered within this long. */
+const PROBE_TIMEOUT_MS = 2000;
+/** How often the bytes arriving on the peer connection are looked at. */
+const MEDIA_WATCH_MS = 500;
+/** Nothing arriving for this long (while something should) counts as the network gone. */
+const MEDIA_STALL_MS = 1500;
+/** How long a session the server lost (or is ending) is tried on a fresh join, by default. */
+const REJOIN_WINDOW_MS = 30000;
+/** Join errors that another attempt would not change. */
+const FINAL_JOIN_ERRORS = new Set(['unauthorized', 'forbidden', 'invalid_name', 'bad_message', 'unsupported_version']);
+/** A `leave` for a session whose socket dropped is given up after this long. */
+const LEAVE_DETACHED_TIMEOUT_MS = 5000;
 /** Resizes of an observed video are reported once they have settled for this long. */
 const RESIZE_DEBOUNCE_MS = 300;
 /** A size change smaller than this fraction is not worth a `track_settings`. */
@@ -307,8 +337,16 @@ export class SfuClient extends EventTarget {
   #url = null;
   /** `joined`'s resume ticket: `{ secret, graceSeconds }`, or null when the server does not resume. */
   #resumeTicket = null;
-  /** Set while the socket is being replaced. */
+  /** `join()`'s room, name and token, for joining again. */
+  #joinParams = null;
+  /** Set while the socket (or the whole server session) is being replaced. */
   #reconnecting = false;
+  /** A fresh join under way (see `#rejoin`), or null. */
+  #rejoining = null;
+  #probeTimer = null;
+  #mediaWatchTimer = null;
+  /** A second socket taking the session over (see `#refreshSocket`), or null. */
+  #refreshing = null;
   #reconnectTimer = null;
   #iceRestartTimer = null;
   /** Participants that left; late SDP must not bring them back. */
@@ -395,7 +433,8 @@ export class SfuClient extends EventTarget {
       this.#ownsStream = !stream;
       this.#emit('local-stream', { stream: local });
       this.#url = url ?? defaultSignalUrl();
-      await this.#connect(this.#url, { room, name, token }, timeoutMs, generation);
+      this.#joinParams = { room, name, token };
+      await this.#connect(this.#url, this.#joinParams, timeoutMs, generation);
       return { participantId: this.participantId, participants: this.participants };
     } catch (err) {
       const error = err instanceof SfuError ? err : new SfuError('connection_failed', String(err?.message ?? err));
@@ -416,7 +455,13 @@ export class SfuClient extends EventTarget {
   leave() {
     if (this.#state === 'idle') return;
     const wasJoined = this.#state === 'joined';
-    if (wasJoined) this.#send({ type: 'leave' });
+    if (wasJoined && this.#ws?.readyState === WebSocket.OPEN) {
+      this.#send({ type: 'leave' });
+    } else if (wasJoined && this.#resumeTicket && this.participantId) {
+      // The socket is down: without this the others would see this participant as reconnecting
+      // until the server's grace period ends.
+      this.#leaveDetached(this.participantId, this.#resumeTicket);
+    }
     this.#end('left', wasJoined);
   }
 
@@ -577,8 +622,32 @@ export class SfuClient extends EventTarget {
   // ---- session lifecycle -------------------------------------------------------------------
 
   /** Opens the WebSocket and resolves once `joined` has been handled. */
-  #connect(url, { room, name, token }, timeoutMs, generation) {
-    return new Promise((resolve, reject) => {
+  async #connect(url, params, timeoutMs, generation) {
+    const attempt = this.#openJoin(url, params, timeoutMs, (ws, msg) => {
+      if (generation !== this.#generation) {
+        ws.close(1000);
+        throw new SfuError('aborted', 'join aborted by leave()');
+      }
+      this.#attachSocket(ws, generation);
+      this.#onJoined(msg);
+    });
+    this.#abortJoin = attempt.abort;
+    try {
+      await attempt.promise;
+    } finally {
+      this.#abortJoin = null;
+    }
+  }
+
+  /**
+   * Opens a socket to `url` and sends `join`. On `joined` it calls `onJoined(ws, msg)` at once, in
+   * the message handler (so that nothing sent right after `joined` is missed); `onJoined` takes
+   * the socket over. The promise rejects with an {@link SfuError} when the server refuses, the
+   * socket closes, nothing comes within `timeoutMs` or `abort()` is called.
+   */
+  #openJoin(url, { room, name, token }, timeoutMs, onJoined) {
+    let abort = () => {};
+    const promise = new Promise((resolve, reject) => {
       let ws;
       try {
         ws = new WebSocket(url);
@@ -586,21 +655,22 @@ export class SfuClient extends EventTarget {
         reject(new SfuError('connection_failed', `cannot open ${url}: ${err.message}`));
         return;
       }
-      this.#ws = ws;
-      const timer = setTimeout(() => {
-        settle(new SfuError('timeout', `no answer from the server within ${Math.round(timeoutMs / 1000)} s`));
-      }, timeoutMs);
       let settled = false;
-      const settle = (error) => {
-        if (settled) return;
+      const release = () => {
         settled = true;
         clearTimeout(timer);
-        this.#abortJoin = null;
-        if (error) reject(error);
-        else resolve();
+        ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
       };
-      this.#abortJoin = () => settle(new SfuError('aborted', 'join aborted by leave()'));
-
+      const fail = (error) => {
+        if (settled) return;
+        release();
+        if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
+        reject(error);
+      };
+      const timer = setTimeout(() => {
+        fail(new SfuError('timeout', `no answer from the server within ${Math.round(timeoutMs / 1000)} s`));
+      }, timeoutMs);
+      abort = () => fail(new SfuError('aborted', 'join aborted by leave()'));
       ws.onopen = () => {
         const join = { type: 'join', version: PROTOCOL_VERSION, room, name };
         if (token) join.token = token;
@@ -610,41 +680,49 @@ export class SfuClient extends EventTarget {
         // A `close` event always follows and carries the details.
       };
       ws.onclose = (ev) => {
-        if (generation !== this.#generation) return;
-        if (!settled) {
-          const why = ev.reason ? `: ${ev.reason}` : ` (code ${ev.code})`;
-          settle(new SfuError('connection_failed', `cannot reach the server${why}`));
-        } else {
-          this.#socketLost(ev.code);
-        }
+        const why = ev.reason ? `: ${ev.reason}` : ` (code ${ev.code})`;
+        fail(new SfuError('connection_failed', `cannot reach the server${why}`));
       };
       ws.onmessage = (ev) => {
-        if (generation !== this.#generation) return;
         const msg = this.#parse(ev.data);
         if (!msg) return;
-        if (this.#state === 'joining') {
-          if (msg.type === 'joined') {
-            try {
-              this.#onJoined(msg);
-              settle();
-            } catch (err) {
-              settle(err instanceof SfuError ? err : new SfuError('negotiation_failed', err.message));
-            }
-          } else if (msg.type === 'error') {
-            settle(new SfuError(msg.code ?? 'internal', msg.message ?? 'join refused'));
-          } else if (msg.type === 'left') {
-            settle(new SfuError(msg.reason ?? 'left', `the server ended the session (${msg.reason})`));
+        if (msg.type === 'joined') {
+          release();
+          try {
+            onJoined(ws, msg);
+            resolve();
+          } catch (err) {
+            if (ws.readyState === WebSocket.OPEN) ws.close(1000);
+            reject(err instanceof SfuError ? err : new SfuError('negotiation_failed', err.message));
           }
-          return;
+        } else if (msg.type === 'error') {
+          fail(new SfuError(msg.code ?? 'internal', msg.message ?? 'join refused'));
+        } else if (msg.type === 'left') {
+          fail(new SfuError(msg.reason ?? 'left', `the server ended the session (${msg.reason})`));
         }
-        this.#onMessage(msg);
       };
     });
+    return { promise, abort: () => abort() };
+  }
+
+  /** `ws` carries the session of `generation` from now on. */
+  #attachSocket(ws, generation) {
+    this.#ws = ws;
+    ws.onopen = null;
+    ws.onerror = () => {};
+    ws.onclose = (ev) => {
+      if (generation === this.#generation) this.#socketLost(ev.code);
+    };
+    ws.onmessage = (ev) => {
+      if (generation !== this.#generation) return;
+      this.#lastServerMessageAt = Date.now();
+      const msg = this.#parse(ev.data);
+      if (msg) this.#onMessage(msg);
+    };
   }
 
   /** A server message as an object, or null (an `error` event for one that is not JSON). */
   #parse(data) {
-    this.#lastServerMessageAt = Date.now();
     let msg;
     try {
       msg = JSON.parse(data);
@@ -657,13 +735,20 @@ export class SfuClient extends EventTarget {
 
   /**
    * The socket of a joined session closed or went silent: take the session up again on a new
-   * socket while the server's grace period lasts, or end it.
+   * socket while the server's grace period lasts. A server that does not know the session any
+   * more (it restarted, or this is another one behind the same URL) is joined afresh.
    */
   #socketLost(closeCode) {
     if (this.#state !== 'joined' || this.#reconnecting) return;
+    if (this.#refreshing) {
+      // A second socket is already taking the session over: it decides.
+      this.#dropSocket();
+      return;
+    }
     const ticket = this.#resumeTicket;
     if (!ticket || !this.participantId) {
-      this.#end('disconnected', true, { closeCode });
+      this.#dropSession();
+      this.#rejoin(Date.now() + REJOIN_WINDOW_MS, 'disconnected', { closeCode });
       return;
     }
     this.#reconnecting = true;
@@ -728,10 +813,13 @@ export class SfuClient extends EventTarget {
           clearTimeout(attemptTimer);
           this.#resumed(ws, generation);
         } else if (msg?.type === 'error' && msg.code === 'resume_failed') {
+          // The server is up but does not know this session: join it afresh.
           done = true;
           clearTimeout(attemptTimer);
-          ws.onclose = null;
-          giveUp();
+          ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+          ws.close(1000);
+          this.#dropSession();
+          this.#rejoin(Date.now() + REJOIN_WINDOW_MS, 'disconnected', { closeCode });
         } else if (msg?.type === 'error') {
           next(); // busy or similar: try again
         }
@@ -740,20 +828,15 @@ export class SfuClient extends EventTarget {
     this.#reconnectTimer = setTimeout(attempt, 0);
   }
 
-  /** A new socket took the session up: it carries the session from now on. */
-  #resumed(ws, generation) {
+  /**
+   * A new socket took the session up: it carries the session from now on. `announce`: after
+   * `reconnecting` (not after a quiet socket refresh).
+   */
+  #resumed(ws, generation, announce = true) {
     this.#reconnecting = false;
-    this.#ws = ws;
-    ws.onclose = (ev) => {
-      if (generation === this.#generation) this.#socketLost(ev.code);
-    };
-    ws.onmessage = (ev) => {
-      if (generation !== this.#generation) return;
-      const msg = this.#parse(ev.data);
-      if (msg) this.#onMessage(msg);
-    };
+    this.#attachSocket(ws, generation);
     this.#startPing();
-    this.#emit('reconnected', {});
+    if (announce) this.#emit('reconnected', { rejoined: false });
     // What went out while no socket was there is lost: an own offer still waiting for its answer
     // goes again, and the video sizes are reported afresh.
     this.#enqueue(async (pc) => {
@@ -765,6 +848,177 @@ export class SfuClient extends EventTarget {
     this.#updateTrackSettings();
   }
 
+  /**
+   * Joins the room afresh on a new socket and peer connection, with the same local media, room,
+   * name and token: the server is going away (`shutting_down`), or the session could not be
+   * resumed. A session that still runs goes on until the new one is joined, then it is left.
+   * Tries with backoff until `deadline`; if no server took the session by then, or one refused it
+   * for good (a bad token, say), the session ends with `reason` once no old session is left.
+   */
+  #rejoin(deadline, reason, extra = {}) {
+    const current = this.#rejoining;
+    if (current) {
+      current.deadline = Math.max(current.deadline, deadline);
+      if (!this.pc) current.reason = reason;
+      return;
+    }
+    const job = { deadline, reason, extra, delay: RECONNECT_FIRST_DELAY_MS, timer: null, abort: null };
+    this.#rejoining = job;
+    const stop = (why, fatal) => {
+      if (this.#rejoining !== job) return;
+      this.#rejoining = null;
+      // Without a session left there is nothing to stay in.
+      if (!this.pc) this.#end(fatal ?? job.reason, true, fatal ? { message: why } : job.extra);
+    };
+    const attempt = async () => {
+      job.timer = null;
+      if (this.#rejoining !== job) return;
+      if (Date.now() >= job.deadline) {
+        stop('no server took the session');
+        return;
+      }
+      const timeout = Math.min(RESUME_ATTEMPT_TIMEOUT_MS, Math.max(1000, job.deadline - Date.now()));
+      const open = this.#openJoin(this.#url, this.#joinParams, timeout, (ws, msg) => {
+        if (this.#rejoining !== job) {
+          ws.close(1000);
+          throw new SfuError('aborted', 'no longer wanted');
+        }
+        this.#rejoining = null;
+        this.#switchSession(ws, msg);
+      });
+      job.abort = open.abort;
+      try {
+        await open.promise;
+      } catch (err) {
+        if (this.#rejoining !== job) return;
+        job.abort = null;
+        if (FINAL_JOIN_ERRORS.has(err.code)) {
+          if (this.pc) this.#emit('error', { code: err.code, message: err.message });
+          stop(err.message, err.code);
+          return;
+        }
+        const wait = Math.min(job.delay, Math.max(0, job.deadline - Date.now()));
+        job.delay = Math.min(job.delay * 2, RECONNECT_MAX_DELAY_MS);
+        job.timer = setTimeout(attempt, wait);
+      }
+    };
+    job.timer = setTimeout(attempt, 0);
+  }
+
+  /** Stops a rejoin under way. */
+  #cancelRejoin() {
+    const job = this.#rejoining;
+    this.#rejoining = null;
+    if (!job) return;
+    clearTimeout(job.timer);
+    job.abort?.();
+  }
+
+  /** A fresh join succeeded on `ws`: leave the old session (if any) and carry on in the new one. */
+  #switchSession(ws, msg) {
+    const old = this.#ws;
+    if (old && old.readyState === WebSocket.OPEN) old.send(JSON.stringify({ type: 'leave' }));
+    this.#teardownSession();
+    this.#attachSocket(ws, this.#generation);
+    this.#onJoined(msg);
+    this.#emit('reconnected', { rejoined: true });
+  }
+
+  /**
+   * The session's server side is gone (or about to be replaced): closes its socket and peer
+   * connection and forgets the room as it was, keeping the local media, the join parameters and
+   * the mute state. The client stays `joined` and `reconnecting` until a new session is set up.
+   */
+  #dropSession() {
+    const hadSession = this.pc !== null || this.participants.size > 0;
+    this.#teardownSession();
+    if (!hadSession) return;
+    this.#reconnecting = true;
+    this.#emit('participants-changed', { participants: this.participants });
+    this.#emit('reconnecting', { closeCode: null });
+  }
+
+  /** Best effort to end a session whose socket dropped: resume it on a new socket and leave. */
+  #leaveDetached(participantId, ticket) {
+    let ws;
+    try {
+      ws = new WebSocket(this.#url);
+    } catch {
+      return;
+    }
+    const timer = setTimeout(() => ws.close(1000), LEAVE_DETACHED_TIMEOUT_MS);
+    ws.onopen = () => {
+      const resume = { type: 'resume', version: PROTOCOL_VERSION, participant_id: participantId, secret: ticket.secret };
+      ws.send(JSON.stringify(resume));
+    };
+    ws.onmessage = (ev) => {
+      let msg = null;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        // Not for us to report any more.
+      }
+      if (msg?.type === 'resumed') ws.send(JSON.stringify({ type: 'leave' }));
+      if (msg?.type === 'resumed' || msg?.type === 'error') {
+        clearTimeout(timer);
+        ws.close(1000);
+      }
+    };
+    ws.onclose = () => clearTimeout(timer);
+  }
+
+  /**
+   * Takes the session over on a second socket while the first may still work (make before
+   * break): after the media stalled, the socket has probably gone down with the network too,
+   * unnoticed. If the new socket does not get through, the old one stays.
+   */
+  #refreshSocket() {
+    const ticket = this.#resumeTicket;
+    if (!ticket || !this.participantId || this.#reconnecting || this.#refreshing) return;
+    const generation = this.#generation;
+    let ws;
+    try {
+      ws = new WebSocket(this.#url);
+    } catch {
+      return;
+    }
+    this.#refreshing = ws;
+    const timer = setTimeout(() => this.#cancelRefresh(true), RESUME_ATTEMPT_TIMEOUT_MS);
+    ws.refreshTimer = timer;
+    ws.onopen = () => {
+      const resume = { type: 'resume', version: PROTOCOL_VERSION, participant_id: this.participantId, secret: ticket.secret };
+      ws.send(JSON.stringify(resume));
+    };
+    ws.onerror = () => {};
+    ws.onclose = () => this.#cancelRefresh(true);
+    ws.onmessage = (ev) => {
+      if (this.#refreshing !== ws || generation !== this.#generation) return;
+      const msg = this.#parse(ev.data);
+      if (msg?.type === 'resumed') {
+        clearTimeout(timer);
+        this.#refreshing = null;
+        this.#dropSocket();
+        this.#resumed(ws, generation, false);
+      } else if (msg?.type === 'error') {
+        this.#cancelRefresh(true);
+      }
+    };
+  }
+
+  /**
+   * Gives up a socket refresh under way. `failed`: it did not get through; if the old socket is
+   * gone meanwhile, the session is taken up the usual way.
+   */
+  #cancelRefresh(failed = false) {
+    const ws = this.#refreshing;
+    this.#refreshing = null;
+    if (!ws) return;
+    clearTimeout(ws.refreshTimer);
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
+    if (failed && !this.#ws && this.#state === 'joined') this.#socketLost(null);
+  }
+
   /** Detaches and closes the current socket. */
   #dropSocket() {
     const ws = this.#ws;
@@ -772,6 +1026,21 @@ export class SfuClient extends EventTarget {
     if (!ws) return;
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
+  }
+
+  /**
+   * Checks that the socket still carries messages (after the media connection dropped, the
+   * socket may be dead too without having noticed): a `ping` that gets no answer in time counts
+   * as a lost socket.
+   */
+  #probeSocket() {
+    if (this.#state !== 'joined' || this.#reconnecting || !this.#ws || this.#probeTimer) return;
+    const sentAt = Date.now();
+    this.#send({ type: 'ping' });
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = null;
+      if (this.#lastServerMessageAt < sentAt && this.#state === 'joined') this.#socketLost(null);
+    }, PROBE_TIMEOUT_MS);
   }
 
   /** Handles `joined`: records the room, creates the peer connection and sends the first offer. */
@@ -804,6 +1073,10 @@ export class SfuClient extends EventTarget {
       clearTimeout(this.#iceRestartTimer);
       this.#iceRestartTimer = null;
       const state = pc.iceConnectionState;
+      if (state === 'failed' || state === 'disconnected') {
+        // Whatever cut the media may have cut the socket too, unnoticed so far.
+        this.#probeSocket();
+      }
       if (state === 'failed') this.#restartIce();
       else if (state === 'disconnected') {
         this.#iceRestartTimer = setTimeout(() => this.#restartIce(), ICE_RESTART_AFTER_MS);
@@ -839,6 +1112,7 @@ export class SfuClient extends EventTarget {
 
     this.#state = 'joined';
     this.#startPing();
+    this.#watchMedia(pc);
     this.#emit('participants-changed', { participants: this.participants });
     this.#enqueue(async (pc) => {
       const offer = await pc.createOffer();
@@ -849,19 +1123,68 @@ export class SfuClient extends EventTarget {
     });
   }
 
-  /** Offers an ICE restart (new credentials, same tracks), unless a negotiation is under way. */
-  #restartIce() {
+  /**
+   * Offers an ICE restart (new credentials, same tracks), unless a negotiation is under way or
+   * ICE is connected; `force`: even then (the media stalled before ICE noticed).
+   */
+  #restartIce(force = false) {
     clearTimeout(this.#iceRestartTimer);
     this.#iceRestartTimer = null;
     this.#enqueue(async (pc) => {
       if (!this.#offerSent || pc.signalingState !== 'stable') return;
-      if (pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed') return;
+      const connected = pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed';
+      if (connected && !force) return;
       const offer = await pc.createOffer({ iceRestart: true });
       await pc.setLocalDescription(offer);
       this.#send({ type: 'offer', sdp: pc.localDescription.sdp });
       // If this restart does not take either, try again.
       this.#iceRestartTimer = setTimeout(() => this.#restartIce(), ICE_RESTART_RETRY_MS);
     });
+  }
+
+  /**
+   * Watches the bytes arriving on `pc`: when nothing has come for a while although something
+   * should (the server sends transport feedback for own media, and the others' media), the
+   * network probably changed under the connection. Browsers take several seconds more to call
+   * that `disconnected`; the client checks the socket and restarts ICE at once.
+   */
+  #watchMedia(pc) {
+    clearInterval(this.#mediaWatchTimer);
+    let lastBytes = -1;
+    let lastMoveAt = Date.now();
+    let handled = false;
+    let busy = false;
+    this.#mediaWatchTimer = setInterval(async () => {
+      if (busy || this.pc !== pc || this.#state !== 'joined' || this.#reconnecting) return;
+      busy = true;
+      try {
+        const stats = await pc.getStats();
+        let transport = null;
+        let pairs = 0;
+        stats.forEach((s) => {
+          if (s.type === 'transport') transport = (transport ?? 0) + (s.bytesReceived ?? 0);
+          else if (s.type === 'candidate-pair') pairs += s.bytesReceived ?? 0;
+        });
+        const bytes = transport ?? pairs;
+        const now = Date.now();
+        if (bytes !== lastBytes) {
+          lastBytes = bytes;
+          lastMoveAt = now;
+          handled = false;
+          return;
+        }
+        const expecting = this.participants.size > 0 || pc.getSenders().some((s) => s.track);
+        if (!handled && expecting && bytes > 0 && now - lastMoveAt >= MEDIA_STALL_MS) {
+          handled = true;
+          this.#refreshSocket();
+          this.#restartIce(true);
+        }
+      } catch {
+        // The connection closed meanwhile.
+      } finally {
+        busy = false;
+      }
+    }, MEDIA_WATCH_MS);
   }
 
   #openChannel(pc, label, init) {
@@ -920,13 +1243,31 @@ export class SfuClient extends EventTarget {
     }
   }
 
-  /** Releases everything the session holds. Idempotent. */
+  /** Releases everything the session holds, the local media included. Idempotent. */
   #teardown() {
+    this.#cancelRejoin();
+    this.#abortJoin?.();
+    this.#abortJoin = null;
+    this.#teardownSession();
+    if (this.localStream && this.#ownsStream) stopTracks(this.localStream);
+    this.localStream = null;
+    this.#ownsStream = false;
+    this.#joinParams = null;
+  }
+
+  /**
+   * Releases what one server session holds: its socket, peer connection, channels and the room as
+   * it was seen. The local media, the join parameters and a rejoin under way stay.
+   */
+  #teardownSession() {
     this.#generation++;
     clearInterval(this.#pingTimer);
     this.#pingTimer = null;
-    this.#abortJoin?.();
-    this.#abortJoin = null;
+    clearTimeout(this.#probeTimer);
+    this.#probeTimer = null;
+    clearInterval(this.#mediaWatchTimer);
+    this.#mediaWatchTimer = null;
+    this.#cancelRefresh();
     this.#dropSocket();
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = null;
@@ -953,9 +1294,6 @@ export class SfuClient extends EventTarget {
       for (const t of p.stream.getTracks()) p.stream.removeTrack(t);
     }
     this.participants.clear();
-    if (this.localStream && this.#ownsStream) stopTracks(this.localStream);
-    this.localStream = null;
-    this.#ownsStream = false;
     this.participantId = null;
     this.room = null;
     this.roomMetadata = '';
@@ -1057,9 +1395,13 @@ export class SfuClient extends EventTarget {
         this.#emit('connection-quality', { participantId: msg.participant_id, quality: msg.quality, local });
         break;
       }
-      case 'shutting_down':
-        this.#emit('shutting-down', { drainSeconds: Number(msg.drain_seconds) || 0 });
+      case 'shutting_down': {
+        // Move to a server that takes joins (behind the same URL) before this one ends the call.
+        const drainSeconds = Number(msg.drain_seconds) || 0;
+        this.#emit('shutting-down', { drainSeconds });
+        this.#rejoin(Date.now() + drainSeconds * 1000 + REJOIN_WINDOW_MS, 'server_shutdown');
         break;
+      }
       case 'participant_updated':
         if (msg.participant?.id && this.participants.has(msg.participant.id)) {
           this.#upsertParticipant(msg.participant);
@@ -1115,6 +1457,12 @@ export class SfuClient extends EventTarget {
         break;
       }
       case 'left':
+        if (msg.reason === 'server_shutdown') {
+          // The drain is over and no other server has taken the session yet: keep trying.
+          this.#dropSession();
+          this.#rejoin(Date.now() + REJOIN_WINDOW_MS, 'server_shutdown');
+          break;
+        }
         this.#end(msg.reason ?? 'left', true);
         break;
       case 'error':

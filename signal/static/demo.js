@@ -54,7 +54,7 @@ const LEFT_TEXT = {
   removed: 'You were removed from the room.',
   room_deleted: 'The room was closed.',
   duplicate_identity: 'You joined this room again from somewhere else; this page has left.',
-  server_shutdown: 'The server was restarted. Join again to continue.',
+  server_shutdown: 'The server was restarted and no other server took the call. Join again to continue.',
   slow_consumer: 'The connection to the server was too slow to keep up.',
   ended: 'The server ended the session.',
 };
@@ -244,15 +244,19 @@ client.addEventListener('connection-quality', (ev) => {
     document.body.dataset.quality = quality;
     return;
   }
-  const tile = tileFor(participantId);
-  if (tile) tile.dataset.quality = quality;
+  if (tileFor(participantId)) renderTiles();
 });
 
 client.addEventListener('reconnecting', () => setStatus('Reconnecting to the server…', 'reconnecting'));
-client.addEventListener('reconnected', () => setStatus('Connected', 'connected'));
+client.addEventListener('reconnected', (ev) => {
+  setStatus('Connected', 'connected');
+  if (ev.detail.rejoined) hideError();
+});
 client.addEventListener('shutting-down', (ev) => {
   const s = ev.detail.drainSeconds;
-  showError(`The server is restarting; this call ends in ${s} second${s === 1 ? '' : 's'}.`);
+  showError(
+    `The server is restarting: moving the call to another server (this one ends it in ${s} second${s === 1 ? '' : 's'}).`,
+  );
 });
 
 // ---- tiles ----------------------------------------------------------------------------------
@@ -287,9 +291,11 @@ function renderTiles() {
     tile.querySelector('.avatar').textContent = initials(label);
     showMuted(tile, p);
     tile.classList.toggle('speaking', client.speakers.some((s) => s.participantId === id));
-    tile.classList.toggle('reconnecting', p.reconnecting === true);
+    // Its signalling dropped, or nothing has come from it for a while (its network is down).
+    const reconnecting = p.reconnecting === true || p.quality === 'lost';
+    tile.classList.toggle('reconnecting', reconnecting);
     tile.dataset.quality = p.quality ?? '';
-    tile.title = p.reconnecting ? `${label} is reconnecting…` : '';
+    tile.title = reconnecting ? `${label} is reconnecting…` : '';
   }
   grid.dataset.count = String(client.participants.size);
   $('#empty').hidden = client.participants.size > 0 || client.state === 'idle';
