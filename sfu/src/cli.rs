@@ -32,6 +32,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Mint an access token with the configured API key and print it.
     Token(TokenArgs),
+    /// Make a new random API key and secret and print them, with the configuration and the
+    /// environment variables that use them.
+    GenerateKeys(GenerateKeysArgs),
     /// Manage the rooms of a running server through its REST API.
     Room {
         /// The room command.
@@ -67,6 +70,81 @@ pub struct TokenArgs {
     /// A REST API token: grants room_admin only (for every room, or for --room).
     #[arg(long, conflicts_with = "grants")]
     pub admin: bool,
+}
+
+/// `sfu generate-keys`.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateKeysArgs {
+    /// What to print: `text` (both snippets below, with comments), `toml` (a `[keys]` table for
+    /// the configuration file), `env` (SFU_API_KEY and SFU_API_SECRET lines, for an environment
+    /// file) or `json`.
+    #[arg(long, value_enum, default_value_t = KeysFormat::Text)]
+    pub format: KeysFormat,
+}
+
+/// How `sfu generate-keys` prints the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeysFormat {
+    /// The configuration snippet and the environment variables, with comments.
+    Text,
+    /// A `[keys]` table.
+    Toml,
+    /// `SFU_API_KEY=...` and `SFU_API_SECRET=...` lines.
+    Env,
+    /// `{"api_key": ..., "api_secret": ...}`.
+    Json,
+}
+
+/// Characters after the `API` prefix of a generated key name.
+const GENERATED_KEY_CHARS: usize = 12;
+/// Characters of a generated secret: 48 letters and digits, some 285 bits.
+const GENERATED_SECRET_CHARS: usize = 48;
+
+/// A new API key name (`API` and 12 letters and digits) and secret (48 letters and digits), drawn
+/// from the operating system's random generator.
+pub fn generate_keys() -> (String, String) {
+    use rand::distr::{Alphanumeric, SampleString};
+    use rand::TryRngCore;
+    let mut rng = rand::rngs::OsRng.unwrap_err();
+    let key = format!(
+        "API{}",
+        Alphanumeric.sample_string(&mut rng, GENERATED_KEY_CHARS)
+    );
+    let secret = Alphanumeric.sample_string(&mut rng, GENERATED_SECRET_CHARS);
+    (key, secret)
+}
+
+/// What `sfu generate-keys` prints for `key` and `secret`.
+pub fn keys_text(key: &str, secret: &str, format: KeysFormat) -> String {
+    let toml = format!("[keys]\n{key} = \"{secret}\"\n");
+    let env = format!("SFU_API_KEY={key}\nSFU_API_SECRET={secret}\n");
+    match format {
+        KeysFormat::Toml => toml,
+        KeysFormat::Env => env,
+        KeysFormat::Json => format!(
+            "{}\n",
+            serde_json::json!({ "api_key": key, "api_secret": secret })
+        ),
+        KeysFormat::Text => format!(
+            "# A new API key and its secret. Keep the secret private: whoever holds it can mint\n\
+             # tokens for every room. Several keys may be configured at once (to rotate them).\n\
+             \n\
+             # In the configuration file (--config, SFU_CONFIG):\n\
+             {toml}\
+             \n\
+             # Or in the environment (a systemd EnvironmentFile, docker --env-file):\n\
+             {env}"
+        ),
+    }
+}
+
+/// `sfu generate-keys`.
+pub fn generate_keys_command(args: &GenerateKeysArgs) -> Result<(), CliError> {
+    let (key, secret) = generate_keys();
+    // The server's own rules, so that what is printed is always accepted.
+    KeySet::single(&key, &secret).map_err(|e| CliError::Usage(e.to_string()))?;
+    print!("{}", keys_text(&key, &secret, args.format));
+    Ok(())
 }
 
 /// `sfu room ...`.

@@ -1,5 +1,5 @@
-//! The `sfu` binary: `sfu [serve]` runs the server; `sfu token` and `sfu room` are clients (see
-//! [`sfu::cli`]).
+//! The `sfu` binary: `sfu [serve]` runs the server; `sfu token`, `sfu generate-keys` and
+//! `sfu room` are clients (see [`sfu::cli`]).
 
 use std::process::ExitCode;
 
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         None => serve(&cli.serve),
         Some(Command::Serve(args)) => serve(&args),
         Some(Command::Token(args)) => report(cli::token(&args)),
+        Some(Command::GenerateKeys(args)) => report(cli::generate_keys_command(&args)),
         Some(Command::Room { command }) => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -315,3 +315,64 @@ fn with_keys_there_is_no_dev_endpoint_and_room_commands_work() {
         text(&out.stderr)
     );
 }
+
+/// The value of `NAME=value` in `text`.
+fn env_line<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[test]
+fn generate_keys_prints_a_new_pair_the_server_accepts() {
+    let out = sfu(&["generate-keys"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    let key = env_line(&printed, "SFU_API_KEY").to_owned();
+    let secret = env_line(&printed, "SFU_API_SECRET").to_owned();
+    assert!(key.starts_with("API") && key.len() == 15, "{key}");
+    assert_eq!(secret.len(), 48);
+    assert!(
+        secret.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{secret}"
+    );
+    assert!(
+        printed.contains(&format!("[keys]\n{key} = \"{secret}\"\n")),
+        "{printed}"
+    );
+    KeySet::single(&key, &secret).unwrap();
+
+    // Every run makes another pair.
+    let again = text(&sfu(&["generate-keys", "--format", "env"], &[]).stdout);
+    assert_eq!(again.lines().count(), 2, "{again}");
+    assert_ne!(env_line(&again, "SFU_API_KEY"), key);
+    assert_ne!(env_line(&again, "SFU_API_SECRET"), secret);
+    let json: serde_json::Value =
+        serde_json::from_slice(&sfu(&["generate-keys", "--format", "json"], &[]).stdout).unwrap();
+    assert!(json["api_key"].as_str().unwrap().starts_with("API"));
+    assert_eq!(json["api_secret"].as_str().unwrap().len(), 48);
+
+    // The configuration snippet is a valid configuration with that key, and the environment
+    // variables work for the client commands.
+    let dir = std::env::temp_dir().join(format!("sfu-cli-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sfu.toml");
+    let toml = text(&sfu(&["generate-keys", "--format", "toml"], &[]).stdout);
+    std::fs::write(&file, &toml).unwrap();
+    let out = sfu(
+        &["serve", "--config", file.to_str().unwrap(), "--check"],
+        &[],
+    );
+    assert!(out.status.success(), "{toml}: {}", text(&out.stderr));
+    let env = [
+        ("SFU_API_KEY", key.as_str()),
+        ("SFU_API_SECRET", secret.as_str()),
+    ];
+    let out = sfu(&["token", "--room", "r", "--identity", "ann"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    KeySet::single(&key, &secret)
+        .unwrap()
+        .authorize_join(Some(text(&out.stdout).trim()), "r")
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
