@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the files in deploy/ without a container engine: YAML and JSON parse, the systemd unit
 # passes `systemd-analyze verify`, the Dockerfile parses, every TOML configuration (files and the
-# Kubernetes ConfigMap) is accepted by `sfu serve --check`, and the ports that the Dockerfile,
+# Kubernetes ConfigMap) is accepted by `sfu serve --check` with an API key in the environment (and
+# refused without one), and the ports that the Dockerfile,
 # compose.yaml and the Kubernetes manifests open are the ones the configurations use.
 #
 # Usage: deploy/check.sh [path to the sfu binary]   (default: target/release/sfu, built if missing)
@@ -122,18 +123,32 @@ def config_ports(cfg):
                 media.add((p, "tcp"))
     return http, media
 
+# Every deployment passes its API key in the environment (compose, the Kubernetes Secret, the
+# systemd unit's EnvironmentFile), so the configurations are checked with one, and once without:
+# a server that listens on every interface must then refuse to start (development mode is for
+# loopback).
+CHECK_KEYS = {"SFU_API_KEY": "APIcheck", "SFU_API_SECRET": "a-throwaway-secret-for-checking-configs"}
+
 def check_config(name, text):
     path = os.path.join(tmp, re.sub(r"[^A-Za-z0-9.]", "_", name))
     with open(path, "w") as f:
         f.write(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFU_")}
-    r = subprocess.run([sfu, "serve", "--config", path, "--check"], env=env,
+    r = subprocess.run([sfu, "serve", "--config", path, "--check"], env=env | CHECK_KEYS,
                        capture_output=True, text=True)
     if r.returncode != 0:
         fail(f"{name}: sfu serve --check: {r.stderr.strip() or r.stdout.strip()}")
     else:
         print(f"ok: {name} (sfu serve --check)")
-    return tomllib.loads(text)
+    config = tomllib.loads(text)
+    if not config.get("keys") and not config.get("http", "").startswith("127."):
+        r = subprocess.run([sfu, "serve", "--config", path, "--check"], env=env,
+                           capture_output=True, text=True)
+        if r.returncode != 2 or "--dev" not in r.stderr:
+            fail(f"{name}: without API keys, sfu serve --check must refuse it: {r.stderr.strip()}")
+        else:
+            print(f"ok: {name} is refused without API keys")
+    return config
 
 configs = {}
 for path in sorted(glob.glob("deploy/**/*.toml", recursive=True)):

@@ -47,7 +47,7 @@ fn report(r: Result<(), cli::CliError>) -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
-    let config = match Config::load(args) {
+    let config = match Config::load(args).and_then(|c| c.check_exposure().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("invalid configuration: {e}");

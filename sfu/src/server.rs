@@ -54,10 +54,24 @@ fn api_config(config: &Config) -> Result<ApiConfig, BoxError> {
     );
     println!("  API key:    {key}");
     println!("  API secret: {secret}");
-    println!(
-        "  The demo page gets tokens from GET /api/dev/token, which anyone can call. Configure \
-         [keys] (or SFU_API_KEY and SFU_API_SECRET) before exposing this server."
-    );
+    if config.is_exposed_dev_mode() {
+        println!(
+            "  EXPOSED (--dev): listening on {}, which other machines can reach. Anyone who \
+             reaches it gets tokens from GET /api/dev/token and can join any room. Configure \
+             keys (sfu generate-keys) for anything but a trusted network.",
+            config.http
+        );
+        warn!(http = %config.http, "development mode on an address other machines can reach");
+    } else {
+        println!(
+            "  Loopback only: listening on {}, so only this machine can open the demo page \
+             (the page gets tokens from GET /api/dev/token, which anyone who reaches the server \
+             could call). To serve other machines configure keys (sfu generate-keys), or pass \
+             --dev with --http 0.0.0.0:{}.",
+            config.http,
+            config.http.port()
+        );
+    }
     Ok(ApiConfig::development(keys))
 }
 
@@ -165,10 +179,18 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         } else {
             format!("{scheme}://{local}/")
         };
-        if dev_mode {
-            println!("SFU ready: open {shown} in two browser tabs and join the same room");
-        } else {
-            println!("SFU ready on {shown}; clients join with access tokens (sfu token --help)");
+        match (dev_mode, local.ip().is_loopback()) {
+            (true, true) => println!(
+                "SFU ready (development mode, loopback only): open {shown} in two browser tabs \
+                 and join the same room"
+            ),
+            (true, false) => println!(
+                "SFU ready (development mode, reachable from other machines): open {shown} in \
+                 two browser tabs and join the same room"
+            ),
+            (false, _) => {
+                println!("SFU ready on {shown}; clients join with access tokens (sfu token --help)")
+            }
         }
         let http = axum_server::Handle::new();
         let service = app.into_make_service_with_connect_info::<SocketAddr>();

@@ -21,6 +21,8 @@ fn sfu(args: &[&str], env: &[(&str, &str)]) -> Output {
         "SFU_URL",
         "SFU_HTTP",
         "SFU_WEBHOOK_URLS",
+        "SFU_DEV",
+        "SFU_METRICS",
     ] {
         cmd.env_remove(var);
     }
@@ -151,12 +153,18 @@ impl Drop for Server {
     }
 }
 
-/// Starts `sfu` on free ports and waits for its `SFU ready` line.
+/// Starts `sfu` on free loopback ports and waits for its `SFU ready` line.
 fn serve(env: &[(&str, &str)]) -> Server {
+    serve_on("127.0.0.1:0", &[], env)
+}
+
+/// Starts `sfu` with `--http http` and `extra` flags and waits for its `SFU ready` line.
+fn serve_on(http: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfu"));
+    cmd.args(extra);
     cmd.args([
         "--http",
-        "127.0.0.1:0",
+        http,
         "--udp-port",
         "0",
         "--advertise-ip",
@@ -166,7 +174,15 @@ fn serve(env: &[(&str, &str)]) -> Server {
         "--log",
         "warn",
     ]);
-    cmd.env_remove("SFU_API_KEY").env_remove("SFU_API_SECRET");
+    for var in [
+        "SFU_API_KEY",
+        "SFU_API_SECRET",
+        "SFU_CONFIG",
+        "SFU_DEV",
+        "SFU_METRICS",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd.envs(env.iter().copied());
     let child = cmd
         .stdout(Stdio::piped())
@@ -198,7 +214,7 @@ fn serve(env: &[(&str, &str)]) -> Server {
         }
         if let Some(rest) = line.split("http://").nth(1) {
             let addr = rest.split('/').next().unwrap_or_default();
-            server.base = format!("http://{addr}");
+            server.base = format!("http://{addr}").replace("localhost", "127.0.0.1");
             return server;
         }
     }
@@ -220,6 +236,11 @@ fn development_mode_prints_a_key_and_serves_dev_tokens() {
     let server = serve(&[]);
     let banner = server.banner.join("\n");
     assert!(banner.contains("DEVELOPMENT MODE"), "{banner}");
+    assert!(banner.contains("Loopback only"), "{banner}");
+    assert!(
+        banner.contains("SFU ready (development mode, loopback only)"),
+        "{banner}"
+    );
     let key = banner
         .lines()
         .find_map(|l| l.trim().strip_prefix("API key:"))
@@ -311,6 +332,52 @@ fn with_keys_there_is_no_dev_endpoint_and_room_commands_work() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("unknown API key"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn development_mode_refuses_an_address_other_machines_reach_without_dev() {
+    for (args, env) in [
+        (&["--http", "0.0.0.0:0"][..], &[][..]),
+        (&["serve", "--http", "0.0.0.0:0", "--check"], &[]),
+        (&[], &[("SFU_HTTP", "0.0.0.0:0")]),
+    ] {
+        let out = sfu(args, env);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("invalid configuration: http: 0.0.0.0:0 can be reached"),
+            "{err}"
+        );
+        assert!(
+            err.contains("--dev") && err.contains("SFU_API_KEY"),
+            "{err}"
+        );
+        assert!(text(&out.stdout).is_empty(), "nothing started");
+    }
+
+    // --dev serves there on purpose, and says so.
+    let server = serve_on("0.0.0.0:0", &["--dev"], &[]);
+    let banner = server.banner.join("\n");
+    assert!(banner.contains("EXPOSED (--dev)"), "{banner}");
+    assert!(
+        banner.contains("SFU ready (development mode, reachable from other machines)"),
+        "{banner}"
+    );
+    let (status, _) = get(&format!("{}/api/dev/token?room=demo&name=Ann", server.base));
+    assert_eq!(status, 200);
+    drop(server);
+
+    // With keys every interface is fine, and --dev is refused.
+    let server = serve_on("0.0.0.0:0", &[], &keys_env());
+    assert!(!server.banner.join("\n").contains("DEVELOPMENT"));
+    drop(server);
+    let out = sfu(&["--dev", "--check"], &keys_env());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid configuration: dev:"),
         "{}",
         text(&out.stderr)
     );
