@@ -1,6 +1,7 @@
 //! The `sfu` binary: `sfu [serve]` runs the server; `sfu token`, `sfu generate-keys` and
 //! `sfu room` are clients (see [`sfu::cli`]).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -79,7 +80,13 @@ fn init_logging(config: &Config) {
             filter = filter.add_directive(quiet);
         }
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only for a person at a terminal: piped into a file, journald or a log
+    // collector they would be noise in every line. NO_COLOR (any value) turns them off too.
+    let ansi = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     if config.log_json {
         builder.json().init();
     } else {

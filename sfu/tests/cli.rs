@@ -443,3 +443,49 @@ fn generate_keys_prints_a_new_pair_the_server_accepts() {
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn logs_have_no_colour_codes_when_stdout_is_not_a_terminal() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sfu"))
+        .args(["--http", "127.0.0.1:0", "--udp-port", "0", "--workers", "1"])
+        .args(["--advertise-ip", "127.0.0.1", "--log", "info"])
+        .env_remove("SFU_API_KEY")
+        .env_remove("SFU_API_SECRET")
+        .env_remove("SFU_CONFIG")
+        .env_remove("SFU_LOG_JSON")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sfu");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            if tx.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("SFU ready") {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => seen.extend(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let output = String::from_utf8_lossy(&seen);
+    assert!(output.contains("SFU ready"), "{output}");
+    assert!(
+        output.contains("INFO") && output.contains("media ready"),
+        "a log line: {output}"
+    );
+    assert!(
+        !seen.contains(&0x1b),
+        "an ESC byte in piped logs: {output:?}"
+    );
+}
