@@ -31,6 +31,7 @@ use crate::io::webhook::WebhookConfig;
 pub const KEYS: &[&str] = &[
     "http",
     "dev",
+    "metrics",
     "udp_ip",
     "udp_port",
     "advertise_ip",
@@ -71,6 +72,8 @@ pub struct Config {
     pub http: SocketAddr,
     /// Development mode (no keys) may listen on an address other machines reach.
     pub dev: bool,
+    /// Serve `/metrics` on this address instead of on `http`.
+    pub metrics: Option<SocketAddr>,
     /// IP the media sockets bind to.
     pub udp_ip: IpAddr,
     /// First UDP media port; worker N binds port + N. 0: free ports.
@@ -167,6 +170,7 @@ impl Default for Config {
         Config {
             http: DEFAULT_HTTP,
             dev: false,
+            metrics: None,
             udp_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             udp_port: 50000,
             advertise_ip: Vec::new(),
@@ -227,6 +231,7 @@ impl Config {
         set!(c.http, file.http, a.http);
         let http_given = file.http.is_some() || a.http.is_some();
         set!(c.dev, file.dev, a.dev);
+        c.metrics = a.metrics.or(file.metrics);
         set!(c.udp_ip, file.udp_ip, a.udp_ip);
         set!(c.udp_port, file.udp_port, a.udp_port);
         set!(c.advertise_ip, file.advertise_ip);
@@ -442,6 +447,15 @@ impl Config {
                 "dev",
                 "development mode is for a server without API keys: remove --dev (SFU_DEV, \
                  dev) or the keys",
+            ));
+        }
+        if self
+            .metrics
+            .is_some_and(|m| m == self.http && m.port() != 0)
+        {
+            return Err(err(
+                "metrics",
+                "must differ from http: it is the address that keeps /metrics off the public one",
             ));
         }
         self.validate_participant()?;

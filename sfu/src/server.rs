@@ -25,6 +25,9 @@ const HTTP_CLOSE: Duration = Duration::from_secs(2);
 const FINAL_REMOVE: Duration = Duration::from_secs(2);
 /// How often empty rooms are looked for.
 const ROOM_SWEEP: Duration = Duration::from_secs(1);
+/// How often histogram samples are folded into their buckets, so that they do not pile up in
+/// memory when nobody scrapes `/metrics` (a scrape folds them too).
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -147,8 +150,33 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
     rt.block_on(async move {
         handle.spawn_room_sweeper(ROOM_SWEEP);
         let limits = &config.http_limits;
-        let app = signal::app(Arc::clone(&handle), limits.router_config(), api)
-            .merge(ops::router(Arc::clone(&handle), recorder));
+        if let Some(recorder) = recorder.clone() {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(METRICS_UPKEEP);
+                loop {
+                    tick.tick().await;
+                    recorder.run_upkeep();
+                }
+            });
+        }
+        if let Some(addr) = config.metrics {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("metrics on {addr}: {e}"))?;
+            info!(address = %listener.local_addr()?, "metrics: GET /metrics");
+            let app = ops::metrics_router(Arc::clone(&handle), recorder.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    warn!("metrics listener: {e}");
+                }
+            });
+        }
+        let public_metrics = config.metrics.is_none();
+        let app = signal::app(Arc::clone(&handle), limits.router_config(), api).merge(ops::router(
+            Arc::clone(&handle),
+            recorder,
+            public_metrics,
+        ));
         match listener::raise_open_files_limit() {
             Some(files) if (files as usize) < limits.max_connections.saturating_add(256) => warn!(
                 open_files = files,

@@ -53,6 +53,11 @@ pub struct ServeArgs {
           value_name = "BOOL")]
     pub dev: Option<bool>,
 
+    /// Serve /metrics on this address (plain HTTP, for Prometheus) instead of on --http, so
+    /// that it stays off the public port. Default: none (/metrics on --http).
+    #[arg(long, env = "SFU_METRICS", value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
     /// IP the media (UDP) sockets bind to. Default: 0.0.0.0.
     #[arg(long = "udp-ip", env = "SFU_UDP_IP", value_name = "IP")]
     pub udp_ip: Option<IpAddr>,

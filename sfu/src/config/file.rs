@@ -13,6 +13,7 @@ use super::duration::FileDuration;
 pub struct FileConfig {
     pub http: Option<SocketAddr>,
     pub dev: Option<bool>,
+    pub metrics: Option<SocketAddr>,
     pub udp_ip: Option<IpAddr>,
     pub udp_port: Option<u16>,
     pub advertise_ip: Option<Vec<IpAddr>>,

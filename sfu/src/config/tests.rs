@@ -97,6 +97,27 @@ fn development_mode_listens_on_loopback_unless_told_otherwise() {
 }
 
 #[test]
+fn metrics_may_have_an_address_of_their_own() {
+    assert_eq!(load("", &[]).unwrap().metrics, None);
+    let c = load("metrics = \"127.0.0.1:9090\"", &[]).unwrap();
+    assert_eq!(c.metrics.unwrap().to_string(), "127.0.0.1:9090");
+    let c = load(
+        "metrics = \"127.0.0.1:9090\"",
+        &["--metrics", "0.0.0.0:9100"],
+    )
+    .unwrap();
+    assert_eq!(c.metrics.unwrap().to_string(), "0.0.0.0:9100");
+    assert_eq!(
+        key_of(load(
+            "",
+            &["--http", "127.0.0.1:9000", "--metrics", "127.0.0.1:9000"]
+        )),
+        "metrics"
+    );
+    assert_eq!(key_of(load("metrics = \"nowhere\"", &[])), "metrics");
+}
+
+#[test]
 fn the_old_flags_still_work() {
     let c = load(
         "",
