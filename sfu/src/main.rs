@@ -18,18 +18,21 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&args),
         Some(Command::Token(args)) => report(cli::token(&args)),
         Some(Command::GenerateKeys(args)) => report(cli::generate_keys_command(&args)),
-        Some(Command::Room { command }) => {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            report(rt.block_on(cli::room(command)))
+        Some(Command::Room { command }) => block_on(cli::room(command)),
+        Some(Command::Participant { command }) => block_on(cli::participant(command)),
+    }
+}
+
+/// Runs a REST client command on a small runtime of its own.
+fn block_on(command: impl std::future::Future<Output = Result<(), cli::CliError>>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => report(rt.block_on(command)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -3,10 +3,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use signal::auth::KeySet;
+use tokio::sync::watch;
+
+mod server_process;
 
 const KEY: &str = "APIcli";
 const SECRET: &str = "cli-secret-cli-secret-cli-secret-cli";
@@ -292,6 +296,7 @@ fn with_keys_there_is_no_dev_endpoint_and_room_commands_work() {
             "daily",
             "--url",
             url,
+            "--json",
         ],
         &keys_env(),
     );
@@ -316,8 +321,26 @@ fn with_keys_there_is_no_dev_endpoint_and_room_commands_work() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["rooms"][0]["name"], "standup");
 
+    let out = sfu(&["room", "create", "retro", "--url", url], &keys_env());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let created = text(&out.stdout);
+    assert!(
+        created.starts_with("created room retro\nNAME") && created.contains("5m"),
+        "{created}"
+    );
+    let out = sfu(
+        &["room", "delete", "retro", "--json", "--url", url],
+        &keys_env(),
+    );
+    let deleted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        deleted,
+        serde_json::json!({"room": "retro", "deleted": true})
+    );
+
     let out = sfu(&["room", "delete", "standup", "--url", url], &keys_env());
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "deleted room standup\n");
     let out = sfu(&["room", "delete", "standup", "--url", url], &keys_env());
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -488,4 +511,199 @@ fn logs_have_no_colour_codes_when_stdout_is_not_a_terminal() {
         !seen.contains(&0x1b),
         "an ESC byte in piped logs: {output:?}"
     );
+}
+
+#[test]
+fn client_commands_find_the_server_as_it_is_configured() {
+    let server = serve(&keys_env());
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let list = |args: &[&str], env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.extend(keys_env());
+        let out = sfu(&[&["room", "list"], args].concat(), &env);
+        assert!(
+            out.status.success(),
+            "{args:?} {env:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).starts_with("NAME"));
+    };
+    // --http, SFU_HTTP (a wildcard address is called on 127.0.0.1), the file, SFU_URL.
+    list(&["--http", &format!("127.0.0.1:{port}")], &[]);
+    list(&[], &[("SFU_HTTP", &format!("0.0.0.0:{port}"))]);
+    let dir = std::env::temp_dir().join(format!("sfu-cli-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sfu.toml");
+    std::fs::write(&file, format!("http = \"0.0.0.0:{port}\"\n")).unwrap();
+    list(&["--config", file.to_str().unwrap()], &[]);
+    list(&[], &[("SFU_URL", &server.base)]);
+    // --url wins over the rest.
+    list(
+        &["--http", "127.0.0.1:1", "--url", &server.base],
+        &[("SFU_HTTP", "127.0.0.1:1")],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Nothing listening: say so, and how to point elsewhere.
+    let closed = server_process::free_port();
+    for args in [
+        vec!["room", "list", "--http", "0.0.0.0:PORT"],
+        vec![
+            "participant",
+            "list",
+            "r",
+            "--json",
+            "--url",
+            "http://127.0.0.1:PORT",
+        ],
+    ] {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("PORT", &closed.to_string()))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = sfu(&args, &keys_env());
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "error: connection refused, is the server running at http://127.0.0.1:{closed}? \
+                 (--url)\n"
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+/// `sfu` with `args` and `env` off the async runtime's threads.
+async fn sfu_async(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        sfu(&args, &env)
+    })
+    .await
+    .unwrap()
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participant_commands_list_mute_and_remove_on_a_real_server() {
+    let server = server_process::Server::start(&[]).await;
+    let env = [
+        ("SFU_API_KEY", server_process::KEY),
+        ("SFU_API_SECRET", server_process::SECRET),
+    ];
+    let http = server.http.to_string();
+    let run = |args: &[&str]| {
+        let args = [args, &["--http", &http]].concat();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            sfu_async(&args, &env).await
+        }
+    };
+
+    let (stop, stopped) = watch::channel(false);
+    let ann = tokio::spawn(server_process::call(
+        server.ws_url(),
+        "standup",
+        "ann",
+        Duration::from_secs(60),
+        Arc::new(AtomicU64::new(0)),
+        stopped,
+    ));
+    // Ann's microphone is published once her connection is up.
+    let deadline = Instant::now() + server_process::STEP;
+    let list = loop {
+        let list = json_of(&run(&["participant", "list", "standup", "--json"]).await);
+        if list["participants"][0]["tracks"][0]["id"].is_string() {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "no track published: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let p = &list["participants"][0];
+    assert_eq!(p["identity"], "ann");
+    let id = p["id"].as_str().unwrap().to_owned();
+    let track = p["tracks"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(p["tracks"][0]["kind"], "audio");
+
+    let table = text(&run(&["participant", "list", "standup"]).await.stdout);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains(&id) && table.contains("ann") && table.contains(&format!("audio:{track}")),
+        "{table}"
+    );
+
+    // Mute by identity, all tracks: the answer is the muted track.
+    let muted = json_of(&run(&["participant", "mute", "standup", "ann", "--json"]).await);
+    assert_eq!(muted["participant"], id.as_str());
+    assert_eq!(muted["tracks"][0]["id"], track.as_str());
+    assert_eq!(muted["tracks"][0]["muted"], true);
+    let table = text(&run(&["participant", "list", "standup"]).await.stdout);
+    assert!(table.contains(&format!("audio:{track} (muted)")), "{table}");
+
+    // By id and kind: she has no camera.
+    let out = run(&["participant", "mute", "standup", &id, "--kind", "video"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("publishes no video track"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[
+        "participant",
+        "mute",
+        "standup",
+        &id,
+        "--track",
+        &track,
+        "--unmute",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("unmuted audio track {track} of {id} (ann)\n")
+    );
+
+    // Remove: someone who is not there, then Ann.
+    let out = run(&["participant", "remove", "standup", "bob"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not_found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["participant", "list", "nowhere"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not_found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let removed = json_of(&run(&["participant", "remove", "standup", "ann", "--json"]).await);
+    assert_eq!(removed["removed"], true);
+    assert_eq!(removed["participant"]["id"], id.as_str());
+    let deadline = Instant::now() + server_process::STEP;
+    loop {
+        let list = json_of(&run(&["participant", "list", "standup", "--json"]).await);
+        if list["participants"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still there: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send_replace(true);
+    ann.await.unwrap();
 }
