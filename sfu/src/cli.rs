@@ -639,7 +639,7 @@ pub async fn room(command: RoomCommand) -> Result<(), CliError> {
                 print!(
                     "created room {}\n{}",
                     room.name,
-                    room_table(&[room.clone()])
+                    room_table(std::slice::from_ref(&room))
                 );
             }
         }
