@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Parser, ValueEnum};
 
 use crate::attack::{Attack, AttackConfig};
+use crate::bot::TokenSource;
 use crate::report::Limits;
 use crate::run::RunConfig;
 use crate::scenario::{MediaConfig, Scenario};
@@ -93,13 +94,35 @@ pub struct Args {
 
     /// Where the join token comes from: `dev` asks the server's development endpoint
     /// (`/api/dev/token`) for one per bot and joins without a token when the server has no such
-    /// endpoint; `none` never sends one.
+    /// endpoint; `none` never sends one. --api-key wins over it.
     #[arg(long, value_enum, default_value_t = TokenFrom::Dev)]
     pub token_from: TokenFrom,
 
     /// A token to send in every join.
     #[arg(long)]
     pub token: Option<String>,
+
+    /// An API key of the server (the same variable the server reads): each bot gets a token
+    /// minted with it, with its own identity (its bot name). Needs --api-secret; wins over
+    /// --token-from.
+    #[arg(
+        long,
+        env = "SFU_API_KEY",
+        value_name = "KEY",
+        conflicts_with = "token"
+    )]
+    pub api_key: Option<String>,
+
+    /// The secret of --api-key. Prefer the environment variable: command lines are visible to
+    /// other users of the machine.
+    #[arg(
+        long,
+        env = "SFU_API_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        conflicts_with = "token"
+    )]
+    pub api_secret: Option<String>,
 
     /// Announce this render size (WxH) for every received video with `track_settings`
     /// (needs a server that knows the message).
@@ -447,6 +470,7 @@ impl Args {
             ));
         }
         self.attacker.config().validate()?;
+        self.token_source_keys()?;
         if signal::protocol::validate_room_name(&format!("{}-{}", scenario.room_prefix, 0)).is_err()
         {
             return Err("--room-prefix: letters, digits, '-', '_' or '.' only".into());
@@ -454,13 +478,26 @@ impl Args {
         Ok(scenario)
     }
 
+    /// The minting source of --api-key and --api-secret; `None` without them, an error with
+    /// only one of them or a key the server would refuse.
+    fn token_source_keys(&self) -> Result<Option<TokenSource>, String> {
+        match (&self.api_key, &self.api_secret) {
+            (Some(key), Some(secret)) => TokenSource::keys(key, secret).map(Some),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("--api-key needs --api-secret (or SFU_API_SECRET)".into()),
+            (None, Some(_)) => Err("--api-secret needs --api-key (or SFU_API_KEY)".into()),
+        }
+    }
+
     /// Settings for [`crate::run::run`].
     pub fn run_config(&self, scenario: Scenario) -> RunConfig {
+        let keys = self.token_source_keys().ok().flatten();
         RunConfig {
             scenario,
             url: self.url.trim_end_matches('/').to_string(),
             token: self.token.clone(),
-            dev_token: self.token.is_none() && self.token_from == TokenFrom::Dev,
+            dev_token: self.token.is_none() && keys.is_none() && self.token_from == TokenFrom::Dev,
+            keys,
             bind_ip: self.bind_ip,
             allow_remote: self.allow_remote,
             render_size: self.render_size,
@@ -537,6 +574,36 @@ mod tests {
         assert!(!c.dev_token && c.token.is_none());
         let c = args(&["--token", "abc"]).run_config(sc());
         assert!(!c.dev_token && c.token.as_deref() == Some("abc"));
+
+        let secret = "a-load-test-secret-of-32-characters!";
+        let keyed = args(&["--api-key", "APIlt", "--api-secret", secret]);
+        keyed.scenario().unwrap();
+        let c = keyed.run_config(sc());
+        assert!(!c.dev_token && c.token.is_none());
+        let keys = c.keys.unwrap();
+        let ann = keys.mint("r-0", "ann").unwrap().unwrap();
+        let bob = keys.mint("r-0", "bob").unwrap().unwrap();
+        let verify = signal::auth::KeySet::single("APIlt", secret).unwrap();
+        assert_eq!(verify.authorize_join(Some(&ann), "r-0").unwrap().sub, "ann");
+        assert_eq!(verify.authorize_join(Some(&bob), "r-0").unwrap().sub, "bob");
+        assert!(verify.authorize_join(Some(&ann), "r-1").is_err());
+        assert!(TokenSource::None.mint("r", "a").is_none());
+
+        assert!(args(&["--api-key", "APIlt"]).scenario().is_err());
+        assert!(args(&["--api-secret", secret]).scenario().is_err());
+        assert!(args(&["--api-key", "APIlt", "--api-secret", "short"])
+            .scenario()
+            .is_err());
+        assert!(Args::try_parse_from([
+            "loadtest",
+            "--token",
+            "t",
+            "--api-key",
+            "k",
+            "--api-secret",
+            secret
+        ])
+        .is_err());
     }
 
     #[test]

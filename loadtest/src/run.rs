@@ -141,6 +141,8 @@ pub struct RunConfig {
     pub token: Option<String>,
     /// Fetch a development token per bot.
     pub dev_token: bool,
+    /// Mint a token per bot with an API key ([`TokenSource::Keys`]).
+    pub keys: Option<TokenSource>,
     /// UDP bind address of the bots.
     pub bind_ip: IpAddr,
     /// Allow a server that is not on this machine.
@@ -247,13 +249,14 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         .ok_or_else(|| RunError::Unhealthy(cfg.url.clone(), "no DTLS certificate".into()))?;
     let env = Arc::new(Env {
         ws_url: target.ws_url(),
-        token: match (&cfg.token, cfg.dev_token) {
-            (Some(t), _) => TokenSource::Fixed(t.clone()),
-            (None, true) => TokenSource::Dev {
+        token: match (&cfg.token, &cfg.keys, cfg.dev_token) {
+            (Some(t), _, _) => TokenSource::Fixed(t.clone()),
+            (None, Some(keys), _) => keys.clone(),
+            (None, None, true) => TokenSource::Dev {
                 authority: target.authority.clone(),
                 prefix: target.prefix.clone(),
             },
-            (None, false) => TokenSource::None,
+            (None, None, false) => TokenSource::None,
         },
         bind_ip: cfg.bind_ip,
         allow_remote: cfg.allow_remote,

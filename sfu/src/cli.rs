@@ -1,5 +1,6 @@
 //! The `sfu` command line: `sfu [serve]` runs the server, `sfu token` mints an access token with
-//! the configured key, `sfu room ...` calls a running server's REST API.
+//! the configured key, `sfu generate-keys` makes a new key, `sfu room ...` and
+//! `sfu participant ...` call a running server's REST API.
 
 use std::time::Duration;
 
@@ -7,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::de::DeserializeOwned;
 
 use signal::auth::{Grants, KeySet, TokenSpec};
-use signal::rest::dto::{CreateRoom, RoomInfo, RoomList};
+use signal::protocol::{ParticipantInfo, TrackInfo, TrackKind};
+use signal::rest::dto::{CreateRoom, MuteTrack, ParticipantList, RoomInfo, RoomList};
 use signal::ApiError;
 
 use crate::config::{format_duration, parse_duration, Config, ConfigError, KeyArgs, ServeArgs};
@@ -32,11 +34,20 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Mint an access token with the configured API key and print it.
     Token(TokenArgs),
+    /// Make a new random API key and secret and print them, with the configuration and the
+    /// environment variables that use them.
+    GenerateKeys(GenerateKeysArgs),
     /// Manage the rooms of a running server through its REST API.
     Room {
         /// The room command.
         #[command(subcommand)]
         command: RoomCommand,
+    },
+    /// List, remove and mute the participants of a room of a running server.
+    Participant {
+        /// The participant command.
+        #[command(subcommand)]
+        command: ParticipantCommand,
     },
 }
 
@@ -69,6 +80,81 @@ pub struct TokenArgs {
     pub admin: bool,
 }
 
+/// `sfu generate-keys`.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateKeysArgs {
+    /// What to print: `text` (both snippets below, with comments), `toml` (a `[keys]` table for
+    /// the configuration file), `env` (SFU_API_KEY and SFU_API_SECRET lines, for an environment
+    /// file) or `json`.
+    #[arg(long, value_enum, default_value_t = KeysFormat::Text)]
+    pub format: KeysFormat,
+}
+
+/// How `sfu generate-keys` prints the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeysFormat {
+    /// The configuration snippet and the environment variables, with comments.
+    Text,
+    /// A `[keys]` table.
+    Toml,
+    /// `SFU_API_KEY=...` and `SFU_API_SECRET=...` lines.
+    Env,
+    /// `{"api_key": ..., "api_secret": ...}`.
+    Json,
+}
+
+/// Characters after the `API` prefix of a generated key name.
+const GENERATED_KEY_CHARS: usize = 12;
+/// Characters of a generated secret: 48 letters and digits, some 285 bits.
+const GENERATED_SECRET_CHARS: usize = 48;
+
+/// A new API key name (`API` and 12 letters and digits) and secret (48 letters and digits), drawn
+/// from the operating system's random generator.
+pub fn generate_keys() -> (String, String) {
+    use rand::distr::{Alphanumeric, SampleString};
+    use rand::TryRngCore;
+    let mut rng = rand::rngs::OsRng.unwrap_err();
+    let key = format!(
+        "API{}",
+        Alphanumeric.sample_string(&mut rng, GENERATED_KEY_CHARS)
+    );
+    let secret = Alphanumeric.sample_string(&mut rng, GENERATED_SECRET_CHARS);
+    (key, secret)
+}
+
+/// What `sfu generate-keys` prints for `key` and `secret`.
+pub fn keys_text(key: &str, secret: &str, format: KeysFormat) -> String {
+    let toml = format!("[keys]\n{key} = \"{secret}\"\n");
+    let env = format!("SFU_API_KEY={key}\nSFU_API_SECRET={secret}\n");
+    match format {
+        KeysFormat::Toml => toml,
+        KeysFormat::Env => env,
+        KeysFormat::Json => format!(
+            "{}\n",
+            serde_json::json!({ "api_key": key, "api_secret": secret })
+        ),
+        KeysFormat::Text => format!(
+            "# A new API key and its secret. Keep the secret private: whoever holds it can mint\n\
+             # tokens for every room. Several keys may be configured at once (to rotate them).\n\
+             \n\
+             # In the configuration file (--config, SFU_CONFIG):\n\
+             {toml}\
+             \n\
+             # Or in the environment (a systemd EnvironmentFile, docker --env-file):\n\
+             {env}"
+        ),
+    }
+}
+
+/// `sfu generate-keys`.
+pub fn generate_keys_command(args: &GenerateKeysArgs) -> Result<(), CliError> {
+    let (key, secret) = generate_keys();
+    // The server's own rules, so that what is printed is always accepted.
+    KeySet::single(&key, &secret).map_err(|e| CliError::Usage(e.to_string()))?;
+    print!("{}", keys_text(&key, &secret, args.format));
+    Ok(())
+}
+
 /// `sfu room ...`.
 #[derive(Debug, Subcommand)]
 pub enum RoomCommand {
@@ -92,9 +178,6 @@ pub enum RoomCommand {
     List {
         #[command(flatten)]
         server: ServerArgs,
-        /// Print the JSON answer instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Delete a room; everyone in it is disconnected.
     Delete {
@@ -105,14 +188,81 @@ pub enum RoomCommand {
     },
 }
 
-/// Which server, and the key to call it with.
+/// `sfu participant ...`.
+#[derive(Debug, Subcommand)]
+pub enum ParticipantCommand {
+    /// List the participants of a room, with their tracks.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Room name.
+        room: String,
+    },
+    /// Remove a participant from its room (it leaves with reason `removed`).
+    Remove {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Room name.
+        room: String,
+        /// The participant's id, or its identity.
+        participant: String,
+    },
+    /// Mute a participant's tracks (the server stops forwarding them); all of them unless
+    /// --track or --kind picks some.
+    Mute {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Room name.
+        room: String,
+        /// The participant's id, or its identity.
+        participant: String,
+        /// Only this track (its id, as `participant list` shows it).
+        #[arg(long, conflicts_with = "kind")]
+        track: Option<String>,
+        /// Only the tracks of this kind.
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        /// Unmute instead.
+        #[arg(long)]
+        unmute: bool,
+    },
+}
+
+/// `--kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    /// Microphone tracks.
+    Audio,
+    /// Camera tracks.
+    Video,
+}
+
+impl KindArg {
+    fn matches(self, kind: TrackKind) -> bool {
+        matches!(
+            (self, kind),
+            (KindArg::Audio, TrackKind::Audio) | (KindArg::Video, TrackKind::Video)
+        )
+    }
+}
+
+/// Which server, the key to call it with, and how to print the answer.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// The server's base URL. Default: http://127.0.0.1 with the port of the configured `http`.
+    /// The server's address as it is configured: the client calls 127.0.0.1 (or the address
+    /// itself when it is not a wildcard) on its port. Read like the server reads it: this flag,
+    /// SFU_HTTP, the --config file, the default.
+    #[arg(long = "http", env = "SFU_HTTP", value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// The server's base URL, when it is not found from --http (behind a proxy, another
+    /// machine, a certificate for a host name).
     #[arg(long, env = "SFU_URL")]
     pub url: Option<String>,
+    /// Print the server's answer as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Why a command failed.
@@ -124,17 +274,55 @@ pub enum CliError {
     /// An argument is missing or wrong.
     #[error("{0}")]
     Usage(String),
+    /// Nothing listens at the server's address.
+    #[error("connection refused, is the server running at {base}? (--url)")]
+    Refused {
+        /// The base URL called.
+        base: String,
+    },
     /// The server could not be reached.
-    #[error("cannot reach {url}: {source}")]
+    #[error("cannot reach {url}: {}", error_chain(.source))]
     Unreachable {
         /// The URL.
         url: String,
         /// Why.
         source: reqwest::Error,
     },
+    /// What the command names is not there.
+    #[error("{0}")]
+    NotFound(String),
     /// The server refused the call.
     #[error("{}{}", .0, .0.field.as_ref().map(|f| format!(" (field: {f})")).unwrap_or_default())]
     Api(ApiError),
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message alone says little).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Whether the connection was refused: nothing listens there.
+fn is_refused(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// The configured keys and the one to use.
@@ -143,6 +331,11 @@ fn client_key(keys: &KeyArgs) -> Result<(Config, String), CliError> {
         keys: keys.clone(),
         ..ServeArgs::default()
     })?;
+    client_key_of(config)
+}
+
+/// The key of `config` to use.
+fn client_key_of(config: Config) -> Result<(Config, String), CliError> {
     let key = config.client_key.clone().ok_or_else(|| {
         CliError::Usage(
             "no API key configured: set [keys] in the --config file, or SFU_API_KEY and \
@@ -249,22 +442,45 @@ impl Client {
         })
     }
 
+    /// The URL of `/api/` and `segments`, each percent-encoded.
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, CliError> {
+        let mut url = reqwest::Url::parse(&format!("{}/", self.base))
+            .map_err(|e| CliError::Usage(format!("--url {}: {e}", self.base)))?;
+        url.path_segments_mut()
+            .map_err(|()| CliError::Usage(format!("--url {}: not a base URL", self.base)))?
+            .pop_if_empty()
+            .push("api")
+            .extend(segments);
+        Ok(url)
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
-        path: &str,
+        segments: &[&str],
         body: Option<serde_json::Value>,
     ) -> Result<Option<T>, CliError> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        let url = self.url(segments)?;
+        let mut req = self
+            .http
+            .request(method, url.clone())
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
-        let unreachable = |source| CliError::Unreachable {
-            url: url.clone(),
-            source,
+        let unreachable = |source: reqwest::Error| {
+            if is_refused(&source) {
+                CliError::Refused {
+                    base: self.base.clone(),
+                }
+            } else {
+                CliError::Unreachable {
+                    url: url.to_string(),
+                    source,
+                }
+            }
         };
         let response = req.send().await.map_err(unreachable)?;
         let status = response.status();
@@ -286,37 +502,114 @@ impl Client {
             .map_err(|e| CliError::Usage(format!("unexpected answer from {url}: {e}")))
     }
 
+    async fn expect<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+        body: Option<serde_json::Value>,
+    ) -> Result<T, CliError> {
+        self.call(method, segments, body)
+            .await?
+            .ok_or_else(|| CliError::Usage("empty answer".into()))
+    }
+
     /// `POST /api/rooms`.
     pub async fn create_room(&self, req: &CreateRoom) -> Result<RoomInfo, CliError> {
         let body = serde_json::to_value(req).map_err(|e| CliError::Usage(e.to_string()))?;
-        self.call(reqwest::Method::POST, "/api/rooms", Some(body))
-            .await?
-            .ok_or_else(|| CliError::Usage("empty answer".into()))
+        self.expect(reqwest::Method::POST, &["rooms"], Some(body))
+            .await
     }
 
     /// `GET /api/rooms`.
     pub async fn list_rooms(&self) -> Result<RoomList, CliError> {
-        self.call(reqwest::Method::GET, "/api/rooms", None)
-            .await?
-            .ok_or_else(|| CliError::Usage("empty answer".into()))
+        self.expect(reqwest::Method::GET, &["rooms"], None).await
     }
 
     /// `DELETE /api/rooms/{room}`.
     pub async fn delete_room(&self, room: &str) -> Result<(), CliError> {
-        let path = format!("/api/rooms/{room}");
+        self.call::<serde_json::Value>(reqwest::Method::DELETE, &["rooms", room], None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /api/rooms/{room}/participants`.
+    pub async fn list_participants(&self, room: &str) -> Result<ParticipantList, CliError> {
+        self.expect(reqwest::Method::GET, &["rooms", room, "participants"], None)
+            .await
+    }
+
+    /// `DELETE /api/rooms/{room}/participants/{id}`.
+    pub async fn remove_participant(&self, room: &str, id: &str) -> Result<(), CliError> {
+        let path = ["rooms", room, "participants", id];
         self.call::<serde_json::Value>(reqwest::Method::DELETE, &path, None)
             .await
             .map(|_| ())
     }
+
+    /// `POST /api/rooms/{room}/participants/{id}/tracks/{track}/mute`.
+    pub async fn mute_track(
+        &self,
+        room: &str,
+        id: &str,
+        track: &str,
+        muted: bool,
+    ) -> Result<TrackInfo, CliError> {
+        let path = ["rooms", room, "participants", id, "tracks", track, "mute"];
+        let body = serde_json::to_value(MuteTrack { muted })
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        self.expect(reqwest::Method::POST, &path, Some(body)).await
+    }
+
+    /// The participant of `room` whose id, or else identity, is `who`.
+    pub async fn find_participant(
+        &self,
+        room: &str,
+        who: &str,
+    ) -> Result<ParticipantInfo, CliError> {
+        let list = self.list_participants(room).await?.participants;
+        let by_id = list.iter().position(|p| p.id == who);
+        let found = by_id.or_else(|| list.iter().position(|p| p.identity.as_deref() == Some(who)));
+        match found {
+            Some(i) => Ok(list[i].clone()),
+            None => Err(CliError::NotFound(format!(
+                "not_found: no participant with id or identity {who:?} in room {room}"
+            ))),
+        }
+    }
+}
+
+/// The base URL the server is reached at: `--url`, else the configured `http` address, with
+/// 127.0.0.1 (or ::1) for a wildcard, and `https` when the configuration has TLS files.
+pub fn server_url(server: &ServerArgs, config: &Config) -> String {
+    if let Some(url) = &server.url {
+        return url.clone();
+    }
+    let http = config.http;
+    let ip = match http.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}", std::net::SocketAddr::new(ip, http.port()))
 }
 
 fn client(server: &ServerArgs) -> Result<Client, CliError> {
-    let (config, key) = client_key(&server.keys)?;
-    let base = server
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.http.port()));
-    Client::new(&base, &config.keys, &key)
+    let config = Config::load(&ServeArgs {
+        keys: server.keys.clone(),
+        http: server.http,
+        ..ServeArgs::default()
+    })?;
+    let (config, key) = client_key_of(config)?;
+    Client::new(&server_url(server, &config), &config.keys, &key)
 }
 
 /// `sfu room ...`.
@@ -340,11 +633,19 @@ pub async fn room(command: RoomCommand) -> Result<(), CliError> {
                 metadata,
             };
             let room = client(&server)?.create_room(&req).await?;
-            print_json(&room);
+            if server.json {
+                print_json(&room);
+            } else {
+                print!(
+                    "created room {}\n{}",
+                    room.name,
+                    room_table(std::slice::from_ref(&room))
+                );
+            }
         }
-        RoomCommand::List { server, json } => {
+        RoomCommand::List { server } => {
             let list = client(&server)?.list_rooms().await?;
-            if json {
+            if server.json {
                 print_json(&list);
             } else {
                 print!("{}", room_table(&list.rooms));
@@ -352,7 +653,85 @@ pub async fn room(command: RoomCommand) -> Result<(), CliError> {
         }
         RoomCommand::Delete { server, name } => {
             client(&server)?.delete_room(&name).await?;
-            println!("deleted room {name}");
+            if server.json {
+                print_json(&serde_json::json!({ "room": name, "deleted": true }));
+            } else {
+                println!("deleted room {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `sfu participant ...`.
+pub async fn participant(command: ParticipantCommand) -> Result<(), CliError> {
+    match command {
+        ParticipantCommand::List { server, room } => {
+            let list = client(&server)?.list_participants(&room).await?;
+            if server.json {
+                print_json(&list);
+            } else {
+                print!("{}", participant_table(&list.participants));
+            }
+        }
+        ParticipantCommand::Remove {
+            server,
+            room,
+            participant,
+        } => {
+            let client = client(&server)?;
+            let p = client.find_participant(&room, &participant).await?;
+            client.remove_participant(&room, &p.id).await?;
+            if server.json {
+                print_json(&serde_json::json!({
+                    "room": room, "participant": p, "removed": true,
+                }));
+            } else {
+                println!("removed {} from room {room}", who(&p));
+            }
+        }
+        ParticipantCommand::Mute {
+            server,
+            room,
+            participant,
+            track,
+            kind,
+            unmute,
+        } => {
+            let client = client(&server)?;
+            let p = client.find_participant(&room, &participant).await?;
+            let chosen: Vec<&TrackInfo> = p
+                .tracks
+                .iter()
+                .filter(|t| track.as_ref().is_none_or(|id| &t.id == id))
+                .filter(|t| kind.is_none_or(|k| k.matches(t.kind)))
+                .collect();
+            if chosen.is_empty() {
+                let what = match (&track, kind) {
+                    (Some(id), _) => format!("track {id}"),
+                    (None, Some(KindArg::Audio)) => "audio track".into(),
+                    (None, Some(KindArg::Video)) => "video track".into(),
+                    (None, None) => "track".into(),
+                };
+                return Err(CliError::NotFound(format!(
+                    "not_found: {} publishes no {what}",
+                    who(&p)
+                )));
+            }
+            let mut done = Vec::with_capacity(chosen.len());
+            for t in chosen {
+                done.push(client.mute_track(&room, &p.id, &t.id, !unmute).await?);
+            }
+            if server.json {
+                print_json(&serde_json::json!({
+                    "room": room, "participant": p.id, "tracks": done,
+                }));
+            } else {
+                let verb = if unmute { "unmuted" } else { "muted" };
+                for t in &done {
+                    println!("{verb} {} track {} of {}", kind_name(t.kind), t.id, who(&p));
+                }
+            }
         }
     }
     Ok(())
@@ -362,6 +741,21 @@ fn print_json<T: serde::Serialize>(v: &T) {
     match serde_json::to_string_pretty(v) {
         Ok(text) => println!("{text}"),
         Err(e) => eprintln!("cannot print the answer: {e}"),
+    }
+}
+
+/// `ID (identity)` of a participant.
+fn who(p: &ParticipantInfo) -> String {
+    match &p.identity {
+        Some(identity) => format!("{} ({identity})", p.id),
+        None => p.id.clone(),
+    }
+}
+
+fn kind_name(kind: TrackKind) -> &'static str {
+    match kind {
+        TrackKind::Audio => "audio",
+        TrackKind::Video => "video",
     }
 }
 
@@ -384,6 +778,36 @@ pub fn room_table(rooms: &[RoomInfo]) -> String {
             max,
             format_duration(Duration::from_secs(r.empty_timeout.into())),
             r.metadata
+        ));
+    }
+    out
+}
+
+/// The participants as a text table: tracks as `kind:id`, `(muted)` after muted ones.
+pub fn participant_table(participants: &[ParticipantInfo]) -> String {
+    let mut out = format!(
+        "{:<14} {:<20} {:<20} {}\n",
+        "ID", "IDENTITY", "NAME", "TRACKS"
+    );
+    for p in participants {
+        let tracks: Vec<String> = p
+            .tracks
+            .iter()
+            .map(|t| {
+                let muted = if t.muted { " (muted)" } else { "" };
+                format!("{}:{}{muted}", kind_name(t.kind), t.id)
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:<14} {:<20} {:<20} {}\n",
+            p.id,
+            p.identity.as_deref().unwrap_or("-"),
+            p.name,
+            if tracks.is_empty() {
+                "-".to_owned()
+            } else {
+                tracks.join(", ")
+            }
         ));
     }
     out

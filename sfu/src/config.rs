@@ -30,6 +30,8 @@ use crate::io::webhook::WebhookConfig;
 /// Every key of the file, as `docs/configuration.md` must list them.
 pub const KEYS: &[&str] = &[
     "http",
+    "dev",
+    "metrics",
     "udp_ip",
     "udp_port",
     "advertise_ip",
@@ -68,6 +70,10 @@ pub const KEYS: &[&str] = &[
 pub struct Config {
     /// Address for HTTP and WebSocket.
     pub http: SocketAddr,
+    /// Development mode (no keys) may listen on an address other machines reach.
+    pub dev: bool,
+    /// Serve `/metrics` on this address instead of on `http`.
+    pub metrics: Option<SocketAddr>,
     /// IP the media sockets bind to.
     pub udp_ip: IpAddr,
     /// First UDP media port; worker N binds port + N. 0: free ports.
@@ -135,6 +141,12 @@ pub struct WebhookSettings {
     pub timeout: Duration,
 }
 
+/// Where the server listens with API keys configured: every interface.
+pub const DEFAULT_HTTP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080);
+
+/// Where it listens in development mode: this machine only.
+pub const DEFAULT_DEV_HTTP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
 /// A setting that cannot work, found at start. The message starts with the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
@@ -156,7 +168,9 @@ impl Default for Config {
     fn default() -> Self {
         let d = WebhookConfig::new(Vec::new(), String::new(), String::new());
         Config {
-            http: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            http: DEFAULT_HTTP,
+            dev: false,
+            metrics: None,
             udp_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             udp_port: 50000,
             advertise_ip: Vec::new(),
@@ -215,6 +229,9 @@ impl Config {
             };
         }
         set!(c.http, file.http, a.http);
+        let http_given = file.http.is_some() || a.http.is_some();
+        set!(c.dev, file.dev, a.dev);
+        c.metrics = a.metrics.or(file.metrics);
         set!(c.udp_ip, file.udp_ip, a.udp_ip);
         set!(c.udp_port, file.udp_port, a.udp_port);
         set!(c.advertise_ip, file.advertise_ip);
@@ -248,6 +265,9 @@ impl Config {
                 ))
             }
             _ => {}
+        }
+        if !http_given && c.keys.is_empty() {
+            c.http = DEFAULT_DEV_HTTP;
         }
         c.client_key = a
             .keys
@@ -361,6 +381,33 @@ impl Config {
         self.keys.is_empty()
     }
 
+    /// Development mode on an address other machines can reach: refused unless `dev` says so,
+    /// since anyone who reaches the server can get tokens from `GET /api/dev/token`. Checked
+    /// before serving (and by `sfu serve --check`), not for the client commands, which only read
+    /// the keys and the address.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.is_dev_mode() && !self.http.ip().is_loopback() && !self.dev {
+            return Err(err(
+                "http",
+                format!(
+                    "{} can be reached from other machines, but no API keys are configured \
+                     (development mode: anyone who reaches the server can get tokens from \
+                     /api/dev/token and join). Configure keys (`sfu generate-keys` makes a \
+                     pair; put it in [keys] of the configuration file, or in SFU_API_KEY and \
+                     SFU_API_SECRET), or pass --dev (SFU_DEV=true) to serve development mode on \
+                     this address anyway",
+                    self.http
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Development mode listening on an address other machines can reach (allowed by `dev`).
+    pub fn is_exposed_dev_mode(&self) -> bool {
+        self.is_dev_mode() && !self.http.ip().is_loopback()
+    }
+
     /// The number of workers, defaulting to the core count.
     pub fn worker_count(&self) -> usize {
         self.workers.unwrap_or_else(|| {
@@ -394,6 +441,22 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return Err(err("log", format!("not a log filter: {e}")));
+        }
+        if self.dev && !self.keys.is_empty() {
+            return Err(err(
+                "dev",
+                "development mode is for a server without API keys: remove --dev (SFU_DEV, \
+                 dev) or the keys",
+            ));
+        }
+        if self
+            .metrics
+            .is_some_and(|m| m == self.http && m.port() != 0)
+        {
+            return Err(err(
+                "metrics",
+                "must differ from http: it is the address that keeps /metrics off the public one",
+            ));
         }
         self.validate_participant()?;
         if self.room.max_participants > MAX_PARTICIPANTS_LIMIT {

@@ -1,6 +1,7 @@
-//! The `sfu` binary: `sfu [serve]` runs the server; `sfu token` and `sfu room` are clients (see
-//! [`sfu::cli`]).
+//! The `sfu` binary: `sfu [serve]` runs the server; `sfu token`, `sfu generate-keys` and
+//! `sfu room` are clients (see [`sfu::cli`]).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,18 +17,22 @@ fn main() -> ExitCode {
         None => serve(&cli.serve),
         Some(Command::Serve(args)) => serve(&args),
         Some(Command::Token(args)) => report(cli::token(&args)),
-        Some(Command::Room { command }) => {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            report(rt.block_on(cli::room(command)))
+        Some(Command::GenerateKeys(args)) => report(cli::generate_keys_command(&args)),
+        Some(Command::Room { command }) => block_on(cli::room(command)),
+        Some(Command::Participant { command }) => block_on(cli::participant(command)),
+    }
+}
+
+/// Runs a REST client command on a small runtime of its own.
+fn block_on(command: impl std::future::Future<Output = Result<(), cli::CliError>>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => report(rt.block_on(command)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -46,7 +51,7 @@ fn report(r: Result<(), cli::CliError>) -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
-    let config = match Config::load(args) {
+    let config = match Config::load(args).and_then(|c| c.check_exposure().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("invalid configuration: {e}");
@@ -78,7 +83,13 @@ fn init_logging(config: &Config) {
             filter = filter.add_directive(quiet);
         }
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only for a person at a terminal: piped into a file, journald or a log
+    // collector they would be noise in every line. NO_COLOR (any value) turns them off too.
+    let ansi = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     if config.log_json {
         builder.json().init();
     } else {

@@ -4,7 +4,7 @@
 //! | route          | answer                                                              |
 //! |----------------|---------------------------------------------------------------------|
 //! | `GET /readyz`  | `200 ready` while joins are admitted; `503` when shutting down or at the node's limit |
-//! | `GET /metrics` | Prometheus text format (see `docs/operations.md`)                    |
+//! | `GET /metrics` | Prometheus text format (see `docs/operations.md`); on the public listener unless `metrics` names an address of its own |
 
 use std::io;
 use std::sync::Arc;
@@ -27,10 +27,25 @@ struct OpsState {
     metrics: Option<PrometheusHandle>,
 }
 
-/// `/readyz` and `/metrics` (the latter only with a recorder).
-pub fn router(sfu: Arc<SfuHandle>, metrics: Option<PrometheusHandle>) -> Router {
+/// `/readyz`, and `/metrics` when `public_metrics` (otherwise [`metrics_router`] serves it on its
+/// own address).
+pub fn router(
+    sfu: Arc<SfuHandle>,
+    metrics: Option<PrometheusHandle>,
+    public_metrics: bool,
+) -> Router {
+    let router = Router::new().route("/readyz", get(readyz));
+    let router = if public_metrics {
+        router.route("/metrics", get(render_metrics))
+    } else {
+        router
+    };
+    router.with_state(OpsState { sfu, metrics })
+}
+
+/// `/metrics` alone, for the `metrics` address.
+pub fn metrics_router(sfu: Arc<SfuHandle>, metrics: Option<PrometheusHandle>) -> Router {
     Router::new()
-        .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state(OpsState { sfu, metrics })
 }
@@ -53,10 +68,11 @@ async fn render_metrics(State(s): State<OpsState>) -> Response {
     for (worker, n) in load.iter().enumerate() {
         metrics::gauge!("sfu_worker_admitted", "worker" => worker.to_string()).set(*n as f64);
     }
-    handle.run_upkeep();
+    let mut text = handle.render();
+    text.push_str(&crate::io::metrics::render_extra());
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        handle.render(),
+        text,
     )
         .into_response()
 }

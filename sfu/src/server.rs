@@ -25,6 +25,9 @@ const HTTP_CLOSE: Duration = Duration::from_secs(2);
 const FINAL_REMOVE: Duration = Duration::from_secs(2);
 /// How often empty rooms are looked for.
 const ROOM_SWEEP: Duration = Duration::from_secs(1);
+/// How often histogram samples are folded into their buckets, so that they do not pile up in
+/// memory when nobody scrapes `/metrics` (a scrape folds them too).
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -54,10 +57,24 @@ fn api_config(config: &Config) -> Result<ApiConfig, BoxError> {
     );
     println!("  API key:    {key}");
     println!("  API secret: {secret}");
-    println!(
-        "  The demo page gets tokens from GET /api/dev/token, which anyone can call. Configure \
-         [keys] (or SFU_API_KEY and SFU_API_SECRET) before exposing this server."
-    );
+    if config.is_exposed_dev_mode() {
+        println!(
+            "  EXPOSED (--dev): listening on {}, which other machines can reach. Anyone who \
+             reaches it gets tokens from GET /api/dev/token and can join any room. Configure \
+             keys (sfu generate-keys) for anything but a trusted network.",
+            config.http
+        );
+        warn!(http = %config.http, "development mode on an address other machines can reach");
+    } else {
+        println!(
+            "  Loopback only: listening on {}, so only this machine can open the demo page \
+             (the page gets tokens from GET /api/dev/token, which anyone who reaches the server \
+             could call). To serve other machines configure keys (sfu generate-keys), or pass \
+             --dev with --http 0.0.0.0:{}.",
+            config.http,
+            config.http.port()
+        );
+    }
     Ok(ApiConfig::development(keys))
 }
 
@@ -133,8 +150,33 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
     rt.block_on(async move {
         handle.spawn_room_sweeper(ROOM_SWEEP);
         let limits = &config.http_limits;
-        let app = signal::app(Arc::clone(&handle), limits.router_config(), api)
-            .merge(ops::router(Arc::clone(&handle), recorder));
+        if let Some(recorder) = recorder.clone() {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(METRICS_UPKEEP);
+                loop {
+                    tick.tick().await;
+                    recorder.run_upkeep();
+                }
+            });
+        }
+        if let Some(addr) = config.metrics {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("metrics on {addr}: {e}"))?;
+            info!(address = %listener.local_addr()?, "metrics: GET /metrics");
+            let app = ops::metrics_router(Arc::clone(&handle), recorder.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    warn!("metrics listener: {e}");
+                }
+            });
+        }
+        let public_metrics = config.metrics.is_none();
+        let app = signal::app(Arc::clone(&handle), limits.router_config(), api).merge(ops::router(
+            Arc::clone(&handle),
+            recorder,
+            public_metrics,
+        ));
         match listener::raise_open_files_limit() {
             Some(files) if (files as usize) < limits.max_connections.saturating_add(256) => warn!(
                 open_files = files,
@@ -165,10 +207,18 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         } else {
             format!("{scheme}://{local}/")
         };
-        if dev_mode {
-            println!("SFU ready: open {shown} in two browser tabs and join the same room");
-        } else {
-            println!("SFU ready on {shown}; clients join with access tokens (sfu token --help)");
+        match (dev_mode, local.ip().is_loopback()) {
+            (true, true) => println!(
+                "SFU ready (development mode, loopback only): open {shown} in two browser tabs \
+                 and join the same room"
+            ),
+            (true, false) => println!(
+                "SFU ready (development mode, reachable from other machines): open {shown} in \
+                 two browser tabs and join the same room"
+            ),
+            (false, _) => {
+                println!("SFU ready on {shown}; clients join with access tokens (sfu token --help)")
+            }
         }
         let http = axum_server::Handle::new();
         let service = app.into_make_service_with_connect_info::<SocketAddr>();

@@ -3,10 +3,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use signal::auth::KeySet;
+use tokio::sync::watch;
+
+mod server_process;
 
 const KEY: &str = "APIcli";
 const SECRET: &str = "cli-secret-cli-secret-cli-secret-cli";
@@ -21,6 +25,8 @@ fn sfu(args: &[&str], env: &[(&str, &str)]) -> Output {
         "SFU_URL",
         "SFU_HTTP",
         "SFU_WEBHOOK_URLS",
+        "SFU_DEV",
+        "SFU_METRICS",
     ] {
         cmd.env_remove(var);
     }
@@ -151,12 +157,18 @@ impl Drop for Server {
     }
 }
 
-/// Starts `sfu` on free ports and waits for its `SFU ready` line.
+/// Starts `sfu` on free loopback ports and waits for its `SFU ready` line.
 fn serve(env: &[(&str, &str)]) -> Server {
+    serve_on("127.0.0.1:0", &[], env)
+}
+
+/// Starts `sfu` with `--http http` and `extra` flags and waits for its `SFU ready` line.
+fn serve_on(http: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfu"));
+    cmd.args(extra);
     cmd.args([
         "--http",
-        "127.0.0.1:0",
+        http,
         "--udp-port",
         "0",
         "--advertise-ip",
@@ -166,7 +178,15 @@ fn serve(env: &[(&str, &str)]) -> Server {
         "--log",
         "warn",
     ]);
-    cmd.env_remove("SFU_API_KEY").env_remove("SFU_API_SECRET");
+    for var in [
+        "SFU_API_KEY",
+        "SFU_API_SECRET",
+        "SFU_CONFIG",
+        "SFU_DEV",
+        "SFU_METRICS",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd.envs(env.iter().copied());
     let child = cmd
         .stdout(Stdio::piped())
@@ -198,7 +218,7 @@ fn serve(env: &[(&str, &str)]) -> Server {
         }
         if let Some(rest) = line.split("http://").nth(1) {
             let addr = rest.split('/').next().unwrap_or_default();
-            server.base = format!("http://{addr}");
+            server.base = format!("http://{addr}").replace("localhost", "127.0.0.1");
             return server;
         }
     }
@@ -220,6 +240,11 @@ fn development_mode_prints_a_key_and_serves_dev_tokens() {
     let server = serve(&[]);
     let banner = server.banner.join("\n");
     assert!(banner.contains("DEVELOPMENT MODE"), "{banner}");
+    assert!(banner.contains("Loopback only"), "{banner}");
+    assert!(
+        banner.contains("SFU ready (development mode, loopback only)"),
+        "{banner}"
+    );
     let key = banner
         .lines()
         .find_map(|l| l.trim().strip_prefix("API key:"))
@@ -271,6 +296,7 @@ fn with_keys_there_is_no_dev_endpoint_and_room_commands_work() {
             "daily",
             "--url",
             url,
+            "--json",
         ],
         &keys_env(),
     );
@@ -295,8 +321,26 @@ fn with_keys_there_is_no_dev_endpoint_and_room_commands_work() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["rooms"][0]["name"], "standup");
 
+    let out = sfu(&["room", "create", "retro", "--url", url], &keys_env());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let created = text(&out.stdout);
+    assert!(
+        created.starts_with("created room retro\nNAME") && created.contains("5m"),
+        "{created}"
+    );
+    let out = sfu(
+        &["room", "delete", "retro", "--json", "--url", url],
+        &keys_env(),
+    );
+    let deleted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        deleted,
+        serde_json::json!({"room": "retro", "deleted": true})
+    );
+
     let out = sfu(&["room", "delete", "standup", "--url", url], &keys_env());
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "deleted room standup\n");
     let out = sfu(&["room", "delete", "standup", "--url", url], &keys_env());
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -314,4 +358,352 @@ fn with_keys_there_is_no_dev_endpoint_and_room_commands_work() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn development_mode_refuses_an_address_other_machines_reach_without_dev() {
+    for (args, env) in [
+        (&["--http", "0.0.0.0:0"][..], &[][..]),
+        (&["serve", "--http", "0.0.0.0:0", "--check"], &[]),
+        (&[], &[("SFU_HTTP", "0.0.0.0:0")]),
+    ] {
+        let out = sfu(args, env);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("invalid configuration: http: 0.0.0.0:0 can be reached"),
+            "{err}"
+        );
+        assert!(
+            err.contains("--dev") && err.contains("SFU_API_KEY"),
+            "{err}"
+        );
+        assert!(text(&out.stdout).is_empty(), "nothing started");
+    }
+
+    // --dev serves there on purpose, and says so.
+    let server = serve_on("0.0.0.0:0", &["--dev"], &[]);
+    let banner = server.banner.join("\n");
+    assert!(banner.contains("EXPOSED (--dev)"), "{banner}");
+    assert!(
+        banner.contains("SFU ready (development mode, reachable from other machines)"),
+        "{banner}"
+    );
+    let (status, _) = get(&format!("{}/api/dev/token?room=demo&name=Ann", server.base));
+    assert_eq!(status, 200);
+    drop(server);
+
+    // With keys every interface is fine, and --dev is refused.
+    let server = serve_on("0.0.0.0:0", &[], &keys_env());
+    assert!(!server.banner.join("\n").contains("DEVELOPMENT"));
+    drop(server);
+    let out = sfu(&["--dev", "--check"], &keys_env());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid configuration: dev:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The value of `NAME=value` in `text`.
+fn env_line<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[test]
+fn generate_keys_prints_a_new_pair_the_server_accepts() {
+    let out = sfu(&["generate-keys"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    let key = env_line(&printed, "SFU_API_KEY").to_owned();
+    let secret = env_line(&printed, "SFU_API_SECRET").to_owned();
+    assert!(key.starts_with("API") && key.len() == 15, "{key}");
+    assert_eq!(secret.len(), 48);
+    assert!(
+        secret.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{secret}"
+    );
+    assert!(
+        printed.contains(&format!("[keys]\n{key} = \"{secret}\"\n")),
+        "{printed}"
+    );
+    KeySet::single(&key, &secret).unwrap();
+
+    // Every run makes another pair.
+    let again = text(&sfu(&["generate-keys", "--format", "env"], &[]).stdout);
+    assert_eq!(again.lines().count(), 2, "{again}");
+    assert_ne!(env_line(&again, "SFU_API_KEY"), key);
+    assert_ne!(env_line(&again, "SFU_API_SECRET"), secret);
+    let json: serde_json::Value =
+        serde_json::from_slice(&sfu(&["generate-keys", "--format", "json"], &[]).stdout).unwrap();
+    assert!(json["api_key"].as_str().unwrap().starts_with("API"));
+    assert_eq!(json["api_secret"].as_str().unwrap().len(), 48);
+
+    // The configuration snippet is a valid configuration with that key, and the environment
+    // variables work for the client commands.
+    let dir = std::env::temp_dir().join(format!("sfu-cli-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sfu.toml");
+    let toml = text(&sfu(&["generate-keys", "--format", "toml"], &[]).stdout);
+    std::fs::write(&file, &toml).unwrap();
+    let out = sfu(
+        &["serve", "--config", file.to_str().unwrap(), "--check"],
+        &[],
+    );
+    assert!(out.status.success(), "{toml}: {}", text(&out.stderr));
+    let env = [
+        ("SFU_API_KEY", key.as_str()),
+        ("SFU_API_SECRET", secret.as_str()),
+    ];
+    let out = sfu(&["token", "--room", "r", "--identity", "ann"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    KeySet::single(&key, &secret)
+        .unwrap()
+        .authorize_join(Some(text(&out.stdout).trim()), "r")
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn logs_have_no_colour_codes_when_stdout_is_not_a_terminal() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sfu"))
+        .args(["--http", "127.0.0.1:0", "--udp-port", "0", "--workers", "1"])
+        .args(["--advertise-ip", "127.0.0.1", "--log", "info"])
+        .env_remove("SFU_API_KEY")
+        .env_remove("SFU_API_SECRET")
+        .env_remove("SFU_CONFIG")
+        .env_remove("SFU_LOG_JSON")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sfu");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            if tx.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("SFU ready") {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => seen.extend(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let output = String::from_utf8_lossy(&seen);
+    assert!(output.contains("SFU ready"), "{output}");
+    assert!(
+        output.contains("INFO") && output.contains("media ready"),
+        "a log line: {output}"
+    );
+    assert!(
+        !seen.contains(&0x1b),
+        "an ESC byte in piped logs: {output:?}"
+    );
+}
+
+#[test]
+fn client_commands_find_the_server_as_it_is_configured() {
+    let server = serve(&keys_env());
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let list = |args: &[&str], env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.extend(keys_env());
+        let out = sfu(&[&["room", "list"], args].concat(), &env);
+        assert!(
+            out.status.success(),
+            "{args:?} {env:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).starts_with("NAME"));
+    };
+    // --http, SFU_HTTP (a wildcard address is called on 127.0.0.1), the file, SFU_URL.
+    list(&["--http", &format!("127.0.0.1:{port}")], &[]);
+    list(&[], &[("SFU_HTTP", &format!("0.0.0.0:{port}"))]);
+    let dir = std::env::temp_dir().join(format!("sfu-cli-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sfu.toml");
+    std::fs::write(&file, format!("http = \"0.0.0.0:{port}\"\n")).unwrap();
+    list(&["--config", file.to_str().unwrap()], &[]);
+    list(&[], &[("SFU_URL", &server.base)]);
+    // --url wins over the rest.
+    list(
+        &["--http", "127.0.0.1:1", "--url", &server.base],
+        &[("SFU_HTTP", "127.0.0.1:1")],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Nothing listening: say so, and how to point elsewhere.
+    let closed = server_process::free_port();
+    for args in [
+        vec!["room", "list", "--http", "0.0.0.0:PORT"],
+        vec![
+            "participant",
+            "list",
+            "r",
+            "--json",
+            "--url",
+            "http://127.0.0.1:PORT",
+        ],
+    ] {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("PORT", &closed.to_string()))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = sfu(&args, &keys_env());
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "error: connection refused, is the server running at http://127.0.0.1:{closed}? \
+                 (--url)\n"
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+/// `sfu` with `args` and `env` off the async runtime's threads.
+async fn sfu_async(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        sfu(&args, &env)
+    })
+    .await
+    .unwrap()
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participant_commands_list_mute_and_remove_on_a_real_server() {
+    let server = server_process::Server::start(&[]).await;
+    let env = [
+        ("SFU_API_KEY", server_process::KEY),
+        ("SFU_API_SECRET", server_process::SECRET),
+    ];
+    let http = server.http.to_string();
+    let run = |args: &[&str]| {
+        let args = [args, &["--http", &http]].concat();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            sfu_async(&args, &env).await
+        }
+    };
+
+    let (stop, stopped) = watch::channel(false);
+    let ann = tokio::spawn(server_process::call(
+        server.ws_url(),
+        "standup",
+        "ann",
+        Duration::from_secs(60),
+        Arc::new(AtomicU64::new(0)),
+        stopped,
+    ));
+    // Ann's microphone is published once her connection is up.
+    let deadline = Instant::now() + server_process::STEP;
+    let list = loop {
+        let list = json_of(&run(&["participant", "list", "standup", "--json"]).await);
+        if list["participants"][0]["tracks"][0]["id"].is_string() {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "no track published: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let p = &list["participants"][0];
+    assert_eq!(p["identity"], "ann");
+    let id = p["id"].as_str().unwrap().to_owned();
+    let track = p["tracks"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(p["tracks"][0]["kind"], "audio");
+
+    let table = text(&run(&["participant", "list", "standup"]).await.stdout);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains(&id) && table.contains("ann") && table.contains(&format!("audio:{track}")),
+        "{table}"
+    );
+
+    // Mute by identity, all tracks: the answer is the muted track.
+    let muted = json_of(&run(&["participant", "mute", "standup", "ann", "--json"]).await);
+    assert_eq!(muted["participant"], id.as_str());
+    assert_eq!(muted["tracks"][0]["id"], track.as_str());
+    assert_eq!(muted["tracks"][0]["muted"], true);
+    let table = text(&run(&["participant", "list", "standup"]).await.stdout);
+    assert!(table.contains(&format!("audio:{track} (muted)")), "{table}");
+
+    // By id and kind: she has no camera.
+    let out = run(&["participant", "mute", "standup", &id, "--kind", "video"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("publishes no video track"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[
+        "participant",
+        "mute",
+        "standup",
+        &id,
+        "--track",
+        &track,
+        "--unmute",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("unmuted audio track {track} of {id} (ann)\n")
+    );
+
+    // Remove: someone who is not there, then Ann.
+    let out = run(&["participant", "remove", "standup", "bob"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not_found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["participant", "list", "nowhere"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not_found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let removed = json_of(&run(&["participant", "remove", "standup", "ann", "--json"]).await);
+    assert_eq!(removed["removed"], true);
+    assert_eq!(removed["participant"]["id"], id.as_str());
+    let deadline = Instant::now() + server_process::STEP;
+    loop {
+        let list = json_of(&run(&["participant", "list", "standup", "--json"]).await);
+        if list["participants"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still there: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send_replace(true);
+    ann.await.unwrap();
 }

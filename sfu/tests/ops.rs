@@ -9,116 +9,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::json;
-use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind};
-use str0m::net::{Protocol, Receive};
-use str0m::rtp::RtpWrite;
-use str0m::{Candidate, Event, Input, Output, RtcConfig};
-use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
 mod server_process;
 
-use server_process::{connect, Server, Ws, STEP};
-
-/// A participant that publishes one audio track (a 60-byte packet every 20 ms) over UDP and
-/// receives the others', counting the RTP packets it receives in `received`, until `stop` turns
-/// true (and for at most `limit`).
-async fn call(
-    url: String,
-    room: &str,
-    identity: &str,
-    limit: Duration,
-    received: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut ws = connect(&url).await;
-    assert_eq!(ws.join(room, identity).await["type"], "joined");
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let local = socket.local_addr().unwrap();
-    let mut rtc = RtcConfig::new()
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .enable_opus(true, false)
-        .build(Instant::now());
-    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
-    let mut api = rtc.sdp_api();
-    let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-    let (offer, pending) = api.apply().unwrap();
-    let mut pending = Some(pending);
-    ws.send(json!({"type": "offer", "sdp": offer.to_sdp_string()}))
-        .await;
-    let pt = rtc
-        .codec_config()
-        .find(|p| p.spec().codec == Codec::Opus)
-        .unwrap()
-        .pt();
-
-    let end = Instant::now() + limit;
-    let mut next_audio = Instant::now();
-    let mut seq: u64 = 0;
-    let mut connected = false;
-    let mut buf = vec![0u8; 2048];
-    while Instant::now() < end && !*stop.borrow_and_update() {
-        let now = Instant::now();
-        if connected && now >= next_audio {
-            if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
-                let ts = (seq * 960) as u32;
-                tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, vec![0xfc; 60]));
-                seq += 1;
-            }
-            next_audio += Duration::from_millis(20);
-        }
-        let deadline = loop {
-            match rtc.poll_output().unwrap() {
-                Output::Transmit(t) => {
-                    let _ = socket.send_to(&t.contents, t.destination).await;
-                }
-                Output::Timeout(t) => break t,
-                Output::Event(Event::Connected) => connected = true,
-                Output::Event(Event::RtpPacket(_)) => {
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-                Output::Event(_) => {}
-            }
-        };
-        let wake = deadline
-            .min(end)
-            .min(if connected { next_audio } else { end });
-        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
-        tokio::select! {
-            m = ws.recv() => {
-                let Some(m) = m else { break };
-                match m["type"].as_str() {
-                    Some("answer") => {
-                        let answer = SdpAnswer::from_sdp_string(m["sdp"].as_str().unwrap()).unwrap();
-                        if let Some(p) = pending.take() {
-                            rtc.sdp_api().accept_answer(p, answer).unwrap();
-                        }
-                    }
-                    Some("offer") => {
-                        let offer = SdpOffer::from_sdp_string(m["sdp"].as_str().unwrap()).unwrap();
-                        let answer = rtc.sdp_api().accept_offer(offer).unwrap();
-                        ws.send(json!({"type": "answer", "sdp": answer.to_sdp_string()})).await;
-                    }
-                    _ => {}
-                }
-            }
-            r = socket.recv_from(&mut buf) => {
-                let (n, source) = r.unwrap();
-                if let Ok(r) = Receive::new(Protocol::Udp, source, local, &buf[..n]) {
-                    rtc.handle_input(Input::Receive(Instant::now(), r)).unwrap();
-                }
-            }
-            _ = sleep => rtc.handle_input(Input::Timeout(Instant::now())).unwrap(),
-            changed = stop.changed() => if changed.is_err() { break },
-        }
-    }
-    ws.send(json!({"type": "leave"})).await;
-}
+use server_process::{call, connect, Server, Ws, STEP};
 
 /// The sum of the samples of `name` whose labels contain every one of `labels`.
 fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
@@ -209,6 +106,163 @@ async fn metrics_move_when_media_flows() {
     );
     assert!(after.contains("sfu_worker_cpu_seconds_total{worker=\"0\"}"));
     assert_eq!(metric(&after, "sfu_ready", &[]), 1.0);
+
+    // A real histogram: cumulative buckets, their +Inf bucket equal to the count, and a sum.
+    let le = |bound: &str| {
+        metric(
+            &after,
+            "sfu_forwarding_delay_seconds_bucket",
+            &[&format!("le=\"{bound}\"")],
+        )
+    };
+    let count = metric(&after, "sfu_forwarding_delay_seconds_count", &[]);
+    assert_eq!(le("+Inf"), count, "{after}");
+    assert!(le("0.00005") <= le("0.001") && le("0.001") <= le("0.5") && le("0.5") <= count);
+    assert!(metric(&after, "sfu_forwarding_delay_seconds_sum", &[]) > 0.0);
+    assert!(after.contains("# TYPE sfu_forwarding_delay_seconds histogram"));
+    assert!(after.contains("# TYPE sfu_worker_cpu_seconds_total counter"));
+    promtool_check_metrics(&after);
+    metrics_are_documented(&after);
+}
+
+/// `promtool check metrics` on `text`: the exposition format and Prometheus' naming rules
+/// (counters end in `_total`, histograms have buckets, every metric has help). Without promtool
+/// the check is skipped with a note, except in CI (`CI` set), where `.ci/run` installs it.
+fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool is missing in CI: .ci/run installs the Debian package prometheus"
+            );
+            eprintln!(
+                "SKIPPED promtool check metrics: promtool not found (apt-get install prometheus)"
+            );
+            return;
+        }
+        Err(e) => panic!("promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}\n{text}"
+    );
+}
+
+/// Every metric family of `text` is in the table of `docs/operations.md` with its type, and every
+/// metric of the table is a name the source uses.
+fn metrics_are_documented(text: &str) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let doc = std::fs::read_to_string(format!("{root}/docs/operations.md")).unwrap();
+    let section = doc
+        .split("### Metrics")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap();
+    let mut documented = std::collections::BTreeMap::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        for name in cells[1].split(", ") {
+            documented.insert(name.trim_matches('`').to_owned(), cells[2].to_owned());
+        }
+    }
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert_eq!(
+                documented.get(name).map(String::as_str),
+                Some(kind),
+                "docs/operations.md lists {name} as a {kind}"
+            );
+        }
+    }
+    let mut source = String::new();
+    for dir in ["sfu/src", "sfu/src/io", "signal/src"] {
+        for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                source.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    for name in documented.keys() {
+        assert!(
+            source.contains(&format!("\"{name}\"")),
+            "docs/operations.md lists {name}, which the server does not have"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_their_own_address_are_off_the_public_port() {
+    let port = server_process::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start(&["--metrics", &addr]).await;
+    let (status, _) = server.get("/metrics").await;
+    assert_eq!(status, 404, "not on the public port");
+    assert_eq!(server.get("/readyz").await.0, 200, "readiness stays there");
+
+    let url = format!("http://{addr}/metrics");
+    let deadline = Instant::now() + STEP;
+    let text = loop {
+        // Workers publish once a second: wait for their first round.
+        if let Ok(r) = reqwest::get(&url).await {
+            assert_eq!(r.status(), 200);
+            let text = r.text().await.unwrap();
+            if text.contains("sfu_worker_cpu_seconds_total") || Instant::now() > deadline {
+                break text;
+            }
+        }
+        assert!(Instant::now() < deadline, "no metrics on {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_threads",
+        "process_start_time_seconds",
+        "sfu_ready",
+        "sfu_forwarding_delay_seconds_count",
+        "sfu_worker_cpu_seconds_total",
+    ] {
+        assert!(
+            metric(&text, name, &[]) > 0.0 || name.starts_with("sfu_forwarding"),
+            "{name}: {text}"
+        );
+    }
+    let started = metric(&text, "process_start_time_seconds", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now + 1.0 && started > now - 120.0,
+        "{started} vs {now}"
+    );
+    assert!(metric(&text, "process_threads", &[]) >= 3.0, "{text}");
+    promtool_check_metrics(&text);
+    metrics_are_documented(&text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

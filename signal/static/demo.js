@@ -3,8 +3,9 @@
 // and a chat panel (messages to everyone or to one participant, over the data channel).
 //
 // Query parameters: `room`, `name` prefill the form, `token` is the access token to join with
-// (its room and name prefill the form; without one the page asks the development-only endpoint
-// `/api/dev/token`, which exists while the server runs without configured keys), `autojoin=1`
+// (an invitation link: the form shows its room, which cannot be changed, and its name; without
+// one the page asks the development-only endpoint `/api/dev/token`, which exists while the server
+// runs without configured keys, and otherwise says to ask for an invitation), `autojoin=1`
 // joins at once, `simulcast=0` publishes the camera as a single layer, `media=audio|video|none`
 // publishes only the microphone, only the camera, or nothing (watch only). `window.sfuDemo`
 // exposes the client and a few timings for tests.
@@ -44,9 +45,9 @@ const ERROR_TEXT = {
 };
 
 /** Shown when the server has API keys and the page was opened without `?token=`. */
-const NEEDS_TOKEN =
-  'This server needs an access token to join. Open the invitation link you were given ' +
-  '(it ends in ?token=…), or ask the operator for one (sfu token --room ROOM --identity YOU).';
+const NEEDS_INVITATION =
+  'This meeting is by invitation only. Ask the meeting\u2019s organiser for your invitation ' +
+  'link, then open that link to join.';
 
 const LEFT_TEXT = {
   disconnected: 'The connection to the server was lost and could not be restored.',
@@ -64,8 +65,15 @@ const LEFT_TEXT = {
 const roomInput = $('#room');
 const nameInput = $('#name');
 const givenClaims = tokenClaims(params.get('token'));
-roomInput.value = params.get('room') || givenClaims.room || roomInput.value || 'demo';
+roomInput.value = givenClaims.room || params.get('room') || roomInput.value || 'demo';
 nameInput.value = params.get('name') || givenClaims.name || readStoredName();
+// An invitation opens one room only: show it, and do not offer to change it.
+if (typeof givenClaims.room === 'string') {
+  roomInput.readOnly = true;
+  roomInput.title = 'The room of your invitation';
+}
+/** The server needs an invitation and the page has none: joining cannot work. */
+let needsInvitation = false;
 
 $('#join-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -130,13 +138,32 @@ async function accessToken(room, name) {
   } catch {
     throw new Error(ERROR_TEXT.connection_failed);
   }
-  if (res.status === 404) throw new Error(NEEDS_TOKEN);
+  if (res.status === 404) throw new Error(NEEDS_INVITATION);
   const body = await res.json().catch(() => ({}));
   if (!res.ok || typeof body.token !== 'string') {
     const text = ERROR_TEXT[body.code];
     throw new Error(text ? `${text}: ${body.message ?? ''}` : `No token (HTTP ${res.status}).`);
   }
   return body.token;
+}
+
+/**
+ * Without an invitation link, finds out at once whether the server hands out development tokens:
+ * its endpoint answers a request without a room 400 when it does, 404 when the server has keys
+ * (nothing is minted either way). In the second case the page says to ask for an invitation.
+ */
+async function checkInvitationNeeded() {
+  if (params.get('token')) return;
+  let res;
+  try {
+    res = await fetch('/api/dev/token', { cache: 'no-store' });
+  } catch {
+    return; // Joining will tell.
+  }
+  if (res.status !== 404 || client.state !== 'idle') return;
+  needsInvitation = true;
+  showError(NEEDS_INVITATION);
+  setState('idle');
 }
 
 /** The claims of a token, unverified (only to prefill the form); `{}` when there is none. */
@@ -650,7 +677,7 @@ function resetChat() {
 
 function setState(state) {
   document.body.dataset.state = state;
-  $('#join').disabled = state !== 'idle';
+  $('#join').disabled = state !== 'idle' || needsInvitation;
   $('#join').textContent = state === 'joining' ? 'Joining…' : 'Join';
   $('#leave').hidden = state === 'idle';
   $('#controls').hidden = state === 'idle';
@@ -712,3 +739,4 @@ function storeName(name) {
 
 setState('idle');
 if (params.get('autojoin') === '1') join();
+else checkInvitationNeeded();

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::SplitSink;
 use futures_util::StreamExt;
 use serde::Serialize;
+use signal::auth::{KeySet, TokenSpec};
 use signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
@@ -105,6 +106,42 @@ pub enum TokenSource {
         /// Path prefix.
         prefix: String,
     },
+    /// One per bot, minted here with an API key of the server (as `sfu token` does), each with
+    /// the bot's own identity.
+    Keys {
+        /// The key and its secret (`Debug` shows the name only).
+        keys: KeySet,
+        /// The key's name.
+        key: String,
+    },
+}
+
+impl TokenSource {
+    /// A source that mints with `key` and `secret`; an error when the server would refuse them.
+    pub fn keys(key: &str, secret: &str) -> Result<TokenSource, String> {
+        let keys = KeySet::single(key, secret).map_err(|e| format!("--api-key {key}: {e}"))?;
+        Ok(TokenSource::Keys {
+            keys,
+            key: key.to_owned(),
+        })
+    }
+
+    /// A participant token for `room` with identity `identity` (and that display name), from a
+    /// [`TokenSource::Keys`]; `None` for the other sources.
+    pub fn mint(&self, room: &str, identity: &str) -> Option<Result<String, String>> {
+        let TokenSource::Keys { keys, key } = self else {
+            return None;
+        };
+        let spec = TokenSpec {
+            name: Some(identity.to_owned()),
+            ..TokenSpec::participant(room, identity)
+        };
+        Some(
+            keys.mint(key, &spec)
+                .map(|(token, _)| token)
+                .map_err(|(field, e)| format!("token {field}: {}", e.message)),
+        )
+    }
 }
 
 /// Why a bot stopped early.
@@ -233,6 +270,12 @@ async fn run_inner(spec: &BotSpec, env: &Env, report: &mut BotReport) -> Result<
         TokenSource::Dev { authority, prefix } => {
             fetch_dev_token(authority, prefix, &spec.room, &spec.name).await?
         }
+        // Bot names are unique in the run: one identity per bot.
+        TokenSource::Keys { .. } => match env.token.mint(&spec.room, &spec.name) {
+            Some(Ok(token)) => Some(token),
+            Some(Err(e)) => return Err(BotError::Connect(e)),
+            None => None,
+        },
     };
     let opened = Instant::now();
     let (ws, _) = timeout(

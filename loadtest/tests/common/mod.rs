@@ -85,6 +85,10 @@ pub fn start_server_with(http_port: u16, extra: &[&str]) -> Server {
             "warn",
         ])
         .args(extra)
+        // Keys only from `extra`, never from the environment of whoever runs the tests.
+        .env_remove("SFU_API_KEY")
+        .env_remove("SFU_API_SECRET")
+        .env_remove("SFU_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -120,6 +124,17 @@ pub struct Run {
 /// Runs the `loadtest` binary against `server` on `port` with `args` (plus `--quiet`, the server's
 /// pid for its CPU cost and a JSON report), and asserts that it ended within `limit`.
 pub fn run_loadtest(server: &Server, port: u16, args: &[&str], limit: Duration) -> Run {
+    run_loadtest_env(server, port, args, &[], limit)
+}
+
+/// [`run_loadtest`] with `env` set for the load tester (and no other `SFU_API_*`).
+pub fn run_loadtest_env(
+    server: &Server,
+    port: u16,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Run {
     let dir = std::env::temp_dir().join(format!("loadtest-run-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let report_path = dir.join("report.json");
@@ -130,6 +145,9 @@ pub fn run_loadtest(server: &Server, port: u16, args: &[&str], limit: Duration) 
         .args(args)
         .arg("--report")
         .arg(&report_path)
+        .env_remove("SFU_API_KEY")
+        .env_remove("SFU_API_SECRET")
+        .envs(env.iter().copied())
         .output()
         .expect("run loadtest");
     assert!(started.elapsed() < limit, "the run is bounded");

@@ -42,9 +42,21 @@ pub struct ServeArgs {
     pub http_limits: super::HttpLimitsArgs,
 
     /// Address for HTTP and WebSocket (the demo page, the browser client, signalling, REST).
-    /// Default: 0.0.0.0:8080.
+    /// Default: 127.0.0.1:8080 without API keys (development mode, this machine only),
+    /// 0.0.0.0:8080 with keys.
     #[arg(long = "http", env = "SFU_HTTP", value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+
+    /// Allow development mode (no API keys: anyone may get a token) on an --http address that
+    /// other machines can reach. Without it such a server refuses to start. Default: false.
+    #[arg(long, env = "SFU_DEV", num_args = 0..=1, default_missing_value = "true",
+          value_name = "BOOL")]
+    pub dev: Option<bool>,
+
+    /// Serve /metrics on this address (plain HTTP, for Prometheus) instead of on --http, so
+    /// that it stays off the public port. Default: none (/metrics on --http).
+    #[arg(long, env = "SFU_METRICS", value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 
     /// IP the media (UDP) sockets bind to. Default: 0.0.0.0.
     #[arg(long = "udp-ip", env = "SFU_UDP_IP", value_name = "IP")]

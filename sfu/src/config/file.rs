@@ -12,6 +12,8 @@ use super::duration::FileDuration;
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     pub http: Option<SocketAddr>,
+    pub dev: Option<bool>,
+    pub metrics: Option<SocketAddr>,
     pub udp_ip: Option<IpAddr>,
     pub udp_port: Option<u16>,
     pub advertise_ip: Option<Vec<IpAddr>>,

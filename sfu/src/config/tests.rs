@@ -29,13 +29,92 @@ fn key_of(r: Result<Config, ConfigError>) -> String {
 #[test]
 fn defaults_are_valid_and_mean_development_mode() {
     let c = load("", &[]).unwrap();
-    assert_eq!(c.http.port(), 8080);
+    assert_eq!(c.http, DEFAULT_DEV_HTTP);
+    assert_eq!(c.http.to_string(), "127.0.0.1:8080");
+    c.check_exposure().unwrap();
+    assert!(!c.dev && !c.is_exposed_dev_mode());
     assert_eq!(c.udp_bind(2).port(), 50002);
     assert!(!c.candidate_ips().unwrap().is_empty());
     assert!(c.is_dev_mode());
     assert!(c.room.auto_create);
     assert_eq!(c.room.empty_timeout, Duration::from_secs(300));
     assert_eq!(c.webhook.max_attempts, 5);
+}
+
+#[test]
+fn development_mode_listens_on_loopback_unless_told_otherwise() {
+    // With keys the default address is every interface.
+    let keyed = load(&format!("[keys]\nk1 = \"{SECRET}\"\n"), &[]).unwrap();
+    assert_eq!(keyed.http, DEFAULT_HTTP);
+    keyed.check_exposure().unwrap();
+    let keyed = load("", &["--api-key", "k1", "--api-secret", SECRET]).unwrap();
+    assert_eq!(keyed.http.to_string(), "0.0.0.0:8080");
+
+    // Without keys a reachable address is refused, saying what to do.
+    for flags in [
+        &["--http", "0.0.0.0:8080"][..],
+        &["--http", "[::]:8080"],
+        &["--http", "192.0.2.10:8080"],
+    ] {
+        let c = load("", flags).unwrap();
+        let e = c.check_exposure().unwrap_err();
+        assert_eq!(e.key, "http", "{e}");
+        for hint in ["no API keys", "--dev", "SFU_API_KEY", "sfu generate-keys"] {
+            assert!(e.message.contains(hint), "{hint}: {e}");
+        }
+    }
+    let e = load("http = \"0.0.0.0:9000\"", &[])
+        .unwrap()
+        .check_exposure()
+        .unwrap_err();
+    assert!(e.to_string().starts_with("http: 0.0.0.0:9000 "), "{e}");
+
+    // Loopback addresses need nothing.
+    for addr in ["127.0.0.1:9000", "127.0.0.2:9000", "[::1]:9000"] {
+        load("", &["--http", addr])
+            .unwrap()
+            .check_exposure()
+            .unwrap();
+    }
+
+    // --dev (or dev = true, SFU_DEV) allows it, and keeps the loopback default by itself.
+    let c = load("", &["--dev", "--http", "0.0.0.0:8080"]).unwrap();
+    c.check_exposure().unwrap();
+    assert!(c.dev && c.is_exposed_dev_mode());
+    let c = load("dev = true\nhttp = \"0.0.0.0:8080\"", &[]).unwrap();
+    c.check_exposure().unwrap();
+    assert_eq!(load("", &["--dev"]).unwrap().http, DEFAULT_DEV_HTTP);
+    assert!(!load("", &["--dev=false"]).unwrap().dev);
+
+    // --dev with keys contradicts itself.
+    assert_eq!(
+        key_of(load(
+            "",
+            &["--dev", "--api-key", "k1", "--api-secret", SECRET]
+        )),
+        "dev"
+    );
+}
+
+#[test]
+fn metrics_may_have_an_address_of_their_own() {
+    assert_eq!(load("", &[]).unwrap().metrics, None);
+    let c = load("metrics = \"127.0.0.1:9090\"", &[]).unwrap();
+    assert_eq!(c.metrics.unwrap().to_string(), "127.0.0.1:9090");
+    let c = load(
+        "metrics = \"127.0.0.1:9090\"",
+        &["--metrics", "0.0.0.0:9100"],
+    )
+    .unwrap();
+    assert_eq!(c.metrics.unwrap().to_string(), "0.0.0.0:9100");
+    assert_eq!(
+        key_of(load(
+            "",
+            &["--http", "127.0.0.1:9000", "--metrics", "127.0.0.1:9000"]
+        )),
+        "metrics"
+    );
+    assert_eq!(key_of(load("metrics = \"nowhere\"", &[])), "metrics");
 }
 
 #[test]

@@ -71,13 +71,16 @@ pub struct EngineStats {
 }
 
 /// A histogram with fixed bucket bounds, cheap enough to fill on the hot path: one comparison per
-/// bound and two additions, no allocation. Counts are cumulative, like Prometheus buckets.
+/// bound and two additions, no allocation. Each bucket also sums its samples, so that the samples
+/// of a bucket can be handed on as that many samples of their mean (see `io::metrics`), keeping
+/// both the bucket counts and the total sum exact.
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
-    /// Samples at or below [`Histogram::BOUNDS`]`[i]`; the last is everything (`+Inf`).
+    /// Samples above the previous bound and at or below [`Histogram::BOUNDS`]`[i]`; the last
+    /// bucket holds those above every bound.
     pub counts: [u64; Histogram::BOUNDS.len() + 1],
-    /// The sum of all samples, in seconds.
-    pub sum: f64,
+    /// The sum of the samples of each bucket, in seconds.
+    pub sums: [f64; Histogram::BOUNDS.len() + 1],
 }
 
 impl Histogram {
@@ -94,7 +97,12 @@ impl Histogram {
             .position(|b| v <= *b)
             .unwrap_or(Self::BOUNDS.len());
         self.counts[bucket] += count;
-        self.sum += v * count as f64;
+        self.sums[bucket] += v * count as f64;
+    }
+
+    /// The sum of all samples, in seconds.
+    pub fn sum(&self) -> f64 {
+        self.sums.iter().sum()
     }
 
     /// Samples at or below each bound, then all of them.
@@ -104,6 +112,22 @@ impl Histogram {
             out[i] += out[i - 1];
         }
         out
+    }
+
+    /// Each non-empty bucket as (mean of its samples, number of samples). The mean lies within
+    /// the bucket's bounds, so recording it that many times fills the same buckets.
+    pub fn means(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.counts
+            .iter()
+            .zip(&self.sums)
+            .enumerate()
+            .filter(|(_, (n, _))| **n > 0)
+            .map(|(i, (n, sum))| {
+                let mean = sum / *n as f64;
+                // Rounding must not push the mean over its bucket's upper bound.
+                let mean = Self::BOUNDS.get(i).map_or(mean, |b| mean.min(*b));
+                (mean, *n)
+            })
     }
 }
 
@@ -122,6 +146,29 @@ mod tests {
         assert_eq!(c[4], 3);
         assert_eq!(c[5], 4);
         assert_eq!(c[Histogram::BOUNDS.len()], 5);
-        assert!((h.sum - 2.002_03).abs() < 1e-9);
+        assert!((h.sum() - 2.002_03).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bucket_means_stay_in_their_buckets_and_keep_the_sum() {
+        let mut h = Histogram::default();
+        h.add(Duration::from_micros(300), 2);
+        h.add(Duration::from_micros(500), 1);
+        h.add(Duration::from_micros(20), 4);
+        h.add(Duration::from_secs(1), 1);
+        let means: Vec<(f64, u64)> = h.means().collect();
+        assert_eq!(means.len(), 3);
+        assert_eq!(means[0], (0.000_02, 4));
+        let (mean, n) = means[1];
+        assert_eq!(n, 3);
+        assert!(mean > 0.000_25 && mean <= 0.000_5, "{mean}");
+        assert_eq!(means[2], (1.0, 1));
+        let total: f64 = means.iter().map(|(m, n)| m * *n as f64).sum();
+        assert!((total - h.sum()).abs() < 1e-12);
+
+        // Samples right on a bound stay there.
+        let mut h = Histogram::default();
+        h.add(Duration::from_micros(100), 3);
+        assert_eq!(h.means().next(), Some((0.000_1, 3)));
     }
 }

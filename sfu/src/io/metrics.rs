@@ -3,13 +3,19 @@
 //! label. Nothing goes through the `metrics` macros per packet.
 //!
 //! The forwarding delay (a datagram's arrival to the end of the send that follows its receive
-//! batch) is kept in a fixed-bucket [`Histogram`] and exposed as the `_bucket`, `_sum` and
-//! `_count` series of a Prometheus histogram. `docs/operations.md` lists every metric.
+//! batch) is gathered per worker in a fixed-bucket [`Histogram`] for one publishing interval,
+//! then handed to the recorder's `sfu_forwarding_delay_seconds` histogram, whose buckets are the
+//! same: the samples of each bucket as that many samples of their mean, so bucket counts and sum
+//! are exact. Values that the `metrics` facade cannot express (fractional counters: CPU
+//! seconds) are rendered by [`render_extra`]. `docs/operations.md` lists every metric.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use parking_lot::Mutex;
 
 use crate::core::forward::DropReason;
 use crate::core::stats::{EngineStats, Histogram, KIND_NAMES};
@@ -34,6 +40,10 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(
             Matcher::Full("sfu_bandwidth_estimate_bps".into()),
             &BWE_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("sfu_forwarding_delay_seconds".into()),
+            &Histogram::BOUNDS,
         )?
         .install_recorder()?;
     describe();
@@ -124,21 +134,9 @@ fn describe() {
         "Data-channel messages: relayed (per recipient), refused, dropped."
     );
     describe_counter!("sfu_speaker_changes_total", "Changes of who is speaking.");
-    describe_gauge!(
-        "sfu_worker_cpu_seconds_total",
-        "CPU time used by the worker's thread (rate() of it is the worker's load, 0 to 1)."
-    );
-    describe_counter!(
-        "sfu_forwarding_delay_seconds_bucket",
+    describe_histogram!(
+        "sfu_forwarding_delay_seconds",
         "Forwarded RTP packets: arrival to the end of the send after their receive batch."
-    );
-    describe_counter!(
-        "sfu_forwarding_delay_seconds_count",
-        "Forwarded RTP packets measured by sfu_forwarding_delay_seconds_bucket."
-    );
-    describe_gauge!(
-        "sfu_forwarding_delay_seconds_sum",
-        "The sum of their forwarding delays, seconds."
     );
     describe_histogram!(
         "sfu_bandwidth_estimate_bps",
@@ -152,13 +150,80 @@ fn describe() {
         "sfu_joins_total",
         "Join requests, by result (ok or error code)."
     );
+    describe_gauge!(
+        "sfu_http_connections",
+        "Open connections to the HTTP listener, WebSockets included."
+    );
+    describe_counter!(
+        "sfu_http_connections_refused_total",
+        "Connections closed at accept, over the total (total) or per-address (per_ip) cap."
+    );
+    describe_counter!(
+        "sfu_ws_refused_total",
+        "WebSocket upgrades answered 503: too many sockets that have not joined (total, per_ip)."
+    );
+    describe_counter!(
+        "sfu_ws_messages_rate_limited_total",
+        "Signalling messages dropped over a socket's rate limit."
+    );
+    describe_counter!(
+        "sfu_webhook_delivered_total",
+        "Webhook posts a receiver accepted."
+    );
+    describe_counter!(
+        "sfu_webhook_failed_total",
+        "Webhook events given up on for a URL after their last attempt."
+    );
+    describe_counter!(
+        "sfu_webhook_dropped_total",
+        "Webhook events dropped because a queue was full."
+    );
+}
+
+/// The CPU time of each worker's thread by its `worker` label, as last published.
+static WORKER_CPU: Mutex<BTreeMap<String, f64>> = Mutex::new(BTreeMap::new());
+
+/// The metrics the recorder cannot hold, in the Prometheus text format: the workers' CPU time
+/// (a counter of fractional seconds) and the process metrics read from `/proc`.
+pub fn render_extra() -> String {
+    let mut out = String::new();
+    {
+        let cpu = WORKER_CPU.lock();
+        if !cpu.is_empty() {
+            family(
+                &mut out,
+                "sfu_worker_cpu_seconds_total",
+                "counter",
+                "CPU time used by the worker's thread (rate() of it is the worker's load, 0 to 1).",
+            );
+            for (worker, seconds) in cpu.iter() {
+                let _ = writeln!(
+                    out,
+                    "sfu_worker_cpu_seconds_total{{worker=\"{worker}\"}} {seconds}"
+                );
+            }
+            out.push('\n');
+        }
+    }
+    if let Some(p) = super::process::ProcessStats::read() {
+        for (name, kind, help, value) in p.samples() {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}\n");
+        }
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// What one worker publishes, and what it published last.
 pub struct WorkerMetrics {
     worker: String,
     last: EngineStats,
-    /// Forwarding delay since the start.
+    /// Forwarding delay since the last publish.
     delay: Histogram,
     /// The start of the current receive turn and the forwarded count then.
     turn: Option<(Instant, u64)>,
@@ -298,17 +363,10 @@ impl WorkerMetrics {
         }
         self.last = s.clone();
 
-        let cumulative = self.delay.cumulative();
-        for (i, bound) in Histogram::BOUNDS.iter().enumerate() {
-            let labels = [w(), ("le", bound.to_string())];
-            counter!("sfu_forwarding_delay_seconds_bucket", &labels).absolute(cumulative[i]);
+        let delay = histogram!("sfu_forwarding_delay_seconds", &[w()]);
+        for (mean, n) in std::mem::take(&mut self.delay).means() {
+            delay.record_many(mean, usize::try_from(n).unwrap_or(usize::MAX));
         }
-        let total = cumulative[Histogram::BOUNDS.len()];
-        let labels = [w(), ("le", "+Inf".to_owned())];
-        counter!("sfu_forwarding_delay_seconds_bucket", &labels).absolute(total);
-        counter!("sfu_forwarding_delay_seconds_count", &[w()]).absolute(total);
-        // The sum is fractional; a gauge holds it exactly.
-        gauge!("sfu_forwarding_delay_seconds_sum", &[w()]).set(self.delay.sum);
 
         let estimates = histogram!("sfu_bandwidth_estimate_bps", &[w()]);
         for id in participants {
@@ -317,7 +375,9 @@ impl WorkerMetrics {
             }
         }
         if let Some(cpu) = thread_cpu_time() {
-            gauge!("sfu_worker_cpu_seconds_total", &[w()]).set(cpu.as_secs_f64());
+            WORKER_CPU
+                .lock()
+                .insert(self.worker.clone(), cpu.as_secs_f64());
         }
     }
 }

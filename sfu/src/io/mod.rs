@@ -4,6 +4,7 @@
 //! - [`worker`]: a thread owning an engine, its rooms and its socket.
 //! - [`handle`]: what the signalling side calls; places rooms on workers.
 //! - [`metrics`]: Prometheus metrics, published by each worker once a second.
+//! - [`process`]: the `process_*` metrics, read from `/proc`.
 //! - [`rooms`]: the room registry and the placement of rooms and participants.
 //! - [`service`]: the REST API's operations on rooms and participants.
 //! - [`wire`]: the engine's events turned into protocol messages, webhooks and metrics.
@@ -12,6 +13,7 @@
 
 pub mod handle;
 pub mod metrics;
+pub mod process;
 pub mod rooms;
 mod service;
 pub mod sessions;

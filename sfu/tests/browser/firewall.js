@@ -132,6 +132,8 @@ function startServer() {
   const advertised = [...NAMES.map((n) => config.srvIp[n]), config.srvIpTurn];
   const args = [
     '--http', `0.0.0.0:${config.httpPort}`,
+    // Development mode on the namespaces' addresses: the browsers reach it from outside loopback.
+    '--dev',
     '--udp-port', String(config.udpPort),
     '--workers', '2',
     '--ice-tcp', 'true',

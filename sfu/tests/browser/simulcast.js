@@ -210,6 +210,8 @@ const serverLog = new LogTail('sfu', 200);
 function startServer() {
   const args = [
     '--http', `0.0.0.0:${config.httpPort}`,
+    // Development mode on the namespaces' addresses: the browsers reach it from outside loopback.
+    '--dev',
     '--udp-port', String(config.udpPort),
     '--advertise-ip', config.srvIp1,
     '--advertise-ip', config.srvIp2,

@@ -1,15 +1,26 @@
-//! The real `sfu` binary as a child process on 127.0.0.1, and a WebSocket client that speaks
-//! the protocol as JSON: shared by the tests that need a whole server.
+//! The real `sfu` binary as a child process on 127.0.0.1, a WebSocket client that speaks the
+//! protocol as JSON, and a participant that publishes audio over a real peer connection: shared
+//! by the tests that need a whole server.
 
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -196,4 +207,107 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Ws<S> {
 pub async fn connect(url: &str) -> Ws<impl AsyncRead + AsyncWrite + Unpin> {
     let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     Ws(ws)
+}
+
+/// A participant that publishes one audio track (a 60-byte packet every 20 ms) over UDP and
+/// receives the others', counting the RTP packets it receives in `received`, until `stop` turns
+/// true (and for at most `limit`).
+pub async fn call(
+    url: String,
+    room: &str,
+    identity: &str,
+    limit: Duration,
+    received: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ws = connect(&url).await;
+    assert_eq!(ws.join(room, identity).await["type"], "joined");
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut rtc = RtcConfig::new()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    let mut pending = Some(pending);
+    ws.send(json!({"type": "offer", "sdp": offer.to_sdp_string()}))
+        .await;
+    let pt = rtc
+        .codec_config()
+        .find(|p| p.spec().codec == Codec::Opus)
+        .unwrap()
+        .pt();
+
+    let end = Instant::now() + limit;
+    let mut next_audio = Instant::now();
+    let mut seq: u64 = 0;
+    let mut connected = false;
+    let mut closed = false;
+    let mut buf = vec![0u8; 2048];
+    while Instant::now() < end && !*stop.borrow_and_update() {
+        let now = Instant::now();
+        if connected && now >= next_audio {
+            if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+                let ts = (seq * 960) as u32;
+                tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, vec![0xfc; 60]));
+                seq += 1;
+            }
+            next_audio += Duration::from_millis(20);
+        }
+        let deadline = loop {
+            match rtc.poll_output().unwrap() {
+                Output::Transmit(t) => {
+                    let _ = socket.send_to(&t.contents, t.destination).await;
+                }
+                Output::Timeout(t) => break t,
+                Output::Event(Event::Connected) => connected = true,
+                Output::Event(Event::RtpPacket(_)) => {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                Output::Event(_) => {}
+            }
+        };
+        let wake = deadline
+            .min(end)
+            .min(if connected { next_audio } else { end });
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
+        tokio::select! {
+            m = ws.recv() => {
+                let Some(m) = m else {
+                    // Removed, or the server went away: nothing to leave.
+                    closed = true;
+                    break;
+                };
+                match m["type"].as_str() {
+                    Some("answer") => {
+                        let answer = SdpAnswer::from_sdp_string(m["sdp"].as_str().unwrap()).unwrap();
+                        if let Some(p) = pending.take() {
+                            rtc.sdp_api().accept_answer(p, answer).unwrap();
+                        }
+                    }
+                    Some("offer") => {
+                        let offer = SdpOffer::from_sdp_string(m["sdp"].as_str().unwrap()).unwrap();
+                        let answer = rtc.sdp_api().accept_offer(offer).unwrap();
+                        ws.send(json!({"type": "answer", "sdp": answer.to_sdp_string()})).await;
+                    }
+                    _ => {}
+                }
+            }
+            r = socket.recv_from(&mut buf) => {
+                let (n, source) = r.unwrap();
+                if let Ok(r) = Receive::new(Protocol::Udp, source, local, &buf[..n]) {
+                    rtc.handle_input(Input::Receive(Instant::now(), r)).unwrap();
+                }
+            }
+            _ = sleep => rtc.handle_input(Input::Timeout(Instant::now())).unwrap(),
+            changed = stop.changed() => if changed.is_err() { break },
+        }
+    }
+    if !closed {
+        ws.send(json!({"type": "leave"})).await;
+    }
 }
