@@ -63,6 +63,10 @@ pub const KEYS: &[&str] = &[
     "turn.stun_urls",
     "turn.secret",
     "turn.ttl",
+    "cluster.redis_url",
+    "cluster.node_id",
+    "cluster.region",
+    "cluster.public_url",
 ];
 
 /// The server's settings, resolved and validated.
@@ -111,6 +115,58 @@ pub struct Config {
     pub turn: TurnConfig,
     /// `[http_limits]`: what one HTTP or WebSocket client may hold.
     pub http_limits: HttpLimits,
+    /// `[cluster]`: set when the server is one node of a cluster.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]` as configured; [`ClusterConfig::settings`] fills in the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The Redis server holding the cluster's shared state.
+    pub redis_url: String,
+    /// This node's id, if set.
+    pub node_id: Option<String>,
+    /// Region label ('' when none).
+    pub region: String,
+    /// Public base URL, if set.
+    pub public_url: Option<String>,
+}
+
+impl ClusterConfig {
+    /// The settings, with the node id defaulting to `host-port` and the public URL to
+    /// `scheme://ip:port`, `ip` being the HTTP address when it is a specific one, else the first
+    /// media address.
+    pub fn settings(
+        &self,
+        http: SocketAddr,
+        tls: bool,
+        media_ips: &[IpAddr],
+    ) -> crate::io::cluster::ClusterSettings {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "sfu".to_owned());
+        let ip = if http.ip().is_unspecified() {
+            media_ips.first().copied().unwrap_or(http.ip())
+        } else {
+            http.ip()
+        };
+        let scheme = if tls { "https" } else { "http" };
+        let addr = SocketAddr::new(ip, http.port());
+        crate::io::cluster::ClusterSettings {
+            redis_url: self.redis_url.clone(),
+            node_id: self
+                .node_id
+                .clone()
+                .unwrap_or_else(|| format!("{host}-{}", http.port())),
+            region: self.region.clone(),
+            public_url: self
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{addr}")),
+        }
+    }
 }
 
 /// `[tls]`: PEM files.
@@ -200,6 +256,7 @@ impl Default for Config {
                 ..TurnConfig::default()
             },
             http_limits: HttpLimits::default(),
+            cluster: None,
         }
     }
 }
@@ -356,6 +413,55 @@ impl Config {
         set!(cw.timeout, w.timeout.map(|d| d.0), a.webhook_timeout);
 
         set!(c.ice_tcp, file.ice_tcp, a.ice_tcp);
+
+        let fc = &file.cluster;
+        let redis_url = a.cluster_redis_url.clone().or_else(|| fc.redis_url.clone());
+        c.cluster = match redis_url {
+            Some(url) => {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(err(
+                        "cluster.redis_url",
+                        "must start with redis:// or rediss://",
+                    ));
+                }
+                let public_url = a
+                    .cluster_public_url
+                    .clone()
+                    .or_else(|| fc.public_url.clone());
+                if let Some(u) = &public_url {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        return Err(err(
+                            "cluster.public_url",
+                            "must start with http:// or https://",
+                        ));
+                    }
+                }
+                let node_id = a.cluster_node_id.clone().or_else(|| fc.node_id.clone());
+                if node_id.as_ref().is_some_and(|id| {
+                    id.is_empty()
+                        || id.len() > 64
+                        || !id
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+                }) {
+                    return Err(err(
+                        "cluster.node_id",
+                        "1 to 64 of ASCII letters, digits, '-', '_' and '.'",
+                    ));
+                }
+                Some(ClusterConfig {
+                    redis_url: url,
+                    node_id,
+                    region: a
+                        .cluster_region
+                        .clone()
+                        .or_else(|| fc.region.clone())
+                        .unwrap_or_default(),
+                    public_url,
+                })
+            }
+            None => None,
+        };
         let t = &file.turn;
         let ct = &mut c.turn;
         set!(ct.urls, t.urls.clone());

@@ -50,6 +50,35 @@ pub fn metrics_router(sfu: Arc<SfuHandle>, metrics: Option<PrometheusHandle>) ->
         .with_state(OpsState { sfu, metrics })
 }
 
+/// Adds the other nodes of the cluster to the page's `connect-src`, so that the bundled client
+/// can follow a `redirect` to another node's WebSocket.
+pub fn allow_cluster_origins(
+    mut response: Response,
+    cluster: &crate::io::cluster::Cluster,
+) -> Response {
+    let others = cluster.connect_sources();
+    if others.is_empty() {
+        return response;
+    }
+    let header = axum::http::header::CONTENT_SECURITY_POLICY;
+    let Some(csp) = response
+        .headers()
+        .get(&header)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return response;
+    };
+    let csp = csp.replacen(
+        "connect-src 'self'",
+        &format!("connect-src 'self'{others}"),
+        1,
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&csp) {
+        response.headers_mut().insert(header, value);
+    }
+    response
+}
+
 async fn readyz(State(s): State<OpsState>) -> Response {
     if s.sfu.accepting() {
         (StatusCode::OK, "ready").into_response()

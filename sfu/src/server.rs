@@ -13,6 +13,7 @@ use signal::ApiConfig;
 
 use crate::config::Config;
 use crate::core::{generate_dtls_cert, EngineConfig};
+use crate::io::cluster::Cluster;
 use crate::io::handle::{Placement, SfuHandle};
 use crate::io::webhook::Webhooks;
 use crate::io::worker::{self, WorkerSpec};
@@ -140,15 +141,40 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         ports.push(w.port);
         senders.push(w.commands);
     }
-    let handle = Arc::new(
-        SfuHandle::new(senders, placement)
-            .with_webhooks(webhooks)
-            .with_turn(config.turn.clone()),
-    );
+    let listener = std::net::TcpListener::bind(config.http)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("HTTP on {}: {e}", config.http))?;
+    let local = listener.local_addr()?;
+    let mut handle = SfuHandle::new(senders, placement.clone())
+        .with_webhooks(webhooks)
+        .with_turn(config.turn.clone());
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let settings = c.settings(local, config.tls.is_some(), &candidate_ips);
+            info!(
+                node = %settings.node_id,
+                region = %settings.region,
+                url = %settings.public_url,
+                redis = %settings.redis_url,
+                "cluster node"
+            );
+            // The Redis connection manager spawns its tasks on the runtime.
+            let _enter = rt.enter();
+            let cluster = Cluster::new(settings, placement)?;
+            handle = handle.with_cluster(Arc::clone(&cluster));
+            Some(cluster)
+        }
+        None => None,
+    };
+    let handle = Arc::new(handle);
     let dev_mode = api.dev_mode;
 
     rt.block_on(async move {
         handle.spawn_room_sweeper(ROOM_SWEEP);
+        if let Some(cluster) = &cluster {
+            cluster.refresh().await;
+            cluster.spawn_refresh();
+        }
         let limits = &config.http_limits;
         if let Some(recorder) = recorder.clone() {
             tokio::spawn(async move {
@@ -172,11 +198,18 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             });
         }
         let public_metrics = config.metrics.is_none();
-        let app = signal::app(Arc::clone(&handle), limits.router_config(), api).merge(ops::router(
-            Arc::clone(&handle),
-            recorder,
-            public_metrics,
-        ));
+        let mut app = signal::app(Arc::clone(&handle), limits.router_config(), api)
+            .merge(ops::router(Arc::clone(&handle), recorder, public_metrics));
+        if let Some(cluster) = &cluster {
+            // The page may follow a redirect to another node's WebSocket.
+            let cluster = Arc::clone(cluster);
+            app = app.layer(axum::middleware::map_response(
+                move |response: axum::response::Response| {
+                    let cluster = Arc::clone(&cluster);
+                    async move { ops::allow_cluster_origins(response, &cluster) }
+                },
+            ));
+        }
         match listener::raise_open_files_limit() {
             Some(files) if (files as usize) < limits.max_connections.saturating_add(256) => warn!(
                 open_files = files,
@@ -190,10 +223,6 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             Some(files) => Some(ops::tls_config(files).await?),
             None => None,
         };
-        let listener = std::net::TcpListener::bind(config.http)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| format!("HTTP on {}: {e}", config.http))?;
-        let local = listener.local_addr()?;
         info!(
             workers,
             udp_ports = ?ports,
@@ -254,6 +283,9 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             handle
                 .remove_all(crate::core::LeaveReason::ServerShutdown, FINAL_REMOVE)
                 .await;
+        }
+        if let Some(cluster) = &cluster {
+            cluster.leave().await;
         }
         http.graceful_shutdown(Some(HTTP_CLOSE));
         server.await??;

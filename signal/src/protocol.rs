@@ -121,6 +121,12 @@ pub enum ServerMessage {
         /// The participant.
         participant_id: String,
     },
+    /// The answer to a `join` of a room that another node of the cluster serves: open a socket
+    /// to `url` and send the same `join` there. The server closes this socket after it.
+    Redirect {
+        /// The WebSocket URL of the node that serves the room.
+        url: String,
+    },
     /// Never sent to a client: tells the session of an older socket that a `resume` on a newer
     /// one took its participant over. That session closes its socket with close code `4000`
     /// and no `left` (the participant has not left).
@@ -392,6 +398,8 @@ pub enum ErrorCode {
     /// A `resume` that cannot be honoured: no such session (it ended, or its grace period
     /// passed), or the wrong secret. Join again.
     ResumeFailed,
+    /// The join was sent to another node of the cluster (`redirect`); never in an `error`.
+    Redirected,
     /// A bug on the server side.
     Internal,
 }
@@ -418,6 +426,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::ResumeFailed => "resume_failed",
+            ErrorCode::Redirected => "redirected",
             ErrorCode::Internal => "internal",
         }
     }
@@ -431,6 +440,9 @@ pub struct SignalError {
     pub code: ErrorCode,
     /// The human message.
     pub message: String,
+    /// A `join` that another node of a cluster must take: the client is sent `redirect` with
+    /// this WebSocket URL instead of an `error`.
+    pub redirect: Option<String>,
 }
 
 impl SignalError {
@@ -439,15 +451,28 @@ impl SignalError {
         SignalError {
             code,
             message: message.into(),
+            redirect: None,
+        }
+    }
+
+    /// A join that the node at `url` (a WebSocket URL) must take.
+    pub fn redirect(url: impl Into<String>) -> Self {
+        SignalError {
+            code: ErrorCode::Redirected,
+            message: "the room is served by another node".into(),
+            redirect: Some(url.into()),
         }
     }
 }
 
 impl From<SignalError> for ServerMessage {
     fn from(e: SignalError) -> Self {
-        ServerMessage::Error {
-            code: e.code,
-            message: e.message,
+        match e.redirect {
+            Some(url) => ServerMessage::Redirect { url },
+            None => ServerMessage::Error {
+                code: e.code,
+                message: e.message,
+            },
         }
     }
 }

@@ -89,6 +89,8 @@ enum End {
     Left,
     /// A `resume` on another socket took the participant over.
     Superseded,
+    /// The `join` was sent to another node of the cluster.
+    Redirected,
     /// [`RouterConfig::max_join_attempts`] joins were refused.
     TooManyJoins,
     /// The client kept sending far above [`RouterConfig::message_rate`].
@@ -110,6 +112,7 @@ impl End {
             End::SendStalled => "send_stalled",
             End::Left => "left",
             End::Superseded => "superseded",
+            End::Redirected => "redirected",
             End::TooManyJoins => "too_many_joins",
             End::Flood => "flood",
             End::InvalidPayload => "invalid_payload",
@@ -143,6 +146,7 @@ impl End {
             End::Idle => (CLOSE_POLICY, "idle timeout"),
             End::Left => (CLOSE_NORMAL, "left"),
             End::Superseded => (CLOSE_SUPERSEDED, "resumed on another connection"),
+            End::Redirected => (CLOSE_NORMAL, "redirected"),
             End::TooManyJoins => (CLOSE_POLICY, "too many joins"),
             End::Flood => (CLOSE_POLICY, "message rate exceeded"),
             End::InvalidPayload => (CLOSE_INVALID_PAYLOAD, "invalid utf-8"),
@@ -622,6 +626,14 @@ impl<B: MediaBackend> Conn<B> {
                     events: session.events,
                 };
                 Continue(())
+            }
+            Err(e) if e.redirect.is_some() => {
+                info!(
+                    to = e.redirect.as_deref().unwrap_or_default(),
+                    "{what} redirected"
+                );
+                self.send(&e.into()).await?;
+                Break(End::Redirected)
             }
             Err(e) => {
                 debug!(code = e.code.as_str(), "{what} refused");

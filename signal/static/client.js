@@ -242,6 +242,8 @@ const MEDIA_STALL_MS = 1500;
 const REJOIN_WINDOW_MS = 30000;
 /** Join errors that another attempt would not change. */
 const FINAL_JOIN_ERRORS = new Set(['unauthorized', 'forbidden', 'invalid_name', 'bad_message', 'unsupported_version']);
+/** A join follows at most this many `redirect`s between the nodes of a cluster. */
+const MAX_REDIRECTS = 3;
 /** A `leave` for a session whose socket dropped is given up after this long. */
 const LEAVE_DETACHED_TIMEOUT_MS = 5000;
 /** Resizes of an observed video are reported once they have settled for this long. */
@@ -339,6 +341,8 @@ export class SfuClient extends EventTarget {
   #resumeTicket = null;
   /** `join()`'s room, name and token, for joining again. */
   #joinParams = null;
+  /** `join()`'s URL: joins again go there (a cluster may send them elsewhere). */
+  #joinUrl = null;
   /** Set while the socket (or the whole server session) is being replaced. */
   #reconnecting = false;
   /** A fresh join under way (see `#rejoin`), or null. */
@@ -433,6 +437,7 @@ export class SfuClient extends EventTarget {
       this.#ownsStream = !stream;
       this.#emit('local-stream', { stream: local });
       this.#url = url ?? defaultSignalUrl();
+      this.#joinUrl = this.#url;
       this.#joinParams = { room, name, token };
       await this.#connect(this.#url, this.#joinParams, timeoutMs, generation);
       return { participantId: this.participantId, participants: this.participants };
@@ -623,11 +628,12 @@ export class SfuClient extends EventTarget {
 
   /** Opens the WebSocket and resolves once `joined` has been handled. */
   async #connect(url, params, timeoutMs, generation) {
-    const attempt = this.#openJoin(url, params, timeoutMs, (ws, msg) => {
+    const attempt = this.#openJoin(url, params, timeoutMs, (ws, msg, joinedAt) => {
       if (generation !== this.#generation) {
         ws.close(1000);
         throw new SfuError('aborted', 'join aborted by leave()');
       }
+      this.#url = joinedAt;
       this.#attachSocket(ws, generation);
       this.#onJoined(msg);
     });
@@ -645,9 +651,11 @@ export class SfuClient extends EventTarget {
    * the socket over. The promise rejects with an {@link SfuError} when the server refuses, the
    * socket closes, nothing comes within `timeoutMs` or `abort()` is called.
    */
-  #openJoin(url, { room, name, token }, timeoutMs, onJoined) {
+  #openJoin(firstUrl, { room, name, token }, timeoutMs, onJoined) {
     let abort = () => {};
     const promise = new Promise((resolve, reject) => {
+      let hops = 0;
+      const attempt = (url) => {
       let ws;
       try {
         ws = new WebSocket(url);
@@ -689,18 +697,30 @@ export class SfuClient extends EventTarget {
         if (msg.type === 'joined') {
           release();
           try {
-            onJoined(ws, msg);
+            onJoined(ws, msg, url);
             resolve();
           } catch (err) {
             if (ws.readyState === WebSocket.OPEN) ws.close(1000);
             reject(err instanceof SfuError ? err : new SfuError('negotiation_failed', err.message));
           }
+        } else if (msg.type === 'redirect' && typeof msg.url === 'string') {
+          // Another node of the cluster serves the room: join there.
+          if (hops >= MAX_REDIRECTS) {
+            fail(new SfuError('connection_failed', 'too many redirects between servers'));
+            return;
+          }
+          hops++;
+          release();
+          ws.close(1000);
+          attempt(msg.url);
         } else if (msg.type === 'error') {
           fail(new SfuError(msg.code ?? 'internal', msg.message ?? 'join refused'));
         } else if (msg.type === 'left') {
           fail(new SfuError(msg.reason ?? 'left', `the server ended the session (${msg.reason})`));
         }
       };
+      };
+      attempt(firstUrl);
     });
     return { promise, abort: () => abort() };
   }
@@ -878,12 +898,13 @@ export class SfuClient extends EventTarget {
         return;
       }
       const timeout = Math.min(RESUME_ATTEMPT_TIMEOUT_MS, Math.max(1000, job.deadline - Date.now()));
-      const open = this.#openJoin(this.#url, this.#joinParams, timeout, (ws, msg) => {
+      const open = this.#openJoin(this.#joinUrl, this.#joinParams, timeout, (ws, msg, joinedAt) => {
         if (this.#rejoining !== job) {
           ws.close(1000);
           throw new SfuError('aborted', 'no longer wanted');
         }
         this.#rejoining = null;
+        this.#url = joinedAt;
         this.#switchSession(ws, msg);
       });
       job.abort = open.abort;

@@ -193,6 +193,25 @@ pub struct ServeArgs {
           value_name = "DURATION")]
     pub webhook_timeout: Option<std::time::Duration>,
 
+    /// Run as one node of a cluster whose shared state is this Redis server
+    /// (`redis://host:6379/0`). Without it the server is a cluster of one.
+    #[arg(long = "redis", env = "SFU_REDIS_URL", value_name = "URL")]
+    pub cluster_redis_url: Option<String>,
+
+    /// This node's id in the cluster (unique). Default: the host name and the HTTP port.
+    #[arg(long = "node-id", env = "SFU_NODE_ID", value_name = "ID")]
+    pub cluster_node_id: Option<String>,
+
+    /// This node's region label; clients that name a region prefer its nodes. Default: none.
+    #[arg(long = "region", env = "SFU_REGION", value_name = "LABEL")]
+    pub cluster_region: Option<String>,
+
+    /// The base URL clients reach this node's HTTP and WebSocket at, for redirects from other
+    /// nodes (`https://sfu-2.example.com`). Default: the HTTP address (or the first advertised
+    /// address) and port.
+    #[arg(long = "public-url", env = "SFU_PUBLIC_URL", value_name = "URL")]
+    pub cluster_public_url: Option<String>,
+
     /// Offer a passive ICE-TCP candidate on the media port numbers, for clients whose UDP is
     /// blocked (true or false). Default: true.
     #[arg(long, env = "SFU_ICE_TCP", value_name = "BOOL")]

@@ -31,6 +31,17 @@ pub struct FileConfig {
     pub ice_tcp: Option<bool>,
     pub turn: FileTurn,
     pub http_limits: super::http_limits::FileHttpLimits,
+    pub cluster: FileCluster,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileCluster {
+    pub redis_url: Option<String>,
+    pub node_id: Option<String>,
+    pub region: Option<String>,
+    pub public_url: Option<String>,
 }
 
 /// `[turn]`.

@@ -13,6 +13,7 @@ use signal::protocol::{
 use signal::webhook::{EventKind, WebhookEvent};
 use signal::{ClientSignal, JoinRequest, MediaBackend, ResumeRequest, Session};
 
+use super::cluster::{Cluster, Place};
 pub use super::rooms::{Placement, RoomDefaults};
 use super::turn::TurnConfig;
 use super::webhook::Webhooks;
@@ -150,6 +151,8 @@ pub struct SfuHandle {
     pub(super) webhooks: Webhooks,
     /// STUN/TURN servers handed to joining clients.
     pub(super) turn: Arc<TurnConfig>,
+    /// This node's part in a cluster, if it is in one.
+    pub(super) cluster: Option<Arc<Cluster>>,
 }
 
 impl SfuHandle {
@@ -161,7 +164,19 @@ impl SfuHandle {
             placement,
             webhooks: Webhooks::disabled(),
             turn: Arc::new(TurnConfig::default()),
+            cluster: None,
         }
+    }
+
+    /// Rooms are placed through `cluster`: joins of rooms another node owns are redirected.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster this node is in, if any.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// Joining clients get these STUN/TURN servers, TURN with time-limited credentials.
@@ -181,9 +196,10 @@ impl SfuHandle {
         self.placement.lock().load().to_vec()
     }
 
-    /// Whether a join could be admitted now (what `/readyz` reports).
+    /// Whether a join could be admitted now (what `/readyz` reports): in a cluster, only while
+    /// its shared store answers.
     pub fn accepting(&self) -> bool {
-        self.placement.lock().accepting()
+        self.placement.lock().accepting() && self.cluster.as_ref().is_none_or(|c| c.healthy())
     }
 
     /// Shuts the media side down: refuses joins from now on, tells every participant
@@ -191,6 +207,10 @@ impl SfuHandle {
     /// rest with reason `server_shutdown`.
     pub async fn shut_down(&self, drain: Duration) {
         self.placement.lock().start_draining();
+        if let Some(cluster) = &self.cluster {
+            // The registry says so at once: no new rooms come here.
+            cluster.refresh().await;
+        }
         let drain_seconds = u32::try_from(drain.as_secs()).unwrap_or(u32::MAX);
         for w in &self.workers {
             let _ = w.send(Command::ShuttingDown { drain_seconds }).await;
@@ -330,6 +350,13 @@ impl MediaBackend for SfuHandle {
 
 impl SfuHandle {
     async fn admit(&self, req: JoinRequest) -> Result<Session, SignalError> {
+        if let Some(cluster) = &self.cluster {
+            let here = self.placement.lock().has_room(&req.room);
+            if let Place::There { node, url } = cluster.place(&req.room, None, here).await? {
+                tracing::debug!(room = %req.room, %node, "join redirected to the room's node");
+                return Err(SignalError::redirect(url));
+            }
+        }
         let id = new_participant_id();
         let reservation = self
             .placement

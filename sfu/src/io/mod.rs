@@ -11,6 +11,7 @@
 //! - [`sessions`]: each participant's event queue; held messages and resume after a drop.
 //! - [`webhook`]: the bounded webhook queue and its senders.
 
+pub mod cluster;
 pub mod handle;
 pub mod metrics;
 pub mod process;

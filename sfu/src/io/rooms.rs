@@ -162,6 +162,21 @@ impl Placement {
         self.load.iter().sum()
     }
 
+    /// Rooms on the node.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Whether `room` is on the node.
+    pub fn has_room(&self, room: &str) -> bool {
+        self.rooms.contains_key(room)
+    }
+
+    /// Whether the node is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
     /// The room defaults.
     pub fn defaults(&self) -> &RoomDefaults {
         &self.defaults

@@ -1,0 +1,555 @@
+//! Several servers as one service, with Redis as the shared state (see `docs/cluster.md`).
+//!
+//! Each node keeps an entry in a registry (`sfu:node:{id}`: its signalling URL, region and load)
+//! that expires unless refreshed, and refreshes it every second. A room belongs to one node at a
+//! time (`sfu:room:{name}` holds the owner's id, also expiring unless the owner refreshes it):
+//! the first join of a room, through any node, claims it atomically (`SET NX`) for the least
+//! loaded live node, and every later join is sent there. A join that arrives at another node is
+//! answered with `redirect` to the owner's URL, which the client follows; media then flows
+//! between the client and the owner only. A room whose owner is gone (its entry expired) or
+//! draining is taken over with a compare-and-set, so that nothing in Redis points at a dead node
+//! for longer than the time to live.
+//!
+//! Nothing on the media path touches Redis: only joins (one `GET`, at most a `SET` on a room's
+//! first join) and the once-a-second refresh.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use signal::protocol::{ErrorCode, SignalError};
+use tracing::{info, warn};
+
+use super::rooms::Placement;
+
+/// A node whose entry has not been refreshed for this long is gone; so is a room whose owner
+/// has not refreshed it.
+pub const TTL: Duration = Duration::from_secs(5);
+/// How often a node refreshes its entry and its rooms, and reads the others'.
+pub const REFRESH: Duration = Duration::from_secs(1);
+/// The longest a Redis command may take before the store counts as unavailable.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Rounds of read, claim and retry before a join gives up on placing its room.
+const PLACE_ROUNDS: usize = 4;
+
+const NODES_SET: &str = "sfu:nodes";
+
+fn node_key(id: &str) -> String {
+    format!("sfu:node:{id}")
+}
+
+fn room_key(room: &str) -> String {
+    format!("sfu:room:{room}")
+}
+
+/// For every room key in `KEYS` (rooms this node has): `PEXPIRE` it for `ARGV[2]` ms if it
+/// still names this node (`ARGV[1]`); claim it if it is missing (Redis lost its data, or the
+/// key expired while Redis was unreachable). A room another node took over is left alone.
+/// Returns how many it refreshed or claimed.
+const REFRESH_ROOMS: &str = r"
+local n = 0
+for _, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if owner == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    n = n + 1
+  elseif not owner then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    n = n + 1
+  end
+end
+return n";
+
+/// Moves a room from `ARGV[1]` (a gone or draining owner) to `ARGV[2]` for `ARGV[3]` ms, only
+/// if it still belongs to `ARGV[1]`.
+const TAKE_OVER: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0";
+
+/// Deletes a room key only if it still names `ARGV[1]`.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+/// `[cluster]`: how this node takes part in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The Redis server, `redis://host:port/db`.
+    pub redis_url: String,
+    /// This node's id: unique in the cluster.
+    pub node_id: String,
+    /// A region label; joins that name a region prefer its nodes.
+    pub region: String,
+    /// The base URL clients reach this node's HTTP and WebSocket at (`http://10.0.0.2:8080`).
+    pub public_url: String,
+}
+
+/// One node as the registry describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEntry {
+    /// Its id.
+    pub id: String,
+    /// Its region label.
+    pub region: String,
+    /// The base URL of its HTTP and WebSocket.
+    pub url: String,
+    /// Participants on it.
+    pub participants: usize,
+    /// Rooms on it.
+    pub rooms: usize,
+    /// Shutting down: it takes no new rooms.
+    pub draining: bool,
+}
+
+impl NodeEntry {
+    /// The WebSocket URL of the node's signalling.
+    pub fn ws_url(&self) -> String {
+        ws_url(&self.url)
+    }
+}
+
+/// `http://h:p` -> `ws://h:p/ws`, `https://` -> `wss://`.
+pub fn ws_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let rest = base
+        .strip_prefix("https://")
+        .map(|r| format!("wss://{r}"))
+        .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
+        .unwrap_or_else(|| base.to_owned());
+    format!("{rest}/ws")
+}
+
+/// Where a join of a room goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// This node has (or now owns) the room.
+    Here,
+    /// Another node owns it: the client is sent there.
+    There {
+        /// The owner's id.
+        node: String,
+        /// The owner's signalling WebSocket URL.
+        url: String,
+    },
+}
+
+/// The least loaded node that can take a new room, preferring `region` when some node is in
+/// it: fewest participants, then fewest rooms, then id (so that all nodes agree).
+pub fn choose<'a>(nodes: &'a [NodeEntry], region: Option<&str>) -> Option<&'a NodeEntry> {
+    let open = || nodes.iter().filter(|n| !n.draining);
+    let in_region: Vec<&NodeEntry> = match region {
+        Some(r) if !r.is_empty() => open().filter(|n| n.region == r).collect(),
+        _ => Vec::new(),
+    };
+    let pool: Vec<&NodeEntry> = if in_region.is_empty() {
+        open().collect()
+    } else {
+        in_region
+    };
+    pool.into_iter()
+        .min_by(|a, b| (a.participants, a.rooms, &a.id).cmp(&(b.participants, b.rooms, &b.id)))
+}
+
+/// What this node knows of the cluster, from its last refresh.
+#[derive(Debug, Default)]
+struct View {
+    /// The other live nodes, by id.
+    others: HashMap<String, NodeEntry>,
+    /// Whether the last refresh reached Redis.
+    healthy: bool,
+    /// When Redis was last reached.
+    last_ok: Option<Instant>,
+}
+
+/// This node's part in the cluster.
+pub struct Cluster {
+    settings: ClusterSettings,
+    redis: ConnectionManager,
+    placement: Arc<Mutex<Placement>>,
+    view: Mutex<View>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: &redis::RedisError) -> SignalError {
+    warn!(error = %e, "cluster store unavailable");
+    SignalError::new(
+        ErrorCode::ServerBusy,
+        "the cluster's shared store is unavailable; try again shortly",
+    )
+}
+
+impl Cluster {
+    /// Joins the cluster described by `settings`. Does not wait for Redis: until it is reached
+    /// the node is not ready and joins that need the cluster are refused.
+    pub fn new(
+        settings: ClusterSettings,
+        placement: Arc<Mutex<Placement>>,
+    ) -> Result<Arc<Cluster>, String> {
+        let client = redis::Client::open(settings.redis_url.as_str())
+            .map_err(|e| format!("cluster.redis_url {:?}: {e}", settings.redis_url))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let redis = client
+            .get_connection_manager_lazy(config)
+            .map_err(|e| format!("cluster.redis_url {:?}: {e}", settings.redis_url))?;
+        Ok(Arc::new(Cluster {
+            settings,
+            redis,
+            placement,
+            view: Mutex::new(View::default()),
+        }))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.settings.node_id
+    }
+
+    /// Whether the shared store answered at the last refresh.
+    pub fn healthy(&self) -> bool {
+        self.view.lock().healthy
+    }
+
+    /// The other live nodes, as of the last refresh.
+    pub fn others(&self) -> Vec<NodeEntry> {
+        let mut nodes: Vec<NodeEntry> = self.view.lock().others.values().cloned().collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        nodes
+    }
+
+    /// This node's own entry, from its placement now.
+    pub fn own_entry(&self) -> NodeEntry {
+        let p = self.placement.lock();
+        NodeEntry {
+            id: self.settings.node_id.clone(),
+            region: self.settings.region.clone(),
+            url: self.settings.public_url.clone(),
+            participants: p.total(),
+            rooms: p.room_count(),
+            draining: p.is_draining(),
+        }
+    }
+
+    /// Runs the refresh every [`REFRESH`] on the current tokio runtime.
+    pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let cluster = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                cluster.refresh().await;
+            }
+        })
+    }
+
+    /// Writes this node's entry, refreshes the rooms it owns and reads the other nodes.
+    pub async fn refresh(&self) {
+        let result = self.try_refresh().await;
+        let mut view = self.view.lock();
+        match result {
+            Ok(others) => {
+                if !view.healthy {
+                    info!(
+                        node = %self.settings.node_id,
+                        nodes = others.len() + 1,
+                        "cluster store reached"
+                    );
+                }
+                view.healthy = true;
+                view.last_ok = Some(Instant::now());
+                view.others = others.into_iter().map(|n| (n.id.clone(), n)).collect();
+            }
+            Err(e) => {
+                if view.healthy || view.last_ok.is_none() {
+                    warn!(
+                        error = %e,
+                        url = %self.settings.redis_url,
+                        "cluster store unavailable: not ready; running rooms go on"
+                    );
+                }
+                view.healthy = false;
+                // Entries older than the time to live are gone in Redis too.
+                if view.last_ok.is_none_or(|t| t.elapsed() > TTL) {
+                    view.others.clear();
+                }
+            }
+        }
+    }
+
+    async fn try_refresh(&self) -> redis::RedisResult<Vec<NodeEntry>> {
+        let me = self.own_entry();
+        let rooms: Vec<String> = self
+            .placement
+            .lock()
+            .list()
+            .into_iter()
+            .map(|r| room_key(&r.name))
+            .collect();
+        let ttl_ms = TTL.as_millis() as u64;
+        let mut conn = self.redis.clone();
+        let json = serde_json::to_string(&me).unwrap_or_default();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(node_key(&me.id))
+            .arg(json)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("SADD")
+            .arg(NODES_SET)
+            .arg(&me.id)
+            .ignore();
+        if !rooms.is_empty() {
+            pipe.cmd("EVAL")
+                .arg(REFRESH_ROOMS)
+                .arg(rooms.len())
+                .arg(&rooms)
+                .arg(&me.id)
+                .arg(ttl_ms)
+                .ignore();
+        }
+        pipe.cmd("SMEMBERS").arg(NODES_SET);
+        let (ids,): (Vec<String>,) = pipe.query_async(&mut conn).await?;
+        let others: Vec<String> = ids.into_iter().filter(|id| *id != me.id).collect();
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = others.iter().map(|id| node_key(id)).collect();
+        let values: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let mut live = Vec::new();
+        let mut gone = Vec::new();
+        for (id, value) in others.into_iter().zip(values) {
+            match value.and_then(|v| serde_json::from_str::<NodeEntry>(&v).ok()) {
+                Some(entry) => live.push(entry),
+                None => gone.push(id),
+            }
+        }
+        if !gone.is_empty() {
+            // Their entries expired: the set forgets them too.
+            let _: redis::RedisResult<i64> = redis::cmd("SREM")
+                .arg(NODES_SET)
+                .arg(&gone)
+                .query_async(&mut conn)
+                .await;
+        }
+        Ok(live)
+    }
+
+    /// Where a join of `room` goes: here, or the node that owns it. `exists_here`: the room is
+    /// on this node already; without Redis such a room still takes joins (running rooms keep
+    /// running), any other is refused with `server_busy`.
+    pub async fn place(
+        &self,
+        room: &str,
+        region: Option<&str>,
+        exists_here: bool,
+    ) -> Result<Place, SignalError> {
+        match self.try_place(room, region).await {
+            Ok(place) => place,
+            Err(e) if exists_here => {
+                warn!(error = %e, room, "cluster store unavailable: the room is here, admitting");
+                Ok(Place::Here)
+            }
+            Err(e) => Err(unavailable(&e)),
+        }
+    }
+
+    async fn try_place(
+        &self,
+        room: &str,
+        region: Option<&str>,
+    ) -> redis::RedisResult<Result<Place, SignalError>> {
+        let key = room_key(room);
+        let me = self.settings.node_id.clone();
+        let ttl_ms = TTL.as_millis() as u64;
+        let mut conn = self.redis.clone();
+        for _ in 0..PLACE_ROUNDS {
+            let owner: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            let mut nodes = self.others();
+            let own = self.own_entry();
+            nodes.push(own.clone());
+            match owner {
+                Some(owner) if owner == me && !own.draining => {
+                    let _: i64 = redis::cmd("PEXPIRE")
+                        .arg(&key)
+                        .arg(ttl_ms)
+                        .query_async(&mut conn)
+                        .await?;
+                    return Ok(Ok(Place::Here));
+                }
+                Some(owner) => {
+                    if let Some(n) = nodes.iter().find(|n| n.id == owner && !n.draining) {
+                        return Ok(Ok(self.place_on(n)));
+                    }
+                    // Its owner is gone or draining: move the room, unless someone else just did.
+                    let Some(target) = choose(&nodes, region) else {
+                        return Ok(Err(no_node()));
+                    };
+                    let moved: i64 = redis::cmd("EVAL")
+                        .arg(TAKE_OVER)
+                        .arg(1)
+                        .arg(&key)
+                        .arg(&owner)
+                        .arg(&target.id)
+                        .arg(ttl_ms)
+                        .query_async(&mut conn)
+                        .await?;
+                    if moved == 1 {
+                        info!(room, from = %owner, to = %target.id, "room moved to a live node");
+                        return Ok(Ok(self.place_on(target)));
+                    }
+                }
+                None => {
+                    let Some(target) = choose(&nodes, region) else {
+                        return Ok(Err(no_node()));
+                    };
+                    let claimed: Option<String> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&target.id)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .query_async(&mut conn)
+                        .await?;
+                    if claimed.is_some() {
+                        info!(room, node = %target.id, "room placed");
+                        return Ok(Ok(self.place_on(target)));
+                    }
+                }
+            }
+        }
+        Ok(Err(SignalError::new(
+            ErrorCode::ServerBusy,
+            "the room's placement is changing; try again",
+        )))
+    }
+
+    fn place_on(&self, node: &NodeEntry) -> Place {
+        if node.id == self.settings.node_id {
+            Place::Here
+        } else {
+            Place::There {
+                node: node.id.clone(),
+                url: node.ws_url(),
+            }
+        }
+    }
+
+    /// Gives up the rooms this node owns and its entry (at shutdown). Best effort.
+    pub async fn leave(&self) {
+        let rooms: Vec<String> = self
+            .placement
+            .lock()
+            .list()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        let mut conn = self.redis.clone();
+        for room in rooms {
+            let _: redis::RedisResult<i64> = redis::cmd("EVAL")
+                .arg(RELEASE)
+                .arg(1)
+                .arg(room_key(&room))
+                .arg(&self.settings.node_id)
+                .query_async(&mut conn)
+                .await;
+        }
+        let _: redis::RedisResult<i64> = redis::cmd("DEL")
+            .arg(node_key(&self.settings.node_id))
+            .query_async(&mut conn)
+            .await;
+        let _: redis::RedisResult<i64> = redis::cmd("SREM")
+            .arg(NODES_SET)
+            .arg(&self.settings.node_id)
+            .query_async(&mut conn)
+            .await;
+    }
+
+    /// The origins of the other nodes, for the page's `connect-src`: `http://h:p ws://h:p`.
+    pub fn connect_sources(&self) -> String {
+        let mut out = String::new();
+        for n in self.others() {
+            let base = n.url.trim_end_matches('/');
+            let ws = ws_url(base);
+            let ws_origin = ws.trim_end_matches("/ws");
+            out.push(' ');
+            out.push_str(base);
+            out.push(' ');
+            out.push_str(ws_origin);
+        }
+        out
+    }
+}
+
+fn no_node() -> SignalError {
+    SignalError::new(
+        ErrorCode::ServerBusy,
+        "no node of the cluster can take a new room now",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, region: &str, participants: usize, draining: bool) -> NodeEntry {
+        NodeEntry {
+            id: id.into(),
+            region: region.into(),
+            url: format!("http://{id}:8080"),
+            participants,
+            rooms: 0,
+            draining,
+        }
+    }
+
+    #[test]
+    fn the_least_loaded_open_node_takes_a_room_preferring_the_region() {
+        let nodes = [
+            node("a", "eu", 10, false),
+            node("b", "eu", 3, false),
+            node("c", "us", 1, false),
+            node("d", "us", 0, true),
+        ];
+        let pick = |region| choose(&nodes, region).map(|n| n.id.as_str());
+        assert_eq!(
+            pick(None),
+            Some("c"),
+            "least loaded, the draining one skipped"
+        );
+        assert_eq!(pick(Some("eu")), Some("b"), "least loaded in the region");
+        assert_eq!(pick(Some("ap")), Some("c"), "no node there: anywhere");
+        assert_eq!(choose(&[node("x", "", 0, true)], None), None);
+        let tie = [node("b", "", 1, false), node("a", "", 1, false)];
+        assert_eq!(choose(&tie, None).unwrap().id, "a", "ties broken by id");
+    }
+
+    #[test]
+    fn websocket_urls_follow_the_scheme() {
+        assert_eq!(ws_url("http://10.0.0.2:8080"), "ws://10.0.0.2:8080/ws");
+        assert_eq!(
+            ws_url("https://sfu-2.example.com/"),
+            "wss://sfu-2.example.com/ws"
+        );
+    }
+}

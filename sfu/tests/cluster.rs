@@ -1,0 +1,319 @@
+//! Several `sfu` processes on loopback as one cluster, with a real `redis-server` as the shared
+//! state: joins of one room through any node reach the node that owns it (`redirect`), a room
+//! is owned by one node under concurrent first joins, a killed node's rooms are free again
+//! within the time to live, and Redis stopping and coming back is survived.
+//!
+//! Needs Debian's `redis-server` (installed with `apt-get` when missing and running as root).
+
+mod server_process;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use server_process::{connect, free_port, token, Server};
+
+/// A `redis-server` on a free loopback port, without persistence; killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+fn redis_binary() -> &'static str {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return "redis-server";
+    }
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-q", "redis-server"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+    assert!(
+        Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "these tests need Debian's redis-server (apt-get install redis-server)"
+    );
+    "redis-server"
+}
+
+impl Redis {
+    fn start() -> Redis {
+        Redis::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new(redis_binary())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    async fn get(&self, key: &str) -> Option<String> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn node(redis: &Redis, id: &str) -> Server {
+    Server::start(&["--redis", &redis.url(), "--node-id", id]).await
+}
+
+/// Waits until every node's `/readyz` says ready (each has reached Redis).
+async fn all_ready(nodes: &[&Server]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in nodes {
+        while n.get("/readyz").await.0 != 200 {
+            assert!(Instant::now() < deadline, "a node never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // One refresh more, so that every node has read every other one's entry.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+}
+
+/// A joined participant: its socket, id and the URL it ended up on.
+struct Joined<S> {
+    ws: server_process::Ws<S>,
+    id: String,
+    url: String,
+    redirects: usize,
+}
+
+/// Joins `room` as `identity` through `url`, following `redirect`s as the browser client does.
+async fn join_via(
+    url: &str,
+    room: &str,
+    identity: &str,
+) -> Joined<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> {
+    let mut url = url.to_owned();
+    for redirects in 0..4 {
+        let mut ws = connect(&url).await;
+        ws.send(json!({
+            "type": "join", "version": 1, "room": room, "name": identity,
+            "token": token(room, identity),
+        }))
+        .await;
+        let m = ws.recv().await.expect("an answer to join");
+        match m["type"].as_str() {
+            Some("joined") => {
+                return Joined {
+                    ws,
+                    id: m["participant_id"].as_str().unwrap().to_owned(),
+                    url,
+                    redirects,
+                }
+            }
+            Some("redirect") => url = m["url"].as_str().unwrap().to_owned(),
+            _ => panic!("join of {room} as {identity} through {url}: {m}"),
+        }
+    }
+    panic!("too many redirects");
+}
+
+/// The first answer to a join through `url`, without following it.
+async fn first_answer(url: &str, room: &str, identity: &str) -> Value {
+    let mut ws = connect(url).await;
+    ws.send(json!({
+        "type": "join", "version": 1, "room": room, "name": identity,
+        "token": token(room, identity),
+    }))
+    .await;
+    ws.recv().await.expect("an answer to join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_through_any_node_reach_the_node_that_owns_the_room() {
+    let redis = Redis::start();
+    let (n1, n2, n3) = (
+        node(&redis, "n1").await,
+        node(&redis, "n2").await,
+        node(&redis, "n3").await,
+    );
+    all_ready(&[&n1, &n2, &n3]).await;
+
+    let started = Instant::now();
+    let mut ann = join_via(&n1.ws_url(), "r", "ann").await;
+    let first = started.elapsed();
+    assert_eq!(
+        ann.redirects, 0,
+        "the first join places the room where it arrives (all idle)"
+    );
+    let owner = redis.get("sfu:room:r").await;
+    assert_eq!(owner.as_deref(), Some("n1"));
+
+    let started = Instant::now();
+    let bob = join_via(&n2.ws_url(), "r", "bob").await;
+    let redirected = started.elapsed();
+    assert_eq!(bob.redirects, 1);
+    assert_eq!(bob.url, n1.ws_url(), "bob was sent to the room's node");
+    let carl = join_via(&n3.ws_url(), "r", "carl").await;
+    assert_eq!(carl.url, n1.ws_url());
+
+    // One room: ann hears of both.
+    let b = ann.ws.until("participant_joined").await;
+    let c = ann.ws.until("participant_joined").await;
+    let mut seen = vec![
+        b["participant"]["id"].as_str().unwrap().to_owned(),
+        c["participant"]["id"].as_str().unwrap().to_owned(),
+    ];
+    seen.sort();
+    let mut expected = vec![bob.id.clone(), carl.id.clone()];
+    expected.sort();
+    assert_eq!(seen, expected);
+    println!("join through the owning node {first:?}, through another node (one redirect) {redirected:?}");
+
+    // Another room: the least loaded node gets it (n1 has three participants now).
+    let other = first_answer(&n1.ws_url(), "s", "dora").await;
+    assert_eq!(other["type"], "redirect", "{other}");
+    assert_ne!(other["url"], n1.ws_url().as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_joins_through_three_nodes_land_on_one_node() {
+    let redis = Redis::start();
+    let nodes = [
+        node(&redis, "n1").await,
+        node(&redis, "n2").await,
+        node(&redis, "n3").await,
+    ];
+    all_ready(&[&nodes[0], &nodes[1], &nodes[2]]).await;
+    let urls: Vec<String> = nodes.iter().map(Server::ws_url).collect();
+    let joins = (0..50).map(|i| {
+        let url = urls[i % 3].clone();
+        tokio::spawn(async move {
+            let j = join_via(&url, "race", &format!("p{i}")).await;
+            (j.url, j.ws)
+        })
+    });
+    let mut landed = Vec::new();
+    let mut sockets = Vec::new();
+    for j in joins {
+        let (url, ws) = j.await.unwrap();
+        landed.push(url);
+        sockets.push(ws);
+    }
+    landed.sort();
+    landed.dedup();
+    assert_eq!(
+        landed.len(),
+        1,
+        "the room is on more than one node: {landed:?}"
+    );
+    let owner = redis.get("sfu:room:race").await.expect("the room is owned");
+    let index = urls.iter().position(|u| *u == landed[0]).unwrap();
+    assert_eq!(owner, format!("n{}", index + 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_rooms_are_free_again_within_the_time_to_live() {
+    let redis = Redis::start();
+    let mut n1 = node(&redis, "n1").await;
+    let n2 = node(&redis, "n2").await;
+    all_ready(&[&n1, &n2]).await;
+    let _ann = join_via(&n1.ws_url(), "r", "ann").await;
+    assert_eq!(redis.get("sfu:room:r").await.as_deref(), Some("n1"));
+    let answer = first_answer(&n2.ws_url(), "r", "bob").await;
+    assert_eq!(answer["type"], "redirect", "{answer}");
+
+    n1.child.kill().unwrap();
+    let killed = Instant::now();
+    let _ = n1.child.wait();
+    // Joins through n2 are sent to n1 (which no longer answers) until its entry expires, then
+    // n2 takes the room.
+    let deadline = killed + Duration::from_secs(10);
+    let bob = loop {
+        let answer = first_answer(&n2.ws_url(), "r", "bob").await;
+        if answer["type"] == "joined" {
+            break answer;
+        }
+        assert_eq!(answer["type"], "redirect", "{answer}");
+        assert_eq!(answer["url"], n1.ws_url().as_str());
+        assert!(
+            Instant::now() < deadline,
+            "the room still points at the dead node"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let free = killed.elapsed();
+    assert_eq!(redis.get("sfu:room:r").await.as_deref(), Some("n2"));
+    assert!(free < Duration::from_secs(8), "took {free:?}");
+    assert!(
+        redis.get("sfu:node:n1").await.is_none(),
+        "the dead node's entry expired"
+    );
+    println!("room claimable {free:?} after SIGKILL of its node");
+    drop(bob);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_makes_nodes_unready_and_running_rooms_go_on() {
+    let redis = Redis::start();
+    let port = redis.port;
+    let n1 = node(&redis, "n1").await;
+    all_ready(&[&n1]).await;
+    let mut ann = join_via(&n1.ws_url(), "a", "ann").await;
+
+    drop(redis);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while n1.get("/readyz").await.0 != 503 {
+        assert!(Instant::now() < deadline, "still ready without Redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A new room needs the cluster: a clear refusal, not a hang.
+    let started = Instant::now();
+    let refused = first_answer(&n1.ws_url(), "b", "bob").await;
+    assert_eq!(refused["code"], "server_busy", "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The running room takes joins and its participants stay.
+    let carl = join_via(&n1.ws_url(), "a", "carl").await;
+    assert_eq!(carl.url, n1.ws_url());
+    let joined = ann.ws.until("participant_joined").await;
+    assert_eq!(joined["participant"]["id"], carl.id.as_str());
+
+    let redis = Redis::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while n1.get("/readyz").await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dora = join_via(&n1.ws_url(), "b", "dora").await;
+    assert_eq!(dora.url, n1.ws_url());
+    // Its rooms are registered again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(redis.get("sfu:room:a").await.as_deref(), Some("n1"));
+}
