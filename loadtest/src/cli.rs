@@ -23,6 +23,11 @@ pub struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
 
+    /// Several nodes of a cluster, comma-separated HTTP base URLs: bots join through them in
+    /// turn (and follow the cluster's redirects). The first also stands for --url.
+    #[arg(long, value_delimiter = ',', value_name = "URL,URL,...")]
+    pub urls: Vec<String>,
+
     /// A named scenario; the flags below change it.
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
@@ -494,7 +499,18 @@ impl Args {
         let keys = self.token_source_keys().ok().flatten();
         RunConfig {
             scenario,
-            url: self.url.trim_end_matches('/').to_string(),
+            url: self
+                .urls
+                .first()
+                .unwrap_or(&self.url)
+                .trim_end_matches('/')
+                .to_string(),
+            more_urls: self
+                .urls
+                .iter()
+                .skip(1)
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
             token: self.token.clone(),
             dev_token: self.token.is_none() && keys.is_none() && self.token_from == TokenFrom::Dev,
             keys,

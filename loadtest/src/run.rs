@@ -135,8 +135,10 @@ async fn health(addr: SocketAddr, target: &Target) -> Result<(), String> {
 pub struct RunConfig {
     /// The scenario.
     pub scenario: Scenario,
-    /// `--url` as given.
+    /// `--url` as given (or the first of `--urls`).
     pub url: String,
+    /// The other nodes of `--urls`: bots join through all of them in turn.
+    pub more_urls: Vec<String>,
     /// A fixed token for `join`.
     pub token: Option<String>,
     /// Fetch a development token per bot.
@@ -247,8 +249,17 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         .dtls_provider
         .generate_certificate()
         .ok_or_else(|| RunError::Unhealthy(cfg.url.clone(), "no DTLS certificate".into()))?;
+    let mut ws_urls = vec![target.ws_url()];
+    for url in &cfg.more_urls {
+        let t = Target::parse(url)?;
+        let a = resolve(&t, cfg.allow_remote).await?;
+        health(a, &t)
+            .await
+            .map_err(|e| RunError::Unhealthy(url.clone(), e))?;
+        ws_urls.push(t.ws_url());
+    }
     let env = Arc::new(Env {
-        ws_url: target.ws_url(),
+        ws_urls,
         token: match (&cfg.token, &cfg.keys, cfg.dev_token) {
             (Some(t), _, _) => TokenSource::Fixed(t.clone()),
             (None, Some(keys), _) => keys.clone(),
@@ -300,7 +311,7 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
                     break;
                 }
                 sleep_until(at.into()).await;
-                handles.push(tokio::spawn(bot::run(spec, env.clone())));
+                handles.push(tokio::spawn(bot::run(spec, env.clone(), i)));
             }
             handles
         })

@@ -65,11 +65,13 @@ const MAX_ERRORS_KEPT: usize = 8;
 const MAX_STATES_KEPT: usize = 16;
 /// Signalling messages handled in one turn.
 const MAX_SIGNAL_BATCH: usize = 16;
+/// Redirects between the nodes of a cluster a join follows.
+const MAX_REDIRECTS: usize = 3;
 
 /// What all bots of a run share.
 pub struct Env {
-    /// `ws://host:port/ws`.
-    pub ws_url: String,
+    /// `ws://host:port/ws` of each node bots join through (one for a single server).
+    pub ws_urls: Vec<String>,
     /// Where the `join` token comes from.
     pub token: TokenSource,
     /// The IP bots bind their UDP sockets to.
@@ -250,10 +252,11 @@ impl BotReport {
 }
 
 /// Runs one bot until the end of the run; never panics on network input.
-pub async fn run(spec: BotSpec, env: Arc<Env>) -> BotReport {
+pub async fn run(spec: BotSpec, env: Arc<Env>, index: usize) -> BotReport {
     env.live.started.fetch_add(1, Relaxed);
     let mut report = BotReport::new(&spec);
-    let result = run_inner(&spec, &env, &mut report).await;
+    let url = env.ws_urls[index % env.ws_urls.len().max(1)].clone();
+    let result = run_inner(&spec, &env, &url, &mut report).await;
     if let Err(e) = result {
         env.live.failed.fetch_add(1, Relaxed);
         tracing::debug!(bot = %spec.name, "stopped: {e}");
@@ -263,7 +266,12 @@ pub async fn run(spec: BotSpec, env: Arc<Env>) -> BotReport {
     report
 }
 
-async fn run_inner(spec: &BotSpec, env: &Env, report: &mut BotReport) -> Result<(), BotError> {
+async fn run_inner(
+    spec: &BotSpec,
+    env: &Env,
+    first_url: &str,
+    report: &mut BotReport,
+) -> Result<(), BotError> {
     let token = match &env.token {
         TokenSource::None => None,
         TokenSource::Fixed(t) => Some(t.clone()),
@@ -278,40 +286,51 @@ async fn run_inner(spec: &BotSpec, env: &Env, report: &mut BotReport) -> Result<
         },
     };
     let opened = Instant::now();
-    let (ws, _) = timeout(
-        SIGNAL_TIMEOUT,
-        tokio_tungstenite::connect_async(env.ws_url.as_str()),
-    )
-    .await
-    .map_err(|_| BotError::Timeout("websocket connect"))?
-    .map_err(|e| BotError::Connect(e.to_string()))?;
-    let (mut tx, mut rx) = ws.split();
-    send_json(
-        &mut tx,
-        &ClientMessage::Join {
-            version: PROTOCOL_VERSION,
-            room: spec.room.clone(),
-            name: spec.name.clone(),
-            token,
-        },
-    )
-    .await?;
-    let participant_id = match timeout(SIGNAL_TIMEOUT, next_message(&mut rx)).await {
-        Err(_) => return Err(BotError::Timeout("joined")),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(None)) => return Err(BotError::Ws("closed before joined".into())),
-        Ok(Ok(Some(ServerMessage::Joined { participant_id, .. }))) => participant_id,
-        Ok(Ok(Some(ServerMessage::Error { code, message }))) => {
-            return Err(BotError::Server {
-                code: code.as_str().into(),
-                message,
-            })
-        }
-        Ok(Ok(Some(other))) => {
-            return Err(BotError::Ws(format!(
-                "expected joined, got {}",
-                message_type(&other)
-            )))
+    let mut url = first_url.to_owned();
+    let mut redirects = 0;
+    // A node of a cluster may send the join to the node that serves the room.
+    let (mut tx, mut rx, participant_id) = loop {
+        let (ws, _) = timeout(
+            SIGNAL_TIMEOUT,
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
+        .map_err(|_| BotError::Timeout("websocket connect"))?
+        .map_err(|e| BotError::Connect(e.to_string()))?;
+        let (mut tx, mut rx) = ws.split();
+        send_json(
+            &mut tx,
+            &ClientMessage::Join {
+                version: PROTOCOL_VERSION,
+                room: spec.room.clone(),
+                name: spec.name.clone(),
+                token: token.clone(),
+            },
+        )
+        .await?;
+        match timeout(SIGNAL_TIMEOUT, next_message(&mut rx)).await {
+            Err(_) => return Err(BotError::Timeout("joined")),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(None)) => return Err(BotError::Ws("closed before joined".into())),
+            Ok(Ok(Some(ServerMessage::Joined { participant_id, .. }))) => {
+                break (tx, rx, participant_id)
+            }
+            Ok(Ok(Some(ServerMessage::Redirect { url: to }))) if redirects < MAX_REDIRECTS => {
+                redirects += 1;
+                url = to;
+            }
+            Ok(Ok(Some(ServerMessage::Error { code, message }))) => {
+                return Err(BotError::Server {
+                    code: code.as_str().into(),
+                    message,
+                })
+            }
+            Ok(Ok(Some(other))) => {
+                return Err(BotError::Ws(format!(
+                    "expected joined, got {}",
+                    message_type(&other)
+                )))
+            }
         }
     };
     let joined = Instant::now();
