@@ -630,7 +630,7 @@ impl<B: MediaBackend> Conn<B> {
             Err(e) if e.redirect.is_some() => {
                 info!(
                     to = e.redirect.as_deref().unwrap_or_default(),
-                    "{what} redirected"
+                    "sent to another node"
                 );
                 self.send(&e.into()).await?;
                 Break(End::Redirected)

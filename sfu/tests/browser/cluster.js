@@ -1,0 +1,175 @@
+#!/usr/bin/env node
+// Two Chromium pages on two nodes of a cluster: P1 opens the demo page on node A, P2 on node B,
+// both for room `cluster`. A real redis-server holds the cluster's state. The room lands on one
+// node; the page on the other is answered with `redirect` and follows it (its page's CSP must
+// allow the other node's origin). Checks that both pages are in one room on one node and decode
+// each other's video, and reports the join time of each page.
+//
+// Run it inside a private network namespace where only `lo` exists (see run.sh):
+//   SFU_BIN=/path/to/sfu E2E_SCRIPT=cluster.js bash run.sh
+//
+// Environment:
+//   SFU_BIN          the server binary (required)
+//   CHROMIUM_PATH    browser binary (default /usr/bin/chromium)
+//   E2E_VERBOSE=1    stream the servers' and the pages' logs instead of printing them on failure
+'use strict';
+
+const { execFileSync, spawn } = require('node:child_process');
+const net = require('node:net');
+const { chromium } = require('playwright-core');
+const harness = require('./harness');
+const { CHROMIUM_ARGS, LogTail, httpStatus, runScript, spawnLogged, stopGroup, until, sleep } = harness;
+
+const env = process.env;
+const config = {
+  sfuBin: env.SFU_BIN,
+  chromiumPath: env.CHROMIUM_PATH || '/usr/bin/chromium',
+  verbose: env.E2E_VERBOSE === '1',
+  redisPort: 16390,
+  nodes: { A: { http: 18121, udp: 40420 }, B: { http: 18122, udp: 40430 } },
+  room: 'cluster',
+};
+const KEYS = { SFU_API_KEY: 'APIcluster', SFU_API_SECRET: 'a-secret-for-the-cluster-test-of-40-chars' };
+
+const results = { passed: 0, failed: 0 };
+const logs = { redis: new LogTail('redis', config.verbose), A: new LogTail('sfu-A', config.verbose), B: new LogTail('sfu-B', config.verbose) };
+const pageLogs = {};
+const children = {};
+const browsers = [];
+const log = (line) => console.log(`[cluster] ${line}`);
+
+function check(ok, what) {
+  results[ok ? 'passed' : 'failed']++;
+  log(`${ok ? 'ok' : 'FAIL'}: ${what}`);
+  return ok;
+}
+
+function redisInstalled() {
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function portOpen(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+function token(identity) {
+  return execFileSync(config.sfuBin, ['token', '--room', config.room, '--identity', identity, '--name', identity], {
+    env: { ...env, ...KEYS },
+  })
+    .toString()
+    .trim()
+    .split('\n')
+    .pop();
+}
+
+async function openPage(name, node) {
+  const browser = await chromium.launch({ executablePath: config.chromiumPath, headless: true, args: CHROMIUM_ARGS });
+  browsers.push(browser);
+  const page = await browser.newPage();
+  pageLogs[name] = new LogTail(name, config.verbose);
+  page.on('console', (m) => pageLogs[name].push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => pageLogs[name].push(`pageerror: ${e.message}`));
+  const q = new URLSearchParams({ room: config.room, name, token: token(name.toLowerCase()), autojoin: '1' });
+  const opened = Date.now();
+  await page.goto(`http://127.0.0.1:${config.nodes[node].http}/?${q}`, { waitUntil: 'domcontentloaded' });
+  await until(25_000, async () => {
+    const s = await page.evaluate(() => ({ state: window.sfuDemo.client.state, id: window.sfuDemo.client.participantId }));
+    return s.state === 'joined' && s.id ? { ok: true } : { ok: false, why: `${name} is ${s.state}` };
+  }, 100);
+  return { name, page, joinMs: Date.now() - opened };
+}
+
+/** Frames decoded from the one other participant, and how many others the page sees. */
+async function state(peer) {
+  return peer.page.evaluate(async () => {
+    const { client } = window.sfuDemo;
+    let frames = 0;
+    if (client.pc) {
+      const stats = await client.pc.getStats();
+      stats.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') frames = Math.max(frames, s.framesDecoded ?? 0);
+      });
+    }
+    return { frames, others: client.participants.size };
+  });
+}
+
+async function scenario() {
+  if (!redisInstalled()) {
+    if (process.getuid?.() === 0) {
+      log('installing redis-server');
+      execFileSync('apt-get', ['install', '-y', '-q', 'redis-server'], { stdio: 'ignore', env: { ...env, DEBIAN_FRONTEND: 'noninteractive' } });
+    }
+    if (!check(redisInstalled(), "Debian's redis-server is installed")) return;
+  }
+  children.redis = spawnLogged('redis-server', ['--port', String(config.redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], env, logs.redis);
+  await until(10_000, async () => ((await portOpen(config.redisPort)) ? { ok: true } : { ok: false, why: 'redis not up' }), 50);
+  for (const node of ['A', 'B']) {
+    const n = config.nodes[node];
+    const args = ['--http', `127.0.0.1:${n.http}`, '--udp-port', String(n.udp), '--advertise-ip', '127.0.0.1', '--workers', '1',
+      '--redis', `redis://127.0.0.1:${config.redisPort}/0`, '--node-id', `node-${node.toLowerCase()}`];
+    children[node] = spawnLogged(config.sfuBin, args, { ...env, ...KEYS, NO_COLOR: '1' }, logs[node]);
+  }
+  await until(20_000, async () => {
+    const codes = await Promise.all(['A', 'B'].map((n) => httpStatus(`http://127.0.0.1:${config.nodes[n].http}/readyz`, 1000)));
+    return codes.every((c) => c === 200) ? { ok: true } : { ok: false, why: `readyz ${codes}` };
+  }, 200);
+  // Each node has read the other's entry (refreshed every second).
+  await sleep(2200);
+
+  const p1 = await openPage('P1', 'A');
+  const p2 = await openPage('P2', 'B');
+  check(true, `P1 joined through node A in ${p1.joinMs} ms, P2 through node B in ${p2.joinMs} ms`);
+
+  let last = null;
+  const both = await until(30_000, async () => {
+    const s = await Promise.all([state(p1), state(p2)]);
+    last = s;
+    const ok = s.every((x) => x.others === 1 && x.frames > 10);
+    return ok ? { ok: true } : { ok: false, why: JSON.stringify(s) };
+  }, 250).then(() => true, (e) => {
+    log(e.message);
+    return false;
+  });
+  check(both, `both pages are in one room and decode each other's video (${JSON.stringify(last)})`);
+
+  // Exactly one node has the room's participants (its log says so).
+  const joinedOn = ['A', 'B'].filter((n) => logs[n].lines.some((l) => /signal::ws: joined$/.test(l)));
+  check(joinedOn.length === 1, `the participants joined on one node (${joinedOn.join(', ')})`);
+  const redirectedOn = ['A', 'B'].filter((n) => logs[n].lines.some((l) => l.includes('sent to another node')));
+  check(redirectedOn.length === 1 && redirectedOn[0] !== joinedOn[0], `the other node redirected its page (${redirectedOn.join(', ')})`);
+}
+
+async function shutdown() {
+  await Promise.all(browsers.map((b) => b.close().catch(() => {})));
+  await Promise.all(['A', 'B', 'redis'].map((n) => stopGroup(children[n])));
+}
+
+runScript({
+  scenario,
+  shutdown,
+  results,
+  log,
+  hardTimeoutMs: 120_000,
+  server: () => children.A,
+  finish: (code) => {
+    log(`${results.passed} passed, ${results.failed} failed`);
+    process.exit(code);
+  },
+  onFailure: () => {
+    for (const l of Object.values(logs)) l.dump();
+    for (const l of Object.values(pageLogs)) l.dump();
+  },
+});

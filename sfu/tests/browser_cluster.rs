@@ -1,0 +1,19 @@
+//! Two headless Chromium pages on two nodes of a cluster (a real `redis-server` holds its state):
+//! the page on the node that does not serve the room follows the `redirect` to the one that
+//! does, and both decode each other's video (see `tests/browser/cluster.js`, run through
+//! `tests/browser/run.sh` in a private network namespace).
+//!
+//! Needs Linux, node >= 20, npm, Debian's chromium and redis-server (installed when missing and
+//! running as root). With `SFU_SKIP_BROWSER_TESTS=1` the test is built as ignored.
+
+mod browser_runner;
+
+#[test]
+#[cfg_attr(skip_browser_tests, ignore = "SFU_SKIP_BROWSER_TESTS is set")]
+fn pages_on_two_nodes_of_a_cluster_meet_in_one_room() {
+    browser_runner::run_browser_script(
+        "run.sh",
+        &[("E2E_SCRIPT", "cluster.js")],
+        "cluster browser test",
+    );
+}
