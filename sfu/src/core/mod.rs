@@ -36,6 +36,7 @@ pub mod quality;
 mod queries;
 pub mod rate;
 pub mod room;
+mod sdp_text;
 mod speakers;
 pub mod stats;
 mod timers;
@@ -239,7 +240,10 @@ impl Engine {
     }
 
     /// Queue an event for the world.
-    fn emit(&mut self, event: Event) {
+    fn emit(&mut self, mut event: Event) {
+        if let Event::Offer { sdp, .. } | Event::Answer { sdp, .. } = &mut event {
+            sdp_text::end_candidates(sdp);
+        }
         self.out.push_back(event);
     }
 
