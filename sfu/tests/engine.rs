@@ -210,7 +210,10 @@ fn a_participant_whose_checks_never_arrive_is_removed_at_the_connect_deadline() 
     assert_eq!(bed.engine.participant_count(), 2, "bob removed before 22 s");
     assert!(bed.run_until(secs(5.0), |b| b.engine.participant_count() == 1));
     let after = bed.now - joined;
-    assert!(after >= secs(22.0) && after <= secs(22.5), "removed after {after:?}");
+    assert!(
+        after >= secs(22.0) && after <= secs(22.5),
+        "removed after {after:?}"
+    );
     assert!(bed.clients[a].messages.iter().any(|m| matches!(m,
         ServerMessage::ParticipantLeft { participant_id, reason }
             if *participant_id == idb && reason == "timeout")));

@@ -67,7 +67,15 @@ mod tests {
             assert_eq!(parse_duration(text), Ok(d), "{text}");
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
-        for bad in ["", "m", "5 parsecs", "-1s", "1.5", "99999999999999999999", "s5"] {
+        for bad in [
+            "",
+            "m",
+            "5 parsecs",
+            "-1s",
+            "1.5",
+            "99999999999999999999",
+            "s5",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(Duration::from_secs(90)), "1m 30s");

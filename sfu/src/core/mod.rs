@@ -523,9 +523,10 @@ impl Engine {
                 // ICE-lite gives up on candidate pairs that got no check for 15 s. Before the
                 // connection was ever up that is not the end (checks may still come, from
                 // another path or after an ICE restart): the connect deadline decides.
-                let keep = self.participants.get(&key).is_some_and(|p| {
-                    !p.connected || p.held_until.is_some_and(|t| t > now)
-                });
+                let keep = self
+                    .participants
+                    .get(&key)
+                    .is_some_and(|p| !p.connected || p.held_until.is_some_and(|t| t > now));
                 if !keep {
                     self.remove(now, key, LeaveReason::Timeout);
                 }

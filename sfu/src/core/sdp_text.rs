@@ -37,7 +37,10 @@ mod tests {
                        a=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n"
             .to_string();
         end_candidates(&mut sdp);
-        assert!(sdp.contains("tcptype passive\r\na=end-of-candidates\r\na=mid:0\r\n"), "{sdp}");
+        assert!(
+            sdp.contains("tcptype passive\r\na=end-of-candidates\r\na=mid:0\r\n"),
+            "{sdp}"
+        );
         assert_eq!(sdp.matches("a=end-of-candidates").count(), 1);
         // Once is enough.
         let before = sdp.clone();
@@ -56,6 +59,9 @@ mod tests {
     fn a_candidate_on_the_last_line_gets_a_line_break_first() {
         let mut sdp = "v=0\r\na=candidate:1 1 udp 1 192.0.2.1 5000 typ host".to_string();
         end_candidates(&mut sdp);
-        assert!(sdp.ends_with("typ host\r\na=end-of-candidates\r\n"), "{sdp}");
+        assert!(
+            sdp.ends_with("typ host\r\na=end-of-candidates\r\n"),
+            "{sdp}"
+        );
     }
 }
