@@ -387,24 +387,18 @@ impl Preset {
     }
 }
 
-/// `20`, `20s`, `500ms`, `2m`.
+/// A duration: a plain number of seconds (`20`, `1.5`) or what `humantime` reads (`500ms`,
+/// `20s`, `1.5s`, `2m`, `1m 30s`, `1h`); at most 24 h.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs.min(1e9)),
+        _ => humantime::parse_duration(s).map_err(|e| format!("not a duration: {s:?} ({e})"))?,
     };
-    let v: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" => v,
-        "m" | "min" => v * 60.0,
-        _ => return Err(format!("unknown unit in {s:?} (ms, s, m)")),
-    };
-    if !(0.0..=86_400.0).contains(&secs) {
+    if d > Duration::from_secs(86_400) {
         return Err(format!("{s:?} is out of range (0 to 24 h)"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// `640x360`.
@@ -547,9 +541,15 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5h"), Ok(Duration::from_secs(5 * 3600)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("x").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("25h").is_err());
         assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("inf").is_err());
         assert_eq!(parse_size("640x360"), Ok((640, 360)));
         assert!(parse_size("640").is_err());
     }

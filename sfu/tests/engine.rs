@@ -195,6 +195,47 @@ fn a_participant_that_never_connects_is_removed() {
     assert_eq!(bed.engine.room_count(), 0);
 }
 
+/// ICE-lite drops candidate pairs that get no check for 15 s and then reports the connection
+/// disconnected; before the connection was ever up, that is not the end: the connect deadline
+/// is. (22 s here rather than the default 30 s: the virtual client gives its DTLS handshake 30 s.)
+#[test]
+fn a_participant_whose_checks_never_arrive_is_removed_at_the_connect_deadline() {
+    let mut bed = Bed::with_config(|c| c.connect_timeout = secs(22.0));
+    let a = bed.join("r", "ann", true);
+    let b = bed.join("r", "bob", true);
+    let idb = bed.id(b);
+    bed.clients[b].offline = true; // its UDP is blocked from the start
+    let joined = bed.now;
+    bed.run(secs(19.0));
+    assert_eq!(bed.engine.participant_count(), 2, "bob removed before 22 s");
+    assert!(bed.run_until(secs(5.0), |b| b.engine.participant_count() == 1));
+    let after = bed.now - joined;
+    assert!(
+        after >= secs(22.0) && after <= secs(22.5),
+        "removed after {after:?}"
+    );
+    assert!(bed.clients[a].messages.iter().any(|m| matches!(m,
+        ServerMessage::ParticipantLeft { participant_id, reason }
+            if *participant_id == idb && reason == "timeout")));
+}
+
+/// A client whose first path never carried a check and that restarts ICE from another network
+/// 20 s after joining connects, and stays.
+#[test]
+fn a_participant_that_connects_late_but_within_the_connect_deadline_stays() {
+    let mut bed = Bed::new();
+    bed.join("r", "ann", true);
+    let b = bed.join("r", "bob", true);
+    bed.clients[b].offline = true;
+    bed.run(secs(20.0));
+    bed.clients[b].offline = false;
+    bed.move_client(b, "10.0.2.2:7000".parse().unwrap());
+    assert!(bed.run_until(secs(8.0), |b| all_receive_all(b, 2)));
+    bed.run(secs(15.0));
+    assert_eq!(bed.engine.participant_count(), 2);
+    assert!(all_receive_all(&bed, 2));
+}
+
 #[test]
 fn keyframe_requests_from_subscribers_are_forwarded_and_merged() {
     let mut bed = Bed::new();

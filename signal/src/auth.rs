@@ -43,7 +43,9 @@ pub const MAX_IDENTITY_CHARS: usize = 128;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// What a token allows. A grant missing from the token is `false`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(default)]
 pub struct Grants {
     /// May join the token's room.

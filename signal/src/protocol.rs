@@ -267,7 +267,8 @@ pub enum ServerMessage {
 }
 
 /// One participant as other participants see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Participant)]
 pub struct ParticipantInfo {
     /// Server-assigned id, unique in the room.
     pub id: String,
@@ -284,7 +285,8 @@ pub struct ParticipantInfo {
 }
 
 /// A published track.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Track)]
 pub struct TrackInfo {
     /// Server-assigned id, unique in the room; the `a=msid` track id on subscribers' connections.
     pub id: String,
@@ -315,7 +317,7 @@ pub enum StreamStateKind {
 }
 
 /// The kind of a track.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackKind {
     /// Audio (Opus).
@@ -355,7 +357,7 @@ pub struct IceServer {
 }
 
 /// Stable error codes. Clients act on these; the message is for humans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Not JSON, not an object, a missing or unknown `type`, or a field of the wrong shape.

@@ -1,12 +1,16 @@
-// The demo page: a join form, a local preview, one tile per remote participant (highlighted while
-// its owner speaks, with badges for muted tracks), mute buttons for the own microphone and camera,
-// and a chat panel (messages to everyone or to one participant, over the data channel).
+// The demo page: a lobby (a preview of the camera, a choice of camera and microphone, the join
+// form), then a grid of tiles, the own one (mirrored, labelled "You") among the others (highlighted
+// while their owner speaks, a crossed microphone next to the name while muted), mute buttons for the
+// own microphone and camera, a "Stats" switch that shows the simulcast layer and resolution received
+// on each video, and a chat panel (messages to everyone or to one participant, over the data
+// channel). The lobby's camera and microphone are the ones the call publishes; the choices of
+// devices and of the stats switch are remembered in localStorage.
 //
 // Query parameters: `room`, `name` prefill the form, `token` is the access token to join with
 // (an invitation link: the form shows its room, which cannot be changed, and its name; without
 // one the page asks the development-only endpoint `/api/dev/token`, which exists while the server
 // runs without configured keys, and otherwise says to ask for an invitation), `autojoin=1`
-// joins at once, `simulcast=0` publishes the camera as a single layer, `media=audio|video|none`
+// joins at once (with the devices chosen last time, without waiting for a click), `simulcast=0` publishes the camera as a single layer, `media=audio|video|none`
 // publishes only the microphone, only the camera, or nothing (watch only). `window.sfuDemo`
 // exposes the client and a few timings for tests.
 
@@ -27,6 +31,9 @@ window.sfuDemo = { client, metrics };
 
 const params = new URLSearchParams(location.search);
 const NAME_KEY = 'sfu-demo-name';
+const CAMERA_KEY = 'sfu-demo-camera';
+const MICROPHONE_KEY = 'sfu-demo-microphone';
+const STATS_KEY = 'sfu-demo-stats';
 
 const ERROR_TEXT = {
   media_denied: 'Camera or microphone access was denied. Allow it in the browser and try again.',
@@ -79,7 +86,12 @@ $('#join-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   join();
 });
-$('#leave').addEventListener('click', () => client.leave());
+$('#leave').addEventListener('click', () => {
+  // Before the client has started (the token or the devices are on their way) there is nothing
+  // to leave but the page state.
+  if (client.state === 'idle') setState('idle');
+  else client.leave();
+});
 $('#error .dismiss').addEventListener('click', hideError);
 
 async function join() {
@@ -107,6 +119,10 @@ async function join() {
     showError(err.message);
     return;
   }
+  // The lobby's camera and microphone; without them (access refused, no device) the client
+  // asks the browser itself and reports why it failed.
+  const stream = await lobbyMedia();
+  if (client.state !== 'idle' || document.body.dataset.state !== 'joining') return;
   try {
     await client.join({
       room,
@@ -114,7 +130,7 @@ async function join() {
       token,
       simulcast: params.get('simulcast') !== '0',
       iceTransportPolicy: params.get('relay') === '1' ? 'relay' : 'all',
-      ...publishOptions(params.get('media')),
+      ...(stream ? { stream } : publishOptions(params.get('media'))),
     });
     metrics.joinedAt = performance.now();
     setState('joined');
@@ -193,13 +209,175 @@ function publishOptions(media) {
   }
 }
 
+// ---- lobby: camera and microphone ----------------------------------------------------------
+
+/** What the page publishes, from the `media` query parameter (default: camera and microphone). */
+const WANTS = {
+  audio: !['video', 'none'].includes(params.get('media')),
+  video: !['audio', 'none'].includes(params.get('media')),
+};
+
+/**
+ * The lobby's media: one stream that the preview shows and the call publishes. The page owns it
+ * (the client is handed it and leaves it running): it is stopped after a call and opened again for
+ * the lobby. Device changes run one after the other on `chain`.
+ */
+const lobby = {
+  /** @type {MediaStream|null} */
+  stream: null,
+  /** The last failure to open a device, shown under the preview; null when all went well. */
+  error: null,
+  chain: Promise.resolve(),
+};
+
+$('#camera-select').addEventListener('change', (ev) => {
+  storeSetting(CAMERA_KEY, ev.target.value);
+  openDevices({ video: true });
+});
+$('#microphone-select').addEventListener('change', (ev) => {
+  storeSetting(MICROPHONE_KEY, ev.target.value);
+  openDevices({ audio: true });
+});
+navigator.mediaDevices?.addEventListener?.('devicechange', () => renderDevices());
+$('#camera-field').hidden = !WANTS.video;
+$('#microphone-field').hidden = !WANTS.audio;
+$('#preview-frame').hidden = !WANTS.video && !WANTS.audio;
+
+/**
+ * (Re)opens the devices of the kinds asked for (default: all the page publishes) with the choices
+ * of the selects, replacing their tracks in the lobby stream. Resolves when done; never rejects.
+ */
+function openDevices(kinds = WANTS) {
+  lobby.chain = lobby.chain.then(() => replaceTracks(kinds));
+  return lobby.chain;
+}
+
+async function replaceTracks(kinds) {
+  const audio = WANTS.audio && kinds.audio === true;
+  const video = WANTS.video && kinds.video === true;
+  lobby.stream ??= new MediaStream();
+  if (!audio && !video) return;
+  if (!navigator.mediaDevices?.getUserMedia) {
+    lobby.error = 'This page cannot use the camera or microphone: it needs https or localhost.';
+    renderPreview();
+    return;
+  }
+  // Release the old device first: some cameras cannot be opened twice.
+  for (const t of lobby.stream.getTracks()) {
+    if ((t.kind === 'audio' && audio) || (t.kind === 'video' && video)) {
+      t.stop();
+      lobby.stream.removeTrack(t);
+    }
+  }
+  const chosen = (select, key) => select.value || readSetting(key);
+  const constraints = (exact) => ({
+    audio: audio && deviceConstraint(true, exact ? chosen($('#microphone-select'), MICROPHONE_KEY) : ''),
+    video: video && deviceConstraint(DEFAULT_MEDIA.video, exact ? chosen($('#camera-select'), CAMERA_KEY) : ''),
+  });
+  let fresh;
+  try {
+    try {
+      fresh = await navigator.mediaDevices.getUserMedia(constraints(true));
+    } catch (err) {
+      // The device chosen earlier is gone: take any.
+      if (err?.name !== 'OverconstrainedError' && err?.name !== 'NotFoundError') throw err;
+      fresh = await navigator.mediaDevices.getUserMedia(constraints(false));
+    }
+    lobby.error = null;
+  } catch (err) {
+    const denied = err?.name === 'NotAllowedError' || err?.name === 'SecurityError';
+    lobby.error = denied ? ERROR_TEXT.media_denied : ERROR_TEXT.media_unavailable;
+  }
+  for (const t of fresh?.getTracks() ?? []) lobby.stream.addTrack(t);
+  renderPreview();
+  await renderDevices();
+}
+
+/** `base` (true or the capture constraints) for the device `deviceId`, if one is chosen. */
+function deviceConstraint(base, deviceId) {
+  if (!deviceId) return base;
+  return { ...(base === true ? {} : base), deviceId: { exact: deviceId } };
+}
+
+/**
+ * The stream to publish: the lobby's, once its devices are open; null when none of them could be
+ * opened (the client then asks the browser itself, and says why that fails).
+ */
+async function lobbyMedia() {
+  if (!WANTS.audio && !WANTS.video) return new MediaStream();
+  if (!liveTracks(lobby.stream).length) await openDevices();
+  return liveTracks(lobby.stream).length ? lobby.stream : null;
+}
+
+function liveTracks(stream) {
+  return stream?.getTracks().filter((t) => t.readyState === 'live') ?? [];
+}
+
+/** After a call: the camera goes off, then comes back for the lobby's preview. */
+function reopenLobbyMedia() {
+  lobby.chain = lobby.chain.then(() => {
+    for (const t of lobby.stream?.getTracks() ?? []) t.stop();
+    lobby.stream = null;
+    renderPreview();
+  });
+  openDevices();
+}
+
+function renderPreview() {
+  const video = $('#preview');
+  const hasVideo = liveTracks(lobby.stream).some((t) => t.kind === 'video');
+  $('#preview-frame').dataset.video = hasVideo ? 'on' : 'off';
+  // Only the lobby shows it (the call has the own tile); set anew, as its tracks may be new.
+  if (hasVideo && document.body.dataset.state === 'idle') {
+    video.srcObject = lobby.stream;
+    video.play().catch(() => {});
+  } else {
+    video.srcObject = null;
+  }
+  const note = $('#preview-note');
+  note.textContent = lobby.error ?? (WANTS.video ? 'Camera off' : 'No camera: audio only');
+  note.classList.toggle('problem', lobby.error !== null);
+}
+
+/** Fills the selects with the devices the browser lists, the ones in use selected. */
+async function renderDevices() {
+  let devices = [];
+  try {
+    devices = (await navigator.mediaDevices?.enumerateDevices?.()) ?? [];
+  } catch {
+    // Without a list the selects stay as they are.
+  }
+  const fill = (select, kind, label) => {
+    const found = devices.filter((d) => d.kind === kind && d.deviceId);
+    const inUse = liveTracks(lobby.stream).find((t) => t.kind === kind.replace('input', ''));
+    const current = inUse?.getSettings().deviceId ?? select.value;
+    select.replaceChildren(
+      ...found.map((d, i) => {
+        const option = document.createElement('option');
+        option.value = d.deviceId;
+        option.textContent = d.label || `${label} ${i + 1}`;
+        return option;
+      }),
+    );
+    if (found.some((d) => d.deviceId === current)) select.value = current;
+    select.disabled = found.length === 0;
+    if (found.length === 0) {
+      const none = document.createElement('option');
+      none.textContent = `No ${label.toLowerCase()} found`;
+      select.append(none);
+    }
+  };
+  fill($('#camera-select'), 'videoinput', 'Camera');
+  fill($('#microphone-select'), 'audioinput', 'Microphone');
+}
+
 // ---- client events --------------------------------------------------------------------------
 
 client.addEventListener('local-stream', (ev) => {
   const video = $('#local');
-  // Without a camera there is nothing to preview (and an empty stream would never load).
+  // Without a camera the tile shows the avatar (and an empty stream would never load).
   const hasVideo = ev.detail.stream.getVideoTracks().length > 0;
-  video.closest('.self').hidden = !hasVideo;
+  $('#self').dataset.video = hasVideo ? 'on' : 'off';
   video.srcObject = hasVideo ? ev.detail.stream : null;
   if (hasVideo) video.play().catch(() => {});
   renderControls();
@@ -261,6 +439,7 @@ client.addEventListener('error', (ev) => {
 
 client.addEventListener('left', (ev) => {
   setState('idle');
+  reopenLobbyMedia();
   const reason = ev.detail.reason;
   if (reason !== 'left') showError(LEFT_TEXT[reason] ?? 'You are no longer in the room.');
 });
@@ -324,7 +503,8 @@ function renderTiles() {
     tile.dataset.quality = p.quality ?? '';
     tile.title = reconnecting ? `${label} is reconnecting…` : '';
   }
-  grid.dataset.count = String(client.participants.size);
+  // The own tile counts too.
+  $('#grid').dataset.count = String(client.participants.size + 1);
   $('#empty').hidden = client.participants.size > 0 || client.state === 'idle';
 }
 
@@ -365,16 +545,17 @@ function createTile(id) {
   paused.hidden = true;
   const mutes = document.createElement('div');
   mutes.className = 'mutes';
-  mutes.append(
-    muteBadge('mic', 'Microphone muted', MIC_OFF_ICON),
-    muteBadge('cam', 'Camera off', CAM_OFF_ICON),
-  );
+  mutes.append(muteBadge('cam', 'Camera off', CAM_OFF_ICON));
   video.addEventListener('resize', () => updateBadge(tile));
   frame.append(video, avatar, paused, badge, mutes, unmute);
 
-  const name = document.createElement('figcaption');
+  // The name, and next to it a crossed microphone while the participant is muted.
+  const caption = document.createElement('figcaption');
+  caption.className = 'caption';
+  const name = document.createElement('span');
   name.className = 'name';
-  tile.append(frame, name);
+  caption.append(name, muteBadge('mic', 'Microphone muted', MIC_OFF_ICON));
+  tile.append(frame, caption);
   watchFirstFrame(video);
   return tile;
 }
@@ -453,7 +634,10 @@ function showStreamState(tile, { state, reason, layer }) {
   updateBadge(tile);
 }
 
-/** The badge: simulcast layer received (q, h, f) and the size of the frames shown. */
+/**
+ * The badge, shown while the "Stats" switch is on: simulcast layer received (q, h, f) and the
+ * size of the frames shown.
+ */
 function updateBadge(tile) {
   const video = tile.querySelector('video');
   const badge = tile.querySelector('.badge');
@@ -464,6 +648,7 @@ function updateBadge(tile) {
   layerEl.hidden = !layer;
   badge.querySelector('.size').textContent = size;
   badge.hidden =
+    !statsShown() ||
     tile.dataset.stream === 'paused' ||
     tile.dataset.video !== 'on' ||
     tile.dataset.videoMuted === 'true' ||
@@ -511,8 +696,34 @@ function renderControls() {
     button.hidden = !stream || !stream.getTracks().some((t) => t.kind === kind);
   }
   const self = $('#self');
-  self.dataset.videoMuted = String(client.isMuted('video'));
-  self.querySelector('.self-mic-off').hidden = !client.isMuted('audio');
+  const videoMuted = client.isMuted('video');
+  self.dataset.videoMuted = String(videoMuted);
+  self.querySelector('.muted-badge.cam').hidden = !videoMuted || self.dataset.video !== 'on';
+  self.querySelector('.muted-badge.mic').hidden = !client.isMuted('audio');
+  self.querySelector('.avatar').textContent = initials(nameInput.value || 'You');
+}
+
+// ---- stats ----------------------------------------------------------------------------------
+
+$('#toggle-stats').addEventListener('click', () => {
+  storeSetting(STATS_KEY, statsShown() ? '' : '1');
+  renderStats();
+});
+
+/** Whether the remote tiles show the layer and resolution received (off unless switched on). */
+function statsShown() {
+  return readSetting(STATS_KEY) === '1';
+}
+
+function renderStats() {
+  const shown = statsShown();
+  const button = $('#toggle-stats');
+  button.setAttribute('aria-pressed', String(shown));
+  button.title = shown
+    ? 'Hide the simulcast layer and resolution of each video'
+    : 'Show the simulcast layer and resolution received on each video';
+  document.body.dataset.stats = shown ? 'on' : 'off';
+  for (const tile of $('#remotes').querySelectorAll('.tile')) updateBadge(tile);
 }
 
 // ---- chat -----------------------------------------------------------------------------------
@@ -683,6 +894,7 @@ function setState(state) {
   $('#controls').hidden = state === 'idle';
   if (state === 'idle') {
     $('#local').srcObject = null;
+    $('#self').dataset.video = 'off';
     $('#room-label').textContent = '';
     setStatus('', 'idle');
     renderTiles();
@@ -694,6 +906,7 @@ function setState(state) {
   }
   renderControls();
   renderChatForm();
+  renderPreview();
   $('#empty').hidden = client.participants.size > 0 || state === 'idle';
 }
 
@@ -722,21 +935,33 @@ function rememberInUrl(room) {
 }
 
 function readStoredName() {
+  return readSetting(NAME_KEY);
+}
+
+function storeName(name) {
+  storeSetting(NAME_KEY, name);
+}
+
+/** A remembered choice ('' when none). */
+function readSetting(key) {
   try {
-    return localStorage.getItem(NAME_KEY) ?? '';
+    return localStorage.getItem(key) ?? '';
   } catch {
     return '';
   }
 }
 
-function storeName(name) {
+function storeSetting(key, value) {
   try {
-    localStorage.setItem(NAME_KEY, name);
+    if (value) localStorage.setItem(key, value);
+    else localStorage.removeItem(key);
   } catch {
-    // Storage may be unavailable (private mode); the name is only a convenience.
+    // Storage may be unavailable (private mode); these are only conveniences.
   }
 }
 
 setState('idle');
+renderStats();
+renderPreview();
 if (params.get('autojoin') === '1') join();
-else checkInvitationNeeded();
+else checkInvitationNeeded().then(() => needsInvitation || openDevices());

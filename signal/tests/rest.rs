@@ -885,7 +885,9 @@ async fn the_openapi_document_is_public_and_lists_every_route() {
             "{method} {path} is not documented"
         );
     }
-    let codes = doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+    let code = &doc["components"]["schemas"]["Error"]["properties"]["code"];
+    let name = code["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+    let codes = doc["components"]["schemas"][name]["enum"]
         .as_array()
         .unwrap()
         .clone();
@@ -899,5 +901,46 @@ async fn the_openapi_document_is_public_and_lists_every_route() {
         ErrorCode::ServerBusy,
     ] {
         assert!(codes.contains(&json!(code.as_str())), "{code:?}");
+    }
+}
+
+/// The served document and the router agree: every documented operation is answered by a route
+/// of its own (not the JSON 404 for unknown paths, not 405), and every other method on a
+/// documented path is refused with 405.
+#[tokio::test]
+async fn the_router_serves_exactly_the_documented_operations() {
+    let api = Api::new(true);
+    let (status, doc) = api.call("GET", "/api/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().expect("paths");
+    let route_paths: std::collections::BTreeSet<_> = ROUTES.iter().map(|(_, p)| *p).collect();
+    assert_eq!(
+        paths
+            .keys()
+            .map(String::as_str)
+            .collect::<std::collections::BTreeSet<_>>(),
+        route_paths
+    );
+    for (path, item) in paths {
+        let concrete = concrete(path);
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            let (status, body) = api.call(method, &concrete, None, Some("{}")).await;
+            let unknown = status == StatusCode::NOT_FOUND
+                && body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("no such API route"));
+            if item.get(method.to_lowercase()).is_some() {
+                assert!(
+                    !unknown && status != StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is documented but not served: {status} {body}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is served but not documented: {body}"
+                );
+            }
+        }
     }
 }

@@ -1,49 +1,27 @@
-//! Durations in configuration: `500ms`, `30s`, `5m`, `6h`, `1d`, or a plain number of seconds.
+//! Durations in configuration, read and written by `humantime`: `500ms`, `30s`, `5m`, `6h`, `1d`,
+//! `1h 30m`, `1.5s`, `2days`, ..., or a plain whole number of seconds.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// Parses `500ms`, `30s`, `5m`, `6h`, `1d` or `300` (seconds).
+/// Parses what `humantime` reads (`500ms`, `30s`, `5m`, `6h`, `1d`, `1h 30m`, `1.5s`, ...) or a
+/// plain whole number of seconds (`300`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 5m, 6h or 1d"))?;
-    let seconds = |factor: u64| {
-        n.checked_mul(factor)
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse()
             .map(Duration::from_secs)
-            .ok_or_else(|| format!("{text:?} is too long"))
-    };
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        "d" => seconds(86_400),
-        _ => Err(format!(
-            "{text:?} has an unknown unit; use ms, s, m, h or d"
-        )),
+            .map_err(|_| format!("{text:?} is too long"));
     }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{text:?} is not a duration like 500ms, 30s, 5m, 6h or 1d: {e}"))
 }
 
-/// Writes a duration the way [`parse_duration`] reads it.
+/// Writes a duration the way [`parse_duration`] reads it (`90s` as `1m 30s`).
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    let s = d.as_secs();
-    if !ms.is_multiple_of(1000) {
-        format!("{ms}ms")
-    } else if s != 0 && s.is_multiple_of(86_400) {
-        format!("{}d", s / 86_400)
-    } else if s != 0 && s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else if s != 0 && s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
+    humantime::format_duration(d).to_string()
 }
 
 /// A duration in a TOML file: a string as for [`parse_duration`], or an integer of seconds.
@@ -77,16 +55,31 @@ mod tests {
             ("500ms", Duration::from_millis(500)),
             ("30s", Duration::from_secs(30)),
             ("300", Duration::from_secs(300)),
+            (" 300 ", Duration::from_secs(300)),
             ("5m", Duration::from_secs(300)),
+            ("5min", Duration::from_secs(300)),
             ("6h", Duration::from_secs(6 * 3600)),
             ("1d", Duration::from_secs(86_400)),
+            ("2days", Duration::from_secs(2 * 86_400)),
+            ("1h 30m", Duration::from_secs(5400)),
+            ("1.5s", Duration::from_millis(1500)),
         ] {
             assert_eq!(parse_duration(text), Ok(d), "{text}");
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
-        for bad in ["", "m", "5 weeks", "-1s", "1.5h", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "m",
+            "5 parsecs",
+            "-1s",
+            "1.5",
+            "99999999999999999999",
+            "s5",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
     }
 }

@@ -36,6 +36,7 @@ pub mod quality;
 mod queries;
 pub mod rate;
 pub mod room;
+mod sdp_text;
 mod speakers;
 pub mod stats;
 mod timers;
@@ -239,7 +240,10 @@ impl Engine {
     }
 
     /// Queue an event for the world.
-    fn emit(&mut self, event: Event) {
+    fn emit(&mut self, mut event: Event) {
+        if let Event::Offer { sdp, .. } | Event::Answer { sdp, .. } = &mut event {
+            sdp_text::end_candidates(sdp);
+        }
         self.out.push_back(event);
     }
 
@@ -516,11 +520,14 @@ impl Engine {
                 self.timers.set(key, TimerKind::Liveness, at);
             }
             RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                let held = self
+                // ICE-lite gives up on candidate pairs that got no check for 15 s. Before the
+                // connection was ever up that is not the end (checks may still come, from
+                // another path or after an ICE restart): the connect deadline decides.
+                let keep = self
                     .participants
                     .get(&key)
-                    .is_some_and(|p| p.held_until.is_some_and(|t| t > now));
-                if !held {
+                    .is_some_and(|p| !p.connected || p.held_until.is_some_and(|t| t > now));
+                if !keep {
                     self.remove(now, key, LeaveReason::Timeout);
                 }
             }

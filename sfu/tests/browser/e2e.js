@@ -163,6 +163,25 @@ async function firstDecodedFrameInPage(timeoutMs) {
   return null;
 }
 
+/**
+ * In the page: where the own video is shown, whether it is the stream the client publishes, what
+ * the device pickers list, and whether any layer badge shows (Stats starts off).
+ */
+function ownTileInPage() {
+  const self = document.querySelector('#self');
+  const video = self?.querySelector('video');
+  const published = window.sfuDemo.client.localStream;
+  return {
+    inGrid: !!self?.closest('#grid') && self.classList.contains('tile'),
+    label: self?.querySelector('.name')?.textContent ?? '',
+    mirrored: video ? getComputedStyle(video).transform !== 'none' : false,
+    showsPublished: !!video && video.srcObject === published && published.getVideoTracks().length > 0,
+    cameras: document.querySelectorAll('#camera-select option[value]:not([value=""])').length,
+    microphones: document.querySelectorAll('#microphone-select option[value]:not([value=""])').length,
+    badgeShown: [...document.querySelectorAll('#remotes .tile .badge')].some((b) => !b.hidden),
+  };
+}
+
 /** In the page: what the client knows, and per remote participant the stats of its tracks. */
 async function snapshotInPage() {
   const { client } = window.sfuDemo;
@@ -328,6 +347,15 @@ async function scenario() {
       });
       return wrong.length ? { ok: false, why: wrong.join('; ') } : { ok: true };
     });
+  });
+
+  await check('the own video is a mirrored tile "You" in the grid, from the devices the lobby lists', async () => {
+    const own = await Promise.all(peers.map((p) => p.page.evaluate(ownTileInPage)));
+    const wrong = own
+      .map((o, i) => ({ ...o, name: peers[i].name }))
+      .filter((o) => !(o.inGrid && o.label === 'You' && o.mirrored && o.showsPublished && o.cameras > 0 && o.microphones > 0 && !o.badgeShown));
+    if (wrong.length) throw new Error(JSON.stringify(wrong));
+    return `${own[0].cameras} camera(s), ${own[0].microphones} microphone(s) listed`;
   });
 
   await check('each page decodes video and receives audio from both others', async () => {

@@ -661,11 +661,17 @@ async function scenario() {
   await check('S1 decodes P at 1280 wide (layer f)', async () => {
     const r = await waitForWidth(s1, 1280, 'f', TOP_LAYER_TIMEOUT_MS, 1000, s1.joinedAtPage);
     measured.s1TopMs = r.ms;
-    const m = await readMonitor(s1);
-    if (m.tile.badgeHidden || !/1280/.test(m.tile.badge)) {
-      throw new Error(`S1's badge is '${m.tile.badge}' (hidden: ${m.tile.badgeHidden})`);
-    }
-    return `after ${secs(r.ms)} from joining; badge '${m.tile.badge}'`;
+    // The layer and size badge is shown only behind the Stats switch, which starts off.
+    let m = await readMonitor(s1);
+    if (!m.tile.badgeHidden) throw new Error(`S1 shows a badge before Stats is on: '${m.tile.badge}'`);
+    await s1.page.click('#toggle-stats', { timeout: 5000 });
+    await until(5000, async () => {
+      m = await readMonitor(s1);
+      return !m.tile.badgeHidden && /1280/.test(m.tile.badge)
+        ? { ok: true }
+        : { ok: false, why: `S1's badge is '${m.tile.badge}' (hidden: ${m.tile.badgeHidden})` };
+    });
+    return `after ${secs(r.ms)} from joining; badge '${m.tile.badge}' once Stats is on`;
   });
 
   await check('P encodes q at 320 and f at 1280 wide while S1 needs the top layer', async () => {

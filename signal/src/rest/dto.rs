@@ -14,17 +14,20 @@ pub const MAX_PARTICIPANTS_LIMIT: u32 = 10_000;
 pub const MAX_EMPTY_TIMEOUT_SECS: u32 = 7 * 24 * 60 * 60;
 
 /// `POST /api/rooms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoom {
     /// Room name: 1 to 64 letters, digits, `-`, `_` or `.`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
     /// Most participants at once; 0 for no limit. Default: the server's `room.max_participants`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 10000)]
     pub max_participants: Option<u32>,
     /// Seconds an empty room stays open before it is closed. Default: the server's
     /// `room.empty_timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 604800)]
     pub empty_timeout: Option<u32>,
     /// Application data, opaque to the server; sent to participants as `room_updated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,7 +43,7 @@ impl CreateRoom {
 }
 
 /// `PATCH /api/rooms/{room}`: the fields given are changed, the others kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoom {
     /// New metadata; participants are sent `room_updated`.
@@ -48,9 +51,11 @@ pub struct UpdateRoom {
     pub metadata: Option<String>,
     /// New participant limit (0: none). Participants already in stay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 10000)]
     pub max_participants: Option<u32>,
     /// New empty timeout, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 604800)]
     pub empty_timeout: Option<u32>,
 }
 
@@ -85,7 +90,8 @@ fn check_settings(
 }
 
 /// A room as the REST API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Room)]
 pub struct RoomInfo {
     /// Room name.
     pub name: String,
@@ -102,14 +108,14 @@ pub struct RoomInfo {
 }
 
 /// `GET /api/rooms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoomList {
     /// The rooms, sorted by name.
     pub rooms: Vec<RoomInfo>,
 }
 
 /// `GET /api/rooms/{room}/participants`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ParticipantList {
     /// The participants, in join order.
     pub participants: Vec<ParticipantInfo>,
@@ -117,7 +123,7 @@ pub struct ParticipantList {
 
 /// `PATCH /api/rooms/{room}/participants/{id}`: the fields given are changed, the others kept.
 /// Everyone in the room is sent `participant_updated`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParticipant {
     /// New display name.
@@ -142,7 +148,7 @@ impl UpdateParticipant {
 }
 
 /// `POST /api/rooms/{room}/participants/{id}/tracks/{track}/mute`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MuteTrack {
     /// `true` stops forwarding the track, `false` resumes it.
@@ -150,10 +156,11 @@ pub struct MuteTrack {
 }
 
 /// `POST /api/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// The participant's identity (`sub`).
+    #[schema(min_length = 1, max_length = 128)]
     pub identity: String,
     /// The room (`room`). Required when the token grants `join`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +170,7 @@ pub struct CreateToken {
     pub name: Option<String>,
     /// Lifetime in seconds. Default: 21600 (6 h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 2592000)]
     pub ttl: Option<u64>,
     /// Grants; names other than the five are refused. Default: join, publish, subscribe,
     /// publish_data.
@@ -199,7 +207,8 @@ fn strict_grants<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Grants
 }
 
 /// A minted token: `POST /api/tokens` and `GET /api/dev/token`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Token)]
 pub struct TokenResponse {
     /// The JWT.
     pub token: String,

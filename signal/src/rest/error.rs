@@ -23,8 +23,11 @@ use super::BODY_READ_TIMEOUT;
 const MAX_DETAIL_CHARS: usize = 200;
 
 /// A REST error: stable code, human message, and the field at fault if any.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema,
+)]
 #[error("{}: {message}", code.as_str())]
+#[schema(as = Error)]
 pub struct ApiError {
     /// The stable code.
     pub code: ErrorCode,

@@ -12,13 +12,15 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::dto::{
-    CreateRoom, CreateToken, MuteTrack, ParticipantList, RoomList, TokenResponse,
+    CreateRoom, CreateToken, MuteTrack, ParticipantList, RoomInfo, RoomList, TokenResponse,
     UpdateParticipant, UpdateRoom,
 };
 use super::error::{ApiError, ApiPath, JsonBody};
 use super::{openapi, ApiState, RoomService};
 use crate::auth::{unix_now, AuthError, Claims, Grants, TokenSpec, DEFAULT_TTL};
 use crate::protocol::{validate_display_name, validate_room_name, ErrorCode, SignalError};
+#[allow(unused_imports)] // named in the OpenAPI attributes only
+use crate::protocol::{ParticipantInfo, TrackInfo};
 
 /// The caller, proven by a `room_admin` token.
 pub(crate) struct Admin(Claims);
@@ -86,10 +88,33 @@ fn id_param(field: &'static str, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    operation_id = "openapi",
+    summary = "This document (OpenAPI 3.1).",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", content_type = "application/json"))
+)]
 pub(crate) async fn openapi_json() -> Json<serde_json::Value> {
     Json(openapi::document())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms",
+    operation_id = "createRoom",
+    summary = "Create a room.",
+    request_body = CreateRoom,
+    responses(
+        (status = 201, description = "The room.", body = RoomInfo),
+        (status = 409, description = "conflict: the room exists", body = ApiError),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn create_room<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -101,6 +126,19 @@ pub(crate) async fn create_room<S: RoomService>(
     Ok((StatusCode::CREATED, Json(room)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms",
+    operation_id = "listRooms",
+    summary = "List rooms (only the token's room for a room-scoped token).",
+    responses(
+        (status = 200, description = "The rooms.", body = RoomList),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn list_rooms<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -110,6 +148,21 @@ pub(crate) async fn list_rooms<S: RoomService>(
     Ok(Json(RoomList { rooms }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}",
+    operation_id = "getRoom",
+    summary = "Get a room.",
+    params(("room" = String, Path, description = "Room name.")),
+    responses(
+        (status = 200, description = "The room.", body = RoomInfo),
+        (status = 404, description = "not_found: no such room", body = ApiError),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn get_room<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -121,6 +174,22 @@ pub(crate) async fn get_room<S: RoomService>(
     Ok(Json(room).into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/rooms/{room}",
+    operation_id = "updateRoom",
+    summary = "Change a room's metadata or settings.",
+    params(("room" = String, Path, description = "Room name.")),
+    request_body = UpdateRoom,
+    responses(
+        (status = 200, description = "The room.", body = RoomInfo),
+        (status = 404, description = "not_found: no such room", body = ApiError),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn update_room<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -134,6 +203,21 @@ pub(crate) async fn update_room<S: RoomService>(
     Ok(Json(room).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/rooms/{room}",
+    operation_id = "deleteRoom",
+    summary = "Delete a room; everyone in it leaves with reason room_deleted.",
+    params(("room" = String, Path, description = "Room name.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "not_found: no such room", body = ApiError),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn delete_room<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -145,6 +229,21 @@ pub(crate) async fn delete_room<S: RoomService>(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/participants",
+    operation_id = "listParticipants",
+    summary = "List a room's participants with their tracks.",
+    params(("room" = String, Path, description = "Room name.")),
+    responses(
+        (status = 200, description = "The participants.", body = ParticipantList),
+        (status = 404, description = "not_found: no such room", body = ApiError),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn list_participants<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -156,6 +255,21 @@ pub(crate) async fn list_participants<S: RoomService>(
     Ok(Json(ParticipantList { participants }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/participants/{participant}",
+    operation_id = "getParticipant",
+    summary = "Get a participant.",
+    params(("room" = String, Path, description = "Room name."), ("participant" = String, Path, description = "Participant id (`Participant.id`).")),
+    responses(
+        (status = 200, description = "The participant.", body = ParticipantInfo),
+        (status = 404, description = "not_found: no such room or participant", body = ApiError),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn get_participant<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -172,6 +286,22 @@ pub(crate) async fn get_participant<S: RoomService>(
     Ok(Json(p).into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/rooms/{room}/participants/{participant}",
+    operation_id = "updateParticipant",
+    summary = "Change a participant's name or metadata.",
+    params(("room" = String, Path, description = "Room name."), ("participant" = String, Path, description = "Participant id (`Participant.id`).")),
+    request_body = UpdateParticipant,
+    responses(
+        (status = 200, description = "The participant.", body = ParticipantInfo),
+        (status = 404, description = "not_found: no such room or participant", body = ApiError),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn update_participant<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -190,6 +320,21 @@ pub(crate) async fn update_participant<S: RoomService>(
     Ok(Json(p).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/rooms/{room}/participants/{participant}",
+    operation_id = "removeParticipant",
+    summary = "Remove a participant; it leaves with reason removed.",
+    params(("room" = String, Path, description = "Room name."), ("participant" = String, Path, description = "Participant id (`Participant.id`).")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 404, description = "not_found: no such room or participant", body = ApiError),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn remove_participant<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -206,6 +351,22 @@ pub(crate) async fn remove_participant<S: RoomService>(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/participants/{participant}/tracks/{track}/mute",
+    operation_id = "muteTrack",
+    summary = "Mute or unmute a published track.",
+    params(("room" = String, Path, description = "Room name."), ("participant" = String, Path, description = "Participant id (`Participant.id`)."), ("track" = String, Path, description = "Track id (`Track.id`).")),
+    request_body = MuteTrack,
+    responses(
+        (status = 200, description = "The track.", body = TrackInfo),
+        (status = 404, description = "not_found: no such room, participant or track", body = ApiError),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn mute_track<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -224,6 +385,20 @@ pub(crate) async fn mute_track<S: RoomService>(
     Ok(Json(t).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/tokens",
+    operation_id = "createToken",
+    summary = "Mint an access token, signed with the caller's API key.",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token.", body = TokenResponse),
+        (status = 400, description = "invalid_request: a field breaks the rules (`field` names it)", body = ApiError),
+        (status = 401, description = "unauthorized: no token, or a malformed, forged, expired or not yet valid one", body = ApiError),
+        (status = 403, description = "forbidden: the token lacks room_admin, or is for another room", body = ApiError),
+        (status = 503, description = "server_busy: the media server did not answer in time", body = ApiError),
+    )
+)]
 pub(crate) async fn create_token<S: RoomService>(
     State(s): State<ApiState<S>>,
     admin: Admin,
@@ -311,6 +486,24 @@ pub(crate) struct DevTokenQuery {
 }
 
 /// Development mode only: a participant token for `room`, named `name`, with a fresh identity.
+#[utoipa::path(
+    get,
+    path = "/api/dev/token",
+    operation_id = "devToken",
+    summary = "Development mode only: a participant token for anyone.",
+    description = "Exists only while the server runs without configured keys. The identity is \
+        `dev-` and 10 random characters, new each time; the token is valid for 6 hours and grants \
+        join, publish, subscribe and publish_data in the room.",
+    params(
+        ("room" = String, Query, description = "The room the token opens."),
+        ("name" = String, Query, description = "The display name the token carries."),
+    ),
+    responses(
+        (status = 200, description = "The token.", body = TokenResponse),
+        (status = 400, description = "invalid_request: room or name missing or invalid (`field` names it)", body = ApiError),
+        (status = 404, description = "not_found: the server has configured keys", body = ApiError),
+    )
+)]
 pub(crate) async fn dev_token<S: RoomService>(
     State(s): State<ApiState<S>>,
     query: Result<Query<DevTokenQuery>, axum::extract::rejection::QueryRejection>,
