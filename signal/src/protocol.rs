@@ -202,7 +202,8 @@ pub enum ServerMessage {
         /// `active`, or `paused` (nothing is sent).
         state: StreamStateKind,
         /// Why it is paused: `bandwidth` (the estimate cannot carry it), `hidden` (the client said
-        /// it is not visible), `muted` or `publisher` (no layer arrives).
+        /// it is not visible), `muted`, `publisher` (no layer arrives) or `codec` (the client's
+        /// answer left out the codec the publisher sends).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
         /// The simulcast layer (rid) forwarded while active, if the track has layers.
@@ -392,6 +393,9 @@ pub enum ErrorCode {
     /// A `resume` that cannot be honoured: no such session (it ended, or its grace period
     /// passed), or the wrong secret. Join again.
     ResumeFailed,
+    /// An offer's video m-line sends none of the video codecs the room takes; that m-line is
+    /// answered inactive and publishes nothing.
+    UnsupportedCodec,
     /// A bug on the server side.
     Internal,
 }
@@ -418,6 +422,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::ResumeFailed => "resume_failed",
+            ErrorCode::UnsupportedCodec => "unsupported_codec",
             ErrorCode::Internal => "internal",
         }
     }
