@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use super::dto::VIDEO_CODECS;
+
 fn reference(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
@@ -51,6 +53,12 @@ fn schemas() -> Value {
             "room_admin": { "type": "boolean" }
         }
     });
+    let video_codecs = json!({
+        "type": "array", "uniqueItems": true,
+        "items": { "type": "string", "enum": VIDEO_CODECS },
+        "description": "Video codecs publishers may send, most preferred first; empty: every \
+            codec the server forwards, in each publisher's own order."
+    });
     let track = json!({
         "type": "object", "required": ["id", "kind"],
         "properties": {
@@ -67,7 +75,8 @@ fn schemas() -> Value {
                     "bad_message", "message_too_large", "unsupported_version", "not_joined",
                     "already_joined", "invalid_name", "invalid_sdp", "wrong_state",
                     "unauthorized", "forbidden", "room_full", "server_busy", "invalid_request",
-                    "not_found", "conflict", "rate_limited", "limit_exceeded", "resume_failed", "internal"] },
+                    "not_found", "conflict", "rate_limited", "limit_exceeded", "resume_failed", "unsupported_codec",
+                    "internal"] },
                 "message": { "type": "string" },
                 "field": { "type": "string", "description": "The request field at fault." }
             }
@@ -80,7 +89,8 @@ fn schemas() -> Value {
                     "description": "0: no limit. Default: room.max_participants." },
                 "empty_timeout": { "type": "integer", "minimum": 1, "maximum": 604800,
                     "description": "Seconds. Default: room.empty_timeout." },
-                "metadata": { "type": "string", "maxLength": 16384 }
+                "metadata": { "type": "string", "maxLength": 16384 },
+                "video_codecs": video_codecs.clone()
             }
         },
         "UpdateRoom": {
@@ -88,20 +98,22 @@ fn schemas() -> Value {
             "properties": {
                 "metadata": { "type": "string", "maxLength": 16384 },
                 "max_participants": { "type": "integer", "minimum": 0, "maximum": 10000 },
-                "empty_timeout": { "type": "integer", "minimum": 1, "maximum": 604800 }
+                "empty_timeout": { "type": "integer", "minimum": 1, "maximum": 604800 },
+                "video_codecs": video_codecs.clone()
             }
         },
         "Room": {
             "type": "object",
             "required": ["name", "max_participants", "empty_timeout", "metadata",
-                         "created_at", "num_participants"],
+                         "created_at", "num_participants", "video_codecs"],
             "properties": {
                 "name": { "type": "string" },
                 "max_participants": { "type": "integer" },
                 "empty_timeout": { "type": "integer" },
                 "metadata": { "type": "string" },
                 "created_at": { "type": "integer", "description": "Unix seconds." },
-                "num_participants": { "type": "integer" }
+                "num_participants": { "type": "integer" },
+                "video_codecs": video_codecs
             }
         },
         "RoomList": {
