@@ -173,6 +173,10 @@ pub enum RoomCommand {
         /// Room metadata.
         #[arg(long)]
         metadata: Option<String>,
+        /// The video codecs publishers may send, most preferred first (vp8, h264; e.g.
+        /// `h264` or `h264,vp8`). Default: the server's room.video_codecs.
+        #[arg(long, value_delimiter = ',', value_name = "CODECS")]
+        video_codecs: Option<Vec<String>>,
     },
     /// List rooms.
     List {
@@ -621,6 +625,7 @@ pub async fn room(command: RoomCommand) -> Result<(), CliError> {
             max_participants,
             empty_timeout,
             metadata,
+            video_codecs,
         } => {
             let empty_timeout = empty_timeout
                 .map(|d| u32::try_from(d.as_secs()))
@@ -631,6 +636,7 @@ pub async fn room(command: RoomCommand) -> Result<(), CliError> {
                 max_participants,
                 empty_timeout,
                 metadata,
+                video_codecs,
             };
             let room = client(&server)?.create_room(&req).await?;
             if server.json {

@@ -23,6 +23,7 @@ use file::FileConfig;
 pub use http_limits::{HttpLimits, HttpLimitsArgs, KEYS as HTTP_LIMITS_KEYS};
 
 use crate::core::limits::ParticipantLimits;
+use crate::core::VideoCodecs;
 use crate::io::rooms::{Limits, RoomDefaults};
 use crate::io::turn::{self, TurnConfig};
 use crate::io::webhook::WebhookConfig;
@@ -42,6 +43,7 @@ pub const KEYS: &[&str] = &[
     "room.auto_create",
     "room.max_participants",
     "room.empty_timeout",
+    "room.video_codecs",
     "limits.max_participants",
     "limits.max_participants_per_worker",
     "participant.max_tracks",
@@ -344,6 +346,15 @@ impl Config {
             r.empty_timeout.map(|d| d.0),
             a.room_empty_timeout
         );
+        let codecs = match (&r.video_codecs, a.room_video_codecs.as_slice()) {
+            (_, given) if !given.is_empty() => Some(given),
+            (Some(file), _) => Some(file.as_slice()),
+            _ => None,
+        };
+        if let Some(names) = codecs {
+            c.room.video_codecs =
+                VideoCodecs::parse(names).map_err(|m| err("room.video_codecs", m))?;
+        }
 
         let l = &file.limits;
         set!(

@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use sfu::core::{generate_dtls_cert, EngineConfig};
+use sfu::core::{generate_dtls_cert, EngineConfig, VideoCodecs};
 use sfu::io::handle::{Placement, RoomDefaults, SfuHandle};
 use sfu::io::webhook::{WebhookConfig, Webhooks};
 use sfu::io::worker::{self, WorkerSpec};
@@ -105,6 +105,7 @@ fn room(name: &str) -> CreateRoom {
         max_participants: None,
         empty_timeout: None,
         metadata: None,
+        video_codecs: None,
     }
 }
 
@@ -289,6 +290,46 @@ async fn limits_and_auto_create_are_enforced_at_join() {
     );
     let conflict = sfu.create_room(room("small")).await.unwrap_err();
     assert_eq!(conflict.code, ErrorCode::Conflict);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_take_their_video_codecs_from_the_defaults_or_their_own() {
+    let defaults = RoomDefaults {
+        video_codecs: VideoCodecs::parse(&["vp8"]).unwrap(),
+        ..RoomDefaults::default()
+    };
+    let sfu = start(defaults, Webhooks::disabled());
+    let plain = sfu.create_room(room("plain")).await.unwrap();
+    assert_eq!(plain.video_codecs, ["vp8"]);
+    let rec = sfu
+        .create_room(CreateRoom {
+            video_codecs: Some(vec!["H264".into(), "vp8".into()]),
+            ..room("rec")
+        })
+        .await
+        .unwrap();
+    assert_eq!(rec.video_codecs, ["h264", "vp8"]);
+    let _ann = join(&sfu, "rec", "ann").await;
+    let any = sfu
+        .update_room(
+            "rec".into(),
+            UpdateRoom {
+                video_codecs: Some(Vec::new()),
+                ..UpdateRoom::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(any.video_codecs.is_empty(), "no policy: any codec");
+    assert_eq!(sfu.get_room("rec".into()).await.unwrap(), any);
+    let bad = sfu
+        .create_room(CreateRoom {
+            video_codecs: Some(vec!["vp9".into()]),
+            ..room("x")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code, ErrorCode::InvalidRequest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,7 +208,8 @@ pub enum ServerMessage {
         /// `active`, or `paused` (nothing is sent).
         state: StreamStateKind,
         /// Why it is paused: `bandwidth` (the estimate cannot carry it), `hidden` (the client said
-        /// it is not visible), `muted` or `publisher` (no layer arrives).
+        /// it is not visible), `muted`, `publisher` (no layer arrives) or `codec` (the client's
+        /// answer left out the codec the publisher sends).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
         /// The simulcast layer (rid) forwarded while active, if the track has layers.
@@ -402,6 +403,9 @@ pub enum ErrorCode {
     ResumeFailed,
     /// The join was sent to another node of the cluster (`redirect`); never in an `error`.
     Redirected,
+    /// An offer's video m-line sends none of the video codecs the room takes; that m-line is
+    /// answered inactive and publishes nothing.
+    UnsupportedCodec,
     /// A bug on the server side.
     Internal,
 }
@@ -429,6 +433,7 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::ResumeFailed => "resume_failed",
             ErrorCode::Redirected => "redirected",
+            ErrorCode::UnsupportedCodec => "unsupported_codec",
             ErrorCode::Internal => "internal",
         }
     }

@@ -65,6 +65,14 @@
  * subscriber and tells the publisher which layers somebody needs (`publisher_layers`); the client
  * switches the others off with `RTCRtpSender.setParameters` until they are needed again.
  *
+ * Video codec: the browser's own order decides (VP8 first in Chromium) unless
+ * `join({ videoCodec: 'h264' })` (or `'vp8'`) puts that codec first with
+ * `RTCRtpTransceiver.setCodecPreferences`, the others after it. The server answers in the order
+ * offered unless the room's policy says otherwise (it may allow one codec only), and the browser
+ * sends the first codec of the answer. A browser that cannot send the codec keeps its own order.
+ * Subscribers receive what the publisher sends; one that cannot decode it gets `stream-state`
+ * `paused` with reason `codec`.
+ *
  * Remote video size: hand every `<video>` element that shows remote video to `observeVideo()`. The
  * client then tells the server how large (in device pixels) and whether it is on screen, so that
  * the server sends no larger layer than needed and nothing while hidden (a scrolled-away element
@@ -99,7 +107,7 @@
  *   server). `detail: { kind, muted }`.
  * - `stream-state`: the server started, paused or switched a remote video. `detail:
  *   { participantId, trackId, state, reason, layer }`: `state` is `active` or `paused`; `reason`
- *   (when paused) is `bandwidth`, `hidden`, `muted` or `publisher`; `layer` (when active) is the
+ *   (when paused) is `bandwidth`, `hidden`, `muted`, `publisher` or `codec`; `layer` (when active) is the
  *   simulcast rid received (`q`, `h`, `f`), or null for a single-layer track. The last state per
  *   track is also in `client.streamStates`.
  * - `participants-changed`: someone joined or left, or the local session started or ended.
@@ -111,7 +119,8 @@
  * - `connection-state`: the peer connection's `connectionState` changed. `detail: { state }`.
  * - `error`: something failed. `detail: { code, message }`. `code` is one of the server's codes
  *   (`bad_message`, `invalid_name`, `unauthorized`, `room_full`, `server_busy`, `rate_limited`,
- *   `message_too_large`, `forbidden`, ...) or a client code:
+ *   `message_too_large`, `forbidden`, `unsupported_codec` (the room does not take the video codec
+ *   offered: the camera is not published), ...) or a client code:
  *   `media_denied`, `media_unavailable`, `connection_failed`, `timeout`, `negotiation_failed`,
  *   `ice_failed`.
  * - `reconnecting`: the WebSocket dropped; the client is taking the session up on a new one.
@@ -368,6 +377,8 @@ export class SfuClient extends EventTarget {
   #abortJoin = null;
   /** Whether the camera goes out as simulcast layers in this session. */
   #simulcast = true;
+  /** The video codec to offer first (`h264`, `vp8`), or null for the browser's own order. */
+  #videoCodec = null;
   /** The session's ICE transport policy: `all`, or `relay` for TURN relays only. */
   #iceTransportPolicy = 'all';
   /** Own track id -> rids the server asked for (`publisher_layers`). @type {Map<string, Set<string>>} */
@@ -405,6 +416,9 @@ export class SfuClient extends EventTarget {
    * @param {MediaStreamConstraints} [options.media] constraints for `getUserMedia` when no `stream`
    * @param {number} [options.timeoutMs] how long to wait for the server's `joined`
    * @param {boolean} [options.simulcast] publish video as three simulcast layers (default true)
+   * @param {string} [options.videoCodec] the video codec to publish in, if the room allows it:
+   *   `h264` or `vp8`, offered first with the browser's other codecs after it (default: the
+   *   browser's own order)
    * @param {'all'|'relay'} [options.iceTransportPolicy] `relay` reaches the server only through the
    *   TURN servers it hands out (default `all`)
    * @returns {Promise<{participantId: string, participants: Map<string, RemoteParticipant>}>}
@@ -419,12 +433,14 @@ export class SfuClient extends EventTarget {
     timeoutMs = JOIN_TIMEOUT_MS,
     simulcast = true,
     iceTransportPolicy = 'all',
+    videoCodec = null,
   } = {}) {
     if (this.#state !== 'idle') {
       throw new SfuError('wrong_state', 'already in a session; call leave() first');
     }
     this.#state = 'joining';
     this.#simulcast = simulcast !== false;
+    this.#videoCodec = videoCodec ? String(videoCodec).toLowerCase() : null;
     this.#iceTransportPolicy = iceTransportPolicy === 'relay' ? 'relay' : 'all';
     const generation = ++this.#generation;
     try {
@@ -1122,7 +1138,10 @@ export class SfuClient extends EventTarget {
       if (this.#simulcast && track.kind === 'video') {
         init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e }));
       }
-      pc.addTransceiver(track, init);
+      const transceiver = pc.addTransceiver(track, init);
+      if (track.kind === 'video' && this.#videoCodec && !preferVideoCodec(transceiver, this.#videoCodec)) {
+        console.warn(`sfu client: this browser cannot send video as ${this.#videoCodec}; using its own order`);
+      }
     }
     if (pc.getTransceivers().length === 0) {
       // Nothing to publish: the first offer still needs an m-line (and a BUNDLE group).
@@ -1906,6 +1925,32 @@ async function captureMedia(constraints) {
     const what = denied ? 'access to the camera or microphone was denied' : 'no usable camera or microphone';
     throw new SfuError(denied ? 'media_denied' : 'media_unavailable', `${what} (${err?.name ?? 'Error'}: ${err?.message ?? err})`);
   }
+}
+
+/**
+ * Puts the video codec `name` (`h264`, `vp8`) first in the transceiver's codec preferences, every
+ * other codec the browser sends after it in its own order. Returns whether it could.
+ */
+function preferVideoCodec(transceiver, name) {
+  const mime = `video/${name}`.toLowerCase();
+  const first = (codecs) => [
+    ...codecs.filter((c) => c.mimeType.toLowerCase() === mime),
+    ...codecs.filter((c) => c.mimeType.toLowerCase() !== mime),
+  ];
+  if (typeof transceiver.setCodecPreferences !== 'function') return false;
+  // Browsers check sending transceivers against what they send, older ones against what they
+  // receive: try both.
+  for (const source of [globalThis.RTCRtpSender, globalThis.RTCRtpReceiver]) {
+    const codecs = source?.getCapabilities?.('video')?.codecs ?? [];
+    if (!codecs.some((c) => c.mimeType.toLowerCase() === mime)) continue;
+    try {
+      transceiver.setCodecPreferences(first(codecs));
+      return true;
+    } catch {
+      // Refused by this browser: try the other list.
+    }
+  }
+  return false;
 }
 
 /** Adds a remote candidate; a candidate the browser cannot use is not worth ending the session. */

@@ -10,8 +10,10 @@
 // (an invitation link: the form shows its room, which cannot be changed, and its name; without
 // one the page asks the development-only endpoint `/api/dev/token`, which exists while the server
 // runs without configured keys, and otherwise says to ask for an invitation), `autojoin=1`
-// joins at once (with the devices chosen last time, without waiting for a click), `simulcast=0` publishes the camera as a single layer, `media=audio|video|none`
-// publishes only the microphone, only the camera, or nothing (watch only). `window.sfuDemo`
+// joins at once (with the devices chosen last time, without waiting for a click), `simulcast=0`
+// publishes the camera as a single layer, `media=audio|video|none` publishes only the
+// microphone, only the camera, or nothing (watch only), `codec=h264|vp8` offers that video codec
+// first (the room may still decide). `window.sfuDemo`
 // exposes the client and a few timings for tests.
 
 import { DEFAULT_MEDIA, SfuClient } from './client.js';
@@ -130,6 +132,7 @@ async function join() {
       token,
       simulcast: params.get('simulcast') !== '0',
       iceTransportPolicy: params.get('relay') === '1' ? 'relay' : 'all',
+      videoCodec: params.get('codec') || null,
       ...(stream ? { stream } : publishOptions(params.get('media'))),
     });
     metrics.joinedAt = performance.now();

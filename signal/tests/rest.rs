@@ -74,6 +74,7 @@ impl RoomService for Rooms {
             metadata: req.metadata.unwrap_or_default(),
             created_at: unix_now(),
             num_participants: 0,
+            video_codecs: req.video_codecs.unwrap_or_default(),
         };
         rooms.insert(req.name, (info.clone(), Vec::new()));
         Ok(info)
@@ -234,6 +235,7 @@ impl Api {
                     metadata: String::new(),
                     created_at: 1,
                     num_participants: 0,
+                    video_codecs: Vec::new(),
                 },
                 Vec::new(),
             ),
@@ -530,6 +532,12 @@ async fn room_bodies_are_validated_field_by_field() {
         (r#"{"name":"r","empty_timeout":0}"#, "empty_timeout"),
         (r#"{"name":"r","empty_timeout":"5m"}"#, "empty_timeout"),
         (r#"{"name":"r","colour":"red"}"#, "colour"),
+        (r#"{"name":"r","video_codecs":["vp9"]}"#, "video_codecs"),
+        (
+            r#"{"name":"r","video_codecs":["vp8","VP8"]}"#,
+            "video_codecs",
+        ),
+        (r#"{"name":"r","video_codecs":"vp8"}"#, "video_codecs"),
         ("not json", "body"),
         ("", "body"),
     ] {
@@ -861,6 +869,7 @@ async fn a_slow_media_side_is_answered_with_server_busy() {
             max_participants: None,
             empty_timeout: None,
             metadata: None,
+            video_codecs: None,
         })
         .await
         .unwrap();

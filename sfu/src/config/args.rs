@@ -108,6 +108,17 @@ pub struct ServeArgs {
           value_name = "DURATION")]
     pub room_empty_timeout: Option<std::time::Duration>,
 
+    /// The video codecs publishers may send in rooms created without their own, most preferred
+    /// first: `vp8`, `h264`, or both (`h264,vp8`). Default: any codec the server forwards, in
+    /// each publisher's own order.
+    #[arg(
+        long,
+        env = "SFU_ROOM_VIDEO_CODECS",
+        value_delimiter = ',',
+        value_name = "CODECS"
+    )]
+    pub room_video_codecs: Vec<String>,
+
     /// Most participants on this server (0: no limit); further joins get `server_busy`.
     /// Default: 0.
     #[arg(long, env = "SFU_LIMITS_MAX_PARTICIPANTS", value_name = "N")]

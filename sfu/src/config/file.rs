@@ -94,6 +94,7 @@ pub struct FileRoom {
     pub auto_create: Option<bool>,
     pub max_participants: Option<u32>,
     pub empty_timeout: Option<FileDuration>,
+    pub video_codecs: Option<Vec<String>>,
 }
 
 /// `[webhook]`.

@@ -309,3 +309,24 @@ fn participant_limits_come_from_file_and_flags_and_are_checked() {
         assert_eq!(load(text, &[]).unwrap_err().key, key, "{text}");
     }
 }
+
+#[test]
+fn the_room_video_codecs_come_from_file_and_flags_and_are_checked() {
+    use crate::core::codecs::VideoCodecs;
+    assert!(load("", &[]).unwrap().room.video_codecs.is_any());
+    let c = load("[room]\nvideo_codecs = [\"H264\", \"vp8\"]\n", &[]).unwrap();
+    assert_eq!(c.room.video_codecs.names(), ["h264", "vp8"]);
+    let c = load(
+        "[room]\nvideo_codecs = [\"h264\"]\n",
+        &["--room-video-codecs", "vp8"],
+    )
+    .unwrap();
+    assert_eq!(c.room.video_codecs, VideoCodecs::parse(&["vp8"]).unwrap());
+    assert_eq!(
+        key_of(load("[room]\nvideo_codecs = [\"vp9\"]\n", &[])),
+        "room.video_codecs"
+    );
+    let e = load("", &["--room-video-codecs", "vp8,vp8"]).unwrap_err();
+    assert_eq!(e.key, "room.video_codecs");
+    assert!(e.message.contains("twice"), "{e}");
+}

@@ -188,7 +188,7 @@ impl Engine {
                 }
                 continue;
             }
-            let max_layer = if !sub.visible || track.muted {
+            let max_layer = if !sub.visible || track.muted || !sub.codec_ok {
                 None
             } else {
                 Some(track.layer_for_size(sub.width, sub.height))
@@ -344,6 +344,8 @@ impl Engine {
             None
         } else if track.muted {
             Some(PauseReason::Muted)
+        } else if !sub.codec_ok {
+            Some(PauseReason::Codec)
         } else if !sub.visible {
             Some(PauseReason::Hidden)
         } else if track.publisher_silent(now) {

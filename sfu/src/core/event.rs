@@ -190,6 +190,9 @@ pub enum PauseReason {
     Muted,
     /// Nothing arrives from the publisher.
     Publisher,
+    /// The subscriber's connection has no codec for what the publisher sends (its answer left
+    /// that codec out).
+    Codec,
 }
 
 impl PauseReason {
@@ -200,6 +203,7 @@ impl PauseReason {
             PauseReason::Hidden => "hidden",
             PauseReason::Muted => "muted",
             PauseReason::Publisher => "publisher",
+            PauseReason::Codec => "codec",
         }
     }
 }
@@ -341,6 +345,15 @@ pub enum Error {
     /// The participant's grants do not allow publishing.
     #[error("this participant may not publish")]
     MayNotPublish,
+    /// A video m-line of an offer sends none of the codecs the room takes; it was answered
+    /// inactive.
+    #[error("video m-line {mid} sends none of the codecs this room takes ({allowed}); it publishes nothing")]
+    CodecNotAllowed {
+        /// The m-line.
+        mid: String,
+        /// What the room takes (`VP8 or H.264`).
+        allowed: String,
+    },
     /// A mute for a track that is not the participant's own.
     #[error("only the publisher mutes its own tracks here")]
     NotOwnTrack,

@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use str0m::format::PayloadParams;
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
-use str0m::media::{KeyframeRequestKind, Pt};
+use str0m::format::{CodecConfig, PayloadParams};
+use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor, Vp8Patch};
 
 use str0m::media::MediaKind;
@@ -114,6 +114,16 @@ impl Engine {
                 continue;
             };
             let drop = |stats: &mut EngineStats, r: DropReason| stats.dropped[r.index()] += 1;
+            let out_pt = out_payload_type(&s.rtc, sub.mid, &mut sub.pt_map, in_pt, in_params);
+            if out_pt.is_some() != sub.codec_ok {
+                // The publisher changed codec: this subscriber can now, or no longer, take it.
+                sub.codec_ok = out_pt.is_some();
+                self.agenda.allocate(sk);
+            }
+            let Some(out_pt) = out_pt else {
+                drop(&mut self.stats, DropReason::Codec);
+                continue;
+            };
             let switch = match sub.selector.select(layer, keyframe_start) {
                 Selection::Forward => false,
                 Selection::Switch => true,
@@ -140,10 +150,6 @@ impl Engine {
                 drop(&mut self.stats, DropReason::NotConnected);
                 continue;
             }
-            let Some(out_pt) = out_payload_type(&s.rtc, &mut sub.pt_map, in_pt, in_params) else {
-                drop(&mut self.stats, DropReason::NoStream);
-                continue;
-            };
             let mut api = s.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(sub.mid, None) else {
                 drop(&mut self.stats, DropReason::NoStream);
@@ -235,22 +241,40 @@ impl Engine {
     }
 }
 
-/// The payload type on a subscriber's connection for the publisher's `in_pt` (whose parameters
-/// are `in_params`), remembered in `pt_map` for the next packet.
+/// The payload type on the subscriber's m-line `mid` for the publisher's `in_pt` (whose
+/// parameters are `in_params`), remembered in `pt_map` for the next packet; `None` when the
+/// m-line has no codec for it.
 fn out_payload_type(
     rtc: &str0m::Rtc,
-    pt_map: &mut Option<(Pt, Pt)>,
+    mid: Mid,
+    pt_map: &mut Option<(Pt, Option<Pt>)>,
     in_pt: Pt,
     in_params: Option<PayloadParams>,
 ) -> Option<Pt> {
     if let Some((i, o)) = *pt_map {
         if i == in_pt {
-            return Some(o);
+            return o;
         }
     }
-    let out = rtc.codec_config().match_params(in_params?)?.pt();
+    let out = negotiated_pt(rtc, mid, in_params?);
     *pt_map = Some((in_pt, out));
-    Some(out)
+    out
+}
+
+/// The payload type, among those negotiated on m-line `mid` of `rtc`, that best matches a
+/// publisher's `params` (same codec; for H.264 the same profile and packetization mode).
+pub(super) fn negotiated_pt(rtc: &str0m::Rtc, mid: Mid, params: PayloadParams) -> Option<Pt> {
+    let negotiated = rtc.media(mid)?.remote_pts();
+    let candidates: Vec<PayloadParams> = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .filter(|p| negotiated.contains(&p.pt()))
+        .copied()
+        .collect();
+    CodecConfig::new_from_payload_params(candidates)
+        .match_params(params)
+        .map(|p| p.pt())
 }
 
 /// The patch that gives this subscriber its own continuous VP8 picture ids and TL0PICIDX

@@ -8,6 +8,7 @@ use str0m::net::TcpType;
 use str0m::Candidate;
 use tracing::info;
 
+use super::codecs::VideoCodecs;
 use super::demux::IcePaths;
 use super::event::{Error, Event, LeaveReason, ParticipantView};
 use super::limits::TokenBucket;
@@ -33,6 +34,9 @@ pub struct JoinSpec {
     pub can_subscribe: bool,
     /// May send data-channel messages.
     pub can_publish_data: bool,
+    /// The room's video codec policy, as the room registry has it now: every join brings it,
+    /// so that the engine's copy follows the registry's.
+    pub video_codecs: VideoCodecs,
 }
 
 impl JoinSpec {
@@ -47,6 +51,7 @@ impl JoinSpec {
             can_publish: true,
             can_subscribe: true,
             can_publish_data: true,
+            video_codecs: VideoCodecs::any(),
         }
     }
 }
@@ -63,6 +68,7 @@ impl Engine {
             can_publish,
             can_subscribe,
             can_publish_data,
+            video_codecs,
         } = spec;
         if self.demux.id(&id).is_some() {
             return Err(Error::IdInUse);
@@ -117,6 +123,7 @@ impl Engine {
             .collect();
         let r = self.rooms.room_or_new(&room);
         r.participants.push(key);
+        r.video_codecs = video_codecs;
         let to_add = if can_subscribe {
             r.tracks.clone()
         } else {
@@ -172,6 +179,8 @@ impl Engine {
                 quality: Default::default(),
                 held_until: None,
                 nack_counts: Vec::new(),
+                video_orders: HashMap::new(),
+                codec_refused: Vec::new(),
             },
         );
         self.timers.set(key, TimerKind::Liveness, deadline);

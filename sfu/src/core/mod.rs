@@ -21,6 +21,7 @@
 mod agenda;
 pub mod allocator;
 pub mod bandwidth;
+pub mod codecs;
 pub mod data;
 mod demux;
 pub mod event;
@@ -43,6 +44,7 @@ mod timers;
 pub mod track;
 pub mod voice_activity;
 
+pub use codecs::VideoCodecs;
 pub use demux::Transport;
 pub use event::{
     Error, Event, LeaveReason, ParticipantView, PauseReason, SdpKind, Speaker, StreamState,

@@ -1,13 +1,23 @@
-//! Operations on behalf of the operator or the participant itself: mute, metadata.
+//! Operations on behalf of the operator or the participant itself: mute, metadata, the room's
+//! video codecs.
 
 use std::time::Instant;
 
+use super::codecs::VideoCodecs;
 use super::event::{Error, Event};
 use super::participant::ParticipantKey;
 use super::room::TrackKey;
 use super::Engine;
 
 impl Engine {
+    /// The video codecs publishers of `room` may send from now on (if the room is here). Video
+    /// m-lines already negotiated keep their codecs.
+    pub fn set_video_codecs(&mut self, room: &str, codecs: VideoCodecs) {
+        if let Some(r) = self.rooms.room_mut(room) {
+            r.video_codecs = codecs;
+        }
+    }
+
     /// Mute or unmute track `track_id` of participant `participant_id`. A muted track is not
     /// forwarded; on unmute every subscriber restarts on a fresh keyframe with continuous
     /// numbering. The room hears of it with [`Event::TrackMuted`].

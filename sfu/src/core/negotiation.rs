@@ -12,7 +12,9 @@ use str0m::media::{Direction, MediaKind, Mid};
 use str0m::Candidate;
 use tracing::debug;
 
+use super::codecs;
 use super::event::{Error, Event, SdpKind};
+use super::fanout;
 use super::forward::select::LayerSelector;
 use super::forward::Forwarder;
 use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
@@ -96,6 +98,11 @@ impl Engine {
             .participants
             .get_mut(&key)
             .ok_or(Error::UnknownParticipant)?;
+        let policy = self
+            .rooms
+            .room(&p.room)
+            .map(|r| r.video_codecs.clone())
+            .unwrap_or_default();
         if !p.negotiation.allow_offer(now) {
             return Err(Error::TooManyOffers {
                 burst: limits.offer_burst,
@@ -108,7 +115,14 @@ impl Engine {
             debug!(participant = %p.id, "offers crossed; the server gives way");
         }
         self.agenda.renegotiate(key);
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| Error::UnreadableSdp {
+        let prepared = codecs::prepare_offer(
+            sdp,
+            &policy,
+            |mid| p.rtc.media(mid).is_some(),
+            &p.codec_refused,
+            p.grants.publish,
+        );
+        let offer = SdpOffer::from_sdp_string(&prepared.sdp).map_err(|e| Error::UnreadableSdp {
             kind: SdpKind::Offer,
             detail: e.to_string(),
         })?;
@@ -122,6 +136,15 @@ impl Engine {
                 detail: e.to_string(),
             })?;
         p.negotiation.answered_client();
+        let (answer, orders) = codecs::shape_answer(
+            &answer.to_sdp_string(),
+            &prepared.sdp,
+            &policy,
+            &p.video_orders,
+            &prepared.new,
+        );
+        p.video_orders.extend(orders);
+        p.codec_refused.extend(prepared.refused.iter().copied());
         // An offer with new ICE credentials restarts ICE (a client whose network changed): the
         // server's credentials change too, and checks from the new path name the new ones.
         let creds = p.rtc.direct_api().local_ice_credentials();
@@ -130,11 +153,22 @@ impl Engine {
             let old = p.paths.restart(creds.ufrag, creds.pass);
             self.demux.rename_ufrag(&old, p.paths.ufrag(), key);
         }
-        let answer = Event::Answer {
-            participant: p.id.clone(),
-            sdp: answer.to_sdp_string(),
-        };
-        self.emit(answer);
+        let id = p.id.clone();
+        self.emit(Event::Answer {
+            participant: id.clone(),
+            sdp: answer,
+        });
+        for mid in prepared.refused {
+            debug!(participant = %id, %mid, "video m-line without an allowed codec");
+            self.stats.signals_refused += 1;
+            self.emit(Event::Refused {
+                participant: id.clone(),
+                error: Error::CodecNotAllowed {
+                    mid: mid.to_string(),
+                    allowed: policy.describe(),
+                },
+            });
+        }
         Ok(())
     }
 
@@ -170,12 +204,18 @@ impl Engine {
         for (tk, mid) in added {
             match self.rooms.track_mut(tk) {
                 Some(track) => {
+                    // Whether this connection took the codec the publisher sends (checked again
+                    // on every change of payload type).
+                    let codec_ok = track
+                        .sending_params()
+                        .is_none_or(|params| fanout::negotiated_pt(&p.rtc, mid, params).is_some());
                     p.subs.insert(
                         tk,
                         Subscription {
                             mid,
                             forwarder: Forwarder::new(track.kind, first_seq(), track.clock_rate()),
                             pt_map: None,
+                            codec_ok,
                             selector: LayerSelector::default(),
                             vp8: Default::default(),
                             visible: true,
@@ -291,8 +331,18 @@ impl Engine {
             return;
         }
         let (to_add, deactivated) = p.negotiation.take_changes();
+        // The codec each new video m-line carries: the one its publisher sends, as this
+        // connection numbers it.
+        let mut publisher_pts = Vec::new();
+        for tk in &to_add {
+            let sending = self.rooms.track(*tk).and_then(|t| t.sending_params());
+            if let Some(pp) = sending.and_then(|s| p.rtc.codec_config().match_params(s)) {
+                publisher_pts.push((*tk, pp.pt()));
+            }
+        }
         let mut api = p.rtc.sdp_api();
         let mut added = Vec::new();
+        let mut restrict = Vec::new();
         for tk in to_add {
             let Some(track) = self.rooms.track(tk) else {
                 continue;
@@ -308,6 +358,9 @@ impl Engine {
                 None,
             );
             added.push((tk, mid));
+            if let Some((_, pt)) = publisher_pts.iter().find(|(t, _)| *t == tk) {
+                restrict.push((mid, *pt));
+            }
         }
         for &mid in &deactivated {
             api.set_direction(mid, Direction::Inactive);
@@ -318,9 +371,15 @@ impl Engine {
                 added,
                 deactivated,
             });
+            // Its own video m-lines keep the order they were answered in, so that it goes on
+            // sending the same codec; a new track's m-line carries its publisher's codec.
+            let mut sdp = codecs::keep_orders(&offer.to_sdp_string(), &p.video_orders);
+            for (mid, pt) in restrict {
+                sdp = codecs::restrict_mline(&sdp, mid, &[pt]);
+            }
             let offer = Event::Offer {
                 participant: p.id.clone(),
-                sdp: offer.to_sdp_string(),
+                sdp,
             };
             self.emit(offer);
         }

@@ -30,8 +30,12 @@ pub struct Subscription {
     pub mid: Mid,
     /// Sequence/timestamp state.
     pub forwarder: Forwarder,
-    /// Last publisher payload type seen and the matching payload type on this connection.
-    pub pt_map: Option<(Pt, Pt)>,
+    /// Last publisher payload type seen and the matching payload type on this connection
+    /// (`None`: this connection has no codec for it).
+    pub pt_map: Option<(Pt, Option<Pt>)>,
+    /// This connection can carry what the publisher sends (as far as known): its answer kept
+    /// the publisher's codec.
+    pub codec_ok: bool,
     /// Which layer is forwarded (video); audio always has layer 0 as target.
     pub selector: LayerSelector,
     /// VP8 picture id / TL0PICIDX continuity across layer switches.
@@ -129,6 +133,11 @@ pub struct Participant {
     pub held_until: Option<Instant>,
     /// Last cumulative NACK count per stream, to count differences.
     pub nack_counts: Vec<(StreamKey, u64)>,
+    /// The codecs answered on each of its own video m-lines, in the order it is to send them
+    /// (kept for the life of the m-line, so that later answers do not change what it sends).
+    pub video_orders: HashMap<Mid, Vec<Pt>>,
+    /// Its video m-lines that offered none of the room's codecs: answered inactive, for good.
+    pub codec_refused: Vec<Mid>,
 }
 
 impl Participant {

@@ -54,6 +54,17 @@ impl Engine {
         let tk = self.next_key;
         self.next_key += 1;
         let muted = p.negotiation.take_early_mute(mid);
+        let config = p.rtc.codec_config();
+        let codecs = p
+            .video_orders
+            .get(&mid)
+            .map(|order| {
+                order
+                    .iter()
+                    .filter_map(|pt| config.find(|pp| pp.pt() == *pt).copied())
+                    .collect()
+            })
+            .unwrap_or_default();
         let track = Track {
             id: format!("{}-{}", p.id, mid),
             kind,
@@ -63,6 +74,7 @@ impl Engine {
             subscribers: Vec::new(),
             layers: track_layers(kind, simulcast),
             codec: None,
+            codecs,
             in_params: None,
             muted,
             priority: 0,

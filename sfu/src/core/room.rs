@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use str0m::rtp::Ssrc;
 
+use super::codecs::VideoCodecs;
 use super::forward::select::LayerIndex;
 use super::participant::ParticipantKey;
 use super::track::Track;
@@ -19,6 +20,8 @@ pub struct Room {
     pub participants: Vec<ParticipantKey>,
     /// Tracks, in publish order.
     pub tracks: Vec<TrackKey>,
+    /// The video codecs its publishers may send, in order of preference.
+    pub video_codecs: VideoCodecs,
 }
 
 /// The rooms of an engine and their tracks.

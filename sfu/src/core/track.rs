@@ -52,6 +52,9 @@ pub struct Track {
     pub layers: Vec<Layer>,
     /// Codec, learnt from the first packet.
     pub codec: Option<VideoCodec>,
+    /// The video codecs negotiated with the publisher, in the order it was told to send them:
+    /// the first is the one it sends (empty for audio).
+    pub codecs: Vec<PayloadParams>,
     /// The publisher's payload parameters for the payload type seen last.
     pub in_params: Option<(Pt, PayloadParams)>,
     /// Not forwarded while set.
@@ -95,6 +98,17 @@ pub struct Layer {
 }
 
 impl Track {
+    /// The publisher's parameters for what it sends: the codec of the packets arriving, or
+    /// before any did, the one it was told to send. `None` for audio.
+    pub fn sending_params(&self) -> Option<PayloadParams> {
+        if self.kind != MediaKind::Video {
+            return None;
+        }
+        self.in_params
+            .map(|(_, p)| p)
+            .or_else(|| self.codecs.first().copied())
+    }
+
     /// Whether a keyframe request for `layer` may go upstream now; records it if so.
     pub fn keyframe_request_due(&mut self, now: Instant, layer: LayerIndex) -> bool {
         let Some(l) = self.layers.get_mut(layer as usize) else {
@@ -254,6 +268,7 @@ impl Track {
                 })
                 .collect(),
             codec: None,
+            codecs: Vec::new(),
             in_params: None,
             muted: false,
             priority: 0,

@@ -17,7 +17,7 @@ use super::cluster::{Cluster, Place};
 pub use super::rooms::{Placement, RoomDefaults};
 use super::turn::TurnConfig;
 use super::webhook::Webhooks;
-use crate::core::{JoinSpec, LeaveReason};
+use crate::core::{JoinSpec, LeaveReason, VideoCodecs};
 
 /// Messages a participant's event queue holds before the participant is considered stuck.
 ///
@@ -133,12 +133,14 @@ pub enum Command {
         /// Answered when done.
         reply: oneshot::Sender<()>,
     },
-    /// Tell everyone in a room its new metadata.
+    /// A room's settings changed.
     UpdateRoom {
         /// Room name.
         room: String,
-        /// The metadata.
-        metadata: String,
+        /// The new metadata, to tell everyone in the room.
+        metadata: Option<String>,
+        /// The new video codec policy, for video published from now on.
+        video_codecs: Option<VideoCodecs>,
     },
 }
 
@@ -375,6 +377,7 @@ impl SfuHandle {
         spec.can_publish = req.grants.publish;
         spec.can_subscribe = req.grants.subscribe;
         spec.can_publish_data = req.grants.publish_data;
+        spec.video_codecs = reservation.video_codecs;
         let who = spec.identity.clone().unwrap_or_else(|| id.clone());
         let ice_servers = self.turn.ice_servers(&who, std::time::SystemTime::now());
         let cmd = Command::Join {

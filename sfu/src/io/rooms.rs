@@ -16,6 +16,8 @@ use signal::auth::unix_seconds;
 use signal::protocol::{ErrorCode, SignalError};
 use signal::rest::dto::{CreateRoom, RoomInfo, UpdateRoom};
 
+use crate::core::VideoCodecs;
+
 /// Settings for rooms that are not given their own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomDefaults {
@@ -25,6 +27,8 @@ pub struct RoomDefaults {
     pub max_participants: u32,
     /// How long an empty room stays open.
     pub empty_timeout: Duration,
+    /// The video codecs publishers may send, in order of preference (empty: any).
+    pub video_codecs: VideoCodecs,
 }
 
 impl Default for RoomDefaults {
@@ -33,6 +37,7 @@ impl Default for RoomDefaults {
             auto_create: true,
             max_participants: 0,
             empty_timeout: Duration::from_secs(300),
+            video_codecs: VideoCodecs::any(),
         }
     }
 }
@@ -57,6 +62,7 @@ struct RoomEntry {
     max_participants: u32,
     empty_timeout: Duration,
     metadata: String,
+    video_codecs: VideoCodecs,
     created_at: SystemTime,
     /// The worker that owns the room while it has participants.
     worker: Option<usize>,
@@ -75,6 +81,7 @@ impl RoomEntry {
             metadata: self.metadata.clone(),
             created_at: unix_seconds(self.created_at),
             num_participants: u32::try_from(self.participants).unwrap_or(u32::MAX),
+            video_codecs: self.video_codecs.names(),
         }
     }
 }
@@ -95,6 +102,21 @@ pub struct Reservation {
     pub created: Option<RoomInfo>,
     /// The room's metadata ("" when none).
     pub metadata: String,
+    /// The room's video codec policy.
+    pub video_codecs: VideoCodecs,
+}
+
+/// What a change of a room's settings means for the worker that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomUpdate {
+    /// The room as it is now.
+    pub info: RoomInfo,
+    /// The worker owning it, when it has participants.
+    pub worker: Option<usize>,
+    /// The new metadata, when it changed (the participants are told).
+    pub metadata: Option<String>,
+    /// The new video codec policy, when it changed.
+    pub video_codecs: Option<VideoCodecs>,
 }
 
 /// The room registry and the placement of rooms and participants on workers.
@@ -112,6 +134,10 @@ pub struct Placement {
 
 fn not_found() -> SignalError {
     SignalError::new(ErrorCode::NotFound, "no such room")
+}
+
+fn parse_codecs(names: &[String]) -> Result<VideoCodecs, SignalError> {
+    VideoCodecs::parse(names).map_err(|m| SignalError::new(ErrorCode::InvalidRequest, m))
 }
 
 impl Placement {
@@ -190,6 +216,7 @@ impl Placement {
             max_participants: self.defaults.max_participants,
             empty_timeout: self.defaults.empty_timeout,
             metadata: String::new(),
+            video_codecs: self.defaults.video_codecs.clone(),
             created_at: SystemTime::now(),
             worker: None,
             participants: 0,
@@ -272,6 +299,7 @@ impl Placement {
             worker,
             created,
             metadata: entry.metadata.clone(),
+            video_codecs: entry.video_codecs.clone(),
         })
     }
 
@@ -315,7 +343,11 @@ impl Placement {
         if self.rooms.contains_key(&req.name) {
             return Err(SignalError::new(ErrorCode::Conflict, "the room exists"));
         }
+        let codecs = req.video_codecs.as_deref().map(parse_codecs).transpose()?;
         let mut entry = self.new_entry(now);
+        if let Some(codecs) = codecs {
+            entry.video_codecs = codecs;
+        }
         if let Some(m) = req.max_participants {
             entry.max_participants = m;
         }
@@ -350,13 +382,10 @@ impl Placement {
         self.rooms.get(room).map(|r| r.worker).ok_or_else(not_found)
     }
 
-    /// Changes a room's settings. Returns the room and, when its metadata changed and it has
-    /// participants, the worker to tell.
-    pub fn update(
-        &mut self,
-        room: &str,
-        req: &UpdateRoom,
-    ) -> Result<(RoomInfo, Option<usize>), SignalError> {
+    /// Changes a room's settings. Returns the room and what changed that its worker (if it
+    /// has participants) must hear of.
+    pub fn update(&mut self, room: &str, req: &UpdateRoom) -> Result<RoomUpdate, SignalError> {
+        let codecs = req.video_codecs.as_deref().map(parse_codecs).transpose()?;
         let r = self.rooms.get_mut(room).ok_or_else(not_found)?;
         if let Some(m) = req.max_participants {
             r.max_participants = m;
@@ -364,14 +393,20 @@ impl Placement {
         if let Some(t) = req.empty_timeout {
             r.empty_timeout = Duration::from_secs(t.into());
         }
-        let mut tell = None;
-        if let Some(m) = &req.metadata {
-            if *m != r.metadata {
-                r.metadata.clone_from(m);
-                tell = r.worker;
-            }
+        let metadata = req.metadata.as_ref().filter(|m| **m != r.metadata).cloned();
+        if let Some(m) = &metadata {
+            r.metadata.clone_from(m);
         }
-        Ok((r.info(room), tell))
+        let video_codecs = codecs.filter(|c| *c != r.video_codecs);
+        if let Some(c) = &video_codecs {
+            r.video_codecs = c.clone();
+        }
+        Ok(RoomUpdate {
+            info: r.info(room),
+            worker: r.worker,
+            metadata,
+            video_codecs,
+        })
     }
 
     /// Removes a room from the registry. Its participants keep their seats until they leave.
@@ -468,6 +503,7 @@ mod tests {
             max_participants: Some(1),
             empty_timeout: Some(5),
             metadata: Some("m".into()),
+            video_codecs: None,
         };
         let info = p.create(&req, now).unwrap();
         assert_eq!((info.max_participants, info.empty_timeout), (1, 5));

@@ -62,17 +62,23 @@ impl RoomService for SfuHandle {
     }
 
     async fn update_room(&self, room: String, req: UpdateRoom) -> Result<RoomInfo, SignalError> {
-        let (info, tell) = self.lock().update(&room, &req)?;
-        if let Some(worker) = tell {
+        let update = self.lock().update(&room, &req)?;
+        if let Some(codecs) = &update.video_codecs {
+            tracing::info!(room = %room, video_codecs = ?codecs.names(), "room video codecs changed");
+        }
+        let changed = update.metadata.is_some() || update.video_codecs.is_some();
+        if let (Some(worker), true) = (update.worker, changed) {
             let cmd = Command::UpdateRoom {
                 room,
-                metadata: info.metadata.clone(),
+                metadata: update.metadata,
+                video_codecs: update.video_codecs,
             };
+            // A policy that does not reach the worker now reaches it with the next join.
             if self.workers[worker].try_send(cmd).is_err() {
-                tracing::warn!(room = %info.name, "room metadata not sent: worker busy");
+                tracing::warn!(room = %update.info.name, "room update not sent: worker busy");
             }
         }
-        Ok(info)
+        Ok(update.info)
     }
 
     async fn delete_room(&self, room: String) -> Result<(), SignalError> {

@@ -329,6 +329,7 @@ pub fn signal_error(error: &Error) -> SignalError {
         Error::TooManyTracks(_) | Error::TooManyCandidates(_) => ErrorCode::LimitExceeded,
         Error::MayNotPublish | Error::NotOwnTrack | Error::MayNotSendData => ErrorCode::Forbidden,
         Error::DataTooLarge(_) => ErrorCode::MessageTooLarge,
+        Error::CodecNotAllowed { .. } => ErrorCode::UnsupportedCodec,
     };
     SignalError::new(code, error.to_string())
 }
@@ -560,6 +561,13 @@ mod tests {
             (Error::DataTooLarge(16), "message_too_large"),
             (Error::NotOwnTrack, "forbidden"),
             (Error::UnknownTrack, "bad_message"),
+            (
+                Error::CodecNotAllowed {
+                    mid: "1".into(),
+                    allowed: "H.264".into(),
+                },
+                "unsupported_codec",
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(signal_error(&error).code.as_str(), code, "{error}");

@@ -413,15 +413,24 @@ impl WorkerLoop {
                 self.deliver_events();
                 let _ = reply.send(());
             }
-            Command::UpdateRoom { room, metadata } => {
-                self.deliver_events();
-                let members = self.wire.members(&room).to_vec();
-                for id in members {
-                    let msg = ServerMessage::RoomUpdated {
-                        room: room.clone(),
-                        metadata: metadata.clone(),
-                    };
-                    self.deliver(&id, msg);
+            Command::UpdateRoom {
+                room,
+                metadata,
+                video_codecs,
+            } => {
+                if let Some(codecs) = video_codecs {
+                    self.engine.set_video_codecs(&room, codecs);
+                }
+                if let Some(metadata) = metadata {
+                    self.deliver_events();
+                    let members = self.wire.members(&room).to_vec();
+                    for id in members {
+                        let msg = ServerMessage::RoomUpdated {
+                            room: room.clone(),
+                            metadata: metadata.clone(),
+                        };
+                        self.deliver(&id, msg);
+                    }
                 }
             }
         }

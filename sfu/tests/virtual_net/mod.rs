@@ -87,6 +87,8 @@ pub struct Received {
     pub pid: Option<u16>,
     /// The publisher's frame counter (video; frames are captured every 50 ms).
     pub frame: u32,
+    /// The payload type it arrived with.
+    pub pt: u8,
 }
 
 /// A str0m peer publishing one audio and one video track, receiving everything.
@@ -137,13 +139,27 @@ pub struct Client {
 }
 
 impl Client {
-    fn new(name: &str, addr: SocketAddr, now: Instant, publish: bool, tcp: bool) -> Self {
-        let mut rtc = RtcConfig::new()
+    fn new(
+        name: &str,
+        addr: SocketAddr,
+        now: Instant,
+        publish: bool,
+        tcp: bool,
+        codecs: &[Codec],
+    ) -> Self {
+        let mut config = RtcConfig::new()
             .set_rtp_mode(true)
             .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(now);
+            .enable_opus(true, false);
+        // Its video codecs in its order of preference, as its offers list them.
+        for codec in codecs {
+            config = match codec {
+                Codec::Vp8 => config.enable_vp8(true),
+                Codec::H264 => config.enable_h264(true),
+                other => panic!("the test client does not send {other:?}"),
+            };
+        }
+        let mut rtc = config.build(now);
         let candidate = if tcp {
             // A client whose UDP is blocked: only an active ICE-TCP candidate.
             Candidate::builder()
@@ -227,6 +243,19 @@ impl Client {
             .pt()
     }
 
+    /// The video payload type it sends: like a browser, the first one of the server's answer.
+    pub fn video_pt(&self) -> str0m::media::Pt {
+        self.video_mid
+            .and_then(|mid| self.rtc.media(mid))
+            .and_then(|m| m.remote_pts().first().copied())
+            .unwrap_or_else(|| self.pt(Codec::Vp8))
+    }
+
+    /// The codec of payload type `pt` on its connection.
+    pub fn codec_of(&self, pt: u8) -> Option<str0m::format::PayloadParams> {
+        self.rtc.codec_config().find(|p| *p.pt() == pt).copied()
+    }
+
     /// Write due media: audio every 20 ms, a three-packet VP8 frame every 50 ms.
     fn produce(&mut self, now: Instant) {
         if !self.publish || !self.connected {
@@ -249,7 +278,10 @@ impl Client {
             self.next_audio += Duration::from_millis(20);
         }
         while self.next_video <= now {
-            let pt = self.pt(Codec::Vp8);
+            let pt = self.video_pt();
+            let h264 = self
+                .codec_of(*pt)
+                .is_some_and(|p| p.spec().codec == Codec::H264);
             let key = std::mem::take(&mut self.force_keyframe) || self.frame.is_multiple_of(100);
             let ts = (self.frame * 4500) as u32;
             let pic = (self.frame & 0x7fff) as u16;
@@ -277,7 +309,15 @@ impl Client {
                         0x80 | (pic >> 8) as u8,
                         pic as u8,
                     ];
-                    if part == 0 && key {
+                    if h264 {
+                        // Single NAL units: a keyframe starts with the SPS, then IDR slices;
+                        // other frames are non-IDR slices.
+                        payload = match (key, part) {
+                            (true, 0) => vec![0x67, 0x42, 0xe0, 0x1f],
+                            (true, _) => vec![0x65, 0x88, 0x84],
+                            (false, _) => vec![0x41, 0x9a, 0x02],
+                        };
+                    } else if part == 0 && key {
                         // VP8 keyframe header: frame tag, start code, size.
                         payload.extend_from_slice(&[0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a]);
                         payload.extend_from_slice(&layer.width.to_le_bytes());
@@ -353,8 +393,18 @@ impl Client {
                 };
                 let publisher = media.stream_id().to_string();
                 let kind = media.kind();
-                let keyframe =
-                    kind == MediaKind::Video && str0m::format::detect_vp8_keyframe(&p.payload);
+                let pt = *p.header.payload_type;
+                let h264 = self
+                    .codec_of(pt)
+                    .is_some_and(|c| c.spec().codec == Codec::H264);
+                let keyframe = kind == MediaKind::Video
+                    && if h264 {
+                        // An SPS (which senders put in front of an IDR) or an IDR slice.
+                        str0m::format::detect_h264_nalu(&p.payload, 7)
+                            || str0m::format::detect_h264_keyframe(&p.payload)
+                    } else {
+                        str0m::format::detect_vp8_keyframe(&p.payload)
+                    };
                 self.mids.insert((publisher.clone(), kind), mid);
                 self.received
                     .entry((publisher, kind))
@@ -372,10 +422,11 @@ impl Client {
                             .checked_sub(5)
                             .and_then(|at| p.payload.get(at..at + 4))
                             .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-                        pid: (kind == MediaKind::Video)
+                        pid: (kind == MediaKind::Video && !h264)
                             .then(|| str0m::rtp::Vp8Descriptor::parse(&p.payload).ok())
                             .flatten()
                             .and_then(|d| d.picture_id()),
+                        pt,
                     });
             }
             _ => {}
@@ -571,6 +622,8 @@ pub struct Bed {
     pub next_data: bool,
     /// The next client joining reaches the server over ICE-TCP only.
     pub next_tcp: bool,
+    /// The video codecs of the next client joining, in its order of preference (default VP8).
+    pub next_codecs: Vec<Codec>,
     /// Sequence numbers of the RTP packets the server sent, by (client index, SSRC), read from
     /// the clear-text SRTP headers before the network can lose anything.
     pub sent: HashMap<(usize, u32), Vec<u16>>,
@@ -595,6 +648,7 @@ impl Bed {
             next_single_layer: 1,
             next_data: false,
             next_tcp: false,
+            next_codecs: vec![Codec::Vp8],
             sent: HashMap::new(),
         }
     }
@@ -631,7 +685,14 @@ impl Bed {
     ) -> usize {
         let i = self.clients.len();
         let addr: SocketAddr = format!("10.0.1.{}:{}", i + 1, 6000 + i).parse().unwrap();
-        let mut c = Client::new(name, addr, self.now, publish, self.next_tcp);
+        let mut c = Client::new(
+            name,
+            addr,
+            self.now,
+            publish,
+            self.next_tcp,
+            &self.next_codecs,
+        );
         c.simulcast = self.next_simulcast;
         c.single_layer = self.next_single_layer;
         c.data = self.next_data;

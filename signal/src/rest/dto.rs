@@ -13,6 +13,26 @@ pub const MAX_PARTICIPANTS_LIMIT: u32 = 10_000;
 /// The longest `empty_timeout`, in seconds (7 days).
 pub const MAX_EMPTY_TIMEOUT_SECS: u32 = 7 * 24 * 60 * 60;
 
+/// The video codecs a room's `video_codecs` may name: the ones the server forwards.
+pub const VIDEO_CODECS: [&str; 2] = ["vp8", "h264"];
+
+/// Checks a room's video codec policy: each name one of [`VIDEO_CODECS`] (in any case), at most
+/// once. An empty list is allowed: every codec the server forwards.
+pub fn check_video_codecs(names: &[String]) -> Result<(), String> {
+    for (i, name) in names.iter().enumerate() {
+        if !VIDEO_CODECS.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+            return Err(format!(
+                "unknown video codec {name:?}: the server forwards {}",
+                VIDEO_CODECS.join(", ")
+            ));
+        }
+        if names[..i].iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return Err(format!("video codec {name:?} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
 /// `POST /api/rooms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -32,13 +52,23 @@ pub struct CreateRoom {
     /// Application data, opaque to the server; sent to participants as `room_updated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<String>,
+    /// The video codecs publishers may send, most preferred first (`["vp8"]`: VP8 only;
+    /// `["h264", "vp8"]`: both, H.264 preferred); empty: every codec the server forwards, in
+    /// each publisher's own order. Default: the server's `room.video_codecs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_codecs: Option<Vec<String>>,
 }
 
 impl CreateRoom {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ApiError> {
         validate_room_name(&self.name).map_err(|e| ApiError::invalid("name", e.message))?;
-        check_settings(self.max_participants, self.empty_timeout, &self.metadata)
+        check_settings(
+            self.max_participants,
+            self.empty_timeout,
+            &self.metadata,
+            &self.video_codecs,
+        )
     }
 }
 
@@ -57,12 +87,21 @@ pub struct UpdateRoom {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 604800)]
     pub empty_timeout: Option<u32>,
+    /// New video codec policy (empty: every codec the server forwards). It applies to video
+    /// published from then on; tracks already published keep their codec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_codecs: Option<Vec<String>>,
 }
 
 impl UpdateRoom {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ApiError> {
-        check_settings(self.max_participants, self.empty_timeout, &self.metadata)
+        check_settings(
+            self.max_participants,
+            self.empty_timeout,
+            &self.metadata,
+            &self.video_codecs,
+        )
     }
 }
 
@@ -70,6 +109,7 @@ fn check_settings(
     max_participants: Option<u32>,
     empty_timeout: Option<u32>,
     metadata: &Option<String>,
+    video_codecs: &Option<Vec<String>>,
 ) -> Result<(), ApiError> {
     if max_participants.is_some_and(|m| m > MAX_PARTICIPANTS_LIMIT) {
         return Err(ApiError::invalid(
@@ -85,6 +125,9 @@ fn check_settings(
     }
     if let Some(m) = metadata {
         check_metadata(m).map_err(|e| ApiError::invalid("metadata", e.message))?;
+    }
+    if let Some(codecs) = video_codecs {
+        check_video_codecs(codecs).map_err(|m| ApiError::invalid("video_codecs", m))?;
     }
     Ok(())
 }
@@ -105,6 +148,10 @@ pub struct RoomInfo {
     pub created_at: u64,
     /// Participants in it now (including ones still joining).
     pub num_participants: u32,
+    /// The video codecs publishers may send, most preferred first, in lower case; empty: every
+    /// codec the server forwards, in each publisher's own order.
+    #[serde(default)]
+    pub video_codecs: Vec<String>,
 }
 
 /// `GET /api/rooms`.

@@ -88,7 +88,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::WrongState => StatusCode::CONFLICT,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Redirected => StatusCode::TEMPORARY_REDIRECT,
-        ErrorCode::LimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::LimitExceeded | ErrorCode::UnsupportedCodec => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::ServerBusy => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -30,11 +30,13 @@ pub enum DropReason {
     OtherLayer,
     /// Nothing is wanted: hidden by the subscriber, or paused for bandwidth.
     Paused,
+    /// The subscriber's connection has no codec for the packet's payload type.
+    Codec,
 }
 
 impl DropReason {
     /// All reasons, for counters.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::WaitingForKeyframe,
         DropReason::TooOld,
         DropReason::NotConnected,
@@ -42,6 +44,7 @@ impl DropReason {
         DropReason::Muted,
         DropReason::OtherLayer,
         DropReason::Paused,
+        DropReason::Codec,
     ];
 
     /// A stable name for metrics and logs.
@@ -54,6 +57,7 @@ impl DropReason {
             DropReason::Muted => "muted",
             DropReason::OtherLayer => "other_layer",
             DropReason::Paused => "paused",
+            DropReason::Codec => "codec",
         }
     }
 

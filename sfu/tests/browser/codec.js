@@ -1,0 +1,306 @@
+#!/usr/bin/env node
+// End-to-end test of the video codec choice: two headless Chromium pages join one room through
+// the demo page. P1 asks for H.264 (`?codec=h264`: the client puts H.264 first with
+// setCodecPreferences, VP8 still listed after it); P2 keeps Chromium's own order (VP8 first).
+// The server must answer P1 in its order, so that P1 sends H.264 and P2 decodes `video/H264`
+// (its offer for P1's video carrying H.264 alone); the other way round P2's VP8 must reach P1.
+// The codecs negotiated in each direction are printed, with their fmtp lines.
+//
+// Run it inside a private network namespace where only `lo` exists (see run.sh):
+//   SFU_BIN=target/release/sfu E2E_SCRIPT=codec.js bash sfu/tests/browser/run.sh
+//
+// Environment:
+//   SFU_BIN         the server binary (required)
+//   E2E_HTTP_PORT   HTTP/WebSocket port (default 18080)
+//   E2E_UDP_PORT    media UDP port (default 40000)
+//   CHROMIUM_PATH   browser binary (default /usr/bin/chromium)
+//   E2E_VERBOSE=1   stream the server's and the pages' logs instead of printing them on failure
+//   RUST_LOG        passed to the server (default info)
+'use strict';
+
+const fs = require('node:fs');
+const { chromium } = require('playwright-core');
+const harness = require('./harness');
+
+const { CHROMIUM_ARGS, withTimeout, httpStatus, CheckFailed, runScript, spawnLogged, stopGroup } =
+  harness;
+
+const config = {
+  sfuBin: process.env.SFU_BIN,
+  httpPort: Number(process.env.E2E_HTTP_PORT) || 18080,
+  udpPort: Number(process.env.E2E_UDP_PORT) || 40000,
+  chromiumPath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+  verbose: process.env.E2E_VERBOSE === '1',
+  room: 'codecs',
+};
+
+/** The whole run, setup and teardown included, must fit in this. */
+const HARD_TIMEOUT_MS = 120_000;
+const HEALTH_TIMEOUT_MS = 20_000;
+const JOIN_TIMEOUT_MS = 15_000;
+/** Both joined until each decodes the other's video. */
+const MEDIA_TIMEOUT_MS = 30_000;
+const POLL_MS = 250;
+
+const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
+class LogTail extends harness.LogTail {
+  constructor(label) {
+    super(label, config.verbose);
+  }
+}
+const log = (...args) => console.log('codec:', ...args);
+
+const results = { passed: 0, failed: 0 };
+const PLANNED_CHECKS = 6;
+
+async function check(name, body) {
+  const started = Date.now();
+  try {
+    const detail = await body();
+    results.passed++;
+    console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
+  } catch (err) {
+    results.failed++;
+    console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
+    throw new CheckFailed(name);
+  }
+}
+
+// ---- the server and the pages -----------------------------------------------------------------
+
+let server = null;
+const serverLog = new LogTail('sfu');
+const peers = [];
+
+function startServer() {
+  const args = [
+    '--http', `127.0.0.1:${config.httpPort}`,
+    '--udp-port', String(config.udpPort),
+    '--advertise-ip', '127.0.0.1',
+    '--workers', '1',
+  ];
+  log(`starting ${config.sfuBin} ${args.join(' ')}`);
+  return spawnLogged(config.sfuBin, args, { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' }, serverLog);
+}
+
+async function launchPeer(name, query) {
+  const browser = await chromium.launch({ executablePath: config.chromiumPath, headless: true, args: CHROMIUM_ARGS });
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  const peer = { name, query, browser, page, log: new LogTail(name) };
+  page.on('console', (m) => peer.log.push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => peer.log.push(`pageerror: ${e.message}`));
+  return peer;
+}
+
+function pageUrl(peer) {
+  return `http://127.0.0.1:${config.httpPort}/?room=${config.room}&name=${peer.name}&autojoin=1${peer.query}`;
+}
+
+/**
+ * In the page: its own video m-line in its local and remote descriptions (codecs in `m=` line
+ * order), what it sends, and per remote participant the inbound video with its codec and the
+ * codecs of the m-line it arrives on.
+ */
+async function codecsInPage() {
+  const { client } = window.sfuDemo;
+  const out = { state: client.state, id: client.participantId, own: null, outbound: [], remotes: {} };
+  const pc = client.pc;
+  if (!pc) return out;
+  const section = (sdp, mid) => {
+    if (!sdp || mid == null) return null;
+    const parts = sdp.split(/\r\n(?=m=)/);
+    const s = parts.find((p) => p.startsWith('m=') && p.includes(`\r\na=mid:${mid}\r\n`));
+    if (!s) return null;
+    const lines = s.split('\r\n');
+    const pts = lines[0].split(' ').slice(3);
+    const names = pts
+      .map((pt) => {
+        const map = lines.find((l) => l.startsWith(`a=rtpmap:${pt} `));
+        const fmtp = lines.find((l) => l.startsWith(`a=fmtp:${pt} `));
+        const name = map ? map.split(' ')[1].split('/')[0] : '?';
+        return { pt, name, fmtp: fmtp ? fmtp.slice(fmtp.indexOf(' ') + 1) : '' };
+      })
+      .filter((c) => c.name.toLowerCase() !== 'rtx');
+    return names;
+  };
+  const own = pc.getTransceivers().find((t) => t.sender.track?.kind === 'video');
+  if (own) {
+    out.own = {
+      mid: own.mid,
+      local: section(pc.currentLocalDescription?.sdp, own.mid),
+      remote: section(pc.currentRemoteDescription?.sdp, own.mid),
+      remoteType: pc.currentRemoteDescription?.type ?? null,
+    };
+  }
+  const stats = await pc.getStats();
+  const codec = (id) => {
+    const c = id ? stats.get(id) : null;
+    return c ? { mimeType: c.mimeType, fmtp: c.sdpFmtpLine ?? '', payloadType: c.payloadType } : null;
+  };
+  const inbound = new Map();
+  stats.forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      out.outbound.push({ rid: s.rid ?? null, framesEncoded: s.framesEncoded ?? 0, codec: codec(s.codecId) });
+    }
+    if (s.type === 'inbound-rtp' && s.kind === 'video') inbound.set(s.trackIdentifier, s);
+  });
+  for (const [id, p] of client.participants) {
+    const video = [];
+    for (const t of p.stream.getVideoTracks()) {
+      const s = inbound.get(t.id);
+      if (!s) continue;
+      const tr = pc.getTransceivers().find((x) => x.receiver.track === t);
+      video.push({
+        framesDecoded: s.framesDecoded ?? 0,
+        width: s.frameWidth ?? 0,
+        height: s.frameHeight ?? 0,
+        codec: codec(s.codecId),
+        offered: tr ? section(pc.currentRemoteDescription?.sdp, tr.mid) : null,
+      });
+    }
+    out.remotes[id] = { name: p.name, video };
+  }
+  return out;
+}
+
+const snapshot = (peer) => withTimeout(peer.page.evaluate(codecsInPage), 5000, `${peer.name} snapshot`);
+const show = (c) => (c ? `${c.mimeType}${c.fmtp ? ` (${c.fmtp})` : ''}` : 'none');
+const listed = (codecs) => (codecs ?? []).map((c) => (c.name === 'H264' ? `H264[${c.fmtp}]` : c.name)).join(', ');
+
+/** Waits until `viewer` decodes video from `from` (frames rising between two samples). */
+async function decodes(viewer, from) {
+  let last = null;
+  let seen = null;
+  await until(MEDIA_TIMEOUT_MS, async () => {
+    const s = await snapshot(viewer);
+    const v = s.remotes[from]?.video?.[0];
+    const rising = v && last && v.framesDecoded > last.framesDecoded && v.width > 0;
+    last = v ?? null;
+    seen = v;
+    return rising ? { ok: true } : { ok: false, why: `${viewer.name} from ${from}: ${JSON.stringify(v ?? null)}` };
+  }, 1000);
+  return seen;
+}
+
+// ---- the scenario -----------------------------------------------------------------------------
+
+async function scenario() {
+  if (!config.sfuBin || !fs.existsSync(config.sfuBin)) throw new Error(`SFU_BIN=${config.sfuBin} does not exist`);
+  if (!fs.existsSync(config.chromiumPath)) throw new Error(`no browser at ${config.chromiumPath} (set CHROMIUM_PATH)`);
+  server = startServer();
+
+  await check('server answers /healthz', async () => {
+    let exit = null;
+    server.exited.then((e) => (exit = e));
+    await until(HEALTH_TIMEOUT_MS, async () => {
+      if (exit) return { ok: false, stop: true, why: `server exited early (code ${exit.code})` };
+      const status = await httpStatus(`http://127.0.0.1:${config.httpPort}/healthz`, 1000);
+      return status === 200 ? { ok: true } : { ok: false, why: `GET /healthz: ${status ?? 'no connection'}` };
+    }, 200);
+  });
+
+  const [p1, p2] = await Promise.all([launchPeer('P1', '&codec=h264'), launchPeer('P2', '')]);
+  peers.push(p1, p2);
+
+  await check('Chromium can send H.264 and VP8', async () => {
+    await p1.page.goto(`http://127.0.0.1:${config.httpPort}/`, { timeout: JOIN_TIMEOUT_MS });
+    const caps = await p1.page.evaluate(() =>
+      RTCRtpSender.getCapabilities('video').codecs.map((c) => `${c.mimeType} ${c.sdpFmtpLine ?? ''}`.trim()),
+    );
+    const has = (m) => caps.some((c) => c.toLowerCase().startsWith(m));
+    if (!has('video/h264') || !has('video/vp8')) throw new Error(`sender codecs: ${caps.join('; ')}`);
+    return caps.filter((c) => !/rtx|red|ulpfec/i.test(c)).join('; ');
+  });
+
+  const ids = {};
+  await check('both pages join', async () => {
+    for (const peer of peers) await peer.page.goto(pageUrl(peer), { timeout: JOIN_TIMEOUT_MS });
+    await until(JOIN_TIMEOUT_MS, async () => {
+      const snaps = await Promise.all(peers.map(snapshot));
+      snaps.forEach((s, i) => (ids[peers[i].name] = s.id));
+      const waiting = snaps.filter((s) => s.state !== 'joined' || !s.id);
+      return waiting.length ? { ok: false, why: snaps.map((s) => s.state).join(', ') } : { ok: true };
+    });
+    return `P1 ${ids.P1}, P2 ${ids.P2}`;
+  });
+
+  // By now P1 has answered the server's offer that brought P2's tracks: its descriptions are
+  // that offer (which lists P1's own video m-line again) and P1's answer to it.
+  await check('P1 lists H.264 first with VP8 after it, and the server keeps that order', async () => {
+    let s;
+    await until(MEDIA_TIMEOUT_MS, async () => {
+      s = await snapshot(p1);
+      const ready = s.own?.remote?.length && s.own.remoteType === 'offer';
+      return ready ? { ok: true } : { ok: false, why: JSON.stringify(s.own) };
+    });
+    const local = s.own.local.map((c) => c.name);
+    const remote = s.own.remote.map((c) => c.name);
+    if (local[0] !== 'H264' || !local.includes('VP8')) throw new Error(`P1 lists ${listed(s.own.local)}`);
+    if (remote[0] !== 'H264' || !remote.includes('VP8')) throw new Error(`the server lists ${listed(s.own.remote)}`);
+    log(`P1's description of its video: ${listed(s.own.local)}`);
+    log(`the server's offer, for P1's video: ${listed(s.own.remote)}`);
+    return `server lists ${remote.join(', ')} for P1's video`;
+  });
+
+  await check('P1 sends H.264 and P2 decodes video/H264 (offered H.264 alone)', async () => {
+    const v = await decodes(p2, ids.P1);
+    const sent = (await snapshot(p1)).outbound.filter((o) => o.framesEncoded > 0);
+    const sentCodecs = [...new Set(sent.map((o) => show(o.codec)))];
+    if (!sent.length || !sent.every((o) => o.codec?.mimeType === 'video/H264')) {
+      throw new Error(`P1 sends ${sentCodecs.join(', ') || 'nothing'}`);
+    }
+    if (v.codec?.mimeType !== 'video/H264') throw new Error(`P2 decodes ${show(v.codec)}`);
+    if (!v.offered || v.offered.length !== 1 || v.offered[0].name !== 'H264') {
+      throw new Error(`P2 was offered ${listed(v.offered)} for P1's video`);
+    }
+    const profile = (f) => /profile-level-id=([0-9a-f]+)/i.exec(f)?.[1];
+    const mode = (f) => /packetization-mode=(\d)/.exec(f)?.[1];
+    if (profile(v.codec.fmtp) !== profile(sent[0].codec.fmtp) || mode(v.codec.fmtp) !== mode(sent[0].codec.fmtp)) {
+      throw new Error(`P1 sends ${show(sent[0].codec)} but P2 decodes ${show(v.codec)}`);
+    }
+    log(`P1 -> P2: P1 sends ${sentCodecs.join(', ')} on ${sent.length} layer(s); P2 decodes ${show(v.codec)} at ${v.width}x${v.height}`);
+    return `${show(v.codec)}, ${v.width}x${v.height}`;
+  });
+
+  await check('P2 sends in its own order (VP8) and P1 decodes it', async () => {
+    const v = await decodes(p1, ids.P2);
+    const sent = (await snapshot(p2)).outbound.filter((o) => o.framesEncoded > 0);
+    const sentCodecs = [...new Set(sent.map((o) => show(o.codec)))];
+    if (v.codec?.mimeType !== 'video/VP8') throw new Error(`P1 decodes ${show(v.codec)} from P2`);
+    log(`P2 -> P1: P2 sends ${sentCodecs.join(', ')}; P1 decodes ${show(v.codec)} at ${v.width}x${v.height}; offered ${listed(v.offered)}`);
+    return `${show(v.codec)}, ${v.width}x${v.height}`;
+  });
+}
+
+// ---- main -------------------------------------------------------------------------------------
+
+async function shutdown() {
+  await Promise.all(peers.map((p) => withTimeout(p.browser.close(), 5000, `closing ${p.name}`).catch(() => {})));
+  await stopGroup(server);
+}
+
+function finish(code) {
+  const skipped = Math.max(0, PLANNED_CHECKS - results.passed - results.failed);
+  console.log(`codec: ${results.passed} passed, ${results.failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+  process.exit(code);
+}
+
+runScript({
+  scenario,
+  shutdown,
+  finish,
+  results,
+  log,
+  hardTimeoutMs: HARD_TIMEOUT_MS,
+  server: () => server,
+  onFailure: async (quick) => {
+    if (!quick) {
+      for (const peer of peers) {
+        const s = await snapshot(peer).catch((e) => ({ error: e.message }));
+        console.log(`---- ${peer.name} ----\n${JSON.stringify(s, null, 1)}`);
+      }
+    }
+    serverLog.dump();
+    for (const peer of peers) peer.log.dump();
+  },
+});
