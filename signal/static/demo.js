@@ -622,6 +622,7 @@ function showSpeakers() {
 const PAUSED_TEXT = {
   bandwidth: 'Paused (bandwidth)',
   publisher: 'Paused (no video from the sender)',
+  codec: 'This browser cannot play the video format the sender uses',
 };
 
 /** Shows what the server says about the tile's video: the layer received, or why it is paused. */
