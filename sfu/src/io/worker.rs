@@ -60,6 +60,40 @@ pub struct Worker {
     pub thread: JoinHandle<()>,
 }
 
+/// With a free port (`udp_port = 0`) the system picks the UDP port, and the ICE-TCP listener
+/// takes the same number, which another program may hold: then another UDP port is tried.
+const FREE_PORT_ATTEMPTS: usize = 16;
+
+/// Binds the worker's UDP socket and, with ICE-TCP, a TCP listener on the same port number.
+async fn bind_media(spec: &WorkerSpec) -> io::Result<(MediaSocket, Option<TcpMedia>)> {
+    let attempts = if spec.bind.port() == 0 {
+        FREE_PORT_ATTEMPTS
+    } else {
+        1
+    };
+    let mut last = None;
+    for _ in 0..attempts {
+        let socket = MediaSocket::bind(spec.bind)?;
+        if !spec.ice_tcp {
+            return Ok((socket, None));
+        }
+        let port = socket.local_port();
+        match TcpMedia::bind(SocketAddr::new(spec.bind.ip(), port)).await {
+            Ok(t) => return Ok((socket, Some(t))),
+            Err(e) => {
+                last = Some(io::Error::new(
+                    e.kind(),
+                    format!("ICE-TCP on port {port}: {e}"),
+                ));
+                if e.kind() != io::ErrorKind::AddrInUse {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no port")))
+}
+
 /// Start a worker thread; returns once its socket is bound.
 pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<Worker> {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -79,28 +113,14 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                 }
             };
             rt.block_on(async move {
-                let socket = match MediaSocket::bind(spec.bind) {
-                    Ok(s) => s,
+                let (socket, tcp) = match bind_media(&spec).await {
+                    Ok(pair) => pair,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
                 let port = socket.local_port();
-                let tcp = if spec.ice_tcp {
-                    match TcpMedia::bind(SocketAddr::new(spec.bind.ip(), port)).await {
-                        Ok(t) => Some(t),
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(io::Error::new(
-                                e.kind(),
-                                format!("ICE-TCP on port {port}: {e}"),
-                            )));
-                            return;
-                        }
-                    }
-                } else {
-                    None
-                };
                 let mut engine_config = spec.engine;
                 engine_config.candidate_addrs = spec
                     .candidate_ips
