@@ -241,11 +241,12 @@ def ignored(path):
         if any(re.match(regex, p) for p in prefixes):
             out = not negate
     return out
-for path in ["target/release/sfu", ".git/HEAD", "sfu/tests/browser/node_modules/x/index.js"]:
+for path in ["target/release/sfu", ".git/HEAD", "sfu/tests/browser/node_modules/x/index.js",
+             "client/node_modules/typescript/package.json"]:
     if not ignored(path):
         fail(f".dockerignore: {path} would be sent to the image build")
 for path in ["Cargo.toml", "Cargo.lock", "sfu/Cargo.toml", "sfu/src/main.rs", "sfu/build.rs",
-             "signal/src/lib.rs", "signal/static/demo.js", "loadtest/Cargo.toml",
+             "signal/src/lib.rs", "signal/static/demo.js", "client/src/sfu-client.js", "loadtest/Cargo.toml",
              "loadtest/src/main.rs", "deploy/sfu.toml"]:
     if ignored(path):
         fail(f".dockerignore: the build needs {path}")

@@ -3,7 +3,7 @@
 //! | route          | answer                                                        |
 //! |----------------|---------------------------------------------------------------|
 //! | `GET /`        | `static/index.html`                                           |
-//! | `GET /client.js`, `GET /demo.js` | the browser client and the demo script     |
+//! | `GET /client.js`, `GET /demo.js` | the browser client (the `client/` package's module) and the demo script |
 //! | `GET /demo.css`| the demo style sheet                                          |
 //! | `GET /ws`      | WebSocket upgrade; one session per socket (see [`RouterConfig`]) |
 //! | `GET /healthz` | `200 ok`                                                      |
@@ -46,7 +46,7 @@ use crate::protocol::MAX_MESSAGE_BYTES;
 use crate::{ws, MediaBackend};
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
-const CLIENT_JS: &str = include_str!("../static/client.js");
+const CLIENT_JS: &str = include_str!("../../client/src/sfu-client.js");
 const DEMO_JS: &str = include_str!("../static/demo.js");
 const DEMO_CSS: &str = include_str!("../static/demo.css");
 

@@ -55,7 +55,7 @@ async fn static_files_are_served_with_their_types_and_no_cache() {
         (
             "/client.js",
             "text/javascript",
-            include_str!("../static/client.js"),
+            include_str!("../../client/src/sfu-client.js"),
         ),
         (
             "/demo.js",

@@ -37,7 +37,7 @@ pub fn run_browser_script(script: &str, env: &[(&str, &str)], what: &str) {
 
 /// Waits for `child`; past `limit` it is asked to stop (SIGTERM, so that it can close its
 /// browsers, the server and its network namespaces), then killed.
-fn wait_with_limit(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+pub fn wait_with_limit(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         match child.try_wait() {

@@ -1,8 +1,12 @@
 /**
  * Browser client for the SFU: one WebSocket for signalling, one RTCPeerConnection for all media.
  *
+ * The npm package `sfu-client` (the `client/` folder of the repository) publishes this file as it
+ * is, with TypeScript declarations in `sfu-client.d.ts`; every server also serves it at
+ * `/client.js`.
+ *
  * ```js
- * import { SfuClient } from '/client.js';
+ * import { SfuClient } from 'sfu-client'; // or '/client.js' from the server
  * const client = new SfuClient();
  * client.addEventListener('remote-stream', (e) => attach(e.detail.participantId, e.detail.stream));
  * client.addEventListener('participants-changed', () => render(client.participants));
@@ -142,6 +146,9 @@
 
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
+
+/** The version of this client: the `sfu-client` package's, the same as the server's release. */
+export const VERSION = '0.1.0';
 
 /** Media asked for when `join()` is given neither `stream` nor `media`. */
 export const DEFAULT_MEDIA = Object.freeze({
