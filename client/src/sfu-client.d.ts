@@ -154,6 +154,11 @@ export interface JoinOptions {
   videoCodec?: 'h264' | 'vp8' | null;
   /** `relay` reaches the server only through the TURN servers it hands out (default `all`). */
   iceTransportPolicy?: 'all' | 'relay';
+  /**
+   * The region the client is in (letters, digits, `-`, `_`, `.`): in a cluster, a room's first
+   * join places the room on a node of that region when there is one.
+   */
+  region?: string;
 }
 
 /** What {@link SfuClient.join} resolves to. */

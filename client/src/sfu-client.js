@@ -428,6 +428,8 @@ export class SfuClient extends EventTarget {
    *   browser's own order)
    * @param {'all'|'relay'} [options.iceTransportPolicy] `relay` reaches the server only through the
    *   TURN servers it hands out (default `all`)
+   * @param {string} [options.region] the region the client is in: in a cluster, a room's first
+   *   join places the room on a node of that region when there is one
    * @returns {Promise<{participantId: string, participants: Map<string, RemoteParticipant>}>}
    */
   async join({
@@ -441,6 +443,7 @@ export class SfuClient extends EventTarget {
     simulcast = true,
     iceTransportPolicy = 'all',
     videoCodec = null,
+    region,
   } = {}) {
     if (this.#state !== 'idle') {
       throw new SfuError('wrong_state', 'already in a session; call leave() first');
@@ -461,7 +464,7 @@ export class SfuClient extends EventTarget {
       this.#emit('local-stream', { stream: local });
       this.#url = url ?? defaultSignalUrl();
       this.#joinUrl = this.#url;
-      this.#joinParams = { room, name, token };
+      this.#joinParams = { room, name, token, region };
       await this.#connect(this.#url, this.#joinParams, timeoutMs, generation);
       return { participantId: this.participantId, participants: this.participants };
     } catch (err) {
@@ -674,7 +677,7 @@ export class SfuClient extends EventTarget {
    * the socket over. The promise rejects with an {@link SfuError} when the server refuses, the
    * socket closes, nothing comes within `timeoutMs` or `abort()` is called.
    */
-  #openJoin(firstUrl, { room, name, token }, timeoutMs, onJoined) {
+  #openJoin(firstUrl, { room, name, token, region }, timeoutMs, onJoined) {
     let abort = () => {};
     const promise = new Promise((resolve, reject) => {
       let hops = 0;
@@ -705,6 +708,7 @@ export class SfuClient extends EventTarget {
       ws.onopen = () => {
         const join = { type: 'join', version: PROTOCOL_VERSION, room, name };
         if (token) join.token = token;
+        if (region) join.region = region;
         ws.send(JSON.stringify(join));
       };
       ws.onerror = () => {

@@ -51,6 +51,7 @@ export async function everything(video: HTMLVideoElement, stream: MediaStream): 
     simulcast: false,
     videoCodec: 'h264',
     iceTransportPolicy: 'relay',
+    region: 'eu-west',
   });
   const me: string = result.participantId;
   const others: Map<string, RemoteParticipant> = client.participants;

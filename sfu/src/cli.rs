@@ -488,6 +488,15 @@ impl Client {
         };
         let response = req.send().await.map_err(unreachable)?;
         let status = response.status();
+        if let Some(nodes) = response
+            .headers()
+            .get(crate::cluster_api::UNREACHABLE)
+            .and_then(|v| v.to_str().ok())
+        {
+            eprintln!(
+                "warning: cluster nodes {nodes} did not answer; their rooms are missing below"
+            );
+        }
         let bytes = response.bytes().await.map_err(unreachable)?;
         if !status.is_success() {
             let e = serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| {
@@ -767,9 +776,23 @@ fn kind_name(kind: TrackKind) -> &'static str {
 
 /// The rooms as a text table.
 pub fn room_table(rooms: &[RoomInfo]) -> String {
+    // A cluster's list names each room's node.
+    let clustered = rooms.iter().any(|r| r.node.is_some());
+    let node = |n: &str| {
+        if clustered {
+            format!("{n:<12} ")
+        } else {
+            String::new()
+        }
+    };
     let mut out = format!(
-        "{:<24} {:>12} {:>6} {:>13}  {}\n",
-        "NAME", "PARTICIPANTS", "MAX", "EMPTY_TIMEOUT", "METADATA"
+        "{:<24} {}{:>12} {:>6} {:>13}  {}\n",
+        "NAME",
+        node("NODE"),
+        "PARTICIPANTS",
+        "MAX",
+        "EMPTY_TIMEOUT",
+        "METADATA"
     );
     for r in rooms {
         let max = if r.max_participants == 0 {
@@ -778,8 +801,9 @@ pub fn room_table(rooms: &[RoomInfo]) -> String {
             r.max_participants.to_string()
         };
         out.push_str(&format!(
-            "{:<24} {:>12} {:>6} {:>13}  {}\n",
+            "{:<24} {}{:>12} {:>6} {:>13}  {}\n",
             r.name,
+            node(r.node.as_deref().unwrap_or("-")),
             r.num_participants,
             max,
             format_duration(Duration::from_secs(r.empty_timeout.into())),

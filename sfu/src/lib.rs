@@ -10,6 +10,7 @@
 //! - [`cli`]: the command line, with the `token` and `room` client commands.
 
 pub mod cli;
+pub mod cluster_api;
 pub mod config;
 pub mod core;
 pub mod io;

@@ -11,6 +11,7 @@ use signal::auth::KeySet;
 use signal::limits::IpLimiter;
 use signal::ApiConfig;
 
+use crate::cluster_api::{self, ClusterApi};
 use crate::config::Config;
 use crate::core::{generate_dtls_cert, EngineConfig};
 use crate::io::cluster::Cluster;
@@ -198,9 +199,16 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             });
         }
         let public_metrics = config.metrics.is_none();
+        let api_keys = api.keys.clone();
         let mut app = signal::app(Arc::clone(&handle), limits.router_config(), api)
             .merge(ops::router(Arc::clone(&handle), recorder, public_metrics));
         if let Some(cluster) = &cluster {
+            // Any node answers REST calls for every room of the cluster.
+            let routing = ClusterApi::new(Arc::clone(cluster), Arc::clone(&handle), api_keys)?;
+            app = app.layer(axum::middleware::from_fn_with_state(
+                routing,
+                cluster_api::route,
+            ));
             // The page may follow a redirect to another node's WebSocket.
             let cluster = Arc::clone(cluster);
             app = app.layer(axum::middleware::map_response(

@@ -317,3 +317,265 @@ async fn redis_going_away_makes_nodes_unready_and_running_rooms_go_on() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(redis.get("sfu:room:a").await.as_deref(), Some("n1"));
 }
+
+/// Webhook posts received, in order.
+#[derive(Clone, Default)]
+struct Hooks(std::sync::Arc<parking_lot::Mutex<Vec<Value>>>);
+
+impl Hooks {
+    /// A webhook receiver on a free loopback port; returns its URL.
+    async fn start(&self) -> String {
+        let hooks = self.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(event): axum::Json<Value>| {
+                let hooks = hooks.clone();
+                async move {
+                    hooks.0.lock().push(event);
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// How many `event`s about `room` arrived.
+    fn count(&self, event: &str, room: &str) -> usize {
+        let events = self.0.lock();
+        events
+            .iter()
+            .filter(|e| e["event"] == event && e["room"] == room)
+            .count()
+    }
+}
+
+/// An admin token for the REST API, or one scoped to `room`.
+fn admin_token(room: Option<&str>) -> String {
+    let keys = signal::KeySet::single(server_process::KEY, server_process::SECRET).unwrap();
+    let spec = signal::auth::TokenSpec {
+        identity: "ops".into(),
+        name: None,
+        room: room.map(str::to_owned),
+        grants: signal::Grants::admin(),
+        metadata: None,
+        ttl: Duration::from_secs(600),
+    };
+    keys.mint(server_process::KEY, &spec).unwrap().0
+}
+
+/// A REST call to `node` with `token`: status and JSON body (`Null` when empty).
+async fn rest(
+    node: &Server,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("http://{}{path}", node.http);
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(b.to_string());
+    }
+    let res = req.send().await.expect("the node answers");
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_of_any_node_answers_for_the_whole_cluster() {
+    let redis = Redis::start();
+    let hooks = Hooks::default();
+    let hook_url = hooks.start().await;
+    let start = |id: &'static str| {
+        let (redis, hook_url) = (redis.url(), hook_url.clone());
+        async move {
+            Server::start(&[
+                "--redis",
+                &redis,
+                "--node-id",
+                id,
+                "--webhook-url",
+                &hook_url,
+            ])
+            .await
+        }
+    };
+    let (n1, n2, n3) = (start("n1").await, start("n2").await, start("n3").await);
+    all_ready(&[&n1, &n2, &n3]).await;
+    let admin = admin_token(None);
+    use reqwest::Method;
+
+    // Created through n3, placed like a first join: on the least loaded node (all idle: n1).
+    let (status, room) = rest(
+        &n3,
+        Method::POST,
+        "/api/rooms",
+        Some(&admin),
+        Some(json!({"name": "r", "metadata": "m1"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{room}");
+    assert_eq!(room["name"], "r");
+    assert_eq!(redis.get("sfu:room:r").await.as_deref(), Some("n1"));
+    let (status, again) = rest(
+        &n2,
+        Method::POST,
+        "/api/rooms",
+        Some(&admin),
+        Some(json!({"name": "r"})),
+    )
+    .await;
+    assert_eq!((status, &again["code"]), (409, &json!("conflict")));
+
+    // ann joins r through n2 and is sent to n1; bob's first join places s somewhere.
+    let mut ann = join_via(&n2.ws_url(), "r", "ann").await;
+    assert_eq!(ann.url, n1.ws_url());
+    let mut bob = join_via(&n2.ws_url(), "s", "bob").await;
+    let s_node = redis.get("sfu:room:s").await.expect("s is placed");
+    let nodes = [("n1", &n1), ("n2", &n2), ("n3", &n3)];
+    let not_s = nodes.iter().find(|(id, _)| *id != s_node).unwrap().1;
+
+    // Any node lists both rooms, once each, with their node.
+    for n in [&n1, &n2, &n3] {
+        let (status, list) = rest(n, Method::GET, "/api/rooms", Some(&admin), None).await;
+        assert_eq!(status, 200, "{list}");
+        let rooms: Vec<(String, String, u64)> = list["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["name"].as_str().unwrap().to_owned(),
+                    r["node"].as_str().unwrap().to_owned(),
+                    r["num_participants"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rooms,
+            [
+                ("r".into(), "n1".into(), 1),
+                ("s".into(), s_node.clone(), 1)
+            ]
+        );
+    }
+    // So does the CLI, pointed at any node.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sfu"))
+        .args(["room", "list", "--json", "--url"])
+        .arg(format!("http://{}", n3.http))
+        .env("SFU_API_KEY", server_process::KEY)
+        .env("SFU_API_SECRET", server_process::SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["rooms"].as_array().unwrap().len(), 2, "{list}");
+
+    // A room's participants, a change and a removal, each through a node that does not have it.
+    let (status, people) = rest(
+        &n3,
+        Method::GET,
+        "/api/rooms/r/participants",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{people}");
+    assert_eq!(people["participants"][0]["id"], ann.id.as_str());
+    let (status, updated) = rest(
+        not_s,
+        Method::PATCH,
+        "/api/rooms/s",
+        Some(&admin),
+        Some(json!({"metadata": "m2"})),
+    )
+    .await;
+    assert_eq!((status, &updated["metadata"]), (200, &json!("m2")));
+    assert_eq!(bob.ws.until("room_updated").await["metadata"], "m2");
+    let (status, _) = rest(
+        &n3,
+        Method::DELETE,
+        &format!("/api/rooms/r/participants/{}", ann.id),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(ann.ws.until("left").await["reason"], "removed");
+    // A token scoped to one room reaches it through any node, and no other room.
+    let scoped = admin_token(Some("s"));
+    let (status, _) = rest(&n3, Method::GET, "/api/rooms/s", Some(&scoped), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = rest(&n3, Method::GET, "/api/rooms/r", Some(&scoped), None).await;
+    assert_eq!(status, 403);
+
+    // Calls without a valid admin token are refused where they arrive.
+    let (status, _) = rest(&n3, Method::GET, "/api/rooms/r", None, None).await;
+    assert_eq!(status, 401);
+    let participant = token("r", "eve");
+    let (status, _) = rest(&n3, Method::GET, "/api/rooms", Some(&participant), None).await;
+    assert_eq!(status, 403);
+
+    // Each event reached the webhook once, from the room's node, however many nodes there are.
+    let (status, _) = rest(&n2, Method::DELETE, "/api/rooms/r", Some(&admin), None).await;
+    assert_eq!(status, 204);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hooks.count("room_finished", "r") == 0 {
+        assert!(Instant::now() < deadline, "no room_finished for r");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hooks.count("room_started", "r"), 1);
+    assert_eq!(hooks.count("room_started", "s"), 1);
+    assert_eq!(hooks.count("participant_joined", "r"), 1);
+    assert_eq!(hooks.count("participant_left", "r"), 1);
+    assert_eq!(hooks.count("room_finished", "r"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_join_naming_a_region_places_the_room_there() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let eu = Server::start(&["--redis", &url, "--node-id", "eu1", "--region", "eu"]).await;
+    let us = Server::start(&["--redis", &url, "--node-id", "us1", "--region", "us"]).await;
+    all_ready(&[&eu, &us]).await;
+    let join = |room: &str, region: Option<&str>| {
+        let mut msg = json!({
+            "type": "join", "version": 1, "room": room, "name": "ann",
+            "token": token(room, "ann"),
+        });
+        if let Some(r) = region {
+            msg["region"] = json!(r);
+        }
+        msg
+    };
+    // Through the eu node, from a client in the us: the room goes to the us node.
+    let mut ws = connect(&eu.ws_url()).await;
+    ws.send(join("r", Some("us"))).await;
+    let m = ws.recv().await.unwrap();
+    assert_eq!(m["type"], "redirect", "{m}");
+    assert_eq!(m["url"], us.ws_url().as_str());
+    assert_eq!(redis.get("sfu:room:r").await.as_deref(), Some("us1"));
+    // A region no node is in: any node (here the one joined, all idle and eu1 first by id).
+    let mut ws = connect(&eu.ws_url()).await;
+    ws.send(join("s", Some("ap"))).await;
+    assert_eq!(ws.recv().await.unwrap()["type"], "joined");
+    // A malformed region is refused, not ignored.
+    let mut ws = connect(&eu.ws_url()).await;
+    ws.send(join("t", Some("no spaces"))).await;
+    let m = ws.recv().await.unwrap();
+    assert_eq!(
+        (m["type"].as_str(), m["code"].as_str()),
+        (Some("error"), Some("bad_message")),
+        "{m}"
+    );
+}

@@ -56,6 +56,7 @@ fn request(identity: &str) -> JoinRequest {
         identity: Some(identity.into()),
         metadata: None,
         grants: Grants::participant(),
+        region: None,
     }
 }
 

@@ -67,6 +67,7 @@ fn request(room: &str, identity: &str, grants: Grants) -> JoinRequest {
         identity: Some(identity.into()),
         metadata: Some(format!("meta-{identity}")),
         grants,
+        region: None,
     }
 }
 

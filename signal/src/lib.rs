@@ -58,6 +58,8 @@ pub struct JoinRequest {
     /// What the participant may do: the token's grants, or [`Grants::all`] when the router
     /// checks no tokens.
     pub grants: Grants,
+    /// The region the client said it is in (validated), for placing a new room in a cluster.
+    pub region: Option<String>,
 }
 
 /// A joined participant, as the router holds it for the life of one WebSocket.

@@ -30,6 +30,10 @@ pub enum ClientMessage {
         /// `sfu` server always does.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// The client's region label (1 to 64 of letters, digits, `-`, `_`, `.`): in a cluster, a
+        /// room's first join places the room on a node of that region when there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
     },
     /// Take up an existing participant again on a new socket, after the old one dropped: instead
     /// of `join`, as the first message. Works within the grace period announced in `joined`
@@ -501,6 +505,23 @@ pub fn validate_room_name(room: &str) -> Result<(), SignalError> {
     }
 }
 
+/// Checks a region label: 1 to 64 characters of letters, digits, `-`, `_` and `.`.
+pub fn validate_region(region: &str) -> Result<(), SignalError> {
+    let ok = !region.is_empty()
+        && region.len() <= 64
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SignalError::new(
+            ErrorCode::BadMessage,
+            "region must be 1 to 64 characters of letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
 /// Checks a display name: 1 to 64 characters, no control characters, not only white space.
 pub fn validate_display_name(name: &str) -> Result<(), SignalError> {
     let count = name.chars().count();
@@ -532,7 +553,8 @@ mod tests {
                 version: 1,
                 room: "r1".into(),
                 name: "Ann".into(),
-                token: None
+                token: None,
+                region: None,
             }
         );
         assert_eq!(serde_json::to_string(&m).unwrap(), j);

@@ -23,8 +23,8 @@ use tracing::{debug, info, warn};
 use crate::auth::{Grants, KeySet};
 use crate::limits::{IpPermit, MessageRate, RateVerdict};
 use crate::protocol::{
-    validate_display_name, validate_room_name, ClientMessage, ErrorCode, ServerMessage,
-    SignalError, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    validate_display_name, validate_region, validate_room_name, ClientMessage, ErrorCode,
+    ServerMessage, SignalError, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use crate::{ClientSignal, JoinRequest, MediaBackend, ResumeRequest, RouterConfig, Session};
 
@@ -328,6 +328,7 @@ struct JoinAttempt {
     room: String,
     name: String,
     token: Option<String>,
+    region: Option<String>,
 }
 
 impl JoinAttempt {
@@ -344,6 +345,7 @@ impl JoinAttempt {
             room,
             name,
             token,
+            region,
         } = self;
         if version != PROTOCOL_VERSION {
             return Err(SignalError::new(
@@ -353,6 +355,9 @@ impl JoinAttempt {
         }
         validate_room_name(&room)?;
         validate_display_name(&name)?;
+        if let Some(region) = &region {
+            validate_region(region)?;
+        }
         let request = match keys {
             None => JoinRequest {
                 room,
@@ -361,6 +366,7 @@ impl JoinAttempt {
                 identity: None,
                 metadata: None,
                 grants: Grants::all(),
+                region,
             },
             Some(keys) => {
                 let claims = keys.authorize_join(token.as_deref(), &room)?;
@@ -371,6 +377,7 @@ impl JoinAttempt {
                     identity: Some(claims.sub),
                     metadata: claims.metadata,
                     grants: claims.grants,
+                    region,
                 }
             }
         };
@@ -489,6 +496,7 @@ impl<B: MediaBackend> Conn<B> {
                     room,
                     name,
                     token,
+                    region,
                 },
             ) => {
                 let attempt = JoinAttempt {
@@ -496,6 +504,7 @@ impl<B: MediaBackend> Conn<B> {
                     room,
                     name,
                     token,
+                    region,
                 };
                 return self.handle_join(attempt).await;
             }

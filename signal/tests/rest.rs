@@ -75,6 +75,7 @@ impl RoomService for Rooms {
             created_at: unix_now(),
             num_participants: 0,
             video_codecs: req.video_codecs.unwrap_or_default(),
+            node: None,
         };
         rooms.insert(req.name, (info.clone(), Vec::new()));
         Ok(info)
@@ -236,6 +237,7 @@ impl Api {
                     created_at: 1,
                     num_participants: 0,
                     video_codecs: Vec::new(),
+                    node: None,
                 },
                 Vec::new(),
             ),

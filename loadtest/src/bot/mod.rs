@@ -305,6 +305,7 @@ async fn run_inner(
                 room: spec.room.clone(),
                 name: spec.name.clone(),
                 token: token.clone(),
+                region: None,
             },
         )
         .await?;

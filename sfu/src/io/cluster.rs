@@ -107,6 +107,10 @@ pub struct NodeEntry {
     pub rooms: usize,
     /// Shutting down: it takes no new rooms.
     pub draining: bool,
+    /// At its participant limit (`limits.max_participants`, or every worker at its own): it
+    /// takes no new rooms, and its rooms refuse joins until someone leaves.
+    #[serde(default)]
+    pub full: bool,
 }
 
 impl NodeEntry {
@@ -141,10 +145,11 @@ pub enum Place {
     },
 }
 
-/// The least loaded node that can take a new room, preferring `region` when some node is in
-/// it: fewest participants, then fewest rooms, then id (so that all nodes agree).
+/// The least loaded node that can take a new room (not draining, not full), preferring `region`
+/// when some such node is in it: fewest participants, then fewest rooms, then id (so that all
+/// nodes agree).
 pub fn choose<'a>(nodes: &'a [NodeEntry], region: Option<&str>) -> Option<&'a NodeEntry> {
-    let open = || nodes.iter().filter(|n| !n.draining);
+    let open = || nodes.iter().filter(|n| !n.draining && !n.full);
     let in_region: Vec<&NodeEntry> = match region {
         Some(r) if !r.is_empty() => open().filter(|n| n.region == r).collect(),
         _ => Vec::new(),
@@ -245,6 +250,7 @@ impl Cluster {
             participants: p.total(),
             rooms: p.room_count(),
             draining: p.is_draining(),
+            full: !p.is_draining() && !p.accepting(),
         }
     }
 
@@ -444,6 +450,20 @@ impl Cluster {
         )))
     }
 
+    /// The node that serves `room` now, as Redis says; `None` when no node does. Claims nothing.
+    pub async fn owner(&self, room: &str) -> redis::RedisResult<Option<String>> {
+        let mut conn = self.redis.clone();
+        redis::cmd("GET")
+            .arg(room_key(room))
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Another live node, by id, as of the last refresh.
+    pub fn node(&self, id: &str) -> Option<NodeEntry> {
+        self.view.lock().others.get(id).cloned()
+    }
+
     fn place_on(&self, node: &NodeEntry) -> Place {
         if node.id == self.settings.node_id {
             Place::Here
@@ -520,6 +540,7 @@ mod tests {
             participants,
             rooms: 0,
             draining,
+            full: false,
         }
     }
 
@@ -540,6 +561,16 @@ mod tests {
         assert_eq!(pick(Some("eu")), Some("b"), "least loaded in the region");
         assert_eq!(pick(Some("ap")), Some("c"), "no node there: anywhere");
         assert_eq!(choose(&[node("x", "", 0, true)], None), None);
+        let full = NodeEntry {
+            full: true,
+            ..node("c", "us", 1, false)
+        };
+        let with_full = [node("a", "eu", 10, false), full];
+        assert_eq!(
+            choose(&with_full, Some("us")).unwrap().id,
+            "a",
+            "a full node takes no new room, even in the region asked for"
+        );
         let tie = [node("b", "", 1, false), node("a", "", 1, false)];
         assert_eq!(choose(&tie, None).unwrap().id, "a", "ties broken by id");
     }

@@ -193,6 +193,11 @@ impl SfuHandle {
         self
     }
 
+    /// Whether `room` is on this node now.
+    pub fn has_room(&self, room: &str) -> bool {
+        self.placement.lock().has_room(room)
+    }
+
     /// Participants per worker.
     pub fn load(&self) -> Vec<usize> {
         self.placement.lock().load().to_vec()
@@ -354,7 +359,10 @@ impl SfuHandle {
     async fn admit(&self, req: JoinRequest) -> Result<Session, SignalError> {
         if let Some(cluster) = &self.cluster {
             let here = self.placement.lock().has_room(&req.room);
-            if let Place::There { node, url } = cluster.place(&req.room, None, here).await? {
+            if let Place::There { node, url } = cluster
+                .place(&req.room, req.region.as_deref(), here)
+                .await?
+            {
                 tracing::debug!(room = %req.room, %node, "join redirected to the room's node");
                 return Err(SignalError::redirect(url));
             }

@@ -82,6 +82,7 @@ impl RoomEntry {
             created_at: unix_seconds(self.created_at),
             num_participants: u32::try_from(self.participants).unwrap_or(u32::MAX),
             video_codecs: self.video_codecs.names(),
+            node: None,
         }
     }
 }

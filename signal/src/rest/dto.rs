@@ -152,6 +152,10 @@ pub struct RoomInfo {
     /// codec the server forwards, in each publisher's own order.
     #[serde(default)]
     pub video_codecs: Vec<String>,
+    /// In a cluster: the id of the node that serves the room. Set in `GET /api/rooms` answers
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `GET /api/rooms`.
