@@ -48,12 +48,14 @@ if command -v systemd-analyze >/dev/null; then
 fi
 
 if command -v promtool >/dev/null; then
-  if out="$(promtool check config deploy/prometheus/prometheus.yml 2>&1)"; then
-    echo "ok: deploy/prometheus/prometheus.yml (promtool check config)"
-  else
-    echo "deploy/prometheus/prometheus.yml: $out" >&2
-    exit 1
-  fi
+  for prom in deploy/prometheus/*.yml; do
+    if out="$(promtool check config "$prom" 2>&1)"; then
+      echo "ok: $prom (promtool check config)"
+    else
+      echo "$prom: $out" >&2
+      exit 1
+    fi
+  done
 else
   echo "skipped: promtool check config (no promtool; apt-get install prometheus)"
 fi
@@ -211,19 +213,19 @@ if exposed != want:
 if "deploy/sfu.toml" not in dockerfile:
     fail("deploy/Dockerfile does not install deploy/sfu.toml")
 
-compose = docs["deploy/compose.yaml"][0]
+compose = docs["deploy/compose.single.yaml"][0]
 published = set()
 for spec in compose["services"]["sfu"]["ports"]:
     host, _, container = str(spec).rpartition(":")
     published |= expand(container)
 if published & metrics_ports:
-    fail(f"deploy/compose.yaml: the metrics port {metrics} is published; Prometheus reaches it inside")
+    fail(f"deploy/compose.single.yaml: the metrics port {metrics} is published; Prometheus reaches it inside")
 elif published != {(http, "tcp")} | media:
-    fail(f"deploy/compose.yaml: sfu ports {sorted(published)} != config ports")
-prom = docs["deploy/prometheus/prometheus.yml"][0]
+    fail(f"deploy/compose.single.yaml: sfu ports {sorted(published)} != config ports")
+prom = docs["deploy/prometheus/prometheus.single.yml"][0]
 targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
 if f"sfu:{metrics or http}" not in targets:
-    fail(f"deploy/prometheus/prometheus.yml: no target sfu:{metrics or http}")
+    fail(f"deploy/prometheus/prometheus.single.yml: no target sfu:{metrics or http}")
 
 # .dockerignore: the build context is the repository root. Matched the way Docker does for the
 # patterns used here (a path or any of its parent folders matches; `**` spans folders).
@@ -253,7 +255,7 @@ for path in ["Cargo.toml", "Cargo.lock", "sfu/Cargo.toml", "sfu/src/main.rs", "s
 print("ok: .dockerignore")
 grafana_path = compose["services"]["grafana"]["volumes"]
 if not any("grafana/dashboards" in v for v in grafana_path):
-    fail("deploy/compose.yaml: the Grafana dashboards are not mounted")
+    fail("deploy/compose.single.yaml: the Grafana dashboards are not mounted")
 with open("deploy/grafana/dashboards/sfu.json") as f:
     dashboard = f.read()
 for metric in re.findall(r"\b(sfu_[a-z_]+)", dashboard):
