@@ -60,6 +60,23 @@ else
   echo "skipped: promtool check config (no promtool; apt-get install prometheus)"
 fi
 
+# Compose itself, where it is installed: the files as compose reads them (anchors, merge keys,
+# interpolation, the schema). The checks further down do not need it.
+if command -v docker >/dev/null && docker compose version >/dev/null 2>&1; then
+  for file in deploy/compose.yaml deploy/compose.single.yaml; do
+    if out="$(SFU_ADVERTISE_IP=203.0.113.7 SFU_API_KEY=APIcheck \
+              SFU_API_SECRET=a-throwaway-secret-for-checking-configs \
+              SFU_TURN_SECRET=a-throwaway-turn-secret docker compose -f "$file" config --quiet 2>&1)"; then
+      echo "ok: $file (docker compose config)"
+    else
+      echo "$file: $out" >&2
+      exit 1
+    fi
+  done
+else
+  echo "skipped: docker compose config (no docker compose)"
+fi
+
 manifests=(deploy/kubernetes/*.yaml)
 if command -v kubernetes-validate >/dev/null; then
   if out="$(kubernetes-validate --strict --quiet "${manifests[@]}" 2>&1)"; then
@@ -80,7 +97,7 @@ else
 fi
 
 SFU="$sfu" TMP="$tmp" python3 - <<'EOF'
-import configparser, glob, json, os, re, subprocess, sys, tomllib
+import configparser, glob, json, os, re, subprocess, sys, tomllib, urllib.parse
 import yaml
 
 failures = []
@@ -222,10 +239,265 @@ if published & metrics_ports:
     fail(f"deploy/compose.single.yaml: the metrics port {metrics} is published; Prometheus reaches it inside")
 elif published != {(http, "tcp")} | media:
     fail(f"deploy/compose.single.yaml: sfu ports {sorted(published)} != config ports")
-prom = docs["deploy/prometheus/prometheus.single.yml"][0]
-targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
-if f"sfu:{metrics or http}" not in targets:
-    fail(f"deploy/prometheus/prometheus.single.yml: no target sfu:{metrics or http}")
+metrics_single = metrics or http
+
+# compose.yaml: a cluster of sfu nodes and one Redis on one host, every node from the image's
+# deploy/sfu.toml with its own settings in the environment. Values are interpolated the way
+# compose does (${VAR}, ${VAR:-default}, ${VAR:?error}, nested) with sample values, and each
+# node's environment is then checked by the server itself.
+class Unset(Exception):
+    pass
+
+def interpolate(value, env):
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+    out, i, s = [], 0, value
+    while i < len(s):
+        if s.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif s.startswith("${", i):
+            depth, j = 1, i + 2
+            while depth:
+                if j >= len(s):
+                    raise ValueError(f"unclosed ${{ in {s!r}")
+                if s.startswith("${", j):
+                    depth, j = depth + 1, j + 2
+                    continue
+                if s[j] == "}":
+                    depth -= 1
+                j += 1
+            m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", s[i + 2:j - 1], re.S)
+            if not m:
+                raise ValueError(f"cannot interpolate {s[i:j]!r}")
+            name, op, arg = m.groups()
+            val = env.get(name)
+            missing = val is None or (op is not None and op.startswith(":") and val == "")
+            if op in (":-", "-"):
+                out.append(interpolate(arg, env) if missing else val)
+            elif op in (":?", "?"):
+                if missing:
+                    raise Unset(f"{name}: {interpolate(arg, env)}")
+                out.append(val)
+            elif op in (":+", "+"):
+                out.append("" if missing else interpolate(arg, env))
+            else:
+                out.append(val or "")
+            i = j
+        elif (m := re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)", s[i:])):
+            out.append(env.get(m.group(1), ""))
+            i += m.end()
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+def port_mappings(where, spec):
+    """'8081:8080/tcp' -> [((8081, 'tcp'), (8080, 'tcp'))]; host None when not published."""
+    if isinstance(spec, dict):
+        proto = spec.get("protocol", "tcp")
+        spec = f"{spec.get('published', '')}:{spec['target']}/{proto}".lstrip(":")
+    ports, _, proto = str(spec).partition("/")
+    proto = proto or "tcp"
+    parts = ports.split(":")
+    def span(r):
+        lo, _, hi = r.partition("-")
+        return list(range(int(lo), int(hi or lo) + 1))
+    container = span(parts[-1])
+    host = span(parts[-2]) if len(parts) >= 2 and parts[-2] else [None] * len(container)
+    if len(host) != len(container):
+        fail(f"{where}: {spec}: the host and container ranges differ in length")
+        return []
+    return [((h, proto), (c, proto)) for h, c in zip(host, container)]
+
+def fmt(ports):
+    """{(50000,'udp'), (50001,'udp'), (8080,'tcp')} -> '8080/tcp, 50000-50001/udp'"""
+    out = []
+    for proto in ("tcp", "udp"):
+        nums = sorted(p for p, pr in ports if pr == proto)
+        while nums:
+            lo = hi = nums.pop(0)
+            while nums and nums[0] == hi + 1:
+                hi = nums.pop(0)
+            out.append(f"{lo}/{proto}" if lo == hi else f"{lo}-{hi}/{proto}")
+    return ", ".join(out) or "none"
+
+def seconds(text):
+    """'40s', '1m30s', '1h 30m', '500ms' or a number of seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)?", str(text))
+    unit = {"ms": 0.001, "h": 3600, "m": 60, "s": 1, "": 1}
+    return sum(float(n) * unit[u] for n, u in parts)
+
+def node_config(cfg, env):
+    """deploy/sfu.toml as the environment overrides it (the keys that decide ports)."""
+    cfg = dict(cfg)
+    for var, key, conv in (("SFU_HTTP", "http", str), ("SFU_METRICS", "metrics", str),
+                           ("SFU_UDP_PORT", "udp_port", int), ("SFU_WORKERS", "workers", int),
+                           ("SFU_ICE_TCP", "ice_tcp", lambda v: v == "true")):
+        if var in env:
+            cfg[key] = conv(env[var])
+    return cfg
+
+def run_check(name, env):
+    """sfu serve --check with the image's configuration and this environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SFU_")}
+    r = subprocess.run([sfu, "serve", "--config", "deploy/sfu.toml", "--check"],
+                       env=base | env, capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"{name}: sfu serve --check: {r.stderr.strip() or r.stdout.strip()}")
+    else:
+        print(f"ok: {name} (sfu serve --check)")
+
+# coturn runs with the host's network: its ports are taken on the host.
+turn = {}
+with open("deploy/coturn/turnserver.conf") as f:
+    for line in f:
+        key, _, value = line.strip().partition("=")
+        if value and not key.startswith("#"):
+            turn[key] = value
+coturn_ports = {(int(turn.get("listening-port", 3478)), p) for p in ("udp", "tcp")}
+coturn_ports |= {(int(turn.get("tls-listening-port", 5349)), p) for p in ("udp", "tcp")}
+coturn_ports |= {(p, "udp") for p in range(int(turn.get("min-port", 49152)),
+                                           int(turn.get("max-port", 65535)) + 1)}
+
+C = "deploy/compose.yaml"
+SAMPLE = {"SFU_ADVERTISE_IP": "203.0.113.7", "SFU_API_KEY": "APIcheck",
+          "SFU_API_SECRET": "a-throwaway-secret-for-checking-configs",
+          "SFU_TURN_SECRET": "a-throwaway-turn-secret"}
+raw = docs[C][0]
+# Every one of these must be demanded (${VAR:?...}): a cluster started without them would run
+# with an empty key or advertise no usable address.
+for var in SAMPLE:
+    try:
+        interpolate(raw, {k: v for k, v in SAMPLE.items() if k != var})
+        fail(f"{C}: starts without {var}; it must be required (${{{var}:?...}})")
+    except Unset:
+        pass
+cluster = interpolate(raw, SAMPLE)
+services = cluster["services"]
+redis_names = [n for n, s in services.items() if re.match(r"(docker\.io/(library/)?)?redis:", str(s.get("image", "")))]
+sfu_names = sorted(n for n, s in services.items() if s.get("image") == "sfu:latest"
+                   or "deploy/Dockerfile" in str(s.get("build", "")))
+if len(redis_names) != 1:
+    fail(f"{C}: expected one redis service, found {redis_names}")
+else:
+    redis_name = redis_names[0]
+    redis = services[redis_name]
+    if not str(redis["image"]).split(":", 1)[1].startswith("7"):
+        fail(f"{C}: {redis_name}: expected the official redis:7 image, not {redis['image']}")
+    if not redis.get("healthcheck", {}).get("test"):
+        fail(f"{C}: {redis_name} has no healthcheck")
+    if redis.get("ports"):
+        fail(f"{C}: {redis_name} publishes ports; it has no password and only the nodes use it")
+if len(sfu_names) != 3:
+    fail(f"{C}: expected three sfu services, found {sfu_names}")
+
+sfu_cfg = configs["deploy/sfu.toml"]
+drain = seconds(sfu_cfg.get("shutdown", {}).get("drain_timeout", "30s"))
+shared = ("SFU_API_KEY", "SFU_API_SECRET", "SFU_TURN_SECRET", "SFU_TURN_URLS", "SFU_REDIS_URL",
+          "SFU_ADVERTISE_IP")
+nodes = {}
+for name in sfu_names:
+    svc, where = services[name], f"{C}: {name}"
+    env = svc.get("environment", {})
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env)
+    env = {k: str(v) for k, v in env.items()}
+    if "SFU_CONFIG" in env or any("/etc/sfu" in str(v) for v in svc.get("volumes", [])):
+        fail(f"{where}: replaces the image's configuration; these checks read deploy/sfu.toml")
+    for var in ("SFU_REDIS_URL", "SFU_NODE_ID", "SFU_PUBLIC_URL", "SFU_ADVERTISE_IP",
+                "SFU_API_KEY", "SFU_API_SECRET"):
+        if not env.get(var):
+            fail(f"{where}: no {var}")
+    run_check(where, env)
+    redis_url = urllib.parse.urlparse(env.get("SFU_REDIS_URL", ""))
+    if redis_names and (redis_url.hostname != redis_names[0] or (redis_url.port or 6379) != 6379):
+        fail(f"{where}: SFU_REDIS_URL {redis_url.geturl()!r} is not the {redis_names[0]} service")
+    depends = svc.get("depends_on", {})
+    if redis_names and (not isinstance(depends, dict)
+                        or depends.get(redis_names[0], {}).get("condition") != "service_healthy"):
+        fail(f"{where}: must depend on {redis_names[0]} with condition service_healthy")
+    if seconds(svc.get("stop_grace_period", "10s")) <= drain:
+        fail(f"{where}: stop_grace_period must exceed the drain ({drain} s)")
+    http, metrics, media = config_ports(node_config(sfu_cfg, env))
+    if not media:
+        fail(f"{where}: workers is not set, so the media ports are not known")
+    maps = [m for spec in svc.get("ports", []) for m in port_mappings(where, spec)]
+    container = {c for _, c in maps}
+    if metrics and (metrics, "tcp") in container:
+        fail(f"{where}: the metrics port {metrics} is published; Prometheus reaches it inside")
+    if container != {(http, "tcp")} | media:
+        fail(f"{where}: publishes container ports {fmt(container)}, but its configuration "
+             f"uses {fmt({(http, 'tcp')} | media)}")
+    moved = {c for h, c in maps if c in media and h != c}
+    if moved:
+        fail(f"{where}: media ports {fmt(moved)} are published under other numbers; a node "
+             "advertises the port it binds")
+    http_host = [h for h, c in maps if c == (http, "tcp")]
+    public = urllib.parse.urlparse(env.get("SFU_PUBLIC_URL", ""))
+    if not http_host or not http_host[0][0]:
+        fail(f"{where}: the HTTP port {http} is not published")
+    elif public.port != http_host[0][0]:
+        fail(f"{where}: SFU_PUBLIC_URL {public.geturl()!r} is not on the published HTTP port "
+             f"{http_host[0][0]}")
+    if public.hostname != SAMPLE["SFU_ADVERTISE_IP"]:
+        fail(f"{where}: SFU_PUBLIC_URL {public.geturl()!r} does not default to the host's address "
+             "(SFU_ADVERTISE_IP)")
+    nodes[name] = {"env": env, "metrics": metrics or http, "media": media,
+                   "host": {h for h, _ in maps if h[0]}}
+
+def distinct(what, values):
+    seen = {}
+    for name, v in values.items():
+        if v in seen:
+            fail(f"{C}: {name} and {seen[v]} have the same {what} {v!r}")
+        seen.setdefault(v, name)
+distinct("SFU_NODE_ID", {n: x["env"].get("SFU_NODE_ID") for n, x in nodes.items()})
+distinct("SFU_PUBLIC_URL", {n: x["env"].get("SFU_PUBLIC_URL") for n, x in nodes.items()})
+for var in shared:
+    if len({x["env"].get(var) for x in nodes.values()}) > 1:
+        fail(f"{C}: the nodes differ in {var}; every node needs the same")
+# No host port twice: not between nodes (media ranges, HTTP), nor with the other services or
+# coturn's ports on the host network.
+taken, clashes = {}, {}
+for name, svc in services.items():
+    ports = nodes[name]["host"] if name in nodes else {
+        h for spec in svc.get("ports", []) for h, _ in port_mappings(f"{C}: {name}", spec) if h[0]}
+    if svc.get("network_mode") == "host" and "coturn" in str(svc.get("image", "")):
+        ports = coturn_ports
+    for p in ports:
+        if p in taken and taken[p] != name:
+            clashes.setdefault((taken[p], name), set()).add(p)
+        taken.setdefault(p, name)
+for (a, b), ports in clashes.items():
+    fail(f"{C}: {a} and {b} both take host ports {fmt(ports)}")
+print(f"ok: {C} ({len(nodes)} nodes: distinct ids, HTTP and media ports; one Redis)")
+
+# Each compose file mounts its own Prometheus configuration, which scrapes each of its nodes'
+# metrics address and nothing else.
+for path, prom_nodes in ((C, {n: x["metrics"] for n, x in nodes.items()}),
+                         ("deploy/compose.single.yaml", {"sfu": metrics_single})):
+    services_ = docs[path][0]["services"]
+    mounts = [str(v).split(":") for v in services_["prometheus"].get("volumes", [])]
+    prom_file = next((os.path.normpath(os.path.join("deploy", m[0])) for m in mounts
+                      if len(m) > 1 and m[1] == "/etc/prometheus/prometheus.yml"), None)
+    if prom_file not in docs:
+        fail(f"{path}: Prometheus does not mount a configuration from deploy/prometheus")
+        continue
+    prom = docs[prom_file][0]
+    targets = {t for job in prom["scrape_configs"] for sc in job.get("static_configs", [])
+               for t in sc["targets"]}
+    want = {f"{n}:{p}" for n, p in prom_nodes.items()}
+    if targets != want:
+        fail(f"{prom_file}: targets {sorted(targets)} != the metrics of {path}'s nodes {sorted(want)}")
+    else:
+        print(f"ok: {prom_file} scrapes {', '.join(sorted(want))}")
+    if not any("grafana/dashboards" in str(v) for v in services_["grafana"].get("volumes", [])):
+        fail(f"{path}: the Grafana dashboards are not mounted")
 
 # .dockerignore: the build context is the repository root. Matched the way Docker does for the
 # patterns used here (a path or any of its parent folders matches; `**` spans folders).
@@ -253,9 +525,6 @@ for path in ["Cargo.toml", "Cargo.lock", "sfu/Cargo.toml", "sfu/src/main.rs", "s
     if ignored(path):
         fail(f".dockerignore: the build needs {path}")
 print("ok: .dockerignore")
-grafana_path = compose["services"]["grafana"]["volumes"]
-if not any("grafana/dashboards" in v for v in grafana_path):
-    fail("deploy/compose.single.yaml: the Grafana dashboards are not mounted")
 with open("deploy/grafana/dashboards/sfu.json") as f:
     dashboard = f.read()
 for metric in re.findall(r"\b(sfu_[a-z_]+)", dashboard):
