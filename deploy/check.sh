@@ -3,11 +3,26 @@
 # passes `systemd-analyze verify`, the Dockerfile parses, .dockerignore keeps target/ out of the
 # build context and everything the build needs in, every TOML configuration (files and the
 # Kubernetes ConfigMap) is accepted by `sfu serve --check` with an API key in the environment (and
-# refused without one), and the ports that the Dockerfile, compose.yaml, Prometheus and the
+# refused without one), and the ports that the Dockerfile, the compose files, Prometheus and the
 # Kubernetes manifests use are the ones the configurations use (metrics on their own port, never
-# published). Where the tools are present: `promtool check config` on the Prometheus
-# configuration, and a Kubernetes schema check of the manifests (kubernetes-validate, installed
-# with pip when it can be, or kubeconform).
+# published).
+#
+# The cluster files: compose.yaml is read as compose reads it (merge keys, interpolation with
+# sample values) and must have one Redis (redis:7, a healthcheck, not published) and three sfu
+# nodes, each passing `sfu serve --check` with its environment, pointing at the Redis service and
+# waiting for it to be healthy, with distinct node ids and public URLs (each on the node's
+# published HTTP port), the same keys, TURN secret and Redis URL, and media ranges published under
+# their own numbers that overlap nothing else on the host (coturn's ports included); each compose
+# file's Prometheus scrapes exactly its nodes. In deploy/kubernetes/: one redis:7 workload with a
+# readiness probe and one Service leading to its port 6379 (no other Service selecting it), sfu
+# pods with hostNetwork, ClusterFirstWithHostNet DNS, one pod per node (a DaemonSet, or required
+# anti-affinity on kubernetes.io/hostname), SFU_NODE_ID from the pod name, SFU_ADVERTISE_IP from
+# the host IP, SFU_PUBLIC_URL on that IP and the HTTP port, SFU_REDIS_URL naming the Redis
+# Service, and the ConfigMap passing `sfu serve --check` with that environment.
+#
+# Where the tools are present: `promtool check config` on the Prometheus configurations,
+# `docker compose config` on the compose files, and a Kubernetes schema check of the manifests
+# (kubernetes-validate, installed with pip when it can be, or kubeconform).
 #
 # Usage: deploy/check.sh [path to the sfu binary]   (default: target/release/sfu, built if missing)
 set -euo pipefail
@@ -537,7 +552,8 @@ for metric in re.findall(r"\b(sfu_[a-z_]+)", dashboard):
 # Kubernetes: container ports and probes against the ConfigMap's configuration.
 http, metrics, media = config_ports(k8s_config)
 metrics_ports = {(metrics, "tcp")} if metrics else set()
-deployment = next(d for d in docs["deploy/kubernetes/deployment.yaml"] if d["kind"] == "Deployment")
+deployment = next(d for d in docs["deploy/kubernetes/deployment.yaml"]
+                  if d["kind"] in ("Deployment", "DaemonSet"))
 container = deployment["spec"]["template"]["spec"]["containers"][0]
 ports = {(p["containerPort"], p["protocol"].lower()) for p in container["ports"]}
 if ports != {(http, "tcp")} | metrics_ports | media:
@@ -558,8 +574,141 @@ if "requests" not in container.get("resources", {}):
     fail("deploy/kubernetes/deployment.yaml: no resource requests")
 grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 drain = k8s_config.get("shutdown", {}).get("drain_timeout", "30s")
-if grace <= int(str(drain).rstrip("s")):
+if grace <= seconds(drain):
     fail("deploy/kubernetes/deployment.yaml: terminationGracePeriodSeconds must exceed the drain")
+
+# Kubernetes as a cluster: a Redis with its Service, and every sfu pod one node of the cluster,
+# with its own id and public URL from the downward API, one per Kubernetes node.
+K = "deploy/kubernetes/deployment.yaml"
+objects = [(path, d) for path, ds in docs.items() if path.startswith("deploy/kubernetes/")
+           for d in ds if isinstance(d, dict) and "kind" in d]
+workloads = [(path, d) for path, d in objects if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
+services_k8s = [(path, d) for path, d in objects if d["kind"] == "Service"]
+
+def selects(selector, labels):
+    """Whether a label selector (matchLabels/matchExpressions, or a Service's plain map) selects
+    these labels."""
+    if not selector:
+        return False
+    match = selector.get("matchLabels", {}) if ("matchLabels" in selector or
+                                                "matchExpressions" in selector) else selector
+    if any(labels.get(k) != v for k, v in match.items()):
+        return False
+    for e in selector.get("matchExpressions", []) if "matchExpressions" in selector else []:
+        has, value = e["key"] in labels, labels.get(e["key"])
+        ok = {"In": has and value in e.get("values", []),
+              "NotIn": not has or value not in e.get("values", []),
+              "Exists": has, "DoesNotExist": not has}[e["operator"]]
+        if not ok:
+            return False
+    return True
+
+pod = deployment["spec"]["template"]
+pod_spec, pod_labels = pod["spec"], pod["metadata"].get("labels", {})
+redis_workloads = [(p, d) for p, d in workloads
+                   if any(re.match(r"(docker\.io/(library/)?)?redis:7", str(c.get("image", "")))
+                          for c in d["spec"]["template"]["spec"]["containers"])]
+redis_service = None
+if len(redis_workloads) != 1:
+    fail(f"deploy/kubernetes: expected one workload running redis:7, found {len(redis_workloads)}")
+else:
+    rpath, redis_wl = redis_workloads[0]
+    rtemplate = redis_wl["spec"]["template"]
+    rlabels = rtemplate["metadata"].get("labels", {})
+    rcontainer = next(c for c in rtemplate["spec"]["containers"] if "redis" in c["image"])
+    if "readinessProbe" not in rcontainer:
+        fail(f"{rpath}: the redis container has no readinessProbe")
+    rports = {p.get("name"): p["containerPort"] for p in rcontainer.get("ports", [])}
+    chosen = [(path, svc) for path, svc in services_k8s if selects(svc["spec"].get("selector"), rlabels)]
+    to_redis = [(path, svc) for path, svc in chosen
+                if any(rports.get(p.get("targetPort"), p.get("targetPort", p["port"])) == 6379
+                       for p in svc["spec"]["ports"])]
+    if not chosen:
+        fail(f"{rpath}: no Service selects the redis pods")
+    else:
+        rsvc_path, redis_service = (to_redis or chosen)[0]
+    # The sfu Service and the sfu workload's selector must not take Redis in.
+    for path, svc in chosen:
+        if svc is not redis_service:
+            fail(f"{path}: Service {svc['metadata']['name']} also selects the redis pods")
+    if selects(deployment["spec"].get("selector"), rlabels):
+        fail(f"{K}: its selector also selects the redis pods")
+
+# The sfu pods: host network, cluster DNS, one per node.
+if pod_spec.get("hostNetwork") is not True:
+    fail(f"{K}: hostNetwork must be true (media ports of every pod reachable by clients)")
+if pod_spec.get("dnsPolicy") != "ClusterFirstWithHostNet":
+    fail(f"{K}: dnsPolicy must be ClusterFirstWithHostNet, or the pods cannot resolve the Redis Service")
+if deployment["kind"] != "DaemonSet":
+    terms = (pod_spec.get("affinity", {}).get("podAntiAffinity", {})
+             .get("requiredDuringSchedulingIgnoredDuringExecution", []))
+    if not any(t.get("topologyKey") == "kubernetes.io/hostname"
+               and selects(t.get("labelSelector"), pod_labels) for t in terms):
+        fail(f"{K}: no required pod anti-affinity on kubernetes.io/hostname selecting its own pods "
+             "(one pod per node: hostNetwork ports)")
+
+# The environment, as Kubernetes builds it: the downward API with sample values, Secrets with the
+# check keys, $(VAR) expanded from the variables defined before it (later or unknown ones stay
+# as they are, which the server would then take literally).
+SAMPLE_FIELDS = {"metadata.name": "sfu-6d9f7b8c5d-x7k2q", "status.hostIP": "10.0.0.11",
+                 "status.podIP": "10.0.0.11", "spec.nodeName": "node-1"}
+SAMPLE_SECRETS = {"api-key": CHECK_KEYS["SFU_API_KEY"], "api-secret": CHECK_KEYS["SFU_API_SECRET"]}
+k8s_env, sources = {}, {}
+for e in container.get("env", []):
+    name = e["name"]
+    if "value" in e:
+        value = e["value"]
+        for ref in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", value):
+            if ref not in k8s_env:
+                fail(f"{K}: {name} uses $({ref}), which is not defined before it")
+        value = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                       lambda m: k8s_env.get(m.group(1), m.group(0)), value)
+        sources[name] = ("value", e["value"])
+    elif "fieldRef" in e.get("valueFrom", {}):
+        field = e["valueFrom"]["fieldRef"]["fieldPath"]
+        value = SAMPLE_FIELDS.get(field, "")
+        sources[name] = ("field", field)
+    elif "secretKeyRef" in e.get("valueFrom", {}):
+        value = SAMPLE_SECRETS.get(e["valueFrom"]["secretKeyRef"]["key"], "")
+        sources[name] = ("secret", e["valueFrom"]["secretKeyRef"]["key"])
+    else:
+        value = ""
+        sources[name] = ("other", None)
+    k8s_env[name] = value
+if sources.get("SFU_NODE_ID") != ("field", "metadata.name"):
+    fail(f"{K}: SFU_NODE_ID must come from the pod name (fieldRef metadata.name)")
+if sources.get("SFU_ADVERTISE_IP", ("",))[0] != "field" or sources["SFU_ADVERTISE_IP"][1] not in ("status.hostIP", "status.podIP"):
+    fail(f"{K}: SFU_ADVERTISE_IP must come from status.hostIP (or status.podIP)")
+public = urllib.parse.urlparse(k8s_env.get("SFU_PUBLIC_URL", ""))
+if public.scheme not in ("http", "https"):
+    fail(f"{K}: no SFU_PUBLIC_URL with http:// or https://")
+elif public.scheme == "http" and (public.hostname != SAMPLE_FIELDS["status.hostIP"] or public.port != http):
+    fail(f"{K}: SFU_PUBLIC_URL {sources['SFU_PUBLIC_URL'][1]!r} must be the pod's host IP "
+         f"(from the downward API) and the HTTP port {http}")
+redis_url = urllib.parse.urlparse(k8s_env.get("SFU_REDIS_URL", ""))
+if redis_service is not None:
+    rname = redis_service["metadata"]["name"]
+    port = next((p for p in redis_service["spec"]["ports"]
+                 if p["port"] == (redis_url.port or 6379)), None)
+    if not redis_url.hostname or not (redis_url.hostname == rname
+                                      or redis_url.hostname.startswith(rname + ".")):
+        fail(f"{K}: SFU_REDIS_URL {k8s_env.get('SFU_REDIS_URL')!r} is not the {rname} Service")
+    elif port is None:
+        fail(f"{K}: SFU_REDIS_URL's port is not a port of the {rname} Service")
+    elif rports.get(port.get("targetPort"), port.get("targetPort", port["port"])) != 6379:
+        fail(f"{rsvc_path}: the {rname} Service does not lead to Redis's port 6379")
+k8s_path = os.path.join(tmp, "k8s-sfu.toml")
+with open(k8s_path, "w") as f:
+    f.write(cm["data"]["sfu.toml"])
+base = {k: v for k, v in os.environ.items() if not k.startswith("SFU_")}
+r = subprocess.run([sfu, "serve", "--config", k8s_path, "--check"], env=base | k8s_env,
+                   capture_output=True, text=True)
+if r.returncode != 0:
+    fail(f"{K}: the ConfigMap with the pod's environment: sfu serve --check: {r.stderr.strip()}")
+else:
+    print(f"ok: {K} (the ConfigMap with the pod's environment: sfu serve --check)")
+print("ok: deploy/kubernetes (Redis and its Service; node id, public URL and Redis URL per pod; "
+      "hostNetwork, one pod per node)")
 
 if failures:
     sys.exit(1)
