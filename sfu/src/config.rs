@@ -167,6 +167,7 @@ impl ClusterConfig {
                 .public_url
                 .clone()
                 .unwrap_or_else(|| format!("{scheme}://{addr}")),
+            media: Vec::new(),
         }
     }
 }

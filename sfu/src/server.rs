@@ -151,7 +151,11 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         .with_turn(config.turn.clone());
     let cluster = match &config.cluster {
         Some(c) => {
-            let settings = c.settings(local, config.tls.is_some(), &candidate_ips);
+            let mut settings = c.settings(local, config.tls.is_some(), &candidate_ips);
+            settings.media = candidate_ips
+                .iter()
+                .flat_map(|ip| ports.iter().map(|port| SocketAddr::new(*ip, *port)))
+                .collect();
             info!(
                 node = %settings.node_id,
                 region = %settings.region,

@@ -198,6 +198,28 @@ async fn joins_through_any_node_reach_the_node_that_owns_the_room() {
     let other = first_answer(&n1.ws_url(), "s", "dora").await;
     assert_eq!(other["type"], "redirect", "{other}");
     assert_ne!(other["url"], n1.ws_url().as_str());
+
+    // The registry entry: where clients reach the node, and its load.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let entry: Value =
+        serde_json::from_str(&redis.get("sfu:node:n1").await.expect("n1 is registered")).unwrap();
+    assert_eq!(
+        entry["url"],
+        format!("http://{}", n1.http).as_str(),
+        "{entry}"
+    );
+    assert_eq!(entry["participants"], 3, "{entry}");
+    assert_eq!(entry["rooms"], 1, "{entry}");
+    assert_eq!(entry["draining"], false);
+    let media = entry["media"].as_array().expect("media addresses");
+    assert!(
+        !media.is_empty()
+            && media
+                .iter()
+                .all(|a| a.as_str().is_some_and(|a| a.starts_with("127.0.0.1:"))),
+        "{entry}"
+    );
+    assert!(entry["cpu"].as_f64().is_some_and(|c| c >= 0.0), "{entry}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

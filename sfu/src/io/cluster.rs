@@ -90,10 +90,13 @@ pub struct ClusterSettings {
     pub region: String,
     /// The base URL clients reach this node's HTTP and WebSocket at (`http://10.0.0.2:8080`).
     pub public_url: String,
+    /// The media addresses clients reach this node at (advertised IPs and worker ports, UDP; the
+    /// same ports take ICE-TCP when it is on).
+    pub media: Vec<std::net::SocketAddr>,
 }
 
 /// One node as the registry describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeEntry {
     /// Its id.
     pub id: String,
@@ -101,6 +104,12 @@ pub struct NodeEntry {
     pub region: String,
     /// The base URL of its HTTP and WebSocket.
     pub url: String,
+    /// Its media addresses (`ip:port`, UDP and ICE-TCP).
+    #[serde(default)]
+    pub media: Vec<std::net::SocketAddr>,
+    /// CPU it used over the last refresh interval, in cores (1.5: one and a half cores busy).
+    #[serde(default)]
+    pub cpu: f64,
     /// Participants on it.
     pub participants: usize,
     /// Rooms on it.
@@ -180,6 +189,31 @@ pub struct Cluster {
     redis: ConnectionManager,
     placement: Arc<Mutex<Placement>>,
     view: Mutex<View>,
+    /// The process's CPU time at the last refresh, and the cores used over the interval before.
+    cpu: Mutex<CpuSample>,
+}
+
+#[derive(Debug, Default)]
+struct CpuSample {
+    last: Option<(Instant, f64)>,
+    cores: f64,
+}
+
+impl CpuSample {
+    /// Takes a new reading of the process's CPU time.
+    fn update(&mut self) {
+        let Some(now_cpu) = super::process::cpu_seconds() else {
+            return;
+        };
+        let now = Instant::now();
+        if let Some((then, then_cpu)) = self.last {
+            let wall = now.duration_since(then).as_secs_f64();
+            if wall > 0.0 {
+                self.cores = ((now_cpu - then_cpu) / wall).max(0.0);
+            }
+        }
+        self.last = Some((now, now_cpu));
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -220,6 +254,7 @@ impl Cluster {
             redis,
             placement,
             view: Mutex::new(View::default()),
+            cpu: Mutex::new(CpuSample::default()),
         }))
     }
 
@@ -242,11 +277,14 @@ impl Cluster {
 
     /// This node's own entry, from its placement now.
     pub fn own_entry(&self) -> NodeEntry {
+        let cpu = self.cpu.lock().cores;
         let p = self.placement.lock();
         NodeEntry {
             id: self.settings.node_id.clone(),
             region: self.settings.region.clone(),
             url: self.settings.public_url.clone(),
+            media: self.settings.media.clone(),
+            cpu: (cpu * 100.0).round() / 100.0,
             participants: p.total(),
             rooms: p.room_count(),
             draining: p.is_draining(),
@@ -302,6 +340,7 @@ impl Cluster {
     }
 
     async fn try_refresh(&self) -> redis::RedisResult<Vec<NodeEntry>> {
+        self.cpu.lock().update();
         let me = self.own_entry();
         let rooms: Vec<String> = self
             .placement
@@ -537,6 +576,8 @@ mod tests {
             id: id.into(),
             region: region.into(),
             url: format!("http://{id}:8080"),
+            media: Vec::new(),
+            cpu: 0.0,
             participants,
             rooms: 0,
             draining,

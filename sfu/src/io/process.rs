@@ -142,7 +142,7 @@ impl StatFields {
 
 /// User and system CPU time of the process from `getrusage`, microsecond resolution.
 #[cfg(target_os = "linux")]
-fn cpu_seconds() -> Option<f64> {
+pub fn cpu_seconds() -> Option<f64> {
     // SAFETY: an all-zero rusage is valid; getrusage only writes to it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable rusage.
@@ -151,6 +151,12 @@ fn cpu_seconds() -> Option<f64> {
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Some(secs(usage.ru_utime) + secs(usage.ru_stime))
+}
+
+/// Not Linux: not read.
+#[cfg(not(target_os = "linux"))]
+pub fn cpu_seconds() -> Option<f64> {
+    None
 }
 
 /// The soft open-files limit.
