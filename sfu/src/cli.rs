@@ -177,6 +177,9 @@ pub enum RoomCommand {
         /// `h264` or `h264,vp8`). Default: the server's room.video_codecs.
         #[arg(long, value_delimiter = ',', value_name = "CODECS")]
         video_codecs: Option<Vec<String>>,
+        /// In a cluster: a node of this region gets the room, when there is one.
+        #[arg(long)]
+        region: Option<String>,
     },
     /// List rooms.
     List {
@@ -635,6 +638,7 @@ pub async fn room(command: RoomCommand) -> Result<(), CliError> {
             empty_timeout,
             metadata,
             video_codecs,
+            region,
         } => {
             let empty_timeout = empty_timeout
                 .map(|d| u32::try_from(d.as_secs()))
@@ -646,6 +650,7 @@ pub async fn room(command: RoomCommand) -> Result<(), CliError> {
                 empty_timeout,
                 metadata,
                 video_codecs,
+                region,
             };
             let room = client(&server)?.create_room(&req).await?;
             if server.json {

@@ -125,16 +125,25 @@ async fn create(api: ClusterApi, req: Request, next: Next) -> Response {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
-    let name = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_owned));
+    let body = serde_json::from_slice::<Value>(&bytes).ok();
+    let field = |f: &str| {
+        body.as_ref()
+            .and_then(|v| v.get(f).and_then(Value::as_str).map(str::to_owned))
+    };
+    let (name, region) = (field("name"), field("region"));
     let req = Request::from_parts(parts, Body::from(bytes));
-    // A body without a valid name gets this node's own validation error.
+    // A body without a valid name or region gets this node's own validation error.
     let Some(name) = name.filter(|n| signal::protocol::validate_room_name(n).is_ok()) else {
         return next.run(req).await;
     };
+    if region
+        .as_deref()
+        .is_some_and(|r| signal::protocol::validate_region(r).is_err())
+    {
+        return next.run(req).await;
+    }
     let here = api.sfu.has_room(&name);
-    match api.cluster.place(&name, None, here).await {
+    match api.cluster.place(&name, region.as_deref(), here).await {
         Ok(Place::Here) => next.run(req).await,
         Ok(Place::There { node, .. }) => match api.cluster.node(&node) {
             Some(entry) => forward(&api, &entry, req).await,

@@ -617,7 +617,28 @@ async fn a_first_join_naming_a_region_places_the_room_there() {
     let mut ws = connect(&eu.ws_url()).await;
     ws.send(join("s", Some("ap"))).await;
     assert_eq!(ws.recv().await.unwrap()["type"], "joined");
-    // A malformed region is refused, not ignored.
+    // A room created through the REST API of the eu node for the us region lands there too.
+    let admin = admin_token(None);
+    let (status, room) = rest(
+        &eu,
+        reqwest::Method::POST,
+        "/api/rooms",
+        Some(&admin),
+        Some(json!({"name": "u", "region": "us"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{room}");
+    assert_eq!(redis.get("sfu:room:u").await.as_deref(), Some("us1"));
+    let (status, bad) = rest(
+        &eu,
+        reqwest::Method::POST,
+        "/api/rooms",
+        Some(&admin),
+        Some(json!({"name": "v", "region": "a b"})),
+    )
+    .await;
+    assert_eq!((status, &bad["field"]), (400, &json!("region")), "{bad}");
+    // A malformed region in a join is refused, not ignored.
     let mut ws = connect(&eu.ws_url()).await;
     ws.send(join("t", Some("no spaces"))).await;
     let m = ws.recv().await.unwrap();

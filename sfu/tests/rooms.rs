@@ -107,6 +107,7 @@ fn room(name: &str) -> CreateRoom {
         empty_timeout: None,
         metadata: None,
         video_codecs: None,
+        region: None,
     }
 }
 

@@ -872,6 +872,7 @@ async fn a_slow_media_side_is_answered_with_server_busy() {
             empty_timeout: None,
             metadata: None,
             video_codecs: None,
+            region: None,
         })
         .await
         .unwrap();

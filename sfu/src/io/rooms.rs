@@ -505,6 +505,7 @@ mod tests {
             empty_timeout: Some(5),
             metadata: Some("m".into()),
             video_codecs: None,
+            region: None,
         };
         let info = p.create(&req, now).unwrap();
         assert_eq!((info.max_participants, info.empty_timeout), (1, 5));

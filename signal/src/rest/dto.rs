@@ -57,12 +57,21 @@ pub struct CreateRoom {
     /// each publisher's own order. Default: the server's `room.video_codecs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video_codecs: Option<Vec<String>>,
+    /// In a cluster: place the room on a node of this region when there is one (1 to 64
+    /// letters, digits, `-`, `_` or `.`). A single server ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub region: Option<String>,
 }
 
 impl CreateRoom {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ApiError> {
         validate_room_name(&self.name).map_err(|e| ApiError::invalid("name", e.message))?;
+        if let Some(region) = &self.region {
+            crate::protocol::validate_region(region)
+                .map_err(|e| ApiError::invalid("region", e.message))?;
+        }
         check_settings(
             self.max_participants,
             self.empty_timeout,
