@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod rest;
 pub mod router;
 pub mod webhook;
+pub mod whip;
 mod ws;
 
 use std::future::Future;
@@ -26,8 +27,9 @@ pub use protocol::{ClientMessage, ErrorCode, ServerMessage, SignalError};
 pub use rest::{api_router, ApiConfig, ApiError, RoomService};
 pub use router::{router, RouterConfig};
 
-/// The whole HTTP side: [`router`] (static files, `/healthz`, `/ws`) and [`api_router`]
-/// (`/api`). The WebSocket joins check tokens against `api.keys`.
+/// The whole HTTP side: [`router`] (static files, `/healthz`, `/ws`), [`api_router`]
+/// (`/api`) and [`whip::whip_router`] (`/whip`, `/whep`). The WebSocket joins and WHIP/WHEP
+/// sessions check tokens against `api.keys`.
 ///
 /// # Panics
 ///
@@ -38,7 +40,10 @@ pub fn app<B: MediaBackend + RoomService>(
     api: ApiConfig,
 ) -> axum::Router {
     config.keys = Some(api.keys.clone());
-    router(Arc::clone(&backend), config).merge(api_router(backend, api))
+    let whip = whip::whip_router(Arc::clone(&backend), &config);
+    router(Arc::clone(&backend), config)
+        .merge(api_router(backend, api))
+        .merge(whip)
 }
 
 /// What a client asks for when it joins, after the router has checked the message's shape, version
@@ -112,6 +117,23 @@ pub trait MediaBackend: Send + Sync + 'static {
     /// Pass on a signal from a joined participant. An error here (for example a full command queue) is
     /// sent to the client; errors found while handling the signal come back on [`Session::events`].
     fn signal(&self, participant_id: &str, signal: ClientSignal) -> Result<(), SignalError>;
+
+    /// Admit a participant that plays one publisher of the room (WHEP): it receives only the
+    /// tracks of the participant whose identity is `publisher`, on the m-lines of its own first
+    /// offer, and is never sent an offer. By default nothing can be played.
+    fn join_player(
+        &self,
+        req: JoinRequest,
+        publisher: String,
+    ) -> impl Future<Output = Result<Session, SignalError>> + Send {
+        let _ = (req, publisher);
+        async {
+            Err(SignalError::new(
+                ErrorCode::NotFound,
+                "this server does not play participants",
+            ))
+        }
+    }
 
     /// The participant is gone: it said `leave`. `reason` is `left` or `disconnected`.
     /// Idempotent.

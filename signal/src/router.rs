@@ -131,6 +131,11 @@ pub struct RouterConfig {
     /// room that grants `join` (see [`KeySet::authorize_join`]). `None` (the default, for tests
     /// and embedding) admits everyone with every grant; [`crate::app`] always sets it.
     pub keys: Option<KeySet>,
+    /// WHIP and WHEP sessions at most, on the whole server ([`crate::whip`]). Sessions beyond it
+    /// are answered `503`. Default: 1,000.
+    pub max_whip_sessions: usize,
+    /// WHIP and WHEP sessions at most per client address (IPv6: per /64). Default: 20.
+    pub max_whip_sessions_per_ip: usize,
 }
 
 impl Default for RouterConfig {
@@ -149,6 +154,8 @@ impl Default for RouterConfig {
             max_pending_sockets: 1_000,
             max_pending_sockets_per_ip: 100,
             keys: None,
+            max_whip_sessions: 1_000,
+            max_whip_sessions_per_ip: 20,
         }
     }
 }
@@ -239,6 +246,18 @@ impl RouterConfig {
             (
                 "max_pending_sockets_per_ip",
                 self.max_pending_sockets_per_ip as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "max_whip_sessions",
+                self.max_whip_sessions as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "max_whip_sessions_per_ip",
+                self.max_whip_sessions_per_ip as u64,
                 1,
                 1_000_000,
             ),
@@ -345,7 +364,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// The client's address, from [`ConnectInfo`] when the server was started with it (as
 /// `into_make_service_with_connect_info::<SocketAddr>()`); else `0.0.0.0`, so that every client
 /// shares one per-address count.
-struct PeerIp(IpAddr);
+pub(crate) struct PeerIp(pub(crate) IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
     type Rejection = Infallible;

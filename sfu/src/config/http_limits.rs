@@ -25,6 +25,8 @@ pub const KEYS: &[&str] = &[
     "http_limits.message_burst",
     "http_limits.max_frame_bytes",
     "http_limits.max_token_ttl",
+    "http_limits.max_whip_sessions",
+    "http_limits.max_whip_sessions_per_ip",
 ];
 
 /// The limits, resolved. Defaults: see [`HttpLimits::default`] and `docs/configuration.md`.
@@ -50,6 +52,10 @@ pub struct HttpLimits {
     pub max_frame_bytes: usize,
     /// Longest lifetime of a token minted with `POST /api/tokens`.
     pub max_token_ttl: Duration,
+    /// WHIP and WHEP sessions, in all.
+    pub max_whip_sessions: usize,
+    /// WHIP and WHEP sessions per client address.
+    pub max_whip_sessions_per_ip: usize,
 }
 
 impl Default for HttpLimits {
@@ -66,6 +72,8 @@ impl Default for HttpLimits {
             message_burst: router.message_burst,
             max_frame_bytes: router.max_frame_bytes,
             max_token_ttl: signal::rest::DEFAULT_MAX_TOKEN_TTL,
+            max_whip_sessions: router.max_whip_sessions,
+            max_whip_sessions_per_ip: router.max_whip_sessions_per_ip,
         }
     }
 }
@@ -84,6 +92,8 @@ pub struct FileHttpLimits {
     pub message_burst: Option<u32>,
     pub max_frame_bytes: Option<usize>,
     pub max_token_ttl: Option<FileDuration>,
+    pub max_whip_sessions: Option<usize>,
+    pub max_whip_sessions_per_ip: Option<usize>,
 }
 
 /// The flags (and environment variables) of `[http_limits]`.
@@ -137,6 +147,18 @@ pub struct HttpLimitsArgs {
     #[arg(long, env = "SFU_HTTP_LIMITS_MAX_TOKEN_TTL", value_parser = parse_duration,
           value_name = "DURATION")]
     pub http_limits_max_token_ttl: Option<Duration>,
+
+    /// WHIP and WHEP sessions on the server; more get 503. Default: 1000.
+    #[arg(long, env = "SFU_HTTP_LIMITS_MAX_WHIP_SESSIONS", value_name = "N")]
+    pub http_limits_max_whip_sessions: Option<usize>,
+
+    /// WHIP and WHEP sessions per client address. Default: 20.
+    #[arg(
+        long,
+        env = "SFU_HTTP_LIMITS_MAX_WHIP_SESSIONS_PER_IP",
+        value_name = "N"
+    )]
+    pub http_limits_max_whip_sessions_per_ip: Option<usize>,
 }
 
 impl HttpLimits {
@@ -184,6 +206,14 @@ impl HttpLimits {
                 .http_limits_max_token_ttl
                 .or(file.max_token_ttl.map(|d| d.0))
                 .unwrap_or(d.max_token_ttl),
+            max_whip_sessions: a
+                .http_limits_max_whip_sessions
+                .or(file.max_whip_sessions)
+                .unwrap_or(d.max_whip_sessions),
+            max_whip_sessions_per_ip: a
+                .http_limits_max_whip_sessions_per_ip
+                .or(file.max_whip_sessions_per_ip)
+                .unwrap_or(d.max_whip_sessions_per_ip),
         }
     }
 
@@ -219,6 +249,12 @@ impl HttpLimits {
             };
             err(format!("http_limits.{key}"), e.to_string())
         })?;
+        if self.max_whip_sessions_per_ip > self.max_whip_sessions {
+            return Err(err(
+                "http_limits.max_whip_sessions_per_ip",
+                "must not be above http_limits.max_whip_sessions",
+            ));
+        }
         if self.max_pending_sockets_per_ip > self.max_pending_sockets {
             return Err(err(
                 "http_limits.max_pending_sockets_per_ip",
@@ -237,6 +273,8 @@ impl HttpLimits {
         c.message_rate = self.message_rate;
         c.message_burst = self.message_burst;
         c.max_frame_bytes = self.max_frame_bytes;
+        c.max_whip_sessions = self.max_whip_sessions;
+        c.max_whip_sessions_per_ip = self.max_whip_sessions_per_ip;
         c
     }
 

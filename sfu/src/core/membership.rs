@@ -10,6 +10,7 @@ use tracing::info;
 
 use super::codecs::VideoCodecs;
 use super::demux::IcePaths;
+use super::egress::Playback;
 use super::event::{Error, Event, LeaveReason, ParticipantView};
 use super::limits::TokenBucket;
 use super::participant::{Grants, Negotiation, Participant, ParticipantKey};
@@ -37,6 +38,9 @@ pub struct JoinSpec {
     /// The room's video codec policy, as the room registry has it now: every join brings it,
     /// so that the engine's copy follows the registry's.
     pub video_codecs: VideoCodecs,
+    /// Receive only the tracks of the participant with this identity, on the m-lines of its own
+    /// offer, and never an offer from the server (a WHEP player). Needs `can_subscribe`.
+    pub plays: Option<String>,
 }
 
 impl JoinSpec {
@@ -52,6 +56,7 @@ impl JoinSpec {
             can_subscribe: true,
             can_publish_data: true,
             video_codecs: VideoCodecs::any(),
+            plays: None,
         }
     }
 }
@@ -69,7 +74,9 @@ impl Engine {
             can_subscribe,
             can_publish_data,
             video_codecs,
+            plays,
         } = spec;
+        let plays = plays.filter(|_| can_subscribe).map(Playback::new);
         if self.demux.id(&id).is_some() {
             return Err(Error::IdInUse);
         }
@@ -124,7 +131,7 @@ impl Engine {
         let r = self.rooms.room_or_new(&room);
         r.participants.push(key);
         r.video_codecs = video_codecs;
-        let to_add = if can_subscribe {
+        let to_add = if can_subscribe && plays.is_none() {
             r.tracks.clone()
         } else {
             Vec::new()
@@ -181,6 +188,7 @@ impl Engine {
                 nack_counts: Vec::new(),
                 video_orders: HashMap::new(),
                 codec_refused: Vec::new(),
+                plays,
             },
         );
         self.timers.set(key, TimerKind::Liveness, deadline);

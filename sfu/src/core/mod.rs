@@ -24,6 +24,7 @@ pub mod bandwidth;
 pub mod codecs;
 pub mod data;
 mod demux;
+mod egress;
 pub mod event;
 mod fanout;
 pub mod forward;
@@ -46,6 +47,7 @@ pub mod voice_activity;
 
 pub use codecs::VideoCodecs;
 pub use demux::Transport;
+pub use egress::Playback;
 pub use event::{
     Error, Event, LeaveReason, ParticipantView, PauseReason, SdpKind, Speaker, StreamState,
     TrackView,

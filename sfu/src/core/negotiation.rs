@@ -18,6 +18,8 @@ use super::fanout;
 use super::forward::select::LayerSelector;
 use super::forward::Forwarder;
 use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
+use super::room::TrackKey;
+use super::track::Track;
 use super::Engine;
 
 /// What a participant asks for over signalling (the wire protocol's client messages, parsed and
@@ -127,6 +129,7 @@ impl Engine {
             detail: e.to_string(),
         })?;
         check_new_mlines(p, &offer, limits.max_tracks)?;
+        let played = super::egress::offered_mlines(p, &offer);
         let answer = p
             .rtc
             .sdp_api()
@@ -169,6 +172,9 @@ impl Engine {
                 },
             });
         }
+        if !played.is_empty() {
+            self.play_on(key, &played);
+        }
         Ok(())
     }
 
@@ -204,33 +210,7 @@ impl Engine {
         for (tk, mid) in added {
             match self.rooms.track_mut(tk) {
                 Some(track) => {
-                    // Whether this connection took the codec the publisher sends (checked again
-                    // on every change of payload type).
-                    let codec_ok = track
-                        .sending_params()
-                        .is_none_or(|params| fanout::negotiated_pt(&p.rtc, mid, params).is_some());
-                    p.subs.insert(
-                        tk,
-                        Subscription {
-                            mid,
-                            forwarder: Forwarder::new(track.kind, first_seq(), track.clock_rate()),
-                            pt_map: None,
-                            codec_ok,
-                            selector: LayerSelector::default(),
-                            vp8: Default::default(),
-                            visible: true,
-                            width: 0,
-                            height: 0,
-                            reported: None,
-                        },
-                    );
-                    p.sub_by_mid.insert(mid, tk);
-                    track.subscribers.push(key);
-                    if track.kind == MediaKind::Audio {
-                        if let Some(sub) = p.subs.get_mut(&tk) {
-                            sub.selector.set_target(Some(0));
-                        }
-                    } else {
+                    if start_subscription(p, key, tk, track, mid) {
                         self.agenda.allocate(key);
                     }
                 }
@@ -330,6 +310,11 @@ impl Engine {
         if !p.negotiation.wants_offer() {
             return;
         }
+        if p.plays.is_some() {
+            // A player is never sent an offer: what changes on its m-lines needs none.
+            let _ = p.negotiation.take_changes();
+            return;
+        }
         let (to_add, deactivated) = p.negotiation.take_changes();
         // The codec each new video m-line carries: the one its publisher sends, as this
         // connection numbers it.
@@ -405,6 +390,44 @@ fn check_new_mlines(p: &Participant, offer: &SdpOffer, max_tracks: usize) -> Res
         return Err(Error::TooManyTracks(max_tracks));
     }
     Ok(())
+}
+
+/// Starts forwarding `track` (key `tk`) to participant `p` (key `key`) on its m-line `mid`.
+/// Returns whether the track is a video, whose layer the allocator has to choose.
+pub(super) fn start_subscription(
+    p: &mut Participant,
+    key: ParticipantKey,
+    tk: TrackKey,
+    track: &mut Track,
+    mid: Mid,
+) -> bool {
+    // Whether this connection took the codec the publisher sends (checked again on every change
+    // of payload type).
+    let codec_ok = track
+        .sending_params()
+        .is_none_or(|params| fanout::negotiated_pt(&p.rtc, mid, params).is_some());
+    let mut selector = LayerSelector::default();
+    if track.kind == MediaKind::Audio {
+        selector.set_target(Some(0));
+    }
+    p.subs.insert(
+        tk,
+        Subscription {
+            mid,
+            forwarder: Forwarder::new(track.kind, first_seq(), track.clock_rate()),
+            pt_map: None,
+            codec_ok,
+            selector,
+            vp8: Default::default(),
+            visible: true,
+            width: 0,
+            height: 0,
+            reported: None,
+        },
+    );
+    p.sub_by_mid.insert(mid, tk);
+    track.subscribers.push(key);
+    track.kind == MediaKind::Video
 }
 
 /// A random first outgoing sequence number, below 2^15 so that the SRTP rollover counter starts at

@@ -138,6 +138,9 @@ pub struct Participant {
     pub video_orders: HashMap<Mid, Vec<Pt>>,
     /// Its video m-lines that offered none of the room's codecs: answered inactive, for good.
     pub codec_refused: Vec<Mid>,
+    /// A player receives one publisher's tracks on the m-lines of its own offer and is never
+    /// sent an offer (see `egress.rs`).
+    pub plays: Option<super::egress::Playback>,
 }
 
 impl Participant {

@@ -97,12 +97,13 @@ impl Engine {
                 continue;
             }
             if let Some(o) = self.participants.get_mut(&k) {
-                if o.grants.subscribe {
+                if o.grants.subscribe && o.plays.is_none() {
                     o.negotiation.add_track(tk);
                     self.agenda.renegotiate(k);
                 }
             }
         }
+        self.play_new_track(tk);
         self.emit(Event::TrackPublished {
             room,
             participant: publisher_id,

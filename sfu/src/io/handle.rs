@@ -290,18 +290,15 @@ fn new_participant_id() -> String {
 
 impl MediaBackend for SfuHandle {
     async fn join(&self, req: JoinRequest) -> Result<Session, SignalError> {
-        let started = Instant::now();
-        let r = self.admit(req).await;
-        let result = match &r {
-            Ok(_) => {
-                metrics::histogram!("sfu_join_duration_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                "ok"
-            }
-            Err(e) => e.code.as_str(),
-        };
-        metrics::counter!("sfu_joins_total", "result" => result).increment(1);
-        r
+        self.join_counted(req, None).await
+    }
+
+    async fn join_player(
+        &self,
+        req: JoinRequest,
+        publisher: String,
+    ) -> Result<Session, SignalError> {
+        self.join_counted(req, Some(publisher)).await
     }
 
     fn signal(&self, participant_id: &str, signal: ClientSignal) -> Result<(), SignalError> {
@@ -356,7 +353,27 @@ impl MediaBackend for SfuHandle {
 }
 
 impl SfuHandle {
-    async fn admit(&self, req: JoinRequest) -> Result<Session, SignalError> {
+    /// A join, measured and counted in the metrics.
+    async fn join_counted(
+        &self,
+        req: JoinRequest,
+        plays: Option<String>,
+    ) -> Result<Session, SignalError> {
+        let started = Instant::now();
+        let r = self.admit(req, plays).await;
+        let result = match &r {
+            Ok(_) => {
+                metrics::histogram!("sfu_join_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                "ok"
+            }
+            Err(e) => e.code.as_str(),
+        };
+        metrics::counter!("sfu_joins_total", "result" => result).increment(1);
+        r
+    }
+
+    async fn admit(&self, req: JoinRequest, plays: Option<String>) -> Result<Session, SignalError> {
         if let Some(cluster) = &self.cluster {
             let here = self.placement.lock().has_room(&req.room);
             if let Place::There { node, url } = cluster
@@ -386,6 +403,7 @@ impl SfuHandle {
         spec.can_subscribe = req.grants.subscribe;
         spec.can_publish_data = req.grants.publish_data;
         spec.video_codecs = reservation.video_codecs;
+        spec.plays = plays;
         let who = spec.identity.clone().unwrap_or_else(|| id.clone());
         let ice_servers = self.turn.ice_servers(&who, std::time::SystemTime::now());
         let cmd = Command::Join {
