@@ -48,7 +48,7 @@ pub use codecs::VideoCodecs;
 pub use demux::Transport;
 pub use event::{
     Error, Event, LeaveReason, ParticipantView, PauseReason, SdpKind, Speaker, StreamState,
-    TrackView,
+    TrackSource, TrackView,
 };
 pub use membership::JoinSpec;
 pub use negotiation::Request;
