@@ -21,6 +21,15 @@ export interface SimulcastEncoding {
 /** The simulcast layers of a published camera, lowest first. */
 export declare const SIMULCAST_ENCODINGS: readonly SimulcastEncoding[];
 
+/** The one encoding of a shared screen: a single full-resolution layer. */
+export declare const SCREEN_SHARE_ENCODING: Readonly<{ maxBitrate: number; maxFramerate: number }>;
+
+/** What a published track carries. */
+export type TrackSource = 'camera' | 'microphone' | 'screen' | 'screen_audio';
+
+/** Every {@link TrackSource}. */
+export declare const TRACK_SOURCES: readonly TrackSource[];
+
 /** The label of a data channel every session opens. */
 export type DataChannelLabel = 'reliable' | 'lossy';
 
@@ -100,10 +109,14 @@ export type ConnectionQuality = 'excellent' | 'good' | 'poor' | 'lost';
 export interface RemoteParticipant {
   /** Display name ('' until the server has told it). */
   name: string;
-  /** The participant's remote tracks; the same object for its lifetime. */
+  /** The participant's camera and microphone; the same object for its lifetime. */
   stream: MediaStream;
+  /** The participant's shared screen and its audio; the same object, empty while it shares none. */
+  screenStream: MediaStream;
   /** Published track ids to kind, as announced. */
   tracks: Map<string, 'audio' | 'video'>;
+  /** Published track ids to source, as announced. */
+  sources: Map<string, TrackSource>;
   /** The ids of its tracks that are muted (the server does not forward them). */
   muted: Set<string>;
   /** Its signalling connection dropped and it may come back; its media keeps flowing meanwhile. */
@@ -161,6 +174,16 @@ export interface JoinOptions {
   region?: string;
 }
 
+/** Options of {@link SfuClient.shareScreen}. */
+export interface ShareScreenOptions {
+  /** Ask for the tab's or system's audio too (default true; the browser may give none). */
+  audio?: boolean;
+  /** What to share instead of capturing with `getDisplayMedia`; the caller keeps ownership. */
+  stream?: MediaStream;
+  /** How the encoder treats the video (default `detail`). */
+  contentHint?: 'detail' | 'text' | 'motion';
+}
+
 /** What {@link SfuClient.join} resolves to. */
 export interface JoinResult {
   participantId: string;
@@ -215,8 +238,10 @@ export interface SfuClientEventDetails {
   'stream-state': StreamState;
   /** Someone joined or left, or the local session started or ended. */
   'participants-changed': { participants: Map<string, RemoteParticipant> };
-  /** The tracks of a participant's stream changed. */
-  'remote-stream': { participantId: string; stream: MediaStream };
+  /** The tracks of a participant's streams changed: camera and microphone, or shared screen. */
+  'remote-stream': { participantId: string; stream: MediaStream; screenStream: MediaStream };
+  /** The own screen share started or ended; `stream` is null when it ended. */
+  'screen-share': { active: boolean; stream: MediaStream | null };
   /** The local camera/microphone stream is ready. */
   'local-stream': { stream: MediaStream };
   /** The room's metadata, after joining when it has some and whenever the operator changes it. */
@@ -304,6 +329,32 @@ export declare class SfuClient extends EventTarget {
 
   /** Whether the own microphone (`audio`) or camera (`video`) is muted. */
   isMuted(kind: 'audio' | 'video'): boolean;
+
+  /** Whether the own screen is being shared. */
+  get screenSharing(): boolean;
+
+  /** The own shared screen's stream, or null. */
+  get screenStream(): MediaStream | null;
+
+  /**
+   * Shares a screen, window or tab (captured with `getDisplayMedia` unless a stream is given) as a
+   * track of source `screen`, and its audio as `screen_audio`. Resolves to the shared stream.
+   * Rejects with an {@link SfuError}: `wrong_state` (not joined, or already sharing),
+   * `media_denied`, `media_unavailable`, `aborted`.
+   */
+  shareScreen(options?: ShareScreenOptions): Promise<MediaStream>;
+
+  /** Stops sharing the screen. Returns whether a screen was shared. */
+  stopScreenShare(): boolean;
+
+  /** The participants this client pins. */
+  get pinned(): Set<string>;
+
+  /**
+   * Pins (or unpins) a participant: its videos get bandwidth before the other cameras (screen
+   * shares first). Kept across sessions. Returns whether anything changed.
+   */
+  pin(participantId: string, pinned?: boolean): boolean;
 
   /** The server's track id of a remote track, if the server's SDP named one. */
   serverTrackId(track: MediaStreamTrack): string | null;

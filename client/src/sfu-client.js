@@ -77,6 +77,21 @@
  * Subscribers receive what the publisher sends; one that cannot decode it gets `stream-state`
  * `paused` with reason `codec`.
  *
+ * Screen share: `shareScreen({ audio, stream, contentHint })` publishes a screen, window or tab (from
+ * `getDisplayMedia`, or the `stream` given) next to the camera on the same peer connection: its
+ * video with source `screen`, its audio (when the browser gives some) with source `screen_audio`,
+ * named per m-line in the client's `offer` (`sources`). The video goes as one full-resolution
+ * layer (`SCREEN_SHARE_ENCODING`, at most 15 frames/s) with `contentHint = 'detail'` and
+ * `degradationPreference: 'maintain-resolution'`: text scaled down is unreadable, so under
+ * constraint the frame rate gives way, not the resolution, and the server serves screen shares
+ * before cameras. `stopScreenShare()`, or the browser's own "stop sharing" (the track ends),
+ * unpublishes it. Remote screens arrive in `participants.get(id).screenStream`, apart from the
+ * participant's camera and microphone in `stream`; `sources` maps each track id to its source.
+ *
+ * Pin: `pin(participantId)` tells the server (`track_settings` with `pinned`) that this client
+ * shows that participant large: its videos get bandwidth before the other cameras (screen shares
+ * still come first). `pin(id, false)` takes it back.
+ *
  * Remote video size: hand every `<video>` element that shows remote video to `observeVideo()`. The
  * client then tells the server how large (in device pixels) and whether it is on screen, so that
  * the server sends no larger layer than needed and nothing while hidden (a scrolled-away element
@@ -116,7 +131,10 @@
  *   track is also in `client.streamStates`.
  * - `participants-changed`: someone joined or left, or the local session started or ended.
  *   `detail: { participants }` (the same Map as `client.participants`).
- * - `remote-stream`: the tracks of a participant's stream changed. `detail: { participantId, stream }`.
+ * - `remote-stream`: the tracks of a participant's streams changed. `detail: { participantId, stream,
+ *   screenStream }`: `stream` holds its camera and microphone, `screenStream` its shared screen.
+ * - `screen-share`: the own screen share started or ended (`stopScreenShare()`, the browser's own
+ *   "stop sharing", or leaving). `detail: { active, stream }` (`stream` null when it ended).
  * - `local-stream`: the local camera/microphone stream is ready. `detail: { stream }`.
  * - `room-updated`: the room's metadata, after `joined` when it has some and whenever the operator
  *   changes it. `detail: { room, metadata }`; also kept in `roomMetadata`.
@@ -165,6 +183,18 @@ export const SIMULCAST_ENCODINGS = Object.freeze([
   Object.freeze({ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
   Object.freeze({ rid: 'f', maxBitrate: 1_500_000 }),
 ]);
+
+/**
+ * The one encoding of a shared screen. A screen is sent as a single full-resolution layer: text
+ * and detail scaled down to a quarter are unreadable, so lower layers would buy little; under
+ * constraint the encoder keeps the resolution and lowers the frame rate
+ * (`degradationPreference: 'maintain-resolution'`), and the server serves a screen share before
+ * cameras.
+ */
+export const SCREEN_SHARE_ENCODING = Object.freeze({ maxBitrate: 2_000_000, maxFramerate: 15 });
+
+/** Sources of published tracks, as the server names them. */
+export const TRACK_SOURCES = Object.freeze(['camera', 'microphone', 'screen', 'screen_audio']);
 
 /**
  * The data channels opened on every session: label -> `RTCDataChannelInit`. The server relays a
@@ -288,8 +318,13 @@ const MUTE_RETRIES = 10;
  * A participant of the room as this client sees it.
  * @typedef {object} RemoteParticipant
  * @property {string} name display name ('' until the server has told it)
- * @property {MediaStream} stream the participant's remote tracks; the same object for its lifetime
+ * @property {MediaStream} stream the participant's camera and microphone; the same object for its
+ * lifetime
  * @property {Map<string, string>} tracks published track ids to kind (`audio`/`video`), as announced
+ * @property {Map<string, string>} sources published track ids to source (`camera`, `microphone`,
+ * `screen`, `screen_audio`), as announced
+ * @property {MediaStream} screenStream the participant's shared screen (and its audio); the same
+ * object for its lifetime, empty while it shares nothing
  * @property {Set<string>} muted the ids of its tracks that are muted (the server does not forward them)
  * @property {boolean} reconnecting its signalling connection dropped and it may come back; its
  * media keeps flowing meanwhile
@@ -403,6 +438,20 @@ export class SfuClient extends EventTarget {
   /** Remote track id -> the settings last sent for it. @type {Map<string, {visible: boolean, width: number, height: number}>} */
   #sentSettings = new Map();
   #lastSettingsSentAt = -Infinity;
+  /** Remote track id -> its publisher, as of the last sync. @type {Map<string, string>} */
+  #serverTrackOwners = new Map();
+  /** Participants this client pins (kept across sessions). @type {Set<string>} */
+  #pinned = new Set();
+  /**
+   * The own screen share: its stream, whether it was captured here, and its transceivers on the
+   * current peer connection. @type {{stream: MediaStream, owns: boolean, onEnded: () => void,
+   * transceivers: RTCRtpTransceiver[]}|null}
+   */
+  #screen = null;
+  /** Own transceivers that carry something else than the camera or microphone -> their source. */
+  #sources = new Map();
+  /** A client offer is due once the current negotiation step is over. */
+  #offerWanted = false;
 
   /** `idle`, `joining` or `joined`. */
   get state() {
@@ -636,7 +685,7 @@ export class SfuClient extends EventTarget {
     for (const t of pc.getTransceivers()) {
       if (t.mid == null || t.currentDirection === 'stopped' || !t.sender.track) continue;
       if (t.direction !== 'sendonly' && t.direction !== 'sendrecv') continue;
-      if (t.sender.track.kind !== kind) continue;
+      if (t.sender.track.kind !== kind || this.#sources.has(t)) continue;
       ids.push(`${this.participantId}-${t.mid}`);
     }
     return ids;
@@ -648,6 +697,141 @@ export class SfuClient extends EventTarget {
       if (this.#ownTrackIds(kind).includes(trackId)) return kind;
     }
     return null;
+  }
+
+  // ---- screen share ------------------------------------------------------------------------
+
+  /** Whether the own screen is being shared. */
+  get screenSharing() {
+    return this.#screen !== null;
+  }
+
+  /** The own shared screen's stream, or null. */
+  get screenStream() {
+    return this.#screen?.stream ?? null;
+  }
+
+  /**
+   * Shares a screen, window or tab next to the camera, on the same peer connection: its video as
+   * a track of source `screen` (one full-resolution layer, see {@link SCREEN_SHARE_ENCODING}),
+   * its audio, when there is some, as `screen_audio`. Captures with `getDisplayMedia` unless a
+   * `stream` is given (the caller then keeps ownership). Ends by itself when the user stops
+   * sharing from the browser's own controls. Emits `screen-share`.
+   *
+   * @param {object} [options]
+   * @param {boolean} [options.audio] ask for the tab's or system's audio too (default true; the
+   *   browser may give none)
+   * @param {MediaStream} [options.stream] what to share instead of capturing
+   * @param {'detail'|'text'|'motion'} [options.contentHint] how the encoder treats it (default
+   *   `detail`; `motion` for video played on the screen)
+   * @returns {Promise<MediaStream>} the shared stream
+   */
+  async shareScreen({ audio = true, stream, contentHint = 'detail' } = {}) {
+    if (this.#state !== 'joined' || !this.pc) throw new SfuError('wrong_state', 'join a room before sharing a screen');
+    if (this.#screen) throw new SfuError('wrong_state', 'already sharing a screen; call stopScreenShare() first');
+    const generation = this.#generation;
+    const shared = stream ?? (await captureScreen(audio));
+    if (generation !== this.#generation || this.#screen || !this.pc) {
+      if (!stream) stopTracks(shared);
+      throw new SfuError('aborted', 'the session changed while the screen was being captured');
+    }
+    const video = shared.getVideoTracks()[0];
+    if (!video) {
+      if (!stream) stopTracks(shared);
+      throw new SfuError('media_unavailable', 'the screen capture has no video track');
+    }
+    if ('contentHint' in video) video.contentHint = contentHint;
+    const onEnded = () => {
+      if (this.#screen?.stream === shared) this.stopScreenShare();
+    };
+    video.addEventListener('ended', onEnded);
+    this.#screen = { stream: shared, owns: !stream, onEnded, transceivers: [] };
+    this.#addScreen(this.pc);
+    this.#renegotiate();
+    this.#emit('screen-share', { active: true, stream: shared });
+    return shared;
+  }
+
+  /**
+   * Stops sharing the screen: the tracks are no longer sent (and stopped if `shareScreen()`
+   * captured them), and the room hears they are unpublished. Returns whether a screen was shared.
+   */
+  stopScreenShare() {
+    const s = this.#screen;
+    if (!s) return false;
+    this.#screen = null;
+    s.stream.getVideoTracks()[0]?.removeEventListener('ended', s.onEnded);
+    for (const t of s.transceivers) {
+      this.#sources.delete(t);
+      if (t.currentDirection === 'stopped' || this.pc === null) continue;
+      t.direction = 'inactive';
+      t.sender.replaceTrack(null).catch(() => {});
+    }
+    if (s.owns) stopTracks(s.stream);
+    if (s.transceivers.length > 0 && this.pc) this.#renegotiate();
+    this.#emit('screen-share', { active: false, stream: null });
+    return true;
+  }
+
+  /** Adds the screen share's tracks to `pc` as new `sendonly` transceivers. */
+  #addScreen(pc) {
+    const s = this.#screen;
+    if (!s) return;
+    s.transceivers = [];
+    for (const track of s.stream.getTracks()) {
+      if (track.readyState === 'ended') continue;
+      const init = { direction: 'sendonly', streams: [s.stream] };
+      if (track.kind === 'video') init.sendEncodings = [{ ...SCREEN_SHARE_ENCODING }];
+      const t = pc.addTransceiver(track, init);
+      if (track.kind === 'video' && this.#videoCodec) preferVideoCodec(t, this.#videoCodec);
+      this.#sources.set(t, track.kind === 'video' ? 'screen' : 'screen_audio');
+      s.transceivers.push(t);
+    }
+  }
+
+  /**
+   * Keeps the screen's resolution under constraint (the frame rate gives way instead). Browsers
+   * that do not take the preference keep their default, which `contentHint` already steers.
+   */
+  async #preferResolution() {
+    for (const t of this.#screen?.transceivers ?? []) {
+      if (t.sender.track?.kind !== 'video') continue;
+      try {
+        const params = t.sender.getParameters();
+        if (params.degradationPreference === 'maintain-resolution') continue;
+        params.degradationPreference = 'maintain-resolution';
+        await t.sender.setParameters(params);
+      } catch {
+        // Not supported here.
+      }
+    }
+  }
+
+  // ---- pinning -----------------------------------------------------------------------------
+
+  /** The participants this client pins. */
+  get pinned() {
+    return new Set(this.#pinned);
+  }
+
+  /**
+   * Pins (or unpins) a participant: the server gives its videos bandwidth before the other
+   * cameras this client receives (a screen share still comes first). Meant for the participant
+   * shown large. Kept across sessions; returns whether anything changed.
+   *
+   * @param {string} participantId
+   * @param {boolean} [pinned]
+   * @returns {boolean}
+   */
+  pin(participantId, pinned = true) {
+    if (typeof participantId !== 'string' || participantId === '') {
+      throw new SfuError('bad_message', 'pin() takes a participant id');
+    }
+    const changed = pinned ? !this.#pinned.has(participantId) : this.#pinned.has(participantId);
+    if (pinned) this.#pinned.add(participantId);
+    else this.#pinned.delete(participantId);
+    if (changed) this.#updateTrackSettings();
+    return changed;
   }
 
   // ---- session lifecycle -------------------------------------------------------------------
@@ -1154,6 +1338,8 @@ export class SfuClient extends EventTarget {
         console.warn(`sfu client: this browser cannot send video as ${this.#videoCodec}; using its own order`);
       }
     }
+    // A screen shared in a previous session (joined afresh) goes on in this one.
+    this.#addScreen(pc);
     if (pc.getTransceivers().length === 0) {
       // Nothing to publish: the first offer still needs an m-line (and a BUNDLE group).
       pc.addTransceiver('audio', { direction: 'inactive' });
@@ -1168,7 +1354,7 @@ export class SfuClient extends EventTarget {
     this.#enqueue(async (pc) => {
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
-      this.#send({ type: 'offer', sdp: pc.localDescription.sdp });
+      this.#sendOffer(pc);
       this.#offerSent = true;
       for (const c of this.#localCandidates.splice(0)) this.#send(c);
     });
@@ -1187,10 +1373,44 @@ export class SfuClient extends EventTarget {
       if (connected && !force) return;
       const offer = await pc.createOffer({ iceRestart: true });
       await pc.setLocalDescription(offer);
-      this.#send({ type: 'offer', sdp: pc.localDescription.sdp });
+      this.#sendOffer(pc);
       // If this restart does not take either, try again.
       this.#iceRestartTimer = setTimeout(() => this.#restartIce(), ICE_RESTART_RETRY_MS);
     });
+  }
+
+  /**
+   * Offers what the client publishes now (after a screen share started or stopped), once the
+   * negotiation under way is over.
+   */
+  #renegotiate() {
+    this.#enqueue(async (pc) => {
+      if (!this.#offerSent || pc.signalingState !== 'stable') {
+        this.#offerWanted = true;
+        return;
+      }
+      this.#offerWanted = false;
+      await pc.setLocalDescription(await pc.createOffer());
+      this.#sendOffer(pc);
+    });
+  }
+
+  /**
+   * Sends the local offer, naming the source of each sending m-line when one is not a camera or
+   * microphone (the server takes those as the default).
+   */
+  #sendOffer(pc) {
+    const msg = { type: 'offer', sdp: pc.localDescription.sdp };
+    const sources = {};
+    let named = false;
+    for (const t of pc.getTransceivers()) {
+      if (t.mid == null || !t.sender.track || (t.direction !== 'sendonly' && t.direction !== 'sendrecv')) continue;
+      const source = this.#sources.get(t);
+      sources[t.mid] = source ?? (t.sender.track.kind === 'audio' ? 'microphone' : 'camera');
+      named ||= source !== undefined;
+    }
+    if (named) msg.sources = sources;
+    this.#send(msg);
   }
 
   /**
@@ -1300,6 +1520,7 @@ export class SfuClient extends EventTarget {
     this.#abortJoin?.();
     this.#abortJoin = null;
     this.#teardownSession();
+    this.stopScreenShare();
     if (this.localStream && this.#ownsStream) stopTracks(this.localStream);
     this.localStream = null;
     this.#ownsStream = false;
@@ -1343,7 +1564,13 @@ export class SfuClient extends EventTarget {
     }
     for (const p of this.participants.values()) {
       for (const t of p.stream.getTracks()) p.stream.removeTrack(t);
+      for (const t of p.screenStream.getTracks()) p.screenStream.removeTrack(t);
     }
+    // The screen share (if any) goes on in the next session, on new transceivers.
+    if (this.#screen) this.#screen.transceivers = [];
+    this.#sources.clear();
+    this.#offerWanted = false;
+    this.#serverTrackOwners.clear();
     this.participants.clear();
     this.participantId = null;
     this.room = null;
@@ -1386,6 +1613,7 @@ export class SfuClient extends EventTarget {
           await pc.setLocalDescription(await pc.createAnswer());
           this.#send({ type: 'answer', sdp: pc.localDescription.sdp });
           this.#syncRemoteTracks();
+          if (this.#offerWanted) this.#renegotiate();
         });
         break;
       case 'answer':
@@ -1397,6 +1625,8 @@ export class SfuClient extends EventTarget {
           if (this.#publisherLayers.size > 0) this.#applyPublisherLayers();
           // Muted before the tracks had ids: tell the server now (and again once connected).
           this.#syncMutes();
+          if (this.#screen) await this.#preferResolution();
+          if (this.#offerWanted) this.#renegotiate();
         });
         break;
       case 'candidate':
@@ -1482,8 +1712,11 @@ export class SfuClient extends EventTarget {
         const p = this.#ensureParticipant(msg.participant_id);
         if (p && msg.track?.id) {
           p.tracks.set(msg.track.id, msg.track.kind);
+          p.sources.set(msg.track.id, trackSource(msg.track));
           if (msg.track.muted === true) p.muted.add(msg.track.id);
           else p.muted.delete(msg.track.id);
+          // A track that arrived before its announcement moves to the stream its source says.
+          this.#syncRemoteTracks();
         }
         this.#emit('participants-changed', { participants: this.participants });
         break;
@@ -1493,6 +1726,7 @@ export class SfuClient extends EventTarget {
         this.streamStates.delete(msg.track_id);
         this.participants.get(msg.participant_id)?.tracks.delete(msg.track_id);
         this.participants.get(msg.participant_id)?.muted.delete(msg.track_id);
+        this.participants.get(msg.participant_id)?.sources.delete(msg.track_id);
         this.#syncRemoteTracks();
         this.#emit('participants-changed', { participants: this.participants });
         break;
@@ -1637,6 +1871,7 @@ export class SfuClient extends EventTarget {
     /** @type {Map<string, Set<MediaStreamTrack>>} */
     const wanted = new Map();
     this.#serverTrackIds.clear();
+    this.#serverTrackOwners.clear();
     for (const t of pc.getTransceivers()) {
       const s = t.mid == null ? undefined : sections.get(t.mid);
       const track = t.receiver.track;
@@ -1646,7 +1881,10 @@ export class SfuClient extends EventTarget {
       if (this.#departed.has(s.streamId) || (s.trackId && this.#unpublished.has(s.trackId))) continue;
       if (!wanted.has(s.streamId)) wanted.set(s.streamId, new Set());
       wanted.get(s.streamId).add(track);
-      if (s.trackId) this.#serverTrackIds.set(track, s.trackId);
+      if (s.trackId) {
+        this.#serverTrackIds.set(track, s.trackId);
+        this.#serverTrackOwners.set(s.trackId, s.streamId);
+      }
     }
 
     let membershipChanged = false;
@@ -1659,24 +1897,35 @@ export class SfuClient extends EventTarget {
     const changed = [];
     for (const [id, p] of this.participants) {
       const want = wanted.get(id) ?? new Set();
+      // Screen tracks go to the participant's screen stream, the rest to its main stream.
+      const isScreen = (t) => isScreenSource(p.sources.get(this.#serverTrackIds.get(t)));
       let dirty = false;
-      for (const t of p.stream.getTracks()) {
-        if (!want.has(t)) {
-          p.stream.removeTrack(t);
-          dirty = true;
+      for (const [stream, screen] of [
+        [p.stream, false],
+        [p.screenStream, true],
+      ]) {
+        for (const t of stream.getTracks()) {
+          if (!want.has(t) || isScreen(t) !== screen) {
+            stream.removeTrack(t);
+            dirty = true;
+          }
+        }
+        for (const t of want) {
+          if (isScreen(t) === screen && !stream.getTrackById(t.id)) {
+            stream.addTrack(t);
+            dirty = true;
+          }
         }
       }
-      for (const t of want) {
-        if (!p.stream.getTrackById(t.id)) {
-          p.stream.addTrack(t);
-          dirty = true;
-        }
-      }
-      if (dirty) changed.push([id, p.stream]);
+      if (dirty) changed.push([id, p]);
     }
     if (membershipChanged) this.#emit('participants-changed', { participants: this.participants });
-    for (const [participantId, stream] of changed) this.#emit('remote-stream', { participantId, stream });
-    if (this.#videoElements.size > 0) this.#updateTrackSettings();
+    for (const [participantId, p] of changed) {
+      this.#emit('remote-stream', { participantId, stream: p.stream, screenStream: p.screenStream });
+    }
+    if (this.#videoElements.size > 0 || this.#pinned.size > 0 || this.#sentSettings.size > 0) {
+      this.#updateTrackSettings();
+    }
   }
 
   /** The server's track id of a remote track, if the server's SDP named one. */
@@ -1771,7 +2020,7 @@ export class SfuClient extends EventTarget {
     if (this.pc.signalingState !== 'stable') return;
     const pageVisible = globalThis.document?.visibilityState !== 'hidden';
     const ratio = globalThis.devicePixelRatio || 1;
-    /** @type {Map<string, {visible: boolean, width: number, height: number}>} */
+    /** @type {Map<string, {visible: boolean, width: number, height: number, pinned: boolean}>} */
     const wanted = new Map();
     for (const [element, { intersecting }] of this.#videoElements) {
       const stream = element.srcObject;
@@ -1782,7 +2031,8 @@ export class SfuClient extends EventTarget {
       for (const track of stream.getVideoTracks()) {
         const trackId = this.#serverTrackIds.get(track);
         if (!trackId) continue;
-        const s = wanted.get(trackId) ?? { visible: false, width: 0, height: 0 };
+        const pinned = this.#pinned.has(this.#serverTrackOwners.get(trackId));
+        const s = wanted.get(trackId) ?? { visible: false, width: 0, height: 0, pinned };
         if (visible) {
           s.visible = true;
           s.width = Math.max(s.width, width);
@@ -1791,8 +2041,20 @@ export class SfuClient extends EventTarget {
         wanted.set(trackId, s);
       }
     }
-    for (const trackId of [...this.#sentSettings.keys()]) {
-      if (!wanted.has(trackId)) this.#sentSettings.delete(trackId);
+    // Pinned videos the app does not hand to observeVideo(): the pin alone is news.
+    for (const [track, trackId] of this.#serverTrackIds) {
+      if (track.kind !== 'video' || wanted.has(trackId)) continue;
+      const owner = this.#serverTrackOwners.get(trackId);
+      if (this.#pinned.has(owner)) wanted.set(trackId, { visible: true, width: 0, height: 0, pinned: true });
+    }
+    for (const [trackId, last] of [...this.#sentSettings]) {
+      if (wanted.has(trackId)) continue;
+      this.#sentSettings.delete(trackId);
+      // Unpinned and no longer observed: take the pin back, keep the rest as last said.
+      const known = [...this.#serverTrackIds.values()].includes(trackId);
+      if (last.pinned && known) {
+        this.#send({ type: 'track_settings', track_id: trackId, visible: last.visible, width: last.width, height: last.height });
+      }
     }
     const moved = (now, before) => Math.abs(now - before) > RESIZE_THRESHOLD * Math.max(before, 1);
     for (const [trackId, s] of wanted) {
@@ -1800,11 +2062,15 @@ export class SfuClient extends EventTarget {
       const due =
         !last ||
         last.visible !== s.visible ||
+        last.pinned !== s.pinned ||
         (s.visible && (moved(s.width, last.width) || moved(s.height, last.height)));
       if (!due) continue;
       this.#sentSettings.set(trackId, s);
       this.#lastSettingsSentAt = performance.now();
-      this.#send({ type: 'track_settings', track_id: trackId, visible: s.visible, width: s.width, height: s.height });
+      const msg = { type: 'track_settings', track_id: trackId, visible: s.visible, width: s.width, height: s.height };
+      // Absent means not pinned (and keeps the message what older servers take).
+      if (s.pinned) msg.pinned = true;
+      this.#send(msg);
     }
   }
 
@@ -1866,6 +2132,8 @@ export class SfuClient extends EventTarget {
         name: '',
         stream: new MediaStream(),
         tracks: new Map(),
+        sources: new Map(),
+        screenStream: new MediaStream(),
         muted: new Set(),
         reconnecting: false,
         quality: null,
@@ -1881,6 +2149,7 @@ export class SfuClient extends EventTarget {
     if (typeof info.name === 'string') p.name = info.name;
     for (const t of info.tracks ?? []) {
       p.tracks.set(t.id, t.kind);
+      p.sources.set(t.id, trackSource(t));
       if (t.muted === true) p.muted.add(t.id);
       else p.muted.delete(t.id);
     }
@@ -1891,10 +2160,12 @@ export class SfuClient extends EventTarget {
     this.#departed.add(id);
     if (!p) return;
     this.participants.delete(id);
-    const hadTracks = p.stream.getTracks().length > 0;
-    for (const t of p.stream.getTracks()) p.stream.removeTrack(t);
+    const hadTracks = p.stream.getTracks().length + p.screenStream.getTracks().length > 0;
+    for (const stream of [p.stream, p.screenStream]) {
+      for (const t of stream.getTracks()) stream.removeTrack(t);
+    }
     this.#emit('participants-changed', { participants: this.participants });
-    if (hadTracks) this.#emit('remote-stream', { participantId: id, stream: p.stream });
+    if (hadTracks) this.#emit('remote-stream', { participantId: id, stream: p.stream, screenStream: p.screenStream });
   }
 
   // ---- plumbing ----------------------------------------------------------------------------
@@ -1936,6 +2207,33 @@ async function captureMedia(constraints) {
     const what = denied ? 'access to the camera or microphone was denied' : 'no usable camera or microphone';
     throw new SfuError(denied ? 'media_denied' : 'media_unavailable', `${what} (${err?.name ?? 'Error'}: ${err?.message ?? err})`);
   }
+}
+
+/** Captures a screen, window or tab, turning browser errors into {@link SfuError}s. */
+async function captureScreen(audio) {
+  if (!globalThis.navigator?.mediaDevices?.getDisplayMedia) {
+    throw new SfuError('media_unavailable', 'this browser cannot share a screen (getDisplayMedia is missing)');
+  }
+  try {
+    return await navigator.mediaDevices.getDisplayMedia({
+      video: { frameRate: { ideal: SCREEN_SHARE_ENCODING.maxFramerate, max: 30 } },
+      audio: !!audio,
+    });
+  } catch (err) {
+    const denied = err?.name === 'NotAllowedError' || err?.name === 'SecurityError';
+    const what = denied ? 'screen sharing was cancelled or denied' : 'no screen could be captured';
+    throw new SfuError(denied ? 'media_denied' : 'media_unavailable', `${what} (${err?.name ?? 'Error'}: ${err?.message ?? err})`);
+  }
+}
+
+/** The source of an announced track; servers that name none send cameras and microphones. */
+function trackSource(info) {
+  if (TRACK_SOURCES.includes(info?.source)) return info.source;
+  return info?.kind === 'audio' ? 'microphone' : 'camera';
+}
+
+function isScreenSource(source) {
+  return source === 'screen' || source === 'screen_audio';
 }
 
 /**

@@ -189,3 +189,32 @@ test('the package publishes the module, its declarations and the README only', (
   assert.ok(lines.length >= 5);
   for (const line of lines) assert.ok(usage.includes(line.trim()), `test/usage.ts has the README's line: ${line.trim()}`);
 });
+
+test("the track sources are the server's", () => {
+  const protocol = readFileSync(join(repoDir, 'signal/src/protocol.rs'), 'utf8');
+  const block = protocol.slice(protocol.indexOf('impl TrackSource'));
+  const server = [...block.slice(0, block.indexOf('\n}\n')).matchAll(/TrackSource::\w+ => "([a-z_]+)"/g)].map((m) => m[1]);
+  assert.deepEqual([...client.TRACK_SOURCES], server);
+  assert.ok(Object.isFrozen(client.TRACK_SOURCES));
+  assert.ok(Object.isFrozen(client.SCREEN_SHARE_ENCODING));
+  assert.ok(client.SCREEN_SHARE_ENCODING.maxFramerate <= 30);
+});
+
+test('screen share needs a session; pins are kept outside one', async () => {
+  const c = new SfuClient();
+  const seen = [];
+  c.addEventListener('screen-share', (e) => seen.push(e.detail));
+  await assert.rejects(c.shareScreen(), (e) => e instanceof SfuError && e.code === 'wrong_state');
+  assert.equal(c.screenSharing, false);
+  assert.equal(c.screenStream, null);
+  assert.equal(c.stopScreenShare(), false, 'nothing to stop');
+  assert.deepEqual(seen, []);
+  assert.equal(c.pin('p1'), true);
+  assert.equal(c.pin('p1'), false, 'already pinned');
+  assert.deepEqual([...c.pinned], ['p1']);
+  c.pinned.add('p2');
+  assert.deepEqual([...c.pinned], ['p1'], 'the getter hands out a copy');
+  assert.equal(c.pin('p1', false), true);
+  assert.equal(c.pinned.size, 0);
+  assert.throws(() => c.pin(''), (e) => e instanceof SfuError && e.code === 'bad_message');
+});

@@ -12,6 +12,9 @@ import {
   VERSION,
   defaultSignalUrl,
   parseMediaSections,
+  SCREEN_SHARE_ENCODING,
+  TRACK_SOURCES,
+  type TrackSource,
   type ConnectionQuality,
   type JoinResult,
   type RemoteParticipant,
@@ -77,6 +80,31 @@ export async function everything(video: HTMLVideoElement, stream: MediaStream): 
   client.refreshVideoSettings();
   const track = stream.getVideoTracks()[0];
   const serverId: string | null = track ? client.serverTrackId(track) : null;
+  const screen: MediaStream = await client.shareScreen({ audio: false, stream, contentHint: 'text' });
+  const sharing: boolean = client.screenSharing;
+  const shared: MediaStream | null = client.screenStream;
+  const stopped: boolean = client.stopScreenShare();
+  const pinChanged: boolean = client.pin('p1');
+  client.pin('p1', false);
+  const pins: Set<string> = client.pinned;
+  const sources: readonly TrackSource[] = TRACK_SOURCES;
+  const screenRate: number = SCREEN_SHARE_ENCODING.maxBitrate;
+  client.addEventListener('screen-share', (e) => {
+    const active: boolean = e.detail.active;
+    const s: MediaStream | null = e.detail.stream;
+    console.log(active, s);
+  });
+  client.addEventListener('remote-stream', (e) => {
+    const s: MediaStream = e.detail.screenStream;
+    console.log(s);
+  });
+  for (const p of client.participants.values()) {
+    const source: TrackSource | undefined = p.sources.get('x');
+    console.log(p.screenStream.id, source);
+  }
+  // @ts-expect-error: not a source
+  const badSource: TrackSource = 'webcam';
+  console.log(screen, sharing, shared, stopped, pinChanged, pins, sources, screenRate, badSource);
   console.log(channel, published, muted, serverId);
   stop();
 

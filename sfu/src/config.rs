@@ -47,6 +47,7 @@ pub const KEYS: &[&str] = &[
     "limits.max_participants",
     "limits.max_participants_per_worker",
     "participant.max_tracks",
+    "participant.max_screen_shares",
     "participant.offer_burst",
     "participant.offers_per_second",
     "participant.resume_grace",
@@ -375,6 +376,11 @@ impl Config {
             a.participant_max_tracks
         );
         set!(
+            c.participant.max_screen_shares,
+            pl.max_screen_shares,
+            a.participant_max_screen_shares
+        );
+        set!(
             c.participant.offer_burst,
             pl.offer_burst,
             a.participant_offer_burst
@@ -605,6 +611,9 @@ impl Config {
         let p = &self.participant;
         if !(1..=64).contains(&p.max_tracks) {
             return Err(err("participant.max_tracks", "must be 1 to 64"));
+        }
+        if p.max_screen_shares > 8 {
+            return Err(err("participant.max_screen_shares", "must be 0 to 8"));
         }
         if !(1.0..=1000.0).contains(&p.offer_burst) {
             return Err(err("participant.offer_burst", "must be 1 to 1000"));

@@ -304,6 +304,7 @@ fn the_rendered_size_caps_the_layer_and_hidden_videos_get_nothing() {
                 visible,
                 width: w,
                 height: h,
+                pinned: false,
             },
         );
         bed.pump_signals();
@@ -362,6 +363,7 @@ fn layers_nobody_needs_are_paused_at_the_publisher() {
             visible: true,
             width: 320,
             height: 180,
+            pinned: false,
         },
     );
     // After the pause delay, only q is asked for.
@@ -379,6 +381,7 @@ fn layers_nobody_needs_are_paused_at_the_publisher() {
             visible: true,
             width: 1280,
             height: 720,
+            pinned: false,
         },
     );
     bed.pump_signals();

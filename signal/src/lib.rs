@@ -104,7 +104,12 @@ pub enum ClientSignal {
         width: u32,
         /// Rendered height in device pixels (0: unknown).
         height: u32,
+        /// Shown prominently (pinned): more important than the other cameras.
+        pinned: bool,
     },
+    /// What the tracks of the offer that follows carry, by mid (`offer`'s `sources`). Sent right
+    /// before that [`ClientSignal::Offer`], which applies them.
+    TrackSources(Vec<(String, protocol::TrackSource)>),
 }
 
 /// The media side, as the signalling layer sees it.

@@ -51,6 +51,11 @@ pub enum ClientMessage {
     Offer {
         /// The SDP text.
         sdp: String,
+        /// What the tracks of this offer carry, by the `a=mid` of their m-line in this offer:
+        /// `camera`, `microphone`, `screen` or `screen_audio`. A sending m-line left out is a
+        /// `camera` (video) or `microphone` (audio). Read when a track is first published.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sources: Option<std::collections::BTreeMap<String, TrackSource>>,
     },
     /// An SDP answer to the last offer the server sent.
     Answer {
@@ -73,6 +78,10 @@ pub enum ClientMessage {
         /// Rendered height in device pixels (0: unknown).
         #[serde(default)]
         height: u32,
+        /// The client shows this video prominently (pinned): it gets bandwidth before the other
+        /// cameras it receives (after screen shares).
+        #[serde(default)]
+        pinned: bool,
     },
     /// Mute or unmute one of the client's own tracks: the server stops (or resumes) forwarding it
     /// and tells the room with [`ServerMessage::TrackMuted`].
@@ -300,6 +309,36 @@ pub struct TrackInfo {
     /// The server does not forward it (muted by its publisher or by an admin).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub muted: bool,
+    /// What it carries: `camera`, `microphone`, `screen` or `screen_audio`, as the publisher
+    /// named it in its offer.
+    pub source: TrackSource,
+}
+
+/// What a published track carries. The publisher names it per m-line in its `offer`; without a
+/// name a video is a `camera` and an audio track a `microphone`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    /// A camera (video).
+    Camera,
+    /// A microphone (audio).
+    Microphone,
+    /// A shared screen, window or tab (video).
+    Screen,
+    /// The audio of a shared screen or tab.
+    ScreenAudio,
+}
+
+impl TrackSource {
+    /// The source as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackSource::Camera => "camera",
+            TrackSource::Microphone => "microphone",
+            TrackSource::Screen => "screen",
+            TrackSource::ScreenAudio => "screen_audio",
+        }
+    }
 }
 
 /// A participant that is speaking.
@@ -558,6 +597,52 @@ mod tests {
             }
         );
         assert_eq!(serde_json::to_string(&m).unwrap(), j);
+    }
+
+    #[test]
+    fn offer_names_sources_and_refuses_unknown_ones() {
+        let j = r#"{"type":"offer","sdp":"v=0","sources":{"0":"microphone","2":"screen"}}"#;
+        let m: ClientMessage = serde_json::from_str(j).unwrap();
+        let ClientMessage::Offer { sources, .. } = &m else {
+            panic!("not an offer: {m:?}")
+        };
+        let sources = sources.as_ref().unwrap();
+        assert_eq!(sources.get("2"), Some(&TrackSource::Screen));
+        assert_eq!(serde_json::to_string(&m).unwrap(), j);
+        let plain: ClientMessage = serde_json::from_str(r#"{"type":"offer","sdp":"v=0"}"#).unwrap();
+        assert_eq!(
+            plain,
+            ClientMessage::Offer {
+                sdp: "v=0".into(),
+                sources: None
+            }
+        );
+        let err = serde_json::from_str::<ClientMessage>(
+            r#"{"type":"offer","sdp":"v=0","sources":{"1":"webcam"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown variant `webcam`"), "{err}");
+        assert!(err.contains("`screen_audio`"), "{err}");
+    }
+
+    #[test]
+    fn track_settings_pin_defaults_to_false() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"track_settings","track_id":"a-1","visible":true}"#)
+                .unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::TrackSettings { pinned: false, .. }
+        ));
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"track_settings","track_id":"a-1","visible":true,"pinned":true}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::TrackSettings { pinned: true, .. }
+        ));
     }
 
     #[test]

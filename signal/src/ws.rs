@@ -529,8 +529,12 @@ impl<B: MediaBackend> Conn<B> {
             ) => Some(
                 SignalError::new(ErrorCode::AlreadyJoined, "this socket has joined already").into(),
             ),
-            (Stage::Joined, ClientMessage::Offer { sdp }) => {
-                self.handle_signal(ClientSignal::Offer(sdp))
+            (Stage::Joined, ClientMessage::Offer { sdp, sources }) => {
+                // The sources go first, in order on the same queue: the offer applies them.
+                let named = sources.map(|s| s.into_iter().collect());
+                named
+                    .and_then(|s| self.handle_signal(ClientSignal::TrackSources(s)))
+                    .or_else(|| self.handle_signal(ClientSignal::Offer(sdp)))
             }
             (Stage::Joined, ClientMessage::Answer { sdp }) => {
                 self.handle_signal(ClientSignal::Answer(sdp))
@@ -545,12 +549,14 @@ impl<B: MediaBackend> Conn<B> {
                     visible,
                     width,
                     height,
+                    pinned,
                 },
             ) => self.handle_signal(ClientSignal::TrackSettings {
                 track_id,
                 visible,
                 width,
                 height,
+                pinned,
             }),
             (Stage::Joined, ClientMessage::Mute { track_id, muted }) => {
                 self.handle_signal(ClientSignal::Mute { track_id, muted })
@@ -667,6 +673,7 @@ impl<B: MediaBackend> Conn<B> {
             ClientSignal::Candidate(c) => debug!(bytes = c.candidate.len(), "candidate"),
             ClientSignal::TrackSettings { visible, .. } => debug!(visible, "track settings"),
             ClientSignal::Mute { muted, .. } => debug!(muted, "mute"),
+            ClientSignal::TrackSources(s) => debug!(tracks = s.len(), "track sources"),
         }
         match self.backend.signal(&member.id, signal) {
             Ok(()) => None,
@@ -826,6 +833,22 @@ mod tests {
             "a".repeat(MAX_MESSAGE_BYTES)
         );
         assert_eq!(code(&huge), Err(ErrorCode::MessageTooLarge));
+    }
+
+    #[test]
+    fn an_unknown_track_source_is_a_bad_message_that_names_the_known_ones() {
+        let Err(e) = parse_text(r#"{"type":"offer","sdp":"v=0","sources":{"1":"webcam"}}"#) else {
+            panic!("accepted an unknown source")
+        };
+        assert_eq!(e.code, ErrorCode::BadMessage);
+        assert!(
+            e.message.contains("unknown variant `webcam`"),
+            "{}",
+            e.message
+        );
+        assert!(e
+            .message
+            .contains("`camera`, `microphone`, `screen`, `screen_audio`"));
     }
 
     #[test]

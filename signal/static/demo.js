@@ -407,17 +407,26 @@ client.addEventListener('data-state', renderChatForm);
 
 client.addEventListener('participants-changed', () => {
   renderTiles();
+  renderScreens();
   renderChatRecipients();
 });
 
 client.addEventListener('remote-stream', (ev) => {
   const tile = tileFor(ev.detail.participantId);
   if (tile) attachStream(tile, ev.detail.stream);
+  renderScreens();
 });
 
 client.addEventListener('stream-state', (ev) => {
-  const tile = ev.detail.participantId ? tileFor(ev.detail.participantId) : null;
+  const { participantId, trackId } = ev.detail;
+  const screen = isScreenTrack(participantId, trackId);
+  const tile = participantId ? (screen ? screenTileFor(participantId) : tileFor(participantId)) : null;
   if (tile) showStreamState(tile, ev.detail);
+});
+
+client.addEventListener('screen-share', () => {
+  renderScreens();
+  renderControls();
 });
 
 client.addEventListener('connection-state', (ev) => {
@@ -492,13 +501,18 @@ function renderTiles() {
       attachStream(tile, p.stream);
       client.observeVideo(tile.querySelector('video'));
       for (const s of client.streamStates.values()) {
-        if (s.participantId === id) showStreamState(tile, s);
+        if (s.participantId === id && !isScreenTrack(id, s.trackId)) showStreamState(tile, s);
       }
     }
     const label = p.name || 'Guest';
     tile.querySelector('.name').textContent = label;
     tile.querySelector('.avatar').textContent = initials(label);
     showMuted(tile, p);
+    const pinned = client.pinned.has(id);
+    tile.classList.toggle('pinned', pinned);
+    const pin = tile.querySelector('.pin');
+    pin.textContent = pinned ? 'Unpin' : 'Pin';
+    pin.setAttribute('aria-pressed', String(pinned));
     tile.classList.toggle('speaking', client.speakers.some((s) => s.participantId === id));
     // Its signalling dropped, or nothing has come from it for a while (its network is down).
     const reconnecting = p.reconnecting === true || p.quality === 'lost';
@@ -558,6 +572,16 @@ function createTile(id) {
   const name = document.createElement('span');
   name.className = 'name';
   caption.append(name, muteBadge('mic', 'Microphone muted', MIC_OFF_ICON));
+  // Pinning shows the tile large and asks the server to favour its video.
+  const pin = document.createElement('button');
+  pin.type = 'button';
+  pin.className = 'pin';
+  pin.title = 'Show large and keep its video sharp';
+  pin.addEventListener('click', () => {
+    client.pin(id, !client.pinned.has(id));
+    renderTiles();
+  });
+  caption.append(pin);
   tile.append(frame, caption);
   watchFirstFrame(video);
   return tile;
@@ -675,6 +699,72 @@ function initials(name) {
   return letters.toUpperCase();
 }
 
+// ---- shared screens -------------------------------------------------------------------------
+
+/** Whether `trackId` of participant `id` is a shared screen (by the source the server named). */
+function isScreenTrack(id, trackId) {
+  const source = client.participants.get(id)?.sources.get(trackId);
+  return source === 'screen' || source === 'screen_audio';
+}
+
+function screenTileFor(id) {
+  return $('#stage').querySelector(`.tile[data-screen-of="${CSS.escape(id)}"]`);
+}
+
+/** The stage above the grid: every shared screen (the own one too), large. */
+function renderScreens() {
+  const stage = $('#stage');
+  /** @type {Map<string, {name: string, stream: MediaStream, own: boolean}>} */
+  const screens = new Map();
+  for (const [id, p] of client.participants) {
+    if (p.screenStream.getVideoTracks().length > 0) screens.set(id, { name: p.name || 'Guest', stream: p.screenStream, own: false });
+  }
+  if (client.screenStream && client.participantId) {
+    screens.set(client.participantId, { name: 'You', stream: client.screenStream, own: true });
+  }
+  for (const tile of [...stage.children]) {
+    if (!screens.has(tile.dataset.screenOf)) {
+      const video = tile.querySelector('video');
+      client.unobserveVideo(video);
+      video.srcObject = null;
+      tile.remove();
+    }
+  }
+  for (const [id, { name, stream, own }] of screens) {
+    let tile = screenTileFor(id);
+    if (!tile) {
+      tile = createTile(id);
+      tile.classList.add('screen');
+      tile.dataset.screenOf = id;
+      delete tile.dataset.participantId;
+      tile.querySelector('.pin').remove();
+      tile.querySelector('.caption .muted-badge.mic').remove();
+      stage.append(tile);
+      // The own screen is muted locally (no echo of its audio) and needs no layer reports.
+      if (own) tile.querySelector('video').muted = true;
+      else client.observeVideo(tile.querySelector('video'));
+    }
+    if (tile.querySelector('video').srcObject !== stream) attachStream(tile, stream);
+    tile.querySelector('.name').textContent = name;
+    tile.querySelector('.avatar').textContent = initials(name);
+    tile.setAttribute('aria-label', own ? 'Your shared screen' : `${name}'s shared screen`);
+  }
+  stage.hidden = screens.size === 0;
+}
+
+$('#toggle-screen').addEventListener('click', async () => {
+  if (client.screenSharing) {
+    client.stopScreenShare();
+    return;
+  }
+  try {
+    await client.shareScreen();
+  } catch (err) {
+    // Cancelling the browser's picker is not worth a banner.
+    if (err?.code !== 'media_denied') showError(`Cannot share the screen: ${err?.message ?? err}`);
+  }
+});
+
 // ---- microphone and camera ------------------------------------------------------------------
 
 $('#toggle-mic').addEventListener('click', () => toggleMute('audio'));
@@ -699,6 +789,12 @@ function renderControls() {
     button.title = muted ? unmuteText : muteText;
     button.hidden = !stream || !stream.getTracks().some((t) => t.kind === kind);
   }
+  const screenButton = $('#toggle-screen');
+  const sharing = client.screenSharing;
+  screenButton.hidden = !stream || !navigator.mediaDevices?.getDisplayMedia;
+  screenButton.setAttribute('aria-pressed', String(sharing));
+  screenButton.title = sharing ? 'Stop sharing' : 'Share screen';
+  screenButton.setAttribute('aria-label', screenButton.title);
   const self = $('#self');
   const videoMuted = client.isMuted('video');
   self.dataset.videoMuted = String(videoMuted);

@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
 use signal::auth::{unix_now, Claims, Grants, KeySet, TokenSpec};
-use signal::protocol::{ParticipantInfo, SignalError, TrackInfo, TrackKind};
+use signal::protocol::{ParticipantInfo, SignalError, TrackInfo, TrackKind, TrackSource};
 use signal::rest::dto::{CreateRoom, RoomInfo, UpdateParticipant, UpdateRoom};
 use signal::rest::ROUTES;
 use signal::{api_router, ApiConfig, ErrorCode, RoomService};
@@ -53,6 +53,7 @@ impl Rooms {
                     id: format!("{id}-0"),
                     kind: TrackKind::Audio,
                     muted: false,
+                    source: TrackSource::Microphone,
                 }],
             });
             Ok(())

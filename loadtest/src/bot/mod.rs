@@ -343,7 +343,14 @@ async fn run_inner(
     let local = socket.local_addr()?;
     let mut bot = Bot::new(spec, env, local, joined)?;
     let offer = bot.first_offer()?;
-    send_json(&mut tx, &ClientMessage::Offer { sdp: offer }).await?;
+    send_json(
+        &mut tx,
+        &ClientMessage::Offer {
+            sdp: offer,
+            sources: None,
+        },
+    )
+    .await?;
 
     // Signalling is read by a task of its own: polling the WebSocket in the media loop would
     // cost a read attempt (and a buffer fill) per datagram.

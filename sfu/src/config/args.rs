@@ -134,6 +134,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SFU_PARTICIPANT_MAX_TRACKS", value_name = "N")]
     pub participant_max_tracks: Option<usize>,
 
+    /// Most screen shares one participant publishes at a time (0 to 8; 0: none): tracks of
+    /// source `screen`, and as many of `screen_audio`. Offers beyond it get `limit_exceeded`.
+    /// Default: 1.
+    #[arg(long, env = "SFU_PARTICIPANT_MAX_SCREEN_SHARES", value_name = "N")]
+    pub participant_max_screen_shares: Option<usize>,
+
     /// Offers one participant may send in a burst (1 to 1000); more get `rate_limited`.
     /// Default: 10.
     #[arg(long, env = "SFU_PARTICIPANT_OFFER_BURST", value_name = "N")]

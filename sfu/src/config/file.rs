@@ -67,6 +67,7 @@ pub struct FileLimits {
 #[serde(default, deny_unknown_fields)]
 pub struct FileParticipant {
     pub max_tracks: Option<usize>,
+    pub max_screen_shares: Option<usize>,
     pub offer_burst: Option<f64>,
     pub offers_per_second: Option<f64>,
     pub resume_grace: Option<FileDuration>,

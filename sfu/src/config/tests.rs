@@ -289,14 +289,21 @@ fn limits_shutdown_and_tls_come_from_file_and_flags() {
 fn participant_limits_come_from_file_and_flags_and_are_checked() {
     let c = load("", &[]).unwrap();
     assert_eq!(c.participant, ParticipantLimits::default());
-    let text = "[participant]\nmax_tracks = 4\noffer_burst = 3\noffers_per_second = 0.5\n";
+    let text = "[participant]\nmax_tracks = 4\nmax_screen_shares = 2\noffer_burst = 3\noffers_per_second = 0.5\n";
     let c = load(text, &["--participant-max-tracks", "6"]).unwrap();
     assert_eq!(c.participant.max_tracks, 6);
+    assert_eq!(c.participant.max_screen_shares, 2);
     assert_eq!(c.participant.offer_burst, 3.0);
     assert_eq!(c.participant.offers_per_second, 0.5);
+    let c = load("", &["--participant-max-screen-shares", "0"]).unwrap();
+    assert_eq!(c.participant.max_screen_shares, 0);
     for (text, key) in [
         ("[participant]\nmax_tracks = 0\n", "participant.max_tracks"),
         ("[participant]\nmax_tracks = 65\n", "participant.max_tracks"),
+        (
+            "[participant]\nmax_screen_shares = 9\n",
+            "participant.max_screen_shares",
+        ),
         (
             "[participant]\noffer_burst = 0.5\n",
             "participant.offer_burst",

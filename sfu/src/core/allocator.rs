@@ -6,7 +6,8 @@
 //! commits the result; it never sends anything itself.
 //!
 //! The rules, in order:
-//! 1. Higher priority first (screen share or pinned, then active speaker, then the rest).
+//! 1. Higher priority first: a pinned screen share, a screen share, a pinned video, an active
+//!    speaker's video, then the rest ([`subscriber_priority`]).
 //! 2. Every wanted video first gets its lowest layer, in priority order, while the budget lasts;
 //!    videos that do not fit are paused (lowest priority first) rather than all of them freezing.
 //! 3. The budget left is spent raising videos one layer at a time, in priority order, up to what
@@ -18,6 +19,24 @@ use super::forward::select::LayerIndex;
 
 /// Extra cost, in percent, of a layer above the one currently forwarded.
 pub const UPGRADE_MARGIN_PERCENT: u64 = 15;
+
+/// Priority of a screen share for every subscriber: above cameras, pinned ones included. A
+/// screen is what everybody looks at, and it is useless when blurred or frozen, while a camera
+/// one layer down is still a face.
+pub const SCREEN_PRIORITY: u8 = 3;
+/// Priority of a video its subscriber pinned (shows large): above the active speaker's.
+pub const PINNED_PRIORITY: u8 = 2;
+
+/// The priority of one video for one subscriber: the track's own priority (screen share, active
+/// speaker ([`SPEAKER_PRIORITY`](super::speakers::SPEAKER_PRIORITY)) or 0) raised by the
+/// subscriber's pin. A pinned screen comes before other screens.
+pub fn subscriber_priority(track: u8, pinned: bool) -> u8 {
+    match (pinned, track >= SCREEN_PRIORITY) {
+        (false, _) => track,
+        (true, true) => SCREEN_PRIORITY + 1,
+        (true, false) => track.max(PINNED_PRIORITY),
+    }
+}
 
 /// One video as the allocator sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +257,51 @@ mod tests {
             assert_eq!(a.layers, c.want, "{}", c.name);
             assert!(a.used <= c.budget, "{}: over budget", c.name);
         }
+    }
+
+    #[test]
+    fn priorities_order_screens_pins_speakers_and_the_rest() {
+        use crate::core::speakers::SPEAKER_PRIORITY;
+        let p = subscriber_priority;
+        let order = [
+            p(SCREEN_PRIORITY, true),
+            p(SCREEN_PRIORITY, false),
+            p(0, true),
+            p(SPEAKER_PRIORITY, true),
+            p(SPEAKER_PRIORITY, false),
+            p(0, false),
+        ];
+        assert_eq!(order, [4, 3, 2, 2, 1, 0]);
+    }
+
+    #[test]
+    fn a_screen_share_keeps_its_layer_while_cameras_give_way() {
+        // A single-layer screen at 1.2 Mbit/s and two simulcast cameras, on 1.6 Mbit/s: the
+        // screen is served first, the cameras get what is left.
+        let screen = VideoDemand {
+            priority: subscriber_priority(SCREEN_PRIORITY, false),
+            layers: vec![Some(1_200_000)],
+            max_layer: Some(0),
+            current: Some(0),
+        };
+        let cams = [video(0, Some(2), Some(2)), video(0, Some(2), Some(2))];
+        let a = allocate(
+            1_600_000,
+            &[cams[0].clone(), screen.clone(), cams[1].clone()],
+            false,
+        );
+        assert_eq!(a.layers, vec![Some(0), Some(0), Some(0)]);
+        // Tighter: one camera is paused, the screen stays.
+        let a = allocate(
+            1_400_000,
+            &[cams[0].clone(), screen.clone(), cams[1].clone()],
+            false,
+        );
+        assert_eq!(a.layers, vec![Some(0), Some(0), None]);
+        // A pinned camera comes before the other one, but after the screen.
+        let pinned = video(subscriber_priority(0, true), Some(2), Some(2));
+        let a = allocate(2_000_000, &[cams[0].clone(), screen, pinned], false);
+        assert_eq!(a.layers, vec![Some(0), Some(0), Some(1)]);
     }
 
     #[test]

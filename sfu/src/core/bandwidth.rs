@@ -8,7 +8,7 @@ use str0m::bwe::Bitrate;
 
 use str0m::media::MediaKind;
 
-use super::allocator::{allocate, VideoDemand};
+use super::allocator::{allocate, subscriber_priority, VideoDemand};
 use super::event::{Event, PauseReason, StreamState};
 use super::forward::select::LayerIndex;
 use super::participant::{ParticipantKey, StreamReport};
@@ -195,7 +195,7 @@ impl Engine {
             };
             keys.push(*tk);
             demands.push(VideoDemand {
-                priority: track.priority,
+                priority: subscriber_priority(track.priority, sub.pinned),
                 layers: track.layer_rates(now),
                 max_layer,
                 current: sub.selector.current(),

@@ -156,6 +156,49 @@ pub struct TrackView {
     pub kind: MediaKind,
     /// Muted.
     pub muted: bool,
+    /// What it carries.
+    pub source: TrackSource,
+}
+
+/// What a published track carries, as its publisher named it (see `Request::TrackSources`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackSource {
+    /// A camera (video).
+    Camera,
+    /// A microphone (audio).
+    Microphone,
+    /// A shared screen, window or tab (video).
+    Screen,
+    /// The audio of a shared screen or tab.
+    ScreenAudio,
+}
+
+impl TrackSource {
+    /// The source of a track whose publisher named none.
+    pub fn default_for(kind: MediaKind) -> TrackSource {
+        match kind {
+            MediaKind::Audio => TrackSource::Microphone,
+            MediaKind::Video => TrackSource::Camera,
+        }
+    }
+
+    /// The kind of m-line that can carry it.
+    pub fn kind(self) -> MediaKind {
+        match self {
+            TrackSource::Camera | TrackSource::Screen => MediaKind::Video,
+            TrackSource::Microphone | TrackSource::ScreenAudio => MediaKind::Audio,
+        }
+    }
+
+    /// The name clients see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackSource::Camera => "camera",
+            TrackSource::Microphone => "microphone",
+            TrackSource::Screen => "screen",
+            TrackSource::ScreenAudio => "screen_audio",
+        }
+    }
 }
 
 /// One speaker in a room.
@@ -333,6 +376,14 @@ pub enum Error {
     /// The participant would publish more tracks than allowed.
     #[error("a participant publishes at most {0} tracks")]
     TooManyTracks(usize),
+    /// The participant would publish more screen shares (tracks of source `screen`, or of
+    /// `screen_audio`) than allowed.
+    #[error("a participant publishes at most {0} screen shares at a time")]
+    TooManyScreenShares(usize),
+    /// An offer's `sources` name an m-line the offer does not have, or a source that does not fit
+    /// the m-line's kind.
+    #[error("sources: {0}")]
+    BadTrackSource(String),
     /// The participant added more ICE candidates than allowed.
     #[error("a participant adds at most {0} ICE candidates")]
     TooManyCandidates(u32),

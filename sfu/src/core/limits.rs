@@ -14,6 +14,10 @@ pub struct ParticipantLimits {
     /// refused whole (`limit_exceeded`); so is an offer that brings more new m-lines than this.
     /// Default: 8 (camera, microphone, screen and its audio leave room to spare).
     pub max_tracks: usize,
+    /// Most screen shares one participant publishes at a time: tracks of source `screen`, and
+    /// as many of `screen_audio`. An offer that would go above it is refused whole
+    /// (`limit_exceeded`). Default: 1.
+    pub max_screen_shares: usize,
     /// Offers a participant may send in a burst. Default: 10.
     pub offer_burst: f64,
     /// Offers per second a participant may send over time. Default: 1.
@@ -27,6 +31,7 @@ impl Default for ParticipantLimits {
     fn default() -> Self {
         ParticipantLimits {
             max_tracks: 8,
+            max_screen_shares: 1,
             offer_burst: 10.0,
             offers_per_second: 1.0,
             max_candidates: 64,

@@ -50,7 +50,7 @@ pub use demux::Transport;
 pub use egress::Playback;
 pub use event::{
     Error, Event, LeaveReason, ParticipantView, PauseReason, SdpKind, Speaker, StreamState,
-    TrackView,
+    TrackSource, TrackView,
 };
 pub use membership::JoinSpec;
 pub use negotiation::Request;

@@ -13,12 +13,12 @@ use str0m::Candidate;
 use tracing::debug;
 
 use super::codecs;
-use super::event::{Error, Event, SdpKind};
+use super::event::{Error, Event, SdpKind, TrackSource};
 use super::fanout;
 use super::forward::select::LayerSelector;
 use super::forward::Forwarder;
 use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
-use super::room::TrackKey;
+use super::room::{Rooms, TrackKey};
 use super::track::Track;
 use super::Engine;
 
@@ -49,7 +49,12 @@ pub enum Request {
         width: u32,
         /// Rendered height in device pixels (0: unknown).
         height: u32,
+        /// Shown prominently: more important than the other cameras it receives.
+        pinned: bool,
     },
+    /// What the m-lines of its next offer carry, by mid. Checked and applied with that offer;
+    /// an offer that follows none names no source.
+    TrackSources(Vec<(String, TrackSource)>),
 }
 
 impl Engine {
@@ -68,7 +73,15 @@ impl Engine {
                 visible,
                 width,
                 height,
-            } => self.track_settings(key, &track_id, visible, width, height),
+                pinned,
+            } => self.track_settings(key, &track_id, visible, (width, height), pinned),
+            Request::TrackSources(sources) => match self.participants.get_mut(&key) {
+                Some(p) => {
+                    p.negotiation.name_sources(sources);
+                    Ok(())
+                }
+                None => Err(Error::UnknownParticipant),
+            },
             Request::Mute { track_id, muted } => {
                 let own = self.participants.get(&key).is_some_and(|p| {
                     p.published
@@ -130,6 +143,8 @@ impl Engine {
         })?;
         check_new_mlines(p, &offer, limits.max_tracks)?;
         let played = super::egress::offered_mlines(p, &offer);
+        let named = p.negotiation.take_named_sources();
+        let sources = check_sources(p, &offer, named, &self.rooms, limits.max_screen_shares)?;
         let answer = p
             .rtc
             .sdp_api()
@@ -139,6 +154,9 @@ impl Engine {
                 detail: e.to_string(),
             })?;
         p.negotiation.answered_client();
+        for (mid, source) in sources {
+            p.negotiation.set_source(mid, source);
+        }
         let (answer, orders) = codecs::shape_answer(
             &answer.to_sdp_string(),
             &prepared.sdp,
@@ -253,8 +271,8 @@ impl Engine {
         key: ParticipantKey,
         track_id: &str,
         visible: bool,
-        width: u32,
-        height: u32,
+        (width, height): (u32, u32),
+        pinned: bool,
     ) -> Result<(), Error> {
         let p = self
             .participants
@@ -270,6 +288,7 @@ impl Engine {
         sub.visible = visible;
         sub.width = width.min(16_384);
         sub.height = height.min(16_384);
+        sub.pinned = pinned;
         self.agenda.allocate(key);
         Ok(())
     }
@@ -422,12 +441,88 @@ pub(super) fn start_subscription(
             visible: true,
             width: 0,
             height: 0,
+            pinned: false,
             reported: None,
         },
     );
     p.sub_by_mid.insert(mid, tk);
     track.subscribers.push(key);
     track.kind == MediaKind::Video
+}
+
+/// Checks the sources an offer names against the offer: each names an m-line of it by mid, with
+/// a source that fits the m-line's kind; and the participant's screen shares (the published ones
+/// it goes on sending plus the new ones this offer names) stay within `max_screens` per source.
+/// Returns the sources to remember. A published track keeps the source it was published with.
+fn check_sources(
+    p: &Participant,
+    offer: &SdpOffer,
+    named: Vec<(String, TrackSource)>,
+    rooms: &Rooms,
+    max_screens: usize,
+) -> Result<Vec<(Mid, TrackSource)>, Error> {
+    let lines: Vec<(Mid, String, bool)> = offer
+        .media_lines
+        .iter()
+        .map(|m| {
+            let sending = !m.disabled && m.direction().is_sending();
+            (m.mid(), m.typ.to_string(), sending)
+        })
+        .collect();
+    if named.len() > lines.len() {
+        return Err(Error::BadTrackSource(format!(
+            "{} sources for {} m-lines",
+            named.len(),
+            lines.len()
+        )));
+    }
+    let mut sources = Vec::with_capacity(named.len());
+    for (mid, source) in named {
+        let Some((m, typ, _)) = lines.iter().find(|(m, _, _)| m.to_string() == mid) else {
+            return Err(Error::BadTrackSource(format!(
+                "the offer has no m-line with mid {mid:?}"
+            )));
+        };
+        let (kind, article) = match source.kind() {
+            MediaKind::Audio => ("audio", "an"),
+            MediaKind::Video => ("video", "a"),
+        };
+        if typ != kind {
+            return Err(Error::BadTrackSource(format!(
+                "{} needs {article} {kind} m-line, but m-line {mid:?} is {typ}",
+                source.as_str()
+            )));
+        }
+        sources.push((*m, source));
+    }
+    for screen in [TrackSource::Screen, TrackSource::ScreenAudio] {
+        let count = lines
+            .iter()
+            .filter(|(_, _, sending)| *sending)
+            .filter(|(mid, _, _)| {
+                let published = p
+                    .published
+                    .iter()
+                    .find(|(m, _)| m == mid)
+                    .and_then(|(_, tk)| rooms.track(*tk));
+                match published {
+                    Some(track) => track.source == screen,
+                    None => {
+                        sources
+                            .iter()
+                            .find(|(m, _)| m == mid)
+                            .map(|(_, s)| *s)
+                            .or_else(|| p.negotiation.source_of(*mid))
+                            == Some(screen)
+                    }
+                }
+            })
+            .count();
+        if count > max_screens {
+            return Err(Error::TooManyScreenShares(max_screens));
+        }
+    }
+    Ok(sources)
 }
 
 /// A random first outgoing sequence number, below 2^15 so that the SRTP rollover counter starts at

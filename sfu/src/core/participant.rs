@@ -11,7 +11,7 @@ use str0m::Rtc;
 use super::bandwidth::Allocation;
 use super::data::DataChannels;
 use super::demux::IcePaths;
-use super::event::{ParticipantView, PauseReason};
+use super::event::{ParticipantView, PauseReason, TrackSource};
 use super::forward::select::{LayerIndex, LayerSelector};
 use super::forward::vp8::Vp8Rewriter;
 use super::forward::Forwarder;
@@ -46,6 +46,8 @@ pub struct Subscription {
     pub width: u32,
     /// Rendered height.
     pub height: u32,
+    /// The subscriber pinned it (shows it large): it comes before other cameras.
+    pub pinned: bool,
     /// The stream state last told to the subscriber.
     pub reported: Option<StreamReport>,
 }
@@ -178,6 +180,10 @@ pub struct Negotiation {
     candidates: u32,
     /// Mutes asked for m-lines whose track is not published yet.
     early_mutes: Vec<(Mid, bool)>,
+    /// Sources named for the client's next offer (`Request::TrackSources`), not yet checked.
+    next_sources: Vec<(String, TrackSource)>,
+    /// Sources of the client's m-lines, from its accepted offers: read when a track is published.
+    sources: Vec<(Mid, TrackSource)>,
 }
 
 impl Negotiation {
@@ -192,6 +198,8 @@ impl Negotiation {
             offers,
             candidates: 0,
             early_mutes: Vec::new(),
+            next_sources: Vec::new(),
+            sources: Vec::new(),
         }
     }
 
@@ -281,6 +289,32 @@ impl Negotiation {
     pub fn mute_early(&mut self, mid: Mid, muted: bool) {
         self.early_mutes.retain(|(m, _)| *m != mid);
         self.early_mutes.push((mid, muted));
+    }
+
+    /// The sources the client names for its next offer (replacing any not taken yet).
+    pub fn name_sources(&mut self, sources: Vec<(String, TrackSource)>) {
+        self.next_sources = sources;
+    }
+
+    /// The sources named for the offer being accepted (none if it named none).
+    pub fn take_named_sources(&mut self) -> Vec<(String, TrackSource)> {
+        std::mem::take(&mut self.next_sources)
+    }
+
+    /// Remember the source of the client's m-line `mid` (from an accepted offer).
+    pub fn set_source(&mut self, mid: Mid, source: TrackSource) {
+        match self.sources.iter_mut().find(|(m, _)| *m == mid) {
+            Some(entry) => entry.1 = source,
+            None => self.sources.push((mid, source)),
+        }
+    }
+
+    /// The source the client named for m-line `mid`, if any.
+    pub fn source_of(&self, mid: Mid) -> Option<TrackSource> {
+        self.sources
+            .iter()
+            .find(|(m, _)| *m == mid)
+            .map(|(_, s)| *s)
     }
 
     /// Whether the track of m-line `mid` starts muted (a mute that came before it).

@@ -5,7 +5,8 @@
 use str0m::media::{MediaAdded, MediaKind, Mid, Rid, Rids, Simulcast, SimulcastLayer};
 use tracing::debug;
 
-use super::event::{Error, Event};
+use super::allocator::SCREEN_PRIORITY;
+use super::event::{Error, Event, TrackSource};
 use super::participant::ParticipantKey;
 use super::room::TrackKey;
 use super::track::{Layer, Track};
@@ -65,6 +66,16 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        let source = p
+            .negotiation
+            .source_of(mid)
+            .filter(|s| s.kind() == kind)
+            .unwrap_or(TrackSource::default_for(kind));
+        let priority = if source == TrackSource::Screen {
+            SCREEN_PRIORITY
+        } else {
+            0
+        };
         let track = Track {
             id: format!("{}-{}", p.id, mid),
             kind,
@@ -77,7 +88,8 @@ impl Engine {
             codecs,
             in_params: None,
             muted,
-            priority: 0,
+            source,
+            priority,
             publisher_mask: None,
             pause_due: None,
             speaker: Default::default(),

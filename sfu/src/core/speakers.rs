@@ -11,7 +11,8 @@ use super::room::TrackKey;
 use super::voice_activity::SILENCE;
 use super::{Engine, TimerKind};
 
-/// Allocation priority of a speaker's video (above the rest, below screen share or pinned).
+/// Allocation priority of a speaker's video (above the rest, below screen share or pinned; see
+/// [`subscriber_priority`](super::allocator::subscriber_priority)).
 pub const SPEAKER_PRIORITY: u8 = 1;
 
 impl Engine {
@@ -45,6 +46,7 @@ impl Engine {
                 .collect();
             for v in videos {
                 if let Some(t) = self.rooms.track_mut(v) {
+                    // A screen share keeps its own, higher priority.
                     if t.priority <= SPEAKER_PRIORITY && t.priority != priority {
                         t.priority = priority;
                         self.agenda.allocate_all(t.subscribers.iter().copied());

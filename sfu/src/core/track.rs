@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use str0m::format::PayloadParams;
 use str0m::media::{Mid, Pt, Rid};
 
-use super::event::TrackView;
+use super::event::{TrackSource, TrackView};
 use super::forward::select::LayerIndex;
 use super::rate::{self, RateMeter};
 use super::voice_activity::SpeakerDetector;
@@ -59,7 +59,12 @@ pub struct Track {
     pub in_params: Option<(Pt, PayloadParams)>,
     /// Not forwarded while set.
     pub muted: bool,
-    /// Allocation priority: larger is more important (screen share, pinned, active speaker).
+    /// What it carries, as the publisher named it.
+    pub source: TrackSource,
+    /// The track's own allocation priority, the same for every subscriber: screen share
+    /// ([`SCREEN_PRIORITY`](super::allocator::SCREEN_PRIORITY)), active speaker, or 0. A
+    /// subscriber's pin raises it for that subscriber only, when allocating
+    /// ([`subscriber_priority`](super::allocator::subscriber_priority)).
     pub priority: u8,
     /// Layers the publisher was last told to send (as a bit mask); `None`: never told, all on.
     pub publisher_mask: Option<u8>,
@@ -245,6 +250,7 @@ impl Track {
             id: self.id.clone(),
             kind: self.kind,
             muted: self.muted,
+            source: self.source,
         }
     }
 }
@@ -271,6 +277,7 @@ impl Track {
             codecs: Vec::new(),
             in_params: None,
             muted: false,
+            source: TrackSource::Camera,
             priority: 0,
             publisher_mask: None,
             speaker: SpeakerDetector::default(),

@@ -13,7 +13,8 @@ use std::time::Instant;
 use signal::limits::LogThrottle;
 use signal::protocol::{
     ErrorCode, IceServer, ParticipantInfo, ResumeTicket, ServerMessage, SignalError,
-    Speaker as WireSpeaker, StreamStateKind, TrackInfo, TrackKind, PROTOCOL_VERSION,
+    Speaker as WireSpeaker, StreamStateKind, TrackInfo, TrackKind, TrackSource as WireSource,
+    PROTOCOL_VERSION,
 };
 use signal::webhook::{EventKind, WebhookEvent};
 use signal::ClientSignal;
@@ -23,7 +24,8 @@ use tracing::info;
 use super::webhook::Webhooks;
 use crate::core::limits::BAD_INPUT_LOG_INTERVAL;
 use crate::core::{
-    Error, Event, LeaveReason, ParticipantView, Request, Speaker, StreamState, TrackView,
+    Error, Event, LeaveReason, ParticipantView, Request, Speaker, StreamState, TrackSource,
+    TrackView,
 };
 
 /// The translation of one engine's events. See the module docs.
@@ -300,12 +302,20 @@ pub fn request(signal: ClientSignal) -> Request {
             visible,
             width,
             height,
+            pinned,
         } => Request::TrackSettings {
             track_id,
             visible,
             width,
             height,
+            pinned,
         },
+        ClientSignal::TrackSources(sources) => Request::TrackSources(
+            sources
+                .into_iter()
+                .map(|(mid, s)| (mid, core_source(s)))
+                .collect(),
+        ),
     }
 }
 
@@ -326,7 +336,10 @@ pub fn signal_error(error: &Error) -> SignalError {
         Error::TooManyOffers { .. } | Error::DataRateLimited { .. } => ErrorCode::RateLimited,
         Error::UnreadableSdp { .. } | Error::SdpMismatch { .. } => ErrorCode::InvalidSdp,
         Error::UnexpectedAnswer => ErrorCode::WrongState,
-        Error::TooManyTracks(_) | Error::TooManyCandidates(_) => ErrorCode::LimitExceeded,
+        Error::TooManyTracks(_) | Error::TooManyCandidates(_) | Error::TooManyScreenShares(_) => {
+            ErrorCode::LimitExceeded
+        }
+        Error::BadTrackSource(_) => ErrorCode::BadMessage,
         Error::MayNotPublish | Error::NotOwnTrack | Error::MayNotSendData => ErrorCode::Forbidden,
         Error::DataTooLarge(_) => ErrorCode::MessageTooLarge,
         Error::CodecNotAllowed { .. } => ErrorCode::UnsupportedCodec,
@@ -365,6 +378,22 @@ pub fn track_info(t: TrackView) -> TrackInfo {
             MediaKind::Video => TrackKind::Video,
         },
         muted: t.muted,
+        source: match t.source {
+            TrackSource::Camera => WireSource::Camera,
+            TrackSource::Microphone => WireSource::Microphone,
+            TrackSource::Screen => WireSource::Screen,
+            TrackSource::ScreenAudio => WireSource::ScreenAudio,
+        },
+    }
+}
+
+/// The engine's name for a source a client named.
+fn core_source(s: WireSource) -> TrackSource {
+    match s {
+        WireSource::Camera => TrackSource::Camera,
+        WireSource::Microphone => TrackSource::Microphone,
+        WireSource::Screen => TrackSource::Screen,
+        WireSource::ScreenAudio => TrackSource::ScreenAudio,
     }
 }
 
@@ -415,6 +444,7 @@ mod tests {
             id: format!("{id}-0"),
             kind: MediaKind::Audio,
             muted: false,
+            source: TrackSource::Microphone,
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sfu::core::{generate_dtls_cert, Engine, EngineConfig, Event as EngineEvent, JoinSpec};
 use sfu::io::webhook::Webhooks;
 use sfu::io::wire::{self, Wire};
-use signal::protocol::ServerMessage;
+use signal::protocol::{ServerMessage, TrackSource};
 use signal::webhook::WebhookEvent;
 use signal::ClientSignal;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -599,6 +599,17 @@ impl std::ops::DerefMut for WiredEngine {
     }
 }
 
+/// The m-line of a joining client's first offer that a source is named for.
+#[derive(Debug, Clone, Copy)]
+pub enum SourceOf {
+    /// Its audio m-line.
+    Audio,
+    /// Its video m-line.
+    Video,
+    /// Whatever mid (one the offer may not have).
+    Mid(&'static str),
+}
+
 /// The engine, its clients and the network between them.
 pub struct Bed {
     pub now: Instant,
@@ -624,6 +635,8 @@ pub struct Bed {
     pub next_tcp: bool,
     /// The video codecs of the next client joining, in its order of preference (default VP8).
     pub next_codecs: Vec<Codec>,
+    /// The sources the next client joining names in its first offer (none by default).
+    pub next_sources: Vec<(SourceOf, TrackSource)>,
     /// Sequence numbers of the RTP packets the server sent, by (client index, SSRC), read from
     /// the clear-text SRTP headers before the network can lose anything.
     pub sent: HashMap<(usize, u32), Vec<u16>>,
@@ -649,6 +662,7 @@ impl Bed {
             next_data: false,
             next_tcp: false,
             next_codecs: vec![Codec::Vp8],
+            next_sources: Vec::new(),
             sent: HashMap::new(),
         }
     }
@@ -702,7 +716,23 @@ impl Bed {
         self.engine.join(self.now, spec).expect("join");
         c.id = Some(id.clone());
         let offer = c.make_offer();
+        let sources: Vec<(String, TrackSource)> = std::mem::take(&mut self.next_sources)
+            .into_iter()
+            .map(|(of, source)| {
+                let mid = match of {
+                    SourceOf::Audio => c.audio_mid.unwrap().to_string(),
+                    SourceOf::Video => c.video_mid.unwrap().to_string(),
+                    SourceOf::Mid(m) => m.to_string(),
+                };
+                (mid, source)
+            })
+            .collect();
         self.clients.push(c);
+        if !sources.is_empty() {
+            // As the WebSocket session passes an `offer` with `sources` on.
+            self.engine
+                .handle_signal(self.now, &id, ClientSignal::TrackSources(sources));
+        }
         self.engine
             .handle_signal(self.now, &id, ClientSignal::Offer(offer));
         self.pump_signals();
