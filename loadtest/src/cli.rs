@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Parser, ValueEnum};
 
 use crate::attack::{Attack, AttackConfig};
-use crate::bot::TokenSource;
+use crate::bot::{JanusRoom, TokenSource};
 use crate::report::Limits;
 use crate::run::RunConfig;
 use crate::scenario::{MediaConfig, Scenario};
@@ -19,9 +19,15 @@ use crate::scenario::{MediaConfig, Scenario};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadtest", version, about, long_about = None, after_help = ATTACKER_HELP)]
 pub struct Args {
-    /// The server's HTTP base URL.
+    /// The server's HTTP base URL; with --target janus, Janus's WebSocket (ws://host:port).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+
+    /// The kind of server: this SFU, or Janus's VideoRoom plugin through the Janus API over a
+    /// WebSocket (each room is created by its first bot; a publisher that also receives uses a
+    /// second peer connection there). Not with --urls, --attack, --render-size or tokens.
+    #[arg(long, value_enum, default_value_t = ServerTarget::Sfu)]
+    pub target: ServerTarget,
 
     /// Several nodes of a cluster, comma-separated HTTP base URLs: bots join through them in
     /// turn (and follow the cluster's redirects). The first also stands for --url.
@@ -145,6 +151,11 @@ pub struct Args {
     /// Allow a server and ICE candidates that are not on the loopback network.
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// ICE candidates with these addresses are used too, besides loopback ones (e.g. Janus's
+    /// address in a network namespace of this machine: Janus never offers loopback candidates).
+    #[arg(long, value_delimiter = ',', value_name = "IP,IP,...")]
+    pub allow_ice_ip: Vec<IpAddr>,
 
     /// The server's process id, to measure its CPU and memory. Without it the process listening
     /// on the URL's port is looked for in /proc.
@@ -331,6 +342,15 @@ refused connections) is in the summary and the report's `attacks`, and anything 
 address than --expect-per-ip-cap) fails the `attacker` gate. Loopback servers only.
 Example: loadtest --video-publishers 2 --subscribers 4 --attack all --max-loss 1 --max-freezes 3";
 
+/// The kind of server to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerTarget {
+    /// This SFU.
+    Sfu,
+    /// Janus (1.x) with its VideoRoom plugin.
+    Janus,
+}
+
 /// On or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnOff {
@@ -470,11 +490,61 @@ impl Args {
         }
         self.attacker.config().validate()?;
         self.token_source_keys()?;
+        if self.target == ServerTarget::Janus {
+            self.janus_flags()?;
+        }
         if signal::protocol::validate_room_name(&format!("{}-{}", scenario.room_prefix, 0)).is_err()
         {
             return Err("--room-prefix: letters, digits, '-', '_' or '.' only".into());
         }
         Ok(scenario)
+    }
+
+    /// An error naming what --target janus cannot do with the flags given.
+    fn janus_flags(&self) -> Result<(), String> {
+        let refused = [
+            (self.urls.len() > 1, "--urls with several nodes"),
+            (!self.attacker.attack.is_empty(), "--attack"),
+            (self.render_size.is_some(), "--render-size"),
+            (
+                self.token.is_some() || self.api_key.is_some(),
+                "--token or --api-key",
+            ),
+        ];
+        if let Some((_, flag)) = refused.iter().find(|(bad, _)| *bad) {
+            return Err(format!(
+                "--target janus does not support {flag}; it supports --rooms, \
+                 --video-publishers, --audio-publishers, --subscribers, --publishers-subscribe, \
+                 --video-only, --max-tracks, the media flags and the gates"
+            ));
+        }
+        let url = self.urls.first().unwrap_or(&self.url);
+        if !url.starts_with("ws://") {
+            return Err(format!(
+                "--target janus needs Janus's WebSocket as --url, e.g. ws://127.0.0.1:8188 \
+                 (got {url})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// How rooms are created on Janus: room for every bot as a publisher (viewers join as
+    /// publishers that never publish, to hear of new feeds), a bitrate cap above what a
+    /// publisher sends, and no periodic keyframe requests (the publishers send one every
+    /// --keyframe-interval anyway, as against this server).
+    fn janus_room(&self, scenario: &Scenario) -> JanusRoom {
+        let video_kbps: u64 = scenario
+            .media
+            .layers
+            .iter()
+            .map(|l| u64::from(l.kbps))
+            .sum();
+        let kbps = video_kbps + u64::from(scenario.media.audio_kbps);
+        JanusRoom {
+            publishers: 2 * scenario.bots_per_room() + 1,
+            bitrate_bps: kbps * 1000 * 5 / 4,
+            fir_freq_s: 0,
+        }
     }
 
     /// The minting source of --api-key and --api-secret; `None` without them, an error with
@@ -491,7 +561,9 @@ impl Args {
     /// Settings for [`crate::run::run`].
     pub fn run_config(&self, scenario: Scenario) -> RunConfig {
         let keys = self.token_source_keys().ok().flatten();
+        let janus = (self.target == ServerTarget::Janus).then(|| self.janus_room(&scenario));
         RunConfig {
+            janus,
             scenario,
             url: self
                 .urls
@@ -510,6 +582,7 @@ impl Args {
             keys,
             bind_ip: self.bind_ip,
             allow_remote: self.allow_remote,
+            allow_ips: self.allow_ice_ip.clone(),
             render_size: self.render_size,
             server_pid: self.server_pid,
             attack: self.attacker.config(),
@@ -620,6 +693,36 @@ mod tests {
             secret
         ])
         .is_err());
+    }
+
+    #[test]
+    fn janus_target_takes_a_websocket_url_and_refuses_what_it_cannot_do() {
+        let janus = ["--target", "janus", "--url", "ws://127.0.0.1:8188"];
+        let a = args(&janus);
+        let sc = a.scenario().unwrap();
+        let c = a.run_config(sc);
+        let room = c.janus.expect("janus room settings");
+        assert_eq!(room.fir_freq_s, 0);
+        assert!(room.publishers >= 4);
+        assert!(room.bitrate_bps >= 2_150_000);
+        assert!(args(&[])
+            .run_config(args(&[]).scenario().unwrap())
+            .janus
+            .is_none());
+        assert!(args(&["--target", "janus"]).scenario().is_err());
+        for extra in [
+            &["--attack", "all"][..],
+            &["--render-size", "640x360"],
+            &["--token", "t"],
+        ] {
+            let all: Vec<&str> = janus.iter().chain(extra).copied().collect();
+            let e = args(&all).scenario().unwrap_err();
+            assert!(e.contains("--target janus does not support"), "{e}");
+        }
+        // Meetings are supported (a second peer connection per publisher).
+        let mut all = janus.to_vec();
+        all.extend(["--preset", "meeting-10x10"]);
+        assert!(args(&all).scenario().is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout};
 
 use crate::attack::{self, AttackConfig, AttackOutcome, Intel};
-use crate::bot::{self, BotReport, Env, TokenSource};
+use crate::bot::{self, BotReport, Env, JanusRoom, ServerKind, TokenSource};
 use crate::live::{Clock, Live, Snapshot};
 use crate::procfs::{self, CpuWindow, ProcSample};
 use crate::report::{RunOutput, ServerCost, TimelinePoint};
@@ -50,10 +50,19 @@ pub struct Target {
 impl Target {
     /// Parses `http://host[:port][/prefix]`.
     pub fn parse(url: &str) -> Result<Target, RunError> {
+        Self::parse_scheme(url, "http://")
+    }
+
+    /// Parses `ws://host[:port][/path]` (a Janus WebSocket).
+    pub fn parse_ws(url: &str) -> Result<Target, RunError> {
+        Self::parse_scheme(url, "ws://")
+    }
+
+    fn parse_scheme(url: &str, scheme: &str) -> Result<Target, RunError> {
         let bad = |why: &str| RunError::Url(url.to_string(), why.to_string());
         let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("only http:// is supported"))?;
+            .strip_prefix(scheme)
+            .ok_or_else(|| bad(&format!("only {scheme} is supported")))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -131,6 +140,15 @@ async fn health(addr: SocketAddr, target: &Target) -> Result<(), String> {
         .map_err(|_| "no answer within 3 s".to_string())?
 }
 
+/// Whether a TCP connection to `addr` opens (Janus has no health endpoint).
+async fn reachable(addr: SocketAddr) -> Result<(), String> {
+    match timeout(Duration::from_secs(3), TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 3 s".into()),
+    }
+}
+
 /// Settings of a run besides the scenario.
 pub struct RunConfig {
     /// The scenario.
@@ -149,12 +167,17 @@ pub struct RunConfig {
     pub bind_ip: IpAddr,
     /// Allow a server that is not on this machine.
     pub allow_remote: bool,
+    /// `--allow-ice-ip`.
+    pub allow_ips: Vec<IpAddr>,
     /// Render size announced for received videos.
     pub render_size: Option<(u32, u32)>,
     /// `--server-pid`.
     pub server_pid: Option<u32>,
     /// The attacker (no attacks: none).
     pub attack: AttackConfig,
+    /// Load Janus's VideoRoom (with rooms made like this) instead of this server; `url` is
+    /// then Janus's WebSocket, `ws://host:port`.
+    pub janus: Option<JanusRoom>,
 }
 
 /// The server process being measured.
@@ -209,11 +232,16 @@ fn point(
 
 /// Runs the scenario to its end.
 pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError> {
-    let target = Target::parse(&cfg.url)?;
+    let target = match cfg.janus {
+        Some(_) => Target::parse_ws(&cfg.url)?,
+        None => Target::parse(&cfg.url)?,
+    };
     let addr = resolve(&target, cfg.allow_remote).await?;
-    health(addr, &target)
-        .await
-        .map_err(|e| RunError::Unhealthy(cfg.url.clone(), e))?;
+    match cfg.janus {
+        Some(_) => reachable(addr).await,
+        None => health(addr, &target).await,
+    }
+    .map_err(|e| RunError::Unhealthy(cfg.url.clone(), e))?;
     let attacking = !cfg.attack.attacks.is_empty();
     if attacking && !addr.ip().is_loopback() {
         // The attacker's traffic stays on this machine, whatever --allow-remote says.
@@ -249,7 +277,10 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         .dtls_provider
         .generate_certificate()
         .ok_or_else(|| RunError::Unhealthy(cfg.url.clone(), "no DTLS certificate".into()))?;
-    let mut ws_urls = vec![target.ws_url()];
+    let mut ws_urls = vec![match cfg.janus {
+        Some(_) => cfg.url.clone(),
+        None => target.ws_url(),
+    }];
     for url in &cfg.more_urls {
         let t = Target::parse(url)?;
         let a = resolve(&t, cfg.allow_remote).await?;
@@ -259,8 +290,10 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         ws_urls.push(t.ws_url());
     }
     let env = Arc::new(Env {
+        server: cfg.janus.clone().map_or(ServerKind::Sfu, ServerKind::Janus),
         ws_urls,
         token: match (&cfg.token, &cfg.keys, cfg.dev_token) {
+            _ if cfg.janus.is_some() => TokenSource::None,
             (Some(t), _, _) => TokenSource::Fixed(t.clone()),
             (None, Some(keys), _) => keys.clone(),
             (None, None, true) => TokenSource::Dev {
@@ -271,6 +304,7 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         },
         bind_ip: cfg.bind_ip,
         allow_remote: cfg.allow_remote,
+        allow_ips: cfg.allow_ips.clone(),
         media: Arc::new(scenario.media.clone()),
         cert,
         clock: Clock::new(),
@@ -509,6 +543,12 @@ mod tests {
                 "{url}"
             );
         }
+        let t = Target::parse_ws("ws://127.0.0.1:8188").unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.port()),
+            ("127.0.0.1:8188", Some(8188))
+        );
+        assert!(Target::parse_ws("http://127.0.0.1:8188").is_err());
         let t = Target::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!(t.ws_url(), "ws://127.0.0.1:8080/ws");
         assert_eq!(t.port(), Some(8080));

@@ -2,15 +2,21 @@
 //! connection (str0m, RTP mode, full ICE as the controlling side), publishes synthetic media and
 //! measures what it receives.
 //!
+//! The media loop ([`Bot`]) is the same whatever the server; only signalling differs: this
+//! server's protocol here, Janus's VideoRoom API in [`janus`] (which turns Janus's messages into
+//! the same offers and answers).
+//!
 //! A bot is one task. Each turn of its loop waits for the first of: a datagram on its UDP socket,
 //! a signalling message, or the earliest deadline (the `Rtc`'s own timeout, the next media packet,
 //! the next counter flush, the end of the run). Every input is followed by draining
 //! `poll_output` until it returns a timeout.
 
+mod janus;
 mod publisher;
 mod receiver;
 mod sdp;
 
+pub use janus::JanusRoom;
 pub use sdp::keep_loopback_candidates;
 mod signalling;
 
@@ -68,8 +74,19 @@ const MAX_SIGNAL_BATCH: usize = 16;
 /// Redirects between the nodes of a cluster a join follows.
 const MAX_REDIRECTS: usize = 3;
 
+/// The kind of server the bots talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerKind {
+    /// This server, through its own protocol.
+    Sfu,
+    /// Janus's VideoRoom plugin, through the Janus API over a WebSocket.
+    Janus(JanusRoom),
+}
+
 /// What all bots of a run share.
 pub struct Env {
+    /// Which server, and so which signalling.
+    pub server: ServerKind,
     /// `ws://host:port/ws` of each node bots join through (one for a single server).
     pub ws_urls: Vec<String>,
     /// Where the `join` token comes from.
@@ -78,6 +95,9 @@ pub struct Env {
     pub bind_ip: IpAddr,
     /// Whether ICE may use candidates that are not on the loopback network.
     pub allow_remote: bool,
+    /// Addresses besides loopback that ICE may use without `allow_remote` (a server's address in
+    /// a network namespace of this machine).
+    pub allow_ips: Vec<IpAddr>,
     /// What publishers send.
     pub media: Arc<MediaConfig>,
     /// One DTLS certificate for every bot (making one costs milliseconds).
@@ -256,7 +276,10 @@ pub async fn run(spec: BotSpec, env: Arc<Env>, index: usize) -> BotReport {
     env.live.started.fetch_add(1, Relaxed);
     let mut report = BotReport::new(&spec);
     let url = env.ws_urls[index % env.ws_urls.len().max(1)].clone();
-    let result = run_inner(&spec, &env, &url, &mut report).await;
+    let result = match &env.server {
+        ServerKind::Sfu => run_inner(&spec, &env, &url, &mut report).await,
+        ServerKind::Janus(room) => janus::run(&spec, &env, room, &url, &mut report).await,
+    };
     if let Err(e) = result {
         env.live.failed.fetch_add(1, Relaxed);
         tracing::debug!(bot = %spec.name, "stopped: {e}");
@@ -365,13 +388,45 @@ async fn run_inner(
             }
         }
     });
-    let result = bot.run(&socket, &mut tx, &mut incoming, report).await;
+    let result = bot
+        .run(&socket, &mut SignalOut::Ws(&mut tx), &mut incoming, report)
+        .await;
     bot.finish(report);
     if result.is_ok() {
         leave(&mut tx, &mut incoming).await;
     }
     reader.abort();
     result
+}
+
+/// Where a bot's signalling messages go: this server's WebSocket, or the task that speaks
+/// another server's API for the bot.
+enum SignalOut<'a> {
+    /// This server's WebSocket.
+    Ws(&'a mut SplitSink<Ws, Message>),
+    /// Messages of this server's protocol, for a task to translate (it keeps the session alive
+    /// itself: no pings).
+    Channel(&'a mpsc::Sender<String>),
+}
+
+impl SignalOut<'_> {
+    async fn send_text(&mut self, text: String) -> Result<(), BotError> {
+        match self {
+            SignalOut::Ws(tx) => send_text(tx, text).await,
+            SignalOut::Channel(tx) => match timeout(SIGNAL_TIMEOUT, tx.send(text)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(BotError::Ws("signalling ended".into())),
+                Err(_) => Err(BotError::Timeout("signalling send")),
+            },
+        }
+    }
+
+    async fn ping(&mut self) -> Result<(), BotError> {
+        match self {
+            SignalOut::Ws(tx) => send_json(tx, &ClientMessage::Ping).await,
+            SignalOut::Channel(_) => Ok(()),
+        }
+    }
 }
 
 /// Socket errors that an ICMP message from an earlier send can cause: the socket goes on.
@@ -408,6 +463,12 @@ struct Bot<'a> {
     connected_at: Option<Instant>,
     keyframe_requests: u64,
     disconnected: bool,
+    /// Whether this connection counts in the shared `joined`/`connected` counters (a bot's second
+    /// peer connection does not).
+    counted: bool,
+    /// An offer shaped for Janus: simulcast rids listed highest first (Janus takes the first as
+    /// the best) and no inactive m-lines.
+    janus_offer: bool,
 }
 
 impl<'a> Bot<'a> {
@@ -451,6 +512,8 @@ impl<'a> Bot<'a> {
             connected_at: None,
             keyframe_requests: 0,
             disconnected: false,
+            counted: true,
+            janus_offer: false,
         })
     }
 
@@ -470,22 +533,33 @@ impl<'a> Bot<'a> {
         };
         let simulcast = (video_dir == Direction::SendOnly && self.env.media.simulcast).then(|| {
             let mut s = Simulcast::new();
-            for rid in LAYER_RIDS.iter().take(self.env.media.layers.len()) {
+            let mut rids: Vec<&str> = LAYER_RIDS
+                .iter()
+                .take(self.env.media.layers.len())
+                .copied()
+                .collect();
+            if self.janus_offer {
+                rids.reverse();
+            }
+            for rid in rids {
                 s.add_send_layer(SimulcastLayer::new(rid));
             }
             s
         });
         let mut api = self.rtc.sdp_api();
-        let audio = api.add_media(MediaKind::Audio, audio_dir, None, None, None);
-        let video = api.add_media(MediaKind::Video, video_dir, None, None, simulcast);
+        let skip = |dir| self.janus_offer && dir == Direction::Inactive;
+        let audio = (!skip(audio_dir))
+            .then(|| api.add_media(MediaKind::Audio, audio_dir, None, None, None));
+        let video = (!skip(video_dir))
+            .then(|| api.add_media(MediaKind::Video, video_dir, None, None, simulcast));
         let Some((offer, pending)) = api.apply() else {
             return Err(BotError::Rtc("no offer to make".into()));
         };
         if audio_dir == Direction::SendOnly {
-            self.audio_mid = Some(audio);
+            self.audio_mid = audio;
         }
         if video_dir == Direction::SendOnly {
-            self.video_mid = Some(video);
+            self.video_mid = video;
         }
         self.pending_offer = Some(pending);
         let sdp = offer.to_sdp_string();
@@ -498,7 +572,7 @@ impl<'a> Bot<'a> {
     async fn run(
         &mut self,
         socket: &UdpSocket,
-        tx: &mut SplitSink<Ws, Message>,
+        out: &mut SignalOut<'_>,
         incoming: &mut Incomings,
         report: &mut BotReport,
     ) -> Result<(), BotError> {
@@ -561,12 +635,18 @@ impl<'a> Bot<'a> {
                             Err(_) => break,
                         }
                     }
-                    rtc_deadline = self.drain(socket, Instant::now())?;
+                    // A new remote description may have given ICE its first pairs: its checks
+                    // start on a timeout (a server that sends none first waits for ours).
+                    let now = Instant::now();
+                    self.rtc
+                        .handle_input(Input::Timeout(now))
+                        .map_err(|e| BotError::Rtc(e.to_string()))?;
+                    rtc_deadline = self.drain(socket, now)?;
                 }
                 _ = sleep_until(wake.into()) => {}
             }
             for text in self.outbox.drain(..) {
-                send_text(tx, text).await?;
+                out.send_text(text).await?;
             }
             let now = Instant::now();
             let mut wrote = false;
@@ -586,7 +666,7 @@ impl<'a> Bot<'a> {
                 next_flush = now + FLUSH_INTERVAL;
             }
             if now >= next_ping {
-                send_json(tx, &ClientMessage::Ping).await?;
+                out.ping().await?;
                 next_ping = now + PING_INTERVAL;
             }
         }
@@ -601,11 +681,15 @@ impl<'a> Bot<'a> {
     ) -> Result<Instant, BotError> {
         self.pending.datagrams_in += 1;
         let now = Instant::now();
-        if let Ok(r) = Receive::new(Protocol::Udp, source, self.local, data) {
-            // A refused datagram (garbage, stale DTLS) is dropped; the connection goes on.
-            if self.rtc.handle_input(Input::Receive(now, r)).is_err() {
-                self.pending.input_errors += 1;
+        match Receive::new(Protocol::Udp, source, self.local, data) {
+            Ok(r) => {
+                // A refused datagram (garbage, stale DTLS) is dropped; the connection goes on.
+                if let Err(e) = self.rtc.handle_input(Input::Receive(now, r)) {
+                    tracing::trace!(%source, "datagram refused: {e}");
+                    self.pending.input_errors += 1;
+                }
             }
+            Err(e) => tracing::trace!(%source, len = data.len(), "datagram not read: {e}"),
         }
         self.drain(socket, now)
     }
@@ -616,7 +700,11 @@ impl<'a> Bot<'a> {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => return Ok(t),
                 Ok(Output::Transmit(t)) => {
-                    if !self.env.allow_remote && !t.destination.ip().is_loopback() {
+                    let ip = t.destination.ip();
+                    if !self.env.allow_remote
+                        && !ip.is_loopback()
+                        && !self.env.allow_ips.contains(&ip)
+                    {
                         self.pending.send_errors += 1;
                         continue;
                     }
@@ -637,7 +725,9 @@ impl<'a> Bot<'a> {
             Event::Connected if !self.connected => {
                 self.connected = true;
                 self.connected_at = Some(now);
-                self.env.live.connected.fetch_add(1, Relaxed);
+                if self.counted {
+                    self.env.live.connected.fetch_add(1, Relaxed);
+                }
                 if let Some(p) = &mut self.publisher {
                     p.start(now);
                 }
@@ -754,7 +844,7 @@ impl<'a> Bot<'a> {
         if self.env.allow_remote {
             sdp.to_string()
         } else {
-            sdp::keep_loopback_candidates(sdp)
+            sdp::keep_candidates(sdp, &self.env.allow_ips)
         }
     }
 

@@ -5,13 +5,19 @@ use std::net::IpAddr;
 /// `sdp` without the `a=candidate` lines whose address is not on the loopback network, so that
 /// ICE never sends a check anywhere else.
 pub fn keep_loopback_candidates(sdp: &str) -> String {
+    keep_candidates(sdp, &[])
+}
+
+/// `sdp` without the `a=candidate` lines whose address is neither on the loopback network nor
+/// one of `also`.
+pub fn keep_candidates(sdp: &str, also: &[IpAddr]) -> String {
     sdp.split_inclusive('\n')
         .filter(|line| match line.strip_prefix("a=candidate:") {
             Some(rest) => rest
                 .split_whitespace()
                 .nth(4)
                 .and_then(|a| a.parse::<IpAddr>().ok())
-                .is_some_and(|ip| ip.is_loopback()),
+                .is_some_and(|ip| ip.is_loopback() || also.contains(&ip)),
             None => true,
         })
         .collect()
@@ -58,6 +64,9 @@ mod tests {
              a=candidate:3 1 udp 2130706431 ::1 50000 typ host\r\n\
              a=mid:0\r\n"
         );
+        let also = keep_candidates(sdp, &["10.1.2.3".parse().unwrap()]);
+        assert!(also.contains("10.1.2.3") && also.contains("127.0.0.1"));
+        assert!(!also.contains("host.local"));
     }
 
     #[test]

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The same scenario against this server and against Janus's VideoRoom, one after the other, each
+# server pinned to core 0 and the load tester to core 1; prints one table.
+#
+#   loadtest/scripts/compare.sh [LOADTEST FLAGS...]
+#   (default: --video-publishers 1 --subscribers 20 --publishers-subscribe false --duration 20s)
+#
+# Janus runs through loadtest/scripts/janus.sh (root, network namespace; installed when missing).
+# Environment: SFU_BIN (default target/release/sfu), LOADTEST_BIN (default
+# target/release/loadtest), WORKERS (this server's media workers, default 1), SERVER_CPUS (0),
+# LOADTEST_CPUS (1), OUT (a new directory under /tmp). Needs python3 for the table.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SFU_BIN=${SFU_BIN:-target/release/sfu}
+LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
+WORKERS=${WORKERS:-1}
+SERVER_CPUS=${SERVER_CPUS:-0}
+LOADTEST_CPUS=${LOADTEST_CPUS:-1}
+OUT=${OUT:-$(mktemp -d /tmp/loadtest-compare.XXXXXX)}
+FLAGS=("$@")
+[ ${#FLAGS[@]} -gt 0 ] || FLAGS=(--video-publishers 1 --subscribers 20 --publishers-subscribe false --duration 20s)
+for bin in "$SFU_BIN" "$LOADTEST_BIN"; do
+  [ -x "$bin" ] || { echo "missing $bin (cargo build --release -p sfu -p loadtest)" >&2; exit 2; }
+done
+mkdir -p "$OUT"
+
+pid=""
+stop_server() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi
+}
+trap stop_server EXIT
+
+port=$(( 20000 + RANDOM % 20000 ))
+taskset -c "$SERVER_CPUS" "$SFU_BIN" --http "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0 \
+  --advertise-ip 127.0.0.1 --workers "$WORKERS" --log warn > "$OUT/sfu.log" 2>&1 &
+pid=$!
+for _ in $(seq 50); do
+  curl -fs "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "this server: $(cut -d' ' -f1-3 /proc/loadavg) load average before the run" >&2
+taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "http://127.0.0.1:$port" --server-pid "$pid" \
+  --quiet --report "$OUT/sfu.json" "${FLAGS[@]}" > "$OUT/sfu.txt" 2>&1 || true
+stop_server
+grep -E '^(PASS|FAIL)' "$OUT/sfu.txt" >&2 || tail -5 "$OUT/sfu.txt" >&2
+
+echo "janus: $(cut -d' ' -f1-3 /proc/loadavg) load average before the run" >&2
+JANUS_CPUS=$SERVER_CPUS LOADTEST_CPUS=$LOADTEST_CPUS LOADTEST_BIN=$LOADTEST_BIN \
+  loadtest/scripts/janus.sh --quiet --report "$OUT/janus.json" "${FLAGS[@]}" \
+  > "$OUT/janus.txt" 2>&1 || true
+grep -E '^(PASS|FAIL)' "$OUT/janus.txt" >&2 || tail -5 "$OUT/janus.txt" >&2
+
+python3 - "$OUT" "${FLAGS[*]}" <<'PY'
+import json, os, sys
+out, flags = sys.argv[1], sys.argv[2]
+print(f"\nloadtest {flags}\nreports in {out}\n")
+print("| server | forwarded pkt/s | server cores | server µs/pkt | p50 ms | p95 ms | loss % | freezes | tracks | server RSS MiB | gates |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+for name, label in (("sfu", "this server"), ("janus", "Janus VideoRoom")):
+    path = os.path.join(out, f"{name}.json")
+    try:
+        r = json.load(open(path))
+    except (OSError, ValueError):
+        print(f"| {label} | no report (see {name}.txt) |||||||||")
+        continue
+    t, s = r["totals"], r.get("server") or {}
+    w = s.get("window") or {}
+    us = s.get("cpu_us_per_forwarded_packet")
+    print(f"| {label} | {s.get('forwarded_pps', 0):.0f} | {w.get('cores', 0):.2f} | "
+          f"{us:.1f} | " if us is not None else f"| {label} | - | - | - | ", end="")
+    print(f"{t['latency']['p50_ms']:.2f} | {t['latency']['p95_ms']:.2f} | {t['loss_pct']:.3f} | "
+          f"{t['video_freezes']} | {t['tracks_received']}/{t['tracks_expected']} | "
+          f"{w.get('rss_end_mib', 0):.0f} | {'pass' if r['passed'] else 'FAIL'} |")
+PY
