@@ -68,16 +68,9 @@ impl ClusterApi {
 
     /// Whether the call carries a token that may use the REST API.
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = headers
-            .get(AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token)
-        else {
-            return false;
-        };
-        self.keys.verify(token).is_ok_and(|c| c.grants.room_admin)
+        signal::auth::bearer_token(headers)
+            .and_then(|token| self.keys.verify(token))
+            .is_ok_and(|c| c.grants.room_admin)
     }
 }
 

@@ -315,6 +315,24 @@ pub enum KeyError {
 }
 
 /// The API keys a server accepts, with their secrets. `Debug` shows the key names only.
+/// The bearer token of a request's `Authorization` header (RFC 6750): `Missing` without one (or
+/// with an empty token), `BadScheme` for any other scheme or a header that is not text.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthError> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?;
+    let value = value.to_str().map_err(|_| AuthError::BadScheme)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::BadScheme)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::BadScheme);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    Ok(token)
+}
+
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct KeySet {
     keys: BTreeMap<String, String>,
@@ -504,6 +522,26 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let with = |v: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", HeaderValue::from_bytes(v).unwrap());
+            h
+        };
+        assert_eq!(bearer_token(&HeaderMap::new()), Err(AuthError::Missing));
+        assert_eq!(bearer_token(&with(b"Bearer abc")), Ok("abc"));
+        assert_eq!(bearer_token(&with(b"bearer  abc ")), Ok("abc"));
+        assert_eq!(bearer_token(&with(b"Bearer ")), Err(AuthError::Missing));
+        assert_eq!(bearer_token(&with(b"Basic abc")), Err(AuthError::BadScheme));
+        assert_eq!(bearer_token(&with(b"abc")), Err(AuthError::BadScheme));
+        assert_eq!(
+            bearer_token(&with(b"Bearer \xff")),
+            Err(AuthError::BadScheme)
+        );
+    }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 

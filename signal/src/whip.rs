@@ -34,8 +34,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, AUTHORIZATION, CONTENT_TYPE, ETAG,
-    IF_MATCH, LINK, LOCATION, RETRY_AFTER,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, CONTENT_TYPE, ETAG, IF_MATCH, LINK,
+    LOCATION, RETRY_AFTER,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tracing::{debug, info, Instrument};
 
-use crate::auth::{AuthError, Claims, Grants, KeySet};
+use crate::auth::{bearer_token, AuthError, Claims, Grants, KeySet};
 use crate::limits::{IpLimiter, IpPermit};
 use crate::protocol::{
     validate_display_name, ErrorCode, IceCandidate, IceServer, ServerMessage, SignalError,
@@ -212,21 +212,6 @@ fn refuse(status: StatusCode, e: ApiError) -> Response {
     (status, Json(e)).into_response()
 }
 
-/// The bearer token of a request.
-fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let value = headers.get(AUTHORIZATION).ok_or(AuthError::Missing)?;
-    let value = value.to_str().map_err(|_| AuthError::BadScheme)?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::BadScheme)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::BadScheme);
-    }
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(AuthError::Missing);
-    }
-    Ok(token)
-}
-
 /// Checks the token: valid, for a room, granting `join` and `grant`. Without keys, a stand-in.
 fn authorize(
     keys: Option<&KeySet>,
@@ -247,7 +232,7 @@ fn authorize(
         };
         return Ok((claims, String::new()));
     };
-    let token = bearer(headers)?;
+    let token = bearer_token(headers)?;
     let room = keys.verify(token)?.room.ok_or(AuthError::WrongRoom)?;
     let claims = keys.authorize_join(Some(token), &room)?;
     let granted = match grant {

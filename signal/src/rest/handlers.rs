@@ -4,7 +4,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Query, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -42,16 +41,7 @@ impl<S: RoomService> FromRequestParts<ApiState<S>> for Admin {
         parts: &mut Parts,
         state: &ApiState<S>,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(AuthError::Missing)?
-            .to_str()
-            .map_err(|_| AuthError::BadScheme)?;
-        let (scheme, token) = header.split_once(' ').ok_or(AuthError::BadScheme)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AuthError::BadScheme.into());
-        }
+        let token = crate::auth::bearer_token(&parts.headers)?;
         let claims = state.config.keys.verify(token)?;
         if !claims.grants.room_admin {
             return Err(AuthError::MissingGrant("room_admin").into());
