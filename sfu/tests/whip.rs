@@ -470,8 +470,35 @@ async fn whep_plays_one_publisher_in_the_first_answer() {
             .run_until(Duration::from_secs(40), |_| false)
             .await;
     });
-    // Let its tracks appear (they are published once its connection is up).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its tracks are published once its connection is up: wait until the room lists both.
+    let admin = token("show", "ops", "room_admin");
+    let auth = format!("Bearer {admin}");
+    let deadline = Instant::now() + STEP;
+    loop {
+        let r = request(
+            &server,
+            reqwest::Method::GET,
+            "/api/rooms/show/participants",
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+        let list: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        let tracks = list["participants"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["identity"] == "cam"))
+            .and_then(|p| p["tracks"].as_array())
+            .map_or(0, Vec::len);
+        if tracks == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cam's tracks never appeared: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let viewer_token = token("show", "player", "join,subscribe");
     // Nobody called "ghost" is in the room.
