@@ -72,7 +72,7 @@ const log = (...args) => console.log('e2e:', ...args);
 // ---- bookkeeping ------------------------------------------------------------------------------
 
 const results = { passed: 0, failed: 0, skipped: 0 };
-const PLANNED_CHECKS = 11;
+const PLANNED_CHECKS = 12;
 
 
 /** Runs one named check; a failure stops the run (later checks depend on earlier ones). */
@@ -405,6 +405,15 @@ async function scenario() {
       const state = { reconnecting: false, missing: false, longestGapMs: 0, frames: 0 };
       window.cutWatch = state;
       let last = { frames: -1, at: performance.now() };
+      // The reconnecting state may last only a few tens of milliseconds: read it from the
+      // client's own event rather than from a timer that a busy machine can delay past it.
+      const onChange = () => {
+        const p = client.participants.get(id);
+        if (!p) state.missing = true;
+        if (p?.reconnecting) state.reconnecting = true;
+      };
+      client.addEventListener('participants-changed', onChange);
+      window.cutWatchStop = () => client.removeEventListener('participants-changed', onChange);
       const sample = async () => {
         const p = client.participants.get(id);
         if (!p) state.missing = true;
@@ -451,6 +460,7 @@ async function scenario() {
     await sleep(3000);
     const seen = await p2.page.evaluate(() => {
       clearInterval(window.cutTimer);
+      window.cutWatchStop();
       return window.cutWatch;
     });
     if (seen.missing) throw new Error('P2 lost P1 from its participants');
