@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The same scenario against this server and against Janus's VideoRoom, one after the other, each
-# server pinned to core 0 and the load tester to core 1; prints one table.
+# The same scenario against this server (through its WebSocket protocol, then through WHIP and
+# WHEP) and against Janus's VideoRoom, one after the other, each server pinned to core 0 and the
+# load tester to core 1; prints one table.
 #
 #   loadtest/scripts/compare.sh [LOADTEST FLAGS...]
 #   (default: --video-publishers 1 --subscribers 20 --publishers-subscribe false --duration 20s)
@@ -32,7 +33,8 @@ trap stop_server EXIT
 
 port=$(( 20000 + RANDOM % 20000 ))
 taskset -c "$SERVER_CPUS" "$SFU_BIN" --http "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0 \
-  --advertise-ip 127.0.0.1 --workers "$WORKERS" --log warn > "$OUT/sfu.log" 2>&1 &
+  --advertise-ip 127.0.0.1 --workers "$WORKERS" --log warn \
+  --http-limits-max-whip-sessions-per-ip 1000 > "$OUT/sfu.log" 2>&1 &
 pid=$!
 for _ in $(seq 50); do
   curl -fs "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
@@ -41,8 +43,12 @@ done
 echo "this server: $(cut -d' ' -f1-3 /proc/loadavg) load average before the run" >&2
 taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "http://127.0.0.1:$port" --server-pid "$pid" \
   --quiet --report "$OUT/sfu.json" "${FLAGS[@]}" > "$OUT/sfu.txt" 2>&1 || true
-stop_server
 grep -E '^(PASS|FAIL)' "$OUT/sfu.txt" >&2 || tail -5 "$OUT/sfu.txt" >&2
+echo "this server over WHIP/WHEP: $(cut -d' ' -f1-3 /proc/loadavg) load average before the run" >&2
+taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --target whip-whep --url "http://127.0.0.1:$port" \
+  --server-pid "$pid" --quiet --report "$OUT/whip.json" "${FLAGS[@]}" > "$OUT/whip.txt" 2>&1 || true
+stop_server
+grep -E '^(PASS|FAIL)' "$OUT/whip.txt" >&2 || tail -5 "$OUT/whip.txt" >&2
 
 echo "janus: $(cut -d' ' -f1-3 /proc/loadavg) load average before the run" >&2
 JANUS_CPUS=$SERVER_CPUS LOADTEST_CPUS=$LOADTEST_CPUS LOADTEST_BIN=$LOADTEST_BIN \
@@ -56,7 +62,8 @@ out, flags = sys.argv[1], sys.argv[2]
 print(f"\nloadtest {flags}\nreports in {out}\n")
 print("| server | forwarded pkt/s | server cores | server µs/pkt | p50 ms | p95 ms | loss % | freezes | tracks | server RSS MiB | gates |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
-for name, label in (("sfu", "this server"), ("janus", "Janus VideoRoom")):
+for name, label in (("sfu", "this server"), ("whip", "this server, WHIP/WHEP"),
+                    ("janus", "Janus VideoRoom")):
     path = os.path.join(out, f"{name}.json")
     try:
         r = json.load(open(path))

@@ -23,11 +23,24 @@ pub struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
 
-    /// The kind of server: this SFU, or Janus's VideoRoom plugin through the Janus API over a
+    /// The kind of server: this SFU; Janus's VideoRoom plugin through the Janus API over a
     /// WebSocket (each room is created by its first bot; a publisher that also receives uses a
-    /// second peer connection there). Not with --urls, --attack, --render-size or tokens.
+    /// second peer connection there; not with --urls, --attack, --render-size or tokens); or
+    /// any server with WHIP and WHEP endpoints (publishers over WHIP, viewers one WHEP session
+    /// per publisher; not with --urls, --attack or --render-size).
     #[arg(long, value_enum, default_value_t = ServerTarget::Sfu)]
     pub target: ServerTarget,
+
+    /// With --target whip-whep: the WHIP endpoint's path below --url.
+    #[arg(long, default_value = "/whip")]
+    pub whip_path: String,
+
+    /// With --target whip-whep: the path below --url that plays one publisher over WHEP;
+    /// `{room}` and `{name}` stand for the room and the publisher's identity (its bot name when
+    /// tokens are minted with --api-key or there are none; read from its token with this
+    /// server's development tokens).
+    #[arg(long, default_value = "/whep/{name}")]
+    pub whep_path: String,
 
     /// Several nodes of a cluster, comma-separated HTTP base URLs: bots join through them in
     /// turn (and follow the cluster's redirects). The first also stands for --url.
@@ -349,6 +362,8 @@ pub enum ServerTarget {
     Sfu,
     /// Janus (1.x) with its VideoRoom plugin.
     Janus,
+    /// Any server with WHIP (RFC 9725) and WHEP endpoints.
+    WhipWhep,
 }
 
 /// On or off.
@@ -490,8 +505,10 @@ impl Args {
         }
         self.attacker.config().validate()?;
         self.token_source_keys()?;
-        if self.target == ServerTarget::Janus {
-            self.janus_flags()?;
+        match self.target {
+            ServerTarget::Janus => self.janus_flags()?,
+            ServerTarget::WhipWhep => self.whip_whep_flags()?,
+            ServerTarget::Sfu => {}
         }
         if signal::protocol::validate_room_name(&format!("{}-{}", scenario.room_prefix, 0)).is_err()
         {
@@ -524,6 +541,37 @@ impl Args {
                 "--target janus needs Janus's WebSocket as --url, e.g. ws://127.0.0.1:8188 \
                  (got {url})"
             ));
+        }
+        Ok(())
+    }
+
+    /// An error naming what --target whip-whep cannot do with the flags given.
+    fn whip_whep_flags(&self) -> Result<(), String> {
+        let refused = [
+            (self.urls.len() > 1, "--urls with several nodes"),
+            (!self.attacker.attack.is_empty(), "--attack"),
+            (self.render_size.is_some(), "--render-size"),
+        ];
+        if let Some((_, flag)) = refused.iter().find(|(bad, _)| *bad) {
+            return Err(format!(
+                "--target whip-whep does not support {flag}: WHEP plays one publisher per \
+                 session and takes no messages after the answer"
+            ));
+        }
+        let url = self.urls.first().unwrap_or(&self.url);
+        if !url.starts_with("http://") {
+            return Err(format!(
+                "--target whip-whep needs the server's HTTP base URL as --url, e.g. \
+                 http://127.0.0.1:8080 (got {url})"
+            ));
+        }
+        if !self.whip_path.starts_with('/') || !self.whep_path.starts_with('/') {
+            return Err("--whip-path and --whep-path start with /".into());
+        }
+        if !self.whep_path.contains("{name}") {
+            return Err(
+                "--whep-path needs {name} (the publisher's identity), e.g. /whep/{name}".into(),
+            );
         }
         Ok(())
     }
@@ -562,8 +610,11 @@ impl Args {
     pub fn run_config(&self, scenario: Scenario) -> RunConfig {
         let keys = self.token_source_keys().ok().flatten();
         let janus = (self.target == ServerTarget::Janus).then(|| self.janus_room(&scenario));
+        let whip_whep = (self.target == ServerTarget::WhipWhep)
+            .then(|| (self.whip_path.clone(), self.whep_path.clone()));
         RunConfig {
             janus,
+            whip_whep,
             scenario,
             url: self
                 .urls
@@ -722,6 +773,52 @@ mod tests {
         // Meetings are supported (a second peer connection per publisher).
         let mut all = janus.to_vec();
         all.extend(["--preset", "meeting-10x10"]);
+        assert!(args(&all).scenario().is_ok());
+    }
+
+    #[test]
+    fn whip_whep_target_takes_an_http_url_and_endpoint_paths() {
+        let ww = ["--target", "whip-whep", "--url", "http://127.0.0.1:8080"];
+        let a = args(&ww);
+        let c = a.run_config(a.scenario().unwrap());
+        assert_eq!(c.whip_whep, Some(("/whip".into(), "/whep/{name}".into())));
+        assert!(c.janus.is_none());
+        assert!(args(&[])
+            .run_config(args(&[]).scenario().unwrap())
+            .whip_whep
+            .is_none());
+        let mut other = ww.to_vec();
+        other.extend([
+            "--whip-path",
+            "/api/whip",
+            "--whep-path",
+            "/api/{room}/play/{name}",
+        ]);
+        let a = args(&other);
+        assert_eq!(
+            a.run_config(a.scenario().unwrap()).whip_whep,
+            Some(("/api/whip".into(), "/api/{room}/play/{name}".into()))
+        );
+        for (extra, why) in [
+            (&["--attack", "all"][..], "does not support --attack"),
+            (
+                &["--render-size", "640x360"],
+                "does not support --render-size",
+            ),
+            (&["--whep-path", "/whep"], "needs {name}"),
+            (&["--whip-path", "whip"], "start with /"),
+        ] {
+            let all: Vec<&str> = ww.iter().chain(extra).copied().collect();
+            let e = args(&all).scenario().unwrap_err();
+            assert!(e.contains(why), "{extra:?}: {e}");
+        }
+        let e = args(&["--target", "whip-whep", "--url", "ws://127.0.0.1:8188"])
+            .scenario()
+            .unwrap_err();
+        assert!(e.contains("HTTP base URL"), "{e}");
+        // Tokens and meetings are fine.
+        let mut all = ww.to_vec();
+        all.extend(["--preset", "meeting-10x10", "--token", "t"]);
         assert!(args(&all).scenario().is_ok());
     }
 

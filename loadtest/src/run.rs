@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout};
 
 use crate::attack::{self, AttackConfig, AttackOutcome, Intel};
-use crate::bot::{self, BotReport, Env, JanusRoom, ServerKind, TokenSource};
+use crate::bot::{self, BotReport, Env, JanusRoom, ServerKind, TokenSource, WhipWhep};
 use crate::live::{Clock, Live, Snapshot};
 use crate::procfs::{self, CpuWindow, ProcSample};
 use crate::report::{RunOutput, ServerCost, TimelinePoint};
@@ -178,6 +178,9 @@ pub struct RunConfig {
     /// Load Janus's VideoRoom (with rooms made like this) instead of this server; `url` is
     /// then Janus's WebSocket, `ws://host:port`.
     pub janus: Option<JanusRoom>,
+    /// Publish over WHIP and play over WHEP instead of this server's WebSocket protocol: the
+    /// WHIP endpoint's path and the WHEP one's (with `{room}` and `{name}`), below `url`.
+    pub whip_whep: Option<(String, String)>,
 }
 
 /// The server process being measured.
@@ -237,9 +240,10 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         None => Target::parse(&cfg.url)?,
     };
     let addr = resolve(&target, cfg.allow_remote).await?;
-    match cfg.janus {
-        Some(_) => reachable(addr).await,
-        None => health(addr, &target).await,
+    match (&cfg.janus, &cfg.whip_whep) {
+        (None, None) => health(addr, &target).await,
+        // Neither Janus nor every WHIP server has this server's health endpoint.
+        _ => reachable(addr).await,
     }
     .map_err(|e| RunError::Unhealthy(cfg.url.clone(), e))?;
     let attacking = !cfg.attack.attacks.is_empty();
@@ -289,8 +293,16 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
             .map_err(|e| RunError::Unhealthy(url.clone(), e))?;
         ws_urls.push(t.ws_url());
     }
+    let server_kind = match (&cfg.janus, &cfg.whip_whep) {
+        (Some(room), _) => ServerKind::Janus(room.clone()),
+        (None, Some((whip, whep))) => ServerKind::WhipWhep(Arc::new(
+            WhipWhep::new(&cfg.url, whip, whep, &specs)
+                .map_err(|e| RunError::Url(cfg.url.clone(), e))?,
+        )),
+        (None, None) => ServerKind::Sfu,
+    };
     let env = Arc::new(Env {
-        server: cfg.janus.clone().map_or(ServerKind::Sfu, ServerKind::Janus),
+        server: server_kind,
         ws_urls,
         token: match (&cfg.token, &cfg.keys, cfg.dev_token) {
             _ if cfg.janus.is_some() => TokenSource::None,

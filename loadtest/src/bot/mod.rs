@@ -19,6 +19,9 @@ mod sdp;
 pub use janus::JanusRoom;
 pub use sdp::keep_loopback_candidates;
 mod signalling;
+mod whip;
+
+pub use whip::WhipWhep;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -75,12 +78,14 @@ const MAX_SIGNAL_BATCH: usize = 16;
 const MAX_REDIRECTS: usize = 3;
 
 /// The kind of server the bots talk to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ServerKind {
     /// This server, through its own protocol.
     Sfu,
     /// Janus's VideoRoom plugin, through the Janus API over a WebSocket.
     Janus(JanusRoom),
+    /// Any server with WHIP and WHEP endpoints.
+    WhipWhep(Arc<WhipWhep>),
 }
 
 /// What all bots of a run share.
@@ -279,6 +284,7 @@ pub async fn run(spec: BotSpec, env: Arc<Env>, index: usize) -> BotReport {
     let result = match &env.server {
         ServerKind::Sfu => run_inner(&spec, &env, &url, &mut report).await,
         ServerKind::Janus(room) => janus::run(&spec, &env, room, &url, &mut report).await,
+        ServerKind::WhipWhep(ww) => whip::run(&spec, &env, ww, &mut report).await,
     };
     if let Err(e) = result {
         env.live.failed.fetch_add(1, Relaxed);
@@ -407,6 +413,8 @@ enum SignalOut<'a> {
     /// Messages of this server's protocol, for a task to translate (it keeps the session alive
     /// itself: no pings).
     Channel(&'a mpsc::Sender<String>),
+    /// No signalling after the first answer (WHIP and WHEP): what the bot would send is dropped.
+    Nowhere,
 }
 
 impl SignalOut<'_> {
@@ -418,13 +426,14 @@ impl SignalOut<'_> {
                 Ok(Err(_)) => Err(BotError::Ws("signalling ended".into())),
                 Err(_) => Err(BotError::Timeout("signalling send")),
             },
+            SignalOut::Nowhere => Ok(()),
         }
     }
 
     async fn ping(&mut self) -> Result<(), BotError> {
         match self {
             SignalOut::Ws(tx) => send_json(tx, &ClientMessage::Ping).await,
-            SignalOut::Channel(_) => Ok(()),
+            SignalOut::Channel(_) | SignalOut::Nowhere => Ok(()),
         }
     }
 }
@@ -469,6 +478,8 @@ struct Bot<'a> {
     /// An offer shaped for Janus: simulcast rids listed highest first (Janus takes the first as
     /// the best) and no inactive m-lines.
     janus_offer: bool,
+    /// A WHEP player's offer: one receive-only audio and one receive-only video m-line.
+    whep_offer: bool,
 }
 
 impl<'a> Bot<'a> {
@@ -514,12 +525,14 @@ impl<'a> Bot<'a> {
             disconnected: false,
             counted: true,
             janus_offer: false,
+            whep_offer: false,
         })
     }
 
     /// The first offer: the tracks this bot publishes (inactive m-lines for a pure viewer).
     fn first_offer(&mut self) -> Result<String, BotError> {
         let (audio_dir, video_dir) = match self.spec.publish {
+            Publish::Nothing if self.whep_offer => (Direction::RecvOnly, Direction::RecvOnly),
             Publish::Nothing => (Direction::Inactive, Direction::Inactive),
             Publish::Audio => (Direction::SendOnly, Direction::Inactive),
             Publish::Video { audio } => (
