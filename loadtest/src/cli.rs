@@ -161,6 +161,12 @@ pub struct Args {
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind_ip: IpAddr,
 
+    /// Receive with UDP GRO: a run of datagrams a server sends as one GSO buffer reaches a bot
+    /// whole, so that on loopback the server is not charged for cutting it up (a network card
+    /// does that in hardware). `off` measures what it costs.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub gro: OnOff,
+
     /// Allow a server and ICE candidates that are not on the loopback network.
     #[arg(long)]
     pub allow_remote: bool,
@@ -632,6 +638,7 @@ impl Args {
             dev_token: self.token.is_none() && keys.is_none() && self.token_from == TokenFrom::Dev,
             keys,
             bind_ip: self.bind_ip,
+            gro: self.gro == OnOff::On,
             allow_remote: self.allow_remote,
             allow_ips: self.allow_ice_ip.clone(),
             render_size: self.render_size,

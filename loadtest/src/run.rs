@@ -165,6 +165,8 @@ pub struct RunConfig {
     pub keys: Option<TokenSource>,
     /// UDP bind address of the bots.
     pub bind_ip: IpAddr,
+    /// Bots receive with UDP GRO.
+    pub gro: bool,
     /// Allow a server that is not on this machine.
     pub allow_remote: bool,
     /// `--allow-ice-ip`.
@@ -315,6 +317,7 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
             (None, None, false) => TokenSource::None,
         },
         bind_ip: cfg.bind_ip,
+        gro: cfg.gro,
         allow_remote: cfg.allow_remote,
         allow_ips: cfg.allow_ips.clone(),
         media: Arc::new(scenario.media.clone()),

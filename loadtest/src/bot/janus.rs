@@ -25,7 +25,6 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use signal::protocol::ServerMessage;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -33,6 +32,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::signalling::{Incoming, Ws, INCOMING_QUEUE, SIGNAL_TIMEOUT};
+use super::socket::BotSocket;
 use super::{ms, Bot, BotError, BotReport, Env, SignalOut};
 use crate::scenario::{BotSpec, Publish};
 
@@ -184,7 +184,7 @@ async fn connection(
         env.live.joined.fetch_add(1, Relaxed);
     }
 
-    let socket = UdpSocket::bind(SocketAddr::new(env.bind_ip, 0)).await?;
+    let socket = BotSocket::bind(SocketAddr::new(env.bind_ip, 0), env.gro)?;
     let local = socket.local_addr()?;
     let mut bot = Bot::new(spec, env, local, joined_at)?;
     bot.counted = counted;

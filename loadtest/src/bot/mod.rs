@@ -19,6 +19,7 @@ mod sdp;
 pub use janus::JanusRoom;
 pub use sdp::keep_loopback_candidates;
 mod signalling;
+mod socket;
 mod whip;
 
 pub use whip::WhipWhep;
@@ -34,6 +35,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use signal::auth::{KeySet, TokenSpec};
 use signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+use socket::BotSocket;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
@@ -63,8 +65,9 @@ use signalling::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A keep-alive `ping` this often (the server closes silent sockets).
 const PING_INTERVAL: Duration = Duration::from_secs(10);
-/// Datagrams read in one go after the first, before the loop looks at anything else.
-const RECV_BATCH: usize = 64;
+/// Receive calls (each up to a few datagrams or GRO trains) in one go, before the loop looks at
+/// anything else.
+const RECV_CALLS: usize = 8;
 /// `poll_output` calls after one input before the loop moves on (str0m always ends with a
 /// timeout; this only bounds a misbehaving connection).
 const MAX_DRAIN: usize = 4096;
@@ -98,6 +101,8 @@ pub struct Env {
     pub token: TokenSource,
     /// The IP bots bind their UDP sockets to.
     pub bind_ip: IpAddr,
+    /// Whether bots receive with UDP GRO (see [`socket`]).
+    pub gro: bool,
     /// Whether ICE may use candidates that are not on the loopback network.
     pub allow_remote: bool,
     /// Addresses besides loopback that ICE may use without `allow_remote` (a server's address in
@@ -368,7 +373,7 @@ async fn run_inner(
     report.participant_id = Some(participant_id);
     env.live.joined.fetch_add(1, Relaxed);
 
-    let socket = UdpSocket::bind(SocketAddr::new(env.bind_ip, 0)).await?;
+    let socket = BotSocket::bind(SocketAddr::new(env.bind_ip, 0), env.gro)?;
     let local = socket.local_addr()?;
     let mut bot = Bot::new(spec, env, local, joined)?;
     let offer = bot.first_offer()?;
@@ -584,13 +589,12 @@ impl<'a> Bot<'a> {
 
     async fn run(
         &mut self,
-        socket: &UdpSocket,
+        socket: &BotSocket,
         out: &mut SignalOut<'_>,
         incoming: &mut Incomings,
         report: &mut BotReport,
     ) -> Result<(), BotError> {
-        let mut buf = vec![0u8; 2048];
-        let mut rtc_deadline = self.drain(socket, Instant::now())?;
+        let mut rtc_deadline = self.drain(socket.udp(), Instant::now())?;
         let mut next_flush = Instant::now() + FLUSH_INTERVAL;
         let mut next_ping = Instant::now() + PING_INTERVAL;
         let connect_deadline = self.joined + CONNECT_TIMEOUT;
@@ -617,19 +621,17 @@ impl<'a> Bot<'a> {
                 }
             }
             tokio::select! {
-                r = socket.recv_from(&mut buf) => {
-                    match r {
-                        // str0m wants its output drained after every input.
-                        Ok((n, source)) => rtc_deadline = self.receive(socket, &buf[..n], source)?,
-                        Err(e) if transient(&e) => self.pending.input_errors += 1,
-                        Err(e) => return Err(e.into()),
-                    }
-                    for _ in 0..RECV_BATCH {
-                        match socket.try_recv_from(&mut buf) {
-                            Ok((n, source)) => {
-                                rtc_deadline = self.receive(socket, &buf[..n], source)?;
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                r = socket.readable() => {
+                    r?;
+                    // str0m wants its output drained after every input.
+                    for _ in 0..RECV_CALLS {
+                        let read = socket.recv_with(|source, data| {
+                            rtc_deadline = self.receive(socket.udp(), data, source)?;
+                            Ok::<_, BotError>(())
+                        })?;
+                        match read {
+                            Ok(0) => break,
+                            Ok(_) => {}
                             Err(e) if transient(&e) => self.pending.input_errors += 1,
                             Err(e) => return Err(e.into()),
                         }
@@ -654,7 +656,7 @@ impl<'a> Bot<'a> {
                     self.rtc
                         .handle_input(Input::Timeout(now))
                         .map_err(|e| BotError::Rtc(e.to_string()))?;
-                    rtc_deadline = self.drain(socket, now)?;
+                    rtc_deadline = self.drain(socket.udp(), now)?;
                 }
                 _ = sleep_until(wake.into()) => {}
             }
@@ -672,7 +674,7 @@ impl<'a> Bot<'a> {
                 self.rtc
                     .handle_input(Input::Timeout(now))
                     .map_err(|e| BotError::Rtc(e.to_string()))?;
-                rtc_deadline = self.drain(socket, now)?;
+                rtc_deadline = self.drain(socket.udp(), now)?;
             }
             if now >= next_flush {
                 self.env.live.flush(&mut self.pending);

@@ -26,11 +26,11 @@ use parking_lot::Mutex;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::{StatusCode, Url};
 use signal::protocol::ServerMessage;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout};
 
 use super::signalling::{fetch_dev_token, Incoming, INCOMING_QUEUE, SIGNAL_TIMEOUT};
+use super::socket::BotSocket;
 use super::{ms, Bot, BotError, BotReport, Env, SignalOut, TokenSource, CONNECT_TIMEOUT};
 use crate::scenario::{BotSpec, Publish};
 
@@ -347,7 +347,7 @@ async fn publish(
         .lock()
         .insert(spec.name.clone(), identity.clone());
     let opened = Instant::now();
-    let socket = UdpSocket::bind(SocketAddr::new(env.bind_ip, 0)).await?;
+    let socket = BotSocket::bind(SocketAddr::new(env.bind_ip, 0), env.gro)?;
     let mut bot = Bot::new(spec, env, socket.local_addr()?, opened)?;
     let offer = bot.first_offer()?;
     let session = ww
@@ -432,7 +432,7 @@ async fn play(
     let token = session_token(env, spec, &own).await?;
     let target = ww.publisher_identity(env, publisher).await?;
     let url = ww.whep_url(&spec.room, &target)?;
-    let socket = UdpSocket::bind(SocketAddr::new(env.bind_ip, 0)).await?;
+    let socket = BotSocket::bind(SocketAddr::new(env.bind_ip, 0), env.gro)?;
     let mut bot = Bot::new(spec, env, socket.local_addr()?, opened)?;
     bot.counted = counted;
     bot.whep_offer = true;
@@ -467,7 +467,7 @@ async fn play(
 /// Runs a connection whose answer arrived: nothing more is signalled either way.
 async fn media(
     bot: &mut Bot<'_>,
-    socket: &UdpSocket,
+    socket: &BotSocket,
     answer: String,
     report: &mut BotReport,
 ) -> Result<(), BotError> {
