@@ -1,7 +1,8 @@
 //! Several `sfu` processes on loopback as one cluster, with a real `redis-server` as the shared
 //! state: joins of one room through any node reach the node that owns it (`redirect`), a room
 //! is owned by one node under concurrent first joins, a killed node's rooms are free again
-//! within the time to live, and Redis stopping and coming back is survived.
+//! within the time to live, Redis stopping and coming back is survived, the REST API of any node
+//! answers for the cluster, and WHEP players are sent to their publisher's node.
 //!
 //! Needs Debian's `redis-server` (installed with `apt-get` when missing and running as root).
 
@@ -717,4 +718,83 @@ async fn a_first_join_naming_a_region_places_the_room_there() {
         (Some("error"), Some("bad_message")),
         "{m}"
     );
+}
+
+/// A WHEP player's offer: one receive-only audio and one receive-only video m-line.
+fn whep_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::RtcConfig::new().build(Instant::now());
+    let candidate = str0m::Candidate::host("127.0.0.1:9".parse().unwrap(), "udp").unwrap();
+    rtc.add_local_candidate(candidate);
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, _) = api.apply().expect("an offer");
+    offer.to_sdp_string()
+}
+
+/// `POST`s a WHEP offer to `url` without following redirects: status, `Location`, body.
+async fn post_whep(url: &str, token: &str) -> (u16, Option<String>, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = http
+        .post(url)
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "application/sdp")
+        .body(whep_offer())
+        .send()
+        .await
+        .expect("the node answers");
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, location, res.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whep_player_is_sent_to_the_node_of_its_publisher() {
+    let redis = Redis::start();
+    let n1 = node(&redis, "n1").await;
+    let n2 = node(&redis, "n2").await;
+    all_ready(&[&n1, &n2]).await;
+    // The publisher is on n1 (its room was placed there by its join).
+    let cam = join_via(&n1.ws_url(), "stage", "cam").await;
+    assert_eq!(cam.url, n1.ws_url());
+    let viewer = token("stage", "viewer");
+
+    // Through n2: sent to n1, as a WHIP publisher would be.
+    let (status, location, body) =
+        post_whep(&format!("http://{}/whep/cam", n2.http), &viewer).await;
+    assert_eq!(status, 307, "{body}");
+    let location = location.expect("a Location");
+    assert_eq!(location, format!("http://{}/whep/cam", n1.http));
+    // And n1 plays it.
+    let (status, resource, body) = post_whep(&location, &viewer).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(resource.unwrap().starts_with("/whep/resource/"));
+    assert!(body.starts_with("v=0"), "{body}");
+
+    // A publisher nobody has: n2 sends the player to the room's node, which says 404.
+    let (status, location, _) = post_whep(
+        &format!("http://{}/whep/nobody", n2.http),
+        &token("stage", "v2"),
+    )
+    .await;
+    assert_eq!(status, 307);
+    let (status, _, body) = post_whep(&location.unwrap(), &token("stage", "v2")).await;
+    assert_eq!(status, 404, "{body}");
+    // A room no node serves: 404 where the player asks, and no room is made for it.
+    let (status, _, body) = post_whep(
+        &format!("http://{}/whep/cam", n2.http),
+        &token("empty", "v3"),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(redis.get("sfu:room:empty").await, None);
+    drop(cam);
 }

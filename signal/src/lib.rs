@@ -140,6 +140,14 @@ pub trait MediaBackend: Send + Sync + 'static {
         }
     }
 
+    /// The WebSocket URL (`ws://node/ws`) of the node of a cluster that serves `room`, when
+    /// that is another node than this one; `None` otherwise (and by default). WHEP sends a
+    /// player there when the publisher is not here.
+    fn room_elsewhere(&self, room: &str) -> impl Future<Output = Option<String>> + Send {
+        let _ = room;
+        async { None }
+    }
+
     /// The participant is gone: it said `leave`. `reason` is `left` or `disconnected`.
     /// Idempotent.
     fn leave(&self, participant_id: &str, reason: &str);

@@ -524,6 +524,11 @@ async fn create<B: MediaBackend + RoomService>(
             Err(e) => return ApiError::from(e).into_response(),
         };
         if !present {
+            // In a cluster the room (and so the publisher) may be on another node: send the
+            // player there, as a WHIP publisher is.
+            if let Some(ws) = state.backend.room_elsewhere(&room).await {
+                return join_error(SignalError::redirect(ws), kind, &path);
+            }
             return ApiError::not_found(format!(
                 "no participant with identity {publisher:?} is in room {room:?}"
             ))

@@ -498,6 +498,16 @@ impl Cluster {
             .await
     }
 
+    /// The WebSocket URL of the live node that serves `room`, when that is another node; `None`
+    /// when this node does, no node does, or Redis does not answer. Claims nothing.
+    pub async fn elsewhere(&self, room: &str) -> Option<String> {
+        let owner = self.owner(room).await.ok()??;
+        if owner == self.settings.node_id {
+            return None;
+        }
+        self.node(&owner).map(|n| n.ws_url())
+    }
+
     /// Another live node, by id, as of the last refresh.
     pub fn node(&self, id: &str) -> Option<NodeEntry> {
         self.view.lock().others.get(id).cloned()

@@ -305,6 +305,14 @@ impl MediaBackend for SfuHandle {
         self.route_signal(participant_id, signal)
     }
 
+    async fn room_elsewhere(&self, room: &str) -> Option<String> {
+        let cluster = self.cluster.as_ref()?;
+        if self.placement.lock().has_room(room) {
+            return None;
+        }
+        cluster.elsewhere(room).await
+    }
+
     fn leave(&self, participant_id: &str, reason: &str) {
         self.route_leave(participant_id, reason);
     }
