@@ -377,3 +377,24 @@ fn a_vp8_only_publisher_in_an_h264_room_publishes_its_audio_alone() {
     assert!(bed.clients[p].video_from(&ids).is_empty());
     assert_eq!(bed.clients[p].mids.get(&(ids, MediaKind::Video)), None);
 }
+
+#[test]
+fn a_chromium_offer_is_answered_with_red_first_on_its_microphone() {
+    let (answer, errors) = answer_to(&[], chromium_offer());
+    assert!(errors.is_empty(), "{errors:?}");
+    let answer = answer.expect("an answer");
+    let audio = answer
+        .split("\r\nm=")
+        .find(|s| s.starts_with("audio "))
+        .expect("an audio section");
+    let pts: Vec<&str> = audio.lines().next().unwrap().split(' ').skip(3).collect();
+    let red = audio
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("a=rtpmap:")
+                .filter(|r| r.contains(" red/48000"))
+        })
+        .and_then(|r| r.split(' ').next())
+        .expect("RED in the answer");
+    assert_eq!(pts.first().copied(), Some(red), "RED first: {audio}");
+}

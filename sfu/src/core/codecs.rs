@@ -204,6 +204,40 @@ impl Section {
         self.lines[0].starts_with("m=video ")
     }
 
+    fn is_audio(&self) -> bool {
+        self.lines[0].starts_with("m=audio ")
+    }
+
+    /// In an SDP of the server (answer or offer): whether the server receives on it
+    /// (`recvonly` or `sendrecv`, the default).
+    fn server_receives(&self) -> bool {
+        !self
+            .lines
+            .iter()
+            .any(|l| l == "a=sendonly" || l == "a=inactive")
+    }
+
+    /// Lists RED (redundant audio) first on an audio m-line that has it and Opus, the other
+    /// codecs in their order after it: a browser sends with the first codec it is given, and
+    /// sends Opus with redundancy only when RED comes first.
+    fn red_first(&mut self) -> bool {
+        let primaries = self.primaries();
+        let is = |pt: &u8, name: &str| {
+            self.encoding(*pt)
+                .is_some_and(|e| e.eq_ignore_ascii_case(name))
+        };
+        let Some(red) = primaries.iter().copied().find(|pt| is(pt, "red")) else {
+            return false;
+        };
+        if primaries.first() == Some(&red) || !primaries.iter().any(|pt| is(pt, "opus")) {
+            return false;
+        }
+        let mut order = vec![red];
+        order.extend(primaries.iter().copied().filter(|pt| *pt != red));
+        self.keep(&order);
+        true
+    }
+
     fn mid(&self) -> Option<&str> {
         self.lines
             .iter()
@@ -388,8 +422,9 @@ pub fn prepare_offer(
 /// to str0m) in order. An m-line with an order in `fixed` keeps it (the publisher goes on
 /// sending what it sent); one of the `new` ones gets the codecs the `policy` allows, in its
 /// order of preference and then in the offer's. Others (the server's own m-lines, refused ones)
-/// are left alone. Returns the answer and the order chosen for each new m-line (payload types
-/// of the codecs, the one to send first).
+/// are left alone. On the audio m-lines the client sends on, RED (when offered) comes before
+/// Opus, so that browsers send redundant audio. Returns the answer and the order chosen for each
+/// new m-line (payload types of the codecs, the one to send first).
 pub fn shape_answer(
     answer: &str,
     offer: &str,
@@ -399,6 +434,7 @@ pub fn shape_answer(
 ) -> (String, Vec<(Mid, Vec<Pt>)>) {
     let offer = Sdp::parse(offer);
     let mut parsed = Sdp::parse(answer);
+    red_first_where_clients_send(&mut parsed);
     let mut chosen = Vec::new();
     for s in parsed.sections.iter_mut().filter(|s| s.is_video()) {
         let Some(mid) = s.mid().map(Mid::from) else {
@@ -436,14 +472,29 @@ pub fn shape_answer(
     (parsed.render(), chosen)
 }
 
+/// RED first on the audio m-lines the client sends on (in an answer or offer of the server),
+/// so that a browser that offered RED sends its audio with redundancy.
+fn red_first_where_clients_send(sdp: &mut Sdp) -> bool {
+    let mut changed = false;
+    for s in sdp
+        .sections
+        .iter_mut()
+        .filter(|s| s.is_audio() && s.server_receives())
+    {
+        changed |= s.red_first();
+    }
+    changed
+}
+
 /// Puts the codecs of a client's own video m-lines in a server offer back in the order they
 /// were answered in (`orders`, by m-line): str0m lists them in its own order, and a browser
-/// that answers the offer sends the first one it is offered.
+/// that answers the offer sends the first one it is offered. The client's audio m-lines list RED
+/// first, as in the answer.
 pub fn keep_orders(sdp: &str, orders: &HashMap<Mid, Vec<Pt>>) -> String {
-    if orders.is_empty() {
+    let mut parsed = Sdp::parse(sdp);
+    if !red_first_where_clients_send(&mut parsed) && orders.is_empty() {
         return sdp.to_owned();
     }
-    let mut parsed = Sdp::parse(sdp);
     for s in parsed.sections.iter_mut().filter(|s| s.is_video()) {
         let Some(order) = s.mid().map(Mid::from).and_then(|mid| orders.get(&mid)) else {
             continue;
@@ -488,6 +539,48 @@ pub fn restrict_mline(sdp: &str, mid: Mid, primaries: &[Pt]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const AUDIO_RED: &str = "v=0\r\ns=-\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\na=mid:0\r\na=recvonly\r\n\
+        a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
+        a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\na=mid:1\r\na=sendonly\r\n\
+        a=rtpmap:111 opus/48000/2\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=recvonly\r\n\
+        a=rtpmap:111 opus/48000/2\r\n";
+
+    #[test]
+    fn red_comes_first_where_the_client_sends_audio() {
+        let (answer, _) = shape_answer(
+            AUDIO_RED,
+            AUDIO_RED,
+            &VideoCodecs::default(),
+            &HashMap::new(),
+            &[],
+        );
+        let sdp = Sdp::parse(&answer);
+        // The client's microphone: RED first, its lines moved with it.
+        assert_eq!(sdp.sections[0].pts(), vec![63, 111]);
+        let lines = &sdp.sections[0].lines;
+        let red_at = lines
+            .iter()
+            .position(|l| l.starts_with("a=rtpmap:63"))
+            .unwrap();
+        let opus_at = lines
+            .iter()
+            .position(|l| l.starts_with("a=rtpmap:111"))
+            .unwrap();
+        assert!(red_at < opus_at, "{lines:?}");
+        assert!(lines.contains(&"a=fmtp:111 minptime=10;useinbandfec=1".to_owned()));
+        // The server's own sending m-line and one without RED are left alone.
+        assert_eq!(sdp.sections[1].pts(), vec![111, 63]);
+        assert_eq!(sdp.sections[2].pts(), vec![111]);
+        // Later server offers keep it so, with or without video orders; nothing to do is no
+        // change at all.
+        let offer = keep_orders(AUDIO_RED, &HashMap::new());
+        assert_eq!(Sdp::parse(&offer).sections[0].pts(), vec![63, 111]);
+        assert_eq!(keep_orders(&offer, &HashMap::new()), offer);
+    }
 
     const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
         a=group:BUNDLE 0 1\r\n\

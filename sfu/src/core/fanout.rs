@@ -97,14 +97,23 @@ impl Engine {
         let in_params = match track.in_params {
             Some((pt, params)) if pt == in_pt => Some(params),
             _ => {
-                let params = self
-                    .participants
-                    .get(&key)
-                    .and_then(|p| p.rtc.codec_config().find(|pp| pp.pt() == in_pt).copied());
+                let params = self.participants.get(&key).and_then(|p| {
+                    // Redundant audio has no parameters of its own: it belongs to the
+                    // codec (Opus) whose RED payload type it is.
+                    p.rtc
+                        .codec_config()
+                        .find(|pp| pp.pt() == in_pt || pp.red() == Some(in_pt))
+                        .copied()
+                });
                 track.in_params = params.map(|pp| (in_pt, pp));
                 params
             }
         };
+
+        // Redundant audio: forwarded as it is to subscribers whose link loses packets and who
+        // negotiated RED, as plain Opus (its primary block, cut once) to the others.
+        let red = in_params.is_some_and(|p| p.pt() != in_pt);
+        let mut primary = None;
 
         for &sk in &track.subscribers {
             let Some(s) = self.participants.get_mut(&sk) else {
@@ -114,7 +123,18 @@ impl Engine {
                 continue;
             };
             let drop = |stats: &mut EngineStats, r: DropReason| stats.dropped[r.index()] += 1;
-            let out_pt = out_payload_type(&s.rtc, sub.mid, &mut sub.pt_map, in_pt, in_params);
+            // For RED this is the subscriber's plain Opus payload type.
+            let mut out_pt = out_payload_type(&s.rtc, sub.mid, &mut sub.pt_map, in_pt, in_params);
+            let mut stripped = red;
+            if red && s.red.on() {
+                let red_pt = *sub.red_pt.get_or_insert_with(|| {
+                    in_params.and_then(|params| negotiated_red_pt(&s.rtc, sub.mid, params))
+                });
+                if red_pt.is_some() {
+                    out_pt = red_pt;
+                    stripped = false;
+                }
+            }
             if out_pt.is_some() != sub.codec_ok {
                 // The publisher changed codec: this subscriber can now, or no longer, take it.
                 sub.codec_ok = out_pt.is_some();
@@ -157,11 +177,21 @@ impl Engine {
             };
             match sub.forwarder.handle_packet(info) {
                 Verdict::Send { seq, ts } => {
-                    let mut write =
-                        RtpWrite::new(out_pt, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
-                            .marker(pkt.header.marker)
-                            .ext_vals(ext.clone())
-                            .nackable(nackable);
+                    let payload = if stripped {
+                        match primary_of(&pkt.payload, &mut primary) {
+                            Some(p) => p,
+                            None => {
+                                drop(&mut self.stats, DropReason::Codec);
+                                continue;
+                            }
+                        }
+                    } else {
+                        pkt.payload.clone()
+                    };
+                    let mut write = RtpWrite::new(out_pt, seq.into(), ts, pkt.timestamp, payload)
+                        .marker(pkt.header.marker)
+                        .ext_vals(ext.clone())
+                        .nackable(nackable);
                     if let Some(patch) = vp8
                         .as_ref()
                         .and_then(|d| vp8_patch(d, &mut sub.vp8, short_pid))
@@ -241,6 +271,20 @@ impl Engine {
     }
 }
 
+/// The primary block of a RED payload as its own payload, cut on first use and shared by every
+/// subscriber after; `None` when the payload is not valid RED (it is dropped).
+fn primary_of(
+    payload: &std::sync::Arc<[u8]>,
+    cut: &mut Option<Option<std::sync::Arc<[u8]>>>,
+) -> Option<std::sync::Arc<[u8]>> {
+    cut.get_or_insert_with(|| {
+        super::red::primary(payload)
+            .ok()
+            .map(|(range, _)| std::sync::Arc::from(&payload[range]))
+    })
+    .clone()
+}
+
 /// The payload type on the subscriber's m-line `mid` for the publisher's `in_pt` (whose
 /// parameters are `in_params`), remembered in `pt_map` for the next packet; `None` when the
 /// m-line has no codec for it.
@@ -259,6 +303,13 @@ fn out_payload_type(
     let out = negotiated_pt(rtc, mid, in_params?);
     *pt_map = Some((in_pt, out));
     out
+}
+
+/// The RED payload type of the codec on m-line `mid` of `rtc` that matches a publisher's
+/// `params`, when the connection negotiated redundant audio for it.
+fn negotiated_red_pt(rtc: &str0m::Rtc, mid: Mid, params: PayloadParams) -> Option<Pt> {
+    let pt = negotiated_pt(rtc, mid, params)?;
+    rtc.codec_config().find(|p| p.pt() == pt)?.red()
 }
 
 /// The payload type, among those negotiated on m-line `mid` of `rtc`, that best matches a

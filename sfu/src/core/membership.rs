@@ -184,6 +184,7 @@ impl Engine {
                 touched: false,
                 allocation: Default::default(),
                 quality: Default::default(),
+                red: Default::default(),
                 held_until: None,
                 nack_counts: Vec::new(),
                 video_orders: HashMap::new(),

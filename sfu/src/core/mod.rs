@@ -37,6 +37,7 @@ mod publishing;
 pub mod quality;
 mod queries;
 pub mod rate;
+pub mod red;
 pub mod room;
 mod sdp_text;
 mod speakers;
@@ -118,7 +119,7 @@ pub fn rtc_config(cert: DtlsCert) -> RtcConfig {
         .set_rtp_mode(true)
         .set_dtls_cert(cert)
         .clear_codecs()
-        .enable_opus(true, false)
+        .enable_opus(true, true)
         .enable_vp8(true)
         .enable_h264(true)
         .enable_bwe(Some(Bitrate::bps(bandwidth::INITIAL_ESTIMATE)))
@@ -570,6 +571,9 @@ impl Engine {
         };
         if !p.connected {
             return;
+        }
+        if p.red.sample(now, s.egress_loss_fraction) {
+            debug!(participant = %p.id, redundant = p.red.on(), "redundant audio");
         }
         let loss = match (s.egress_loss_fraction, s.ingress_loss_fraction) {
             (Some(a), Some(b)) => Some(a.max(b)),

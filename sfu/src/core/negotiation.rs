@@ -435,6 +435,7 @@ pub(super) fn start_subscription(
             mid,
             forwarder: Forwarder::new(track.kind, first_seq(), track.clock_rate()),
             pt_map: None,
+            red_pt: None,
             codec_ok,
             selector,
             vp8: Default::default(),

@@ -33,6 +33,9 @@ pub struct Subscription {
     /// Last publisher payload type seen and the matching payload type on this connection
     /// (`None`: this connection has no codec for it).
     pub pt_map: Option<(Pt, Option<Pt>)>,
+    /// For a publisher sending redundant audio (RED): the RED payload type on this connection,
+    /// once looked up (`None` inside: the connection did not negotiate RED).
+    pub red_pt: Option<Option<Pt>>,
     /// This connection can carry what the publisher sends (as far as known): its answer kept
     /// the publisher's codec.
     pub codec_ok: bool,
@@ -131,6 +134,8 @@ pub struct Participant {
     pub allocation: Allocation,
     /// Its connection quality, as last told.
     pub quality: QualityMeter,
+    /// Whether this connection's link loses enough to be sent redundant audio.
+    pub red: super::red::RedPolicy,
     /// Kept without media until then (its signalling dropped; it may resume).
     pub held_until: Option<Instant>,
     /// Last cumulative NACK count per stream, to count differences.

@@ -89,6 +89,8 @@ pub struct Received {
     pub frame: u32,
     /// The payload type it arrived with.
     pub pt: u8,
+    /// The payload's length.
+    pub len: usize,
 }
 
 /// A str0m peer publishing one audio and one video track, receiving everything.
@@ -136,6 +138,8 @@ pub struct Client {
     out: VecDeque<(Protocol, SocketAddr, SocketAddr, Vec<u8>)>,
     /// Reaches the server over ICE-TCP only.
     pub tcp: bool,
+    /// The audio payload type it sends: the first of the answer's audio m-line.
+    pub audio_pt: Option<u8>,
 }
 
 impl Client {
@@ -147,13 +151,15 @@ impl Client {
         tcp: bool,
         codecs: &[Codec],
     ) -> Self {
+        // `Red` among the codecs: it offers redundant audio, as browsers do.
         let mut config = RtcConfig::new()
             .set_rtp_mode(true)
             .clear_codecs()
-            .enable_opus(true, false);
+            .enable_opus(true, codecs.contains(&Codec::Red));
         // Its video codecs in its order of preference, as its offers list them.
         for codec in codecs {
             config = match codec {
+                Codec::Red => config,
                 Codec::Vp8 => config.enable_vp8(true),
                 Codec::H264 => config.enable_h264(true),
                 other => panic!("the test client does not send {other:?}"),
@@ -204,6 +210,7 @@ impl Client {
             force_keyframe: true,
             out: VecDeque::new(),
             tcp,
+            audio_pt: None,
         }
     }
 
@@ -251,6 +258,14 @@ impl Client {
             .unwrap_or_else(|| self.pt(Codec::Vp8))
     }
 
+    /// Whether `pt` is the RED (redundant audio) payload type of its connection.
+    pub fn is_red(&self, pt: u8) -> bool {
+        self.rtc
+            .codec_config()
+            .find(|p| p.red().is_some_and(|r| *r == pt))
+            .is_some()
+    }
+
     /// The codec of payload type `pt` on its connection.
     pub fn codec_of(&self, pt: u8) -> Option<str0m::format::PayloadParams> {
         self.rtc.codec_config().find(|p| *p.pt() == pt).copied()
@@ -262,7 +277,26 @@ impl Client {
             return;
         }
         while self.next_audio <= now {
-            let pt = self.pt(Codec::Opus);
+            let opus = self.pt(Codec::Opus);
+            // Like a browser: the first codec of the server's answer; with RED each packet
+            // carries the one before as a redundant block (60 bytes of 0xfb) and its own
+            // primary (60 bytes of 0xfc).
+            let pt = self.audio_pt.map_or(opus, str0m::media::Pt::from);
+            let red = self.is_red(*pt);
+            let payload = if red {
+                let mut p = vec![
+                    0x80 | *opus,
+                    (960u16 >> 6) as u8,
+                    ((960u16 & 0x3f) << 2) as u8,
+                    60,
+                ];
+                p.push(*opus);
+                p.extend_from_slice(&[0xfb; 60]);
+                p.extend_from_slice(&[0xfc; 60]);
+                p
+            } else {
+                vec![0xfc; 60]
+            };
             let seq = self.audio_seq;
             self.audio_seq += 1;
             let ts = (seq * 960) as u32;
@@ -273,7 +307,7 @@ impl Client {
                 ..Default::default()
             };
             if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, vec![0xfc; 60]).ext_vals(ext));
+                tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, payload).ext_vals(ext));
             }
             self.next_audio += Duration::from_millis(20);
         }
@@ -427,6 +461,7 @@ impl Client {
                             .flatten()
                             .and_then(|d| d.picture_id()),
                         pt,
+                        len: p.payload.len(),
                     });
             }
             _ => {}
@@ -757,6 +792,13 @@ impl Bed {
             c.messages.push(msg.clone());
             match msg {
                 ServerMessage::Answer { sdp } => {
+                    // Like a browser, it sends audio with the first codec of the answer.
+                    c.audio_pt = sdp
+                        .lines()
+                        .find(|l| l.starts_with("m=audio "))
+                        .and_then(|l| l.split_ascii_whitespace().nth(3))
+                        .and_then(|pt| pt.parse::<u8>().ok())
+                        .or(c.audio_pt);
                     let answer = SdpAnswer::from_sdp_string(&sdp).unwrap();
                     let pending = c.pending.take().expect("answer to our offer");
                     c.rtc.sdp_api().accept_answer(pending, answer).unwrap();
