@@ -164,7 +164,7 @@ export interface JoinOptions {
   /** Publish video as three simulcast layers (default true). */
   simulcast?: boolean;
   /** The video codec to publish in, if the room allows it (default: the browser's own order). */
-  videoCodec?: 'h264' | 'vp8' | null;
+  videoCodec?: 'h264' | 'vp8' | 'vp9' | null;
   /** `relay` reaches the server only through the TURN servers it hands out (default `all`). */
   iceTransportPolicy?: 'all' | 'relay';
   /**

@@ -70,7 +70,7 @@
  * switches the others off with `RTCRtpSender.setParameters` until they are needed again.
  *
  * Video codec: the browser's own order decides (VP8 first in Chromium) unless
- * `join({ videoCodec: 'h264' })` (or `'vp8'`) puts that codec first with
+ * `join({ videoCodec: 'h264' })` (or `'vp8'`, `'vp9'`) puts that codec first with
  * `RTCRtpTransceiver.setCodecPreferences`, the others after it. The server answers in the order
  * offered unless the room's policy says otherwise (it may allow one codec only), and the browser
  * sends the first codec of the answer. A browser that cannot send the codec keeps its own order.
@@ -473,7 +473,7 @@ export class SfuClient extends EventTarget {
    * @param {number} [options.timeoutMs] how long to wait for the server's `joined`
    * @param {boolean} [options.simulcast] publish video as three simulcast layers (default true)
    * @param {string} [options.videoCodec] the video codec to publish in, if the room allows it:
-   *   `h264` or `vp8`, offered first with the browser's other codecs after it (default: the
+   *   `h264`, `vp8` or `vp9`, offered first with the browser's other codecs after it (default: the
    *   browser's own order)
    * @param {'all'|'relay'} [options.iceTransportPolicy] `relay` reaches the server only through the
    *   TURN servers it hands out (default `all`)
@@ -2237,7 +2237,7 @@ function isScreenSource(source) {
 }
 
 /**
- * Puts the video codec `name` (`h264`, `vp8`) first in the transceiver's codec preferences, every
+ * Puts the video codec `name` (`h264`, `vp8`, `vp9`) first in the transceiver's codec preferences, every
  * other codec the browser sends after it in its own order. Returns whether it could.
  */
 function preferVideoCodec(transceiver, name) {

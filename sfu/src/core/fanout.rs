@@ -1,6 +1,7 @@
 //! The per-packet path: an RTP packet of a publisher, through every subscriber's layer
 //! selector, forwarder and rewriters, into their connections' send queues.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
@@ -10,8 +11,9 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor, Vp8P
 
 use str0m::media::MediaKind;
 
+use super::forward::picture_id::PictureIdRewriter;
 use super::forward::select::{LayerIndex, Selection};
-use super::forward::vp8::Vp8Rewriter;
+use super::forward::vp9::Vp9Descriptor;
 use super::forward::{self, DropReason, PacketInfo, Verdict};
 use super::participant::{Participant, ParticipantKey};
 use super::room::TrackKey;
@@ -33,23 +35,35 @@ impl Engine {
         self.stats.rtp_in_by_kind[kind] += 1;
         self.stats.rtp_in_bytes_by_kind[kind] += pkt.payload.len() as u64;
         let in_pt = pkt.header.payload_type;
-        let keyframe_start = match track.kind {
-            // Every audio packet can start a stream.
-            MediaKind::Audio => true,
-            MediaKind::Video => {
-                let codec = match track.codec {
-                    Some(c) => c,
-                    None => {
-                        let c = self
-                            .participants
-                            .get(&key)
-                            .map_or(VideoCodec::Other, |p| video_codec(p, in_pt));
-                        track.codec = Some(c);
-                        c
-                    }
-                };
-                is_keyframe_start(codec, &pkt.payload)
+        let codec = match (track.kind, track.codec) {
+            (MediaKind::Audio, _) => None,
+            (MediaKind::Video, Some(c)) => Some(c),
+            (MediaKind::Video, None) => {
+                let c = self
+                    .participants
+                    .get(&key)
+                    .map_or(VideoCodec::Other, |p| video_codec(p, in_pt));
+                track.codec = Some(c);
+                Some(c)
             }
+        };
+        // Parsed once; each subscriber may need its own picture id numbering.
+        let vp9 = match codec {
+            Some(VideoCodec::Vp9) => match Vp9Descriptor::parse(&pkt.payload) {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    self.stats.dropped[DropReason::Malformed.index()] +=
+                        track.subscribers.len() as u64;
+                    return;
+                }
+            },
+            _ => None,
+        };
+        let keyframe_start = match (codec, &vp9) {
+            // Every audio packet can start a stream.
+            (None, _) => true,
+            (Some(_), Some(d)) => d.starts_keyframe(),
+            (Some(c), None) => is_keyframe_start(c, &pkt.payload),
         };
         let Some(l) = track.layers.get_mut(layer as usize) else {
             return;
@@ -64,6 +78,9 @@ impl Engine {
         }
         if keyframe_start && track.codec == Some(VideoCodec::Vp8) {
             l.size = forward::vp8::keyframe_size(&pkt.payload).or(l.size);
+        }
+        if let Some(size) = vp9.as_ref().and_then(Vp9Descriptor::size) {
+            l.size = Some(size);
         }
         if !was_arriving && track.kind == MediaKind::Video {
             // A layer (re)appeared: the subscribers' allocations may change.
@@ -87,12 +104,13 @@ impl Engine {
         };
         let ext = forwarded_extensions(&pkt.header.ext_vals);
         let nackable = track.kind == MediaKind::Video;
-        // Parsed once; each subscriber may need its own picture id numbering.
         let vp8 = (track.codec == Some(VideoCodec::Vp8))
             .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
             .flatten();
         let short_pid = !forward::vp8::long_picture_id(&pkt.payload);
         let mut keyframe_needed = false;
+        // The last renumbered VP9 payload, shared by the subscribers that number alike.
+        let mut renumbered: Option<Renumbered> = None;
         // The publisher's parameters for this payload type, looked up once per payload type.
         let in_params = match track.in_params {
             Some((pt, params)) if pt == in_pt => Some(params),
@@ -143,7 +161,7 @@ impl Engine {
             if switch {
                 self.stats.layer_switches += 1;
                 sub.forwarder.restart();
-                sub.vp8.restart();
+                sub.pictures.restart();
                 self.agenda.switched(sk, tk);
             }
             if !s.connected {
@@ -157,14 +175,17 @@ impl Engine {
             };
             match sub.forwarder.handle_packet(info) {
                 Verdict::Send { seq, ts } => {
-                    let mut write =
-                        RtpWrite::new(out_pt, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
-                            .marker(pkt.header.marker)
-                            .ext_vals(ext.clone())
-                            .nackable(nackable);
+                    let payload = match &vp9 {
+                        Some(d) => vp9_payload(d, &pkt.payload, &mut sub.pictures, &mut renumbered),
+                        None => pkt.payload.clone(),
+                    };
+                    let mut write = RtpWrite::new(out_pt, seq.into(), ts, pkt.timestamp, payload)
+                        .marker(pkt.header.marker)
+                        .ext_vals(ext.clone())
+                        .nackable(nackable);
                     if let Some(patch) = vp8
                         .as_ref()
-                        .and_then(|d| vp8_patch(d, &mut sub.vp8, short_pid))
+                        .and_then(|d| vp8_patch(d, &mut sub.pictures, short_pid))
                     {
                         write = write.vp8_patch(patch);
                     }
@@ -279,7 +300,11 @@ pub(super) fn negotiated_pt(rtc: &str0m::Rtc, mid: Mid, params: PayloadParams) -
 
 /// The patch that gives this subscriber its own continuous VP8 picture ids and TL0PICIDX
 /// across layer switches; `None` when the publisher's fields can go through as they are.
-fn vp8_patch(d: &Vp8Descriptor, rewriter: &mut Vp8Rewriter, short_pid: bool) -> Option<Vp8Patch> {
+fn vp8_patch(
+    d: &Vp8Descriptor,
+    rewriter: &mut PictureIdRewriter,
+    short_pid: bool,
+) -> Option<Vp8Patch> {
     let (pid, tl0) = (d.picture_id(), d.tl0_pic_idx());
     let (out_pid, out_tl0) = rewriter.rewrite(pid, tl0, short_pid);
     if (out_pid, out_tl0) == (pid, tl0) {
@@ -295,6 +320,34 @@ fn vp8_patch(d: &Vp8Descriptor, rewriter: &mut Vp8Rewriter, short_pid: bool) -> 
     b.build().ok()
 }
 
+/// A VP9 payload copied with a picture id and TL0PICIDX of its own, and those values.
+type Renumbered = ((Option<u16>, Option<u8>), Arc<[u8]>);
+
+/// The payload to send this subscriber: the publisher's, shared, while its picture ids and
+/// TL0PICIDX go through unchanged (one source, no switch yet); after a switch a copy with them
+/// renumbered, shared with the other subscribers that number alike through `last`. (str0m
+/// patches VP8 descriptors as it serializes; for VP9 the copy is made here.)
+fn vp9_payload(
+    d: &Vp9Descriptor,
+    payload: &Arc<[u8]>,
+    rewriter: &mut PictureIdRewriter,
+    last: &mut Option<Renumbered>,
+) -> Arc<[u8]> {
+    let (pid, tl0) = (d.picture_id, d.tl0_pic_idx);
+    let out = rewriter.rewrite(pid, tl0, !d.long_picture_id);
+    if out == (pid, tl0) {
+        return payload.clone();
+    }
+    if let Some((numbers, copy)) = last {
+        if *numbers == out {
+            return copy.clone();
+        }
+    }
+    let copy = d.renumbered(payload, out.0, out.1);
+    *last = Some((out, copy.clone()));
+    copy
+}
+
 /// Which video codec a payload type of a publisher's connection stands for.
 fn video_codec(p: &Participant, pt: Pt) -> VideoCodec {
     match p
@@ -305,6 +358,7 @@ fn video_codec(p: &Participant, pt: Pt) -> VideoCodec {
     {
         Some(Codec::Vp8) => VideoCodec::Vp8,
         Some(Codec::H264) => VideoCodec::H264,
+        Some(Codec::Vp9) => VideoCodec::Vp9,
         _ => VideoCodec::Other,
     }
 }
@@ -316,6 +370,7 @@ fn is_keyframe_start(codec: VideoCodec, payload: &[u8]) -> bool {
         VideoCodec::Vp8 => detect_vp8_keyframe(payload),
         // Senders put SPS/PPS in front of an IDR; start there so the decoder has them.
         VideoCodec::H264 => detect_h264_nalu(payload, SPS) || detect_h264_keyframe(payload),
+        VideoCodec::Vp9 => Vp9Descriptor::parse(payload).is_ok_and(|d| d.starts_keyframe()),
         VideoCodec::Other => true,
     }
 }

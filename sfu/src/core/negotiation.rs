@@ -437,7 +437,7 @@ pub(super) fn start_subscription(
             pt_map: None,
             codec_ok,
             selector,
-            vp8: Default::default(),
+            pictures: Default::default(),
             visible: true,
             width: 0,
             height: 0,

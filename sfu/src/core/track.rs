@@ -29,6 +29,8 @@ pub enum VideoCodec {
     Vp8,
     /// H.264 (RFC 6184).
     H264,
+    /// VP9 (RFC 9628).
+    Vp9,
     /// Anything else: forwarded, keyframes not detected (starts at once).
     Other,
 }
@@ -94,7 +96,7 @@ pub struct Layer {
     pub last_packet: Option<Instant>,
     /// When the publisher was last asked to resume it.
     pub resumed_at: Option<Instant>,
-    /// Frame size, from its last keyframe (VP8).
+    /// Frame size, from its last keyframe (VP8) or scalability structure (VP9).
     pub size: Option<(u16, u16)>,
     /// The last keyframe request sent upstream for it.
     pub last_keyframe_request: Option<Instant>,

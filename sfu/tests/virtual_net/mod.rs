@@ -83,12 +83,40 @@ pub struct Received {
     pub marker: bool,
     /// The simulcast layer index the publisher wrote in the payload's last byte.
     pub layer: u8,
-    /// The VP8 picture id as received.
+    /// The VP8 or VP9 picture id as received.
     pub pid: Option<u16>,
     /// The publisher's frame counter (video; frames are captured every 50 ms).
     pub frame: u32,
     /// The payload type it arrived with.
     pub pt: u8,
+}
+
+/// The picture id of a VP9 payload descriptor, if it has one.
+fn vp9_picture_id(payload: &[u8]) -> Option<u16> {
+    match payload {
+        [b0, m, x, ..] if b0 & 0x80 != 0 && m & 0x80 != 0 => {
+            Some(u16::from(m & 0x7f) << 8 | u16::from(*x))
+        }
+        [b0, m, ..] if b0 & 0x80 != 0 => Some(u16::from(*m)),
+        _ => None,
+    }
+}
+
+/// Whether a VP9 payload starts a keyframe: P clear, B set, spatial layer 0 (or no layer
+/// indices).
+fn vp9_keyframe(payload: &[u8]) -> bool {
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
+    let layer_at = match (
+        b0 & 0x80 != 0,
+        payload.get(1).is_some_and(|m| m & 0x80 != 0),
+    ) {
+        (false, _) => 1,
+        (true, false) => 2,
+        (true, true) => 3,
+    };
+    b0 & 0x48 == 0x08 && (b0 & 0x20 == 0 || payload.get(layer_at).is_some_and(|l| l & 0x0e == 0))
 }
 
 /// A str0m peer publishing one audio and one video track, receiving everything.
@@ -156,6 +184,7 @@ impl Client {
             config = match codec {
                 Codec::Vp8 => config.enable_vp8(true),
                 Codec::H264 => config.enable_h264(true),
+                Codec::Vp9 => config.enable_vp9(true),
                 other => panic!("the test client does not send {other:?}"),
             };
         }
@@ -279,9 +308,9 @@ impl Client {
         }
         while self.next_video <= now {
             let pt = self.video_pt();
-            let h264 = self
-                .codec_of(*pt)
-                .is_some_and(|p| p.spec().codec == Codec::H264);
+            let codec = self.codec_of(*pt).map(|p| p.spec().codec);
+            let h264 = codec == Some(Codec::H264);
+            let vp9 = codec == Some(Codec::Vp9);
             let key = std::mem::take(&mut self.force_keyframe) || self.frame.is_multiple_of(100);
             let ts = (self.frame * 4500) as u32;
             let pic = (self.frame & 0x7fff) as u16;
@@ -317,6 +346,24 @@ impl Client {
                             (true, _) => vec![0x65, 0x88, 0x84],
                             (false, _) => vec![0x41, 0x9a, 0x02],
                         };
+                    } else if vp9 {
+                        // VP9 descriptor (RFC 9628), non-flexible: I, P unless a keyframe, L,
+                        // B and E at the frame's ends, V with the frame size on a keyframe;
+                        // 15-bit picture id, T0 S0, TL0PICIDX numbered per layer.
+                        let (first, last) = (part == 0, part + 1 == layer.packets);
+                        let b0 = 0x80
+                            | 0x20
+                            | if key { 0 } else { 0x40 }
+                            | if first { 0x08 } else { 0 }
+                            | if last { 0x04 } else { 0 }
+                            | if key && first { 0x02 } else { 0 };
+                        let tl0 = (self.frame as usize + index * 31) as u8;
+                        payload = vec![b0, 0x80 | (pic >> 8) as u8, pic as u8, 0x00, tl0];
+                        if key && first {
+                            payload.push(0x10); // N_S = 0, Y
+                            payload.extend_from_slice(&layer.width.to_be_bytes());
+                            payload.extend_from_slice(&layer.height.to_be_bytes());
+                        }
                     } else if part == 0 && key {
                         // VP8 keyframe header: frame tag, start code, size.
                         payload.extend_from_slice(&[0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a]);
@@ -394,11 +441,13 @@ impl Client {
                 let publisher = media.stream_id().to_string();
                 let kind = media.kind();
                 let pt = *p.header.payload_type;
-                let h264 = self
-                    .codec_of(pt)
-                    .is_some_and(|c| c.spec().codec == Codec::H264);
+                let codec = self.codec_of(pt).map(|c| c.spec().codec);
+                let h264 = codec == Some(Codec::H264);
+                let vp9 = codec == Some(Codec::Vp9);
                 let keyframe = kind == MediaKind::Video
-                    && if h264 {
+                    && if vp9 {
+                        vp9_keyframe(&p.payload)
+                    } else if h264 {
                         // An SPS (which senders put in front of an IDR) or an IDR slice.
                         str0m::format::detect_h264_nalu(&p.payload, 7)
                             || str0m::format::detect_h264_keyframe(&p.payload)
@@ -422,10 +471,15 @@ impl Client {
                             .checked_sub(5)
                             .and_then(|at| p.payload.get(at..at + 4))
                             .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-                        pid: (kind == MediaKind::Video && !h264)
-                            .then(|| str0m::rtp::Vp8Descriptor::parse(&p.payload).ok())
-                            .flatten()
-                            .and_then(|d| d.picture_id()),
+                        pid: match (kind, vp9) {
+                            (MediaKind::Video, true) => vp9_picture_id(&p.payload),
+                            (MediaKind::Video, false) if !h264 => {
+                                str0m::rtp::Vp8Descriptor::parse(&p.payload)
+                                    .ok()
+                                    .and_then(|d| d.picture_id())
+                            }
+                            _ => None,
+                        },
                         pt,
                     });
             }

@@ -4,9 +4,11 @@
 //! starts a keyframe, it returns a [`Verdict`]: send with these outgoing numbers, or drop for a
 //! [`DropReason`]. It never sends anything itself.
 
+pub mod picture_id;
 pub mod rewrite;
 pub mod select;
 pub mod vp8;
+pub mod vp9;
 
 use std::time::Instant;
 
@@ -32,11 +34,13 @@ pub enum DropReason {
     Paused,
     /// The subscriber's connection has no codec for the packet's payload type.
     Codec,
+    /// The packet's payload descriptor cannot be read (counted for every subscriber).
+    Malformed,
 }
 
 impl DropReason {
     /// All reasons, for counters.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::WaitingForKeyframe,
         DropReason::TooOld,
         DropReason::NotConnected,
@@ -45,6 +49,7 @@ impl DropReason {
         DropReason::OtherLayer,
         DropReason::Paused,
         DropReason::Codec,
+        DropReason::Malformed,
     ];
 
     /// A stable name for metrics and logs.
@@ -58,6 +63,7 @@ impl DropReason {
             DropReason::OtherLayer => "other_layer",
             DropReason::Paused => "paused",
             DropReason::Codec => "codec",
+            DropReason::Malformed => "malformed",
         }
     }
 
