@@ -13,6 +13,7 @@ use str0m::media::MediaKind;
 
 use super::forward::picture_id::PictureIdRewriter;
 use super::forward::select::{LayerIndex, Selection};
+use super::forward::svc::{SvcPacket, SvcSelection};
 use super::forward::vp9::Vp9Descriptor;
 use super::forward::{self, DropReason, PacketInfo, Verdict};
 use super::participant::{Participant, ParticipantKey};
@@ -65,6 +66,30 @@ impl Engine {
             (Some(_), Some(d)) => d.starts_keyframe(),
             (Some(c), None) => is_keyframe_start(c, &pkt.payload),
         };
+        // In a VP9 SVC stream the layer is the packet's spatial layer, and a layer's rate
+        // includes the layers below it (a subscriber of that layer receives them too).
+        let layer = match &vp9 {
+            Some(d) => {
+                if track.learn_svc(d) {
+                    self.agenda.layers_changed(tk);
+                }
+                if track.svc {
+                    if d.spatial_id as usize >= track.layers.len() {
+                        self.stats.dropped[DropReason::Malformed.index()] +=
+                            track.subscribers.len() as u64;
+                        return;
+                    }
+                    for above in &mut track.layers[d.spatial_id as usize + 1..] {
+                        above.rate.add(now, pkt.payload.len());
+                    }
+                    d.spatial_id
+                } else {
+                    layer
+                }
+            }
+            None => layer,
+        };
+        let svc = track.svc;
         let Some(l) = track.layers.get_mut(layer as usize) else {
             return;
         };
@@ -79,8 +104,16 @@ impl Engine {
         if keyframe_start && track.codec == Some(VideoCodec::Vp8) {
             l.size = forward::vp8::keyframe_size(&pkt.payload).or(l.size);
         }
-        if let Some(size) = vp9.as_ref().and_then(Vp9Descriptor::size) {
-            l.size = Some(size);
+        if !svc {
+            if let Some(size) = vp9.as_ref().and_then(Vp9Descriptor::size) {
+                l.size = Some(size);
+            }
+        }
+        if svc && keyframe_start {
+            // A keyframe starts every spatial layer.
+            for l in &mut track.layers {
+                l.last_keyframe = Some(now);
+            }
         }
         if !was_arriving && track.kind == MediaKind::Video {
             // A layer (re)appeared: the subscribers' allocations may change.
@@ -142,21 +175,62 @@ impl Engine {
                 drop(&mut self.stats, DropReason::Codec);
                 continue;
             };
-            let switch = match sub.selector.select(layer, keyframe_start) {
-                Selection::Forward => false,
-                Selection::Switch => true,
-                Selection::Skip { keyframe_needed: k } => {
-                    let reason = if k {
-                        DropReason::WaitingForKeyframe
-                    } else if sub.selector.target().is_none() {
-                        DropReason::Paused
-                    } else {
-                        DropReason::OtherLayer
+            let mut marker = pkt.header.marker;
+            let switch = match (svc, &vp9) {
+                (true, Some(d)) => {
+                    let p = SvcPacket {
+                        ts: pkt.header.timestamp,
+                        spatial: d.spatial_id,
+                        keyframe_start,
+                        ends_frame: d.ends_frame,
                     };
-                    drop(&mut self.stats, reason);
-                    keyframe_needed |= k;
-                    continue;
+                    let selection = sub.svc.select(sub.selector.target(), p);
+                    if sub.svc.current() != sub.selector.current() {
+                        sub.selector.set_current(sub.svc.current());
+                        self.stats.layer_switches += 1;
+                        self.agenda.switched(sk, tk);
+                    }
+                    match selection {
+                        SvcSelection::Forward { marker: m, start } => {
+                            marker = m;
+                            if start {
+                                sub.forwarder.restart();
+                                sub.pictures.restart();
+                            }
+                            false
+                        }
+                        SvcSelection::Skip { keyframe_needed: k } => {
+                            // Same stream: the packet's number must not leave a hole.
+                            sub.forwarder.skip(info.seq);
+                            let reason = if k {
+                                DropReason::WaitingForKeyframe
+                            } else if sub.selector.target().is_none() {
+                                DropReason::Paused
+                            } else {
+                                DropReason::OtherLayer
+                            };
+                            drop(&mut self.stats, reason);
+                            keyframe_needed |= k;
+                            continue;
+                        }
+                    }
                 }
+                _ => match sub.selector.select(layer, keyframe_start) {
+                    Selection::Forward => false,
+                    Selection::Switch => true,
+                    Selection::Skip { keyframe_needed: k } => {
+                        let reason = if k {
+                            DropReason::WaitingForKeyframe
+                        } else if sub.selector.target().is_none() {
+                            DropReason::Paused
+                        } else {
+                            DropReason::OtherLayer
+                        };
+                        drop(&mut self.stats, reason);
+                        keyframe_needed |= k;
+                        continue;
+                    }
+                },
             };
             if switch {
                 self.stats.layer_switches += 1;
@@ -180,7 +254,7 @@ impl Engine {
                         None => pkt.payload.clone(),
                     };
                     let mut write = RtpWrite::new(out_pt, seq.into(), ts, pkt.timestamp, payload)
-                        .marker(pkt.header.marker)
+                        .marker(marker)
                         .ext_vals(ext.clone())
                         .nackable(nackable);
                     if let Some(patch) = vp8
@@ -209,7 +283,8 @@ impl Engine {
             }
         }
         if keyframe_needed {
-            self.request_keyframe(now, tk, layer);
+            // An SVC stream has one keyframe for all its layers.
+            self.request_keyframe(now, tk, if svc { 0 } else { layer });
         }
     }
 

@@ -438,6 +438,7 @@ pub(super) fn start_subscription(
             codec_ok,
             selector,
             pictures: Default::default(),
+            svc: Default::default(),
             visible: true,
             width: 0,
             height: 0,

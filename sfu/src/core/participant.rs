@@ -14,6 +14,7 @@ use super::demux::IcePaths;
 use super::event::{ParticipantView, PauseReason, TrackSource};
 use super::forward::picture_id::PictureIdRewriter;
 use super::forward::select::{LayerIndex, LayerSelector};
+use super::forward::svc::SvcSelector;
 use super::forward::Forwarder;
 use super::limits::TokenBucket;
 use super::quality::QualityMeter;
@@ -40,6 +41,9 @@ pub struct Subscription {
     pub selector: LayerSelector,
     /// VP8 / VP9 picture id and TL0PICIDX continuity across layer switches.
     pub pictures: PictureIdRewriter,
+    /// The spatial layer forwarded per picture when the track is VP9 SVC (its `selector` then
+    /// keeps the target and mirrors the current layer).
+    pub svc: SvcSelector,
     /// The subscriber's wish: visible, and the rendered size in device pixels (0: unknown).
     pub visible: bool,
     /// Rendered width.

@@ -131,6 +131,9 @@ pub struct Client {
     pub publish: bool,
     /// Publish video as three simulcast layers q/h/f (320x180, 640x360, 1280x720).
     pub simulcast: bool,
+    /// With VP9 and without simulcast: send the three [`LAYERS`] as the spatial layers of one
+    /// stream (SVC, inter-layer prediction on keyframes only, like `L3T3_KEY`).
+    pub svc: bool,
     /// Without simulcast, the one layer it sends (an index into [`LAYERS`]).
     pub single_layer: usize,
     /// Layers the server asked this publisher to send (by rid); all until told otherwise.
@@ -211,6 +214,7 @@ impl Client {
             video_mid: None,
             publish,
             simulcast: false,
+            svc: false,
             single_layer: 1,
             active_layers: None,
             connected: false,
@@ -315,7 +319,8 @@ impl Client {
             let ts = (self.frame * 4500) as u32;
             let pic = (self.frame & 0x7fff) as u16;
             let mid = self.video_mid.unwrap();
-            let layers: Vec<(usize, &Layer)> = if self.simulcast {
+            let svc = vp9 && self.svc && !self.simulcast;
+            let layers: Vec<(usize, &Layer)> = if self.simulcast || svc {
                 LAYERS.iter().enumerate().collect()
             } else {
                 // A single-layer sender.
@@ -328,9 +333,14 @@ impl Client {
                         continue;
                     }
                 }
-                // Every layer numbers its pictures on its own, as browsers do.
-                let pic = (pic as usize + index * 7919) as u16 & 0x7fff;
-                let seq_base = &mut self.video_seq[index];
+                // Every simulcast layer numbers its pictures on its own, as browsers do; the
+                // spatial layers of one SVC stream share the numbers and the sequence.
+                let (pic, stream) = if svc {
+                    (pic, 0)
+                } else {
+                    ((pic as usize + index * 7919) as u16 & 0x7fff, index)
+                };
+                let seq_base = &mut self.video_seq[stream];
                 for part in 0..layer.packets {
                     let mut payload = vec![
                         0x80 | if part == 0 { 0x10 } else { 0 },
@@ -351,18 +361,27 @@ impl Client {
                         // B and E at the frame's ends, V with the frame size on a keyframe;
                         // 15-bit picture id, T0 S0, TL0PICIDX numbered per layer.
                         let (first, last) = (part == 0, part + 1 == layer.packets);
+                        // With SVC: S = the layer, D on a keyframe's upper layers, the scalability
+                        // structure (three layers) on the keyframe's first packet.
+                        let spatial = if svc { index as u8 } else { 0 };
+                        let ss = key && first && spatial == 0;
                         let b0 = 0x80
                             | 0x20
                             | if key { 0 } else { 0x40 }
                             | if first { 0x08 } else { 0 }
                             | if last { 0x04 } else { 0 }
-                            | if key && first { 0x02 } else { 0 };
-                        let tl0 = (self.frame as usize + index * 31) as u8;
-                        payload = vec![b0, 0x80 | (pic >> 8) as u8, pic as u8, 0x00, tl0];
-                        if key && first {
-                            payload.push(0x10); // N_S = 0, Y
-                            payload.extend_from_slice(&layer.width.to_be_bytes());
-                            payload.extend_from_slice(&layer.height.to_be_bytes());
+                            | if ss { 0x02 } else { 0 };
+                        let tl0 = (self.frame as usize + stream * 31) as u8;
+                        let l = spatial << 1 | u8::from(key && spatial > 0);
+                        payload = vec![b0, 0x80 | (pic >> 8) as u8, pic as u8, l, tl0];
+                        if ss {
+                            let sized: &[Layer] =
+                                if svc { &LAYERS } else { &LAYERS[index..=index] };
+                            payload.push(((sized.len() as u8 - 1) << 5) | 0x10); // N_S, Y
+                            for s in sized {
+                                payload.extend_from_slice(&s.width.to_be_bytes());
+                                payload.extend_from_slice(&s.height.to_be_bytes());
+                            }
                         }
                     } else if part == 0 && key {
                         // VP8 keyframe header: frame tag, start code, size.
@@ -381,7 +400,10 @@ impl Client {
                     if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, rid) {
                         tx.write_rtp(
                             RtpWrite::new(pt, seq.into(), ts, now, payload)
-                                .marker(part + 1 == layer.packets)
+                                .marker(
+                                    part + 1 == layer.packets
+                                        && (!svc || index + 1 == LAYERS.len()),
+                                )
                                 .nackable(true),
                         );
                     }

@@ -7,6 +7,7 @@
 pub mod picture_id;
 pub mod rewrite;
 pub mod select;
+pub mod svc;
 pub mod vp8;
 pub mod vp9;
 
@@ -142,6 +143,13 @@ impl Forwarder {
     /// passed. Used when the source was interrupted (mute) or changes (layer switch).
     pub fn restart(&mut self) {
         self.waiting = true;
+    }
+
+    /// A packet of the current source is left out on purpose (a spatial layer above the one
+    /// this subscriber gets, in the same stream): later packets move down so that no hole is
+    /// left. Returns whether that worked (see [`SeqRewriter::skip`]).
+    pub fn skip(&mut self, seq: u64) -> bool {
+        self.waiting || self.seq.skip(seq)
     }
 
     /// Decide about one packet.
