@@ -71,7 +71,9 @@
  *
  * Video codec: the browser's own order decides (VP8 first in Chromium) unless
  * `join({ videoCodec: 'h264' })` (or `'vp8'`, `'vp9'`) puts that codec first with
- * `RTCRtpTransceiver.setCodecPreferences`, the others after it. The server answers in the order
+ * `RTCRtpTransceiver.setCodecPreferences`, the others after it. With `scalabilityMode` (for
+ * example `join({ videoCodec: 'vp9', scalabilityMode: 'L3T3_KEY' })`) the camera goes out as one
+ * encoding carrying spatial layers (SVC) instead of simulcast. The server answers in the order
  * offered unless the room's policy says otherwise (it may allow one codec only), and the browser
  * sends the first codec of the answer. A browser that cannot send the codec keeps its own order.
  * Subscribers receive what the publisher sends; one that cannot decode it gets `stream-state`
@@ -419,6 +421,8 @@ export class SfuClient extends EventTarget {
   #abortJoin = null;
   /** Whether the camera goes out as simulcast layers in this session. */
   #simulcast = true;
+  /** The scalability mode of the camera's one encoding (SVC, e.g. `L3T3_KEY`), or null. */
+  #scalabilityMode = null;
   /** The video codec to offer first (`h264`, `vp8`), or null for the browser's own order. */
   #videoCodec = null;
   /** The session's ICE transport policy: `all`, or `relay` for TURN relays only. */
@@ -475,6 +479,9 @@ export class SfuClient extends EventTarget {
    * @param {string} [options.videoCodec] the video codec to publish in, if the room allows it:
    *   `h264`, `vp8` or `vp9`, offered first with the browser's other codecs after it (default: the
    *   browser's own order)
+   * @param {string} [options.scalabilityMode] publish the camera as one encoding with these
+   *   spatial and temporal layers (SVC, for example `L3T3_KEY` with `videoCodec: 'vp9'`) instead
+   *   of simulcast; the server forwards each subscriber the spatial layers it needs
    * @param {'all'|'relay'} [options.iceTransportPolicy] `relay` reaches the server only through the
    *   TURN servers it hands out (default `all`)
    * @param {string} [options.region] the region the client is in: in a cluster, a room's first
@@ -492,6 +499,7 @@ export class SfuClient extends EventTarget {
     simulcast = true,
     iceTransportPolicy = 'all',
     videoCodec = null,
+    scalabilityMode = null,
     region,
   } = {}) {
     if (this.#state !== 'idle') {
@@ -500,6 +508,7 @@ export class SfuClient extends EventTarget {
     this.#state = 'joining';
     this.#simulcast = simulcast !== false;
     this.#videoCodec = videoCodec ? String(videoCodec).toLowerCase() : null;
+    this.#scalabilityMode = scalabilityMode ? String(scalabilityMode) : null;
     this.#iceTransportPolicy = iceTransportPolicy === 'relay' ? 'relay' : 'all';
     const generation = ++this.#generation;
     try {
@@ -1330,7 +1339,9 @@ export class SfuClient extends EventTarget {
     for (const track of this.localStream.getTracks()) {
       if (this.#localMuted[track.kind]) track.enabled = false;
       const init = { direction: 'sendonly', streams: [this.localStream] };
-      if (this.#simulcast && track.kind === 'video') {
+      if (this.#scalabilityMode && track.kind === 'video') {
+        init.sendEncodings = [{ scalabilityMode: this.#scalabilityMode }];
+      } else if (this.#simulcast && track.kind === 'video') {
         init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e }));
       }
       const transceiver = pc.addTransceiver(track, init);

@@ -53,6 +53,7 @@ export async function everything(video: HTMLVideoElement, stream: MediaStream): 
     timeoutMs: 10_000,
     simulcast: false,
     videoCodec: 'h264',
+    scalabilityMode: null,
     iceTransportPolicy: 'relay',
     region: 'eu-west',
   });
