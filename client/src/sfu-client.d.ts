@@ -163,7 +163,10 @@ export interface JoinOptions {
   timeoutMs?: number;
   /** Publish video as three simulcast layers (default true). */
   simulcast?: boolean;
-  /** The video codec to publish in, if the room allows it (default: the browser's own order). */
+  /**
+   * The video codec to publish in, if the room allows it (default: the browser's own order).
+   * With `vp9` and simulcast each encoding gets `scalabilityMode: 'L1T3'`.
+   */
   videoCodec?: 'h264' | 'vp8' | 'vp9' | null;
   /**
    * Publish the camera as one encoding with these spatial and temporal layers (SVC), instead of

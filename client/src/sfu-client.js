@@ -73,7 +73,8 @@
  * `join({ videoCodec: 'h264' })` (or `'vp8'`, `'vp9'`) puts that codec first with
  * `RTCRtpTransceiver.setCodecPreferences`, the others after it. With `scalabilityMode` (for
  * example `join({ videoCodec: 'vp9', scalabilityMode: 'L3T3_KEY' })`) the camera goes out as one
- * encoding carrying spatial layers (SVC) instead of simulcast. The server answers in the order
+ * encoding carrying spatial layers (SVC) instead of simulcast. VP9 simulcast encodings get
+ * `scalabilityMode: 'L1T3'` each, without which Chromium sends only the first. The server answers in the order
  * offered unless the room's policy says otherwise (it may allow one codec only), and the browser
  * sends the first codec of the answer. A browser that cannot send the codec keeps its own order.
  * Subscribers receive what the publisher sends; one that cannot decode it gets `stream-state`
@@ -1342,7 +1343,10 @@ export class SfuClient extends EventTarget {
       if (this.#scalabilityMode && track.kind === 'video') {
         init.sendEncodings = [{ scalabilityMode: this.#scalabilityMode }];
       } else if (this.#simulcast && track.kind === 'video') {
-        init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e }));
+        // Chromium sends VP9 simulcast only with a scalability mode on each encoding: without
+        // one it sends the first encoding alone.
+        const vp9 = this.#videoCodec === 'vp9' ? { scalabilityMode: 'L1T3' } : {};
+        init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e, ...vp9 }));
       }
       const transceiver = pc.addTransceiver(track, init);
       if (track.kind === 'video' && this.#videoCodec && !preferVideoCodec(transceiver, this.#videoCodec)) {

@@ -6,14 +6,20 @@
 // layers (it decodes 1280 wide) and SMALL only the lowest (320 wide); when SMALL's tile grows to
 // 1280x720 it must get the top layer too (the server switches up at a keyframe it asks for).
 //
+// With SVC_PUBLISH=simulcast, P publishes VP9 as three simulcast encodings (q, h, f) instead:
+// the same checks then cover VP9 simulcast switching, with the picture ids the server renumbers.
+//
 // Run it inside a private network namespace where only `lo` exists (see run.sh):
 //   SFU_BIN=target/release/sfu E2E_SCRIPT=svc.js bash sfu/tests/browser/run.sh
+//   SFU_BIN=target/release/sfu E2E_SCRIPT=svc.js SVC_PUBLISH=simulcast bash sfu/tests/browser/run.sh
 //
 // Environment:
 //   SFU_BIN         the server binary (required)
 //   E2E_HTTP_PORT   HTTP/WebSocket port (default 18080)
 //   E2E_UDP_PORT    media UDP port (default 40000)
 //   CHROMIUM_PATH   browser binary (default /usr/bin/chromium)
+//   SVC_PUBLISH     `svc` (default: one L3T3_KEY encoding) or `simulcast` (three VP9 encodings,
+//                   each L1T3: the bundled client's choice for VP9 simulcast)
 //   E2E_VERBOSE=1   stream the server's and the pages' logs instead of printing them on failure
 //   RUST_LOG        passed to the server (default info)
 'use strict';
@@ -32,7 +38,10 @@ const config = {
   chromiumPath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
   verbose: process.env.E2E_VERBOSE === '1',
   room: 'svc',
+  simulcast: process.env.SVC_PUBLISH === 'simulcast',
 };
+/** What P publishes, for the check names. */
+const publishing = config.simulcast ? 'VP9 simulcast' : 'VP9 SVC';
 
 /** The whole run, setup and teardown included, must fit in this. */
 const HARD_TIMEOUT_MS = 180_000;
@@ -47,6 +56,8 @@ const MEDIA_TIMEOUT_MS = 60_000;
 /** A width counts once it held for this many consecutive samples with frames decoded. */
 const STEADY_SAMPLES = 3;
 const SAMPLE_MS = 500;
+/** The window over which the watchers' received bit rates are compared. */
+const RATE_WINDOW_MS = 3000;
 
 const until = (timeoutMs, probe, intervalMs) => harness.until(timeoutMs, probe, intervalMs);
 class LogTail extends harness.LogTail {
@@ -54,7 +65,7 @@ class LogTail extends harness.LogTail {
     super(label, config.verbose);
   }
 }
-const log = (...args) => console.log('svc:', ...args);
+const log = (...args) => console.log(`svc (${publishing}):`, ...args);
 
 const results = { passed: 0, failed: 0 };
 const PLANNED_CHECKS = 7;
@@ -172,6 +183,8 @@ async function videoInPage() {
         framesDecoded: s.framesDecoded ?? 0,
         frameWidth: s.frameWidth ?? 0,
         frameHeight: s.frameHeight ?? 0,
+        bytesReceived: s.bytesReceived ?? 0,
+        at: s.timestamp,
         packetsLost: s.packetsLost ?? 0,
         nackCount: s.nackCount ?? 0,
         pliCount: s.pliCount ?? 0,
@@ -224,43 +237,67 @@ async function scenario() {
   const big = await newPeer(wb, 'BIG', { width: 1400, height: 900 }, tileCss(1280, 720));
   const small = await newPeer(wb, 'SMALL', { width: 1400, height: 900 }, tileCss(320, 180));
 
-  await check('P publishes VP9 with scalabilityMode L3T3_KEY', async () => {
-    await openAndJoin(p, { codec: 'vp9', scalability: 'L3T3_KEY', simulcast: '0' });
+  const publishes = config.simulcast ? 'three VP9 encodings (q, h, f)' : 'VP9 with scalabilityMode L3T3_KEY';
+  await check(`P publishes ${publishes}`, async () => {
+    const query = config.simulcast ? { codec: 'vp9' } : { codec: 'vp9', scalability: 'L3T3_KEY', simulcast: '0' };
+    await openAndJoin(p, query);
     let seen = null;
+    let rids = [];
     await until(JOIN_TIMEOUT_MS, async () => {
       seen = (await video(p)).outbound.filter((o) => o.framesEncoded > 0);
-      return seen.length ? { ok: true } : { ok: false, why: 'P encodes no video yet' };
+      rids = await p.page.evaluate(() => {
+        const t = window.sfuDemo?.client.pc?.getTransceivers().find((x) => x.sender.track?.kind === 'video');
+        return (t?.sender.getParameters().encodings ?? []).map((e) => e.rid ?? null);
+      });
+      return seen.length ? { ok: true } : { ok: false, why: `P encodes ${JSON.stringify(seen)}` };
     }, 250);
-    const o = seen[0];
-    if (seen.length !== 1 || o.codec !== 'video/VP9' || o.scalabilityMode !== 'L3T3_KEY') {
-      throw new Error(`P sends ${JSON.stringify(seen)}`);
-    }
-    return `${o.codec} ${o.scalabilityMode}, one encoding`;
+    // With nobody watching yet, the server has P pause its simulcast layers above the lowest
+    // (paused encodings have no outbound statistics).
+    const ok = config.simulcast
+      ? rids.join() === 'q,h,f' && seen.every((o) => o.codec === 'video/VP9' && o.rid)
+      : seen.length === 1 && seen[0].codec === 'video/VP9' && seen[0].scalabilityMode === 'L3T3_KEY';
+    if (!ok) throw new Error(`P sends ${JSON.stringify(seen)}, encodings ${rids.join()}`);
+    return seen.map((o) => `${o.rid ?? ''} ${o.codec} ${o.scalabilityMode ?? ''}`.trim()).join(', ');
   });
 
   await check('BIG (1280x720 tile) and SMALL (320x180 tile) join as watchers', async () => {
     await Promise.all([openAndJoin(big, { media: 'none' }), openAndJoin(small, { media: 'none' })]);
   });
 
-  await check('P encodes its top spatial layer (1280 wide)', async () => {
+  await check('P encodes its top layer (1280 wide)', async () => {
     let o = null;
     await until(MEDIA_TIMEOUT_MS, async () => {
-      o = (await video(p)).outbound.find((x) => x.framesEncoded > 0);
-      return o?.frameWidth === 1280 ? { ok: true } : { ok: false, why: `P encodes ${JSON.stringify(o)}` };
+      const out = (await video(p)).outbound.filter((x) => x.framesEncoded > 0);
+      o = out.find((x) => x.frameWidth === 1280) ?? out[0];
+      return o?.frameWidth === 1280 ? { ok: true } : { ok: false, why: `P encodes ${JSON.stringify(out)}` };
     }, SAMPLE_MS);
     return `${o.frameWidth} wide`;
   });
 
-  await check('BIG decodes VP9 at 1280 wide (all spatial layers)', async () => {
+  await check('BIG decodes VP9 at 1280 wide (the top layer)', async () => {
     const v = await decodesWidth(big, 1280);
     if (v.codec !== 'video/VP9') throw new Error(`BIG decodes ${v.codec}`);
     return `${v.codec} ${v.frameWidth}x${v.frameHeight}`;
   });
 
-  await check('SMALL decodes VP9 at 320 wide (the lowest spatial layer only)', async () => {
+  await check('SMALL decodes VP9 at 320 wide (the lowest layer only)', async () => {
     const v = await decodesWidth(small, 320);
     if (v.codec !== 'video/VP9') throw new Error(`SMALL decodes ${v.codec}`);
-    return `${v.codec} ${v.frameWidth}x${v.frameHeight}`;
+    // What each watcher receives, over the same few seconds (a measurement, not a wait for
+    // a condition).
+    const first = await Promise.all([video(small), video(big)]);
+    await harness.sleep(RATE_WINDOW_MS);
+    const second = await Promise.all([video(small), video(big)]);
+    const kbps = (i) => {
+      const [a, b] = [first[i].inbound[0], second[i].inbound[0]];
+      return a && b && b.at > a.at ? Math.round(((b.bytesReceived - a.bytesReceived) * 8) / (b.at - a.at)) : 0;
+    };
+    const [smallKbps, bigKbps] = [kbps(0), kbps(1)];
+    log(`over ${RATE_WINDOW_MS / 1000} s SMALL received ${smallKbps} kbit/s, BIG ${bigKbps} kbit/s`);
+    if (!(smallKbps > 0 && smallKbps < bigKbps)) {
+      throw new Error(`SMALL receives ${smallKbps} kbit/s, BIG ${bigKbps} kbit/s`);
+    }
+    return `${v.codec} ${v.frameWidth}x${v.frameHeight}; ${smallKbps} kbit/s (BIG ${bigKbps} kbit/s)`;
   });
 
   await check('SMALL grows its tile to 1280x720 and gets the top layer', async () => {
