@@ -66,13 +66,17 @@ fn assert_pictures_end_at(what: &str, packets: &[Received], since: Instant, top:
 }
 
 fn show(bed: &mut Bed, subscriber: usize, track: &str, w: u32, h: u32) {
+    settings(bed, subscriber, track, true, w, h);
+}
+
+fn settings(bed: &mut Bed, subscriber: usize, track: &str, visible: bool, w: u32, h: u32) {
     let id = bed.id(subscriber);
     bed.engine.handle_signal(
         bed.now,
         &id,
         ClientSignal::TrackSettings {
             track_id: track.to_owned(),
-            visible: true,
+            visible,
             width: w,
             height: h,
             pinned: false,
@@ -97,6 +101,7 @@ fn each_subscriber_gets_the_spatial_layers_its_size_needs() {
                     .all(|p| p.iter().map(|x| x.layer).max() == Some(2))
         })
     });
+    eprintln!("both at spatial layer 2 after {:?}", bed.now - bed.start);
     assert!(
         both_top,
         "subscribers did not reach spatial layer 2; stats {:?}",
@@ -153,8 +158,41 @@ fn each_subscriber_gets_the_spatial_layers_its_size_needs() {
     );
     assert_pictures_end_at("bob at 600x340", video, bed.now - secs(0.8), 1);
 
-    // The dropped layers leave no hole in bob's sequence, across all the steps.
+    // Hidden, then shown again: nothing while hidden, and the resume waits for a keyframe.
+    settings(&mut bed, b, &track, false, 600, 340);
+    bed.run(secs(0.5));
+    let hidden = bed.clients[b].video_from(&ida).len();
+    bed.run(secs(1.0));
+    assert_eq!(
+        bed.clients[b].video_from(&ida).len(),
+        hidden,
+        "nothing while hidden"
+    );
+    show(&mut bed, b, &track, 600, 340);
+    let shown_at = bed.now;
+    assert!(
+        bed.run_until(secs(3.0), |bed| top_since(
+            bed.clients[b].video_from(&ida),
+            shown_at
+        ) == Some(1)),
+        "bob did not come back at layer 1: {:?} since",
+        top_since(bed.clients[b].video_from(&ida), shown_at),
+    );
+    bed.run(secs(1.0));
+    let video = bed.clients[b].video_from(&ida);
+    let resumed = video.iter().find(|p| p.at >= shown_at).unwrap();
+    assert!(resumed.keyframe, "the resume starts on a keyframe");
+    assert_pictures_end_at("bob shown again", video, bed.now - secs(0.8), 1);
+
+    // The dropped layers leave no hole in bob's sequence, across all the steps, and the
+    // picture ids of the one stream go through as the publisher numbered them.
     assert_gap_free("bob", video);
+    assert!(
+        video
+            .iter()
+            .all(|p| p.pid == Some((p.frame & 0x7fff) as u16)),
+        "picture ids renumbered"
+    );
     assert_gap_free("cat", bed.clients[c].video_from(&ida));
     assert!(video[0].keyframe, "starts on a keyframe");
 }

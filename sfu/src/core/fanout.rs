@@ -194,8 +194,9 @@ impl Engine {
                         SvcSelection::Forward { marker: m, start } => {
                             marker = m;
                             if start {
+                                // Same stream as before a pause: its picture ids go on as
+                                // they are, and the payload stays shared.
                                 sub.forwarder.restart();
-                                sub.pictures.restart();
                             }
                             false
                         }
