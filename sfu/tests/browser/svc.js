@@ -101,6 +101,13 @@ function startServer() {
   return spawnLogged(config.sfuBin, args, { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' }, serverLog);
 }
 
+/** The server's CPU time so far (utime + stime, in 1/100 s: fields 14 and 15 of /proc/PID/stat). */
+function serverCpuTicks() {
+  const stat = fs.readFileSync(`/proc/${server.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
 /** The size a watcher shows P's video at (CSS pixels), and only tiles with video. */
 const tileCss = (w, h) => `
   #remotes { max-width: none !important; display: block !important; }
@@ -163,11 +170,12 @@ async function openAndJoin(peer, extra) {
 /** In a page: what it sends and what it decodes (video only). */
 async function videoInPage() {
   const pc = window.sfuDemo?.client.pc;
-  const out = { outbound: [], inbound: [] };
+  const out = { outbound: [], inbound: [], packetsIn: 0 };
   if (!pc) return out;
   const stats = await pc.getStats();
   const codec = (id) => (id && stats.get(id) ? stats.get(id).mimeType : null);
   stats.forEach((s) => {
+    if (s.type === 'inbound-rtp') out.packetsIn += s.packetsReceived ?? 0;
     if (s.type === 'outbound-rtp' && s.kind === 'video') {
       out.outbound.push({
         rid: s.rid ?? null,
@@ -285,9 +293,16 @@ async function scenario() {
     if (v.codec !== 'video/VP9') throw new Error(`SMALL decodes ${v.codec}`);
     // What each watcher receives, over the same few seconds (a measurement, not a wait for
     // a condition).
+    const cpu0 = serverCpuTicks();
     const first = await Promise.all([video(small), video(big)]);
     await harness.sleep(RATE_WINDOW_MS);
     const second = await Promise.all([video(small), video(big)]);
+    const cpu1 = serverCpuTicks();
+    const packets = second.reduce((n, s, i) => n + s.packetsIn - first[i].packetsIn, 0);
+    if (packets > 0) {
+      const us = ((cpu1 - cpu0) * 10_000) / packets;
+      log(`server CPU: ${((cpu1 - cpu0) / 100).toFixed(2)} s for ${packets} packets the watchers received (${us.toFixed(1)} µs per packet, ${Math.round((packets * 1000) / RATE_WINDOW_MS)} packets/s)`);
+    }
     const kbps = (i) => {
       const [a, b] = [first[i].inbound[0], second[i].inbound[0]];
       return a && b && b.at > a.at ? Math.round(((b.bytesReceived - a.bytesReceived) * 8) / (b.at - a.at)) : 0;
