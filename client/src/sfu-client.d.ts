@@ -163,8 +163,16 @@ export interface JoinOptions {
   timeoutMs?: number;
   /** Publish video as three simulcast layers (default true). */
   simulcast?: boolean;
-  /** The video codec to publish in, if the room allows it (default: the browser's own order). */
-  videoCodec?: 'h264' | 'vp8' | null;
+  /**
+   * The video codec to publish in, if the room allows it (default: the browser's own order).
+   * With `vp9` and simulcast each encoding gets `scalabilityMode: 'L1T3'`.
+   */
+  videoCodec?: 'h264' | 'vp8' | 'vp9' | null;
+  /**
+   * Publish the camera as one encoding with these spatial and temporal layers (SVC), instead of
+   * simulcast: `L3T3_KEY` with `videoCodec: 'vp9'` (default null: simulcast or one layer).
+   */
+  scalabilityMode?: string | null;
   /** `relay` reaches the server only through the TURN servers it hands out (default `all`). */
   iceTransportPolicy?: 'all' | 'relay';
   /**

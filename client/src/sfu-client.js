@@ -70,8 +70,11 @@
  * switches the others off with `RTCRtpSender.setParameters` until they are needed again.
  *
  * Video codec: the browser's own order decides (VP8 first in Chromium) unless
- * `join({ videoCodec: 'h264' })` (or `'vp8'`) puts that codec first with
- * `RTCRtpTransceiver.setCodecPreferences`, the others after it. The server answers in the order
+ * `join({ videoCodec: 'h264' })` (or `'vp8'`, `'vp9'`) puts that codec first with
+ * `RTCRtpTransceiver.setCodecPreferences`, the others after it. With `scalabilityMode` (for
+ * example `join({ videoCodec: 'vp9', scalabilityMode: 'L3T3_KEY' })`) the camera goes out as one
+ * encoding carrying spatial layers (SVC) instead of simulcast. VP9 simulcast encodings get
+ * `scalabilityMode: 'L1T3'` each, without which Chromium sends only the first. The server answers in the order
  * offered unless the room's policy says otherwise (it may allow one codec only), and the browser
  * sends the first codec of the answer. A browser that cannot send the codec keeps its own order.
  * Subscribers receive what the publisher sends; one that cannot decode it gets `stream-state`
@@ -419,6 +422,8 @@ export class SfuClient extends EventTarget {
   #abortJoin = null;
   /** Whether the camera goes out as simulcast layers in this session. */
   #simulcast = true;
+  /** The scalability mode of the camera's one encoding (SVC, e.g. `L3T3_KEY`), or null. */
+  #scalabilityMode = null;
   /** The video codec to offer first (`h264`, `vp8`), or null for the browser's own order. */
   #videoCodec = null;
   /** The session's ICE transport policy: `all`, or `relay` for TURN relays only. */
@@ -473,8 +478,11 @@ export class SfuClient extends EventTarget {
    * @param {number} [options.timeoutMs] how long to wait for the server's `joined`
    * @param {boolean} [options.simulcast] publish video as three simulcast layers (default true)
    * @param {string} [options.videoCodec] the video codec to publish in, if the room allows it:
-   *   `h264` or `vp8`, offered first with the browser's other codecs after it (default: the
+   *   `h264`, `vp8` or `vp9`, offered first with the browser's other codecs after it (default: the
    *   browser's own order)
+   * @param {string} [options.scalabilityMode] publish the camera as one encoding with these
+   *   spatial and temporal layers (SVC, for example `L3T3_KEY` with `videoCodec: 'vp9'`) instead
+   *   of simulcast; the server forwards each subscriber the spatial layers it needs
    * @param {'all'|'relay'} [options.iceTransportPolicy] `relay` reaches the server only through the
    *   TURN servers it hands out (default `all`)
    * @param {string} [options.region] the region the client is in: in a cluster, a room's first
@@ -492,6 +500,7 @@ export class SfuClient extends EventTarget {
     simulcast = true,
     iceTransportPolicy = 'all',
     videoCodec = null,
+    scalabilityMode = null,
     region,
   } = {}) {
     if (this.#state !== 'idle') {
@@ -500,6 +509,7 @@ export class SfuClient extends EventTarget {
     this.#state = 'joining';
     this.#simulcast = simulcast !== false;
     this.#videoCodec = videoCodec ? String(videoCodec).toLowerCase() : null;
+    this.#scalabilityMode = scalabilityMode ? String(scalabilityMode) : null;
     this.#iceTransportPolicy = iceTransportPolicy === 'relay' ? 'relay' : 'all';
     const generation = ++this.#generation;
     try {
@@ -1330,8 +1340,13 @@ export class SfuClient extends EventTarget {
     for (const track of this.localStream.getTracks()) {
       if (this.#localMuted[track.kind]) track.enabled = false;
       const init = { direction: 'sendonly', streams: [this.localStream] };
-      if (this.#simulcast && track.kind === 'video') {
-        init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e }));
+      if (this.#scalabilityMode && track.kind === 'video') {
+        init.sendEncodings = [{ scalabilityMode: this.#scalabilityMode }];
+      } else if (this.#simulcast && track.kind === 'video') {
+        // Chromium sends VP9 simulcast only with a scalability mode on each encoding: without
+        // one it sends the first encoding alone.
+        const vp9 = this.#videoCodec === 'vp9' ? { scalabilityMode: 'L1T3' } : {};
+        init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e, ...vp9 }));
       }
       const transceiver = pc.addTransceiver(track, init);
       if (track.kind === 'video' && this.#videoCodec && !preferVideoCodec(transceiver, this.#videoCodec)) {
@@ -2237,7 +2252,7 @@ function isScreenSource(source) {
 }
 
 /**
- * Puts the video codec `name` (`h264`, `vp8`) first in the transceiver's codec preferences, every
+ * Puts the video codec `name` (`h264`, `vp8`, `vp9`) first in the transceiver's codec preferences, every
  * other codec the browser sends after it in its own order. Returns whether it could.
  */
 function preferVideoCodec(transceiver, name) {

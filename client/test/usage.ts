@@ -53,6 +53,7 @@ export async function everything(video: HTMLVideoElement, stream: MediaStream): 
     timeoutMs: 10_000,
     simulcast: false,
     videoCodec: 'h264',
+    scalabilityMode: null,
     iceTransportPolicy: 'relay',
     region: 'eu-west',
   });
@@ -138,7 +139,7 @@ export async function everything(video: HTMLVideoElement, stream: MediaStream): 
 export function mistakes(client: SfuClient): void {
   // @ts-expect-error a room and a name are required
   void client.join({ room: 'r' });
-  // @ts-expect-error only h264 and vp8 can be asked for
+  // @ts-expect-error only h264, vp8 and vp9 can be asked for
   void client.join({ room: 'r', name: 'n', videoCodec: 'av2' });
   // @ts-expect-error mute takes a media kind
   client.mute('screen');

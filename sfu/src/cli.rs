@@ -173,7 +173,7 @@ pub enum RoomCommand {
         /// Room metadata.
         #[arg(long)]
         metadata: Option<String>,
-        /// The video codecs publishers may send, most preferred first (vp8, h264; e.g.
+        /// The video codecs publishers may send, most preferred first (vp8, h264, vp9; e.g.
         /// `h264` or `h264,vp8`). Default: the server's room.video_codecs.
         #[arg(long, value_delimiter = ',', value_name = "CODECS")]
         video_codecs: Option<Vec<String>>,

@@ -159,12 +159,17 @@ const H264_ORDER: [&str; 6] = [
     "H264 4d001f/0",
 ];
 
-fn with_vp8(first: bool) -> Vec<String> {
+/// H.264 and VP8 (first or after H.264), then VP9 (profiles 0 and 2) when `vp9`: the
+/// offer's order.
+fn with_vp8(first: bool, vp9: bool) -> Vec<String> {
     let mut v: Vec<String> = H264_ORDER.iter().map(|s| s.to_string()).collect();
     if first {
         v.insert(0, "VP8".into());
     } else {
         v.push("VP8".into());
+    }
+    if vp9 {
+        v.extend(["VP9".into(), "VP9".into()]);
     }
     v
 }
@@ -174,8 +179,24 @@ fn the_answer_lists_the_video_codecs_in_the_offers_order_unless_the_room_says_ot
     let offer = chromium_offer();
     let h264_only: Vec<String> = H264_ORDER.iter().map(|s| s.to_string()).collect();
     let cases: Vec<(&str, &[&str], String, Vec<String>)> = vec![
-        ("VP8 first", &[], offer.clone(), with_vp8(true)),
-        ("H.264 first", &[], prefer(&offer, "H264"), with_vp8(false)),
+        ("VP8 first", &[], offer.clone(), with_vp8(true, true)),
+        (
+            "H.264 first",
+            &[],
+            prefer(&offer, "H264"),
+            with_vp8(false, true),
+        ),
+        ("VP9 first", &[], prefer(&offer, "VP9"), {
+            let mut v = vec!["VP9".to_string(), "VP9".into()];
+            v.extend(with_vp8(true, false));
+            v
+        }),
+        (
+            "a VP9-only room, VP8 first",
+            &["vp9"],
+            offer.clone(),
+            vec!["VP9".into(), "VP9".into()],
+        ),
         ("only H.264", &[], only(&offer, "H264"), h264_only.clone()),
         (
             "a VP8-only room, H.264 first",
@@ -193,13 +214,13 @@ fn the_answer_lists_the_video_codecs_in_the_offers_order_unless_the_room_says_ot
             "a room preferring H.264, VP8 first",
             &["h264", "vp8"],
             offer.clone(),
-            with_vp8(false),
+            with_vp8(false, false),
         ),
         (
             "a room preferring VP8, H.264 first",
             &["vp8", "h264"],
             prefer(&offer, "H264"),
-            with_vp8(true),
+            with_vp8(true, false),
         ),
     ];
     for (name, policy, offer, want) in cases {
@@ -397,4 +418,32 @@ fn a_chromium_offer_is_answered_with_red_first_on_its_microphone() {
         .and_then(|r| r.split(' ').next())
         .expect("RED in the answer");
     assert_eq!(pts.first().copied(), Some(red), "RED first: {audio}");
+}
+
+#[test]
+fn a_room_that_prefers_vp9_gets_vp9_from_a_publisher_that_lists_it_second() {
+    let both = [Codec::Vp8, Codec::Vp9];
+    let (mut bed, p, s) = two_clients(&["vp9", "vp8"], &both, &both);
+    let idp = bed.id(p);
+    assert!(
+        bed.run_until(secs(5.0), |b| b.clients[s].video_from(&idp).len() > 40),
+        "no video; stats {:?}",
+        bed.engine.stats()
+    );
+    let sent = bed.clients[p].video_pt();
+    assert_eq!(
+        bed.clients[p].codec_of(*sent).unwrap().spec().codec,
+        Codec::Vp9
+    );
+    let video = bed.clients[s].video_from(&idp);
+    assert!(video[0].keyframe, "starts on a keyframe: {:?}", &video[..3]);
+    assert_gap_free("pub -> sub video", video);
+    let got = bed.clients[s].codec_of(video.last().unwrap().pt).unwrap();
+    assert_eq!(got.spec().codec, Codec::Vp9);
+    // One source, no switch: the picture ids go through as they were sent.
+    let pids: Vec<u16> = video.iter().filter_map(|v| v.pid).collect();
+    assert_eq!(pids.len(), video.len());
+    assert!(pids
+        .windows(2)
+        .all(|w| w[1].wrapping_sub(w[0]) & 0x7fff <= 1));
 }

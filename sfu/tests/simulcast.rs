@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use signal::protocol::{ServerMessage, StreamStateKind};
 use signal::ClientSignal;
+use str0m::format::Codec;
 use virtual_net::{secs, Bed, Link, Received, FRAME_INTERVAL};
 
 /// The packets in sequence order (first arrival of each), with wrap-around undone.
@@ -486,4 +487,55 @@ fn a_single_layer_video_is_never_paused_on_a_clean_link() {
         first < Duration::from_millis(500),
         "first video after {first:?}"
     );
+}
+
+#[test]
+fn vp9_simulcast_switches_on_keyframes_with_continuous_picture_ids() {
+    let mut bed = Bed::new();
+    bed.next_codecs = vec![Codec::Vp9];
+    bed.next_simulcast = true;
+    let a = bed.join("r", "ann", true);
+    bed.next_simulcast = false;
+    let b = bed.join("r", "bob", false);
+    let (ida, idb) = (bed.id(a), bed.id(b));
+    let track = format!("{ida}-{}", bed.clients[a].video_mid.unwrap());
+    assert!(
+        bed.run_until(secs(10.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+            == Some(2)),
+        "bob did not reach the top layer; stats {:?}",
+        bed.engine.stats()
+    );
+    let settings = |bed: &mut Bed, w: u32, h: u32| {
+        bed.engine.handle_signal(
+            bed.now,
+            &idb,
+            ClientSignal::TrackSettings {
+                track_id: track.clone(),
+                visible: true,
+                width: w,
+                height: h,
+                pinned: false,
+            },
+        );
+        bed.pump_signals();
+    };
+    // Each layer numbers its pictures on its own: the server renumbers them at every switch.
+    for (w, h, layer) in [(320, 180, 0), (600, 340, 1), (1920, 1080, 2)] {
+        settings(&mut bed, w, h);
+        assert!(
+            bed.run_until(secs(3.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+                == Some(layer)),
+            "bob did not get layer {layer} at {w}x{h}"
+        );
+    }
+    bed.run(secs(0.5));
+    let video = bed.clients[b].video_from(&ida);
+    let pt = video.last().unwrap().pt;
+    assert_eq!(
+        bed.clients[b].codec_of(pt).map(|c| c.spec().codec),
+        Some(Codec::Vp9)
+    );
+    assert!(video.iter().all(|p| p.pid.is_some()), "picture ids kept");
+    let switches = assert_clean_switches("bob", video, true);
+    assert!(switches >= 3, "{switches} switches");
 }

@@ -366,7 +366,7 @@ pub enum StreamStateKind {
 pub enum TrackKind {
     /// Audio (Opus).
     Audio,
-    /// Video (VP8 or H264).
+    /// Video (VP8, H264 or VP9).
     Video,
 }
 

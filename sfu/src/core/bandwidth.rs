@@ -387,7 +387,8 @@ impl Engine {
             return;
         };
         let n = track.layers.len();
-        if n <= 1 {
+        // The spatial layers of an SVC stream are not encodings the publisher can pause.
+        if n <= 1 || track.svc {
             return;
         }
         let mut needed: u8 = 1;

@@ -24,13 +24,14 @@ use super::track::VideoCodec;
 
 impl VideoCodec {
     /// The codecs the server forwards, in its own order of preference.
-    pub const FORWARDED: [VideoCodec; 2] = [VideoCodec::Vp8, VideoCodec::H264];
+    pub const FORWARDED: [VideoCodec; 3] = [VideoCodec::Vp8, VideoCodec::H264, VideoCodec::Vp9];
 
-    /// The name in a room's policy (and the REST API): `vp8`, `h264`.
+    /// The name in a room's policy (and the REST API): `vp8`, `h264`, `vp9`.
     pub fn as_str(self) -> &'static str {
         match self {
             VideoCodec::Vp8 => "vp8",
             VideoCodec::H264 => "h264",
+            VideoCodec::Vp9 => "vp9",
             VideoCodec::Other => "other",
         }
     }
@@ -42,12 +43,14 @@ impl VideoCodec {
             .find(|c| c.as_str().eq_ignore_ascii_case(name))
     }
 
-    /// The codec of an `a=rtpmap` encoding name (`VP8`, `H264`, ...).
+    /// The codec of an `a=rtpmap` encoding name (`VP8`, `H264`, `VP9`, ...).
     fn from_encoding(name: &str) -> VideoCodec {
         if name.eq_ignore_ascii_case("VP8") {
             VideoCodec::Vp8
         } else if name.eq_ignore_ascii_case("H264") {
             VideoCodec::H264
+        } else if name.eq_ignore_ascii_case("VP9") {
+            VideoCodec::Vp9
         } else {
             VideoCodec::Other
         }
@@ -115,7 +118,7 @@ impl VideoCodecs {
         self.0.iter().position(|c| *c == codec).unwrap_or(0)
     }
 
-    /// The codecs publishers may send, for messages (`VP8 or H.264`).
+    /// The codecs publishers may send, for messages (`VP8 or H.264`, `VP8, H.264 or VP9`).
     pub fn describe(&self) -> String {
         let list: &[VideoCodec] = if self.0.is_empty() {
             &VideoCodec::FORWARDED
@@ -127,10 +130,14 @@ impl VideoCodecs {
             .map(|c| match c {
                 VideoCodec::Vp8 => "VP8",
                 VideoCodec::H264 => "H.264",
+                VideoCodec::Vp9 => "VP9",
                 VideoCodec::Other => "other",
             })
             .collect();
-        names.join(" or ")
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
     }
 }
 
@@ -610,7 +617,10 @@ mod tests {
             &[VideoCodec::H264, VideoCodec::Vp8]
         );
         assert_eq!(policy(&["h264", "vp8"]).names(), ["h264", "vp8"]);
-        assert!(VideoCodecs::parse(&["vp9"]).unwrap_err().contains("vp9"));
+        assert!(VideoCodecs::parse(&["av1"]).unwrap_err().contains("av1"));
+        assert_eq!(policy(&["VP9", "vp8"]).names(), ["vp9", "vp8"]);
+        assert!(VideoCodecs::any().allows(VideoCodec::Vp9));
+        assert!(!policy(&["vp9"]).allows(VideoCodec::Vp8));
         assert!(VideoCodecs::parse(&["vp8", "VP8"])
             .unwrap_err()
             .contains("twice"));
@@ -618,7 +628,8 @@ mod tests {
         assert!(!VideoCodecs::any().allows(VideoCodec::Other));
         assert!(!policy(&["vp8"]).allows(VideoCodec::H264));
         assert_eq!(policy(&["h264"]).describe(), "H.264");
-        assert_eq!(VideoCodecs::any().describe(), "VP8 or H.264");
+        assert_eq!(policy(&["vp9", "h264"]).describe(), "VP9 or H.264");
+        assert_eq!(VideoCodecs::any().describe(), "VP8, H.264 or VP9");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The per-packet path: an RTP packet of a publisher, through every subscriber's layer
 //! selector, forwarder and rewriters, into their connections' send queues.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
@@ -10,8 +11,10 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor, Vp8P
 
 use str0m::media::MediaKind;
 
+use super::forward::picture_id::PictureIdRewriter;
 use super::forward::select::{LayerIndex, Selection};
-use super::forward::vp8::Vp8Rewriter;
+use super::forward::svc::{SvcPacket, SvcSelection};
+use super::forward::vp9::Vp9Descriptor;
 use super::forward::{self, DropReason, PacketInfo, Verdict};
 use super::participant::{Participant, ParticipantKey};
 use super::room::TrackKey;
@@ -33,24 +36,60 @@ impl Engine {
         self.stats.rtp_in_by_kind[kind] += 1;
         self.stats.rtp_in_bytes_by_kind[kind] += pkt.payload.len() as u64;
         let in_pt = pkt.header.payload_type;
-        let keyframe_start = match track.kind {
-            // Every audio packet can start a stream.
-            MediaKind::Audio => true,
-            MediaKind::Video => {
-                let codec = match track.codec {
-                    Some(c) => c,
-                    None => {
-                        let c = self
-                            .participants
-                            .get(&key)
-                            .map_or(VideoCodec::Other, |p| video_codec(p, in_pt));
-                        track.codec = Some(c);
-                        c
-                    }
-                };
-                is_keyframe_start(codec, &pkt.payload)
+        let codec = match (track.kind, track.codec) {
+            (MediaKind::Audio, _) => None,
+            (MediaKind::Video, Some(c)) => Some(c),
+            (MediaKind::Video, None) => {
+                let c = self
+                    .participants
+                    .get(&key)
+                    .map_or(VideoCodec::Other, |p| video_codec(p, in_pt));
+                track.codec = Some(c);
+                Some(c)
             }
         };
+        // Parsed once; each subscriber may need its own picture id numbering.
+        let vp9 = match codec {
+            Some(VideoCodec::Vp9) => match Vp9Descriptor::parse(&pkt.payload) {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    self.stats.dropped[DropReason::Malformed.index()] +=
+                        track.subscribers.len() as u64;
+                    return;
+                }
+            },
+            _ => None,
+        };
+        let keyframe_start = match (codec, &vp9) {
+            // Every audio packet can start a stream.
+            (None, _) => true,
+            (Some(_), Some(d)) => d.starts_keyframe(),
+            (Some(c), None) => is_keyframe_start(c, &pkt.payload),
+        };
+        // In a VP9 SVC stream the layer is the packet's spatial layer, and a layer's rate
+        // includes the layers below it (a subscriber of that layer receives them too).
+        let layer = match &vp9 {
+            Some(d) => {
+                if track.learn_svc(d) {
+                    self.agenda.layers_changed(tk);
+                }
+                if track.svc {
+                    if d.spatial_id as usize >= track.layers.len() {
+                        self.stats.dropped[DropReason::Malformed.index()] +=
+                            track.subscribers.len() as u64;
+                        return;
+                    }
+                    for above in &mut track.layers[d.spatial_id as usize + 1..] {
+                        above.rate.add(now, pkt.payload.len());
+                    }
+                    d.spatial_id
+                } else {
+                    layer
+                }
+            }
+            None => layer,
+        };
+        let svc = track.svc;
         let Some(l) = track.layers.get_mut(layer as usize) else {
             return;
         };
@@ -64,6 +103,17 @@ impl Engine {
         }
         if keyframe_start && track.codec == Some(VideoCodec::Vp8) {
             l.size = forward::vp8::keyframe_size(&pkt.payload).or(l.size);
+        }
+        if !svc {
+            if let Some(size) = vp9.as_ref().and_then(Vp9Descriptor::size) {
+                l.size = Some(size);
+            }
+        }
+        if svc && keyframe_start {
+            // A keyframe starts every spatial layer.
+            for l in &mut track.layers {
+                l.last_keyframe = Some(now);
+            }
         }
         if !was_arriving && track.kind == MediaKind::Video {
             // A layer (re)appeared: the subscribers' allocations may change.
@@ -87,12 +137,13 @@ impl Engine {
         };
         let ext = forwarded_extensions(&pkt.header.ext_vals);
         let nackable = track.kind == MediaKind::Video;
-        // Parsed once; each subscriber may need its own picture id numbering.
         let vp8 = (track.codec == Some(VideoCodec::Vp8))
             .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
             .flatten();
         let short_pid = !forward::vp8::long_picture_id(&pkt.payload);
         let mut keyframe_needed = false;
+        // The last renumbered VP9 payload, shared by the subscribers that number alike.
+        let mut renumbered: Option<Renumbered> = None;
         // The publisher's parameters for this payload type, looked up once per payload type.
         let in_params = match track.in_params {
             Some((pt, params)) if pt == in_pt => Some(params),
@@ -114,6 +165,7 @@ impl Engine {
         // negotiated RED, as plain Opus (its primary block, cut once) to the others.
         let red = in_params.is_some_and(|p| p.pt() != in_pt);
         let mut primary = None;
+        self.stats.red_in += u64::from(red);
 
         for &sk in &track.subscribers {
             let Some(s) = self.participants.get_mut(&sk) else {
@@ -144,26 +196,68 @@ impl Engine {
                 drop(&mut self.stats, DropReason::Codec);
                 continue;
             };
-            let switch = match sub.selector.select(layer, keyframe_start) {
-                Selection::Forward => false,
-                Selection::Switch => true,
-                Selection::Skip { keyframe_needed: k } => {
-                    let reason = if k {
-                        DropReason::WaitingForKeyframe
-                    } else if sub.selector.target().is_none() {
-                        DropReason::Paused
-                    } else {
-                        DropReason::OtherLayer
+            let mut marker = pkt.header.marker;
+            let switch = match (svc, &vp9) {
+                (true, Some(d)) => {
+                    let p = SvcPacket {
+                        ts: pkt.header.timestamp,
+                        spatial: d.spatial_id,
+                        keyframe_start,
+                        ends_frame: d.ends_frame,
                     };
-                    drop(&mut self.stats, reason);
-                    keyframe_needed |= k;
-                    continue;
+                    let selection = sub.svc.select(sub.selector.target(), p);
+                    if sub.svc.current() != sub.selector.current() {
+                        sub.selector.set_current(sub.svc.current());
+                        self.stats.layer_switches += 1;
+                        self.agenda.switched(sk, tk);
+                    }
+                    match selection {
+                        SvcSelection::Forward { marker: m, start } => {
+                            marker = m;
+                            if start {
+                                // Same stream as before a pause: its picture ids go on as
+                                // they are, and the payload stays shared.
+                                sub.forwarder.restart();
+                            }
+                            false
+                        }
+                        SvcSelection::Skip { keyframe_needed: k } => {
+                            // Same stream: the packet's number must not leave a hole.
+                            sub.forwarder.skip(info.seq);
+                            let reason = if k {
+                                DropReason::WaitingForKeyframe
+                            } else if sub.selector.target().is_none() {
+                                DropReason::Paused
+                            } else {
+                                DropReason::OtherLayer
+                            };
+                            drop(&mut self.stats, reason);
+                            keyframe_needed |= k;
+                            continue;
+                        }
+                    }
                 }
+                _ => match sub.selector.select(layer, keyframe_start) {
+                    Selection::Forward => false,
+                    Selection::Switch => true,
+                    Selection::Skip { keyframe_needed: k } => {
+                        let reason = if k {
+                            DropReason::WaitingForKeyframe
+                        } else if sub.selector.target().is_none() {
+                            DropReason::Paused
+                        } else {
+                            DropReason::OtherLayer
+                        };
+                        drop(&mut self.stats, reason);
+                        keyframe_needed |= k;
+                        continue;
+                    }
+                },
             };
             if switch {
                 self.stats.layer_switches += 1;
                 sub.forwarder.restart();
-                sub.vp8.restart();
+                sub.pictures.restart();
                 self.agenda.switched(sk, tk);
             }
             if !s.connected {
@@ -177,24 +271,30 @@ impl Engine {
             };
             match sub.forwarder.handle_packet(info) {
                 Verdict::Send { seq, ts } => {
-                    let payload = if stripped {
-                        match primary_of(&pkt.payload, &mut primary) {
-                            Some(p) => p,
+                    let payload = match &vp9 {
+                        Some(d) => vp9_payload(d, &pkt.payload, &mut sub.pictures, &mut renumbered),
+                        None if stripped => match primary_of(&pkt.payload, &mut primary) {
+                            Some(p) => {
+                                self.stats.red_stripped += 1;
+                                p
+                            }
                             None => {
-                                drop(&mut self.stats, DropReason::Codec);
+                                drop(&mut self.stats, DropReason::Malformed);
                                 continue;
                             }
+                        },
+                        None => {
+                            self.stats.red_forwarded += u64::from(red);
+                            pkt.payload.clone()
                         }
-                    } else {
-                        pkt.payload.clone()
                     };
                     let mut write = RtpWrite::new(out_pt, seq.into(), ts, pkt.timestamp, payload)
-                        .marker(pkt.header.marker)
+                        .marker(marker)
                         .ext_vals(ext.clone())
                         .nackable(nackable);
                     if let Some(patch) = vp8
                         .as_ref()
-                        .and_then(|d| vp8_patch(d, &mut sub.vp8, short_pid))
+                        .and_then(|d| vp8_patch(d, &mut sub.pictures, short_pid))
                     {
                         write = write.vp8_patch(patch);
                     }
@@ -218,7 +318,8 @@ impl Engine {
             }
         }
         if keyframe_needed {
-            self.request_keyframe(now, tk, layer);
+            // An SVC stream has one keyframe for all its layers.
+            self.request_keyframe(now, tk, if svc { 0 } else { layer });
         }
     }
 
@@ -330,7 +431,11 @@ pub(super) fn negotiated_pt(rtc: &str0m::Rtc, mid: Mid, params: PayloadParams) -
 
 /// The patch that gives this subscriber its own continuous VP8 picture ids and TL0PICIDX
 /// across layer switches; `None` when the publisher's fields can go through as they are.
-fn vp8_patch(d: &Vp8Descriptor, rewriter: &mut Vp8Rewriter, short_pid: bool) -> Option<Vp8Patch> {
+fn vp8_patch(
+    d: &Vp8Descriptor,
+    rewriter: &mut PictureIdRewriter,
+    short_pid: bool,
+) -> Option<Vp8Patch> {
     let (pid, tl0) = (d.picture_id(), d.tl0_pic_idx());
     let (out_pid, out_tl0) = rewriter.rewrite(pid, tl0, short_pid);
     if (out_pid, out_tl0) == (pid, tl0) {
@@ -346,6 +451,34 @@ fn vp8_patch(d: &Vp8Descriptor, rewriter: &mut Vp8Rewriter, short_pid: bool) -> 
     b.build().ok()
 }
 
+/// A VP9 payload copied with a picture id and TL0PICIDX of its own, and those values.
+type Renumbered = ((Option<u16>, Option<u8>), Arc<[u8]>);
+
+/// The payload to send this subscriber: the publisher's, shared, while its picture ids and
+/// TL0PICIDX go through unchanged (one source, no switch yet); after a switch a copy with them
+/// renumbered, shared with the other subscribers that number alike through `last`. (str0m
+/// patches VP8 descriptors as it serializes; for VP9 the copy is made here.)
+fn vp9_payload(
+    d: &Vp9Descriptor,
+    payload: &Arc<[u8]>,
+    rewriter: &mut PictureIdRewriter,
+    last: &mut Option<Renumbered>,
+) -> Arc<[u8]> {
+    let (pid, tl0) = (d.picture_id, d.tl0_pic_idx);
+    let out = rewriter.rewrite(pid, tl0, !d.long_picture_id);
+    if out == (pid, tl0) {
+        return payload.clone();
+    }
+    if let Some((numbers, copy)) = last {
+        if *numbers == out {
+            return copy.clone();
+        }
+    }
+    let copy = d.renumbered(payload, out.0, out.1);
+    *last = Some((out, copy.clone()));
+    copy
+}
+
 /// Which video codec a payload type of a publisher's connection stands for.
 fn video_codec(p: &Participant, pt: Pt) -> VideoCodec {
     match p
@@ -356,6 +489,7 @@ fn video_codec(p: &Participant, pt: Pt) -> VideoCodec {
     {
         Some(Codec::Vp8) => VideoCodec::Vp8,
         Some(Codec::H264) => VideoCodec::H264,
+        Some(Codec::Vp9) => VideoCodec::Vp9,
         _ => VideoCodec::Other,
     }
 }
@@ -367,6 +501,7 @@ fn is_keyframe_start(codec: VideoCodec, payload: &[u8]) -> bool {
         VideoCodec::Vp8 => detect_vp8_keyframe(payload),
         // Senders put SPS/PPS in front of an IDR; start there so the decoder has them.
         VideoCodec::H264 => detect_h264_nalu(payload, SPS) || detect_h264_keyframe(payload),
+        VideoCodec::Vp9 => Vp9Descriptor::parse(payload).is_ok_and(|d| d.starts_keyframe()),
         VideoCodec::Other => true,
     }
 }

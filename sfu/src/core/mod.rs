@@ -112,7 +112,8 @@ impl EngineConfig {
     }
 }
 
-/// The str0m configuration of a server-side connection: ICE-lite, RTP mode, Opus, VP8 and H264.
+/// The str0m configuration of a server-side connection: ICE-lite, RTP mode, Opus, VP8, H264
+/// and VP9 (profiles 0 and 2).
 pub fn rtc_config(cert: DtlsCert) -> RtcConfig {
     RtcConfig::new()
         .set_ice_lite(true)
@@ -122,6 +123,7 @@ pub fn rtc_config(cert: DtlsCert) -> RtcConfig {
         .enable_opus(true, true)
         .enable_vp8(true)
         .enable_h264(true)
+        .enable_vp9(true)
         .enable_bwe(Some(Bitrate::bps(bandwidth::INITIAL_ESTIMATE)))
         // Per-stream statistics once a second: the NACK counters come from them.
         .set_stats_interval(Some(Duration::from_secs(1)))

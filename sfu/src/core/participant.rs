@@ -12,8 +12,9 @@ use super::bandwidth::Allocation;
 use super::data::DataChannels;
 use super::demux::IcePaths;
 use super::event::{ParticipantView, PauseReason, TrackSource};
+use super::forward::picture_id::PictureIdRewriter;
 use super::forward::select::{LayerIndex, LayerSelector};
-use super::forward::vp8::Vp8Rewriter;
+use super::forward::svc::SvcSelector;
 use super::forward::Forwarder;
 use super::limits::TokenBucket;
 use super::quality::QualityMeter;
@@ -41,8 +42,11 @@ pub struct Subscription {
     pub codec_ok: bool,
     /// Which layer is forwarded (video); audio always has layer 0 as target.
     pub selector: LayerSelector,
-    /// VP8 picture id / TL0PICIDX continuity across layer switches.
-    pub vp8: Vp8Rewriter,
+    /// VP8 / VP9 picture id and TL0PICIDX continuity across layer switches.
+    pub pictures: PictureIdRewriter,
+    /// The spatial layer forwarded per picture when the track is VP9 SVC (its `selector` then
+    /// keeps the target and mirrors the current layer).
+    pub svc: SvcSelector,
     /// The subscriber's wish: visible, and the rendered size in device pixels (0: unknown).
     pub visible: bool,
     /// Rendered width.

@@ -91,6 +91,7 @@ impl Engine {
             source,
             priority,
             publisher_mask: None,
+            svc: false,
             pause_due: None,
             speaker: Default::default(),
         };

@@ -61,6 +61,12 @@ pub struct EngineStats {
     pub rtp_out_bytes_by_kind: [u64; 2],
     /// Simulcast layer switches of subscriptions.
     pub layer_switches: u64,
+    /// Redundant-audio (RED) packets received from publishers.
+    pub red_in: u64,
+    /// RED packets forwarded as they came (to subscribers on lossy links).
+    pub red_forwarded: u64,
+    /// RED packets sent as plain Opus (their primary block).
+    pub red_stripped: u64,
     /// Keyframe requests (PLI, FIR) received from subscribers.
     pub keyframe_requests_in: u64,
     /// NACKs received from subscribers (each answered from the retransmission cache when the

@@ -8,6 +8,7 @@ use str0m::media::{Mid, Pt, Rid};
 
 use super::event::{TrackSource, TrackView};
 use super::forward::select::LayerIndex;
+use super::forward::vp9::Vp9Descriptor;
 use super::rate::{self, RateMeter};
 use super::voice_activity::SpeakerDetector;
 
@@ -29,6 +30,8 @@ pub enum VideoCodec {
     Vp8,
     /// H.264 (RFC 6184).
     H264,
+    /// VP9 (RFC 9628).
+    Vp9,
     /// Anything else: forwarded, keyframes not detected (starts at once).
     Other,
 }
@@ -66,6 +69,10 @@ pub struct Track {
     /// subscriber's pin raises it for that subscriber only, when allocating
     /// ([`subscriber_priority`](super::allocator::subscriber_priority)).
     pub priority: u8,
+    /// Its layers are the spatial layers of one VP9 stream (SVC, learnt from the scalability
+    /// structure of a keyframe), not simulcast encodings: each layer's rate includes the layers
+    /// below it, which a subscriber of that layer receives too.
+    pub svc: bool,
     /// Layers the publisher was last told to send (as a bit mask); `None`: never told, all on.
     pub publisher_mask: Option<u8>,
     /// Speech detection (audio tracks).
@@ -94,7 +101,7 @@ pub struct Layer {
     pub last_packet: Option<Instant>,
     /// When the publisher was last asked to resume it.
     pub resumed_at: Option<Instant>,
-    /// Frame size, from its last keyframe (VP8).
+    /// Frame size, from its last keyframe (VP8) or scalability structure (VP9).
     pub size: Option<(u16, u16)>,
     /// The last keyframe request sent upstream for it.
     pub last_keyframe_request: Option<Instant>,
@@ -112,6 +119,28 @@ impl Track {
         self.in_params
             .map(|(_, p)| p)
             .or_else(|| self.codecs.first().copied())
+    }
+
+    /// Learns from a VP9 descriptor whether the track is SVC: a single-stream video whose
+    /// keyframe announces several spatial layers gets one layer per spatial layer, with the
+    /// frame sizes of the scalability structure. Returns whether its layers changed.
+    pub fn learn_svc(&mut self, d: &Vp9Descriptor) -> bool {
+        let n = d.ss_layers as usize;
+        let single = self.layers.len() == 1 && self.layers[0].rid.is_none();
+        if n < 2 || !(self.svc || single) {
+            return false;
+        }
+        let grown = n > self.layers.len();
+        if grown {
+            self.layers.resize_with(n, Layer::default);
+        }
+        self.svc = true;
+        for (l, size) in self.layers.iter_mut().zip(d.ss_sizes) {
+            if size.is_some() {
+                l.size = size;
+            }
+        }
+        grown
     }
 
     /// Whether a keyframe request for `layer` may go upstream now; records it if so.
@@ -280,6 +309,7 @@ impl Track {
             source: TrackSource::Camera,
             priority: 0,
             publisher_mask: None,
+            svc: false,
             speaker: SpeakerDetector::default(),
             pause_due: None,
         }

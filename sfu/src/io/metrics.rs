@@ -130,6 +130,18 @@ fn describe() {
         "Simulcast layer switches of subscriptions."
     );
     describe_counter!(
+        "sfu_red_packets_in_total",
+        "Redundant-audio (RED) packets received from publishers."
+    );
+    describe_counter!(
+        "sfu_red_packets_forwarded_total",
+        "RED packets forwarded as they came, to subscribers whose link loses packets."
+    );
+    describe_counter!(
+        "sfu_red_packets_stripped_total",
+        "RED packets sent as plain Opus (their primary block)."
+    );
+    describe_counter!(
         "sfu_data_messages_total",
         "Data-channel messages: relayed (per recipient), refused, dropped."
     );
@@ -315,6 +327,9 @@ impl WorkerMetrics {
             s.layer_switches,
             l.layer_switches,
         );
+        add("sfu_red_packets_in_total", s.red_in, l.red_in);
+        add("sfu_red_packets_forwarded_total", s.red_forwarded, l.red_forwarded);
+        add("sfu_red_packets_stripped_total", s.red_stripped, l.red_stripped);
         add(
             "sfu_speaker_changes_total",
             s.speaker_changes,

@@ -83,7 +83,7 @@ pub struct Received {
     pub marker: bool,
     /// The simulcast layer index the publisher wrote in the payload's last byte.
     pub layer: u8,
-    /// The VP8 picture id as received.
+    /// The VP8 or VP9 picture id as received.
     pub pid: Option<u16>,
     /// The publisher's frame counter (video; frames are captured every 50 ms).
     pub frame: u32,
@@ -91,6 +91,34 @@ pub struct Received {
     pub pt: u8,
     /// The payload's length.
     pub len: usize,
+}
+
+/// The picture id of a VP9 payload descriptor, if it has one.
+fn vp9_picture_id(payload: &[u8]) -> Option<u16> {
+    match payload {
+        [b0, m, x, ..] if b0 & 0x80 != 0 && m & 0x80 != 0 => {
+            Some(u16::from(m & 0x7f) << 8 | u16::from(*x))
+        }
+        [b0, m, ..] if b0 & 0x80 != 0 => Some(u16::from(*m)),
+        _ => None,
+    }
+}
+
+/// Whether a VP9 payload starts a keyframe: P clear, B set, spatial layer 0 (or no layer
+/// indices).
+fn vp9_keyframe(payload: &[u8]) -> bool {
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
+    let layer_at = match (
+        b0 & 0x80 != 0,
+        payload.get(1).is_some_and(|m| m & 0x80 != 0),
+    ) {
+        (false, _) => 1,
+        (true, false) => 2,
+        (true, true) => 3,
+    };
+    b0 & 0x48 == 0x08 && (b0 & 0x20 == 0 || payload.get(layer_at).is_some_and(|l| l & 0x0e == 0))
 }
 
 /// A str0m peer publishing one audio and one video track, receiving everything.
@@ -105,6 +133,9 @@ pub struct Client {
     pub publish: bool,
     /// Publish video as three simulcast layers q/h/f (320x180, 640x360, 1280x720).
     pub simulcast: bool,
+    /// With VP9 and without simulcast: send the three [`LAYERS`] as the spatial layers of one
+    /// stream (SVC, inter-layer prediction on keyframes only, like `L3T3_KEY`).
+    pub svc: bool,
     /// Without simulcast, the one layer it sends (an index into [`LAYERS`]).
     pub single_layer: usize,
     /// Layers the server asked this publisher to send (by rid); all until told otherwise.
@@ -162,6 +193,7 @@ impl Client {
                 Codec::Red => config,
                 Codec::Vp8 => config.enable_vp8(true),
                 Codec::H264 => config.enable_h264(true),
+                Codec::Vp9 => config.enable_vp9(true),
                 other => panic!("the test client does not send {other:?}"),
             };
         }
@@ -188,6 +220,7 @@ impl Client {
             video_mid: None,
             publish,
             simulcast: false,
+            svc: false,
             single_layer: 1,
             active_layers: None,
             connected: false,
@@ -313,14 +346,15 @@ impl Client {
         }
         while self.next_video <= now {
             let pt = self.video_pt();
-            let h264 = self
-                .codec_of(*pt)
-                .is_some_and(|p| p.spec().codec == Codec::H264);
+            let codec = self.codec_of(*pt).map(|p| p.spec().codec);
+            let h264 = codec == Some(Codec::H264);
+            let vp9 = codec == Some(Codec::Vp9);
             let key = std::mem::take(&mut self.force_keyframe) || self.frame.is_multiple_of(100);
             let ts = (self.frame * 4500) as u32;
             let pic = (self.frame & 0x7fff) as u16;
             let mid = self.video_mid.unwrap();
-            let layers: Vec<(usize, &Layer)> = if self.simulcast {
+            let svc = vp9 && self.svc && !self.simulcast;
+            let layers: Vec<(usize, &Layer)> = if self.simulcast || svc {
                 LAYERS.iter().enumerate().collect()
             } else {
                 // A single-layer sender.
@@ -333,9 +367,14 @@ impl Client {
                         continue;
                     }
                 }
-                // Every layer numbers its pictures on its own, as browsers do.
-                let pic = (pic as usize + index * 7919) as u16 & 0x7fff;
-                let seq_base = &mut self.video_seq[index];
+                // Every simulcast layer numbers its pictures on its own, as browsers do; the
+                // spatial layers of one SVC stream share the numbers and the sequence.
+                let (pic, stream) = if svc {
+                    (pic, 0)
+                } else {
+                    ((pic as usize + index * 7919) as u16 & 0x7fff, index)
+                };
+                let seq_base = &mut self.video_seq[stream];
                 for part in 0..layer.packets {
                     let mut payload = vec![
                         0x80 | if part == 0 { 0x10 } else { 0 },
@@ -351,6 +390,33 @@ impl Client {
                             (true, _) => vec![0x65, 0x88, 0x84],
                             (false, _) => vec![0x41, 0x9a, 0x02],
                         };
+                    } else if vp9 {
+                        // VP9 descriptor (RFC 9628), non-flexible: I, P unless a keyframe, L,
+                        // B and E at the frame's ends, V with the frame size on a keyframe;
+                        // 15-bit picture id, T0 S0, TL0PICIDX numbered per layer.
+                        let (first, last) = (part == 0, part + 1 == layer.packets);
+                        // With SVC: S = the layer, D on a keyframe's upper layers, the scalability
+                        // structure (three layers) on the keyframe's first packet.
+                        let spatial = if svc { index as u8 } else { 0 };
+                        let ss = key && first && spatial == 0;
+                        let b0 = 0x80
+                            | 0x20
+                            | if key { 0 } else { 0x40 }
+                            | if first { 0x08 } else { 0 }
+                            | if last { 0x04 } else { 0 }
+                            | if ss { 0x02 } else { 0 };
+                        let tl0 = (self.frame as usize + stream * 31) as u8;
+                        let l = spatial << 1 | u8::from(key && spatial > 0);
+                        payload = vec![b0, 0x80 | (pic >> 8) as u8, pic as u8, l, tl0];
+                        if ss {
+                            let sized: &[Layer] =
+                                if svc { &LAYERS } else { &LAYERS[index..=index] };
+                            payload.push(((sized.len() as u8 - 1) << 5) | 0x10); // N_S, Y
+                            for s in sized {
+                                payload.extend_from_slice(&s.width.to_be_bytes());
+                                payload.extend_from_slice(&s.height.to_be_bytes());
+                            }
+                        }
                     } else if part == 0 && key {
                         // VP8 keyframe header: frame tag, start code, size.
                         payload.extend_from_slice(&[0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a]);
@@ -368,7 +434,10 @@ impl Client {
                     if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, rid) {
                         tx.write_rtp(
                             RtpWrite::new(pt, seq.into(), ts, now, payload)
-                                .marker(part + 1 == layer.packets)
+                                .marker(
+                                    part + 1 == layer.packets
+                                        && (!svc || index + 1 == LAYERS.len()),
+                                )
                                 .nackable(true),
                         );
                     }
@@ -428,11 +497,13 @@ impl Client {
                 let publisher = media.stream_id().to_string();
                 let kind = media.kind();
                 let pt = *p.header.payload_type;
-                let h264 = self
-                    .codec_of(pt)
-                    .is_some_and(|c| c.spec().codec == Codec::H264);
+                let codec = self.codec_of(pt).map(|c| c.spec().codec);
+                let h264 = codec == Some(Codec::H264);
+                let vp9 = codec == Some(Codec::Vp9);
                 let keyframe = kind == MediaKind::Video
-                    && if h264 {
+                    && if vp9 {
+                        vp9_keyframe(&p.payload)
+                    } else if h264 {
                         // An SPS (which senders put in front of an IDR) or an IDR slice.
                         str0m::format::detect_h264_nalu(&p.payload, 7)
                             || str0m::format::detect_h264_keyframe(&p.payload)
@@ -456,10 +527,15 @@ impl Client {
                             .checked_sub(5)
                             .and_then(|at| p.payload.get(at..at + 4))
                             .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-                        pid: (kind == MediaKind::Video && !h264)
-                            .then(|| str0m::rtp::Vp8Descriptor::parse(&p.payload).ok())
-                            .flatten()
-                            .and_then(|d| d.picture_id()),
+                        pid: match (kind, vp9) {
+                            (MediaKind::Video, true) => vp9_picture_id(&p.payload),
+                            (MediaKind::Video, false) if !h264 => {
+                                str0m::rtp::Vp8Descriptor::parse(&p.payload)
+                                    .ok()
+                                    .and_then(|d| d.picture_id())
+                            }
+                            _ => None,
+                        },
                         pt,
                         len: p.payload.len(),
                     });

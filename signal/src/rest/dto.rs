@@ -14,7 +14,7 @@ pub const MAX_PARTICIPANTS_LIMIT: u32 = 10_000;
 pub const MAX_EMPTY_TIMEOUT_SECS: u32 = 7 * 24 * 60 * 60;
 
 /// The video codecs a room's `video_codecs` may name: the ones the server forwards.
-pub const VIDEO_CODECS: [&str; 2] = ["vp8", "h264"];
+pub const VIDEO_CODECS: [&str; 3] = ["vp8", "h264", "vp9"];
 
 /// Checks a room's video codec policy: each name one of [`VIDEO_CODECS`] (in any case), at most
 /// once. An empty list is allowed: every codec the server forwards.
@@ -53,7 +53,7 @@ pub struct CreateRoom {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<String>,
     /// The video codecs publishers may send, most preferred first (`["vp8"]`: VP8 only;
-    /// `["h264", "vp8"]`: both, H.264 preferred); empty: every codec the server forwards, in
+    /// `["h264", "vp8"]`: both, H.264 preferred; `vp9` too); empty: every codec the server forwards, in
     /// each publisher's own order. Default: the server's `room.video_codecs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video_codecs: Option<Vec<String>>,

@@ -4,9 +4,12 @@
 //! starts a keyframe, it returns a [`Verdict`]: send with these outgoing numbers, or drop for a
 //! [`DropReason`]. It never sends anything itself.
 
+pub mod picture_id;
 pub mod rewrite;
 pub mod select;
+pub mod svc;
 pub mod vp8;
+pub mod vp9;
 
 use std::time::Instant;
 
@@ -32,11 +35,13 @@ pub enum DropReason {
     Paused,
     /// The subscriber's connection has no codec for the packet's payload type.
     Codec,
+    /// The packet's payload descriptor cannot be read (counted for every subscriber).
+    Malformed,
 }
 
 impl DropReason {
     /// All reasons, for counters.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::WaitingForKeyframe,
         DropReason::TooOld,
         DropReason::NotConnected,
@@ -45,6 +50,7 @@ impl DropReason {
         DropReason::OtherLayer,
         DropReason::Paused,
         DropReason::Codec,
+        DropReason::Malformed,
     ];
 
     /// A stable name for metrics and logs.
@@ -58,6 +64,7 @@ impl DropReason {
             DropReason::OtherLayer => "other_layer",
             DropReason::Paused => "paused",
             DropReason::Codec => "codec",
+            DropReason::Malformed => "malformed",
         }
     }
 
@@ -136,6 +143,13 @@ impl Forwarder {
     /// passed. Used when the source was interrupted (mute) or changes (layer switch).
     pub fn restart(&mut self) {
         self.waiting = true;
+    }
+
+    /// A packet of the current source is left out on purpose (a spatial layer above the one
+    /// this subscriber gets, in the same stream): later packets move down so that no hole is
+    /// left. Returns whether that worked (see [`SeqRewriter::skip`]).
+    pub fn skip(&mut self, seq: u64) -> bool {
+        self.waiting || self.seq.skip(seq)
     }
 
     /// Decide about one packet.

@@ -9,7 +9,9 @@
 ///
 /// Call [`SeqRewriter::start`] at the first packet of a new source (or after a switch), then
 /// [`SeqRewriter::rewrite`] for every packet forwarded and [`SeqRewriter::skip`] for a packet that is
-/// dropped on purpose after the start, so that the hole it leaves is closed.
+/// dropped on purpose after the start, so that the hole it leaves is closed. A packet that
+/// arrives late (behind the highest one seen) still gets the number it would have had in order:
+/// the rewriter remembers the last [`SKIP_HISTORY`] skips.
 #[derive(Debug, Clone)]
 pub struct SeqRewriter {
     /// `out = in + delta` (wrapping in u64, which is exact for the values RTP produces).
@@ -21,7 +23,16 @@ pub struct SeqRewriter {
     /// Highest outgoing sequence number produced so far (across sources).
     highest_out: u64,
     started: bool,
+    /// The incoming numbers skipped since the start, the last [`SKIP_HISTORY`] of them (a ring,
+    /// in increasing order from `skips % SKIP_HISTORY`).
+    skipped: [u64; SKIP_HISTORY],
+    /// How many were skipped since the start.
+    skips: usize,
 }
+
+/// Skips remembered for late packets. A late packet older than all of them when more were
+/// skipped cannot be numbered any more and is dropped as too old.
+pub const SKIP_HISTORY: usize = 64;
 
 /// What [`SeqRewriter::rewrite`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +54,8 @@ impl SeqRewriter {
             highest_in: None,
             highest_out: (first_out as u64).wrapping_sub(1),
             started: false,
+            skipped: [0; SKIP_HISTORY],
+            skips: 0,
         }
     }
 
@@ -59,6 +72,7 @@ impl SeqRewriter {
         self.start_in = seq;
         self.highest_in = None;
         self.started = true;
+        self.skips = 0;
     }
 
     /// The outgoing number for an incoming packet of the current source.
@@ -66,7 +80,21 @@ impl SeqRewriter {
         if !self.started || seq < self.start_in {
             return SeqVerdict::TooOld;
         }
-        let out = seq.wrapping_add(self.delta);
+        let mut out = seq.wrapping_add(self.delta);
+        if self.skips > 0 && self.highest_in.is_some_and(|h| seq <= h) {
+            // Late: undo the skips that came after it.
+            let known = self.skips.min(SKIP_HISTORY);
+            let remembered = &self.skipped[..known];
+            if remembered.contains(&seq) {
+                return SeqVerdict::TooOld;
+            }
+            let oldest = remembered.iter().copied().min().unwrap_or(0);
+            if self.skips > SKIP_HISTORY && seq < oldest {
+                return SeqVerdict::TooOld;
+            }
+            let later = remembered.iter().filter(|s| **s > seq).count() as u64;
+            out = out.wrapping_add(later);
+        }
         if self.highest_in.is_none_or(|h| seq > h) {
             self.highest_in = Some(seq);
         }
@@ -89,6 +117,8 @@ impl SeqRewriter {
             // Everything after `seq` moves down by one; `seq` itself is never sent.
             self.delta = self.delta.wrapping_sub(1);
             self.highest_in = Some(seq);
+            self.skipped[self.skips % SKIP_HISTORY] = seq;
+            self.skips += 1;
             true
         } else {
             // Skipping past a hole would hand the hole's packets, if they came late, numbers
@@ -243,6 +273,44 @@ mod tests {
         assert_eq!(r.rewrite(12), SeqVerdict::Send(3));
         // 11 arrives late and is dropped: the hole cannot be closed any more.
         assert!(!r.skip(11));
+    }
+
+    #[test]
+    fn late_packets_get_the_numbers_they_would_have_had_in_order() {
+        let mut r = SeqRewriter::new(1);
+        r.start(10);
+        assert_eq!(r.rewrite(10), SeqVerdict::Send(1));
+        // 11 is lost upstream for now; 12 is sent, 13 and 15 are skipped.
+        assert_eq!(r.rewrite(12), SeqVerdict::Send(3));
+        assert!(r.skip(13));
+        assert_eq!(r.rewrite(14), SeqVerdict::Send(4));
+        assert!(r.skip(15));
+        assert_eq!(r.rewrite(16), SeqVerdict::Send(5));
+        // The retransmission of 11 fills its hole, a late copy of 14 keeps its number, and a
+        // skipped packet coming again stays out.
+        assert_eq!(r.rewrite(11), SeqVerdict::Send(2));
+        assert_eq!(r.rewrite(14), SeqVerdict::Send(4));
+        assert_eq!(r.rewrite(15), SeqVerdict::TooOld);
+        assert_eq!(r.rewrite(17), SeqVerdict::Send(6));
+    }
+
+    #[test]
+    fn late_packets_older_than_the_skip_history_are_too_old() {
+        let mut r = SeqRewriter::new(1);
+        r.start(0);
+        assert_eq!(r.rewrite(0), SeqVerdict::Send(1));
+        // 1 is lost; then every other packet is skipped, more often than remembered.
+        let mut seq = 2;
+        let mut out = 3;
+        for _ in 0..SKIP_HISTORY + 1 {
+            assert_eq!(r.rewrite(seq), SeqVerdict::Send(out));
+            assert!(r.skip(seq + 1));
+            seq += 2;
+            out += 1;
+        }
+        assert_eq!(r.rewrite(1), SeqVerdict::TooOld);
+        // A late packet within the history is still numbered.
+        assert_eq!(r.rewrite(seq - 2), SeqVerdict::Send(out - 1));
     }
 
     #[test]

@@ -47,6 +47,12 @@ impl LayerSelector {
         }
     }
 
+    /// Set the layer being forwarded when another selector decides it (the spatial layers of
+    /// an SVC stream, [`SvcSelector`](super::svc::SvcSelector)).
+    pub fn set_current(&mut self, current: Option<LayerIndex>) {
+        self.current = current;
+    }
+
     /// The current layer stopped arriving: forget it so that the switch to the target (which the
     /// caller has moved elsewhere) is not held back by it.
     pub fn drop_current(&mut self) {
