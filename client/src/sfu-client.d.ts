@@ -173,6 +173,12 @@ export interface JoinOptions {
    * simulcast: `L3T3_KEY` with `videoCodec: 'vp9'` (default null: simulcast or one layer).
    */
   scalabilityMode?: string | null;
+  /**
+   * Send the microphone as Opus with redundancy (RED) where the browser has it: each packet
+   * repeats the one before, so that one lost packet costs nothing (about twice the audio bitrate
+   * upward). Default true.
+   */
+  redundantAudio?: boolean;
   /** `relay` reaches the server only through the TURN servers it hands out (default `all`). */
   iceTransportPolicy?: 'all' | 'relay';
   /**

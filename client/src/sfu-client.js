@@ -424,6 +424,7 @@ export class SfuClient extends EventTarget {
   #simulcast = true;
   /** The scalability mode of the camera's one encoding (SVC, e.g. `L3T3_KEY`), or null. */
   #scalabilityMode = null;
+  #redundantAudio = true;
   /** The video codec to offer first (`h264`, `vp8`), or null for the browser's own order. */
   #videoCodec = null;
   /** The session's ICE transport policy: `all`, or `relay` for TURN relays only. */
@@ -483,6 +484,9 @@ export class SfuClient extends EventTarget {
    * @param {string} [options.scalabilityMode] publish the camera as one encoding with these
    *   spatial and temporal layers (SVC, for example `L3T3_KEY` with `videoCodec: 'vp9'`) instead
    *   of simulcast; the server forwards each subscriber the spatial layers it needs
+   * @param {boolean} [options.redundantAudio] send the microphone as Opus with redundancy (RED,
+   *   where the browser has it: each packet repeats the one before, so that one lost packet costs
+   *   nothing; about twice the audio bitrate upward). Default true.
    * @param {'all'|'relay'} [options.iceTransportPolicy] `relay` reaches the server only through the
    *   TURN servers it hands out (default `all`)
    * @param {string} [options.region] the region the client is in: in a cluster, a room's first
@@ -501,6 +505,7 @@ export class SfuClient extends EventTarget {
     iceTransportPolicy = 'all',
     videoCodec = null,
     scalabilityMode = null,
+    redundantAudio = true,
     region,
   } = {}) {
     if (this.#state !== 'idle') {
@@ -510,6 +515,7 @@ export class SfuClient extends EventTarget {
     this.#simulcast = simulcast !== false;
     this.#videoCodec = videoCodec ? String(videoCodec).toLowerCase() : null;
     this.#scalabilityMode = scalabilityMode ? String(scalabilityMode) : null;
+    this.#redundantAudio = redundantAudio !== false;
     this.#iceTransportPolicy = iceTransportPolicy === 'relay' ? 'relay' : 'all';
     const generation = ++this.#generation;
     try {
@@ -794,6 +800,7 @@ export class SfuClient extends EventTarget {
       if (track.kind === 'video') init.sendEncodings = [{ ...SCREEN_SHARE_ENCODING }];
       const t = pc.addTransceiver(track, init);
       if (track.kind === 'video' && this.#videoCodec) preferVideoCodec(t, this.#videoCodec);
+      if (track.kind === 'audio' && this.#redundantAudio) preferCodec(t, 'audio', 'red');
       this.#sources.set(t, track.kind === 'video' ? 'screen' : 'screen_audio');
       s.transceivers.push(t);
     }
@@ -1352,6 +1359,8 @@ export class SfuClient extends EventTarget {
       if (track.kind === 'video' && this.#videoCodec && !preferVideoCodec(transceiver, this.#videoCodec)) {
         console.warn(`sfu client: this browser cannot send video as ${this.#videoCodec}; using its own order`);
       }
+      // Browsers send RED only when it comes before Opus in the sender's preferences.
+      if (track.kind === 'audio' && this.#redundantAudio) preferCodec(transceiver, 'audio', 'red');
     }
     // A screen shared in a previous session (joined afresh) goes on in this one.
     this.#addScreen(pc);
@@ -2256,7 +2265,15 @@ function isScreenSource(source) {
  * other codec the browser sends after it in its own order. Returns whether it could.
  */
 function preferVideoCodec(transceiver, name) {
-  const mime = `video/${name}`.toLowerCase();
+  return preferCodec(transceiver, 'video', name);
+}
+
+/**
+ * Puts the codec `kind/name` first in the transceiver's codec preferences, every other codec of
+ * that kind after it in the browser's own order. Returns whether it could.
+ */
+function preferCodec(transceiver, kind, name) {
+  const mime = `${kind}/${name}`.toLowerCase();
   const first = (codecs) => [
     ...codecs.filter((c) => c.mimeType.toLowerCase() === mime),
     ...codecs.filter((c) => c.mimeType.toLowerCase() !== mime),
@@ -2265,7 +2282,7 @@ function preferVideoCodec(transceiver, name) {
   // Browsers check sending transceivers against what they send, older ones against what they
   // receive: try both.
   for (const source of [globalThis.RTCRtpSender, globalThis.RTCRtpReceiver]) {
-    const codecs = source?.getCapabilities?.('video')?.codecs ?? [];
+    const codecs = source?.getCapabilities?.(kind)?.codecs ?? [];
     if (!codecs.some((c) => c.mimeType.toLowerCase() === mime)) continue;
     try {
       transceiver.setCodecPreferences(first(codecs));

@@ -54,6 +54,7 @@ export async function everything(video: HTMLVideoElement, stream: MediaStream): 
     simulcast: false,
     videoCodec: 'h264',
     scalabilityMode: null,
+    redundantAudio: true,
     iceTransportPolicy: 'relay',
     region: 'eu-west',
   });

@@ -328,8 +328,16 @@ impl WorkerMetrics {
             l.layer_switches,
         );
         add("sfu_red_packets_in_total", s.red_in, l.red_in);
-        add("sfu_red_packets_forwarded_total", s.red_forwarded, l.red_forwarded);
-        add("sfu_red_packets_stripped_total", s.red_stripped, l.red_stripped);
+        add(
+            "sfu_red_packets_forwarded_total",
+            s.red_forwarded,
+            l.red_forwarded,
+        );
+        add(
+            "sfu_red_packets_stripped_total",
+            s.red_stripped,
+            l.red_stripped,
+        );
         add(
             "sfu_speaker_changes_total",
             s.speaker_changes,

@@ -51,7 +51,7 @@ class LogTail extends harness.LogTail {
 const log = (...args) => console.log('codec:', ...args);
 
 const results = { passed: 0, failed: 0 };
-const PLANNED_CHECKS = 6;
+const PLANNED_CHECKS = 7;
 
 async function check(name, body) {
   const started = Date.now();
@@ -99,11 +99,12 @@ function pageUrl(peer) {
 /**
  * In the page: its own video m-line in its local and remote descriptions (codecs in `m=` line
  * order), what it sends, and per remote participant the inbound video with its codec and the
- * codecs of the m-line it arrives on.
+ * codecs of the m-line it arrives on; its outbound audio and, per remote participant, the inbound
+ * audio with their codecs.
  */
 async function codecsInPage() {
   const { client } = window.sfuDemo;
-  const out = { state: client.state, id: client.participantId, own: null, outbound: [], remotes: {} };
+  const out = { state: client.state, id: client.participantId, own: null, outbound: [], audioOut: [], remotes: {} };
   const pc = client.pc;
   if (!pc) return out;
   const section = (sdp, mid) => {
@@ -138,7 +139,12 @@ async function codecsInPage() {
     return c ? { mimeType: c.mimeType, fmtp: c.sdpFmtpLine ?? '', payloadType: c.payloadType } : null;
   };
   const inbound = new Map();
+  const inboundAudio = new Map();
   stats.forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'audio') {
+      out.audioOut.push({ packetsSent: s.packetsSent ?? 0, codec: codec(s.codecId) });
+    }
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') inboundAudio.set(s.trackIdentifier, s);
     if (s.type === 'outbound-rtp' && s.kind === 'video') {
       out.outbound.push({ rid: s.rid ?? null, framesEncoded: s.framesEncoded ?? 0, codec: codec(s.codecId) });
     }
@@ -158,7 +164,12 @@ async function codecsInPage() {
         offered: tr ? section(pc.currentRemoteDescription?.sdp, tr.mid) : null,
       });
     }
-    out.remotes[id] = { name: p.name, video };
+    const audio = p.stream
+      .getAudioTracks()
+      .map((t) => inboundAudio.get(t.id))
+      .filter(Boolean)
+      .map((s) => ({ packetsReceived: s.packetsReceived ?? 0, codec: codec(s.codecId) }));
+    out.remotes[id] = { name: p.name, video, audio };
   }
   return out;
 }
@@ -260,6 +271,37 @@ async function scenario() {
     }
     log(`P1 -> P2: P1 sends ${sentCodecs.join(', ')} on ${sent.length} layer(s); P2 decodes ${show(v.codec)} at ${v.width}x${v.height}`);
     return `${show(v.codec)}, ${v.width}x${v.height}`;
+  });
+
+  await check('P1 sends its microphone as Opus with RED, P2 receives plain Opus on a clean link', async () => {
+    // Chromium reports opus+red as audio/opus in its statistics: the server's counters say what
+    // arrived and what it sent on.
+    const counter = async (name) => {
+      const res = await fetch(`http://127.0.0.1:${config.httpPort}/metrics`, { signal: AbortSignal.timeout(2000) });
+      const text = await res.text();
+      return text
+        .split('\n')
+        .filter((l) => l.startsWith(name))
+        .reduce((sum, l) => sum + Number(l.trim().split(/\s+/).pop() || 0), 0);
+    };
+    let last = null;
+    let seen = null;
+    await until(MEDIA_TIMEOUT_MS, async () => {
+      const [s2, redIn, stripped, forwarded] = await Promise.all([
+        snapshot(p2),
+        counter('sfu_red_packets_in_total'),
+        counter('sfu_red_packets_stripped_total'),
+        counter('sfu_red_packets_forwarded_total'),
+      ]);
+      const got = s2.remotes[ids.P1]?.audio?.[0];
+      const rising = got && last && got.packetsReceived > last.packetsReceived;
+      last = got ?? null;
+      seen = { redIn, stripped, forwarded, got: got ? show(got.codec) : 'nothing', packets: got?.packetsReceived ?? 0 };
+      const ok = rising && redIn > 50 && stripped > 50 && forwarded === 0 && got.codec?.mimeType === 'audio/opus';
+      return ok ? { ok: true } : { ok: false, why: JSON.stringify(seen) };
+    }, 1000);
+    log(`audio P1 -> P2: ${seen.redIn} RED packets in, ${seen.stripped} sent on as plain Opus, ${seen.forwarded} as RED; P2 receives ${seen.got}`);
+    return `${seen.redIn} RED packets in, ${seen.stripped} stripped, ${seen.forwarded} forwarded as RED; P2 receives ${seen.got}`;
   });
 
   await check('P2 sends in its own order (VP8) and P1 decodes it', async () => {
