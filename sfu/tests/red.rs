@@ -95,11 +95,53 @@ fn redundant_audio_goes_only_to_subscribers_whose_link_loses_packets() {
 }
 
 #[test]
-fn a_publisher_without_red_is_forwarded_as_it_is() {
+fn a_plain_opus_publisher_reaches_lossy_red_listeners_with_redundancy_made_by_the_server() {
     let mut bed = Bed::new();
     bed.next_codecs = vec![Codec::Vp8];
     let alice = bed.join("r", "alice", true);
     bed.next_codecs = vec![Codec::Red, Codec::Vp8];
+    let bob = bed.join("r", "bob", false);
+    bed.next_codecs = vec![Codec::Vp8];
+    let carol = bed.join("r", "carol", false);
+    let id = bed.id(alice);
+    assert!(bed.run_until(secs(5.0), |b| {
+        b.clients[bob].audio_from(&id).len() > 50 && b.clients[carol].audio_from(&id).len() > 50
+    }));
+    // Alice sends plain Opus; on clean links everybody gets it as it is.
+    let opus = bed.clients[alice].pt(Codec::Opus);
+    assert_eq!(bed.clients[alice].audio_pt, Some(*opus));
+    for i in [bob, carol] {
+        assert_eq!(
+            lengths_after(bed.clients[i].audio_from(&id), 0),
+            HashSet::from([OPUS_LEN])
+        );
+    }
+    // Bob's link loses 10 %: he gets each packet with the one before it, Carol still plain Opus.
+    bed.loss_to.insert(bob, 0.10);
+    let from = bed.clients[bob].audio_from(&id).len();
+    let carol_from = bed.clients[carol].audio_from(&id).len();
+    assert!(
+        bed.run_until(secs(8.0), |b| b.clients[bob].audio_from(&id)[from..]
+            .iter()
+            .any(|r| r.len == RED_LEN)),
+        "bob never got redundant audio"
+    );
+    let last = bed.clients[bob].audio_from(&id).last().unwrap().clone();
+    assert!(bed.clients[bob].is_red(last.pt));
+    bed.run(secs(2.0));
+    assert_eq!(
+        lengths_after(bed.clients[carol].audio_from(&id), carol_from),
+        HashSet::from([OPUS_LEN])
+    );
+    virtual_net::assert_gap_free("carol's audio", bed.clients[carol].audio_from(&id));
+}
+
+#[test]
+fn a_plain_opus_publisher_is_forwarded_as_it_is_to_listeners_without_red() {
+    let mut bed = Bed::new();
+    bed.next_codecs = vec![Codec::Vp8];
+    let alice = bed.join("r", "alice", true);
+    bed.next_codecs = vec![Codec::Vp8];
     let bob = bed.join("r", "bob", false);
     bed.loss_to.insert(bob, 0.10);
     let id = bed.id(alice);

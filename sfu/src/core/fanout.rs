@@ -162,10 +162,19 @@ impl Engine {
         };
 
         // Redundant audio: forwarded as it is to subscribers whose link loses packets and who
-        // negotiated RED, as plain Opus (its primary block, cut once) to the others.
+        // negotiated RED, as plain Opus (its primary block, cut once) to the others. From a
+        // publisher that sends plain Opus, those subscribers get RED made here: each packet with
+        // the one before it (made once per packet and shared).
         let red = in_params.is_some_and(|p| p.pt() != in_pt);
         let mut primary = None;
         self.stats.red_in += u64::from(red);
+        let plain_opus = !red && in_params.is_some_and(|p| p.spec().codec == Codec::Opus);
+        let previous = track
+            .last_audio
+            .as_ref()
+            .filter(|(seq, _, _)| plain_opus && seq.wrapping_add(1) == info.seq)
+            .map(|(_, ts, p)| (info.ts.wrapping_sub(*ts), p.clone()));
+        let mut made: Option<(u8, Arc<[u8]>)> = None;
 
         for &sk in &track.subscribers {
             let Some(s) = self.participants.get_mut(&sk) else {
@@ -178,6 +187,17 @@ impl Engine {
             // For RED this is the subscriber's plain Opus payload type.
             let mut out_pt = out_payload_type(&s.rtc, sub.mid, &mut sub.pt_map, in_pt, in_params);
             let mut stripped = red;
+            // For a plain Opus publisher: RED made here, carrying this Opus payload type inside.
+            let mut wrap = None;
+            if plain_opus && s.red.on() {
+                let red_pt = *sub.red_pt.get_or_insert_with(|| {
+                    in_params.and_then(|params| negotiated_red_pt(&s.rtc, sub.mid, params))
+                });
+                if let (Some(r), Some(inner)) = (red_pt, out_pt) {
+                    wrap = Some(*inner);
+                    out_pt = Some(r);
+                }
+            }
             if red && s.red.on() {
                 let red_pt = *sub.red_pt.get_or_insert_with(|| {
                     in_params.and_then(|params| negotiated_red_pt(&s.rtc, sub.mid, params))
@@ -283,10 +303,16 @@ impl Engine {
                                 continue;
                             }
                         },
-                        None => {
-                            self.stats.red_forwarded += u64::from(red);
-                            pkt.payload.clone()
-                        }
+                        None => match wrap {
+                            Some(inner) => {
+                                self.stats.red_added += 1;
+                                made_red(inner, &pkt.payload, previous.as_ref(), &mut made)
+                            }
+                            None => {
+                                self.stats.red_forwarded += u64::from(red);
+                                pkt.payload.clone()
+                            }
+                        },
                     };
                     let mut write = RtpWrite::new(out_pt, seq.into(), ts, pkt.timestamp, payload)
                         .marker(marker)
@@ -316,6 +342,9 @@ impl Engine {
                     keyframe_needed |= k;
                 }
             }
+        }
+        if plain_opus {
+            track.last_audio = Some((info.seq, info.ts, pkt.payload.clone()));
         }
         if keyframe_needed {
             // An SVC stream has one keyframe for all its layers.
@@ -370,6 +399,26 @@ impl Engine {
             }
         }
     }
+}
+
+/// A RED payload of `payload` (plain Opus, payload type `pt` on the subscriber's connection)
+/// repeating the packet before it, made on first use and shared by every subscriber with the same
+/// Opus payload type after.
+fn made_red(
+    pt: u8,
+    payload: &Arc<[u8]>,
+    previous: Option<&(u32, Arc<[u8]>)>,
+    made: &mut Option<(u8, Arc<[u8]>)>,
+) -> Arc<[u8]> {
+    if let Some((p, m)) = made {
+        if *p == pt {
+            return m.clone();
+        }
+    }
+    let m: Arc<[u8]> =
+        super::red::encode(pt, payload, previous.map(|(offset, p)| (*offset, &p[..]))).into();
+    *made = Some((pt, m.clone()));
+    m
 }
 
 /// The primary block of a RED payload as its own payload, cut on first use and shared by every

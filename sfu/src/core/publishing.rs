@@ -87,6 +87,7 @@ impl Engine {
             codec: None,
             codecs,
             in_params: None,
+            last_audio: None,
             muted,
             source,
             priority,

@@ -61,6 +61,28 @@ pub fn primary(payload: &[u8]) -> Result<(Range<usize>, u8), RedError> {
     Err(RedError::TooManyBlocks)
 }
 
+/// A RED payload of `primary` with payload type `pt`, repeating `previous` (its timestamp
+/// `offset` ticks earlier) when there is one that RED can carry (offset under 2^14, length under
+/// 2^10); else the primary alone.
+pub fn encode(pt: u8, primary: &[u8], previous: Option<(u32, &[u8])>) -> Vec<u8> {
+    let pt = pt & 0x7f;
+    let previous =
+        previous.filter(|(offset, p)| *offset > 0 && *offset < 1 << 14 && p.len() < 1 << 10);
+    let mut out = Vec::with_capacity(5 + primary.len() + previous.map_or(0, |(_, p)| p.len()));
+    if let Some((offset, p)) = previous {
+        let len = p.len() as u32;
+        let word = (offset << 10) | len;
+        out.push(0x80 | pt);
+        out.extend_from_slice(&word.to_be_bytes()[1..]);
+    }
+    out.push(pt);
+    if let Some((_, p)) = previous {
+        out.extend_from_slice(p);
+    }
+    out.extend_from_slice(primary);
+    out
+}
+
 /// Whether a subscriber is sent redundant audio, from its link's loss: on at
 /// [`RED_ON_LOSS`], off after [`RED_OFF_AFTER`] below [`RED_OFF_LOSS`].
 #[derive(Debug, Clone, Default)]
@@ -146,6 +168,25 @@ mod tests {
         let mut p = block(111, 960, 2).to_vec();
         p.extend_from_slice(&[111, 1, 2]);
         assert_eq!(primary(&p).unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn encoded_payloads_read_back() {
+        let prev = [7u8; 61];
+        let cur = [9u8; 58];
+        let p = encode(111, &cur, Some((960, &prev)));
+        assert_eq!(p.len(), 4 + 1 + 61 + 58);
+        assert_eq!(&p[..4], &block(111, 960, 61));
+        let (range, pt) = primary(&p).unwrap();
+        assert_eq!((pt, &p[range]), (111, &cur[..]));
+        // Nothing to repeat, or nothing RED can carry: the primary alone.
+        for previous in [None, Some((0, &prev[..])), Some((1 << 14, &prev[..]))] {
+            let p = encode(111, &cur, previous);
+            assert_eq!(p[0], 111);
+            assert_eq!(&p[1..], &cur);
+        }
+        let long = vec![1u8; 1024];
+        assert_eq!(encode(111, &cur, Some((960, &long))).len(), 1 + cur.len());
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct EngineStats {
     pub red_forwarded: u64,
     /// RED packets sent as plain Opus (their primary block).
     pub red_stripped: u64,
+    /// RED packets made here from a plain Opus publisher's packets, for subscribers on lossy
+    /// links.
+    pub red_added: u64,
     /// Keyframe requests (PLI, FIR) received from subscribers.
     pub keyframe_requests_in: u64,
     /// NACKs received from subscribers (each answered from the retransmission cache when the

@@ -60,6 +60,9 @@ pub struct Track {
     pub codecs: Vec<PayloadParams>,
     /// The publisher's payload parameters for the payload type seen last.
     pub in_params: Option<(Pt, PayloadParams)>,
+    /// The last plain Opus packet (sequence number, timestamp, payload), repeated in the next
+    /// one for listeners who get redundant audio from a publisher that sends none.
+    pub last_audio: Option<(u64, u32, std::sync::Arc<[u8]>)>,
     /// Not forwarded while set.
     pub muted: bool,
     /// What it carries, as the publisher named it.
@@ -305,6 +308,7 @@ impl Track {
             codec: None,
             codecs: Vec::new(),
             in_params: None,
+            last_audio: None,
             muted: false,
             source: TrackSource::Camera,
             priority: 0,

@@ -142,6 +142,10 @@ fn describe() {
         "RED packets sent as plain Opus (their primary block)."
     );
     describe_counter!(
+        "sfu_red_packets_added_total",
+        "RED packets made from a plain Opus publisher's packets, for subscribers on lossy links."
+    );
+    describe_counter!(
         "sfu_data_messages_total",
         "Data-channel messages: relayed (per recipient), refused, dropped."
     );
@@ -338,6 +342,7 @@ impl WorkerMetrics {
             s.red_stripped,
             l.red_stripped,
         );
+        add("sfu_red_packets_added_total", s.red_added, l.red_added);
         add(
             "sfu_speaker_changes_total",
             s.speaker_changes,

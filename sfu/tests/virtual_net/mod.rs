@@ -275,7 +275,7 @@ impl Client {
         offer.to_sdp_string()
     }
 
-    fn pt(&self, codec: Codec) -> str0m::media::Pt {
+    pub fn pt(&self, codec: Codec) -> str0m::media::Pt {
         self.rtc
             .codec_config()
             .find(|p| p.spec().codec == codec)
