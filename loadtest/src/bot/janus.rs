@@ -107,17 +107,7 @@ pub async fn run(
         ),
     );
     report.expected_tracks = spec.expected_tracks;
-    report.received_tracks = viewer_report.received_tracks;
-    report.tracks = std::mem::take(&mut viewer_report.tracks);
-    report.latency = viewer_report.latency.take();
-    report.first_media_ms = viewer_report.first_media_ms;
-    report.unmeasured_packets = viewer_report.unmeasured_packets;
-    report.renegotiations += viewer_report.renegotiations;
-    for e in viewer_report.server_errors {
-        if report.server_errors.len() < super::MAX_ERRORS_KEPT {
-            report.server_errors.push(e);
-        }
-    }
+    report.absorb(viewer_report);
     p?;
     v.map_err(|e| BotError::Rtc(format!("receiving connection: {e}")))
 }

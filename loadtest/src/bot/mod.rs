@@ -158,6 +158,23 @@ impl TokenSource {
         })
     }
 
+    /// The token of one session in `room` as `identity` (also its display name): fixed, fetched
+    /// from the server's development endpoint, minted, or none.
+    pub async fn token_for(&self, room: &str, identity: &str) -> Result<Option<String>, BotError> {
+        match self {
+            TokenSource::None => Ok(None),
+            TokenSource::Fixed(t) => Ok(Some(t.clone())),
+            TokenSource::Dev { authority, prefix } => {
+                fetch_dev_token(authority, prefix, room, identity).await
+            }
+            TokenSource::Keys { .. } => match self.mint(room, identity) {
+                Some(Ok(token)) => Ok(Some(token)),
+                Some(Err(e)) => Err(BotError::Connect(e)),
+                None => Ok(None),
+            },
+        }
+    }
+
     /// A participant token for `room` with identity `identity` (and that display name), from a
     /// [`TokenSource::Keys`]; `None` for the other sources.
     pub fn mint(&self, room: &str, identity: &str) -> Option<Result<String, String>> {
@@ -255,6 +272,38 @@ pub struct BotReport {
 }
 
 impl BotReport {
+    /// Adds what another connection of the same bot measured (a receiving connection beside the
+    /// publishing one, or one of several): tracks, latency, counts, errors.
+    fn absorb(&mut self, part: BotReport) {
+        self.received_tracks += part.received_tracks;
+        self.tracks.extend(part.tracks);
+        match (&mut self.latency, part.latency) {
+            (Some(mine), Some(theirs)) => {
+                for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                    // Same bounds on both sides: adding cannot fail.
+                    let _ = m.add(t);
+                }
+            }
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
+        self.first_media_ms = match (self.first_media_ms, part.first_media_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if self.connect_ms.is_none() {
+            self.connect_ms = part.connect_ms;
+        }
+        self.unmeasured_packets += part.unmeasured_packets;
+        self.keyframe_requests += part.keyframe_requests;
+        self.renegotiations += part.renegotiations;
+        for e in part.server_errors {
+            if self.server_errors.len() < MAX_ERRORS_KEPT {
+                self.server_errors.push(e);
+            }
+        }
+    }
+
     fn new(spec: &BotSpec) -> Self {
         BotReport {
             name: spec.name.clone(),
@@ -306,19 +355,8 @@ async fn run_inner(
     first_url: &str,
     report: &mut BotReport,
 ) -> Result<(), BotError> {
-    let token = match &env.token {
-        TokenSource::None => None,
-        TokenSource::Fixed(t) => Some(t.clone()),
-        TokenSource::Dev { authority, prefix } => {
-            fetch_dev_token(authority, prefix, &spec.room, &spec.name).await?
-        }
-        // Bot names are unique in the run: one identity per bot.
-        TokenSource::Keys { .. } => match env.token.mint(&spec.room, &spec.name) {
-            Some(Ok(token)) => Some(token),
-            Some(Err(e)) => return Err(BotError::Connect(e)),
-            None => None,
-        },
-    };
+    // Bot names are unique in the run: one identity per bot.
+    let token = env.token.token_for(&spec.room, &spec.name).await?;
     let opened = Instant::now();
     let mut url = first_url.to_owned();
     let mut redirects = 0;
@@ -630,7 +668,7 @@ impl<'a> Bot<'a> {
                             Ok::<_, BotError>(())
                         })?;
                         match read {
-                            Ok(0) => break,
+                            Ok((0, _)) => break,
                             Ok(_) => {}
                             Err(e) if transient(&e) => self.pending.input_errors += 1,
                             Err(e) => return Err(e.into()),

@@ -73,11 +73,12 @@ impl BotSocket {
     }
 
     /// Reads what is waiting (one batch, without waiting) and hands each datagram, GRO trains
-    /// split, to `f`. Returns the datagrams read: 0 when nothing was waiting.
+    /// split, to `f`. Returns the datagrams read (0 when nothing was waiting) and the messages
+    /// they came in (fewer when GRO joined some).
     pub fn recv_with<E>(
         &self,
         mut f: impl FnMut(SocketAddr, &[u8]) -> Result<(), E>,
-    ) -> Result<io::Result<usize>, E> {
+    ) -> Result<io::Result<(usize, usize)>, E> {
         let size = if self.gro { RECV_BUF } else { RECV_BUF_NO_GRO };
         BUFFERS.with(|cell| {
             // Not re-entered: `f` never reads a socket.
@@ -96,7 +97,7 @@ impl BotSocket {
                 self.state.recv((&self.udp).into(), &mut slices, meta)
             }) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Ok(0)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Ok((0, 0))),
                 Err(e) => return Ok(Err(e)),
             };
             let mut count = 0;
@@ -107,7 +108,7 @@ impl BotSocket {
                     count += 1;
                 }
             }
-            Ok(Ok(count))
+            Ok(Ok((count, n)))
         })
     }
 }
@@ -138,8 +139,8 @@ mod tests {
     use super::*;
 
     /// Sends `n` datagrams of `len` bytes from a quinn-udp socket as one GSO buffer where the
-    /// kernel can (else one by one).
-    fn send_train(to: SocketAddr, n: usize, len: usize) {
+    /// kernel can (else one by one); returns whether it could.
+    fn send_train(to: SocketAddr, n: usize, len: usize) -> bool {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let state = UdpSocketState::new((&sock).into()).unwrap();
         let payload: Vec<u8> = (0..n * len).map(|i| (i / len) as u8).collect();
@@ -158,33 +159,44 @@ mod tests {
             };
             state.try_send((&sock).into(), &t).unwrap();
         }
+        segment.is_some()
     }
 
-    async fn receive_all(sock: &BotSocket, want: usize) -> Vec<Vec<u8>> {
+    /// The datagrams, and the messages they came in.
+    async fn receive_all(sock: &BotSocket, want: usize) -> (Vec<Vec<u8>>, usize) {
         let mut got = Vec::new();
+        let mut messages = 0;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while got.len() < want {
             tokio::time::timeout_at(deadline, sock.readable())
                 .await
                 .expect("datagrams within 5 s")
                 .unwrap();
-            sock.recv_with(|_, d| {
-                got.push(d.to_vec());
-                Ok::<_, ()>(())
-            })
-            .unwrap()
-            .unwrap();
+            let (_, m) = sock
+                .recv_with(|_, d| {
+                    got.push(d.to_vec());
+                    Ok::<_, ()>(())
+                })
+                .unwrap()
+                .unwrap();
+            messages += m;
         }
-        got
+        (got, messages)
     }
 
     #[tokio::test]
     async fn a_gso_train_arrives_as_its_datagrams_with_and_without_gro() {
         for gro in [true, false] {
             let sock = BotSocket::bind("127.0.0.1:0".parse().unwrap(), gro).unwrap();
-            send_train(sock.local_addr().unwrap(), 10, 1200);
-            let got = receive_all(&sock, 10).await;
+            let gso = send_train(sock.local_addr().unwrap(), 10, 1200);
+            let (got, messages) = receive_all(&sock, 10).await;
             assert_eq!(got.len(), 10, "gro {gro}");
+            if gso && sock.gro {
+                // The train stayed whole on its way: fewer messages than datagrams.
+                assert!(messages < 10, "{messages} messages with GRO");
+            } else {
+                assert_eq!(messages, 10, "one message per datagram without GRO");
+            }
             for (i, d) in got.iter().enumerate() {
                 assert_eq!(d.len(), 1200, "gro {gro}");
                 assert!(

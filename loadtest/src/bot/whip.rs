@@ -29,7 +29,7 @@ use signal::protocol::ServerMessage;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout};
 
-use super::signalling::{fetch_dev_token, Incoming, INCOMING_QUEUE, SIGNAL_TIMEOUT};
+use super::signalling::{Incoming, INCOMING_QUEUE, SIGNAL_TIMEOUT};
 use super::socket::BotSocket;
 use super::{ms, Bot, BotError, BotReport, Env, SignalOut, TokenSource, CONNECT_TIMEOUT};
 use crate::scenario::{BotSpec, Publish};
@@ -131,15 +131,20 @@ impl WhipWhep {
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|l| resp.url().join(l).ok());
-        let body = resp
-            .bytes()
+        // Read up to the bound, never more: a server may send an endless body.
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| Refusal::Other(http_error(e)))?;
-        if body.len() > MAX_ANSWER {
-            return Err(Refusal::Other(BotError::Ws(format!(
-                "an answer of {} bytes",
-                body.len()
-            ))));
+            .map_err(|e| Refusal::Other(http_error(e)))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(Refusal::Other(BotError::Ws(format!(
+                    "an answer of more than {MAX_ANSWER} bytes"
+                ))));
+            }
+            body.extend_from_slice(&chunk);
         }
         let text = String::from_utf8_lossy(&body).into_owned();
         match status {
@@ -245,27 +250,6 @@ fn token_identity(token: &str) -> Option<String> {
     v.get("sub")?.as_str().map(str::to_owned)
 }
 
-/// A token for one session of `spec`'s bot with `identity` (each session needs its own identity:
-/// a server keeps one session per identity and room).
-async fn session_token(
-    env: &Env,
-    spec: &BotSpec,
-    identity: &str,
-) -> Result<Option<String>, BotError> {
-    match &env.token {
-        TokenSource::None => Ok(None),
-        TokenSource::Fixed(t) => Ok(Some(t.clone())),
-        TokenSource::Dev { authority, prefix } => {
-            fetch_dev_token(authority, prefix, &spec.room, identity).await
-        }
-        TokenSource::Keys { .. } => match env.token.mint(&spec.room, identity) {
-            Some(Ok(token)) => Ok(Some(token)),
-            Some(Err(e)) => Err(BotError::Connect(e)),
-            None => Ok(None),
-        },
-    }
-}
-
 /// Runs one bot over WHIP and WHEP until the end of the run.
 pub async fn run(
     spec: &BotSpec,
@@ -294,39 +278,9 @@ pub async fn run(
         watch(&viewing, env, ww, &mut viewer_report, false),
     );
     report.expected_tracks = viewer_report.expected_tracks;
-    merge(report, viewer_report);
+    report.absorb(viewer_report);
     p?;
     v.map_err(|e| BotError::Rtc(format!("receiving: {e}")))
-}
-
-/// Adds what one receiving connection measured to a bot's report.
-fn merge(report: &mut BotReport, part: BotReport) {
-    report.received_tracks += part.received_tracks;
-    report.tracks.extend(part.tracks);
-    match (&mut report.latency, part.latency) {
-        (Some(mine), Some(theirs)) => {
-            for (m, t) in mine.iter_mut().zip(theirs.iter()) {
-                // Same bounds on both sides: adding cannot fail.
-                let _ = m.add(t);
-            }
-        }
-        (mine @ None, theirs) => *mine = theirs,
-        (Some(_), None) => {}
-    }
-    report.first_media_ms = match (report.first_media_ms, part.first_media_ms) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    if report.connect_ms.is_none() {
-        report.connect_ms = part.connect_ms;
-    }
-    report.unmeasured_packets += part.unmeasured_packets;
-    report.keyframe_requests += part.keyframe_requests;
-    for e in part.server_errors {
-        if report.server_errors.len() < super::MAX_ERRORS_KEPT {
-            report.server_errors.push(e);
-        }
-    }
 }
 
 /// The publishing connection: WHIP.
@@ -336,7 +290,8 @@ async fn publish(
     ww: &WhipWhep,
     report: &mut BotReport,
 ) -> Result<(), BotError> {
-    let token = session_token(env, spec, &spec.name).await?;
+    // Each session needs an identity of its own: a server keeps one per identity and room.
+    let token = env.token.token_for(&spec.room, &spec.name).await?;
     let identity = match (&env.token, &token) {
         (TokenSource::Dev { .. }, Some(t)) => token_identity(t)
             .ok_or_else(|| BotError::Connect("the development token names no identity".into()))?,
@@ -410,7 +365,7 @@ async fn watch(
             report.join_ms = part.join_ms;
             report.participant_id = part.participant_id.clone();
         }
-        merge(report, part);
+        report.absorb(part);
         if let Err(e) = r {
             first_error.get_or_insert(e);
         }
@@ -429,7 +384,7 @@ async fn play(
     report: &mut BotReport,
 ) -> Result<(), BotError> {
     let own = format!("{}-sees-{publisher}", spec.name);
-    let token = session_token(env, spec, &own).await?;
+    let token = env.token.token_for(&spec.room, &own).await?;
     let target = ww.publisher_identity(env, publisher).await?;
     let url = ww.whep_url(&spec.room, &target)?;
     let socket = BotSocket::bind(SocketAddr::new(env.bind_ip, 0), env.gro)?;
@@ -539,6 +494,40 @@ mod tests {
             .collect();
         assert!(!names.is_empty());
         assert_eq!(names, expected);
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_bound_is_refused_without_reading_it_all() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        // A server that answers 201 with a body far over the bound, and would send more.
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let head = "HTTP/1.1 201 Created\r\nContent-Type: application/sdp\r\n\
+                        Content-Length: 100000000\r\n\r\n";
+            let _ = s.write_all(head.as_bytes()).await;
+            let chunk = vec![b'a'; 64 * 1024];
+            for _ in 0..100 {
+                if s.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let ww = WhipWhep::new(
+            &format!("http://{at}"),
+            "/whip",
+            "/whep/{name}",
+            &default_bots(),
+        )
+        .unwrap();
+        match ww.post(ww.whip.clone(), None, "v=0\r\n".into()).await {
+            Err(Refusal::Other(e)) => assert!(e.to_string().contains("more than"), "{e}"),
+            Ok(_) => panic!("a 100 MB answer was taken"),
+            Err(Refusal::NotFound(e)) => panic!("{e}"),
+        }
     }
 
     #[test]
