@@ -165,12 +165,12 @@ export interface JoinOptions {
   simulcast?: boolean;
   /**
    * The video codec to publish in, if the room allows it (default: the browser's own order).
-   * With `vp9` and simulcast each encoding gets `scalabilityMode: 'L1T3'`.
+   * With `vp9` or `av1` and simulcast each encoding gets `scalabilityMode: 'L1T3'`.
    */
-  videoCodec?: 'h264' | 'vp8' | 'vp9' | null;
+  videoCodec?: 'h264' | 'vp8' | 'vp9' | 'av1' | null;
   /**
    * Publish the camera as one encoding with these spatial and temporal layers (SVC), instead of
-   * simulcast: `L3T3_KEY` with `videoCodec: 'vp9'` (default null: simulcast or one layer).
+   * simulcast: `L3T3_KEY` with `videoCodec: 'vp9'` or `'av1'` (default null: simulcast or one layer).
    */
   scalabilityMode?: string | null;
   /**

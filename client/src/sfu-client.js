@@ -70,10 +70,10 @@
  * switches the others off with `RTCRtpSender.setParameters` until they are needed again.
  *
  * Video codec: the browser's own order decides (VP8 first in Chromium) unless
- * `join({ videoCodec: 'h264' })` (or `'vp8'`, `'vp9'`) puts that codec first with
+ * `join({ videoCodec: 'h264' })` (or `'vp8'`, `'vp9'`, `'av1'`) puts that codec first with
  * `RTCRtpTransceiver.setCodecPreferences`, the others after it. With `scalabilityMode` (for
  * example `join({ videoCodec: 'vp9', scalabilityMode: 'L3T3_KEY' })`) the camera goes out as one
- * encoding carrying spatial layers (SVC) instead of simulcast. VP9 simulcast encodings get
+ * encoding carrying spatial layers (SVC) instead of simulcast. VP9 and AV1 simulcast encodings get
  * `scalabilityMode: 'L1T3'` each, without which Chromium sends only the first. The server answers in the order
  * offered unless the room's policy says otherwise (it may allow one codec only), and the browser
  * sends the first codec of the answer. A browser that cannot send the codec keeps its own order.
@@ -479,7 +479,7 @@ export class SfuClient extends EventTarget {
    * @param {number} [options.timeoutMs] how long to wait for the server's `joined`
    * @param {boolean} [options.simulcast] publish video as three simulcast layers (default true)
    * @param {string} [options.videoCodec] the video codec to publish in, if the room allows it:
-   *   `h264`, `vp8` or `vp9`, offered first with the browser's other codecs after it (default: the
+   *   `h264`, `vp8`, `vp9` or `av1`, offered first with the browser's other codecs after it (default: the
    *   browser's own order)
    * @param {string} [options.scalabilityMode] publish the camera as one encoding with these
    *   spatial and temporal layers (SVC, for example `L3T3_KEY` with `videoCodec: 'vp9'`) instead
@@ -1350,10 +1350,10 @@ export class SfuClient extends EventTarget {
       if (this.#scalabilityMode && track.kind === 'video') {
         init.sendEncodings = [{ scalabilityMode: this.#scalabilityMode }];
       } else if (this.#simulcast && track.kind === 'video') {
-        // Chromium sends VP9 simulcast only with a scalability mode on each encoding: without
-        // one it sends the first encoding alone.
-        const vp9 = this.#videoCodec === 'vp9' ? { scalabilityMode: 'L1T3' } : {};
-        init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e, ...vp9 }));
+        // Chromium sends VP9 (and AV1) simulcast only with a scalability mode on each encoding:
+        // without one it sends the first encoding alone.
+        const layered = ['vp9', 'av1'].includes(this.#videoCodec) ? { scalabilityMode: 'L1T3' } : {};
+        init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e, ...layered }));
       }
       const transceiver = pc.addTransceiver(track, init);
       if (track.kind === 'video' && this.#videoCodec && !preferVideoCodec(transceiver, this.#videoCodec)) {
@@ -2261,7 +2261,7 @@ function isScreenSource(source) {
 }
 
 /**
- * Puts the video codec `name` (`h264`, `vp8`, `vp9`) first in the transceiver's codec preferences, every
+ * Puts the video codec `name` (`h264`, `vp8`, `vp9`, `av1`) first in the transceiver's codec preferences, every
  * other codec the browser sends after it in its own order. Returns whether it could.
  */
 function preferVideoCodec(transceiver, name) {

@@ -159,7 +159,7 @@ const H264_ORDER: [&str; 6] = [
     "H264 4d001f/0",
 ];
 
-/// H.264 and VP8 (first or after H.264), then VP9 (profiles 0 and 2) when `vp9`: the
+/// H.264 and VP8 (first or after H.264), then AV1 and VP9 (profiles 0 and 2) when `vp9`: the
 /// offer's order.
 fn with_vp8(first: bool, vp9: bool) -> Vec<String> {
     let mut v: Vec<String> = H264_ORDER.iter().map(|s| s.to_string()).collect();
@@ -169,7 +169,7 @@ fn with_vp8(first: bool, vp9: bool) -> Vec<String> {
         v.push("VP8".into());
     }
     if vp9 {
-        v.extend(["VP9".into(), "VP9".into()]);
+        v.extend(["AV1".into(), "VP9".into(), "VP9".into()]);
     }
     v
 }
@@ -189,8 +189,21 @@ fn the_answer_lists_the_video_codecs_in_the_offers_order_unless_the_room_says_ot
         ("VP9 first", &[], prefer(&offer, "VP9"), {
             let mut v = vec!["VP9".to_string(), "VP9".into()];
             v.extend(with_vp8(true, false));
+            v.push("AV1".into());
             v
         }),
+        ("AV1 first", &[], prefer(&offer, "AV1"), {
+            let mut v = vec!["AV1".to_string()];
+            v.extend(with_vp8(true, false));
+            v.extend(["VP9".into(), "VP9".into()]);
+            v
+        }),
+        (
+            "an AV1-only room, VP8 first",
+            &["av1"],
+            offer.clone(),
+            vec!["AV1".into()],
+        ),
         (
             "a VP9-only room, VP8 first",
             &["vp9"],

@@ -326,7 +326,7 @@ async fn rooms_take_their_video_codecs_from_the_defaults_or_their_own() {
     assert_eq!(sfu.get_room("rec".into()).await.unwrap(), any);
     let bad = sfu
         .create_room(CreateRoom {
-            video_codecs: Some(vec!["av1".into()]),
+            video_codecs: Some(vec!["h265".into()]),
             ..room("x")
         })
         .await

@@ -1,19 +1,26 @@
-//! VP9 SVC: one stream with three spatial layers, each subscriber getting the layers its
-//! rendered size needs, on the virtual network.
+//! SVC: one stream with three spatial layers (VP9, or AV1 with its dependency descriptor), each
+//! subscriber getting the layers its rendered size needs, and fewer frames (temporal layers)
+//! where even the lowest layer does not fit its link; on the virtual network.
 
 mod virtual_net;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use sfu::core::forward::DropReason;
 use signal::ClientSignal;
 use str0m::format::Codec;
-use virtual_net::{assert_gap_free, secs, Bed, Received};
+use virtual_net::{assert_gap_free, secs, Bed, Link, Received};
 
 /// A VP9 SVC publisher and two subscribers.
 fn svc_room() -> (Bed, usize, usize, usize) {
+    svc_room_with(Codec::Vp9)
+}
+
+/// An SVC publisher of `codec` and two subscribers.
+fn svc_room_with(codec: Codec) -> (Bed, usize, usize, usize) {
     let mut bed = Bed::new();
-    bed.next_codecs = vec![Codec::Vp9];
+    bed.next_codecs = vec![codec];
     let a = bed.join("r", "ann", true);
     bed.clients[a].svc = true;
     let b = bed.join("r", "bob", false);
@@ -195,4 +202,153 @@ fn each_subscriber_gets_the_spatial_layers_its_size_needs() {
     );
     assert_gap_free("cat", bed.clients[c].video_from(&ida));
     assert!(video[0].keyframe, "starts on a keyframe");
+}
+
+#[test]
+fn av1_subscribers_get_the_spatial_layers_their_size_needs_with_the_descriptor() {
+    let (mut bed, a, b, c) = svc_room_with(Codec::Av1);
+    let ida = bed.id(a);
+    let track = format!("{ida}-{}", bed.clients[a].video_mid.unwrap());
+    let both_top = bed.run_until(secs(30.0), |bed| {
+        let since = bed.now - secs(1.5);
+        [b, c].iter().all(|s| {
+            let pics = pictures(bed.clients[*s].video_from(&ida), since);
+            pics.len() > 20
+                && pics
+                    .values()
+                    .all(|p| p.iter().map(|x| x.layer).max() == Some(2))
+        })
+    });
+    assert!(
+        both_top,
+        "subscribers did not reach spatial layer 2; stats {:?}",
+        bed.engine.stats()
+    );
+    assert_eq!(
+        bed.engine.stats().dropped[DropReason::Malformed.index()],
+        0,
+        "every descriptor was read"
+    );
+
+    // Small: layer 0 only, each picture ending (marker) on it.
+    show(&mut bed, b, &track, 320, 180);
+    let small_at = bed.now;
+    assert!(
+        bed.run_until(secs(3.0), |bed| {
+            let since = bed.now - secs(0.5);
+            since > small_at && top_since(bed.clients[b].video_from(&ida), since) == Some(0)
+        }),
+        "bob did not step down to layer 0"
+    );
+    let low_from = bed.now;
+    bed.run(secs(1.0));
+    assert_pictures_end_at(
+        "bob at 320x180",
+        bed.clients[b].video_from(&ida),
+        low_from,
+        0,
+    );
+    assert_pictures_end_at("cat", bed.clients[c].video_from(&ida), low_from, 2);
+
+    // Middle: layer 1, from a keyframe.
+    show(&mut bed, b, &track, 600, 340);
+    let mid_at = bed.now;
+    assert!(
+        bed.run_until(secs(3.0), |bed| top_since(
+            bed.clients[b].video_from(&ida),
+            mid_at
+        ) == Some(1)),
+        "bob did not step up to layer 1"
+    );
+    bed.run(secs(1.0));
+    let video = bed.clients[b].video_from(&ida);
+    let first_up = video
+        .iter()
+        .find(|p| p.at >= mid_at && p.layer == 1)
+        .unwrap()
+        .ts;
+    assert!(
+        video.iter().any(|p| p.ts == first_up && p.keyframe),
+        "layer 1 came back without a keyframe"
+    );
+    assert_pictures_end_at("bob at 600x340", video, bed.now - secs(0.8), 1);
+
+    // Gap-free, starting on a keyframe, every packet with its dependency descriptor, and all
+    // temporal layers (no cap on a clean link).
+    assert_gap_free("bob", video);
+    assert_gap_free("cat", bed.clients[c].video_from(&ida));
+    assert!(video[0].keyframe, "starts on a keyframe");
+    assert!(video.iter().all(|p| p.dd), "a packet lost its descriptor");
+    assert!(
+        video.iter().any(|p| p.temporal == 2),
+        "temporal layer 2 is forwarded on a clean link"
+    );
+}
+
+#[test]
+fn a_link_too_thin_for_the_lowest_layer_gets_fewer_frames_of_it_not_none() {
+    let (mut bed, a, b, _c) = svc_room_with(Codec::Av1);
+    let ida = bed.id(a);
+    let track = format!("{ida}-{}", bed.clients[a].video_mid.unwrap());
+    // Bob shows it small (layer 0 is all he wants) on a link of 200 kbit/s, which also carries
+    // his audio and the packets' overhead: too little for layer 0 at 20 frames/s (150 kbit/s
+    // of payload), enough for it at 10 (75 kbit/s).
+    show(&mut bed, b, &track, 320, 180);
+    bed.links.insert(b, Link::new(200_000));
+    let capped = bed.run_until(secs(40.0), |bed| {
+        let since = bed.now - secs(3.0);
+        let recent: Vec<&Received> = bed.clients[b]
+            .video_from(&ida)
+            .iter()
+            .filter(|p| p.at >= since)
+            .collect();
+        bed.now - bed.start > secs(5.0)
+            && recent.len() > 20
+            && recent.iter().all(|p| p.temporal < 2)
+    });
+    let video = bed.clients[b].video_from(&ida);
+    let tail: Vec<(u32, u8)> = video
+        .iter()
+        .rev()
+        .take(12)
+        .map(|p| (p.frame, p.temporal))
+        .collect();
+    assert!(
+        capped,
+        "bob's video was not reduced to its lower temporal layers: last frames {tail:?}, stats {:?}",
+        bed.engine.stats()
+    );
+    let reduced_at = bed.now;
+    bed.run(secs(3.0));
+    let video = bed.clients[b].video_from(&ida);
+    let frames: std::collections::BTreeMap<u32, u8> = video
+        .iter()
+        .filter(|p| p.at >= reduced_at)
+        .map(|p| (p.frame, p.temporal))
+        .collect();
+    assert!(
+        frames.len() >= 20,
+        "bob gets {} frames in 3 s: paused rather than reduced",
+        frames.len()
+    );
+    assert!(
+        frames.values().all(|t| *t < 2),
+        "temporal layer 2 still forwarded: {frames:?}"
+    );
+    // What the server sends is still a gap-free stream of whole pictures (the thin link itself
+    // loses some, which NACKs bring back).
+    bed.assert_sent_gap_free(b);
+    assert_pictures_end_at("bob on a thin link", video, reduced_at, 0);
+
+    // The link widens: every frame again.
+    bed.links.remove(&b);
+    let widened = bed.now;
+    assert!(
+        bed.run_until(secs(20.0), |bed| bed.clients[b]
+            .video_from(&ida)
+            .iter()
+            .any(|p| p.at >= widened && p.temporal == 2)),
+        "the frame rate did not come back"
+    );
+    bed.assert_sent_gap_free(b);
 }

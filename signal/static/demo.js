@@ -12,9 +12,9 @@
 // runs without configured keys, and otherwise says to ask for an invitation), `autojoin=1`
 // joins at once (with the devices chosen last time, without waiting for a click), `simulcast=0`
 // publishes the camera as a single layer, `media=audio|video|none` publishes only the
-// microphone, only the camera, or nothing (watch only), `codec=h264|vp8|vp9` offers that video codec
+// microphone, only the camera, or nothing (watch only), `codec=h264|vp8|vp9|av1` offers that video codec
 // first (the room may still decide), `scalability=L3T3_KEY` publishes the camera as one SVC
-// encoding (with `codec=vp9`). `window.sfuDemo`
+// encoding (with `codec=vp9` or `codec=av1`). `window.sfuDemo`
 // exposes the client and a few timings for tests.
 
 import { DEFAULT_MEDIA, SfuClient } from './client.js';

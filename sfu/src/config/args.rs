@@ -109,7 +109,7 @@ pub struct ServeArgs {
     pub room_empty_timeout: Option<std::time::Duration>,
 
     /// The video codecs publishers may send in rooms created without their own, most preferred
-    /// first: `vp8`, `h264`, `vp9`, or several (`h264,vp8`). Default: any codec the server forwards, in
+    /// first: `vp8`, `h264`, `vp9`, `av1`, or several (`h264,vp8`). Default: any codec the server forwards, in
     /// each publisher's own order.
     #[arg(
         long,

@@ -332,7 +332,7 @@ fn the_room_video_codecs_come_from_file_and_flags_and_are_checked() {
     let c = load("[room]\nvideo_codecs = [\"vp9\", \"vp8\"]\n", &[]).unwrap();
     assert_eq!(c.room.video_codecs.names(), ["vp9", "vp8"]);
     assert_eq!(
-        key_of(load("[room]\nvideo_codecs = [\"av1\"]\n", &[])),
+        key_of(load("[room]\nvideo_codecs = [\"h265\"]\n", &[])),
         "room.video_codecs"
     );
     let e = load("", &["--room-video-codecs", "vp8,vp8"]).unwrap_err();

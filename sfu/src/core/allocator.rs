@@ -12,10 +12,13 @@
 //!    videos that do not fit are paused (lowest priority first) rather than all of them freezing.
 //! 3. The budget left is spent raising videos one layer at a time, in priority order, up to what
 //!    each subscriber wants.
-//! 4. Keeping a layer costs its bitrate; moving above the current layer costs
+//! 4. A video whose lowest layer does not fit gets fewer frames of it (its lower temporal layers)
+//!    when those fit, before it is paused; raising it starts with its frame rate.
+//! 5. Keeping a layer costs its bitrate; moving above the current layer costs
 //!    [`UPGRADE_MARGIN_PERCENT`] more, so that a small rise of the estimate does not flap between layers.
 
 use super::forward::select::LayerIndex;
+use super::forward::svc::ALL_TEMPORAL;
 
 /// Extra cost, in percent, of a layer above the one currently forwarded.
 pub const UPGRADE_MARGIN_PERCENT: u64 = 15;
@@ -49,17 +52,61 @@ pub struct VideoDemand {
     pub max_layer: Option<LayerIndex>,
     /// The layer forwarded now.
     pub current: Option<LayerIndex>,
+    /// Bitrates of the lowest layer with only its temporal layers up to 0, 1, ... (without the
+    /// full frame rate); empty when it has no temporal layers or they are not measured.
+    pub base: Vec<u64>,
+    /// The highest temporal layer forwarded now ([`ALL_TEMPORAL`]: all).
+    pub temporal: u8,
+}
+
+impl Default for VideoDemand {
+    fn default() -> Self {
+        VideoDemand {
+            priority: 0,
+            layers: Vec::new(),
+            max_layer: None,
+            current: None,
+            base: Vec::new(),
+            temporal: ALL_TEMPORAL,
+        }
+    }
+}
+
+/// `rate` with the upgrade margin when `above` the current level.
+fn with_margin(rate: u64, above: bool) -> u64 {
+    if above {
+        rate + rate * UPGRADE_MARGIN_PERCENT / 100
+    } else {
+        rate
+    }
 }
 
 impl VideoDemand {
     fn cost(&self, layer: LayerIndex) -> Option<u64> {
         let rate = (*self.layers.get(layer as usize)?)?;
-        let above = self.current.is_none_or(|c| layer > c);
-        Some(if above {
-            rate + rate * UPGRADE_MARGIN_PERCENT / 100
+        let above = self
+            .current
+            .is_none_or(|c| layer > c || (layer == c && self.temporal != ALL_TEMPORAL));
+        Some(with_margin(rate, above))
+    }
+
+    /// The cost of the lowest layer with temporal layers up to `t` ([`ALL_TEMPORAL`]: all).
+    fn cost_at(&self, layer: LayerIndex, t: u8) -> Option<u64> {
+        if t == ALL_TEMPORAL {
+            return self.cost(layer);
+        }
+        let rate = *self.base.get(t as usize)?;
+        let above = self.current.is_none_or(|c| layer > c || t > self.temporal);
+        Some(with_margin(rate, above))
+    }
+
+    /// The next temporal step above `t` for the lowest layer.
+    fn temporal_above(&self, t: u8) -> u8 {
+        if (t as usize + 1) < self.base.len() {
+            t + 1
         } else {
-            rate
-        })
+            ALL_TEMPORAL
+        }
     }
 
     fn lowest(&self) -> Option<LayerIndex> {
@@ -84,6 +131,8 @@ impl VideoDemand {
 pub struct Allocation {
     /// The layer per video (same order as the input), `None`: paused.
     pub layers: Vec<Option<LayerIndex>>,
+    /// The highest temporal layer per video ([`ALL_TEMPORAL`]: all).
+    pub temporal: Vec<u8>,
     /// Bits per second the allocation uses.
     pub used: u64,
     /// Bits per second that would let every video reach its ideal layer (upgrade margins
@@ -103,6 +152,7 @@ pub fn allocate(budget: u64, videos: &[VideoDemand], provisional: bool) -> Alloc
     let mut order: Vec<usize> = (0..videos.len()).collect();
     order.sort_by_key(|i| std::cmp::Reverse(videos[*i].priority));
     let mut layers: Vec<Option<LayerIndex>> = vec![None; videos.len()];
+    let mut temporal = vec![ALL_TEMPORAL; videos.len()];
     let mut left = budget;
 
     for &i in &order {
@@ -112,6 +162,16 @@ pub fn allocate(budget: u64, videos: &[VideoDemand], provisional: bool) -> Alloc
             if c <= left || provisional {
                 left = left.saturating_sub(c);
                 layers[i] = Some(l);
+                continue;
+            }
+            // Fewer frames of the lowest layer, the most that fit.
+            let fit = (0..v.base.len() as u8)
+                .rev()
+                .find_map(|t| v.cost_at(l, t).filter(|c| *c <= left).map(|c| (t, c)));
+            if let Some((t, c)) = fit {
+                left -= c;
+                layers[i] = Some(l);
+                temporal[i] = t;
             }
         }
     }
@@ -119,22 +179,31 @@ pub fn allocate(budget: u64, videos: &[VideoDemand], provisional: bool) -> Alloc
     for &i in &order {
         let v = &videos[i];
         while let Some(cur) = layers[i] {
-            let Some(up) = v.next_above(cur) else { break };
+            let t = temporal[i];
+            let (up, up_t) = if t != ALL_TEMPORAL {
+                (cur, v.temporal_above(t))
+            } else {
+                let Some(up) = v.next_above(cur) else { break };
+                (up, ALL_TEMPORAL)
+            };
             let delta = v
-                .cost(up)
+                .cost_at(up, up_t)
                 .unwrap_or(u64::MAX)
-                .saturating_sub(v.cost(cur).unwrap_or(0));
+                .saturating_sub(v.cost_at(cur, t).unwrap_or(0));
             if delta <= left {
                 left -= delta;
                 layers[i] = Some(up);
+                temporal[i] = up_t;
             } else {
                 next_step.get_or_insert(budget.saturating_sub(left) + delta);
                 break;
             }
         }
-        if layers[i].is_none() && v.lowest().is_some() {
-            let c = v.lowest().and_then(|l| v.cost(l)).unwrap_or(0);
-            next_step.get_or_insert(budget.saturating_sub(left) + c);
+        if layers[i].is_none() {
+            if let Some(l) = v.lowest() {
+                let c = v.cost_at(l, 0).or(v.cost(l)).unwrap_or(0);
+                next_step.get_or_insert(budget.saturating_sub(left) + c);
+            }
         }
     }
     // What to probe for: each video at its ideal layer, with the upgrade margin where that is
@@ -145,11 +214,13 @@ pub fn allocate(budget: u64, videos: &[VideoDemand], provisional: bool) -> Alloc
         .sum();
     let used = layers
         .iter()
+        .zip(&temporal)
         .zip(videos)
-        .filter_map(|(l, v)| l.and_then(|l| v.cost(l)))
+        .filter_map(|((l, t), v)| l.and_then(|l| v.cost_at(l, *t)))
         .sum();
     Allocation {
         layers,
+        temporal,
         used,
         wanted,
         next_step,
@@ -168,6 +239,7 @@ mod tests {
             layers: SIMULCAST.to_vec(),
             max_layer: max,
             current,
+            ..Default::default()
         }
     }
 
@@ -231,6 +303,7 @@ mod tests {
                     layers: vec![Some(150_000), Some(500_000), None],
                     max_layer: Some(2),
                     current: Some(2),
+                    ..Default::default()
                 }],
                 want: vec![Some(1)],
             },
@@ -242,6 +315,7 @@ mod tests {
                     layers: vec![Some(800_000)],
                     max_layer: Some(0),
                     current: None,
+                    ..Default::default()
                 }],
                 want: vec![None],
             },
@@ -283,6 +357,7 @@ mod tests {
             layers: vec![Some(1_200_000)],
             max_layer: Some(0),
             current: Some(0),
+            ..Default::default()
         };
         let cams = [video(0, Some(2), Some(2)), video(0, Some(2), Some(2))];
         let a = allocate(
@@ -311,6 +386,7 @@ mod tests {
             layers: vec![Some(1_500_000)],
             max_layer: Some(0),
             current: None,
+            ..Default::default()
         };
         let videos = [single.clone(), single, video(0, Some(2), None)];
         let a = allocate(900_000, &videos, true);
@@ -336,5 +412,84 @@ mod tests {
         let full = allocate(10_000_000, &[video(0, Some(2), Some(2))], false);
         assert_eq!(full.next_step, None);
         assert_eq!(full.wanted, 1_500_000, "no margin at the top");
+    }
+
+    #[test]
+    fn a_lowest_layer_that_does_not_fit_is_sent_at_a_lower_frame_rate() {
+        // Lowest layer 150k at 30 fps, 60k with temporal layer 0 (7.5 fps), 100k with 0 and 1.
+        let temporal = |current: Option<u8>, t: u8| VideoDemand {
+            base: vec![60_000, 100_000],
+            temporal: t,
+            ..video(0, Some(2), current)
+        };
+        let cases = [
+            (
+                "all frames fit",
+                200_000,
+                temporal(None, ALL_TEMPORAL),
+                Some(0),
+                ALL_TEMPORAL,
+            ),
+            (
+                "15 fps fit",
+                120_000,
+                temporal(None, ALL_TEMPORAL),
+                Some(0),
+                1,
+            ),
+            (
+                "7.5 fps fit",
+                80_000,
+                temporal(None, ALL_TEMPORAL),
+                Some(0),
+                0,
+            ),
+            (
+                "nothing fits",
+                50_000,
+                temporal(None, ALL_TEMPORAL),
+                None,
+                ALL_TEMPORAL,
+            ),
+            // Keeping 7.5 fps costs no margin; 15 fps from 7.5 does.
+            ("kept", 60_000, temporal(Some(0), 0), Some(0), 0),
+            ("up from 7.5 fps", 114_000, temporal(Some(0), 0), Some(0), 0),
+            ("up from 7.5 fps", 115_000, temporal(Some(0), 0), Some(0), 1),
+            // Full rate from 15 fps pays the margin too.
+            ("up from 15 fps", 172_000, temporal(Some(0), 1), Some(0), 1),
+            (
+                "up from 15 fps",
+                173_000,
+                temporal(Some(0), 1),
+                Some(0),
+                ALL_TEMPORAL,
+            ),
+            // Without temporal layers: paused.
+            (
+                "no temporal layers",
+                120_000,
+                video(0, Some(2), None),
+                None,
+                ALL_TEMPORAL,
+            ),
+        ];
+        for (name, budget, v, layer, t) in cases {
+            let a = allocate(budget, std::slice::from_ref(&v), false);
+            assert_eq!((a.layers[0], a.temporal[0]), (layer, t), "{name}");
+            assert!(a.used <= budget, "{name}: over budget");
+        }
+        // A screen keeps its layer; the camera drops frames rather than disappearing.
+        let screen = VideoDemand {
+            priority: SCREEN_PRIORITY,
+            layers: vec![Some(1_000_000)],
+            max_layer: Some(0),
+            current: Some(0),
+            ..Default::default()
+        };
+        let a = allocate(1_080_000, &[temporal(Some(0), ALL_TEMPORAL), screen], false);
+        assert_eq!(a.layers, vec![Some(0), Some(0)]);
+        assert_eq!(a.temporal, vec![0, ALL_TEMPORAL]);
+        // What to pad towards from there: the next frame rate (no margin: it was sent before).
+        assert_eq!(a.next_step, Some(1_000_000 + 100_000));
     }
 }

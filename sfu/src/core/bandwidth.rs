@@ -11,6 +11,7 @@ use str0m::media::MediaKind;
 use super::allocator::{allocate, subscriber_priority, VideoDemand};
 use super::event::{Event, PauseReason, StreamState};
 use super::forward::select::LayerIndex;
+use super::forward::svc::ALL_TEMPORAL;
 use super::participant::{ParticipantKey, StreamReport};
 use super::room::TrackKey;
 use super::{Engine, TimerKind};
@@ -199,6 +200,8 @@ impl Engine {
                 layers: track.layer_rates(now),
                 max_layer,
                 current: sub.selector.current(),
+                base: track.temporal.base(now),
+                temporal: sub.temporal.current(),
             });
         }
         let budget = ((estimate as f64 * ESTIMATE_SHARE) as u64).saturating_sub(audio);
@@ -210,15 +213,25 @@ impl Engine {
 
         // Damping: a step down for bandwidth starts a hold during which a step up must stay
         // affordable before it is taken; a step up that is undone soon after doubles the hold.
-        let old: Vec<Option<LayerIndex>> = keys
+        // A level is a layer and its temporal cap: fewer frames is a step down too.
+        let old: Vec<Option<(LayerIndex, u8)>> = keys
             .iter()
-            .map(|tk| p.subs.get(tk).and_then(|s| s.selector.target()))
+            .map(|tk| {
+                p.subs
+                    .get(tk)
+                    .and_then(|s| s.selector.target().map(|l| (l, s.temporal_cap)))
+            })
             .collect();
-        let wish_capped = |i: usize| demands[i].max_layer.is_none_or(|m| a.layers[i] == Some(m));
+        let level =
+            |a: &super::allocator::Allocation, i: usize| a.layers[i].map(|l| (l, a.temporal[i]));
+        let wish_capped = |i: usize| {
+            demands[i].max_layer.is_none_or(|m| a.layers[i] == Some(m))
+                && a.temporal[i] == ALL_TEMPORAL
+        };
         // A layer that stopped arriving (the publisher's network dropped, or it paused the
         // layer) is not a step down for bandwidth: its return must not wait out a hold.
         let still_there = |i: usize| {
-            old[i].is_some_and(|l| {
+            old[i].is_some_and(|(l, _)| {
                 demands[i]
                     .layers
                     .get(l as usize)
@@ -228,8 +241,8 @@ impl Engine {
         // A change that moves one video down and another up (priorities changed) is a
         // reshuffle, not a step: it is neither damped nor starts a hold.
         let lowered =
-            (0..keys.len()).any(|i| a.layers[i] < old[i] && !wish_capped(i) && still_there(i));
-        let raised = (0..keys.len()).any(|i| a.layers[i] > old[i]);
+            (0..keys.len()).any(|i| level(&a, i) < old[i] && !wish_capped(i) && still_there(i));
+        let raised = (0..keys.len()).any(|i| level(&a, i) > old[i]);
         let (down, up) = (lowered && !raised, raised && !lowered);
         let damp = &mut p.allocation.damping;
         if down {
@@ -251,9 +264,10 @@ impl Engine {
             let since = *damp.up_since.get_or_insert(now);
             let ready = since + damp.hold;
             if now < ready {
-                for (i, l) in a.layers.iter_mut().enumerate() {
-                    if *l > old[i] {
-                        *l = old[i];
+                for (i, old) in old.iter().enumerate() {
+                    if level(&a, i) > *old {
+                        a.layers[i] = old.map(|(l, _)| l);
+                        a.temporal[i] = old.map_or(ALL_TEMPORAL, |(_, t)| t);
                     }
                 }
                 if self.timers.get(key, TimerKind::Allocate).is_none() {
@@ -263,7 +277,7 @@ impl Engine {
         } else if !up {
             damp.up_since = None;
         }
-        if up && a.layers.iter().zip(&old).any(|(n, o)| n > o) {
+        if up && (0..keys.len()).any(|i| level(&a, i) > old[i]) {
             p.allocation.damping.last_up = Some(now);
             p.allocation.damping.up_since = None;
         }
@@ -274,7 +288,7 @@ impl Engine {
             let want = d.max_layer.zip(top).map(|(m, t)| m.min(t as LayerIndex));
             match (want, a.layers[i]) {
                 (Some(_), None) => paused = true,
-                (Some(w), Some(l)) if l < w => below = true,
+                (Some(w), Some(l)) if l < w || a.temporal[i] != ALL_TEMPORAL => below = true,
                 _ => {}
             }
         }
@@ -285,6 +299,7 @@ impl Engine {
                 continue;
             };
             let target = a.layers[i];
+            sub.temporal_cap = a.temporal[i];
             if sub.selector.target() != target {
                 sub.selector.set_target(target);
                 self.agenda.dynacast(*tk);

@@ -24,14 +24,20 @@ use super::track::VideoCodec;
 
 impl VideoCodec {
     /// The codecs the server forwards, in its own order of preference.
-    pub const FORWARDED: [VideoCodec; 3] = [VideoCodec::Vp8, VideoCodec::H264, VideoCodec::Vp9];
+    pub const FORWARDED: [VideoCodec; 4] = [
+        VideoCodec::Vp8,
+        VideoCodec::H264,
+        VideoCodec::Vp9,
+        VideoCodec::Av1,
+    ];
 
-    /// The name in a room's policy (and the REST API): `vp8`, `h264`, `vp9`.
+    /// The name in a room's policy (and the REST API): `vp8`, `h264`, `vp9`, `av1`.
     pub fn as_str(self) -> &'static str {
         match self {
             VideoCodec::Vp8 => "vp8",
             VideoCodec::H264 => "h264",
             VideoCodec::Vp9 => "vp9",
+            VideoCodec::Av1 => "av1",
             VideoCodec::Other => "other",
         }
     }
@@ -51,6 +57,8 @@ impl VideoCodec {
             VideoCodec::H264
         } else if name.eq_ignore_ascii_case("VP9") {
             VideoCodec::Vp9
+        } else if name.eq_ignore_ascii_case("AV1") {
+            VideoCodec::Av1
         } else {
             VideoCodec::Other
         }
@@ -131,6 +139,7 @@ impl VideoCodecs {
                 VideoCodec::Vp8 => "VP8",
                 VideoCodec::H264 => "H.264",
                 VideoCodec::Vp9 => "VP9",
+                VideoCodec::Av1 => "AV1",
                 VideoCodec::Other => "other",
             })
             .collect();
@@ -617,7 +626,8 @@ mod tests {
             &[VideoCodec::H264, VideoCodec::Vp8]
         );
         assert_eq!(policy(&["h264", "vp8"]).names(), ["h264", "vp8"]);
-        assert!(VideoCodecs::parse(&["av1"]).unwrap_err().contains("av1"));
+        assert!(VideoCodecs::parse(&["h265"]).unwrap_err().contains("h265"));
+        assert_eq!(policy(&["AV1"]).codecs(), &[VideoCodec::Av1]);
         assert_eq!(policy(&["VP9", "vp8"]).names(), ["vp9", "vp8"]);
         assert!(VideoCodecs::any().allows(VideoCodec::Vp9));
         assert!(!policy(&["vp9"]).allows(VideoCodec::Vp8));
@@ -629,7 +639,7 @@ mod tests {
         assert!(!policy(&["vp8"]).allows(VideoCodec::H264));
         assert_eq!(policy(&["h264"]).describe(), "H.264");
         assert_eq!(policy(&["vp9", "h264"]).describe(), "VP9 or H.264");
-        assert_eq!(VideoCodecs::any().describe(), "VP8, H.264 or VP9");
+        assert_eq!(VideoCodecs::any().describe(), "VP8, H.264, VP9 or AV1");
     }
 
     #[test]
@@ -646,7 +656,7 @@ mod tests {
         let p = prepare_offer(OFFER, &VideoCodecs::any(), |_| false, &[], true);
         assert_eq!(
             m_line(&p.sdp, "video"),
-            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103"
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103 45"
         );
         assert_eq!(m_line(&p.sdp, "audio"), "m=audio 9 UDP/TLS/RTP/SAVPF 111");
     }

@@ -10,7 +10,9 @@ use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor, Vp8Patch};
 
 use str0m::media::MediaKind;
+use tracing::debug;
 
+use super::forward::av1::{self, DdMalformed, DependencyDescriptor};
 use super::forward::picture_id::PictureIdRewriter;
 use super::forward::select::{LayerIndex, Selection};
 use super::forward::svc::{SvcPacket, SvcSelection};
@@ -66,29 +68,93 @@ impl Engine {
             (Some(_), Some(d)) => d.starts_keyframe(),
             (Some(c), None) => is_keyframe_start(c, &pkt.payload),
         };
-        // In a VP9 SVC stream the layer is the packet's spatial layer, and a layer's rate
-        // includes the layers below it (a subscriber of that layer receives them too).
-        let layer = match &vp9 {
-            Some(d) => {
-                if track.learn_svc(d) {
+        // The packet's layers: from the VP9 descriptor, or from the AV1 dependency descriptor
+        // and the structure of the last keyframe.
+        let mut sizes = None;
+        let scalable = match (&vp9, codec) {
+            (Some(d), _) => {
+                if track.learn_svc(d.ss_layers as usize, &d.ss_sizes) {
                     self.agenda.layers_changed(tk);
                 }
-                if track.svc {
-                    if d.spatial_id as usize >= track.layers.len() {
-                        self.stats.dropped[DropReason::Malformed.index()] +=
-                            track.subscribers.len() as u64;
-                        return;
+                sizes = d.size().map(|s| [Some(s)]);
+                Some(Scalable {
+                    spatial: d.spatial_id,
+                    temporal: d.temporal_id,
+                    begins_frame: d.begins_frame,
+                    ends_frame: d.ends_frame,
+                })
+            }
+            (None, Some(VideoCodec::Av1)) => {
+                let ext = &pkt.header.ext_vals.user_values;
+                if ext.get::<DdMalformed>().is_some() {
+                    self.stats.dropped[DropReason::Malformed.index()] +=
+                        track.subscribers.len() as u64;
+                    return;
+                }
+                match ext.get::<DependencyDescriptor>() {
+                    Some(dd) => {
+                        if let Some(s) = &dd.structure {
+                            if track.av1_structure.as_deref() != Some(s) {
+                                // Once per keyframe at most, when the encoder changes its layers.
+                                debug!(
+                                    track = %track.id,
+                                    spatial_layers = s.spatial_layers(),
+                                    templates = s.layers.len(),
+                                    resolutions = ?s.resolutions,
+                                    descriptor = ?dd.bytes,
+                                    "AV1 dependency structure"
+                                );
+                            }
+                            let res: Vec<_> = s.resolutions.iter().map(|r| Some(*r)).collect();
+                            if track.learn_svc(s.spatial_layers(), &res) {
+                                self.agenda.layers_changed(tk);
+                            }
+                            sizes = res.first().copied().map(|s| [s]);
+                            track.av1_structure = Some(s.clone());
+                        }
+                        match track.av1_structure.as_ref() {
+                            Some(s) => match s.layer_of(dd.template_id) {
+                                Some((spatial, temporal)) => Some(Scalable {
+                                    spatial,
+                                    temporal,
+                                    begins_frame: dd.start_of_frame,
+                                    ends_frame: dd.end_of_frame,
+                                }),
+                                None => {
+                                    self.stats.dropped[DropReason::Malformed.index()] +=
+                                        track.subscribers.len() as u64;
+                                    return;
+                                }
+                            },
+                            // Before the first keyframe's structure: nothing to place it by
+                            // (and nobody can start before that keyframe).
+                            None => None,
+                        }
                     }
-                    for above in &mut track.layers[d.spatial_id as usize + 1..] {
-                        above.rate.add(now, pkt.payload.len());
-                    }
-                    d.spatial_id
-                } else {
-                    layer
+                    None => None,
                 }
             }
-            None => layer,
+            _ => None,
         };
+        // In an SVC stream the layer is the packet's spatial layer, and a layer's rate
+        // includes the layers below it (a subscriber of that layer receives them too).
+        let layer = match &scalable {
+            Some(sc) if track.svc => {
+                if sc.spatial as usize >= track.layers.len() {
+                    self.stats.dropped[DropReason::Malformed.index()] +=
+                        track.subscribers.len() as u64;
+                    return;
+                }
+                for above in &mut track.layers[sc.spatial as usize + 1..] {
+                    above.rate.add(now, pkt.payload.len());
+                }
+                sc.spatial
+            }
+            _ => layer,
+        };
+        if let (0, Some(sc)) = (layer, &scalable) {
+            track.temporal.add(now, sc.temporal, pkt.payload.len());
+        }
         let svc = track.svc;
         let Some(l) = track.layers.get_mut(layer as usize) else {
             return;
@@ -105,7 +171,7 @@ impl Engine {
             l.size = forward::vp8::keyframe_size(&pkt.payload).or(l.size);
         }
         if !svc {
-            if let Some(size) = vp9.as_ref().and_then(Vp9Descriptor::size) {
+            if let Some([Some(size)]) = sizes {
                 l.size = Some(size);
             }
         }
@@ -135,7 +201,17 @@ impl Engine {
             keyframe_start,
             at: pkt.timestamp,
         };
-        let ext = forwarded_extensions(&pkt.header.ext_vals);
+        let mut ext = forwarded_extensions(&pkt.header.ext_vals);
+        if codec == Some(VideoCodec::Av1) {
+            if let Some(dd) = pkt
+                .header
+                .ext_vals
+                .user_values
+                .get::<DependencyDescriptor>()
+            {
+                ext.user_values.set(dd.clone());
+            }
+        }
         let nackable = track.kind == MediaKind::Video;
         let vp8 = (track.codec == Some(VideoCodec::Vp8))
             .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
@@ -217,13 +293,13 @@ impl Engine {
                 continue;
             };
             let mut marker = pkt.header.marker;
-            let switch = match (svc, &vp9) {
-                (true, Some(d)) => {
+            let switch = match (svc, &scalable) {
+                (true, Some(sc)) => {
                     let p = SvcPacket {
                         ts: pkt.header.timestamp,
-                        spatial: d.spatial_id,
+                        spatial: sc.spatial,
                         keyframe_start,
-                        ends_frame: d.ends_frame,
+                        ends_frame: sc.ends_frame,
                     };
                     let selection = sub.svc.select(sub.selector.target(), p);
                     if sub.svc.current() != sub.selector.current() {
@@ -274,6 +350,16 @@ impl Engine {
                     }
                 },
             };
+            if let Some(sc) = &scalable {
+                // Fewer frames when the allocator caps the temporal layers; a new cap takes
+                // effect at the start of a picture (its spatial layer 0 frame).
+                let begins = sc.begins_frame && sc.spatial == 0;
+                if !sub.temporal.keep(sub.temporal_cap, sc.temporal, begins) {
+                    sub.forwarder.skip(info.seq);
+                    drop(&mut self.stats, DropReason::OtherLayer);
+                    continue;
+                }
+            }
             if switch {
                 self.stats.layer_switches += 1;
                 sub.forwarder.restart();
@@ -500,6 +586,16 @@ fn vp8_patch(
     b.build().ok()
 }
 
+/// Where a packet of a scalable stream (VP9, AV1 with a dependency descriptor) stands.
+struct Scalable {
+    spatial: LayerIndex,
+    temporal: u8,
+    /// It starts a frame of its spatial layer.
+    begins_frame: bool,
+    /// It ends a frame of its spatial layer.
+    ends_frame: bool,
+}
+
 /// A VP9 payload copied with a picture id and TL0PICIDX of its own, and those values.
 type Renumbered = ((Option<u16>, Option<u8>), Arc<[u8]>);
 
@@ -539,6 +635,7 @@ fn video_codec(p: &Participant, pt: Pt) -> VideoCodec {
         Some(Codec::Vp8) => VideoCodec::Vp8,
         Some(Codec::H264) => VideoCodec::H264,
         Some(Codec::Vp9) => VideoCodec::Vp9,
+        Some(Codec::Av1) => VideoCodec::Av1,
         _ => VideoCodec::Other,
     }
 }
@@ -551,6 +648,7 @@ fn is_keyframe_start(codec: VideoCodec, payload: &[u8]) -> bool {
         // Senders put SPS/PPS in front of an IDR; start there so the decoder has them.
         VideoCodec::H264 => detect_h264_nalu(payload, SPS) || detect_h264_keyframe(payload),
         VideoCodec::Vp9 => Vp9Descriptor::parse(payload).is_ok_and(|d| d.starts_keyframe()),
+        VideoCodec::Av1 => av1::starts_keyframe(payload),
         VideoCodec::Other => true,
     }
 }

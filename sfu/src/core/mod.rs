@@ -63,6 +63,7 @@ use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::Extension;
 use str0m::{Event as RtcEvent, IceConnectionState, Input, Output, RtcConfig};
 use tracing::{debug, warn};
 
@@ -112,8 +113,8 @@ impl EngineConfig {
     }
 }
 
-/// The str0m configuration of a server-side connection: ICE-lite, RTP mode, Opus, VP8, H264
-/// and VP9 (profiles 0 and 2).
+/// The str0m configuration of a server-side connection: ICE-lite, RTP mode, Opus (with RED),
+/// VP8, H264, VP9 (profiles 0 and 2) and AV1, with the AV1 dependency descriptor read.
 pub fn rtc_config(cert: DtlsCert) -> RtcConfig {
     RtcConfig::new()
         .set_ice_lite(true)
@@ -124,6 +125,15 @@ pub fn rtc_config(cert: DtlsCert) -> RtcConfig {
         .enable_vp8(true)
         .enable_h264(true)
         .enable_vp9(true)
+        .enable_av1(true)
+        // AV1 layers are described in the dependency descriptor: read it on arrival.
+        .set_extension(
+            12,
+            Extension::with_serializer(
+                forward::av1::DEPENDENCY_DESCRIPTOR_URI,
+                forward::av1::DdSerializer,
+            ),
+        )
         .enable_bwe(Some(Bitrate::bps(bandwidth::INITIAL_ESTIMATE)))
         // Per-stream statistics once a second: the NACK counters come from them.
         .set_stats_interval(Some(Duration::from_secs(1)))

@@ -16,6 +16,7 @@ use super::codecs;
 use super::event::{Error, Event, SdpKind, TrackSource};
 use super::fanout;
 use super::forward::select::LayerSelector;
+use super::forward::svc::ALL_TEMPORAL;
 use super::forward::Forwarder;
 use super::participant::{Participant, ParticipantKey, PendingOffer, Subscription};
 use super::room::{Rooms, TrackKey};
@@ -440,6 +441,8 @@ pub(super) fn start_subscription(
             selector,
             pictures: Default::default(),
             svc: Default::default(),
+            temporal_cap: ALL_TEMPORAL,
+            temporal: Default::default(),
             visible: true,
             width: 0,
             height: 0,

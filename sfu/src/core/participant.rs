@@ -14,7 +14,7 @@ use super::demux::IcePaths;
 use super::event::{ParticipantView, PauseReason, TrackSource};
 use super::forward::picture_id::PictureIdRewriter;
 use super::forward::select::{LayerIndex, LayerSelector};
-use super::forward::svc::SvcSelector;
+use super::forward::svc::{SvcSelector, TemporalFilter};
 use super::forward::Forwarder;
 use super::limits::TokenBucket;
 use super::quality::QualityMeter;
@@ -47,6 +47,11 @@ pub struct Subscription {
     /// The spatial layer forwarded per picture when the track is VP9 SVC (its `selector` then
     /// keeps the target and mirrors the current layer).
     pub svc: SvcSelector,
+    /// The highest temporal layer the allocator gives it
+    /// ([`ALL_TEMPORAL`](super::forward::svc::ALL_TEMPORAL): all).
+    pub temporal_cap: u8,
+    /// The temporal layers forwarded, per frame.
+    pub temporal: TemporalFilter,
     /// The subscriber's wish: visible, and the rendered size in device pixels (0: unknown).
     pub visible: bool,
     /// Rendered width.

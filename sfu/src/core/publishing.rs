@@ -93,6 +93,8 @@ impl Engine {
             priority,
             publisher_mask: None,
             svc: false,
+            temporal: Default::default(),
+            av1_structure: None,
             pause_due: None,
             speaker: Default::default(),
         };

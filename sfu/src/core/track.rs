@@ -8,7 +8,6 @@ use str0m::media::{Mid, Pt, Rid};
 
 use super::event::{TrackSource, TrackView};
 use super::forward::select::LayerIndex;
-use super::forward::vp9::Vp9Descriptor;
 use super::rate::{self, RateMeter};
 use super::voice_activity::SpeakerDetector;
 
@@ -32,6 +31,8 @@ pub enum VideoCodec {
     H264,
     /// VP9 (RFC 9628).
     Vp9,
+    /// AV1 (the AV1 RTP payload format, with its dependency descriptor).
+    Av1,
     /// Anything else: forwarded, keyframes not detected (starts at once).
     Other,
 }
@@ -76,6 +77,10 @@ pub struct Track {
     /// structure of a keyframe), not simulcast encodings: each layer's rate includes the layers
     /// below it, which a subscriber of that layer receives too.
     pub svc: bool,
+    /// The temporal layers of its lowest layer, measured.
+    pub temporal: TemporalRates,
+    /// The AV1 dependency structure of the last keyframe: the layer of each frame template.
+    pub av1_structure: Option<std::sync::Arc<super::forward::av1::DdStructure>>,
     /// Layers the publisher was last told to send (as a bit mask); `None`: never told, all on.
     pub publisher_mask: Option<u8>,
     /// Speech detection (audio tracks).
@@ -83,6 +88,41 @@ pub struct Track {
     /// A pause of unneeded layers is due at this time (changes that switch layers off wait, so
     /// that a subscriber stepping down and up again does not make the publisher restart them).
     pub pause_due: Option<Instant>,
+}
+
+/// Temporal layers measured on a track's lowest layer (3 at most are used: `L1T3`).
+#[derive(Debug, Clone, Default)]
+pub struct TemporalRates {
+    /// Rate of the frames of temporal layers up to 0, 1 and 2.
+    rates: [RateMeter; 3],
+    /// The highest temporal layer seen.
+    highest: u8,
+}
+
+impl TemporalRates {
+    /// Count a packet of the lowest layer with temporal layer `temporal`.
+    pub fn add(&mut self, now: Instant, temporal: u8, bytes: usize) {
+        let t = (temporal as usize).min(2);
+        self.highest = self.highest.max(t as u8);
+        for r in &mut self.rates[t..] {
+            r.add(now, bytes);
+        }
+    }
+
+    /// The rates of the lowest layer with only temporal layers up to 0, 1, ... below the
+    /// highest (the whole layer's rate is the layer's own); empty without temporal layers or
+    /// before they are measured.
+    pub fn base(&mut self, now: Instant) -> Vec<u64> {
+        let mut base = Vec::new();
+        for t in 0..self.highest as usize {
+            let r = self.rates[t].rate(now);
+            if r == 0 {
+                break;
+            }
+            base.push(r);
+        }
+        base
+    }
 }
 
 /// Bit rates assumed for layers that have not been measured yet, by position from the top.
@@ -124,11 +164,11 @@ impl Track {
             .or_else(|| self.codecs.first().copied())
     }
 
-    /// Learns from a VP9 descriptor whether the track is SVC: a single-stream video whose
-    /// keyframe announces several spatial layers gets one layer per spatial layer, with the
-    /// frame sizes of the scalability structure. Returns whether its layers changed.
-    pub fn learn_svc(&mut self, d: &Vp9Descriptor) -> bool {
-        let n = d.ss_layers as usize;
+    /// Learns from a keyframe's description of its layers (a VP9 scalability structure, an AV1
+    /// dependency structure) whether the track is SVC: a single-stream video whose keyframe
+    /// announces several spatial layers gets one layer per spatial layer, with the frame sizes
+    /// given. Returns whether its layers changed.
+    pub fn learn_svc(&mut self, n: usize, sizes: &[Option<(u16, u16)>]) -> bool {
         let single = self.layers.len() == 1 && self.layers[0].rid.is_none();
         if n < 2 || !(self.svc || single) {
             return false;
@@ -138,9 +178,9 @@ impl Track {
             self.layers.resize_with(n, Layer::default);
         }
         self.svc = true;
-        for (l, size) in self.layers.iter_mut().zip(d.ss_sizes) {
+        for (l, size) in self.layers.iter_mut().zip(sizes) {
             if size.is_some() {
-                l.size = size;
+                l.size = *size;
             }
         }
         grown
@@ -314,6 +354,8 @@ impl Track {
             priority: 0,
             publisher_mask: None,
             svc: false,
+            temporal: Default::default(),
+            av1_structure: None,
             speaker: SpeakerDetector::default(),
             pause_due: None,
         }

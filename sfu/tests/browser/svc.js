@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-// End-to-end test of VP9 SVC layer selection with real browsers. P publishes its fake 1280x720
-// camera as VP9 with `scalabilityMode: 'L3T3_KEY'` (one stream, three spatial layers; the demo
-// page's `?codec=vp9&scalability=L3T3_KEY`). Two watchers in one Chromium process: BIG shows P's
+// End-to-end test of SVC layer selection with real browsers. P publishes its fake 1280x720
+// camera as VP9 (or AV1, with SVC_CODEC=av1) with `scalabilityMode: 'L3T3_KEY'` (one stream,
+// three spatial layers; the demo page's `?codec=vp9&scalability=L3T3_KEY`). Two watchers in one Chromium process: BIG shows P's
 // video at 1280x720 CSS pixels, SMALL at 320x180. The server must forward BIG all spatial
 // layers (it decodes 1280 wide) and SMALL only the lowest (320 wide); when SMALL's tile grows to
 // 1280x720 it must get the top layer too (the server switches up at a keyframe it asks for).
 //
-// With SVC_PUBLISH=simulcast, P publishes VP9 as three simulcast encodings (q, h, f) instead:
-// the same checks then cover VP9 simulcast switching, with the picture ids the server renumbers.
+// With SVC_PUBLISH=simulcast, P publishes three simulcast encodings (q, h, f) instead: the same
+// checks then cover simulcast switching, with the picture ids the server renumbers (VP9).
+//
+// AV1 says nothing about layers in its payload: the server reads them from the dependency
+// descriptor header extension that Chromium sends with it.
 //
 // Run it inside a private network namespace where only `lo` exists (see run.sh):
 //   SFU_BIN=target/release/sfu E2E_SCRIPT=svc.js bash sfu/tests/browser/run.sh
@@ -18,8 +21,9 @@
 //   E2E_HTTP_PORT   HTTP/WebSocket port (default 18080)
 //   E2E_UDP_PORT    media UDP port (default 40000)
 //   CHROMIUM_PATH   browser binary (default /usr/bin/chromium)
-//   SVC_PUBLISH     `svc` (default: one L3T3_KEY encoding) or `simulcast` (three VP9 encodings,
-//                   each L1T3: the bundled client's choice for VP9 simulcast)
+//   SVC_CODEC       `vp9` (default) or `av1`
+//   SVC_PUBLISH     `svc` (default: one L3T3_KEY encoding) or `simulcast` (three encodings, each
+//                   L1T3: the bundled client's choice for VP9 and AV1 simulcast)
 //   E2E_VERBOSE=1   stream the server's and the pages' logs instead of printing them on failure
 //   RUST_LOG        passed to the server (default info)
 'use strict';
@@ -39,9 +43,13 @@ const config = {
   verbose: process.env.E2E_VERBOSE === '1',
   room: 'svc',
   simulcast: process.env.SVC_PUBLISH === 'simulcast',
+  codec: process.env.SVC_CODEC === 'av1' ? 'av1' : 'vp9',
 };
+/** The codec's name as statistics give it, and for the check names. */
+const CODEC = config.codec.toUpperCase();
+const MIME = `video/${CODEC}`;
 /** What P publishes, for the check names. */
-const publishing = config.simulcast ? 'VP9 simulcast' : 'VP9 SVC';
+const publishing = config.simulcast ? `${CODEC} simulcast` : `${CODEC} SVC`;
 
 /** The whole run, setup and teardown included, must fit in this. */
 const HARD_TIMEOUT_MS = 180_000;
@@ -245,9 +253,11 @@ async function scenario() {
   const big = await newPeer(wb, 'BIG', { width: 1400, height: 900 }, tileCss(1280, 720));
   const small = await newPeer(wb, 'SMALL', { width: 1400, height: 900 }, tileCss(320, 180));
 
-  const publishes = config.simulcast ? 'three VP9 encodings (q, h, f)' : 'VP9 with scalabilityMode L3T3_KEY';
+  const publishes = config.simulcast ? `three ${CODEC} encodings (q, h, f)` : `${CODEC} with scalabilityMode L3T3_KEY`;
   await check(`P publishes ${publishes}`, async () => {
-    const query = config.simulcast ? { codec: 'vp9' } : { codec: 'vp9', scalability: 'L3T3_KEY', simulcast: '0' };
+    const query = config.simulcast
+      ? { codec: config.codec }
+      : { codec: config.codec, scalability: 'L3T3_KEY', simulcast: '0' };
     await openAndJoin(p, query);
     let seen = null;
     let rids = [];
@@ -262,8 +272,8 @@ async function scenario() {
     // With nobody watching yet, the server has P pause its simulcast layers above the lowest
     // (paused encodings have no outbound statistics).
     const ok = config.simulcast
-      ? rids.join() === 'q,h,f' && seen.every((o) => o.codec === 'video/VP9' && o.rid)
-      : seen.length === 1 && seen[0].codec === 'video/VP9' && seen[0].scalabilityMode === 'L3T3_KEY';
+      ? rids.join() === 'q,h,f' && seen.every((o) => o.codec === MIME && o.rid)
+      : seen.length === 1 && seen[0].codec === MIME && seen[0].scalabilityMode === 'L3T3_KEY';
     if (!ok) throw new Error(`P sends ${JSON.stringify(seen)}, encodings ${rids.join()}`);
     return seen.map((o) => `${o.rid ?? ''} ${o.codec} ${o.scalabilityMode ?? ''}`.trim()).join(', ');
   });
@@ -282,15 +292,15 @@ async function scenario() {
     return `${o.frameWidth} wide`;
   });
 
-  await check('BIG decodes VP9 at 1280 wide (the top layer)', async () => {
+  await check(`BIG decodes ${CODEC} at 1280 wide (the top layer)`, async () => {
     const v = await decodesWidth(big, 1280);
-    if (v.codec !== 'video/VP9') throw new Error(`BIG decodes ${v.codec}`);
+    if (v.codec !== MIME) throw new Error(`BIG decodes ${v.codec}`);
     return `${v.codec} ${v.frameWidth}x${v.frameHeight}`;
   });
 
-  await check('SMALL decodes VP9 at 320 wide (the lowest layer only)', async () => {
+  await check(`SMALL decodes ${CODEC} at 320 wide (the lowest layer only)`, async () => {
     const v = await decodesWidth(small, 320);
-    if (v.codec !== 'video/VP9') throw new Error(`SMALL decodes ${v.codec}`);
+    if (v.codec !== MIME) throw new Error(`SMALL decodes ${v.codec}`);
     // What each watcher receives, over the same few seconds (a measurement, not a wait for
     // a condition).
     const cpu0 = serverCpuTicks();

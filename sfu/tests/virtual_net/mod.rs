@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use sfu::core::forward::av1::{self, DdSerializer, DependencyDescriptor};
 use sfu::core::{generate_dtls_cert, Engine, EngineConfig, Event as EngineEvent, JoinSpec};
 use sfu::io::webhook::Webhooks;
 use sfu::io::wire::{self, Wire};
@@ -22,7 +23,7 @@ use str0m::media::{
     Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Simulcast, SimulcastLayer,
 };
 use str0m::net::{Protocol, Receive, TcpType};
-use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::rtp::{Extension, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 /// Virtual time step.
@@ -81,16 +82,81 @@ pub struct Received {
     pub ts: u32,
     pub keyframe: bool,
     pub marker: bool,
-    /// The simulcast layer index the publisher wrote in the payload's last byte.
+    /// The simulcast layer index the publisher wrote in the payload's last byte (low half).
     pub layer: u8,
+    /// The temporal layer it wrote there (high half).
+    pub temporal: u8,
     /// The VP8 or VP9 picture id as received.
     pub pid: Option<u16>,
     /// The publisher's frame counter (video; frames are captured every 50 ms).
     pub frame: u32,
     /// The payload type it arrived with.
     pub pt: u8,
+    /// It carried an AV1 dependency descriptor.
+    pub dd: bool,
     /// The payload's length.
     pub len: usize,
+}
+
+/// An AV1 dependency descriptor for a frame of layer (`spatial`, `temporal`) of an `L3T3` stream
+/// (templates S0T0, S0T1, S0T2, S1T0, ... with ids 0 to 8), with the structure and these layers'
+/// resolutions when `structure` is given.
+pub fn dependency_descriptor(
+    first: bool,
+    last: bool,
+    spatial: u8,
+    temporal: u8,
+    frame: u16,
+    structure: Option<&[Layer]>,
+) -> Vec<u8> {
+    let mut bits: Vec<bool> = Vec::new();
+    let mut put = |n: u32, v: u32| {
+        for i in (0..n).rev() {
+            bits.push(v >> i & 1 == 1);
+        }
+    };
+    put(1, first.into());
+    put(1, last.into());
+    put(6, u32::from(spatial * 3 + temporal));
+    put(16, frame.into());
+    if let Some(layers) = structure {
+        let spatial_layers = layers.len() as u32;
+        let templates = spatial_layers * 3;
+        // Structure present; no active decode targets, custom DTIs, fdiffs or chains.
+        put(5, 0b10000);
+        // Template id offset 0; one decode target per template.
+        put(6, 0);
+        put(5, templates - 1);
+        for s in 0..spatial_layers {
+            put(2, 1);
+            put(2, 1);
+            put(2, if s + 1 == spatial_layers { 3 } else { 2 });
+        }
+        // DTIs: required ("3") for every decode target at or above the template's layer.
+        for _ in 0..templates * templates {
+            put(2, 3);
+        }
+        // No frame diffs.
+        for _ in 0..templates {
+            put(1, 0);
+        }
+        // No chains: ns(templates + 1) = 0.
+        let w = 32 - (templates + 1).leading_zeros();
+        put(w - 1, 0);
+        // Resolutions.
+        put(1, 1);
+        for l in layers {
+            put(16, u32::from(l.width) - 1);
+            put(16, u32::from(l.height) - 1);
+        }
+    }
+    bits.chunks(8)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u8, |b, (i, bit)| b | u8::from(*bit) << (7 - i))
+        })
+        .collect()
 }
 
 /// The picture id of a VP9 payload descriptor, if it has one.
@@ -163,6 +229,8 @@ pub struct Client {
     audio_seq: u64,
     video_seq: [u64; 3],
     frame: u64,
+    /// Frames since the last keyframe (the temporal pattern restarts there).
+    frame_in_gop: u64,
     next_audio: Instant,
     next_video: Instant,
     force_keyframe: bool,
@@ -194,6 +262,11 @@ impl Client {
                 Codec::Vp8 => config.enable_vp8(true),
                 Codec::H264 => config.enable_h264(true),
                 Codec::Vp9 => config.enable_vp9(true),
+                // With the dependency descriptor, as browsers send AV1.
+                Codec::Av1 => config.enable_av1(true).set_extension(
+                    12,
+                    Extension::with_serializer(av1::DEPENDENCY_DESCRIPTOR_URI, DdSerializer),
+                ),
                 other => panic!("the test client does not send {other:?}"),
             };
         }
@@ -238,6 +311,7 @@ impl Client {
             audio_seq: 1,
             video_seq: [1, 1, 1],
             frame: 0,
+            frame_in_gop: 0,
             next_audio: now,
             next_video: now,
             force_keyframe: true,
@@ -349,11 +423,23 @@ impl Client {
             let codec = self.codec_of(*pt).map(|p| p.spec().codec);
             let h264 = codec == Some(Codec::H264);
             let vp9 = codec == Some(Codec::Vp9);
+            let av1 = codec == Some(Codec::Av1);
             let key = std::mem::take(&mut self.force_keyframe) || self.frame.is_multiple_of(100);
+            // AV1 goes out as L3T3 (or L1T3): temporal layers 0 2 1 2 (30, 15, 7.5 frames/s at
+            // 60 frames/s; here at 20, 10 and 5), a keyframe restarting the pattern.
+            if key {
+                self.frame_in_gop = 0;
+            }
+            let temporal = if av1 {
+                [0, 2, 1, 2][(self.frame_in_gop % 4) as usize]
+            } else {
+                0
+            };
+            self.frame_in_gop += 1;
             let ts = (self.frame * 4500) as u32;
             let pic = (self.frame & 0x7fff) as u16;
             let mid = self.video_mid.unwrap();
-            let svc = vp9 && self.svc && !self.simulcast;
+            let svc = (vp9 || av1) && self.svc && !self.simulcast;
             let layers: Vec<(usize, &Layer)> = if self.simulcast || svc {
                 LAYERS.iter().enumerate().collect()
             } else {
@@ -375,7 +461,10 @@ impl Client {
                     ((pic as usize + index * 7919) as u16 & 0x7fff, index)
                 };
                 let seq_base = &mut self.video_seq[stream];
+                let spatial = if svc { index as u8 } else { 0 };
                 for part in 0..layer.packets {
+                    let (first, last) = (part == 0, part + 1 == layer.packets);
+                    let mut ext = ExtensionValues::default();
                     let mut payload = vec![
                         0x80 | if part == 0 { 0x10 } else { 0 },
                         0x80,
@@ -394,10 +483,8 @@ impl Client {
                         // VP9 descriptor (RFC 9628), non-flexible: I, P unless a keyframe, L,
                         // B and E at the frame's ends, V with the frame size on a keyframe;
                         // 15-bit picture id, T0 S0, TL0PICIDX numbered per layer.
-                        let (first, last) = (part == 0, part + 1 == layer.packets);
                         // With SVC: S = the layer, D on a keyframe's upper layers, the scalability
                         // structure (three layers) on the keyframe's first packet.
-                        let spatial = if svc { index as u8 } else { 0 };
                         let ss = key && first && spatial == 0;
                         let b0 = 0x80
                             | 0x20
@@ -417,6 +504,22 @@ impl Client {
                                 payload.extend_from_slice(&s.height.to_be_bytes());
                             }
                         }
+                    } else if av1 {
+                        // Aggregation header: one OBU element (W = 1), N on the first packet
+                        // of a keyframe. The layers go in the dependency descriptor.
+                        let n = key && first && spatial == 0;
+                        payload = vec![0x10 | if n { 0x08 } else { 0 }, 0x32];
+                        let sized: &[Layer] = if svc { &LAYERS } else { &LAYERS[index..=index] };
+                        let bytes = dependency_descriptor(
+                            first,
+                            last,
+                            spatial,
+                            temporal,
+                            self.frame as u16,
+                            n.then_some(sized),
+                        );
+                        ext.user_values
+                            .set(DependencyDescriptor::parse(&bytes).expect("a valid descriptor"));
                     } else if part == 0 && key {
                         // VP8 keyframe header: frame tag, start code, size.
                         payload.extend_from_slice(&[0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a]);
@@ -428,7 +531,7 @@ impl Client {
                     payload.resize(layer.packet_bytes, 0x55);
                     // The frame counter and the layer, for the receiver's bookkeeping.
                     payload.extend_from_slice(&(self.frame as u32).to_be_bytes());
-                    payload.push(index as u8);
+                    payload.push(index as u8 | temporal << 4);
                     let seq = *seq_base;
                     *seq_base += 1;
                     if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, rid) {
@@ -438,6 +541,7 @@ impl Client {
                                     part + 1 == layer.packets
                                         && (!svc || index + 1 == LAYERS.len()),
                                 )
+                                .ext_vals(ext)
                                 .nackable(true),
                         );
                     }
@@ -503,6 +607,8 @@ impl Client {
                 let keyframe = kind == MediaKind::Video
                     && if vp9 {
                         vp9_keyframe(&p.payload)
+                    } else if codec == Some(Codec::Av1) {
+                        av1::starts_keyframe(&p.payload)
                     } else if h264 {
                         // An SPS (which senders put in front of an IDR) or an IDR slice.
                         str0m::format::detect_h264_nalu(&p.payload, 7)
@@ -520,7 +626,8 @@ impl Client {
                         ts: p.header.timestamp,
                         keyframe,
                         marker: p.header.marker,
-                        layer: p.payload.last().copied().unwrap_or(0),
+                        layer: p.payload.last().map_or(0, |b| b & 0x0f),
+                        temporal: p.payload.last().map_or(0, |b| b >> 4),
                         frame: p
                             .payload
                             .len()
@@ -538,6 +645,12 @@ impl Client {
                         },
                         pt,
                         len: p.payload.len(),
+                        dd: p
+                            .header
+                            .ext_vals
+                            .user_values
+                            .get::<DependencyDescriptor>()
+                            .is_some(),
                     });
             }
             _ => {}

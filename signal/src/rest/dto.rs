@@ -14,7 +14,7 @@ pub const MAX_PARTICIPANTS_LIMIT: u32 = 10_000;
 pub const MAX_EMPTY_TIMEOUT_SECS: u32 = 7 * 24 * 60 * 60;
 
 /// The video codecs a room's `video_codecs` may name: the ones the server forwards.
-pub const VIDEO_CODECS: [&str; 3] = ["vp8", "h264", "vp9"];
+pub const VIDEO_CODECS: [&str; 4] = ["vp8", "h264", "vp9", "av1"];
 
 /// Checks a room's video codec policy: each name one of [`VIDEO_CODECS`] (in any case), at most
 /// once. An empty list is allowed: every codec the server forwards.

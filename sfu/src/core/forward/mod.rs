@@ -4,6 +4,7 @@
 //! starts a keyframe, it returns a [`Verdict`]: send with these outgoing numbers, or drop for a
 //! [`DropReason`]. It never sends anything itself.
 
+pub mod av1;
 pub mod picture_id;
 pub mod rewrite;
 pub mod select;

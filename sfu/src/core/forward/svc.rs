@@ -1,4 +1,5 @@
-//! Which spatial layers of a VP9 SVC stream a subscriber gets, packet by packet.
+//! Which spatial and temporal layers of a scalable stream (VP9 SVC, AV1 with a dependency
+//! descriptor) a subscriber gets, packet by packet.
 //!
 //! An SVC publisher sends every spatial layer in one RTP stream: each picture (one RTP
 //! timestamp) carries a frame per spatial layer, lowest first, and a frame of layer S may be
@@ -16,9 +17,50 @@
 //!   for a keyframe;
 //! - a (re)start, when nothing was forwarded, also waits for a keyframe.
 //!
-//! All temporal layers of the forwarded spatial layers go through.
+//! Temporal layers are chosen apart, by a [`TemporalFilter`]: when even the lowest layer at full
+//! frame rate does not fit a subscriber's bandwidth, it gets fewer frames of it rather than none.
+//! The same filter serves a single stream or simulcast encoding with temporal layers (`L1T3`).
 
 use super::select::LayerIndex;
+
+/// Every temporal layer: no cap.
+pub const ALL_TEMPORAL: u8 = u8::MAX;
+
+/// The temporal layers forwarded to one subscriber: up to a cap.
+///
+/// - down at the next frame start (a frame of a higher layer is never cut in two);
+/// - up at the start of a frame of temporal layer 0: in the usual structures (`L1T2`, `L1T3`,
+///   `LxTy_KEY`) the frames of higher temporal layers refer only to lower layers since the last
+///   base frame, so from there on every frame of the raised layers can be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemporalFilter {
+    /// Highest temporal layer forwarded now.
+    current: u8,
+}
+
+impl Default for TemporalFilter {
+    fn default() -> Self {
+        TemporalFilter {
+            current: ALL_TEMPORAL,
+        }
+    }
+}
+
+impl TemporalFilter {
+    /// The highest temporal layer forwarded now ([`ALL_TEMPORAL`]: no cap).
+    pub fn current(&self) -> u8 {
+        self.current
+    }
+
+    /// Whether to forward a packet of temporal layer `temporal` that starts a frame (or not),
+    /// the allocator wanting layers up to `cap`.
+    pub fn keep(&mut self, cap: u8, temporal: u8, begins_frame: bool) -> bool {
+        if begins_frame && (cap < self.current || temporal == 0) {
+            self.current = cap;
+        }
+        temporal <= self.current
+    }
+}
 
 /// What the selector looks at in one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,5 +299,38 @@ mod tests {
             (Some(0), pkt(u32::MAX, 0, false, true), SKIP, Some(0)),
             (Some(0), pkt(u32::MAX, 1, false, true), SKIP, Some(0)),
         ]);
+    }
+
+    #[test]
+    fn temporal_layers_go_down_at_a_frame_and_up_at_a_base_frame() {
+        let mut f = TemporalFilter::default();
+        // (cap, temporal id, begins frame, kept, current after): an L1T3 stream, frames in the
+        // order T0 T2 T1 T2, two packets each where it matters.
+        let rows = [
+            (ALL_TEMPORAL, 0, true, true, ALL_TEMPORAL),
+            (ALL_TEMPORAL, 2, true, true, ALL_TEMPORAL),
+            // Cap 0 in the middle of a T2 frame: the frame is finished.
+            (0, 2, false, true, ALL_TEMPORAL),
+            (0, 1, true, false, 0),
+            (0, 2, true, false, 0),
+            (0, 0, true, true, 0),
+            (0, 0, false, true, 0),
+            // Up to 1: not before the next base frame.
+            (1, 2, true, false, 0),
+            (1, 1, true, false, 0),
+            (1, 2, true, false, 0),
+            (1, 0, true, true, 1),
+            (1, 2, true, false, 1),
+            (1, 1, true, true, 1),
+            (1, 1, false, true, 1),
+            // No cap again.
+            (ALL_TEMPORAL, 2, true, false, 1),
+            (ALL_TEMPORAL, 0, true, true, ALL_TEMPORAL),
+            (ALL_TEMPORAL, 2, true, true, ALL_TEMPORAL),
+        ];
+        for (i, (cap, tid, begins, kept, current)) in rows.into_iter().enumerate() {
+            assert_eq!(f.keep(cap, tid, begins), kept, "row {i}");
+            assert_eq!(f.current(), current, "row {i}: current");
+        }
     }
 }
