@@ -6,7 +6,10 @@
 //!
 //! Checks that the capped subscriber settles on the low layer while the other gets the top one,
 //! that it climbs back to the top layer within 15 s once the cap is lifted, and that video keeps
-//! decoding with NACKs under 5 % random loss. Its output reports the times and freezes measured.
+//! decoding with NACKs under 5 % random loss. Then, with the link capped at 1.2 Mbit/s, the
+//! publisher shares a screen: the capped subscriber must decode it at full size while the camera
+//! drops below the middle layer or is paused, and get the camera's middle layer back once the
+//! share stops. Its output reports the times, freezes and screen rates measured.
 //!
 //! Needs Linux, root (network namespaces, tc, nftables), node >= 20 and npm. On machines that
 //! cannot run browsers, set `SFU_SKIP_BROWSER_TESTS=1` for `cargo test`: the test is then built
