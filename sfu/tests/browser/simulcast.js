@@ -15,9 +15,9 @@
 //     camera keeps f. P shares an animated 1280x720 canvas as its screen (one encoding, held at
 //     500 kbit/s: it fits the cap, but not next to f). Within 20 s the camera must be below f or
 //     paused, with the screen active, for 2 s on end; then, for 6 s, S2 must decode the screen at
-//     1280 wide, never paused and without a gap over 3 s. Once P stops sharing, the camera must be back on
-//     f within 20 s. The time to the first screen frame, its size, frame rate and bit rate and
-//     the camera's layers meanwhile are reported.
+//     1280 wide, never paused and without a gap over 3 s. Once P stops sharing, the camera must
+//     be back on f within 20 s. The time to the first screen frame, its size, frame rate and bit
+//     rate and the camera's layers meanwhile are reported.
 // Also watched, without failing the run: whether P switches off the layer nobody needs (h), and
 // whether S2 ever has the screen paused while the camera is still on f (when the screen starts).
 // On failure (or with SC_TRACE=1) it prints, once a second, what each page decoded and received,
