@@ -6,7 +6,11 @@
 //!
 //! Checks that the capped subscriber settles on the low layer while the other gets the top one,
 //! that it climbs back to the top layer within 15 s once the cap is lifted, and that video keeps
-//! decoding with NACKs under 5 % random loss. Its output reports the times and freezes measured.
+//! decoding with NACKs under 5 % random loss. Then, with the link capped at 1.2 Mbit/s (where the
+//! camera keeps its top layer), the publisher shares a screen: the camera must drop below its top
+//! layer or be paused, the capped subscriber must decode the screen at full size and never have
+//! it paused, and the camera's top layer must come back once the share stops. Its output reports
+//! the times, freezes and screen rates measured.
 //!
 //! Needs Linux, root (network namespaces, tc, nftables), node >= 20 and npm. On machines that
 //! cannot run browsers, set `SFU_SKIP_BROWSER_TESTS=1` for `cargo test`: the test is then built

@@ -11,7 +11,15 @@
 //  3. S2's link loses 5 % of the packets (no cap; nftables, as sch_netem is often missing):
 //     video keeps decoding and S2 sends NACKs.
 //  4. S1 shrinks its video to 320x180 and gets layer q; hides it and gets nothing.
-// Also watched, without failing the run: whether P switches off the layer nobody needs (h).
+//  5. A screen share gets priority on a capped link: S2's link is capped at 1.2 Mbit/s, where P's
+//     camera keeps f. P shares an animated 1280x720 canvas as its screen (one encoding, held at
+//     500 kbit/s: it fits the cap, but not next to f). Within 20 s the camera must be below f or
+//     paused, with the screen active, for 2 s on end; then, for 6 s, S2 must decode the screen at
+//     1280 wide, never paused and without a gap over 3 s. Once P stops sharing, the camera must
+//     be back on f within 20 s. The time to the first screen frame, its size, frame rate and bit
+//     rate and the camera's layers meanwhile are reported.
+// Also watched, without failing the run: whether P switches off the layer nobody needs (h), and
+// whether S2 ever has the screen paused while the camera is still on f (when the screen starts).
 // On failure (or with SC_TRACE=1) it prints, once a second, what each page decoded and received,
 // P's encodings, and the stream_state / publisher_layers messages.
 //
@@ -54,7 +62,7 @@ const config = {
   room: 'simulcast',
 };
 
-const HARD_TIMEOUT_MS = 150_000;
+const HARD_TIMEOUT_MS = 270_000;
 const HEALTH_TIMEOUT_MS = 20_000;
 const JOIN_TIMEOUT_MS = 20_000;
 /** Joined until S1 decodes the top layer. */
@@ -74,6 +82,31 @@ const FREEZE_MS = 1_000;
 const SHAPED_RATE = '300kbit';
 const LOSS_PERCENT = 5;
 const LOSS_TABLE = 'sfu_sc_loss';
+/**
+ * S2's cap while P shares its screen. Measured on it: the camera's f (mostly 650 to 850 kbit/s)
+ * fits alone; the screen (held at SCREEN_MAX_BITRATE, 350 to 600 kbit/s) fits with room to spare;
+ * both together mostly do not.
+ */
+const SCREEN_SHAPED_RATE = '1200kbit';
+/**
+ * What P's screen encoding is held at. The client's default (2 Mbit/s) would not fit the cap:
+ * the test wants the screen to fit, alone.
+ */
+const SCREEN_MAX_BITRATE = 500_000;
+/** Cap set until S2 decodes the camera's f steadily. */
+const SCREEN_SETTLE_TIMEOUT_MS = 30_000;
+/** shareScreen() until S2 decodes a frame of the screen. */
+const SCREEN_FIRST_FRAME_TIMEOUT_MS = 20_000;
+/** shareScreen() until S2's camera is below f or paused. */
+const SCREEN_GIVE_WAY_TIMEOUT_MS = 20_000;
+/** How long the camera must be below f with the screen active before the screen is watched. */
+const SCREEN_SETTLED_FOR_MS = 2_000;
+/** How long the screen and the camera are watched while both are there. */
+const SCREEN_WINDOW_MS = 6_000;
+/** The longest the screen may go without a decoded frame in that window. */
+const SCREEN_MAX_GAP_MS = 3_000;
+/** stopScreenShare() until S2's camera is on f again (the requirement). */
+const CAMERA_BACK_LIMIT_MS = 20_000;
 const POLL_MS = 250;
 
 const harness = require('./harness');
@@ -292,7 +325,9 @@ function recordSignalsInPage() {
           seen.errors.push(`${m.code}: ${m.message}`);
           if (seen.errors.length > 20) seen.errors.shift();
         } else if (m.type === 'stream_state') {
-          const what = `${m.state}${m.layer ? `:${m.layer}` : ''}${m.reason ? `:${m.reason}` : ''}`;
+          // Which video: the end of the track id (P's camera and screen differ there).
+          const track = String(m.track_id).split('-').at(-1);
+          const what = `${track} ${m.state}${m.layer ? `:${m.layer}` : ''}${m.reason ? `:${m.reason}` : ''}`;
           seen.streamStates.push({ t: Math.round(performance.now()), what });
           if (seen.streamStates.length > 100) seen.streamStates.shift();
         }
@@ -363,9 +398,19 @@ function startMonitorInPage(freezeMs) {
     const pc = window.sfuDemo.client.pc;
     if (!pc) return;
     const stats = await pc.getStats();
+    // A shared screen is sampled apart: `v` stays the camera.
+    const screenIds = new Set();
+    for (const p of window.sfuDemo.client.participants.values()) {
+      for (const t of p.screenStream.getVideoTracks()) screenIds.add(t.id);
+    }
     let v = null;
+    let screen = null;
     stats.forEach((s) => {
       if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+      if (screenIds.has(s.trackIdentifier)) {
+        screen = s;
+        return;
+      }
       if (!v || (s.framesDecoded ?? 0) > (v.framesDecoded ?? 0)) v = s;
     });
     if (!v) return;
@@ -408,6 +453,9 @@ function startMonitorInPage(freezeMs) {
     if (!h || now - h.t >= 1000) {
       const st = window.sfuDemo.client.streamStates.values().next().value;
       mon.history.push({
+        screen: screen
+          ? { frames: screen.framesDecoded ?? 0, width: screen.frameWidth ?? 0, bytes: screen.bytesReceived ?? 0 }
+          : null,
         t: now,
         frames: cur.framesDecoded,
         received: cur.framesReceived,
@@ -464,6 +512,115 @@ function readMonitorInPage() {
 
 const readMonitor = (peer) => withTimeout(peer.page.evaluate(readMonitorInPage), 5000, `${peer.name} stats`);
 
+/**
+ * In P's page: shares an animated 1280x720 canvas as its screen (headless Chromium has no screen
+ * to capture), as screen.js does, and holds the screen's encoding at `maxBitrate`. Every frame
+ * scrolls a page of text by a few pixels and moves a marker, so that the encoder always has work
+ * and sends at about that rate.
+ */
+async function shareCanvasInPage(maxBitrate) {
+  const canvas = document.createElement('canvas');
+  canvas.width = 1280;
+  canvas.height = 720;
+  const ctx = canvas.getContext('2d');
+  let n = 0;
+  window.__scScreenTimer = setInterval(() => {
+    n++;
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(0, 0, 1280, 720);
+    ctx.fillStyle = '#123';
+    ctx.font = '24px sans-serif';
+    const scroll = (n * 3) % 40;
+    for (let i = 0; i < 19; i++) {
+      ctx.fillText(`Line ${i + Math.floor((n * 3) / 40)} of a shared document, frame ${n}`, 40, 40 + i * 40 - scroll);
+    }
+    ctx.fillRect((n * 7) % 1200, 680, 80, 30);
+  }, 66);
+  const stream = canvas.captureStream(15);
+  const { client } = window.sfuDemo;
+  await client.shareScreen({ stream, audio: false });
+  const track = stream.getVideoTracks()[0];
+  const sender = client.pc.getSenders().find((x) => x.track === track);
+  // The client sets the degradation preference once the server answered; the bitrate is set
+  // after it, so that the two setParameters() do not race (bounded: 10 s).
+  let error = null;
+  for (let i = 0; i < 40; i++) {
+    const params = sender.getParameters();
+    if (params.encodings[0]?.maxBitrate === maxBitrate) break;
+    if (params.degradationPreference === 'maintain-resolution' || i >= 30) {
+      params.encodings[0].maxBitrate = maxBitrate;
+      try {
+        await sender.setParameters(params);
+      } catch (e) {
+        error = e.message;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const params = sender.getParameters();
+  return {
+    sharing: client.screenSharing,
+    encodings: params.encodings.length,
+    maxBitrate: params.encodings[0]?.maxBitrate ?? null,
+    degradation: params.degradationPreference ?? null,
+    error,
+  };
+}
+
+/** In P's page: what it sends of its screen (frames, bytes, size), or null. */
+async function screenOutboundInPage() {
+  const { client } = window.sfuDemo;
+  const track = client.screenStream?.getVideoTracks()[0];
+  const sender = track && client.pc?.getSenders().find((x) => x.track === track);
+  if (!sender) return null;
+  let out = null;
+  (await sender.getStats()).forEach((s) => {
+    if (s.type === 'outbound-rtp') {
+      out = { t: performance.now(), frames: s.framesEncoded ?? 0, bytes: s.bytesSent ?? 0, width: s.frameWidth ?? 0 };
+    }
+  });
+  return out;
+}
+
+/**
+ * In a subscriber page: P's camera and screen as received (frames decoded, size, bytes) and
+ * what the server says of each (`stream_state`); `null` for a video that is not there.
+ */
+async function cameraAndScreenInPage() {
+  const { client } = window.sfuDemo;
+  const p = [...client.participants.values()].find((x) => x.name === 'P');
+  if (!p || !client.pc) return { now: performance.now(), camera: null, screen: null };
+  const inbound = new Map();
+  (await client.pc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') inbound.set(s.trackIdentifier, s);
+  });
+  const video = (track) => {
+    if (!track) return null;
+    const id = client.serverTrackId(track);
+    const s = inbound.get(track.id);
+    const st = client.streamStates.get(id);
+    return {
+      id,
+      source: p.sources.get(id) ?? null,
+      frames: s?.framesDecoded ?? 0,
+      width: s?.frameWidth ?? 0,
+      height: s?.frameHeight ?? 0,
+      bytes: s?.bytesReceived ?? 0,
+      state: st?.state ?? null,
+      layer: st?.layer ?? null,
+      reason: st?.reason ?? null,
+    };
+  };
+  return {
+    now: performance.now(),
+    camera: video(p.stream.getVideoTracks()[0]),
+    screen: video(p.screenStream.getVideoTracks()[0]),
+  };
+}
+
+const cameraAndScreen = (peer) =>
+  withTimeout(peer.page.evaluate(cameraAndScreenInPage), 5000, `${peer.name} camera and screen`);
+
 /** In P's page: samples the outbound video per rid once a second into `window.__scOut`. */
 function startPublisherMonitorInPage() {
   const hist = [];
@@ -474,8 +631,9 @@ function startPublisherMonitorInPage() {
     const stats = await pc.getStats();
     const row = { t: performance.now(), rids: {} };
     stats.forEach((s) => {
-      if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) {
-        row.rids[s.rid] = {
+      // The camera's encodings by rid; a shared screen (one encoding, no rid) as `screen`.
+      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        row.rids[s.rid ?? 'screen'] = {
           frames: s.framesEncoded ?? 0,
           bytes: s.bytesSent ?? 0,
           width: s.frameWidth ?? 0,
@@ -548,12 +706,17 @@ function formatHistory(peer, history) {
     const b = history[i];
     const dt = (b.t - a.t) / 1000;
     const kbps = (bytes) => Math.round((bytes * 8) / dt / 1000);
+    const sa = a.screen ?? { frames: 0, bytes: 0 };
+    const screen = b.screen
+      ? `; screen fps ${((b.screen.frames - sa.frames) / dt).toFixed(0)} width ${b.screen.width} ` +
+        `${kbps(b.screen.bytes - sa.bytes)} kbps`
+      : '';
     lines.push(
       `[${peer.name} ${at(peer, b.t)}] fps ${((b.frames - a.frames) / dt).toFixed(0)} ` +
         `(received ${((b.received - a.received) / dt).toFixed(0)}, keyframes +${b.keyframes - a.keyframes}) ` +
         `width ${b.width} video ${kbps(b.videoBytes - a.videoBytes)} kbps, ` +
         `all ${kbps(b.transportBytes - a.transportBytes)} kbps, ` +
-        `nack +${b.nacks - a.nacks} pli +${b.plis - a.plis} lost +${b.lost - a.lost} state ${b.state}`,
+        `nack +${b.nacks - a.nacks} pli +${b.plis - a.plis} lost +${b.lost - a.lost} state ${b.state}${screen}`,
     );
   }
   return lines.join('\n');
@@ -781,6 +944,184 @@ async function scenario() {
     const more = later.last.framesDecoded - frames;
     if (more > 1) throw new Error(`S1 still decodes (${more} frames in 2 s)`);
   }, { soft: true });
+
+  await screenShareOnCappedLink(p, s1, s2);
+}
+
+/** Layers of P's camera, lowest first. */
+const LAYERS = ['q', 'h', 'f'];
+/** Whether `camera` (from {@link cameraAndScreenInPage}) is paused or on a layer below `layer`. */
+const cameraBelow = (camera, layer) =>
+  camera?.state === 'paused' || (camera?.state === 'active' && LAYERS.indexOf(camera.layer) < LAYERS.indexOf(layer));
+const describeVideo = (v) =>
+  !v
+    ? 'none'
+    : v.state === 'paused'
+      ? `paused (${v.reason})`
+      : `${v.state}${v.layer ? ` ${v.layer}` : ''}, ${v.width}x${v.height}, ${v.frames} frames`;
+
+/**
+ * 5. S2's link is capped at SCREEN_SHAPED_RATE, where P's camera keeps f, but f and the screen
+ *    do not fit together. P shares a screen: the camera must drop below f or be paused, and S2
+ *    must then decode the screen at 1280 wide, never paused; once P stops sharing, the camera
+ *    must be back on f.
+ */
+async function screenShareOnCappedLink(p, s1, s2) {
+  // S1 (video hidden already) hides the stage too: a decoder fewer on the shared cores. S2 shows
+  // the screen 640 wide above P's camera tile (still 1280x720: it wants f), both in view.
+  await s1.page.addStyleTag({ content: '#stage { display: none !important; }' });
+  await s2.page.setViewportSize({ width: 1400, height: 1400 });
+  await s2.page.addStyleTag({ content: '#stage { max-width: 640px; margin: 0 0 8px; }' });
+  await shapeS2(['tbf', 'rate', SCREEN_SHAPED_RATE, 'burst', '10kb', 'latency', '100ms']);
+
+  await check(`S2 capped at ${SCREEN_SHAPED_RATE} still decodes P's camera at 1280 wide (layer f)`, async () => {
+    const since = await s2.page.evaluate(() => performance.now());
+    const r = await waitForWidth(s2, 1280, 'f', SCREEN_SETTLE_TIMEOUT_MS, SETTLED_FOR_MS, since);
+    return `held since ${secs(r.ms)} after the cap`;
+  });
+
+  await check(
+    `P shares a screen: P's camera drops below f or is paused, and S2 decodes the screen at 1280 wide, never paused`,
+    async () => {
+      const sharedAt = Date.now();
+      // S2 is watched while P is still setting the screen's bitrate.
+      const shared = withTimeout(p.page.evaluate(shareCanvasInPage, SCREEN_MAX_BITRATE), 20_000, 'shareScreen()');
+      shared.catch(() => {});
+      let m = null;
+      await until(SCREEN_FIRST_FRAME_TIMEOUT_MS, async () => {
+        m = await cameraAndScreen(s2);
+        return m.screen?.frames > 0
+          ? { ok: true }
+          : { ok: false, why: `S2: screen ${describeVideo(m.screen)}; camera ${describeVideo(m.camera)}` };
+      });
+      measured.screenFirstMs = Date.now() - sharedAt;
+      const r = await shared;
+      if (!r.sharing || r.encodings !== 1 || r.maxBitrate !== SCREEN_MAX_BITRATE) {
+        throw new Error(`P: ${JSON.stringify(r)}`);
+      }
+      if (m.screen.source !== 'screen') throw new Error(`S2 knows the track as '${m.screen.source}'`);
+      // Until the camera has been below f (or paused) with the screen active for 2 s: the first
+      // allocations after the screen starts may still change their mind. Meanwhile: how long the
+      // screen was paused while the camera was on f (reported below).
+      let inversionMs = 0;
+      let sampledAt = Date.now();
+      let settledAt = null;
+      await until(SCREEN_GIVE_WAY_TIMEOUT_MS, async () => {
+        m = await cameraAndScreen(s2);
+        if (m.screen?.state === 'paused' && !cameraBelow(m.camera, 'f')) inversionMs += Date.now() - sampledAt;
+        sampledAt = Date.now();
+        if (!cameraBelow(m.camera, 'f') || m.screen?.state !== 'active') {
+          settledAt = null;
+          return { ok: false, why: `S2: camera ${describeVideo(m.camera)}; screen ${describeVideo(m.screen)}` };
+        }
+        settledAt ??= Date.now();
+        return Date.now() - settledAt >= SCREEN_SETTLED_FOR_MS
+          ? { ok: true }
+          : { ok: false, why: `camera below f with the screen active for ${secs(Date.now() - settledAt)} only` };
+      });
+      measured.cameraDownMs = settledAt - sharedAt;
+      measured.inversionMs = inversionMs;
+
+      // Then for a while: the screen decodes without a long gap and is never paused. The camera
+      // may go back to f meanwhile: f's measured rate varies (P's encoder ramps it up again after
+      // a pause), and when it reads low enough both fit; its layers are reported.
+      const a = await cameraAndScreen(s2);
+      const sentA = await withTimeout(p.page.evaluate(screenOutboundInPage), 5000, 'P screen stats');
+      let last = a;
+      let lastNewFrameAt = a.now;
+      let longestGap = 0;
+      const cameraSeen = new Set();
+      const problems = [];
+      const end = Date.now() + SCREEN_WINDOW_MS;
+      while (Date.now() < end) {
+        await sleep(POLL_MS);
+        const b = await cameraAndScreen(s2);
+        if (b.screen?.state !== 'active') problems.push(`screen ${describeVideo(b.screen)}`);
+        cameraSeen.add(b.camera?.state === 'paused' ? `paused (${b.camera.reason})` : b.camera?.layer);
+        if ((b.screen?.frames ?? 0) > (last.screen?.frames ?? 0)) lastNewFrameAt = b.now;
+        longestGap = Math.max(longestGap, b.now - lastNewFrameAt);
+        last = b;
+      }
+      const sentB = await withTimeout(p.page.evaluate(screenOutboundInPage), 5000, 'P screen stats');
+      const dt = (last.now - a.now) / 1000;
+      const fps = (last.screen.frames - a.screen.frames) / dt;
+      const kbps = Math.round(((last.screen.bytes - a.screen.bytes) * 8) / dt / 1000);
+      const sentKbps = Math.round(((sentB.bytes - sentA.bytes) * 8) / (sentB.t - sentA.t));
+      measured.screen = {
+        width: last.screen.width,
+        height: last.screen.height,
+        fps,
+        kbps,
+        sentKbps,
+        camera: [...cameraSeen].join(', '),
+        cameraWidth: last.camera?.state === 'paused' ? null : last.camera?.width,
+        longestGap,
+      };
+      const detail =
+        `first screen frame ${secs(measured.screenFirstMs)} after shareScreen(), camera below f after ` +
+        `${secs(measured.cameraDownMs)}; ` +
+        `over ${secs(dt * 1000)}: screen ${last.screen.width}x${last.screen.height} ` +
+        `at ${fps.toFixed(1)} fps, ${kbps} kbit/s (P sends ${sentKbps} kbit/s), longest gap ${secs(longestGap)}; ` +
+        `camera ${measured.screen.camera}${measured.screen.cameraWidth ? `, ${measured.screen.cameraWidth} wide` : ''}`;
+      if (problems.length) {
+        throw new Error(`${problems.slice(0, 3).join('; ')} (${problems.length} samples): ${detail}`);
+      }
+      if (last.screen.width !== 1280) throw new Error(`screen not at full size: ${detail}`);
+      if (fps <= 0 || longestGap > SCREEN_MAX_GAP_MS) throw new Error(`screen not decoding steadily: ${detail}`);
+      return detail;
+    },
+  );
+
+  // Informational: when the screen starts, the server may pause it for bandwidth for a moment
+  // while the camera keeps f. Its first measured rate is its first keyframe over the fraction of
+  // a second it has been arriving (core/rate.rs), far above what it sends later.
+  await check('S2 never has the screen paused while the camera is still on f', async () => {
+    if (measured.inversionMs > 0) throw new Error(`for about ${secs(measured.inversionMs)} after the share began`);
+  }, { informational: true });
+
+  await check(`P stops sharing: S2's camera is back on f within ${secs(CAMERA_BACK_LIMIT_MS)}`, async () => {
+    const stoppedAt = Date.now();
+    const before = await cameraAndScreen(s2);
+    const stopped = await withTimeout(
+      p.page.evaluate(() => {
+        clearInterval(window.__scScreenTimer);
+        const track = window.sfuDemo.client.screenStream?.getVideoTracks()[0];
+        const was = window.sfuDemo.client.stopScreenShare();
+        track?.stop();
+        return was;
+      }),
+      5000,
+      'stopScreenShare()',
+    );
+    if (!stopped) throw new Error('stopScreenShare() says nothing was shared');
+    let m = null;
+    let backAt = null;
+    let backFrames = 0;
+    await until(CAMERA_BACK_LIMIT_MS + 5_000, async () => {
+      m = await cameraAndScreen(s2);
+      const on = m.camera?.state === 'active' && m.camera.layer === 'f' && m.camera.width === 1280 &&
+        m.camera.frames > before.camera.frames;
+      if (!on) {
+        backAt = null;
+        return { ok: false, why: `S2: camera ${describeVideo(m.camera)}; screen ${describeVideo(m.screen)}` };
+      }
+      if (backAt === null) {
+        backAt = Date.now();
+        backFrames = m.camera.frames;
+      }
+      // On f and still decoding a second later; and the screen gone.
+      if (Date.now() - backAt < 1000 || m.camera.frames <= backFrames) {
+        return { ok: false, why: 'camera on f for less than 1 s' };
+      }
+      return m.screen === null
+        ? { ok: true }
+        : { ok: false, why: `S2 still has the screen: ${describeVideo(m.screen)}` };
+    });
+    measured.cameraBackMs = backAt - stoppedAt;
+    const detail = `after ${secs(measured.cameraBackMs)} (${describeVideo(m.camera)})`;
+    if (measured.cameraBackMs > CAMERA_BACK_LIMIT_MS) throw new Error(`took ${detail}`);
+    return detail;
+  });
 }
 
 // ---- reports ----------------------------------------------------------------------------------
@@ -813,8 +1154,10 @@ async function printPageState(peer) {
 }
 
 /** Once a second per page: P's encodings, what each subscriber decoded; and the layer messages. */
+let tracePrinted = false;
 async function printTrace() {
-  if (traceT0 === null) return;
+  if (traceT0 === null || tracePrinted) return;
+  tracePrinted = true;
   const evaluate = (peer, fn) => withTimeout(peer.page.evaluate(fn), 5000, peer.name).catch(() => null);
   const p = peers.find((x) => x.name === 'P');
   if (p) {
@@ -862,6 +1205,15 @@ function summary() {
     const { nacks, frames } = measured.loss;
     parts.push(`${LOSS_PERCENT} % loss: nackCount +${nacks}, ${frames} frames in ${secs(LOSS_WINDOW_MS)}`);
   }
+  if (measured.screen) {
+    const x = measured.screen;
+    parts.push(
+      `screen on S2 at ${SCREEN_SHAPED_RATE}: first frame after ${secs(measured.screenFirstMs)}, ` +
+        `${x.width}x${x.height} at ${x.fps.toFixed(1)} fps (${x.kbps} kbit/s), ` +
+        `camera meanwhile ${x.camera}${x.cameraWidth ? ` (${x.cameraWidth} wide)` : ''}`,
+    );
+  }
+  if (measured.cameraBackMs != null) parts.push(`camera back on f after the share: ${secs(measured.cameraBackMs)}`);
   if (parts.length) log(`measured: ${parts.join('; ')}`);
 }
 
@@ -888,6 +1240,6 @@ runScript({
       peer.log.dump();
       if (!quick) await printPageState(peer);
     }
-    if (!quick && env.SC_TRACE !== '1') await printTrace();
+    if (!quick) await printTrace();
   },
 });
