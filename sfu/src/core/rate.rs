@@ -40,6 +40,14 @@ impl RateMeter {
         (bits as f64 / span.as_secs_f64()) as u64
     }
 
+    /// Whether the meter has been counting for less than a [`WINDOW`] (since its first byte, or
+    /// since a silence cleared it): its rate is then the bytes of a fraction of a second, which
+    /// a keyframe at the start makes read far above the stream's rate.
+    pub fn young(&self, now: Instant) -> bool {
+        self.first
+            .is_none_or(|f| now.saturating_duration_since(f) < WINDOW)
+    }
+
     fn advance(&mut self, now: Instant) {
         let Some(head) = self.head else {
             self.head = Some(now);

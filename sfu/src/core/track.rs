@@ -256,17 +256,26 @@ impl Track {
                 let resuming = l.known_rate > 0
                     && l.resumed_at
                         .is_some_and(|t| now.saturating_duration_since(t) < rate::WINDOW);
-                if !paused[i] && !resuming {
-                    let r = l.rate.rate(now);
-                    if r > 0 {
-                        l.known_rate = r;
-                    }
-                }
                 let default = if single {
                     DEFAULT_RATES[1]
                 } else {
                     DEFAULT_RATES[(n - 1 - i).min(2)]
                 };
+                if !paused[i] && !resuming {
+                    let r = l.rate.rate(now);
+                    if r > 0 {
+                        // In its first second a single stream's reading is mostly its first
+                        // keyframe: counted at most at the typical rate until the window is
+                        // full, so that a new track (a screen share, always one layer) is not
+                        // paused for a rate it never has. (A simulcast track has lower layers
+                        // to fall back on.)
+                        l.known_rate = if single && l.rate.young(now) {
+                            r.min(default)
+                        } else {
+                            r
+                        };
+                    }
+                }
                 Some(if l.known_rate > 0 {
                     l.known_rate
                 } else {
@@ -437,5 +446,31 @@ mod tests {
             lowest = lowest.min(kbps(t.layer_rates(at)[1]));
         }
         assert!(lowest >= 400, "h read {lowest} kbit/s after resuming");
+    }
+
+    #[test]
+    fn a_new_layers_first_keyframe_does_not_make_it_look_expensive() {
+        let mut t = simulcast_track();
+        t.layers.truncate(1);
+        t.layers[0].rid = None;
+        let t0 = Instant::now();
+        // A 60 kB keyframe in the first 10 ms, then 500 bytes every 50 ms (80 kbit/s).
+        for i in 0..6 {
+            t.layers[0]
+                .rate
+                .add(t0 + Duration::from_millis(2 * i), 10_000);
+        }
+        let now = feed(
+            &mut t,
+            t0 + Duration::from_millis(50),
+            Duration::from_millis(200),
+            &[(0, 500)],
+        );
+        // The meter alone reads about 2 Mbit/s; the track counts it at the typical 500.
+        assert!(t.layers[0].rate.clone().rate(now) > 1_500_000);
+        assert_eq!(kbps(t.layer_rates(now)[0]), DEFAULT_RATES[1] / 1000);
+        // Once the window is full the measured rate counts.
+        let settled = feed(&mut t, now, Duration::from_secs(2), &[(0, 500)]);
+        assert_eq!(kbps(t.layer_rates(settled)[0]), 80);
     }
 }
