@@ -2,7 +2,8 @@
 # Runs the three-browser end-to-end test (e2e.js) against the server binary in $SFU_BIN, inside a
 # private network namespace where only `lo` exists. Installs Chromium (Debian) and playwright-core
 # (npm, from package-lock.json) when they are missing. E2E_SCRIPT picks another test script of this
-# folder (for example chat.js).
+# folder (for example chat.js); E2E_APT_PACKAGES names further Debian packages the script needs
+# (installed when missing, as root).
 #
 #   SFU_BIN=target/debug/sfu bash sfu/tests/browser/run.sh
 #   SFU_BIN=target/debug/sfu E2E_SCRIPT=chat.js bash sfu/tests/browser/run.sh
@@ -31,6 +32,21 @@ if [[ ! -x "$CHROMIUM_PATH" ]]; then
     apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
   else
     echo "run.sh: no browser at $CHROMIUM_PATH; install Debian's chromium or set CHROMIUM_PATH" >&2
+    exit 2
+  fi
+fi
+
+missing=()
+for package in ${E2E_APT_PACKAGES:-}; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    echo "run.sh: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "${missing[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
+  else
+    echo "run.sh: $script needs the Debian packages ${missing[*]}" >&2
     exit 2
   fi
 fi

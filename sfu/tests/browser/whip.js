@@ -4,7 +4,9 @@
 // encoder page does) publishes a canvas and an oscillator with `POST /whip`; a participant
 // joined through the demo page decodes that video; another plain page plays the publisher with
 // `POST /whep/{identity}` and decodes its video and audio; `DELETE` on the WHIP session makes the
-// publisher leave the room. The codecs negotiated each way are printed.
+// publisher leave the room. Then GStreamer's own WebRTC stack (webrtcbin, driven by
+// gst-whip.py) publishes a test pattern with WHIP, the participant decodes it, and the encoder's
+// DELETE takes it out of the room again. The codecs negotiated each way are printed.
 //
 // Run it inside a private network namespace where only `lo` exists (see run.sh):
 //   SFU_BIN=target/release/sfu E2E_SCRIPT=whip.js bash sfu/tests/browser/run.sh
@@ -16,9 +18,12 @@
 //   CHROMIUM_PATH   browser binary (default /usr/bin/chromium)
 //   E2E_VERBOSE=1   stream the server's and the pages' logs instead of printing them on failure
 //   RUST_LOG        passed to the server (default info)
+//   PYTHON          the Python with GStreamer's bindings for gst-whip.py (default /usr/bin/python3)
 'use strict';
 
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
+const path = require('node:path');
 const { chromium } = require('playwright-core');
 const harness = require('./harness');
 
@@ -51,7 +56,7 @@ class LogTail extends harness.LogTail {
 const log = (...args) => console.log('whip:', ...args);
 
 const results = { passed: 0, failed: 0 };
-const PLANNED_CHECKS = 7;
+const PLANNED_CHECKS = 9;
 
 async function check(name, body) {
   const started = Date.now();
@@ -70,6 +75,9 @@ async function check(name, body) {
 
 let server = null;
 const serverLog = new LogTail('sfu');
+/** GStreamer's WHIP encoder (gst-whip.py) and its output. */
+let gst = null;
+const gstLog = new LogTail('gst-whip');
 const pages = [];
 /** The server's origin. The WHIP and WHEP pages come from a web server of their own (this
  * script's, another port), as an encoder or player page elsewhere would: every call they make to
@@ -355,12 +363,55 @@ async function scenario() {
     const again = await encoder.page.evaluate(async () => (await fetch(window.whip.location, { method: 'DELETE' })).status);
     if (again !== 404) throw new Error(`a second DELETE answered ${again}, not 404`);
   });
+
+  await check("GStreamer's webrtcbin publishes with WHIP and the demo page's participant decodes it", async () => {
+    // libnice (GStreamer's ICE) gathers no loopback candidates, and this namespace has only
+    // `lo`: give it an address of its own on a veth pair (the server stays on 127.0.0.1).
+    const ip = (...a) => execFileSync('ip', a, { stdio: 'pipe' });
+    if (!fs.existsSync('/sys/class/net/gst0')) {
+      ip('link', 'add', 'gst0', 'type', 'veth', 'peer', 'name', 'gst1');
+      ip('addr', 'add', '10.99.0.1/24', 'dev', 'gst0');
+      ip('link', 'set', 'gst0', 'up');
+      ip('link', 'set', 'gst1', 'up');
+    }
+    const token = await devToken('GStreamer');
+    const python = process.env.PYTHON || '/usr/bin/python3';
+    const script = path.join(__dirname, 'gst-whip.py');
+    gst = spawnLogged(python, [script, '--url', `${serverOrigin()}/whip`, '--token', token.token, '--seconds', '90'], process.env, gstLog);
+    let exit = null;
+    gst.exited.then((e) => (exit = e));
+    let tracks = null;
+    await until(MEDIA_TIMEOUT_MS, async () => {
+      if (exit) return { ok: false, stop: true, why: `gst-whip.py exited (code ${exit.code}): ${gstLog.lines.slice(-3).join(' | ')}` };
+      const s = await viewer.page.evaluate(participantsInDemo);
+      const p = s.participants.find((x) => x.name === 'GStreamer');
+      tracks = p?.videoTracks?.length ? p.videoTracks : null;
+      return tracks ? { ok: true } : { ok: false, why: JSON.stringify(s) };
+    });
+    const s = await decodesVideo(viewer, 'sfuDemo', tracks);
+    const v = s.inbound.find((i) => i.kind === 'video' && tracks.includes(i.track));
+    log(`viewer decodes GStreamer's ${v.codec} at width ${v.width}`);
+    if (v.width !== 640) throw new Error(`decodes ${v.width} wide, not GStreamer's 640`);
+    return `${v.codec} ${v.width} wide, ${v.framesDecoded} frames; ${gstLog.lines.filter((l) => l.startsWith('gst-whip:')).join('; ')}`;
+  });
+
+  await check('GStreamer ends its session with DELETE and leaves the room', async () => {
+    await stopGroup(gst);
+    if (!gstLog.lines.some((l) => l === 'gst-whip: DELETE 204')) {
+      throw new Error(`no DELETE 204 from gst-whip.py: ${gstLog.lines.slice(-5).join(' | ')}`);
+    }
+    await until(STEP_TIMEOUT_MS, async () => {
+      const s = await viewer.page.evaluate(participantsInDemo);
+      return s.participants.some((x) => x.name === 'GStreamer') ? { ok: false, why: JSON.stringify(s) } : { ok: true };
+    });
+  });
 }
 
 // ---- main -------------------------------------------------------------------------------------
 
 async function shutdown() {
   await Promise.all(pages.map((p) => withTimeout(p.browser.close(), 5000, `closing ${p.name}`).catch(() => {})));
+  await stopGroup(gst);
   await stopGroup(server);
   pageServer?.close();
 }
@@ -387,6 +438,7 @@ runScript({
       }
     }
     serverLog.dump();
+    gstLog.dump();
     for (const p of pages) p.log.dump();
   },
 });
