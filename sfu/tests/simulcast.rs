@@ -539,3 +539,55 @@ fn vp9_simulcast_switches_on_keyframes_with_continuous_picture_ids() {
     let switches = assert_clean_switches("bob", video, true);
     assert!(switches >= 3, "{switches} switches");
 }
+
+#[test]
+fn av1_simulcast_switches_on_keyframes_with_continuous_frame_numbers() {
+    let mut bed = Bed::new();
+    bed.next_codecs = vec![Codec::Av1];
+    bed.next_simulcast = true;
+    let a = bed.join("r", "ann", true);
+    bed.next_simulcast = false;
+    let b = bed.join("r", "bob", false);
+    let (ida, idb) = (bed.id(a), bed.id(b));
+    let track = format!("{ida}-{}", bed.clients[a].video_mid.unwrap());
+    assert!(
+        bed.run_until(secs(10.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+            == Some(2)),
+        "bob did not reach the top layer; stats {:?}",
+        bed.engine.stats()
+    );
+    // Each encoding numbers its frames on its own (7919 apart in the test publisher): the
+    // server renumbers the descriptor at every switch, in both directions.
+    for (w, h, layer) in [(320, 180, 0), (1920, 1080, 2), (600, 340, 1)] {
+        bed.engine.handle_signal(
+            bed.now,
+            &idb,
+            ClientSignal::TrackSettings {
+                track_id: track.clone(),
+                visible: true,
+                width: w,
+                height: h,
+                pinned: false,
+            },
+        );
+        bed.pump_signals();
+        assert!(
+            bed.run_until(secs(3.0), |bed| layer_now(bed.clients[b].video_from(&ida))
+                == Some(layer)),
+            "bob did not get layer {layer} at {w}x{h}"
+        );
+    }
+    bed.run(secs(0.5));
+    let video = bed.clients[b].video_from(&ida);
+    let pt = video.last().unwrap().pt;
+    assert_eq!(
+        bed.clients[b].codec_of(pt).map(|c| c.spec().codec),
+        Some(Codec::Av1)
+    );
+    assert!(
+        video.iter().all(|p| p.pid.is_some()),
+        "every packet carries its descriptor"
+    );
+    let switches = assert_clean_switches("bob", video, true);
+    assert!(switches >= 3, "{switches} switches");
+}

@@ -202,16 +202,19 @@ impl Engine {
             at: pkt.timestamp,
         };
         let mut ext = forwarded_extensions(&pkt.header.ext_vals);
-        if codec == Some(VideoCodec::Av1) {
-            if let Some(dd) = pkt
+        let dd = match codec {
+            Some(VideoCodec::Av1) => pkt
                 .header
                 .ext_vals
                 .user_values
-                .get::<DependencyDescriptor>()
-            {
-                ext.user_values.set(dd.clone());
-            }
+                .get::<DependencyDescriptor>(),
+            _ => None,
+        };
+        if let Some(dd) = dd {
+            ext.user_values.set(dd.clone());
         }
+        // The last renumbered AV1 descriptor, shared by the subscribers that number alike.
+        let mut renumbered_dd: Option<DependencyDescriptor> = None;
         let nackable = track.kind == MediaKind::Video;
         let vp8 = (track.codec == Some(VideoCodec::Vp8))
             .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
@@ -364,6 +367,7 @@ impl Engine {
                 self.stats.layer_switches += 1;
                 sub.forwarder.restart();
                 sub.pictures.restart();
+                sub.frames.restart();
                 self.agenda.switched(sk, tk);
             }
             if !s.connected {
@@ -400,9 +404,22 @@ impl Engine {
                             }
                         },
                     };
+                    let mut ext = ext.clone();
+                    if let Some(dd) = dd {
+                        // After a simulcast switch: the frame numbers go on from the last sent.
+                        let frame = sub.frames.rewrite(dd.frame_number);
+                        if frame != dd.frame_number {
+                            let same = renumbered_dd.as_ref().filter(|d| d.frame_number == frame);
+                            let d = match same {
+                                Some(d) => d.clone(),
+                                None => renumbered_dd.insert(dd.renumbered(frame)).clone(),
+                            };
+                            ext.user_values.set(d);
+                        }
+                    }
                     let mut write = RtpWrite::new(out_pt, seq.into(), ts, pkt.timestamp, payload)
                         .marker(marker)
-                        .ext_vals(ext.clone())
+                        .ext_vals(ext)
                         .nackable(nackable);
                     if let Some(patch) = vp8
                         .as_ref()

@@ -440,6 +440,7 @@ pub(super) fn start_subscription(
             codec_ok,
             selector,
             pictures: Default::default(),
+            frames: Default::default(),
             svc: Default::default(),
             temporal_cap: ALL_TEMPORAL,
             temporal: Default::default(),

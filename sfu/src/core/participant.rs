@@ -12,6 +12,7 @@ use super::bandwidth::Allocation;
 use super::data::DataChannels;
 use super::demux::IcePaths;
 use super::event::{ParticipantView, PauseReason, TrackSource};
+use super::forward::av1::FrameNumberRewriter;
 use super::forward::picture_id::PictureIdRewriter;
 use super::forward::select::{LayerIndex, LayerSelector};
 use super::forward::svc::{SvcSelector, TemporalFilter};
@@ -44,6 +45,8 @@ pub struct Subscription {
     pub selector: LayerSelector,
     /// VP8 / VP9 picture id and TL0PICIDX continuity across layer switches.
     pub pictures: PictureIdRewriter,
+    /// AV1 frame number continuity across layer switches.
+    pub frames: FrameNumberRewriter,
     /// The spatial layer forwarded per picture when the track is VP9 SVC (its `selector` then
     /// keeps the target and mirrors the current layer).
     pub svc: SvcSelector,

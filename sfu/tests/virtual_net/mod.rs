@@ -86,7 +86,7 @@ pub struct Received {
     pub layer: u8,
     /// The temporal layer it wrote there (high half).
     pub temporal: u8,
-    /// The VP8 or VP9 picture id as received.
+    /// The VP8 or VP9 picture id as received (AV1: the dependency descriptor's frame number).
     pub pid: Option<u16>,
     /// The publisher's frame counter (video; frames are captured every 50 ms).
     pub frame: u32,
@@ -510,12 +510,13 @@ impl Client {
                         let n = key && first && spatial == 0;
                         payload = vec![0x10 | if n { 0x08 } else { 0 }, 0x32];
                         let sized: &[Layer] = if svc { &LAYERS } else { &LAYERS[index..=index] };
+                        // Each simulcast encoding numbers its frames on its own, as browsers do.
                         let bytes = dependency_descriptor(
                             first,
                             last,
                             spatial,
                             temporal,
-                            self.frame as u16,
+                            (self.frame as usize + stream * 7919) as u16,
                             n.then_some(sized),
                         );
                         ext.user_values
@@ -636,6 +637,12 @@ impl Client {
                             .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
                         pid: match (kind, vp9) {
                             (MediaKind::Video, true) => vp9_picture_id(&p.payload),
+                            (MediaKind::Video, false) if codec == Some(Codec::Av1) => p
+                                .header
+                                .ext_vals
+                                .user_values
+                                .get::<DependencyDescriptor>()
+                                .map(|d| d.frame_number),
                             (MediaKind::Video, false) if !h264 => {
                                 str0m::rtp::Vp8Descriptor::parse(&p.payload)
                                     .ok()

@@ -236,6 +236,58 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// Frame numbers of one outgoing AV1 stream, continuous across simulcast switches: each encoding
+/// numbers its frames on its own, and a jump at a switch (possibly backwards) could make the
+/// receiver take the new frames for old ones. Frame references in the descriptor are relative,
+/// so one offset per source keeps them right.
+///
+/// [`FrameNumberRewriter::restart`] at the keyframe a switch starts on; [`FrameNumberRewriter::rewrite`]
+/// for every packet sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameNumberRewriter {
+    delta: u16,
+    last: Option<u16>,
+    restart: bool,
+}
+
+impl FrameNumberRewriter {
+    /// The next packet starts a new source: number its frame right after the last one sent.
+    pub fn restart(&mut self) {
+        self.restart = true;
+    }
+
+    /// The outgoing frame number of a packet whose descriptor says `frame`.
+    pub fn rewrite(&mut self, frame: u16) -> u16 {
+        if std::mem::take(&mut self.restart) {
+            if let Some(last) = self.last {
+                self.delta = last.wrapping_add(1).wrapping_sub(frame);
+            }
+        }
+        let out = frame.wrapping_add(self.delta);
+        self.last = Some(match self.last {
+            // Keep the newest in wrapping order (a late packet does not move it back).
+            Some(l) if out.wrapping_sub(l) > 0x8000 => l,
+            _ => out,
+        });
+        out
+    }
+}
+
+impl DependencyDescriptor {
+    /// This descriptor with another frame number (bytes 1 and 2), as a new value to pass on.
+    pub fn renumbered(&self, frame: u16) -> DependencyDescriptor {
+        let mut bytes = self.bytes.to_vec();
+        if let Some(b) = bytes.get_mut(1..3) {
+            b.copy_from_slice(&frame.to_be_bytes());
+        }
+        DependencyDescriptor {
+            frame_number: frame,
+            bytes: bytes.into(),
+            ..self.clone()
+        }
+    }
+}
+
 /// Reads the dependency descriptor of arriving packets into
 /// [`ExtensionValues::user_values`], and writes the one found there on packets that leave.
 #[derive(Debug)]
@@ -495,5 +547,28 @@ mod tests {
         assert_eq!(s.spatial_layers(), 3);
         assert_eq!(s.layer_of(d.template_id), Some((0, 0)));
         assert_eq!(s.layer_of(13), Some((2, 2)));
+    }
+
+    #[test]
+    fn frame_numbers_continue_across_switches() {
+        let mut r = FrameNumberRewriter::default();
+        // The first source goes through as it is.
+        assert_eq!(r.rewrite(500), 500);
+        assert_eq!(r.rewrite(500), 500);
+        assert_eq!(r.rewrite(501), 501);
+        // A switch to an encoding numbered lower: it continues at 502.
+        r.restart();
+        assert_eq!(r.rewrite(20), 502);
+        assert_eq!(r.rewrite(21), 503);
+        // A late packet of the earlier frame keeps its own number and does not move `last` back.
+        assert_eq!(r.rewrite(20), 502);
+        // Across the 16-bit wrap.
+        r.restart();
+        assert_eq!(r.rewrite(65_535), 504);
+        assert_eq!(r.rewrite(0), 505);
+        let d = DependencyDescriptor::parse(&[0x80, 0x12, 0x34]).unwrap();
+        let n = d.renumbered(0xabcd);
+        assert_eq!(&n.bytes[..], &[0x80, 0xab, 0xcd]);
+        assert_eq!(DependencyDescriptor::parse(&n.bytes).unwrap(), n);
     }
 }
