@@ -74,6 +74,13 @@ impl Engine {
         let scalable = match (&vp9, codec) {
             (Some(d), _) => {
                 if track.learn_svc(d.ss_layers as usize, &d.ss_sizes) {
+                    // Once, when a keyframe first announces more spatial layers.
+                    debug!(
+                        track = %track.id,
+                        spatial_layers = d.ss_layers,
+                        descriptor = ?&pkt.payload[..d.len.min(pkt.payload.len())],
+                        "VP9 scalability structure"
+                    );
                     self.agenda.layers_changed(tk);
                 }
                 sizes = d.size().map(|s| [Some(s)]);

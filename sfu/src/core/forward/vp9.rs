@@ -358,6 +358,31 @@ mod tests {
         }
     }
 
+    /// The descriptor of the first packet of a keyframe from Chromium encoding `L3T3_KEY` at
+    /// 1280x720, as it arrived at the server: flexible mode, a 15-bit picture id, layer indices
+    /// (T0, switching up, S0) and the scalability structure with three sizes.
+    const CHROMIUM_L3T3_KEY: [u8; 17] = [
+        186, 160, 130, 16, 80, 1, 64, 0, 180, 2, 128, 1, 104, 5, 0, 2, 208,
+    ];
+
+    #[test]
+    fn chromiums_l3t3_key_keyframe() {
+        let d = Vp9Descriptor::parse(&CHROMIUM_L3T3_KEY).unwrap();
+        assert!(d.starts_keyframe());
+        assert!(d.flexible && d.begins_frame && !d.ends_frame && !d.inter_picture);
+        assert_eq!(d.picture_id, Some(0x2082));
+        assert!(d.long_picture_id);
+        assert_eq!((d.temporal_id, d.spatial_id, d.inter_layer), (0, 0, false));
+        assert_eq!(d.tl0_pic_idx, None, "flexible mode has no TL0PICIDX");
+        assert_eq!(d.ss_layers, 3);
+        assert_eq!(
+            &d.ss_sizes[..3],
+            &[Some((320, 180)), Some((640, 360)), Some((1280, 720))]
+        );
+        assert_eq!(d.size(), Some((1280, 720)));
+        assert_eq!(d.len, CHROMIUM_L3T3_KEY.len());
+    }
+
     #[test]
     fn malformed_descriptors_are_errors() {
         let rows: &[(&[u8], Vp9Error)] = &[
