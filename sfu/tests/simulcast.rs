@@ -4,6 +4,7 @@ mod virtual_net;
 
 use std::time::{Duration, Instant};
 
+use sfu::core::forward::DropReason;
 use signal::protocol::{ServerMessage, StreamStateKind};
 use signal::ClientSignal;
 use str0m::format::Codec;
@@ -556,8 +557,9 @@ fn av1_simulcast_switches_on_keyframes_with_continuous_frame_numbers() {
         "bob did not reach the top layer; stats {:?}",
         bed.engine.stats()
     );
-    // Each encoding numbers its frames on its own (7919 apart in the test publisher): the
-    // server renumbers the descriptor at every switch, in both directions.
+    // Each encoding numbers its frames (7919 apart in the test publisher) and its templates (20
+    // apart) on its own: the server places each packet by its own encoding's structure, and
+    // renumbers the descriptor's frames at every switch, in both directions.
     for (w, h, layer) in [(320, 180, 0), (1920, 1080, 2), (600, 340, 1)] {
         bed.engine.handle_signal(
             bed.now,
@@ -590,4 +592,9 @@ fn av1_simulcast_switches_on_keyframes_with_continuous_frame_numbers() {
     );
     let switches = assert_clean_switches("bob", video, true);
     assert!(switches >= 3, "{switches} switches");
+    assert_eq!(
+        bed.engine.stats().dropped[DropReason::Malformed.index()],
+        0,
+        "every packet placed by its encoding's templates"
+    );
 }

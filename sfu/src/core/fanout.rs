@@ -101,7 +101,10 @@ impl Engine {
                 match ext.get::<DependencyDescriptor>() {
                     Some(dd) => {
                         if let Some(s) = &dd.structure {
-                            if track.av1_structure.as_deref() != Some(s) {
+                            // The structure belongs to the stream (the SSRC's layer), not to a
+                            // spatial layer of it.
+                            let known = track.layers.get(layer as usize).map(|l| &l.av1_structure);
+                            if known.and_then(|k| k.as_deref()) != Some(s) {
                                 // Once per keyframe at most, when the encoder changes its layers.
                                 debug!(
                                     track = %track.id,
@@ -117,9 +120,15 @@ impl Engine {
                                 self.agenda.layers_changed(tk);
                             }
                             sizes = res.first().copied().map(|s| [s]);
-                            track.av1_structure = Some(s.clone());
+                            if let Some(l) = track.layers.get_mut(layer as usize) {
+                                l.av1_structure = Some(s.clone());
+                            }
                         }
-                        match track.av1_structure.as_ref() {
+                        let structure = track
+                            .layers
+                            .get(layer as usize)
+                            .and_then(|l| l.av1_structure.as_ref());
+                        match structure {
                             Some(s) => match s.layer_of(dd.template_id) {
                                 Some((spatial, temporal)) => Some(Scalable {
                                     spatial,

@@ -94,7 +94,6 @@ impl Engine {
             publisher_mask: None,
             svc: false,
             temporal: Default::default(),
-            av1_structure: None,
             pause_due: None,
             speaker: Default::default(),
         };

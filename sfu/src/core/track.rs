@@ -79,8 +79,6 @@ pub struct Track {
     pub svc: bool,
     /// The temporal layers of its lowest layer, measured.
     pub temporal: TemporalRates,
-    /// The AV1 dependency structure of the last keyframe: the layer of each frame template.
-    pub av1_structure: Option<std::sync::Arc<super::forward::av1::DdStructure>>,
     /// Layers the publisher was last told to send (as a bit mask); `None`: never told, all on.
     pub publisher_mask: Option<u8>,
     /// Speech detection (audio tracks).
@@ -150,6 +148,10 @@ pub struct Layer {
     pub last_keyframe_request: Option<Instant>,
     /// When its last keyframe started arriving.
     pub last_keyframe: Option<Instant>,
+    /// The AV1 dependency structure of its stream's last keyframe: the layer of each frame
+    /// template. Each simulcast encoding has its own; an SVC stream keeps it on layer 0, the
+    /// stream's own.
+    pub av1_structure: Option<std::sync::Arc<super::forward::av1::DdStructure>>,
 }
 
 impl Track {
@@ -364,7 +366,6 @@ impl Track {
             publisher_mask: None,
             svc: false,
             temporal: Default::default(),
-            av1_structure: None,
             speaker: SpeakerDetector::default(),
             pause_due: None,
         }

@@ -99,14 +99,15 @@ pub struct Received {
 }
 
 /// An AV1 dependency descriptor for a frame of layer (`spatial`, `temporal`) of an `L3T3` stream
-/// (templates S0T0, S0T1, S0T2, S1T0, ... with ids 0 to 8), with the structure and these layers'
-/// resolutions when `structure` is given.
+/// (templates S0T0, S0T1, S0T2, S1T0, ... with ids `offset` to `offset` + 8), with the structure
+/// and these layers' resolutions when `structure` is given.
 pub fn dependency_descriptor(
     first: bool,
     last: bool,
     spatial: u8,
     temporal: u8,
     frame: u16,
+    offset: u8,
     structure: Option<&[Layer]>,
 ) -> Vec<u8> {
     let mut bits: Vec<bool> = Vec::new();
@@ -117,15 +118,15 @@ pub fn dependency_descriptor(
     };
     put(1, first.into());
     put(1, last.into());
-    put(6, u32::from(spatial * 3 + temporal));
+    put(6, u32::from((offset + spatial * 3 + temporal) % 64));
     put(16, frame.into());
     if let Some(layers) = structure {
         let spatial_layers = layers.len() as u32;
         let templates = spatial_layers * 3;
         // Structure present; no active decode targets, custom DTIs, fdiffs or chains.
         put(5, 0b10000);
-        // Template id offset 0; one decode target per template.
-        put(6, 0);
+        // The template id offset; one decode target per template.
+        put(6, u32::from(offset));
         put(5, templates - 1);
         for s in 0..spatial_layers {
             put(2, 1);
@@ -510,13 +511,15 @@ impl Client {
                         let n = key && first && spatial == 0;
                         payload = vec![0x10 | if n { 0x08 } else { 0 }, 0x32];
                         let sized: &[Layer] = if svc { &LAYERS } else { &LAYERS[index..=index] };
-                        // Each simulcast encoding numbers its frames on its own, as browsers do.
+                        // Each simulcast encoding numbers its frames and its templates on its
+                        // own.
                         let bytes = dependency_descriptor(
                             first,
                             last,
                             spatial,
                             temporal,
                             (self.frame as usize + stream * 7919) as u16,
+                            (stream * 20) as u8,
                             n.then_some(sized),
                         );
                         ext.user_values
