@@ -92,8 +92,6 @@ pub struct Received {
     pub frame: u32,
     /// The payload type it arrived with.
     pub pt: u8,
-    /// It carried an AV1 dependency descriptor.
-    pub dd: bool,
     /// The payload's length.
     pub len: usize,
 }
@@ -655,12 +653,6 @@ impl Client {
                         },
                         pt,
                         len: p.payload.len(),
-                        dd: p
-                            .header
-                            .ext_vals
-                            .user_values
-                            .get::<DependencyDescriptor>()
-                            .is_some(),
                     });
             }
             _ => {}
