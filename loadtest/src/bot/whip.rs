@@ -309,15 +309,14 @@ async fn publish(
         .post(ww.whip.clone(), token.as_deref(), offer)
         .await
         .map_err(Refusal::into_error)?;
-    let joined = Instant::now();
-    report.join_ms = Some(ms(joined - opened));
-    report.participant_id = Some(identity);
-    env.live.joined.fetch_add(1, Relaxed);
-    bot.joined = joined;
-    let result = media(&mut bot, &socket, session.answer.clone(), report).await;
-    bot.finish(report);
-    ww.delete(&session).await;
-    result
+    let joined = Established {
+        opened,
+        identity,
+        counted: true,
+    };
+    joined
+        .run(&mut bot, &socket, ww, &session, env, report)
+        .await
 }
 
 /// The receiving connections: one WHEP session per publisher of the room but the bot itself
@@ -406,17 +405,49 @@ async fn play(
             Err(Refusal::Other(e)) => return Err(e),
         }
     };
-    let joined = Instant::now();
-    report.join_ms = Some(ms(joined - opened));
-    report.participant_id = Some(own);
-    if counted {
-        env.live.joined.fetch_add(1, Relaxed);
+    let joined = Established {
+        opened,
+        identity: own,
+        counted,
+    };
+    joined
+        .run(&mut bot, &socket, ww, &session, env, report)
+        .await
+}
+
+/// A WHIP or WHEP session whose answer arrived, as the report and counters record it.
+struct Established {
+    /// When its connection was opened.
+    opened: Instant,
+    /// The identity it has in the room.
+    identity: String,
+    /// It counts in the shared join counter.
+    counted: bool,
+}
+
+impl Established {
+    /// Records the join, runs the media until the end, then ends the session with `DELETE`.
+    async fn run(
+        self,
+        bot: &mut Bot<'_>,
+        socket: &BotSocket,
+        ww: &WhipWhep,
+        session: &Session,
+        env: &Env,
+        report: &mut BotReport,
+    ) -> Result<(), BotError> {
+        let joined = Instant::now();
+        report.join_ms = Some(ms(joined - self.opened));
+        report.participant_id = Some(self.identity);
+        if self.counted {
+            env.live.joined.fetch_add(1, Relaxed);
+        }
+        bot.joined = joined;
+        let result = media(bot, socket, session.answer.clone(), report).await;
+        bot.finish(report);
+        ww.delete(session).await;
+        result
     }
-    bot.joined = joined;
-    let result = media(&mut bot, &socket, session.answer.clone(), report).await;
-    bot.finish(report);
-    ww.delete(&session).await;
-    result
 }
 
 /// Runs a connection whose answer arrived: nothing more is signalled either way.
