@@ -23,12 +23,16 @@ fn lengths_after(packets: &[Received], from: usize) -> HashSet<usize> {
         .collect()
 }
 
-#[test]
-fn redundant_audio_goes_only_to_subscribers_whose_link_loses_packets() {
+/// Alice publishes (with RED when `red`, plain Opus otherwise); Bob listens with RED, Carol
+/// with Opus only; both are hearing her. Returns the bed, the three and Alice's id.
+fn listeners_of(red: bool) -> (Bed, usize, usize, usize, String) {
     let mut bed = Bed::new();
-    bed.next_codecs = vec![Codec::Red, Codec::Vp8];
+    bed.next_codecs = if red {
+        vec![Codec::Red, Codec::Vp8]
+    } else {
+        vec![Codec::Vp8]
+    };
     let alice = bed.join("r", "alice", true);
-    // Bob's client takes RED, Carol's only Opus.
     bed.next_codecs = vec![Codec::Red, Codec::Vp8];
     let bob = bed.join("r", "bob", false);
     bed.next_codecs = vec![Codec::Vp8];
@@ -37,6 +41,12 @@ fn redundant_audio_goes_only_to_subscribers_whose_link_loses_packets() {
     assert!(bed.run_until(secs(5.0), |b| {
         b.clients[bob].audio_from(&id).len() > 50 && b.clients[carol].audio_from(&id).len() > 50
     }));
+    (bed, alice, bob, carol, id)
+}
+
+#[test]
+fn redundant_audio_goes_only_to_subscribers_whose_link_loses_packets() {
+    let (mut bed, alice, bob, carol, id) = listeners_of(true);
 
     // Alice sends RED: the server's answer listed it first, as browsers need.
     let sent_pt = bed.clients[alice].audio_pt.expect("an answer");
@@ -96,17 +106,7 @@ fn redundant_audio_goes_only_to_subscribers_whose_link_loses_packets() {
 
 #[test]
 fn a_plain_opus_publisher_reaches_lossy_red_listeners_with_redundancy_made_by_the_server() {
-    let mut bed = Bed::new();
-    bed.next_codecs = vec![Codec::Vp8];
-    let alice = bed.join("r", "alice", true);
-    bed.next_codecs = vec![Codec::Red, Codec::Vp8];
-    let bob = bed.join("r", "bob", false);
-    bed.next_codecs = vec![Codec::Vp8];
-    let carol = bed.join("r", "carol", false);
-    let id = bed.id(alice);
-    assert!(bed.run_until(secs(5.0), |b| {
-        b.clients[bob].audio_from(&id).len() > 50 && b.clients[carol].audio_from(&id).len() > 50
-    }));
+    let (mut bed, alice, bob, carol, id) = listeners_of(false);
     // Alice sends plain Opus; on clean links everybody gets it as it is.
     let opus = bed.clients[alice].pt(Codec::Opus);
     assert_eq!(bed.clients[alice].audio_pt, Some(*opus));
