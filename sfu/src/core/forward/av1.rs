@@ -17,7 +17,8 @@
 //! The structure lists templates, each with a spatial and temporal id (and, per decode target,
 //! how the frame matters, its references and chains), and optionally each spatial layer's
 //! resolution. A packet names its template by id, relative to the structure's offset, so its
-//! layer is known only with the structure of its keyframe: the track keeps the last one.
+//! layer is known only with the structure of its keyframe: each stream (a simulcast encoding has
+//! its own) keeps the last one.
 //!
 //! The descriptor goes on to subscribers as it came: a receiver needs it to tell the frames of
 //! one picture apart (without it Chromium decodes a single spatial layer only). Its frame numbers
