@@ -628,3 +628,38 @@ fn video_from_a_publisher_back_from_an_outage_resumes_at_once() {
     );
     assert_eq!(bed.engine.participant_count(), 2);
 }
+
+#[test]
+fn a_burst_towards_a_subscriber_leaves_without_a_timeout_per_packet() {
+    // Frames arrive whole within one tick (several packets per layer); each subscriber's pacer
+    // lets them out within its budget, in one poll of the connection.
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    let b = bed.join("r", "bob", false);
+    let c = bed.join("r", "cat", false);
+    let ida = bed.id(a);
+    assert!(bed.run_until(secs(5.0), |bed| [b, c]
+        .iter()
+        .all(|&i| bed.clients[i].video_from(&ida).len() > 30)));
+    bed.run(secs(1.0));
+    let before = bed.engine.stats().clone();
+    bed.run(secs(3.0));
+    let after = bed.engine.stats();
+    let timeouts = after.rtc_timeouts - before.rtc_timeouts;
+    let out = after.datagrams_out - before.datagrams_out;
+    let forwarded = after.rtp_forwarded - before.rtp_forwarded;
+    assert!(
+        forwarded > 300,
+        "media flowed: {forwarded} packets forwarded"
+    );
+    // Per connection: one timeout per batch written and per due deadline (reports, feedback),
+    // not one more per packet the pacer releases (about 1.6 per datagram sent when it was).
+    assert!(
+        timeouts < out,
+        "{timeouts} timeouts for {out} datagrams sent ({forwarded} RTP packets forwarded)"
+    );
+    for i in [b, c] {
+        assert_gap_free("video", bed.clients[i].video_from(&ida));
+        assert_gap_free("audio", bed.clients[i].audio_from(&ida));
+    }
+}

@@ -1878,6 +1878,9 @@ impl Rtc {
                 .or_else(|| self.session.poll_datagram(self.last_now));
 
             if let Some(contents) = datagram {
+                // Releasing a packet moves the pacer's next deadline, and the pacer may release
+                // several in one poll loop: the timeout must be computed again.
+                drop(self.readiness.wake());
                 let t = net::Transmit {
                     proto: send.proto,
                     source: send.source,

@@ -1229,11 +1229,23 @@ impl Session {
     }
 
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {
-        let srtp_tx = self.srtp_tx.as_mut()?;
+        self.srtp_tx.as_ref()?;
 
         // Figure out which, if any, queue to poll
         // The cluster_id is captured by the pacer at poll time, before register_send() might clear it
-        let (midrid, cluster_id) = self.pacer.poll_queue()?;
+        let (midrid, cluster_id) = match self.pacer.poll_queue() {
+            Some(next) => next,
+            // After each packet the pacer waits for fresh queue states. Outside a probe only
+            // the queues and the pacer's budget decide what goes next, so refresh those here
+            // instead of asking for a timeout of the whole session per packet: a burst within
+            // the budget leaves in one poll loop. The pacer still stops at its budget.
+            None if self.pacer.can_refresh_in_place() => {
+                self.update_queue_state(now, None);
+                self.pacer.poll_queue()?
+            }
+            None => return None,
+        };
+        let srtp_tx = self.srtp_tx.as_mut()?;
         let stream = self.streams.stream_tx_by_midrid(midrid)?;
         let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());

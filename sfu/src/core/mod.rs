@@ -359,6 +359,7 @@ impl Engine {
                 };
                 p.touched = false;
                 p.clock = p.clock.max(now);
+                self.stats.rtc_timeouts += 1;
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(p.clock)) {
                     debug!(participant = %p.id, "timeout refused: {e}");
                 }
@@ -380,6 +381,7 @@ impl Engine {
             match kind {
                 TimerKind::Rtc => {
                     p.clock = p.clock.max(now);
+                    self.stats.rtc_timeouts += 1;
                     if let Err(e) = p.rtc.handle_input(Input::Timeout(p.clock)) {
                         debug!(participant = %p.id, "timeout refused: {e}");
                     }
@@ -460,6 +462,7 @@ impl Engine {
                     immediate += 1;
                     (progress, last) = (false, Some(t));
                     p.clock = p.clock.max(t);
+                    self.stats.rtc_timeouts += 1;
                     if let Err(e) = p.rtc.handle_input(Input::Timeout(p.clock)) {
                         debug!(participant = %p.id, "timeout refused: {e}");
                     }

@@ -77,6 +77,10 @@ pub struct EngineStats {
     pub nacks_in: u64,
     /// NACKs sent to publishers for packets lost on their way in.
     pub nacks_out: u64,
+    /// Timeouts handed to connections: one per connection written to in a batch, one per due
+    /// deadline, and one per packet the pacer lets out when it needs the whole connection
+    /// driven again before the next. A measure of the pacing cost per forwarded packet.
+    pub rtc_timeouts: u64,
 }
 
 /// A histogram with fixed bucket bounds, cheap enough to fill on the hot path: one comparison per

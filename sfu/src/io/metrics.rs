@@ -122,6 +122,10 @@ fn describe() {
         "NACKs sent to publishers for packets lost on the way in."
     );
     describe_counter!(
+        "sfu_rtc_timeouts_total",
+        "Timeouts handed to connections (per batch written, per due deadline, per paced packet that needs one)."
+    );
+    describe_counter!(
         "sfu_keyframe_requests_out_total",
         "Keyframe requests (PLI) sent to publishers."
     );
@@ -321,6 +325,7 @@ impl WorkerMetrics {
         );
         add("sfu_nacks_received_total", s.nacks_in, l.nacks_in);
         add("sfu_nacks_sent_total", s.nacks_out, l.nacks_out);
+        add("sfu_rtc_timeouts_total", s.rtc_timeouts, l.rtc_timeouts);
         add(
             "sfu_keyframe_requests_out_total",
             s.keyframe_requests,

@@ -464,6 +464,15 @@ impl LeakyBucketPacer {
         })
     }
 
+    /// Whether the next queue can be chosen at the same instant, without a timeout of the whole
+    /// session: the pacer is only waiting for the queue states after a packet it released, and
+    /// no probe cluster is running (a probe keeps its own timing).
+    pub(crate) fn can_refresh_in_place(&self) -> bool {
+        self.needs_timeout_before_next_poll
+            && self.probe_queue.is_empty()
+            && matches!(self.next_poll_time, Some((_, PacerReason::Immediate)))
+    }
+
     fn request_immediate_timeout(&mut self) {
         // Request timeout at the next microsecond to ensure time advances between packets.
         // We can't use already_happened() because that would cause the test harness to
@@ -994,6 +1003,52 @@ mod test {
         assert_eq!(burst, DataSize::bytes(5_000));
         // Nothing is sent before the regular PACING tick.
         assert_eq!(next_poll, PACING);
+    }
+
+    #[test]
+    fn refresh_in_place_only_between_packets_of_a_burst_outside_probes() {
+        use crate::bwe_::ProbeKind;
+
+        let now = Instant::now();
+        let mut queue = Queue::default();
+        let mut pacer = LeakyBucketPacer::new(Bitrate::mbps(1));
+        handle_timeout_noisy(&mut pacer, &mut queue, now);
+        assert!(!pacer.can_refresh_in_place(), "nothing released yet");
+
+        let at = now + duration_ms(1);
+        for seq_no in 0..50 {
+            enqueue_packet_noisy(&mut pacer, &mut queue, seq_no, 1000, PacketKind::Video, at);
+        }
+
+        // Within the budget (5 kB at 1 Mbit/s): after each packet the pacer only waits for
+        // fresh queue states, which a refresh at the same instant gives it.
+        let mut released = 0;
+        while let Some((qid, _)) = pacer.poll_queue() {
+            let packet = queue.next_packet().unwrap();
+            pacer.register_send(at, DataSize::from(packet.size()), qid);
+            queue.register_send(qid, at);
+            released += 1;
+            assert!(pacer.can_refresh_in_place(), "gated after packet {released}");
+            handle_timeout_noisy(&mut pacer, &mut queue, at);
+        }
+        assert_eq!(released, 5, "the burst stops at the budget");
+        // Out of budget: the next deadline is a real one, not a refresh.
+        assert!(!pacer.can_refresh_in_place());
+        assert!(pacer.poll_timeout().0.unwrap() > at);
+
+        // A probe keeps its own timing: no refresh in place while one runs.
+        let later = at + PACING;
+        handle_timeout_noisy(&mut pacer, &mut queue, later);
+        pacer.start_probe(ProbeClusterConfig::new(
+            1.into(),
+            Bitrate::mbps(2),
+            ProbeKind::Initial,
+        ));
+        handle_timeout_noisy(&mut pacer, &mut queue, later);
+        let (qid, _) = pacer.poll_queue().expect("a packet for the probe");
+        let packet = queue.next_packet().unwrap();
+        pacer.register_send(later, DataSize::from(packet.size()), qid);
+        assert!(!pacer.can_refresh_in_place());
     }
 
     /// Queue `count` video packets of `size` bytes at once and poll the pacer until it

@@ -47,6 +47,14 @@ impl PacerImpl {
         }
     }
 
+    /// See [`LeakyBucketPacer::can_refresh_in_place`]. The null pacer never gates.
+    pub fn can_refresh_in_place(&self) -> bool {
+        match self {
+            PacerImpl::Null(_) => false,
+            PacerImpl::LeakyBucket(v) => v.can_refresh_in_place(),
+        }
+    }
+
     pub fn check_probe_complete(&mut self, now: Instant) -> Option<TwccClusterId> {
         match self {
             PacerImpl::Null(_) => None,
