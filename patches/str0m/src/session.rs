@@ -1236,11 +1236,14 @@ impl Session {
         let (midrid, cluster_id) = match self.pacer.poll_queue() {
             Some(next) => next,
             // After each packet the pacer waits for fresh queue states. Outside a probe only
-            // the queues and the pacer's budget decide what goes next, so refresh those here
-            // instead of asking for a timeout of the whole session per packet: a burst within
-            // the budget leaves in one poll loop. The pacer still stops at its budget.
+            // the bandwidth estimator, the queues and the pacer's budget decide what goes
+            // next, so drive those here instead of asking for a timeout of the whole session
+            // per packet: a burst within the budget leaves in one poll loop. The pacer still
+            // stops at its budget, and the estimator sees as many timeouts as before (its
+            // smoothing averages the values it records at each).
             None if self.pacer.can_refresh_in_place() => {
-                self.update_queue_state(now, None);
+                let probe_media = self.handle_timeout_bwe(now);
+                self.update_queue_state(now, probe_media);
                 self.pacer.poll_queue()?
             }
             None => return None,
