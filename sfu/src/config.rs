@@ -46,6 +46,7 @@ pub const KEYS: &[&str] = &[
     "room.video_codecs",
     "limits.max_participants",
     "limits.max_participants_per_worker",
+    "limits.max_input_age",
     "participant.max_tracks",
     "participant.max_screen_shares",
     "participant.offer_burst",
@@ -101,6 +102,9 @@ pub struct Config {
     pub room: RoomDefaults,
     /// Admission limits.
     pub limits: Limits,
+    /// RTP that waited longer than this in a worker's socket (the worker fell behind) is dropped
+    /// unread; zero: never.
+    pub max_input_age: Duration,
     /// What one participant may do.
     pub participant: ParticipantLimits,
     /// How long a participant whose signalling connection dropped may resume it (0: it leaves
@@ -241,6 +245,7 @@ impl Default for Config {
             client_key: None,
             room: RoomDefaults::default(),
             limits: Limits::default(),
+            max_input_age: Duration::from_millis(100),
             participant: ParticipantLimits::default(),
             resume_grace: Duration::from_secs(20),
             drain_timeout: Duration::from_secs(30),
@@ -368,6 +373,11 @@ impl Config {
             c.limits.max_participants_per_worker,
             l.max_participants_per_worker,
             a.limits_max_participants_per_worker
+        );
+        set!(
+            c.max_input_age,
+            l.max_input_age.map(|d| d.0),
+            a.limits_max_input_age
         );
         let pl = &file.participant;
         set!(
@@ -587,6 +597,15 @@ impl Config {
             return Err(err(
                 "room.max_participants",
                 format!("must be 0 (no limit) to {MAX_PARTICIPANTS_LIMIT}"),
+            ));
+        }
+        if !self.max_input_age.is_zero()
+            && (self.max_input_age < Duration::from_millis(10)
+                || self.max_input_age > Duration::from_secs(10))
+        {
+            return Err(err(
+                "limits.max_input_age",
+                "must be 0s (off) or 10ms to 10s",
             ));
         }
         if self.resume_grace > Duration::from_secs(300) {

@@ -134,6 +134,7 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             },
             webhooks: webhooks.clone(),
             resume_grace: config.resume_grace,
+            max_input_age: config.max_input_age,
             ice_tcp: config.ice_tcp,
             pin_source,
         };

@@ -40,6 +40,7 @@ fn start(turn: TurnConfig) -> (SfuHandle, u16) {
         engine: EngineConfig::new(vec![SocketAddr::new(localhost, 0)], generate_dtls_cert()),
         webhooks: Webhooks::disabled(),
         resume_grace: std::time::Duration::from_secs(20),
+        max_input_age: std::time::Duration::from_millis(100),
         ice_tcp: true,
         pin_source: false,
     };

@@ -47,6 +47,7 @@ fn start(defaults: RoomDefaults, webhooks: Webhooks) -> SfuHandle {
             engine: EngineConfig::new(vec![SocketAddr::new(localhost, 0)], cert.clone()),
             webhooks: webhooks.clone(),
             resume_grace: std::time::Duration::from_secs(20),
+            max_input_age: std::time::Duration::from_millis(100),
             ice_tcp: false,
             pin_source: false,
         };

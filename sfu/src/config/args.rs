@@ -129,6 +129,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SFU_LIMITS_MAX_PARTICIPANTS_PER_WORKER", value_name = "N")]
     pub limits_max_participants_per_worker: Option<u32>,
 
+    /// RTP that waited longer than this in a media worker's socket is dropped unread: a worker
+    /// that falls behind sheds its oldest input instead of forwarding it late (0s: never; else
+    /// 10ms to 10s). Default: 100ms.
+    #[arg(long, env = "SFU_LIMITS_MAX_INPUT_AGE", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub limits_max_input_age: Option<std::time::Duration>,
+
     /// Most tracks one participant publishes at a time (1 to 64); offers beyond it are refused
     /// with `limit_exceeded`. Default: 8.
     #[arg(long, env = "SFU_PARTICIPANT_MAX_TRACKS", value_name = "N")]

@@ -276,6 +276,15 @@ fn limits_shutdown_and_tls_come_from_file_and_flags() {
         (Some("/c.pem"), Some("/k.pem"))
     );
     assert_eq!(Config::default().drain_timeout, Duration::from_secs(30));
+    assert_eq!(Config::default().max_input_age, Duration::from_millis(100));
+    let c = load("[limits]\nmax_input_age = \"250ms\"\n", &[]).unwrap();
+    assert_eq!(c.max_input_age, Duration::from_millis(250));
+    let c = load("", &["--limits-max-input-age", "0s"]).unwrap();
+    assert_eq!(c.max_input_age, Duration::ZERO);
+    for bad in ["5ms", "11s"] {
+        let text = format!("[limits]\nmax_input_age = \"{bad}\"\n");
+        assert_eq!(key_of(load(&text, &[])), "limits.max_input_age", "{bad}");
+    }
     assert!(Config::default().tls.is_none());
     assert_eq!(key_of(load("[tls]\ncert = \"/c.pem\"", &[])), "tls.key");
     assert_eq!(key_of(load("", &["--tls-key", "/k.pem"])), "tls.cert");

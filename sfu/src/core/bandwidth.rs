@@ -175,6 +175,13 @@ impl Engine {
         self.timers.cancel(key, TimerKind::Allocate);
         let cap = self.config.max_subscriber_bitrate.unwrap_or(u64::MAX);
         let estimate = p.allocation.estimate.unwrap_or(INITIAL_ESTIMATE).min(cap);
+        // An overloaded worker forwards less: every budget shrinks alike.
+        let overloaded = self.load_factor < 1.0;
+        let estimate = if overloaded {
+            (estimate as f64 * self.load_factor) as u64
+        } else {
+            estimate
+        };
         let mut audio = 0;
         let mut keys: Vec<TrackKey> = Vec::with_capacity(p.subs.len());
         let mut demands: Vec<VideoDemand> = Vec::with_capacity(p.subs.len());
@@ -208,7 +215,7 @@ impl Engine {
         // Until the path has shown congestion the estimate is a guess still ramping up: every
         // wanted video keeps at least its lowest layer (a single-layer video is never paused
         // on a clean link); upgrades still wait for the budget.
-        let provisional = !p.allocation.congested;
+        let provisional = !p.allocation.congested && !overloaded;
         let mut a = allocate(budget, &demands, provisional);
 
         // Damping: a step down for bandwidth starts a hold during which a step up must stay

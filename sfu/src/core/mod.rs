@@ -176,6 +176,9 @@ pub struct Engine {
     out: VecDeque<Event>,
     next_key: u64,
     stats: EngineStats,
+    /// Scales every subscriber's bandwidth budget: below 1 while the worker is overloaded (see
+    /// [`Engine::set_load_factor`]).
+    load_factor: f64,
 }
 
 impl Engine {
@@ -194,7 +197,33 @@ impl Engine {
             out: VecDeque::new(),
             next_key: 1,
             stats: EngineStats::default(),
+            load_factor: 1.0,
         }
+    }
+
+    /// The worker cannot keep up (or can again): every subscriber's bandwidth budget is scaled
+    /// by `factor` (0.01 to 1), so that the allocator picks lower layers, fewer frames or pauses
+    /// videos, and fewer packets are forwarded. Below 1, a subscriber's lowest layer is no longer
+    /// kept while its estimate is still a guess. Everyone is allocated again now.
+    pub fn set_load_factor(&mut self, now: Instant, factor: f64) {
+        let factor = factor.clamp(0.01, 1.0);
+        if factor == self.load_factor {
+            return;
+        }
+        debug!(factor, "load factor");
+        self.load_factor = factor;
+        self.agenda.allocate_all(self.participants.keys().copied());
+        self.process(now);
+    }
+
+    /// The current load factor (see [`Engine::set_load_factor`]).
+    pub fn load_factor(&self) -> f64 {
+        self.load_factor
+    }
+
+    /// A received datagram was dropped before reaching the engine because it waited too long.
+    pub fn count_stale_input(&mut self) {
+        self.stats.datagrams_stale += 1;
     }
 
     /// The addresses in the server's candidates.

@@ -81,6 +81,9 @@ pub struct EngineStats {
     /// deadline, and one per packet the pacer lets out when it needs the whole connection
     /// driven again before the next. A measure of the pacing cost per forwarded packet.
     pub rtc_timeouts: u64,
+    /// RTP datagrams dropped unread because they waited in the socket longer than
+    /// `limits.max_input_age` (the worker could not keep up).
+    pub datagrams_stale: u64,
 }
 
 /// A histogram with fixed bucket bounds, cheap enough to fill on the hot path: one comparison per

@@ -122,6 +122,18 @@ fn describe() {
         "NACKs sent to publishers for packets lost on the way in."
     );
     describe_counter!(
+        "sfu_datagrams_stale_total",
+        "RTP datagrams dropped unread because they waited in the socket longer than limits.max_input_age."
+    );
+    describe_gauge!(
+        "sfu_worker_load_factor",
+        "Scale of every subscriber's bandwidth budget on the worker: 1 while it keeps up, lower while it sheds load."
+    );
+    describe_gauge!(
+        "sfu_worker_input_wait_seconds",
+        "The least time a datagram waited in the worker's socket over the last 100 ms interval with input (a standing queue)."
+    );
+    describe_counter!(
         "sfu_rtc_timeouts_total",
         "Timeouts handed to connections (per batch written, per due deadline, per paced packet that needs one)."
     );
@@ -264,6 +276,13 @@ impl WorkerMetrics {
         }
     }
 
+    /// The worker's load control: its factor and standing queue.
+    pub fn publish_load(&self, load: &super::overload::LoadControl) {
+        let w = || ("worker", self.worker.clone());
+        gauge!("sfu_worker_load_factor", &[w()]).set(load.factor());
+        gauge!("sfu_worker_input_wait_seconds", &[w()]).set(load.standing().as_secs_f64());
+    }
+
     /// Resolves when it is time to [`publish`](Self::publish).
     pub async fn tick(&mut self) {
         self.tick.tick().await;
@@ -326,6 +345,11 @@ impl WorkerMetrics {
         add("sfu_nacks_received_total", s.nacks_in, l.nacks_in);
         add("sfu_nacks_sent_total", s.nacks_out, l.nacks_out);
         add("sfu_rtc_timeouts_total", s.rtc_timeouts, l.rtc_timeouts);
+        add(
+            "sfu_datagrams_stale_total",
+            s.datagrams_stale,
+            l.datagrams_stale,
+        );
         add(
             "sfu_keyframe_requests_out_total",
             s.keyframe_requests,

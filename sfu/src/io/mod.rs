@@ -4,6 +4,7 @@
 //! - [`worker`]: a thread owning an engine, its rooms and its socket.
 //! - [`handle`]: what the signalling side calls; places rooms on workers.
 //! - [`metrics`]: Prometheus metrics, published by each worker once a second.
+//! - [`overload`]: what a worker does when it cannot keep up with its input.
 //! - [`process`]: the `process_*` metrics, read from `/proc`.
 //! - [`rooms`]: the room registry and the placement of rooms and participants.
 //! - [`service`]: the REST API's operations on rooms and participants.
@@ -14,6 +15,7 @@
 pub mod cluster;
 pub mod handle;
 pub mod metrics;
+pub mod overload;
 pub mod process;
 pub mod rooms;
 mod service;

@@ -2,6 +2,7 @@
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quinn_udp::{RecvMeta, Transmit as UdpTransmit, UdpSocketState};
 use str0m::net::Transmit;
@@ -33,6 +34,9 @@ pub struct Datagram<'a> {
     pub destination_ip: Option<std::net::IpAddr>,
     /// The bytes.
     pub data: &'a [u8],
+    /// How long it waited in the socket's receive buffer, from the kernel's receive timestamp
+    /// (`None` where the platform gives none).
+    pub waited: Option<Duration>,
 }
 
 impl MediaSocket {
@@ -97,13 +101,19 @@ impl MediaSocket {
             Err(e) => return Err(e),
         };
         let mut count = 0;
+        // The kernel stamps datagrams with the wall clock.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         for (m, s) in meta.iter().zip(slices.iter()).take(n) {
             let stride = m.stride.max(1);
+            let waited = m.timestamp.map(|t| now.saturating_sub(t));
             for seg in s[..m.len].chunks(stride) {
                 f(Datagram {
                     source: m.addr,
                     destination_ip: m.dst_ip,
                     data: seg,
+                    waited,
                 });
                 count += 1;
             }

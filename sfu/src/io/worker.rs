@@ -17,6 +17,7 @@ use signal::protocol::{ErrorCode, ResumeTicket, ServerMessage, SignalError};
 
 use super::handle::{Command, Placement};
 use super::metrics::WorkerMetrics;
+use super::overload::{is_stale_media, LoadControl};
 use super::sessions::{self, Sessions};
 use super::tcp::{TcpEvent, TcpMedia};
 use super::udp::MediaSocket;
@@ -48,6 +49,8 @@ pub struct WorkerSpec {
     pub webhooks: Webhooks,
     /// How long a participant whose socket dropped may resume (zero: it leaves at once).
     pub resume_grace: Duration,
+    /// RTP that waited longer than this in the socket is dropped unread (zero: never).
+    pub max_input_age: Duration,
 }
 
 /// A running worker.
@@ -145,6 +148,8 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                     kick: Vec::new(),
                     detached: Vec::new(),
                     metrics: WorkerMetrics::new(index),
+                    load: LoadControl::default(),
+                    max_input_age: spec.max_input_age,
                 }
                 .run()
                 .instrument(span)
@@ -181,6 +186,10 @@ struct WorkerLoop {
     metrics: WorkerMetrics,
     /// The engine's events into messages, webhooks and metrics.
     wire: Wire,
+    /// Whether the worker keeps up with its input (see [`super::overload`]).
+    load: LoadControl,
+    /// See [`WorkerSpec::max_input_age`].
+    max_input_age: Duration,
 }
 
 impl WorkerLoop {
@@ -215,7 +224,12 @@ impl WorkerLoop {
                     }
                 } => self.handle_tcp(ev),
                 _ = self.metrics.tick() => {
+                    let now = Instant::now();
+                    if let Some(factor) = self.load.tick(now) {
+                        self.engine.set_load_factor(now, factor);
+                    }
                     self.metrics.publish(&self.engine, self.sessions.ids());
+                    self.metrics.publish_load(&self.load);
                     self.end_grace_periods();
                 }
             }
@@ -228,17 +242,34 @@ impl WorkerLoop {
 
     fn receive(&mut self) {
         self.metrics.start_turn(self.engine.stats());
-        let WorkerLoop { engine, socket, .. } = self;
+        let WorkerLoop {
+            engine,
+            socket,
+            load,
+            max_input_age,
+            ..
+        } = self;
         let port = socket.local_port();
         let fallback = engine.candidate_addrs()[0];
         for _ in 0..MAX_BATCHES_PER_WAKE {
             let now = Instant::now();
+            let mut factor = None;
             let r = socket.recv_batch(|d| {
+                if let Some(waited) = d.waited {
+                    factor = load.observe(now, waited).or(factor);
+                    if is_stale_media(d.data, waited, *max_input_age) {
+                        engine.count_stale_input();
+                        return;
+                    }
+                }
                 let destination = d
                     .destination_ip
                     .map_or(fallback, |ip| SocketAddr::new(ip, port));
                 engine.handle_datagram(now, d.source, destination, d.data);
             });
+            if let Some(factor) = factor {
+                engine.set_load_factor(now, factor);
+            }
             match r {
                 Ok(0) => break,
                 Ok(_) => engine.flush(now),
