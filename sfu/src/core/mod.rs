@@ -62,6 +62,7 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
+use str0m::media::Mid;
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::Extension;
 use str0m::{Event as RtcEvent, IceConnectionState, Input, Output, RtcConfig};
@@ -214,6 +215,26 @@ impl Engine {
         self.load_factor = factor;
         self.agenda.allocate_all(self.participants.keys().copied());
         self.process(now);
+    }
+
+    /// How long the oldest packet still queued towards any subscriber has waited in its pacer
+    /// (str0m's snapshot of each send queue). A scan of every subscription: for the once-a-second
+    /// metrics, not the packet path.
+    pub fn oldest_queued(&mut self, now: Instant) -> Duration {
+        let mut oldest = Duration::ZERO;
+        for p in self.participants.values_mut() {
+            let mids: Vec<Mid> = p.subs.values().map(|s| s.mid).collect();
+            let mut api = p.rtc.direct_api();
+            for mid in mids {
+                let first = api
+                    .stream_tx_by_mid(mid, None)
+                    .and_then(|tx| tx.queue_info().and_then(|q| q.first_unsent()));
+                if let Some(first) = first {
+                    oldest = oldest.max(now.saturating_duration_since(first));
+                }
+            }
+        }
+        oldest
     }
 
     /// The current load factor (see [`Engine::set_load_factor`]).

@@ -133,6 +133,10 @@ fn describe() {
         "sfu_worker_input_wait_seconds",
         "The least time a datagram waited in the worker's socket over the last 100 ms interval with input (a standing queue)."
     );
+    describe_gauge!(
+        "sfu_pacer_oldest_seconds",
+        "How long the oldest packet still queued towards any subscriber of the worker has waited in its pacer."
+    );
     describe_counter!(
         "sfu_rtc_timeouts_total",
         "Timeouts handed to connections (per batch written, per due deadline, per paced packet that needs one)."
@@ -276,11 +280,13 @@ impl WorkerMetrics {
         }
     }
 
-    /// The worker's load control: its factor and standing queue.
-    pub fn publish_load(&self, load: &super::overload::LoadControl) {
+    /// The worker's load control (its factor and standing queue), and the oldest packet waiting
+    /// in a subscriber's pacer.
+    pub fn publish_load(&self, load: &super::overload::LoadControl, oldest_queued: Duration) {
         let w = || ("worker", self.worker.clone());
         gauge!("sfu_worker_load_factor", &[w()]).set(load.factor());
         gauge!("sfu_worker_input_wait_seconds", &[w()]).set(load.standing().as_secs_f64());
+        gauge!("sfu_pacer_oldest_seconds", &[w()]).set(oldest_queued.as_secs_f64());
     }
 
     /// Resolves when it is time to [`publish`](Self::publish).

@@ -229,7 +229,8 @@ impl WorkerLoop {
                         self.engine.set_load_factor(now, factor);
                     }
                     self.metrics.publish(&self.engine, self.sessions.ids());
-                    self.metrics.publish_load(&self.load);
+                    let oldest = self.engine.oldest_queued(now);
+                    self.metrics.publish_load(&self.load, oldest);
                     self.end_grace_periods();
                 }
             }
