@@ -583,7 +583,7 @@ fn av1_simulcast_switches_on_keyframes_with_continuous_frame_numbers() {
 }
 
 #[test]
-fn an_overloaded_worker_sheds_layers_and_takes_them_back() {
+fn a_lower_load_factor_sheds_layers_and_raising_it_brings_them_back() {
     let (mut bed, a, b, c) = simulcast_room();
     let ida = bed.id(a);
     assert!(bed.run_until(secs(10.0), |bed| [b, c]

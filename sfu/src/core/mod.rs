@@ -62,7 +62,6 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
-use str0m::media::Mid;
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::Extension;
 use str0m::{Event as RtcEvent, IceConnectionState, Input, Output, RtcConfig};
@@ -223,11 +222,10 @@ impl Engine {
     pub fn oldest_queued(&mut self, now: Instant) -> Duration {
         let mut oldest = Duration::ZERO;
         for p in self.participants.values_mut() {
-            let mids: Vec<Mid> = p.subs.values().map(|s| s.mid).collect();
             let mut api = p.rtc.direct_api();
-            for mid in mids {
+            for sub in p.subs.values() {
                 let first = api
-                    .stream_tx_by_mid(mid, None)
+                    .stream_tx_by_mid(sub.mid, None)
                     .and_then(|tx| tx.queue_info().and_then(|q| q.first_unsent()));
                 if let Some(first) = first {
                     oldest = oldest.max(now.saturating_duration_since(first));

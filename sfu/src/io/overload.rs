@@ -3,7 +3,9 @@
 //! A worker that falls behind leaves datagrams waiting in its socket's receive buffer, and a
 //! buffer of a few MiB holds seconds of publisher input: without a guard every video would arrive
 //! seconds late instead of at a lower quality. The kernel stamps each datagram as it arrives
-//! (`SO_TIMESTAMPNS`), so the worker knows how long each one waited.
+//! (`SO_TIMESTAMPNS`), so the worker knows how long each one waited. (Linux turns stamping on
+//! for the whole stack a moment after the first socket asks; datagrams read before that are
+//! stamped as they are read and show no wait.)
 //!
 //! - **Shedding.** As CoDel does for a router queue, the worker looks at the *least* wait in each
 //!   interval: a queue that never empties within [`INTERVAL`] stands, while one burst (a keyframe

@@ -191,3 +191,47 @@ impl MediaSocket {
         Ok(sent)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overload control depends on the kernel's receive timestamp of every datagram.
+    #[tokio::test]
+    async fn a_received_datagram_says_how_long_it_waited() {
+        let mut socket = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = SocketAddr::from(([127, 0, 0, 1], socket.local_port()));
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let pause = Duration::from_millis(30);
+        // Linux turns receive timestamps on for the whole stack a moment after the first socket
+        // asks (a deferred static key); until then a datagram is stamped as it is read. So a few
+        // rounds: each must carry a stamp, and once stamping is on one shows the wait.
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            sender.send_to(&[0x80, 96, 0, 1], to).unwrap();
+            std::thread::sleep(pause); // it waits in the socket, as behind a busy worker
+            let mut got = None;
+            for _ in 0..100 {
+                socket.readable().await.unwrap();
+                socket
+                    .recv_batch(|d| {
+                        assert_eq!(d.data, [0x80, 96, 0, 1]);
+                        got = Some(d.waited);
+                    })
+                    .unwrap();
+                if got.is_some() {
+                    break;
+                }
+            }
+            let waited = got
+                .expect("the datagram arrived")
+                .expect("Linux stamps received datagrams");
+            assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+            waits.push(waited);
+            if waited >= pause {
+                return;
+            }
+        }
+        panic!("no datagram showed its {pause:?} wait: {waits:?}");
+    }
+}
