@@ -29,6 +29,14 @@ fn lines(events: &[Event]) -> Vec<String> {
                     reason,
                     ..
                 } => format!("left {} {}", participant.id, reason.as_str()),
+                Event::RemoteJoined { participant, .. } => {
+                    format!("remote joined {}", participant.id)
+                }
+                Event::RemoteLeft {
+                    participant,
+                    reason,
+                    ..
+                } => format!("remote left {participant} {}", reason.as_str()),
                 Event::TrackPublished {
                     participant, track, ..
                 } => format!("published {participant} {:?}", track.kind),

@@ -8,66 +8,9 @@ use sfu::core::forward::DropReason;
 use signal::protocol::{ServerMessage, StreamStateKind};
 use signal::ClientSignal;
 use str0m::format::Codec;
-use virtual_net::{secs, Bed, Link, Received, FRAME_INTERVAL};
-
-/// The packets in sequence order (first arrival of each), with wrap-around undone.
-fn by_seq(packets: &[Received]) -> Vec<(u64, Received)> {
-    let mut out: Vec<(u64, Received)> = Vec::new();
-    let mut last: Option<u64> = None;
-    for p in packets {
-        let ext = match last {
-            None => p.seq as u64 + 65536,
-            Some(l) => {
-                let d = p.seq.wrapping_sub(l as u16) as i16 as i64;
-                (l as i64 + d) as u64
-            }
-        };
-        last = Some(last.map_or(ext, |l| l.max(ext)));
-        out.push((ext, p.clone()));
-    }
-    out.sort_by_key(|(s, _)| *s);
-    out.dedup_by_key(|(s, _)| *s);
-    out
-}
-
-/// Every layer change starts with a keyframe (where the network let both sides of the change
-/// through); with `lossless`, no packet may be missing either.
-fn assert_clean_switches(what: &str, packets: &[Received], lossless: bool) -> usize {
-    let seq = by_seq(packets);
-    let mut switches = 0;
-    for w in seq.windows(2) {
-        if w[1].0 != w[0].0 + 1 {
-            assert!(!lossless, "{what}: hole after seq {}", w[0].0);
-            continue;
-        }
-        if let (Some(a), Some(b)) = (w[0].1.pid, w[1].1.pid) {
-            let step = b.wrapping_sub(a) & 0x7fff;
-            assert!(
-                step <= 1,
-                "{what}: picture id jumps {a} -> {b} at seq {}",
-                w[1].0
-            );
-        }
-        if w[1].1.layer != w[0].1.layer {
-            switches += 1;
-            assert!(
-                w[1].1.keyframe,
-                "{what}: switch {} -> {} at seq {} is not on a keyframe",
-                w[0].1.layer, w[1].1.layer, w[1].0
-            );
-        }
-    }
-    assert!(
-        seq.first().is_some_and(|(_, p)| p.keyframe),
-        "{what}: starts on a keyframe"
-    );
-    switches
-}
-
-/// The layer of the newest packets received.
-fn layer_now(packets: &[Received]) -> Option<u8> {
-    packets.last().map(|p| p.layer)
-}
+use virtual_net::{
+    assert_clean_switches, by_seq, layer_now, secs, Bed, Link, Received, FRAME_INTERVAL,
+};
 
 /// Whether every packet received in the last `hold` before `now` was of the top layer.
 fn held_top_layer(packets: &[Received], now: Instant, hold: Duration) -> bool {

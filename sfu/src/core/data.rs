@@ -198,17 +198,32 @@ impl Engine {
                 }
             }
         };
-        let Some(r) = self.rooms.room(&room) else {
+        self.relay_data(&room, &label, binary, to.as_deref(), &out);
+        self.deliver_data(&room, Some(key), &label, binary, to.as_deref(), &out);
+    }
+
+    /// Write a stamped data message to the participants of `room` here (but its sender
+    /// `except`; only those named in `to`, if given) on their channel labelled `label`.
+    pub(super) fn deliver_data(
+        &mut self,
+        room: &str,
+        except: Option<ParticipantKey>,
+        label: &str,
+        binary: bool,
+        to: Option<&[String]>,
+        out: &[u8],
+    ) {
+        let Some(r) = self.rooms.room(room) else {
             return;
         };
         for &k in &r.participants {
-            if k == key {
+            if Some(k) == except {
                 continue;
             }
             let Some(o) = self.participants.get_mut(&k) else {
                 continue;
             };
-            if to.as_ref().is_some_and(|to| !to.contains(&o.id)) {
+            if to.is_some_and(|to| !to.contains(&o.id)) {
                 continue;
             }
             let Some(&(_, cid)) = o.data.channels.iter().find(|(l, _)| *l == label) else {
@@ -217,7 +232,7 @@ impl Engine {
             let written = o
                 .rtc
                 .channel(cid)
-                .map(|mut c| c.write(binary, &out))
+                .map(|mut c| c.write(binary, out))
                 .is_some_and(|r| r.unwrap_or(false));
             if written {
                 self.stats.data_relayed += 1;

@@ -36,6 +36,25 @@ pub enum Event {
         /// Why.
         reason: LeaveReason,
     },
+    /// A participant connected to another engine sharing the room (another worker) joined it, or
+    /// was in it when the two engines began sharing it. The participants here hear of it; it is
+    /// not a join of this engine (no webhook: the engine it joined reports that).
+    RemoteJoined {
+        /// The room.
+        room: String,
+        /// Who (no tracks yet: they follow as [`Event::TrackPublished`]).
+        participant: ParticipantView,
+    },
+    /// A participant of another engine sharing the room left it (or that engine stopped
+    /// sharing it). Its tracks were unpublished just before.
+    RemoteLeft {
+        /// The room.
+        room: String,
+        /// Its id.
+        participant: String,
+        /// Why.
+        reason: LeaveReason,
+    },
     /// A participant started sending a track.
     TrackPublished {
         /// The room.

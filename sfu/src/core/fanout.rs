@@ -1,13 +1,15 @@
 //! The per-packet path: an RTP packet of a publisher, through every subscriber's layer
 //! selector, forwarder and rewriters, into their connections' send queues.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
 use str0m::format::{CodecConfig, PayloadParams};
 use str0m::media::{KeyframeRequestKind, Mid, Pt};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor, Vp8Patch};
+use str0m::rtp::{ExtensionValues, RtpHeader, RtpPacket, RtpWrite, SeqNo, Ssrc};
+use str0m::rtp::{Vp8Descriptor, Vp8Patch};
 
 use str0m::media::MediaKind;
 use tracing::debug;
@@ -21,8 +23,40 @@ use super::forward::{self, DropReason, PacketInfo, Verdict};
 use super::participant::{Participant, ParticipantKey};
 use super::room::TrackKey;
 use super::stats::{self, EngineStats};
-use super::track::{self, VideoCodec};
+use super::track::{self, Track, VideoCodec};
 use super::Engine;
+
+/// An incoming RTP packet as forwarding reads it: what str0m's [`RtpPacket`] carries, in a form
+/// that can be handed to another engine (the payload shared, not copied).
+#[derive(Debug, Clone)]
+pub struct Packet {
+    /// Extended sequence number.
+    pub seq_no: SeqNo,
+    /// The parsed header, with its extension values.
+    pub header: RtpHeader,
+    /// The payload.
+    pub payload: Arc<[u8]>,
+    /// When it was received.
+    pub timestamp: Instant,
+}
+
+impl From<RtpPacket> for Packet {
+    fn from(pkt: RtpPacket) -> Self {
+        let RtpPacket {
+            seq_no,
+            header,
+            payload,
+            timestamp,
+            ..
+        } = pkt;
+        Packet {
+            seq_no,
+            header,
+            payload,
+            timestamp,
+        }
+    }
+}
 
 impl Engine {
     /// Forward one RTP packet of publisher `key` to every subscriber of its track.
@@ -31,21 +65,36 @@ impl Engine {
         let Some((tk, layer)) = self.track_of(key, pkt.header.ssrc) else {
             return;
         };
+        self.forward_packet(now, key, tk, layer, Packet::from(pkt));
+    }
+
+    /// Forward packet `pkt` of layer `layer` of track `tk` (published by `key`, here or on
+    /// another engine) to every subscriber of the track here, and hand it to the other engines
+    /// that have subscribers of it.
+    pub(super) fn forward_packet(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        tk: TrackKey,
+        layer: LayerIndex,
+        pkt: Packet,
+    ) {
         let Some(track) = self.rooms.track_mut(tk) else {
             return;
         };
         let kind = stats::kind_index(track.kind);
-        self.stats.rtp_in_by_kind[kind] += 1;
-        self.stats.rtp_in_bytes_by_kind[kind] += pkt.payload.len() as u64;
+        if track.origin.is_none() {
+            // Counted once in the process: by the engine it reached first.
+            self.stats.rtp_in_by_kind[kind] += 1;
+            self.stats.rtp_in_bytes_by_kind[kind] += pkt.payload.len() as u64;
+        }
         let in_pt = pkt.header.payload_type;
         let codec = match (track.kind, track.codec) {
             (MediaKind::Audio, _) => None,
             (MediaKind::Video, Some(c)) => Some(c),
             (MediaKind::Video, None) => {
-                let c = self
-                    .participants
-                    .get(&key)
-                    .map_or(VideoCodec::Other, |p| video_codec(p, in_pt));
+                let c = publisher_params(&self.participants, track, key, in_pt, false)
+                    .map_or(VideoCodec::Other, |pp| video_codec(pp.spec().codec));
                 track.codec = Some(c);
                 Some(c)
             }
@@ -205,6 +254,10 @@ impl Engine {
             self.stats.dropped[DropReason::Muted.index()] += track.subscribers.len() as u64;
             return;
         }
+        // Once per other engine with subscribers of it, before this engine's own subscribers.
+        for &(shard, _) in &track.relays {
+            self.shards.relay(shard, tk, layer, &pkt);
+        }
         if let Some(level) = pkt.header.ext_vals.audio_level {
             let dbov = (level as i16).unsigned_abs().min(127) as u8;
             if let Some(speaking) = track.speaker.handle_level(now, dbov) {
@@ -243,14 +296,9 @@ impl Engine {
         let in_params = match track.in_params {
             Some((pt, params)) if pt == in_pt => Some(params),
             _ => {
-                let params = self.participants.get(&key).and_then(|p| {
-                    // Redundant audio has no parameters of its own: it belongs to the
-                    // codec (Opus) whose RED payload type it is.
-                    p.rtc
-                        .codec_config()
-                        .find(|pp| pp.pt() == in_pt || pp.red() == Some(in_pt))
-                        .copied()
-                });
+                // Redundant audio has no parameters of its own: it belongs to the codec (Opus)
+                // whose RED payload type it is.
+                let params = publisher_params(&self.participants, track, key, in_pt, true);
                 track.in_params = params.map(|pp| (in_pt, pp));
                 params
             }
@@ -499,10 +547,27 @@ impl Engine {
     /// [`track::KEYFRAME_REQUEST_SPACING`] per layer, and while a request is outstanding (for up
     /// to [`track::KEYFRAME_REQUEST_INTERVAL`]) requests of several subscribers merge into it.
     pub(super) fn request_keyframe(&mut self, now: Instant, tk: TrackKey, layer: LayerIndex) {
+        self.request_keyframe_after(now, tk, layer, track::KEYFRAME_REQUEST_SPACING);
+    }
+
+    /// Like [`Engine::request_keyframe`], with `spacing` after an answered request (see
+    /// [`Track::keyframe_request_due_after`]).
+    pub(super) fn request_keyframe_after(
+        &mut self,
+        now: Instant,
+        tk: TrackKey,
+        layer: LayerIndex,
+        spacing: std::time::Duration,
+    ) {
         let Some(track) = self.rooms.track_mut(tk) else {
             return;
         };
-        if track.kind != MediaKind::Video || !track.keyframe_request_due(now, layer) {
+        if track.kind != MediaKind::Video || !track.keyframe_request_due_after(now, layer, spacing)
+        {
+            return;
+        }
+        if track.origin.is_some() {
+            self.request_remote_keyframe(tk, layer);
             return;
         }
         let rid = track.layers.get(layer as usize).and_then(|l| l.rid);
@@ -658,18 +723,35 @@ fn vp9_payload(
 }
 
 /// Which video codec a payload type of a publisher's connection stands for.
-fn video_codec(p: &Participant, pt: Pt) -> VideoCodec {
-    match p
-        .rtc
-        .codec_config()
-        .find(|pp| pp.pt() == pt)
-        .map(|pp| pp.spec().codec)
-    {
-        Some(Codec::Vp8) => VideoCodec::Vp8,
-        Some(Codec::H264) => VideoCodec::H264,
-        Some(Codec::Vp9) => VideoCodec::Vp9,
-        Some(Codec::Av1) => VideoCodec::Av1,
+fn video_codec(codec: Codec) -> VideoCodec {
+    match codec {
+        Codec::Vp8 => VideoCodec::Vp8,
+        Codec::H264 => VideoCodec::H264,
+        Codec::Vp9 => VideoCodec::Vp9,
+        Codec::Av1 => VideoCodec::Av1,
         _ => VideoCodec::Other,
+    }
+}
+
+/// The publisher's payload parameters for payload type `pt` (with `red`: also the codec whose
+/// RED payload type it is): from its connection, or for a mirror track from what the
+/// publisher's engine said.
+fn publisher_params(
+    participants: &HashMap<ParticipantKey, Participant>,
+    track: &Track,
+    key: ParticipantKey,
+    pt: Pt,
+    red: bool,
+) -> Option<PayloadParams> {
+    let fits = |pp: &PayloadParams| pp.pt() == pt || (red && pp.red() == Some(pt));
+    match &track.origin {
+        Some(origin) => origin.params.iter().find(|pp| fits(pp)).copied(),
+        None => participants
+            .get(&key)?
+            .rtc
+            .codec_config()
+            .find(|pp| fits(pp))
+            .copied(),
     }
 }
 

@@ -119,7 +119,7 @@ impl Engine {
         let (ufrag, ice_pass) = (creds.ufrag, creds.pass);
 
         let speakers = self.speakers_of(&room);
-        let others: Vec<ParticipantView> = self
+        let mut others: Vec<ParticipantView> = self
             .rooms
             .room(&room)
             .map(|r| r.participants.as_slice())
@@ -128,6 +128,8 @@ impl Engine {
             .filter_map(|k| self.participants.get(k))
             .map(|p| p.view(&self.rooms))
             .collect();
+        // Those connected to other workers that share the room.
+        others.extend(self.remotes_of(&room));
         let r = self.rooms.room_or_new(&room);
         r.participants.push(key);
         r.video_codecs = video_codecs;
@@ -136,15 +138,17 @@ impl Engine {
         } else {
             Vec::new()
         };
+        let participant = ParticipantView {
+            id: id.clone(),
+            name: name.clone(),
+            identity: identity.clone(),
+            metadata: metadata.clone(),
+            tracks: Vec::new(),
+        };
+        self.announce_participant(&room, &participant, true);
         self.emit(Event::Joined {
             room: room.clone(),
-            participant: ParticipantView {
-                id: id.clone(),
-                name: name.clone(),
-                identity: identity.clone(),
-                metadata: metadata.clone(),
-                tracks: Vec::new(),
-            },
+            participant,
             others,
             speakers,
         });
@@ -230,14 +234,21 @@ impl Engine {
         for tk in p.subs.keys() {
             if let Some(t) = self.rooms.track_mut(*tk) {
                 t.subscribers.retain(|k| *k != key);
+                if t.origin.is_some() {
+                    // The track's engine may stop handing it over.
+                    self.agenda.dynacast(*tk);
+                }
             }
         }
         if let Some(r) = self.rooms.room_mut(&p.room) {
             r.participants.retain(|k| *k != key);
-            if r.participants.is_empty() {
+            // While other engines share the room, their participants stay mirrored here (with
+            // nobody subscribed, their packets are no longer handed over).
+            if r.is_empty() {
                 self.rooms.remove_room(&p.room);
             }
         }
+        self.announce_left(&p.room, &p.id, reason);
         let mut participant = p.view(&self.rooms);
         participant.tracks.clear();
         self.emit(Event::Left {

@@ -40,6 +40,7 @@ pub mod rate;
 pub mod red;
 pub mod room;
 mod sdp_text;
+pub mod shard;
 mod speakers;
 pub mod stats;
 mod timers;
@@ -53,8 +54,10 @@ pub use event::{
     Error, Event, LeaveReason, ParticipantView, PauseReason, SdpKind, Speaker, StreamState,
     TrackSource, TrackView,
 };
+pub use fanout::Packet;
 pub use membership::JoinSpec;
 pub use negotiation::Request;
+pub use shard::{ShardId, ShardMessage};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -179,6 +182,8 @@ pub struct Engine {
     /// Scales every subscriber's bandwidth budget: below 1 while the worker is overloaded (see
     /// [`Engine::set_load_factor`]).
     load_factor: f64,
+    /// The rooms shared with other engines, and what goes to them.
+    shards: shard::Shards,
 }
 
 impl Engine {
@@ -198,6 +203,7 @@ impl Engine {
             next_key: 1,
             stats: EngineStats::default(),
             load_factor: 1.0,
+            shards: Default::default(),
         }
     }
 
@@ -243,6 +249,11 @@ impl Engine {
     /// A received datagram was dropped before reaching the engine because it waited too long.
     pub fn count_stale_input(&mut self) {
         self.stats.datagrams_stale += 1;
+    }
+
+    /// A message for another engine was dropped because that engine's queue was full.
+    pub fn count_shard_dropped(&mut self) {
+        self.stats.shard_dropped += 1;
     }
 
     /// The addresses in the server's candidates.
@@ -423,10 +434,19 @@ impl Engine {
     /// Time passed: drive every connection whose deadline is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((key, kind)) = self.timers.pop_due(now) {
+            // A track's timers are kept under its publisher's key, which for a mirror track is
+            // a participant of another engine, with no connection here.
+            match kind {
+                TimerKind::Layers(tk) => self.update_publisher_layers(now, tk),
+                TimerKind::Speaker(tk) => self.check_speaker(now, tk),
+                _ => {}
+            }
             let Some(p) = self.participants.get_mut(&key) else {
+                self.process(now);
                 continue;
             };
             match kind {
+                TimerKind::Layers(_) | TimerKind::Speaker(_) => {}
                 TimerKind::Rtc => {
                     p.clock = p.clock.max(now);
                     self.stats.rtc_timeouts += 1;
@@ -436,8 +456,6 @@ impl Engine {
                     self.drain(key);
                 }
                 TimerKind::Liveness => self.check_liveness(now, key),
-                TimerKind::Layers(tk) => self.update_publisher_layers(now, tk),
-                TimerKind::Speaker(tk) => self.check_speaker(now, tk),
                 TimerKind::Allocate => self.agenda.allocate(key),
             }
             self.process(now);

@@ -7,6 +7,7 @@ use super::codecs::VideoCodecs;
 use super::event::{Error, Event};
 use super::participant::ParticipantKey;
 use super::room::TrackKey;
+use super::shard::ShardMessage;
 use super::Engine;
 
 impl Engine {
@@ -29,14 +30,32 @@ impl Engine {
         muted: bool,
     ) -> Result<(), Error> {
         let (key, tk) = self.find_track(participant_id, track_id)?;
+        if !self.apply_mute(now, tk, muted) {
+            return Ok(());
+        }
+        if let Some(room) = self.participants.get(&key).map(|p| p.room.clone()) {
+            self.announce_track_change(&room, || ShardMessage::Muted { track: tk, muted });
+        }
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Mute or unmute track `tk` (local or a mirror) and tell the room. Returns whether that
+    /// changed anything.
+    pub(super) fn apply_mute(&mut self, now: Instant, tk: TrackKey, muted: bool) -> bool {
         let Some(track) = self.rooms.track_mut(tk) else {
-            return Err(Error::UnknownTrack);
+            return false;
         };
         if track.muted == muted {
-            return Ok(());
+            return false;
         }
         track.muted = muted;
         let subscribers = track.subscribers.clone();
+        let (publisher, participant, track_id) = (
+            track.publisher,
+            track.publisher_id.clone(),
+            track.id.clone(),
+        );
         if muted {
             self.reset_speaker(tk);
         } else {
@@ -51,17 +70,16 @@ impl Engine {
             }
             self.request_all_keyframes(now, tk);
         }
-        if let Some(p) = self.participants.get(&key) {
+        if let Some(room) = self.publisher_room(publisher) {
             let muted = Event::TrackMuted {
-                room: p.room.clone(),
-                participant: participant_id.to_string(),
-                track_id: track_id.to_string(),
+                room: room.to_owned(),
+                participant,
+                track_id,
                 muted,
             };
             self.emit(muted);
         }
-        self.flush(now);
-        Ok(())
+        true
     }
 
     /// Change a participant's display name and/or metadata ([`Event::ParticipantUpdated`]).
@@ -84,11 +102,9 @@ impl Engine {
         if metadata.is_some() {
             p.metadata = metadata;
         }
-        let updated = Event::ParticipantUpdated {
-            room: p.room.clone(),
-            participant: p.view(&self.rooms),
-        };
-        self.emit(updated);
+        let (room, participant) = (p.room.clone(), p.view(&self.rooms));
+        self.announce_participant(&room, &participant, false);
+        self.emit(Event::ParticipantUpdated { room, participant });
         Ok(())
     }
 

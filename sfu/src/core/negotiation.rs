@@ -232,6 +232,10 @@ impl Engine {
                     if start_subscription(p, key, tk, track, mid) {
                         self.agenda.allocate(key);
                     }
+                    // A mirror track's engine starts handing it over.
+                    if track.origin.is_some() {
+                        self.agenda.dynacast(tk);
+                    }
                 }
                 // Unpublished while the offer was out: take the m-line out of use again.
                 None => p.negotiation.deactivate(mid),

@@ -9,6 +9,7 @@ use super::allocator::SCREEN_PRIORITY;
 use super::event::{Error, Event, TrackSource};
 use super::participant::ParticipantKey;
 use super::room::TrackKey;
+use super::shard::ShardMessage;
 use super::track::{Layer, Track};
 use super::Engine;
 
@@ -95,6 +96,8 @@ impl Engine {
             svc: false,
             temporal: Default::default(),
             pause_due: None,
+            origin: None,
+            relays: Vec::new(),
             speaker: Default::default(),
         };
         p.published.push((mid, tk));
@@ -107,8 +110,24 @@ impl Engine {
             return;
         };
         r.tracks.push(tk);
+        self.offer_track(&room, tk, Some(key));
+        self.play_new_track(tk);
+        self.announce_track(&room, tk);
+        self.emit(Event::TrackPublished {
+            room,
+            participant: publisher_id,
+            track: view,
+        });
+    }
+
+    /// Offer new track `tk` to every participant of `room` (but its publisher `except`) who may
+    /// subscribe.
+    pub(super) fn offer_track(&mut self, room: &str, tk: TrackKey, except: Option<ParticipantKey>) {
+        let Some(r) = self.rooms.room(room) else {
+            return;
+        };
         for &k in &r.participants {
-            if k == key {
+            if Some(k) == except {
                 continue;
             }
             if let Some(o) = self.participants.get_mut(&k) {
@@ -118,12 +137,6 @@ impl Engine {
                 }
             }
         }
-        self.play_new_track(tk);
-        self.emit(Event::TrackPublished {
-            room,
-            participant: publisher_id,
-            track: view,
-        });
     }
 
     /// The client sends again on an m-line it had stopped sending on: publish it anew.
@@ -166,14 +179,19 @@ impl Engine {
     }
 
     /// Remove a track: every subscriber stops receiving it and is told; their m-lines go inactive.
+    /// The other engines sharing the room hear of it when it is a local track.
     pub(super) fn unpublish(&mut self, tk: TrackKey) {
         let Some(track) = self.rooms.remove_track(tk) else {
             return;
         };
-        let Some(p) = self.participants.get(&track.publisher) else {
+        let Some(room) = self.publisher_room(track.publisher).map(str::to_owned) else {
             return;
         };
-        let room = p.room.clone();
+        if track.origin.is_some() {
+            self.forget_mirror(tk, &track);
+        } else {
+            self.announce_track_change(&room, || ShardMessage::Unpublished { track: tk });
+        }
         if let Some(r) = self.rooms.room_mut(&room) {
             r.tracks.retain(|t| *t != tk);
             for &k in &r.participants {

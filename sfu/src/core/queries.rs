@@ -17,9 +17,11 @@ impl Engine {
         self.participants.get(&key).map(|p| p.room.as_str())
     }
 
-    /// Every participant of `room` with its tracks, in join order.
+    /// Every participant of `room` with its tracks, in join order: those connected to this
+    /// engine, then those of other engines sharing the room.
     pub fn participants_of(&self, room: &str) -> Vec<ParticipantView> {
-        self.rooms
+        let mut all: Vec<ParticipantView> = self
+            .rooms
             .room(room)
             .map(|r| {
                 r.participants
@@ -28,7 +30,9 @@ impl Engine {
                     .map(|p| p.view(&self.rooms))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        all.extend(self.remotes_of(room));
+        all
     }
 
     /// How many tracks are published on this engine.

@@ -16,12 +16,22 @@ pub type TrackKey = u64;
 /// A room: its participants and tracks, in join/publish order.
 #[derive(Debug, Default)]
 pub struct Room {
-    /// Participants, in join order.
+    /// Participants connected to this engine, in join order.
     pub participants: Vec<ParticipantKey>,
+    /// Participants connected to other engines sharing the room (see
+    /// [`shard`](super::shard)), in the order this engine heard of them.
+    pub remotes: Vec<ParticipantKey>,
     /// Tracks, in publish order.
     pub tracks: Vec<TrackKey>,
     /// The video codecs its publishers may send, in order of preference.
     pub video_codecs: VideoCodecs,
+}
+
+impl Room {
+    /// Nobody left in it, here or on another engine.
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty() && self.remotes.is_empty()
+    }
 }
 
 /// The rooms of an engine and their tracks.

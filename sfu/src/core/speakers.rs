@@ -29,15 +29,16 @@ impl Engine {
                 let at = now + SILENCE;
                 self.timers.set(publisher, TimerKind::Speaker(tk), at);
             }
-            let Some(p) = self.participants.get(&publisher) else {
+            // The publisher may be on another engine sharing the room: its audio is relayed
+            // here, so speech is detected here too.
+            let Some(room) = self.publisher_room(publisher).map(str::to_owned) else {
                 continue;
             };
             // The publisher's videos follow its speech.
             let priority = if speaking { SPEAKER_PRIORITY } else { 0 };
-            let videos: Vec<TrackKey> = p
-                .published
-                .iter()
-                .map(|(_, t)| *t)
+            let videos: Vec<TrackKey> = self
+                .published_by(publisher)
+                .into_iter()
                 .filter(|t| {
                     self.rooms
                         .track(*t)
@@ -53,8 +54,8 @@ impl Engine {
                     }
                 }
             }
-            if !rooms.contains(&p.room) {
-                rooms.push(p.room.clone());
+            if !rooms.contains(&room) {
+                rooms.push(room);
             }
         }
         for room in rooms {

@@ -84,6 +84,12 @@ pub struct EngineStats {
     /// RTP datagrams dropped unread because they waited in the socket longer than
     /// `limits.max_input_age` (the worker could not keep up).
     pub datagrams_stale: u64,
+    /// RTP packets handed to other engines sharing a room (one per packet per engine).
+    pub relayed_out: u64,
+    /// RTP packets of mirror tracks received from other engines.
+    pub relayed_in: u64,
+    /// Messages for other engines that their queue could not take (counted by the caller).
+    pub shard_dropped: u64,
 }
 
 /// A histogram with fixed bucket bounds, cheap enough to fill on the hot path: one comparison per

@@ -14,6 +14,7 @@ use super::voice_activity::SpeakerDetector;
 use str0m::media::MediaKind;
 
 use super::participant::ParticipantKey;
+use super::shard::{Origin, ShardId};
 
 /// A keyframe request to one layer that has not been answered by a keyframe is repeated after
 /// this long (the request or the keyframe was lost); requests of several subscribers meanwhile
@@ -86,6 +87,11 @@ pub struct Track {
     /// A pause of unneeded layers is due at this time (changes that switch layers off wait, so
     /// that a subscriber stepping down and up again does not make the publisher restart them).
     pub pause_due: Option<Instant>,
+    /// Set for a mirror of a track published on another engine (see [`shard`](super::shard)).
+    pub origin: Option<Origin>,
+    /// The other engines this track's packets are handed to, with the layers their
+    /// subscribers need (a bit mask, never 0).
+    pub relays: Vec<(ShardId, u8)>,
 }
 
 /// Temporal layers measured on a track's lowest layer (3 at most are used: `L1T3`).
@@ -190,6 +196,18 @@ impl Track {
 
     /// Whether a keyframe request for `layer` may go upstream now; records it if so.
     pub fn keyframe_request_due(&mut self, now: Instant, layer: LayerIndex) -> bool {
+        self.keyframe_request_due_after(now, layer, KEYFRAME_REQUEST_SPACING)
+    }
+
+    /// Like [`Track::keyframe_request_due`], with `spacing` after an answered request. Another
+    /// engine's request comes with no spacing: that engine throttles its own, and a keyframe
+    /// that answered a request here may have passed before it needed one.
+    pub fn keyframe_request_due_after(
+        &mut self,
+        now: Instant,
+        layer: LayerIndex,
+        spacing: Duration,
+    ) -> bool {
         let Some(l) = self.layers.get_mut(layer as usize) else {
             return false;
         };
@@ -198,7 +216,7 @@ impl Track {
         let due = l.last_keyframe_request.is_none_or(|t| {
             let since = now.saturating_duration_since(t);
             let answered = l.last_keyframe.is_some_and(|k| k >= t);
-            since >= KEYFRAME_REQUEST_INTERVAL || (answered && since >= KEYFRAME_REQUEST_SPACING)
+            since >= KEYFRAME_REQUEST_INTERVAL || (answered && since >= spacing)
         });
         if due {
             l.last_keyframe_request = Some(now);
@@ -368,6 +386,8 @@ impl Track {
             temporal: Default::default(),
             speaker: SpeakerDetector::default(),
             pause_due: None,
+            origin: None,
+            relays: Vec::new(),
         }
     }
 }
@@ -415,6 +435,10 @@ mod tests {
         // Unanswered: asked again only after the interval.
         assert!(!t.keyframe_request_due(t0 + ms(400), 2));
         assert!(t.keyframe_request_due(t0 + ms(620), 2));
+        // Another engine's request after an answered one is not held back by the spacing.
+        t.layers[2].last_keyframe = Some(t0 + ms(630));
+        assert!(!t.keyframe_request_due(t0 + ms(640), 2));
+        assert!(t.keyframe_request_due_after(t0 + ms(640), 2, Duration::ZERO));
     }
 
     #[test]

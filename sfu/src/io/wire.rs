@@ -94,6 +94,21 @@ impl Wire {
                 participant,
                 reason,
             } => self.left(room, participant, reason, send),
+            Event::RemoteJoined { room, participant } => {
+                // A participant of another worker: its own worker sends the webhook.
+                let info = participant_info(participant);
+                self.to_room(&room, send, || ServerMessage::ParticipantJoined {
+                    participant: info.clone(),
+                });
+            }
+            Event::RemoteLeft {
+                room,
+                participant,
+                reason,
+            } => self.to_room(&room, send, || ServerMessage::ParticipantLeft {
+                participant_id: participant.clone(),
+                reason: reason.as_str().to_owned(),
+            }),
             Event::TrackPublished {
                 room,
                 participant,

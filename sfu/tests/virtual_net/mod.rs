@@ -238,6 +238,8 @@ pub struct Client {
     pub tcp: bool,
     /// The audio payload type it sends: the first of the answer's audio m-line.
     pub audio_pt: Option<u8>,
+    /// The engine (worker) it is connected to: 0 is `Bed::engine`, `i` is `Bed::peers[i - 1]`.
+    pub engine: usize,
 }
 
 impl Client {
@@ -317,6 +319,7 @@ impl Client {
             out: VecDeque::new(),
             tcp,
             audio_pt: None,
+            engine: 0,
         }
     }
 
@@ -866,6 +869,21 @@ pub struct Bed {
     /// Sequence numbers of the RTP packets the server sent, by (client index, SSRC), read from
     /// the clear-text SRTP headers before the network can lose anything.
     pub sent: HashMap<(usize, u32), Vec<u16>>,
+    /// More engines (workers of one process) beside `engine`, reached at `peer_addr(i)`.
+    pub peers: Vec<WiredEngine>,
+    /// The engine the next client joining connects to.
+    pub next_engine: usize,
+    /// Messages handed between engines, by (from, to).
+    pub shard_messages: HashMap<(usize, usize), usize>,
+}
+
+/// The UDP address of engine `i` (0: `SERVER`).
+pub fn engine_addr(i: usize) -> SocketAddr {
+    if i == 0 {
+        SERVER.parse().unwrap()
+    } else {
+        format!("10.0.0.{}:5000", i + 1).parse().unwrap()
+    }
 }
 
 impl Bed {
@@ -890,6 +908,80 @@ impl Bed {
             next_codecs: vec![Codec::Vp8],
             next_sources: Vec::new(),
             sent: HashMap::new(),
+            peers: Vec::new(),
+            next_engine: 0,
+            shard_messages: HashMap::new(),
+        }
+    }
+
+    /// Another engine beside the first, as another worker of the same server; returns its
+    /// index.
+    pub fn add_engine(&mut self) -> usize {
+        let i = self.peers.len() + 1;
+        let config = EngineConfig::new(vec![engine_addr(i)], cert());
+        self.peers.push(WiredEngine::new(config));
+        i
+    }
+
+    /// Engine `i`.
+    pub fn engine_at(&mut self, i: usize) -> &mut WiredEngine {
+        if i == 0 {
+            &mut self.engine
+        } else {
+            &mut self.peers[i - 1]
+        }
+    }
+
+    /// Engines `a` and `b` share `room` from now on.
+    pub fn link(&mut self, room: &str, a: usize, b: usize) {
+        self.engine_at(a).link_shard(room, b as u16);
+        self.engine_at(b).link_shard(room, a as u16);
+        self.exchange_shard_messages();
+    }
+
+    /// Engines `a` and `b` no longer share `room`.
+    pub fn unlink(&mut self, room: &str, a: usize, b: usize) {
+        let now = self.now;
+        self.engine_at(a).unlink_shard(now, room, b as u16);
+        self.engine_at(b).unlink_shard(now, room, a as u16);
+        self.exchange_shard_messages();
+    }
+
+    /// Deliver the messages the engines have for each other, until none is left.
+    pub fn exchange_shard_messages(&mut self) {
+        let now = self.now;
+        for _ in 0..100 {
+            let mut any = false;
+            for from in 0..=self.peers.len() {
+                while let Some((to, msg)) = self.engine_at(from).poll_shard() {
+                    *self.shard_messages.entry((from, to as usize)).or_default() += 1;
+                    self.engine_at(to as usize)
+                        .handle_shard(now, from as u16, msg);
+                    any = true;
+                }
+            }
+            if !any {
+                for i in 0..=self.peers.len() {
+                    self.engine_at(i).flush(now);
+                }
+                if (0..=self.peers.len()).all(|i| self.engines_quiet(i)) {
+                    return;
+                }
+            }
+        }
+        panic!("engines keep messaging each other");
+    }
+
+    fn engines_quiet(&mut self, i: usize) -> bool {
+        // Peek without losing: a message polled here is delivered at once.
+        match self.engine_at(i).poll_shard() {
+            None => true,
+            Some((to, msg)) => {
+                let now = self.now;
+                *self.shard_messages.entry((i, to as usize)).or_default() += 1;
+                self.engine_at(to as usize).handle_shard(now, i as u16, msg);
+                false
+            }
         }
     }
 
@@ -936,10 +1028,12 @@ impl Bed {
         c.simulcast = self.next_simulcast;
         c.single_layer = self.next_single_layer;
         c.data = self.next_data;
+        c.engine = self.next_engine;
         let id = format!("{name}-id");
         let mut spec = JoinSpec::new(id.clone(), room, name);
         f(&mut spec);
-        self.engine.join(self.now, spec).expect("join");
+        let now = self.now;
+        self.engine_at(c.engine).join(now, spec).expect("join");
         c.id = Some(id.clone());
         let offer = c.make_offer();
         let sources: Vec<(String, TrackSource)> = std::mem::take(&mut self.next_sources)
@@ -953,14 +1047,16 @@ impl Bed {
                 (mid, source)
             })
             .collect();
+        let e = c.engine;
         self.clients.push(c);
         if !sources.is_empty() {
             // As the WebSocket session passes an `offer` with `sources` on.
-            self.engine
-                .handle_signal(self.now, &id, ClientSignal::TrackSources(sources));
+            self.engine_at(e)
+                .handle_signal(now, &id, ClientSignal::TrackSources(sources));
         }
-        self.engine
-            .handle_signal(self.now, &id, ClientSignal::Offer(offer));
+        self.engine_at(e)
+            .handle_signal(now, &id, ClientSignal::Offer(offer));
+        self.exchange_shard_messages();
         self.pump_signals();
         i
     }
@@ -968,7 +1064,8 @@ impl Bed {
     /// Deliver the engine's messages to the clients and act on them like a browser would.
     pub fn pump_signals(&mut self) {
         for _ in 0..100 {
-            let Some((id, msg)) = self.engine.poll_signal() else {
+            let next = (0..=self.peers.len()).find_map(|i| self.engine_at(i).poll_signal());
+            let Some((id, msg)) = next else {
                 return;
             };
             let Some(ci) = self
@@ -1008,7 +1105,8 @@ impl Bed {
                     let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
                     c.drain(now);
                     let id = id.clone();
-                    self.engine.handle_signal(
+                    let e = c.engine;
+                    self.engine_at(e).handle_signal(
                         now,
                         &id,
                         ClientSignal::Answer(answer.to_sdp_string()),
@@ -1061,29 +1159,39 @@ impl Bed {
                         self.engine.handle_tcp_packet(now, src, dst, &data);
                     }
                     _ => {
-                        assert_eq!(
-                            dst,
-                            SERVER.parse().unwrap(),
-                            "clients only talk to the server"
-                        );
+                        let e = (0..=self.peers.len())
+                            .find(|i| engine_addr(*i) == dst)
+                            .expect("clients only talk to the server");
                         if self.clients[ci].tcp {
                             continue; // UDP is blocked for this client
                         }
-                        self.engine.handle_datagram(now, src, dst, &data);
+                        self.engine_at(e).handle_datagram(now, src, dst, &data);
                     }
                 }
                 any = true;
             }
         }
-        if any {
-            self.engine.flush(now);
+        for e in 0..=self.peers.len() {
+            let engine = self.engine_at(e);
+            if any {
+                engine.flush(now);
+            }
+            if engine.poll_timeout().is_some_and(|t| t <= now) {
+                engine.handle_timeout(now);
+            }
         }
-        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-            self.engine.handle_timeout(now);
+        if !self.peers.is_empty() {
+            self.exchange_shard_messages();
         }
         // Server -> clients.
         let mut arrived: Vec<(usize, Protocol, SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
-        while let Some(t) = self.engine.poll_transmit() {
+        let mut transmits = Vec::new();
+        for e in 0..=self.peers.len() {
+            while let Some(t) = self.engine_at(e).poll_transmit() {
+                transmits.push(t);
+            }
+        }
+        for t in transmits {
             let Some(ci) = self.clients.iter().position(|c| c.addr == t.destination) else {
                 continue;
             };
@@ -1237,4 +1345,63 @@ pub fn assert_gap_free(what: &str, packets: &[Received]) {
             w[1].ts
         );
     }
+}
+
+/// The packets in sequence order (first arrival of each), with wrap-around undone.
+pub fn by_seq(packets: &[Received]) -> Vec<(u64, Received)> {
+    let mut out: Vec<(u64, Received)> = Vec::new();
+    let mut last: Option<u64> = None;
+    for p in packets {
+        let ext = match last {
+            None => p.seq as u64 + 65536,
+            Some(l) => {
+                let d = p.seq.wrapping_sub(l as u16) as i16 as i64;
+                (l as i64 + d) as u64
+            }
+        };
+        last = Some(last.map_or(ext, |l| l.max(ext)));
+        out.push((ext, p.clone()));
+    }
+    out.sort_by_key(|(s, _)| *s);
+    out.dedup_by_key(|(s, _)| *s);
+    out
+}
+
+/// Every layer change starts with a keyframe (where the network let both sides of the change
+/// through); with `lossless`, no packet may be missing either.
+pub fn assert_clean_switches(what: &str, packets: &[Received], lossless: bool) -> usize {
+    let seq = by_seq(packets);
+    let mut switches = 0;
+    for w in seq.windows(2) {
+        if w[1].0 != w[0].0 + 1 {
+            assert!(!lossless, "{what}: hole after seq {}", w[0].0);
+            continue;
+        }
+        if let (Some(a), Some(b)) = (w[0].1.pid, w[1].1.pid) {
+            let step = b.wrapping_sub(a) & 0x7fff;
+            assert!(
+                step <= 1,
+                "{what}: picture id jumps {a} -> {b} at seq {}",
+                w[1].0
+            );
+        }
+        if w[1].1.layer != w[0].1.layer {
+            switches += 1;
+            assert!(
+                w[1].1.keyframe,
+                "{what}: switch {} -> {} at seq {} is not on a keyframe",
+                w[0].1.layer, w[1].1.layer, w[1].0
+            );
+        }
+    }
+    assert!(
+        seq.first().is_some_and(|(_, p)| p.keyframe),
+        "{what}: starts on a keyframe"
+    );
+    switches
+}
+
+/// The layer of the newest packets received.
+pub fn layer_now(packets: &[Received]) -> Option<u8> {
+    packets.last().map(|p| p.layer)
 }

@@ -1,0 +1,314 @@
+//! One room over two engines (two workers of one server), on the virtual network: the
+//! publisher's engine hands each packet over once, and each engine forwards to its own
+//! subscribers.
+
+mod virtual_net;
+
+use std::collections::BTreeSet;
+
+use sfu::core::ShardMessage;
+use signal::protocol::ServerMessage;
+use signal::ClientSignal;
+use virtual_net::{assert_clean_switches, assert_gap_free, layer_now, secs, Bed, Received};
+
+/// A bed with two engines sharing room `r`.
+fn two_engines() -> Bed {
+    let mut bed = Bed::new();
+    let second = bed.add_engine();
+    bed.link("r", 0, second);
+    bed
+}
+
+/// The publisher's frames a subscriber received (complete or not) between `from` and `to`.
+fn frames(packets: &[Received], from: u32, to: u32) -> BTreeSet<u32> {
+    packets
+        .iter()
+        .map(|p| p.frame)
+        .filter(|f| (from..to).contains(f))
+        .collect()
+}
+
+fn track_settings(bed: &mut Bed, viewer: usize, track: &str, width: u32, height: u32) {
+    let id = bed.id(viewer);
+    let now = bed.now;
+    let e = bed.clients[viewer].engine;
+    bed.engine_at(e).handle_signal(
+        now,
+        &id,
+        ClientSignal::TrackSettings {
+            track_id: track.to_owned(),
+            visible: true,
+            width,
+            height,
+            pinned: false,
+        },
+    );
+    bed.exchange_shard_messages();
+    bed.pump_signals();
+}
+
+#[test]
+fn subscribers_on_two_engines_receive_the_same_gap_free_stream() {
+    let mut bed = two_engines();
+    bed.next_simulcast = true;
+    let pubr = bed.join("r", "ann", true);
+    bed.next_simulcast = false;
+    let here = bed.join("r", "bob", false);
+    bed.next_engine = 1;
+    let there = [bed.join("r", "cat", false), bed.join("r", "dan", false)];
+    let ida = bed.id(pubr);
+    let viewers = [here, there[0], there[1]];
+    assert!(
+        bed.run_until(secs(10.0), |bed| viewers
+            .iter()
+            .all(|v| layer_now(bed.clients[*v].video_from(&ida)) == Some(2))),
+        "every viewer reaches the top layer"
+    );
+    let before = bed.engine.stats().relayed_out;
+    let rtp_before = bed.engine.stats().rtp_in;
+    bed.run(secs(3.0));
+
+    for v in viewers {
+        let name = &bed.clients[v].name;
+        assert_clean_switches(name, bed.clients[v].video_from(&ida), true);
+        assert_gap_free(name, bed.clients[v].audio_from(&ida));
+        bed.assert_sent_gap_free(v);
+    }
+    // The same frames, to the viewer on the publisher's engine and to those on the other.
+    let last = bed.clients[here].video_from(&ida).last().unwrap().frame;
+    let window = (last - 40, last - 2);
+    let reference = frames(bed.clients[here].video_from(&ida), window.0, window.1);
+    assert_eq!(reference.len(), 38, "every frame of the window reached bob");
+    for v in there {
+        assert_eq!(
+            frames(bed.clients[v].video_from(&ida), window.0, window.1),
+            reference,
+            "{} got the frames bob got",
+            bed.clients[v].name
+        );
+    }
+
+    // Each packet crossed once, whatever the number of viewers over there.
+    let relayed = bed.engine.stats().relayed_out - before;
+    let arrived = bed.engine.stats().rtp_in - rtp_before;
+    eprintln!("3 s: {arrived} packets from the publisher, {relayed} handed over");
+    assert!(relayed > 0 && relayed <= arrived, "{relayed} of {arrived}");
+    assert_eq!(
+        bed.peers[0].stats().relayed_in,
+        bed.engine.stats().relayed_out
+    );
+    // Both engines list the whole room.
+    for e in [0, 1] {
+        let mut ids: Vec<String> = bed
+            .engine_at(e)
+            .participants_of("r")
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["ann-id", "bob-id", "cat-id", "dan-id"], "engine {e}");
+    }
+    // The viewers over there heard of the publisher and of each other like anyone.
+    let cat = &bed.clients[there[0]].messages;
+    assert!(cat.iter().any(|m| matches!(m,
+        ServerMessage::Joined { participants, .. } if participants.iter().any(|p| p.id == ida))));
+    assert!(cat.iter().any(|m| matches!(m,
+        ServerMessage::ParticipantJoined { participant } if participant.id == "dan-id")));
+}
+
+#[test]
+fn a_subscriber_on_another_engine_switches_on_keyframes_and_keeps_its_layer_on() {
+    let mut bed = two_engines();
+    bed.next_simulcast = true;
+    let pubr = bed.join("r", "ann", true);
+    bed.next_simulcast = false;
+    // The only viewer is on the other engine.
+    bed.next_engine = 1;
+    let v = bed.join("r", "bob", false);
+    let ida = bed.id(pubr);
+    let track = format!("{ida}-{}", bed.clients[pubr].video_mid.unwrap());
+    assert!(
+        bed.run_until(secs(10.0), |bed| layer_now(bed.clients[v].video_from(&ida))
+            == Some(2)),
+        "the viewer reaches the top layer"
+    );
+    // Its needs reach the publisher: the top layer stays on.
+    bed.run(secs(3.0));
+    assert!(bed.clients[pubr]
+        .active_layers
+        .as_ref()
+        .is_none_or(|l| l.iter().any(|r| r == "f")));
+
+    // It shows the video small: it steps down on a keyframe, and after the pause delay the
+    // publisher is asked for the lowest layer only.
+    track_settings(&mut bed, v, &track, 320, 180);
+    assert!(
+        bed.run_until(secs(5.0), |bed| bed.clients[pubr].active_layers
+            == Some(vec!["q".to_string()])),
+        "the publisher pauses what nobody needs: {:?}",
+        bed.clients[pubr].active_layers
+    );
+    assert_eq!(layer_now(bed.clients[v].video_from(&ida)), Some(0));
+
+    // Large again: the top layer comes back on at the publisher and the viewer reaches it.
+    track_settings(&mut bed, v, &track, 1280, 720);
+    assert!(
+        bed.run_until(secs(4.0), |bed| layer_now(bed.clients[v].video_from(&ida))
+            == Some(2)),
+        "back to the top layer"
+    );
+    bed.run(secs(0.5));
+    assert_clean_switches("bob", bed.clients[v].video_from(&ida), true);
+    bed.assert_sent_gap_free(v);
+    // The keyframes it switched on were asked of the publisher by its engine, for the other.
+    assert!(bed.engine.stats().keyframe_requests > 0);
+    assert!(bed.shard_messages[&(1, 0)] > 0);
+}
+
+#[test]
+fn leaves_and_unlinks_reach_the_other_engine() {
+    let mut bed = two_engines();
+    let here = bed.join("r", "ann", true);
+    bed.next_engine = 1;
+    let pubr = bed.join("r", "bob", true);
+    let viewer = bed.join("r", "cat", false);
+    let idb = bed.id(pubr);
+    let ok = bed.run_until(secs(5.0), |bed| {
+        !bed.clients[here].video_from(&idb).is_empty()
+            && !bed.clients[viewer].video_from("ann-id").is_empty()
+    });
+    assert!(
+        ok,
+        "ann got {} of bob's, cat {} of ann's",
+        bed.clients[here].video_from(&idb).len(),
+        bed.clients[viewer].video_from("ann-id").len()
+    );
+
+    // The publisher on the other engine leaves: ann hears of its tracks and of it.
+    let now = bed.now;
+    bed.peers[0].leave(now, &idb, "left");
+    bed.exchange_shard_messages();
+    bed.pump_signals();
+    let msgs = &bed.clients[here].messages;
+    let unpublished = msgs
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::TrackUnpublished { participant_id, .. } if *participant_id == idb))
+        .count();
+    assert_eq!(unpublished, 2, "both of bob's tracks are gone for ann");
+    assert!(msgs.iter().any(|m| matches!(m,
+        ServerMessage::ParticipantLeft { participant_id, reason } if *participant_id == idb && reason == "left")));
+    let received = bed.clients[here].video_from(&idb).len();
+    bed.run(secs(1.0));
+    assert_eq!(bed.clients[here].video_from(&idb).len(), received);
+
+    // The engines stop sharing the room: each side's participants leave the other's view, and
+    // nothing more is handed over.
+    bed.unlink("r", 0, 1);
+    bed.pump_signals();
+    assert!(bed.clients[here].messages.iter().any(|m| matches!(m,
+        ServerMessage::ParticipantLeft { participant_id, .. } if participant_id == "cat-id")));
+    assert!(bed.clients[viewer].messages.iter().any(|m| matches!(m,
+        ServerMessage::ParticipantLeft { participant_id, .. } if participant_id == "ann-id")));
+    let relayed = bed.engine.stats().relayed_out;
+    bed.run(secs(1.0));
+    assert_eq!(bed.engine.stats().relayed_out, relayed);
+    assert_eq!(bed.peers[0].participants_of("r").len(), 1);
+    // A message the other engine sent before it heard of the unlink changes nothing.
+    let now = bed.now;
+    let late = ShardMessage::Joined {
+        room: "r".into(),
+        participant: bed.peers[0].participant("cat-id").unwrap(),
+    };
+    bed.engine.handle_shard(now, 1, late);
+    assert_eq!(bed.engine.participants_of("r").len(), 1);
+}
+
+#[test]
+fn a_participant_joining_an_engine_later_hears_of_the_whole_room() {
+    let mut bed = two_engines();
+    let pubr = bed.join("r", "ann", true);
+    bed.next_engine = 1;
+    let first = bed.join("r", "bob", false);
+    assert!(bed.run_until(secs(5.0), |bed| !bed.clients[first]
+        .video_from("ann-id")
+        .is_empty()));
+    // The last participant of engine 1 leaves: nobody there subscribes, so engine 0 stops
+    // handing packets over.
+    let now = bed.now;
+    bed.peers[0].leave(now, "bob-id", "left");
+    bed.exchange_shard_messages();
+    bed.run(secs(0.5));
+    let relayed = bed.engine.stats().relayed_out;
+    bed.run(secs(1.0));
+    assert_eq!(
+        bed.engine.stats().relayed_out,
+        relayed,
+        "nothing is handed over"
+    );
+    // Someone joins engine 1 again: it sees ann and her tracks, and receives them.
+    let again = bed.join("r", "cat", false);
+    assert!(bed.clients[again].messages.iter().any(|m| matches!(m,
+        ServerMessage::Joined { participants, .. }
+            if participants.iter().any(|p| p.id == "ann-id" && p.tracks.len() == 2))));
+    assert!(bed.run_until(secs(5.0), |bed| !bed.clients[again]
+        .video_from("ann-id")
+        .is_empty()));
+    let _ = pubr;
+}
+
+#[test]
+fn data_messages_reach_participants_on_every_engine() {
+    let mut bed = two_engines();
+    bed.next_data = true;
+    let a = bed.join("r", "ann", false);
+    bed.next_engine = 1;
+    let b = bed.join("r", "bob", false);
+    let c = bed.join("r", "cat", false);
+    assert!(bed.run_until(secs(5.0), |bed| [a, b, c]
+        .iter()
+        .all(|i| bed.clients[*i].channels.contains_key("reliable"))));
+    bed.run(secs(0.2));
+    bed.clients[a].send_data("reliable", false, br#"{"payload":{"text":"hi"}}"#);
+    bed.clients[b].send_data(
+        "reliable",
+        false,
+        br#"{"to":["ann-id"],"payload":{"text":"only ann"}}"#,
+    );
+    bed.run(secs(0.5));
+    let got = |bed: &Bed, i: usize| bed.clients[i].data_json();
+    assert_eq!(
+        got(&bed, b),
+        [serde_json::json!({"from": "ann-id", "payload": {"text": "hi"}})]
+    );
+    assert_eq!(got(&bed, c), got(&bed, b));
+    assert_eq!(
+        got(&bed, a),
+        [serde_json::json!({"from": "bob-id", "direct": true, "payload": {"text": "only ann"}})]
+    );
+}
+
+#[test]
+fn a_viewer_already_there_gets_a_track_published_on_another_engine_at_once() {
+    let mut bed = two_engines();
+    let viewer = bed.join("r", "ann", false);
+    // A single-layer camera joins the other engine afterwards: the relay starts mid-stream,
+    // and the first keyframe the viewer can use is asked of the publisher across engines.
+    bed.next_engine = 1;
+    let pubr = bed.join("r", "bob", true);
+    let idb = bed.id(pubr);
+    let published = bed.now;
+    assert!(
+        bed.run_until(secs(1.0), |bed| !bed.clients[viewer]
+            .video_from(&idb)
+            .is_empty()),
+        "video within a second"
+    );
+    eprintln!("first video after {:?}", bed.now - published);
+    // And it keeps flowing: a viewer that only had audio while it waited is not taken for a
+    // congested one.
+    let from = bed.clients[viewer].video_from(&idb).last().unwrap().frame;
+    bed.run(secs(3.0));
+    let got = frames(bed.clients[viewer].video_from(&idb), from + 1, from + 41);
+    assert_eq!(got.len(), 40, "every frame of two seconds");
+    assert_clean_switches("ann", bed.clients[viewer].video_from(&idb), true);
+}
