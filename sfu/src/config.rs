@@ -46,6 +46,7 @@ pub const KEYS: &[&str] = &[
     "room.video_codecs",
     "limits.max_participants",
     "limits.max_participants_per_worker",
+    "limits.room_participants_per_worker",
     "limits.max_input_age",
     "participant.max_tracks",
     "participant.max_screen_shares",
@@ -373,6 +374,11 @@ impl Config {
             c.limits.max_participants_per_worker,
             l.max_participants_per_worker,
             a.limits_max_participants_per_worker
+        );
+        set!(
+            c.limits.room_participants_per_worker,
+            l.room_participants_per_worker,
+            a.limits_room_participants_per_worker
         );
         set!(
             c.max_input_age,

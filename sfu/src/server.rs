@@ -117,6 +117,7 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         config.udp_ip.is_unspecified() && candidate_ips.iter().all(|ip| local_ips.contains(ip));
     let mut senders = Vec::with_capacity(workers);
     let mut ports = Vec::with_capacity(workers);
+    let peers = worker::Peers::default();
     for index in 0..workers {
         let spec = WorkerSpec {
             index,
@@ -137,12 +138,15 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             max_input_age: config.max_input_age,
             ice_tcp: config.ice_tcp,
             pin_source,
+            peers: Arc::clone(&peers),
         };
         let w = worker::spawn(spec, placement.clone())
             .map_err(|e| format!("media worker {index} on {}: {e}", config.udp_bind(index)))?;
         ports.push(w.port);
         senders.push(w.commands);
     }
+    // Every worker can now reach the others.
+    let _ = peers.set(senders.clone());
     let listener = std::net::TcpListener::bind(config.http)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("HTTP on {}: {e}", config.http))?;

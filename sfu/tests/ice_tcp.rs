@@ -43,6 +43,7 @@ fn start(turn: TurnConfig) -> (SfuHandle, u16) {
         max_input_age: std::time::Duration::from_millis(100),
         ice_tcp: true,
         pin_source: false,
+        peers: Default::default(),
     };
     let w = worker::spawn(spec, Arc::clone(&placement)).unwrap();
     let handle = SfuHandle::new(vec![w.commands], placement).with_turn(turn);

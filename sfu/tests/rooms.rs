@@ -23,6 +23,7 @@ use tokio::time::timeout;
 
 use sfu::core::{generate_dtls_cert, EngineConfig, VideoCodecs};
 use sfu::io::handle::{Placement, RoomDefaults, SfuHandle};
+use sfu::io::rooms::Limits;
 use sfu::io::webhook::{WebhookConfig, Webhooks};
 use sfu::io::worker::{self, WorkerSpec};
 use signal::auth::Grants;
@@ -35,9 +36,16 @@ const STEP: Duration = Duration::from_secs(5);
 const SECRET: &str = "hook-secret-hook-secret-hook-secret";
 
 fn start(defaults: RoomDefaults, webhooks: Webhooks) -> SfuHandle {
+    start_with(defaults, webhooks, Limits::default())
+}
+
+fn start_with(defaults: RoomDefaults, webhooks: Webhooks, limits: Limits) -> SfuHandle {
     let localhost: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     let cert = generate_dtls_cert();
-    let placement = Arc::new(PlMutex::new(Placement::with_defaults(2, defaults)));
+    let placement = Arc::new(PlMutex::new(
+        Placement::with_defaults(2, defaults).with_limits(limits),
+    ));
+    let peers = worker::Peers::default();
     let mut senders = Vec::new();
     for index in 0..2 {
         let spec = WorkerSpec {
@@ -50,6 +58,7 @@ fn start(defaults: RoomDefaults, webhooks: Webhooks) -> SfuHandle {
             max_input_age: std::time::Duration::from_millis(100),
             ice_tcp: false,
             pin_source: false,
+            peers: Arc::clone(&peers),
         };
         senders.push(
             worker::spawn(spec, Arc::clone(&placement))
@@ -57,6 +66,7 @@ fn start(defaults: RoomDefaults, webhooks: Webhooks) -> SfuHandle {
                 .commands,
         );
     }
+    peers.set(senders.clone()).unwrap();
     SfuHandle::new(senders, placement).with_webhooks(webhooks)
 }
 
@@ -338,6 +348,24 @@ async fn rooms_take_their_video_codecs_from_the_defaults_or_their_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_see_update_mute_remove_and_delete() {
     let sfu = start(RoomDefaults::default(), Webhooks::disabled());
+    operate(&sfu, [2, 0]).await;
+}
+
+/// The same with the room spread over both workers: ann on the first, bob on the second. Each
+/// operation reaches the participant's worker, and the other hears of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_reach_a_room_spread_over_two_workers() {
+    let limits = Limits {
+        room_participants_per_worker: 1,
+        ..Limits::default()
+    };
+    let sfu = start_with(RoomDefaults::default(), Webhooks::disabled(), limits);
+    operate(&sfu, [1, 1]).await;
+}
+
+/// Operations on room `r`; `load`: the participants on each worker once ann and bob are in.
+async fn operate(sfu: &SfuHandle, load: [usize; 2]) {
+    let sfu = sfu.clone();
     sfu.create_room(CreateRoom {
         metadata: Some("agenda".into()),
         ..room("r")
@@ -355,6 +383,7 @@ async fn operators_see_update_mute_remove_and_delete() {
     );
     let mut bob = join(&sfu, "r", "bob").await;
     next(&mut bob.events).await; // room_updated
+    assert_eq!(sfu.load(), load);
 
     // Ann publishes audio.
     let _ann_peer = publish_audio(&sfu, "r", &mut ann).await;

@@ -129,6 +129,16 @@ pub struct ServeArgs {
     #[arg(long, env = "SFU_LIMITS_MAX_PARTICIPANTS_PER_WORKER", value_name = "N")]
     pub limits_max_participants_per_worker: Option<u32>,
 
+    /// Participants of one room a media worker takes before the room's next participant goes to
+    /// the least loaded worker, which then shares the room (0: a room stays on one worker).
+    /// Default: 100.
+    #[arg(
+        long,
+        env = "SFU_LIMITS_ROOM_PARTICIPANTS_PER_WORKER",
+        value_name = "N"
+    )]
+    pub limits_room_participants_per_worker: Option<u32>,
+
     /// RTP that waited longer than this in a media worker's socket is dropped unread: a worker
     /// that falls behind sheds its oldest input instead of forwarding it late (0s: never; else
     /// 10ms to 10s). Default: 100ms.

@@ -60,6 +60,7 @@ pub struct FileTurn {
 pub struct FileLimits {
     pub max_participants: Option<u32>,
     pub max_participants_per_worker: Option<u32>,
+    pub room_participants_per_worker: Option<u32>,
     pub max_input_age: Option<FileDuration>,
 }
 

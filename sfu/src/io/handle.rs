@@ -14,10 +14,11 @@ use signal::webhook::{EventKind, WebhookEvent};
 use signal::{ClientSignal, JoinRequest, MediaBackend, ResumeRequest, Session};
 
 use super::cluster::{Cluster, Place};
+use super::rooms::Unlink;
 pub use super::rooms::{Placement, RoomDefaults};
 use super::turn::TurnConfig;
 use super::webhook::Webhooks;
-use crate::core::{JoinSpec, LeaveReason, VideoCodecs};
+use crate::core::{JoinSpec, LeaveReason, ShardMessage, VideoCodecs};
 
 /// Messages a participant's event queue holds before the participant is considered stuck.
 ///
@@ -132,6 +133,27 @@ pub enum Command {
         reason: LeaveReason,
         /// Answered when done.
         reply: oneshot::Sender<()>,
+    },
+    /// The worker shares `room` with worker `peer` from now on (see `core::shard`).
+    LinkRoom {
+        /// Room name.
+        room: String,
+        /// The other worker.
+        peer: usize,
+    },
+    /// The worker no longer shares `room` with worker `peer` (it has nobody left in it).
+    UnlinkRoom {
+        /// Room name.
+        room: String,
+        /// The other worker.
+        peer: usize,
+    },
+    /// What another worker sharing a room has to say about it: events, packets, feedback.
+    Shard {
+        /// The sending worker.
+        from: usize,
+        /// The message.
+        msg: ShardMessage,
     },
     /// A room's settings changed.
     UpdateRoom {
@@ -276,6 +298,44 @@ impl SfuHandle {
     }
 }
 
+/// Worker `worker` gets the first participant of `room`, which is on workers `others` too: each
+/// pair shares the room from now on. Returns false if a queue was full.
+fn send_links(
+    workers: &[mpsc::Sender<Command>],
+    room: &str,
+    worker: usize,
+    others: &[usize],
+) -> bool {
+    others.iter().all(|&peer| {
+        let to_new = Command::LinkRoom {
+            room: room.to_owned(),
+            peer,
+        };
+        let to_peer = Command::LinkRoom {
+            room: room.to_owned(),
+            peer: worker,
+        };
+        workers[worker].try_send(to_new).is_ok() && workers[peer].try_send(to_peer).is_ok()
+    })
+}
+
+/// Queue the unlinks a release calls for. Call it with the placement locked. A full queue drops
+/// the unlink: the workers then go on sharing a room where one has nobody, which costs control
+/// messages only (no packets are handed to a worker without subscribers).
+pub(super) fn send_unlinks(workers: &[mpsc::Sender<Command>], u: &Unlink) {
+    for &peer in &u.others {
+        for (to, other) in [(u.worker, peer), (peer, u.worker)] {
+            let cmd = Command::UnlinkRoom {
+                room: u.room.clone(),
+                peer: other,
+            };
+            if workers[to].try_send(cmd).is_err() {
+                tracing::warn!(room = %u.room, worker = to, "room unlink not queued: worker busy");
+            }
+        }
+    }
+}
+
 pub(super) fn busy() -> SignalError {
     SignalError::new(ErrorCode::ServerBusy, "the media server is overloaded")
 }
@@ -393,10 +453,19 @@ impl SfuHandle {
             }
         }
         let id = new_participant_id();
-        let reservation = self
-            .placement
-            .lock()
-            .reserve(&id, &req.room, Instant::now())?;
+        let reservation = {
+            // Links are queued under the placement lock, like unlinks (see
+            // `send_unlinks`), so that every worker hears of them in the order they happened.
+            let mut p = self.placement.lock();
+            let r = p.reserve(&id, &req.room, Instant::now())?;
+            if !send_links(&self.workers, &req.room, r.worker, &r.link) {
+                if let Some(u) = p.release(&id, Instant::now()) {
+                    send_unlinks(&self.workers, &u);
+                }
+                return Err(busy());
+            }
+            r
+        };
         if let Some(room) = &reservation.created {
             tracing::info!(room = %room.name, "room created by a join");
             self.webhooks
@@ -431,7 +500,10 @@ impl SfuHandle {
                 events: events_rx,
             }),
             Err(e) => {
-                self.placement.lock().release(&id, Instant::now());
+                let mut p = self.placement.lock();
+                if let Some(u) = p.release(&id, Instant::now()) {
+                    send_unlinks(&self.workers, &u);
+                }
                 Err(e)
             }
         }

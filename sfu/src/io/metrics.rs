@@ -125,6 +125,14 @@ fn describe() {
         "sfu_datagrams_stale_total",
         "RTP datagrams dropped unread because they waited in the socket longer than limits.max_input_age."
     );
+    describe_counter!(
+        "sfu_relayed_packets_total",
+        "RTP packets handed between workers that share a room, by direction (out: handed over; in: received)."
+    );
+    describe_counter!(
+        "sfu_shard_messages_dropped_total",
+        "Messages for another worker sharing a room that its full queue could not take."
+    );
     describe_gauge!(
         "sfu_worker_load_factor",
         "Scale of every subscriber's bandwidth budget on the worker: 1 while it keeps up, lower while it sheds load."
@@ -325,6 +333,11 @@ impl WorkerMetrics {
         let add = |name: &'static str, now: u64, before: u64| {
             counter!(name, &[w()]).increment(now.saturating_sub(before));
         };
+        let add_labeled =
+            |name: &'static str, label: (&'static str, &'static str), now: u64, before: u64| {
+                counter!(name, &[w(), (label.0, label.1.to_owned())])
+                    .increment(now.saturating_sub(before));
+            };
         add("sfu_datagrams_in_total", s.datagrams_in, l.datagrams_in);
         add("sfu_datagrams_out_total", s.datagrams_out, l.datagrams_out);
         add(
@@ -355,6 +368,23 @@ impl WorkerMetrics {
             "sfu_datagrams_stale_total",
             s.datagrams_stale,
             l.datagrams_stale,
+        );
+        add_labeled(
+            "sfu_relayed_packets_total",
+            ("direction", "out"),
+            s.relayed_out,
+            l.relayed_out,
+        );
+        add_labeled(
+            "sfu_relayed_packets_total",
+            ("direction", "in"),
+            s.relayed_in,
+            l.relayed_in,
+        );
+        add(
+            "sfu_shard_messages_dropped_total",
+            s.shard_dropped,
+            l.shard_dropped,
         );
         add(
             "sfu_keyframe_requests_out_total",

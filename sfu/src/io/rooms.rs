@@ -4,7 +4,10 @@
 //! A room exists from its creation (REST `POST /api/rooms`, or the first join when
 //! [`RoomDefaults::auto_create`] is set) until it is deleted or has been empty for its
 //! `empty_timeout`. It is placed on a worker while it has participants; an empty room has no
-//! worker, and its next participant goes to the least loaded one.
+//! worker, and its next participant goes to the least loaded one. A room with more participants
+//! on each of its workers than [`Limits::room_participants_per_worker`] spreads: its next
+//! participant goes to the least loaded worker, which then shares the room with the others (the
+//! engines hand each other the room's events and packets, see `core::shard`).
 //!
 //! Each room carries a generation number, so that a participant of a deleted room that leaves
 //! late does not count against a new room of the same name.
@@ -44,12 +47,28 @@ impl Default for RoomDefaults {
 
 /// Admission limits: joins beyond them are refused with `server_busy`, so that the calls already
 /// running keep their share of the machine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most participants on the node; 0 for no limit.
     pub max_participants: u32,
     /// Most participants on one worker; 0 for no limit.
     pub max_participants_per_worker: u32,
+    /// Participants of one room a worker takes before the room's next participant goes to the
+    /// least loaded worker (the room spreads); 0: a room stays on one worker.
+    pub room_participants_per_worker: u32,
+}
+
+/// Participants of one room a worker takes before the room spreads to another, by default.
+pub const ROOM_PARTICIPANTS_PER_WORKER: u32 = 100;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_participants: 0,
+            max_participants_per_worker: 0,
+            room_participants_per_worker: ROOM_PARTICIPANTS_PER_WORKER,
+        }
+    }
 }
 
 fn busy(message: &str) -> SignalError {
@@ -64,8 +83,9 @@ struct RoomEntry {
     metadata: String,
     video_codecs: VideoCodecs,
     created_at: SystemTime,
-    /// The worker that owns the room while it has participants.
-    worker: Option<usize>,
+    /// The workers the room's participants are on, with how many on each, in the order the
+    /// room came to them (empty while it has nobody).
+    workers: Vec<(usize, usize)>,
     /// Participants admitted or being admitted.
     participants: usize,
     /// Since when the room has had nobody in it.
@@ -97,8 +117,11 @@ struct Seat {
 /// A place reserved for a joining participant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
-    /// The worker that owns the room.
+    /// The worker it goes to.
     pub worker: usize,
+    /// When the join brings the room to a new worker: the room's other workers, which must
+    /// share it with that one from now on.
+    pub link: Vec<usize>,
     /// The room, when this join created it.
     pub created: Option<RoomInfo>,
     /// The room's metadata ("" when none).
@@ -107,13 +130,24 @@ pub struct Reservation {
     pub video_codecs: VideoCodecs,
 }
 
-/// What a change of a room's settings means for the worker that owns it.
+/// A worker no longer has participants of a room that others still have: they stop sharing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unlink {
+    /// The room.
+    pub room: String,
+    /// The worker that has nobody in it any more.
+    pub worker: usize,
+    /// The room's other workers.
+    pub others: Vec<usize>,
+}
+
+/// What a change of a room's settings means for the workers it is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomUpdate {
     /// The room as it is now.
     pub info: RoomInfo,
-    /// The worker owning it, when it has participants.
-    pub worker: Option<usize>,
+    /// The workers it is on (empty while it has no participants).
+    pub workers: Vec<usize>,
     /// The new metadata, when it changed (the participants are told).
     pub metadata: Option<String>,
     /// The new video codec policy, when it changed.
@@ -219,7 +253,7 @@ impl Placement {
             metadata: String::new(),
             video_codecs: self.defaults.video_codecs.clone(),
             created_at: SystemTime::now(),
-            worker: None,
+            workers: Vec::new(),
             participants: 0,
             empty_since: Some(now),
         }
@@ -255,16 +289,27 @@ impl Placement {
             ));
         };
         // `load` is never empty: the server starts at least one worker.
+        let per_worker = l.max_participants_per_worker as usize;
+        let has_room = |load: usize| per_worker == 0 || load < per_worker;
         let least_loaded = (0..self.load.len())
             .min_by_key(|w| self.load[*w])
             .unwrap_or(0);
-        let per_worker = l.max_participants_per_worker as usize;
-        let target = self
-            .rooms
-            .get(room)
-            .and_then(|r| r.worker)
-            .unwrap_or(least_loaded);
-        if per_worker > 0 && self.load[target] >= per_worker {
+        let spread = l.room_participants_per_worker as usize;
+        let workers = self.rooms.get(room).map_or(&[][..], |r| &r.workers[..]);
+        // The room's worker with the fewest of its participants, while it has room for them.
+        let own = workers
+            .iter()
+            .filter(|(w, n)| (spread == 0 || *n < spread) && has_room(self.load[*w]))
+            .min_by_key(|(_, n)| *n)
+            .map(|(w, _)| *w);
+        let target = match (own, workers.first()) {
+            (Some(w), _) => w,
+            // A room on one worker stays there (and is refused when that worker is full),
+            // unless it may spread.
+            (None, Some(&(w, _))) if spread == 0 => w,
+            _ => least_loaded,
+        };
+        if !has_room(self.load[target]) {
             if let Some(info) = &created {
                 self.rooms.remove(&info.name);
             }
@@ -284,7 +329,18 @@ impl Placement {
                 ),
             ));
         }
-        let worker = *entry.worker.get_or_insert(least_loaded);
+        let worker = target;
+        let link = match entry.workers.iter_mut().find(|(w, _)| *w == worker) {
+            Some((_, n)) => {
+                *n += 1;
+                Vec::new()
+            }
+            None => {
+                let others = entry.workers.iter().map(|(w, _)| *w).collect();
+                entry.workers.push((worker, 1));
+                others
+            }
+        };
         entry.participants += 1;
         entry.empty_since = None;
         self.load[worker] += 1;
@@ -298,27 +354,37 @@ impl Placement {
         );
         Ok(Reservation {
             worker,
+            link,
             created,
             metadata: entry.metadata.clone(),
             video_codecs: entry.video_codecs.clone(),
         })
     }
 
-    /// Participant `id` is gone (or never made it in).
-    pub fn release(&mut self, id: &str, now: Instant) {
-        let Some(seat) = self.participants.remove(id) else {
-            return;
-        };
+    /// Participant `id` is gone (or never made it in). When it was the last of its room on its
+    /// worker while the room goes on elsewhere, says which workers stop sharing the room.
+    pub fn release(&mut self, id: &str, now: Instant) -> Option<Unlink> {
+        let seat = self.participants.remove(id)?;
         self.load[seat.worker] = self.load[seat.worker].saturating_sub(1);
-        if let Some(r) = self.rooms.get_mut(&seat.room) {
-            if r.generation == seat.generation {
-                r.participants = r.participants.saturating_sub(1);
-                if r.participants == 0 {
-                    r.worker = None;
-                    r.empty_since = Some(now);
-                }
-            }
+        let r = self.rooms.get_mut(&seat.room)?;
+        if r.generation != seat.generation {
+            return None;
         }
+        r.participants = r.participants.saturating_sub(1);
+        if r.participants == 0 {
+            r.empty_since = Some(now);
+        }
+        let i = r.workers.iter().position(|(w, _)| *w == seat.worker)?;
+        r.workers[i].1 = r.workers[i].1.saturating_sub(1);
+        if r.workers[i].1 > 0 {
+            return None;
+        }
+        r.workers.remove(i);
+        (!r.workers.is_empty()).then(|| Unlink {
+            room: seat.room,
+            worker: seat.worker,
+            others: r.workers.iter().map(|(w, _)| *w).collect(),
+        })
     }
 
     /// The worker of participant `id`.
@@ -378,9 +444,18 @@ impl Placement {
         rooms
     }
 
-    /// The worker owning `room`, `None` while it is empty.
+    /// The first worker of `room` (each of its workers knows every participant), `None` while
+    /// it is empty.
     pub fn room_worker(&self, room: &str) -> Result<Option<usize>, SignalError> {
-        self.rooms.get(room).map(|r| r.worker).ok_or_else(not_found)
+        self.room_workers(room).map(|w| w.first().copied())
+    }
+
+    /// The workers `room` is on (empty while it has no participants).
+    pub fn room_workers(&self, room: &str) -> Result<Vec<usize>, SignalError> {
+        self.rooms
+            .get(room)
+            .map(|r| r.workers.iter().map(|(w, _)| *w).collect())
+            .ok_or_else(not_found)
     }
 
     /// Changes a room's settings. Returns the room and what changed that its worker (if it
@@ -404,15 +479,17 @@ impl Placement {
         }
         Ok(RoomUpdate {
             info: r.info(room),
-            worker: r.worker,
+            workers: r.workers.iter().map(|(w, _)| *w).collect(),
             metadata,
             video_codecs,
         })
     }
 
     /// Removes a room from the registry. Its participants keep their seats until they leave.
-    pub fn remove(&mut self, room: &str) -> Option<(RoomInfo, Option<usize>)> {
-        self.rooms.remove(room).map(|r| (r.info(room), r.worker))
+    pub fn remove(&mut self, room: &str) -> Option<(RoomInfo, Vec<usize>)> {
+        self.rooms
+            .remove(room)
+            .map(|r| (r.info(room), r.workers.iter().map(|(w, _)| *w).collect()))
     }
 
     /// Removes and returns the rooms that have been empty for their `empty_timeout`.
@@ -444,12 +521,13 @@ mod tests {
         let limits = Limits {
             max_participants: 3,
             max_participants_per_worker: 2,
+            room_participants_per_worker: 0,
         };
         let mut p = Placement::new(2).with_limits(limits);
         let code = |r: Result<Reservation, SignalError>| r.unwrap_err().code;
         reserve(&mut p, "a", "r1");
         reserve(&mut p, "b", "r1");
-        // r1's worker is full; the room is not moved and the others are untouched.
+        // r1's worker is full and rooms do not spread: the others are untouched.
         assert_eq!(code(p.reserve("c", "r1", now)), ErrorCode::ServerBusy);
         assert!(p.accepting());
         reserve(&mut p, "c", "r2");
@@ -485,6 +563,65 @@ mod tests {
         assert_eq!(p.worker_of("d"), Some(1));
         assert_eq!(p.worker_of("a"), None);
         p.release("zzz", now);
+    }
+
+    #[test]
+    fn a_large_room_spreads_evenly_and_workers_leave_it_when_their_last_participant_does() {
+        let now = Instant::now();
+        let limits = Limits {
+            room_participants_per_worker: 3,
+            ..Limits::default()
+        };
+        let mut p = Placement::new(3).with_limits(limits);
+        reserve(&mut p, "x", "other"); // worker 0 has someone else
+        let joins: Vec<Reservation> = (0..9)
+            .map(|i| p.reserve(&format!("p{i}"), "big", now).unwrap())
+            .collect();
+        let workers: Vec<usize> = joins.iter().map(|r| r.worker).collect();
+        // Three on the first worker, then the least loaded workers take the rest, three each.
+        assert_eq!(workers, [1, 1, 1, 2, 2, 2, 0, 0, 0]);
+        // A join that brings the room to a worker links it with the room's others.
+        let links: Vec<&[usize]> = joins.iter().map(|r| r.link.as_slice()).collect();
+        assert_eq!(links[3], [1]);
+        assert_eq!(links[6], [1, 2]);
+        assert!(links
+            .iter()
+            .enumerate()
+            .all(|(i, l)| i == 3 || i == 6 || l.is_empty()));
+        assert_eq!(p.room_workers("big").unwrap(), [1, 2, 0]);
+        assert_eq!(p.room_worker("big").unwrap(), Some(1));
+        // Full everywhere: the least loaded worker (0 has one more, of another room) is next.
+        assert_eq!(reserve(&mut p, "p9", "big"), 1);
+        // Worker 0's participants of the room leave: the last one unlinks it.
+        assert_eq!(p.release("p6", now), None);
+        assert_eq!(p.release("p7", now), None);
+        assert_eq!(
+            p.release("p8", now),
+            Some(Unlink {
+                room: "big".into(),
+                worker: 0,
+                others: vec![1, 2],
+            })
+        );
+        assert_eq!(p.room_workers("big").unwrap(), [1, 2]);
+        for id in ["p0", "p1", "p2"] {
+            assert_eq!(p.release(id, now), None);
+        }
+        assert!(p.release("p9", now).is_some());
+        // The room's last worker unlinks nothing.
+        for id in ["p3", "p4", "p5"] {
+            assert_eq!(p.release(id, now), None);
+        }
+        assert!(p.room_workers("big").unwrap().is_empty());
+
+        // Spreading off: a room stays on its worker.
+        let mut p = Placement::new(2).with_limits(Limits {
+            room_participants_per_worker: 0,
+            ..Limits::default()
+        });
+        for i in 0..5 {
+            assert_eq!(reserve(&mut p, &format!("q{i}"), "big"), 0);
+        }
     }
 
     #[test]

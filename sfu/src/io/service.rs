@@ -67,15 +67,17 @@ impl RoomService for SfuHandle {
             tracing::info!(room = %room, video_codecs = ?codecs.names(), "room video codecs changed");
         }
         let changed = update.metadata.is_some() || update.video_codecs.is_some();
-        if let (Some(worker), true) = (update.worker, changed) {
-            let cmd = Command::UpdateRoom {
-                room,
-                metadata: update.metadata,
-                video_codecs: update.video_codecs,
-            };
-            // A policy that does not reach the worker now reaches it with the next join.
-            if self.workers[worker].try_send(cmd).is_err() {
-                tracing::warn!(room = %update.info.name, "room update not sent: worker busy");
+        if changed {
+            for worker in update.workers {
+                let cmd = Command::UpdateRoom {
+                    room: room.clone(),
+                    metadata: update.metadata.clone(),
+                    video_codecs: update.video_codecs.clone(),
+                };
+                // A policy that does not reach the worker now reaches it with the next join.
+                if self.workers[worker].try_send(cmd).is_err() {
+                    tracing::warn!(room = %update.info.name, "room update not sent: worker busy");
+                }
             }
         }
         Ok(update.info)
@@ -84,23 +86,21 @@ impl RoomService for SfuHandle {
     async fn delete_room(&self, room: String) -> Result<(), SignalError> {
         let done = {
             let mut p = self.lock();
-            let done = match p.room_worker(&room)? {
-                Some(worker) => {
-                    let (tx, rx) = oneshot::channel();
-                    let cmd = Command::CloseRoom {
-                        room: room.clone(),
-                        reason: LeaveReason::RoomDeleted,
-                        reply: tx,
-                    };
-                    self.workers[worker].try_send(cmd).map_err(|_| busy())?;
-                    Some(rx)
-                }
-                None => None,
-            };
+            let mut done = Vec::new();
+            for worker in p.room_workers(&room)? {
+                let (tx, rx) = oneshot::channel();
+                let cmd = Command::CloseRoom {
+                    room: room.clone(),
+                    reason: LeaveReason::RoomDeleted,
+                    reply: tx,
+                };
+                self.workers[worker].try_send(cmd).map_err(|_| busy())?;
+                done.push(rx);
+            }
             p.remove(&room);
             done
         };
-        if let Some(done) = done {
+        for done in done {
             // The participants' `participant_left` webhooks go out before `room_finished`.
             let _ = done.await;
         }

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use signal::protocol::{ErrorCode, ResumeTicket, ServerMessage, SignalError};
 
-use super::handle::{Command, Placement};
+use super::handle::{send_unlinks, Command, Placement};
 use super::metrics::WorkerMetrics;
 use super::overload::{is_stale_media, LoadControl};
 use super::sessions::{self, Sessions};
@@ -23,12 +23,16 @@ use super::tcp::{TcpEvent, TcpMedia};
 use super::udp::MediaSocket;
 use super::webhook::Webhooks;
 use super::wire::{self, Wire};
-use crate::core::{Engine, EngineConfig, Event, LeaveReason, Transport};
+use crate::core::{Engine, EngineConfig, Event, LeaveReason, ShardId, ShardMessage, Transport};
 
 /// Receive batches handled before the worker looks at commands and timers again.
 const MAX_BATCHES_PER_WAKE: usize = 16;
 /// Commands queued per worker before joins and signals are refused as busy.
 pub const COMMAND_QUEUE: usize = 1024;
+
+/// The command queues of all the workers of the server, by index: a worker hands another the
+/// events and packets of a room they share through it. Set once every worker has started.
+pub type Peers = Arc<OnceLock<Vec<mpsc::Sender<Command>>>>;
 
 /// How a worker is set up.
 pub struct WorkerSpec {
@@ -51,6 +55,8 @@ pub struct WorkerSpec {
     pub resume_grace: Duration,
     /// RTP that waited longer than this in the socket is dropped unread (zero: never).
     pub max_input_age: Duration,
+    /// Every worker's command queue (for rooms shared between workers).
+    pub peers: Peers,
 }
 
 /// A running worker.
@@ -150,6 +156,8 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                     metrics: WorkerMetrics::new(index),
                     load: LoadControl::default(),
                     max_input_age: spec.max_input_age,
+                    index,
+                    peers: spec.peers,
                 }
                 .run()
                 .instrument(span)
@@ -190,6 +198,10 @@ struct WorkerLoop {
     load: LoadControl,
     /// See [`WorkerSpec::max_input_age`].
     max_input_age: Duration,
+    /// Its index.
+    index: usize,
+    /// See [`WorkerSpec::peers`].
+    peers: Peers,
 }
 
 impl WorkerLoop {
@@ -311,6 +323,34 @@ impl WorkerLoop {
             if let Err(e) = self.socket.send_all(&mut self.out, self.pin_source).await {
                 warn!("send: {e}");
                 self.out.clear();
+            }
+        }
+        self.send_shards();
+    }
+
+    /// Hand the other workers what the engine has for them (rooms they share): one message per
+    /// worker and turn for the packets. A full queue drops the message (counted).
+    fn send_shards(&mut self) {
+        let Some(peers) = self.peers.get() else {
+            return;
+        };
+        while let Some((to, msg)) = self.engine.poll_shard() {
+            let media = matches!(msg, ShardMessage::Media(_));
+            let Some(peer) = peers.get(to as usize) else {
+                continue;
+            };
+            let cmd = Command::Shard {
+                from: self.index,
+                msg,
+            };
+            if peer.try_send(cmd).is_err() {
+                self.engine.count_shard_dropped();
+                if !media {
+                    warn!(
+                        worker = to,
+                        "room event for another worker dropped: its queue is full"
+                    );
+                }
             }
         }
     }
@@ -465,6 +505,15 @@ impl WorkerLoop {
                 self.deliver_events();
                 let _ = reply.send(());
             }
+            Command::LinkRoom { room, peer } => self.engine.link_shard(&room, peer as ShardId),
+            Command::UnlinkRoom { room, peer } => {
+                self.engine.unlink_shard(now, &room, peer as ShardId);
+                self.engine.flush(now);
+            }
+            Command::Shard { from, msg } => {
+                self.engine.handle_shard(now, from as ShardId, msg);
+                self.engine.flush(now);
+            }
             Command::UpdateRoom {
                 room,
                 metadata,
@@ -517,7 +566,14 @@ impl WorkerLoop {
                 );
                 if let Some(id) = gone {
                     self.sessions.remove(&id);
-                    self.placement.lock().release(&id, now);
+                    let mut placement = self.placement.lock();
+                    if let Some(u) = placement.release(&id, now) {
+                        // The last of its room here: this worker and the room's others stop
+                        // sharing it (queued under the lock, like the links of joins).
+                        if let Some(peers) = self.peers.get() {
+                            send_unlinks(peers, &u);
+                        }
+                    }
                 }
             }
             for id in std::mem::take(&mut self.detached) {
