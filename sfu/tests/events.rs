@@ -37,6 +37,11 @@ fn lines(events: &[Event]) -> Vec<String> {
                     reason,
                     ..
                 } => format!("remote left {participant} {}", reason.as_str()),
+                Event::Reconnecting {
+                    participant,
+                    reconnecting,
+                    ..
+                } => format!("reconnecting {participant} {reconnecting}"),
                 Event::TrackPublished {
                     participant, track, ..
                 } => format!("published {participant} {:?}", track.kind),

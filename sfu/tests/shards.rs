@@ -312,3 +312,38 @@ fn a_viewer_already_there_gets_a_track_published_on_another_engine_at_once() {
     assert_eq!(got.len(), 40, "every frame of two seconds");
     assert_clean_switches("ann", bed.clients[viewer].video_from(&idb), true);
 }
+
+#[test]
+fn a_participant_reconnecting_on_one_engine_is_shown_so_on_the_other() {
+    let mut bed = two_engines();
+    let a = bed.join("r", "ann", false);
+    bed.next_engine = 1;
+    let _b = bed.join("r", "bob", false);
+    bed.run(secs(0.5));
+    let now = bed.now;
+    // Bob's signalling dropped: his worker holds him for the resume grace period.
+    bed.peers[0].hold(now, "bob-id", Some(now + secs(20.0)));
+    bed.exchange_shard_messages();
+    bed.pump_signals();
+    bed.peers[0].hold(now, "bob-id", None);
+    bed.exchange_shard_messages();
+    bed.pump_signals();
+    let seen: Vec<&ServerMessage> = bed.clients[a]
+        .messages
+        .iter()
+        .filter(|m| {
+            matches!(m, ServerMessage::ParticipantReconnecting { participant_id }
+                | ServerMessage::ParticipantResumed { participant_id } if participant_id == "bob-id")
+        })
+        .collect();
+    assert!(
+        matches!(
+            seen[..],
+            [
+                ServerMessage::ParticipantReconnecting { .. },
+                ServerMessage::ParticipantResumed { .. }
+            ]
+        ),
+        "{seen:?}"
+    );
+}

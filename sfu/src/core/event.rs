@@ -55,6 +55,16 @@ pub enum Event {
         /// Why.
         reason: LeaveReason,
     },
+    /// A participant's signalling dropped and it is held for a while, media or not, in case it
+    /// comes back (`reconnecting`); or it came back.
+    Reconnecting {
+        /// The room.
+        room: String,
+        /// Its id.
+        participant: String,
+        /// Held now; false: back.
+        reconnecting: bool,
+    },
     /// A participant started sending a track.
     TrackPublished {
         /// The room.

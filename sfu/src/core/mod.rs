@@ -465,13 +465,25 @@ impl Engine {
 
     /// Keep participant `id` in its room without media until `until` (its signalling dropped and
     /// it may come back and restart ICE); `None` ends the hold. Silence and ICE disconnection
-    /// remove it only after the hold.
+    /// remove it only after the hold. The room hears that it is reconnecting, or back
+    /// ([`Event::Reconnecting`]).
     pub fn hold(&mut self, now: Instant, id: &str, until: Option<Instant>) {
         let Some(key) = self.demux.id(id) else {
             return;
         };
         if let Some(p) = self.participants.get_mut(&key) {
+            let changed = p.held_until.is_some() != until.is_some();
             p.held_until = until;
+            if changed {
+                let (room, participant) = (p.room.clone(), p.id.clone());
+                let reconnecting = until.is_some();
+                self.announce_reconnecting(&room, &participant, reconnecting);
+                self.emit(Event::Reconnecting {
+                    room,
+                    participant,
+                    reconnecting,
+                });
+            }
         }
         self.check_liveness(now, key);
         self.process(now);

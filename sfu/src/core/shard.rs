@@ -73,6 +73,15 @@ pub enum ShardMessage {
         /// The track.
         track: Box<TrackSpec>,
     },
+    /// A participant of the sender is reconnecting (its signalling dropped), or is back.
+    Reconnecting {
+        /// Room name.
+        room: String,
+        /// Its id.
+        participant: String,
+        /// Reconnecting now; false: back.
+        reconnecting: bool,
+    },
     /// A track of the sender was unpublished.
     Unpublished {
         /// The sender's key of it.
@@ -351,6 +360,7 @@ impl Engine {
             | ShardMessage::Updated { room, .. }
             | ShardMessage::Published { room, .. }
             | ShardMessage::Data { room, .. }
+            | ShardMessage::Reconnecting { room, .. }
                 if !linked(room) =>
             {
                 return;
@@ -392,6 +402,19 @@ impl Engine {
                 publisher,
                 track,
             } => self.mirror_published(from, room, &publisher, *track),
+            ShardMessage::Reconnecting {
+                room,
+                participant,
+                reconnecting,
+            } => {
+                if self.shards.remote_ids.contains_key(&participant) {
+                    self.emit(Event::Reconnecting {
+                        room,
+                        participant,
+                        reconnecting,
+                    });
+                }
+            }
             ShardMessage::Unpublished { track } => {
                 if let Some(&tk) = self.shards.mirrors.get(&(from, track)) {
                     self.unpublish(tk);
@@ -514,6 +537,15 @@ impl Engine {
                     participant: participant.clone(),
                 }
             }
+        });
+    }
+
+    /// Tell the other engines of `room` that local participant `id` is reconnecting, or back.
+    pub(super) fn announce_reconnecting(&mut self, room: &str, id: &str, reconnecting: bool) {
+        self.shards.broadcast(room, || ShardMessage::Reconnecting {
+            room: room.to_owned(),
+            participant: id.to_owned(),
+            reconnecting,
         });
     }
 

@@ -109,6 +109,18 @@ impl Wire {
                 participant_id: participant.clone(),
                 reason: reason.as_str().to_owned(),
             }),
+            Event::Reconnecting {
+                room,
+                participant,
+                reconnecting,
+            } => self.to_others(&room, &participant, send, || {
+                let participant_id = participant.clone();
+                if reconnecting {
+                    ServerMessage::ParticipantReconnecting { participant_id }
+                } else {
+                    ServerMessage::ParticipantResumed { participant_id }
+                }
+            }),
             Event::TrackPublished {
                 room,
                 participant,

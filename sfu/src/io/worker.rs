@@ -604,8 +604,9 @@ impl WorkerLoop {
             return;
         };
         let now = Instant::now();
+        // The engine tells the room (on every worker it is on) with `Event::Reconnecting`.
         if reconnecting {
-            info!(participant = id, "signalling dropped; held for resume");
+            info!(participant = id, %room, "signalling dropped; held for resume");
             metrics::counter!("sfu_sessions_detached_total").increment(1);
             // Its media may have dropped with the socket (a network change): it may stay silent
             // until the grace period ends.
@@ -614,22 +615,7 @@ impl WorkerLoop {
         } else {
             self.engine.hold(now, id, None);
         }
-        let others: Vec<String> = self
-            .wire
-            .members(&room)
-            .iter()
-            .filter(|m| *m != id)
-            .cloned()
-            .collect();
-        for other in others {
-            let participant_id = id.to_owned();
-            let msg = if reconnecting {
-                ServerMessage::ParticipantReconnecting { participant_id }
-            } else {
-                ServerMessage::ParticipantResumed { participant_id }
-            };
-            self.deliver(&other, msg);
-        }
+        self.deliver_events();
     }
 
     /// Detached participants whose grace period passed leave.

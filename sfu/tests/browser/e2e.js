@@ -10,6 +10,7 @@
 //   SFU_BIN         the server binary (required)
 //   E2E_HTTP_PORT   HTTP/WebSocket port (default 18080)
 //   E2E_UDP_PORT    media UDP port (default 40000)
+//   E2E_SFU_ARGS    more server flags, space-separated
 //   CHROMIUM_PATH   browser binary (default /usr/bin/chromium)
 //   E2E_SCREENSHOT  where P1's screenshot goes (default <workspace>/target/e2e-p1.png)
 //   E2E_VERBOSE=1   stream the server's and the pages' logs instead of printing them on failure
@@ -24,6 +25,9 @@ const WORKSPACE = path.resolve(__dirname, '..', '..', '..');
 
 const config = {
   sfuBin: process.env.SFU_BIN,
+  // More server flags, split on spaces (e.g. `--limits-room-participants-per-worker 1`, which
+  // spreads the room over both workers).
+  sfuArgs: (process.env.E2E_SFU_ARGS || '').split(' ').filter(Boolean),
   httpPort: Number(process.env.E2E_HTTP_PORT) || 18080,
   udpPort: Number(process.env.E2E_UDP_PORT) || 40000,
   chromiumPath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
@@ -100,6 +104,7 @@ function startServer() {
     '--udp-port', String(config.udpPort),
     '--advertise-ip', '127.0.0.1',
     '--workers', '2',
+    ...config.sfuArgs,
   ];
   log(`starting ${config.sfuBin} ${args.join(' ')}`);
   const childEnv = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' };
