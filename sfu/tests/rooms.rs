@@ -270,6 +270,48 @@ async fn received(r: &Receiver, n: usize) -> Vec<WebhookEvent> {
     }
 }
 
+/// One session per identity and room holds when the room is spread: a second join of ann on the
+/// other worker takes over, and the first session leaves as `duplicate_identity`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_session_of_an_identity_on_another_worker_takes_over() {
+    let limits = Limits {
+        room_participants_per_worker: 1,
+        ..Limits::default()
+    };
+    let sfu = start_with(RoomDefaults::default(), Webhooks::disabled(), limits);
+    let mut ann = join(&sfu, "r", "ann").await;
+    let mut bob = join(&sfu, "r", "bob").await;
+    let cat = join(&sfu, "r", "cat").await;
+    assert_eq!(sfu.load(), [2, 1]);
+    let again = join(&sfu, "r", "ann").await;
+    assert_eq!(
+        sfu.load()[1],
+        2,
+        "the second session is on the other worker"
+    );
+    until(
+        &mut ann.events,
+        |m| matches!(m, ServerMessage::Left { reason } if reason == "duplicate_identity"),
+    )
+    .await;
+    let first = ann.participant_id.clone();
+    until(&mut bob.events, |m| {
+        matches!(m, ServerMessage::ParticipantLeft { participant_id, reason }
+            if *participant_id == first && reason == "duplicate_identity")
+    })
+    .await;
+    let people = sfu.list_participants("r".into()).await.unwrap();
+    let mut ids: Vec<&str> = people.iter().map(|p| p.id.as_str()).collect();
+    ids.sort();
+    let mut want = vec![
+        bob.participant_id.as_str(),
+        cat.participant_id.as_str(),
+        again.participant_id.as_str(),
+    ];
+    want.sort();
+    assert_eq!(ids, want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_auto_create_are_enforced_at_join() {
     let sfu = start(

@@ -114,6 +114,9 @@ fn subscribers_on_two_engines_receive_the_same_gap_free_stream() {
         ServerMessage::Joined { participants, .. } if participants.iter().any(|p| p.id == ida))));
     assert!(cat.iter().any(|m| matches!(m,
         ServerMessage::ParticipantJoined { participant } if participant.id == "dan-id")));
+    // And of the connection quality of those on the publisher's engine.
+    assert!(cat.iter().any(|m| matches!(m,
+        ServerMessage::ConnectionQuality { participant_id, .. } if participant_id == "bob-id")));
 }
 
 #[test]

@@ -680,12 +680,13 @@ impl Engine {
             below_wanted: p.allocation.below_wanted,
         };
         if let Some(q) = p.quality.sample(&sample) {
-            let event = Event::ConnectionQuality {
-                room: p.room.clone(),
-                participant: p.id.clone(),
+            let (room, participant) = (p.room.clone(), p.id.clone());
+            self.announce_quality(&room, &participant, q);
+            self.emit(Event::ConnectionQuality {
+                room,
+                participant,
                 quality: q,
-            };
-            self.emit(event);
+            });
         }
     }
 

@@ -30,6 +30,7 @@ use super::event::{Event, LeaveReason, ParticipantView, TrackSource};
 use super::fanout::Packet;
 use super::forward::select::LayerIndex;
 use super::participant::ParticipantKey;
+use super::quality::Quality;
 use super::room::TrackKey;
 use super::track::{Layer, Track};
 use super::Engine;
@@ -81,6 +82,15 @@ pub enum ShardMessage {
         participant: String,
         /// Reconnecting now; false: back.
         reconnecting: bool,
+    },
+    /// The connection quality of a participant of the sender changed.
+    Quality {
+        /// Room name.
+        room: String,
+        /// Its id.
+        participant: String,
+        /// How it is now.
+        quality: Quality,
     },
     /// A track of the sender was unpublished.
     Unpublished {
@@ -361,6 +371,7 @@ impl Engine {
             | ShardMessage::Published { room, .. }
             | ShardMessage::Data { room, .. }
             | ShardMessage::Reconnecting { room, .. }
+            | ShardMessage::Quality { room, .. }
                 if !linked(room) =>
             {
                 return;
@@ -412,6 +423,19 @@ impl Engine {
                         room,
                         participant,
                         reconnecting,
+                    });
+                }
+            }
+            ShardMessage::Quality {
+                room,
+                participant,
+                quality,
+            } => {
+                if self.shards.remote_ids.contains_key(&participant) {
+                    self.emit(Event::ConnectionQuality {
+                        room,
+                        participant,
+                        quality,
                     });
                 }
             }
@@ -546,6 +570,15 @@ impl Engine {
             room: room.to_owned(),
             participant: id.to_owned(),
             reconnecting,
+        });
+    }
+
+    /// Tell the other engines of `room` how local participant `id`'s connection is now.
+    pub(super) fn announce_quality(&mut self, room: &str, id: &str, quality: Quality) {
+        self.shards.broadcast(room, || ShardMessage::Quality {
+            room: room.to_owned(),
+            participant: id.to_owned(),
+            quality,
         });
     }
 

@@ -464,6 +464,19 @@ impl SfuHandle {
                 }
                 return Err(busy());
             }
+            // One session per identity and room, as on one worker: an older one on another
+            // worker of the room leaves.
+            if let Some(identity) = &req.identity {
+                for (older, worker) in p.claim_identity(&id, identity) {
+                    let cmd = Command::Leave {
+                        id: older,
+                        reason: LeaveReason::DuplicateIdentity,
+                    };
+                    if self.workers[worker].try_send(cmd).is_err() {
+                        tracing::warn!(worker, "duplicate-identity leave not queued: worker busy");
+                    }
+                }
+            }
             r
         };
         if let Some(room) = &reservation.created {

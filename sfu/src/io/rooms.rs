@@ -112,6 +112,8 @@ struct Seat {
     worker: usize,
     room: String,
     generation: u64,
+    /// The identity from its access token, once the join names one.
+    identity: Option<String>,
 }
 
 /// A place reserved for a joining participant.
@@ -350,6 +352,7 @@ impl Placement {
                 worker,
                 room: room.to_owned(),
                 generation: entry.generation,
+                identity: None,
             },
         );
         Ok(Reservation {
@@ -385,6 +388,28 @@ impl Placement {
             worker: seat.worker,
             others: r.workers.iter().map(|(w, _)| *w).collect(),
         })
+    }
+
+    /// Participant `id` (just reserved) has `identity`. Returns the other participants of its
+    /// room with that identity on other workers, with their workers: the newer session takes
+    /// over, so they are to leave (a worker's engine sees to those on its own).
+    pub fn claim_identity(&mut self, id: &str, identity: &str) -> Vec<(String, usize)> {
+        let Some(seat) = self.participants.get_mut(id) else {
+            return Vec::new();
+        };
+        seat.identity = Some(identity.to_owned());
+        let (room, generation, worker) = (seat.room.clone(), seat.generation, seat.worker);
+        self.participants
+            .iter()
+            .filter(|(other, s)| {
+                *other != id
+                    && s.room == room
+                    && s.generation == generation
+                    && s.worker != worker
+                    && s.identity.as_deref() == Some(identity)
+            })
+            .map(|(other, s)| (other.clone(), s.worker))
+            .collect()
     }
 
     /// The worker of participant `id`.
