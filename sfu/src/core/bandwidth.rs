@@ -67,10 +67,8 @@ pub struct Allocation {
     pub last: Option<Instant>,
     /// Step-up damping after step-downs for bandwidth.
     pub damping: Damping,
-    /// The highest estimate since video has flowed to the subscriber for [`FLOW_SETTLE`].
+    /// The highest estimate so far.
     pub peak: u64,
-    /// Since when video has been flowing to it without a break (as the estimates saw it).
-    pub flowing_since: Option<Instant>,
     /// The estimate has fallen clearly below its peak at least once: the path showed loss or
     /// growing delay. Until then the estimate is only ramping up from its starting guess, and
     /// no video is paused for bandwidth (see [`CONGESTION_DROP`]).
@@ -98,14 +96,9 @@ pub const OUTAGE_RECOVERY: Duration = Duration::from_secs(3);
 /// The estimator is set back at most this often while recovering.
 const RESET_SPACING: Duration = Duration::from_millis(250);
 
-/// An estimate below this share of the highest one so far, while video reaches the subscriber,
-/// shows congestion: the estimator then lowers its estimate only on loss or growing delay, while
-/// a ramp-up only ever rises. (With only audio to send it lowers its starting guess too, for a
-/// while after video starts: see [`FLOW_SETTLE`].)
+/// An estimate below this share of the highest one so far shows congestion: the estimator
+/// lowers its estimate only on loss or growing delay, while a ramp-up only ever rises.
 pub const CONGESTION_DROP: f64 = 0.85;
-/// How long video must have flowed to a subscriber before its estimates count towards the peak
-/// that [`CONGESTION_DROP`] measures drops from.
-pub const FLOW_SETTLE: Duration = Duration::from_secs(1);
 
 /// Layers nobody needs are paused at the publisher after being unneeded this long.
 pub const PUBLISHER_PAUSE_DELAY: Duration = Duration::from_secs(3);
@@ -136,30 +129,10 @@ impl Engine {
             .estimate
             .replace(bps)
             .unwrap_or(INITIAL_ESTIMATE);
-        // While no video reaches the subscriber the connection carries little more than audio:
-        // an estimate that falls then, and goes on falling for a while after video starts,
-        // reflects a connection with little to measure, not a congested path. The peak counts
-        // once video has flowed for `FLOW_SETTLE`.
-        let video_flowing = p
-            .subs
-            .values()
-            .any(|s| s.selector.current().is_some() && s.forwarder.kind() == MediaKind::Video);
         let a = &mut p.allocation;
-        if !video_flowing {
-            a.flowing_since = None;
-        } else if a.flowing_since.is_none() {
-            a.flowing_since = Some(now);
-        }
-        let settled = a
-            .flowing_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= FLOW_SETTLE);
-        if settled {
-            a.peak = a.peak.max(bps);
-            if !a.congested && (bps as f64) < CONGESTION_DROP * a.peak as f64 {
-                a.congested = true;
-            }
-        } else if !a.congested {
-            a.peak = 0;
+        a.peak = a.peak.max(bps);
+        if !a.congested && (bps as f64) < CONGESTION_DROP * a.peak as f64 {
+            a.congested = true;
         }
         let next = p.allocation.last.map(|t| t + ALLOCATION_INTERVAL);
         if bps < previous || next.is_none_or(|t| t <= now) {

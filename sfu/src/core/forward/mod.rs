@@ -122,11 +122,6 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Audio or video.
-    pub fn kind(&self) -> MediaKind {
-        self.kind
-    }
-
     /// A forwarder whose outgoing sequence numbers start at `first_seq`.
     pub fn new(kind: MediaKind, first_seq: u16, clock_rate: u32) -> Self {
         Forwarder {
