@@ -457,7 +457,8 @@ impl SfuHandle {
             // Links are queued under the placement lock, like unlinks (see
             // `send_unlinks`), so that every worker hears of them in the order they happened.
             let mut p = self.placement.lock();
-            let r = p.reserve(&id, &req.room, Instant::now())?;
+            // A player goes to its publisher's worker.
+            let r = p.reserve_near(&id, &req.room, plays.as_deref(), Instant::now())?;
             if !send_links(&self.workers, &req.room, r.worker, &r.link) {
                 if let Some(u) = p.release(&id, Instant::now()) {
                     send_unlinks(&self.workers, &u);

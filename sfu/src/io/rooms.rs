@@ -270,6 +270,20 @@ impl Placement {
         room: &str,
         now: Instant,
     ) -> Result<Reservation, SignalError> {
+        self.reserve_near(id, room, None, now)
+    }
+
+    /// Like [`Placement::reserve`], on the worker of the participant of `room` with identity
+    /// `near` if there is one with room for it (a WHEP player goes where its publisher is: it
+    /// receives that publisher's tracks on the m-lines of its own offer, on that worker).
+    pub fn reserve_near(
+        &mut self,
+        id: &str,
+        room: &str,
+        near: Option<&str>,
+        now: Instant,
+    ) -> Result<Reservation, SignalError> {
+        let near = near.and_then(|identity| self.worker_of_identity(room, identity));
         if self.draining {
             return Err(busy("the server is shutting down; join another one"));
         }
@@ -304,11 +318,12 @@ impl Placement {
             .filter(|(w, n)| (spread == 0 || *n < spread) && has_room(self.load[*w]))
             .min_by_key(|(_, n)| *n)
             .map(|(w, _)| *w);
-        let target = match (own, workers.first()) {
-            (Some(w), _) => w,
+        let near = near.filter(|w| has_room(self.load[*w]));
+        let target = match (near, own, workers.first()) {
+            (Some(w), _, _) | (None, Some(w), _) => w,
             // A room on one worker stays there (and is refused when that worker is full),
             // unless it may spread.
-            (None, Some(&(w, _))) if spread == 0 => w,
+            (None, None, Some(&(w, _))) if spread == 0 => w,
             _ => least_loaded,
         };
         if !has_room(self.load[target]) {
@@ -410,6 +425,19 @@ impl Placement {
             })
             .map(|(other, s)| (other.clone(), s.worker))
             .collect()
+    }
+
+    /// The worker of the participant of `room` (the current room of that name) with `identity`.
+    fn worker_of_identity(&self, room: &str, identity: &str) -> Option<usize> {
+        let generation = self.rooms.get(room)?.generation;
+        self.participants
+            .values()
+            .find(|s| {
+                s.room == room
+                    && s.generation == generation
+                    && s.identity.as_deref() == Some(identity)
+            })
+            .map(|s| s.worker)
     }
 
     /// The worker of participant `id`.
@@ -638,6 +666,22 @@ mod tests {
             assert_eq!(p.release(id, now), None);
         }
         assert!(p.room_workers("big").unwrap().is_empty());
+
+        // A player goes to the worker of the publisher it plays, whatever the spreading says.
+        let mut p = Placement::new(2).with_limits(limits);
+        reserve(&mut p, "ann", "live");
+        assert!(p.claim_identity("ann", "ann-identity").is_empty());
+        for i in 0..4 {
+            reserve(&mut p, &format!("v{i}"), "live");
+        }
+        let player = p
+            .reserve_near("player", "live", Some("ann-identity"), now)
+            .unwrap();
+        assert_eq!(player.worker, p.worker_of("ann").unwrap());
+        let nobody = p
+            .reserve_near("other", "live", Some("nobody"), now)
+            .unwrap();
+        assert_eq!(nobody.worker, 1, "no such identity: placed as any join");
 
         // Spreading off: a room stays on its worker.
         let mut p = Placement::new(2).with_limits(Limits {
