@@ -457,8 +457,15 @@ impl SfuHandle {
             // Links are queued under the placement lock, like unlinks (see
             // `send_unlinks`), so that every worker hears of them in the order they happened.
             let mut p = self.placement.lock();
-            // A player goes to its publisher's worker.
-            let r = p.reserve_near(&id, &req.room, plays.as_deref(), Instant::now())?;
+            // A player and its publisher go to one worker.
+            let now = Instant::now();
+            let r = p.reserve_near(
+                &id,
+                &req.room,
+                plays.as_deref(),
+                req.identity.as_deref(),
+                now,
+            )?;
             if !send_links(&self.workers, &req.room, r.worker, &r.link) {
                 if let Some(u) = p.release(&id, Instant::now()) {
                     send_unlinks(&self.workers, &u);

@@ -114,6 +114,8 @@ struct Seat {
     generation: u64,
     /// The identity from its access token, once the join names one.
     identity: Option<String>,
+    /// For a WHEP player: the identity of the publisher it plays.
+    plays: Option<String>,
 }
 
 /// A place reserved for a joining participant.
@@ -270,20 +272,31 @@ impl Placement {
         room: &str,
         now: Instant,
     ) -> Result<Reservation, SignalError> {
-        self.reserve_near(id, room, None, now)
+        self.reserve_near(id, room, None, None, now)
     }
 
-    /// Like [`Placement::reserve`], on the worker of the participant of `room` with identity
-    /// `near` if there is one with room for it (a WHEP player goes where its publisher is: it
-    /// receives that publisher's tracks on the m-lines of its own offer, on that worker).
+    /// Like [`Placement::reserve`], keeping a WHEP player and its publisher on one worker (the
+    /// player receives the publisher's tracks on the m-lines of its own offer, which only the
+    /// publisher's worker can do): a player (`plays`: the identity it plays) goes to the worker
+    /// of that publisher, and a participant with `identity` to the worker of a player already
+    /// waiting for it, when that worker has room.
     pub fn reserve_near(
         &mut self,
         id: &str,
         room: &str,
-        near: Option<&str>,
+        plays: Option<&str>,
+        identity: Option<&str>,
         now: Instant,
     ) -> Result<Reservation, SignalError> {
-        let near = near.and_then(|identity| self.worker_of_identity(room, identity));
+        let near = match (plays, identity) {
+            (Some(publisher), _) => {
+                self.worker_where(room, |s| s.identity.as_deref() == Some(publisher))
+            }
+            (None, Some(identity)) => {
+                self.worker_where(room, |s| s.plays.as_deref() == Some(identity))
+            }
+            (None, None) => None,
+        };
         if self.draining {
             return Err(busy("the server is shutting down; join another one"));
         }
@@ -368,6 +381,7 @@ impl Placement {
                 room: room.to_owned(),
                 generation: entry.generation,
                 identity: None,
+                plays: plays.map(str::to_owned),
             },
         );
         Ok(Reservation {
@@ -427,16 +441,12 @@ impl Placement {
             .collect()
     }
 
-    /// The worker of the participant of `room` (the current room of that name) with `identity`.
-    fn worker_of_identity(&self, room: &str, identity: &str) -> Option<usize> {
+    /// The worker of a participant of `room` (the current room of that name) that `f` picks.
+    fn worker_where(&self, room: &str, f: impl Fn(&Seat) -> bool) -> Option<usize> {
         let generation = self.rooms.get(room)?.generation;
         self.participants
             .values()
-            .find(|s| {
-                s.room == room
-                    && s.generation == generation
-                    && s.identity.as_deref() == Some(identity)
-            })
+            .find(|s| s.room == room && s.generation == generation && f(s))
             .map(|s| s.worker)
     }
 
@@ -675,13 +685,27 @@ mod tests {
             reserve(&mut p, &format!("v{i}"), "live");
         }
         let player = p
-            .reserve_near("player", "live", Some("ann-identity"), now)
+            .reserve_near("player", "live", Some("ann-identity"), None, now)
             .unwrap();
         assert_eq!(player.worker, p.worker_of("ann").unwrap());
         let nobody = p
-            .reserve_near("other", "live", Some("nobody"), now)
+            .reserve_near("other", "live", Some("nobody"), None, now)
             .unwrap();
         assert_eq!(nobody.worker, 1, "no such identity: placed as any join");
+        // A player that came first: its publisher joins where it waits.
+        let early = p
+            .reserve_near("early", "live", Some("bob-identity"), None, now)
+            .unwrap();
+        let plain = reserve(&mut p, "probe", "live");
+        p.release("probe", now);
+        assert_ne!(
+            plain, early.worker,
+            "a plain join would go to the other worker"
+        );
+        let bob = p
+            .reserve_near("bob", "live", None, Some("bob-identity"), now)
+            .unwrap();
+        assert_eq!(bob.worker, early.worker);
 
         // Spreading off: a room stays on its worker.
         let mut p = Placement::new(2).with_limits(Limits {
