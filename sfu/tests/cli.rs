@@ -622,14 +622,28 @@ async fn participant_commands_list_mute_and_remove_on_a_real_server() {
         Arc::new(AtomicU64::new(0)),
         stopped,
     ));
-    // Ann's microphone is published once her connection is up.
+    // Ann's microphone is published once her connection is up. Until her join made the room,
+    // the list says `not_found`.
     let deadline = Instant::now() + server_process::STEP;
     let list = loop {
-        let list = json_of(&run(&["participant", "list", "standup", "--json"]).await);
-        if list["participants"][0]["tracks"][0]["id"].is_string() {
-            break list;
+        let out = run(&["participant", "list", "standup", "--json"]).await;
+        if out.status.success() {
+            let list = json_of(&out);
+            if list["participants"][0]["tracks"][0]["id"].is_string() {
+                break list;
+            }
+        } else {
+            assert!(
+                text(&out.stderr).contains("not_found"),
+                "{}",
+                text(&out.stderr)
+            );
         }
-        assert!(Instant::now() < deadline, "no track published: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "no track published: {}",
+            text(&out.stdout)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let p = &list["participants"][0];
