@@ -591,7 +591,7 @@ impl Engine {
         });
     }
 
-    /// Tell the other engines of `room` something about local track `tk`.
+    /// Tell the other engines of `room` what `msg` makes (a change to one of its local tracks).
     pub(super) fn announce_track_change(&mut self, room: &str, msg: impl Fn() -> ShardMessage) {
         self.shards.broadcast(room, msg);
     }
