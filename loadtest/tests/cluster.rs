@@ -113,3 +113,114 @@ fn bots_joining_through_three_nodes_meet_in_one_room() {
         "{stdout}"
     );
 }
+
+/// `GET /metrics` of the node on `port`, as text.
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("node answers");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The sum of the samples of `name` whose labels contain `labels`.
+fn sample(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_room_too_big_for_one_node_spans_three_through_relays() {
+    const CLUSTER_SECRET: &str = "a-cluster-secret-of-at-least-32-characters";
+    let redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}/0", redis.1);
+    let ports = [free_port(), free_port(), free_port()];
+    let nodes: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let id = format!("n{}", i + 1);
+            start_server_with(
+                *port,
+                &[
+                    "--api-key",
+                    KEY,
+                    "--api-secret",
+                    SECRET,
+                    "--redis",
+                    &url,
+                    "--node-id",
+                    &id,
+                    "--cluster-secret",
+                    CLUSTER_SECRET,
+                    // Three participants of a room per node: nine bots fill three nodes.
+                    "--cluster-room-participants-per-node",
+                    "3",
+                ],
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    let urls = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let args = [
+        "--urls",
+        urls.as_str(),
+        "--preset",
+        "livestream-1xN",
+        "--subscribers",
+        "8",
+        "--duration",
+        "4s",
+        "--warmup",
+        "1s",
+        "--max-loss",
+        "1",
+    ];
+    let env = [("SFU_API_KEY", KEY), ("SFU_API_SECRET", SECRET)];
+    let run = run_loadtest_env(&nodes[0], ports[0], &args, &env, Duration::from_secs(60));
+    let report = run.passed();
+    let totals = &report["totals"];
+    let stdout = &run.stdout;
+    assert_eq!(totals["bots"], 9, "{stdout}");
+    assert_eq!(totals["bots_failed"], 0, "{stdout}");
+    let expected = totals["tracks_expected"].as_u64().unwrap();
+    assert_eq!(
+        totals["tracks_received"].as_u64(),
+        Some(expected),
+        "{stdout}"
+    );
+    // Every node took some of the room's participants, and the packets crossed between nodes:
+    // out of the publisher's node, into the two others.
+    let texts: Vec<String> = ports.iter().map(|p| metrics(*p)).collect();
+    for (i, t) in texts.iter().enumerate() {
+        let joins = sample(t, "sfu_joins_total", "result=\"ok\"");
+        assert!(joins >= 1.0, "node n{} took no join:\n{stdout}", i + 1);
+    }
+    let out: Vec<f64> = texts
+        .iter()
+        .map(|t| sample(t, "sfu_relay_packets_total", "direction=\"out\""))
+        .collect();
+    let into: Vec<f64> = texts
+        .iter()
+        .map(|t| sample(t, "sfu_relay_packets_total", "direction=\"in\""))
+        .collect();
+    assert_eq!(
+        out.iter().filter(|&&n| n > 0.0).count(),
+        1,
+        "one node (the publisher's) sends packets: out {out:?} in {into:?}"
+    );
+    assert_eq!(
+        into.iter().filter(|&&n| n > 0.0).count(),
+        2,
+        "the two others receive them: out {out:?} in {into:?}"
+    );
+}

@@ -72,6 +72,8 @@ pub const KEYS: &[&str] = &[
     "cluster.node_id",
     "cluster.region",
     "cluster.public_url",
+    "cluster.secret",
+    "cluster.room_participants_per_node",
 ];
 
 /// The server's settings, resolved and validated.
@@ -138,6 +140,11 @@ pub struct ClusterConfig {
     pub region: String,
     /// Public base URL, if set.
     pub public_url: Option<String>,
+    /// The secret the nodes authenticate relay connections with (`None`: rooms never span nodes).
+    pub secret: Option<String>,
+    /// Participants of one room a node takes before the room's next joins go to another node
+    /// (relayed); 0: only a region of its own sends a join elsewhere.
+    pub room_participants_per_node: usize,
 }
 
 impl ClusterConfig {
@@ -174,6 +181,8 @@ impl ClusterConfig {
                 .clone()
                 .unwrap_or_else(|| format!("{scheme}://{addr}")),
             media: Vec::new(),
+            secret: self.secret.clone(),
+            room_participants_per_node: self.room_participants_per_node,
         }
     }
 }
@@ -205,6 +214,9 @@ pub struct WebhookSettings {
     /// Time limit per post.
     pub timeout: Duration,
 }
+
+/// Default `cluster.room_participants_per_node`.
+pub const DEFAULT_ROOM_PARTICIPANTS_PER_NODE: usize = 200;
 
 /// Where the server listens with API keys configured: every interface.
 pub const DEFAULT_HTTP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080);
@@ -483,7 +495,16 @@ impl Config {
                         "1 to 64 of ASCII letters, digits, '-', '_' and '.'",
                     ));
                 }
+                let secret = a.cluster_secret.clone().or_else(|| fc.secret.clone());
+                if secret.as_ref().is_some_and(|s| s.len() < 32) {
+                    return Err(err("cluster.secret", "at least 32 characters"));
+                }
                 Some(ClusterConfig {
+                    secret,
+                    room_participants_per_node: a
+                        .cluster_room_participants_per_node
+                        .or(fc.room_participants_per_node)
+                        .unwrap_or(DEFAULT_ROOM_PARTICIPANTS_PER_NODE),
                     redis_url: url,
                     node_id,
                     region: a

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::core::{generate_dtls_cert, EngineConfig};
 use crate::io::cluster::Cluster;
 use crate::io::handle::{Placement, SfuHandle};
+use crate::io::relay::Relay;
 use crate::io::webhook::Webhooks;
 use crate::io::worker::{self, WorkerSpec};
 use crate::listener::{self, FirstBytesAcceptor, LimitAcceptor};
@@ -146,12 +147,12 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         senders.push(w.commands);
     }
     // Every worker can now reach the others.
-    let _ = peers.set(senders.clone());
+    peers.set(senders.clone());
     let listener = std::net::TcpListener::bind(config.http)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("HTTP on {}: {e}", config.http))?;
     let local = listener.local_addr()?;
-    let mut handle = SfuHandle::new(senders, placement.clone())
+    let mut handle = SfuHandle::new(senders.clone(), placement.clone())
         .with_webhooks(webhooks)
         .with_turn(config.turn.clone());
     let cluster = match &config.cluster {
@@ -170,8 +171,24 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             );
             // The Redis connection manager spawns its tasks on the runtime.
             let _enter = rt.enter();
-            let cluster = Cluster::new(settings, placement)?;
+            let secret = settings.secret.clone();
+            let cluster = Cluster::new(settings, placement.clone())?;
             handle = handle.with_cluster(Arc::clone(&cluster));
+            if let Some(secret) = secret {
+                let ip = candidate_ips
+                    .first()
+                    .copied()
+                    .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+                let relay = Relay::new(
+                    Arc::clone(&cluster),
+                    placement,
+                    senders.clone(),
+                    Arc::clone(&peers.remote),
+                    &secret,
+                    ip,
+                )?;
+                handle = handle.with_relay(relay);
+            }
             Some(cluster)
         }
         None => None,
@@ -211,6 +228,9 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         let api_keys = api.keys.clone();
         let mut app = signal::app(Arc::clone(&handle), limits.router_config(), api)
             .merge(ops::router(Arc::clone(&handle), recorder, public_metrics));
+        if let Some(relay) = handle.relay() {
+            app = app.merge(relay.router());
+        }
         if let Some(cluster) = &cluster {
             // Any node answers REST calls for every room of the cluster.
             let routing = ClusterApi::new(Arc::clone(cluster), Arc::clone(&handle), api_keys)?;

@@ -798,3 +798,139 @@ async fn a_whep_player_is_sent_to_the_node_of_its_publisher() {
     assert_eq!(redis.get("sfu:room:empty").await, None);
     drop(cam);
 }
+
+const CLUSTER_SECRET: &str = "a-cluster-secret-of-at-least-32-characters";
+
+/// A node that lets rooms span nodes, taking `per_node` participants of a room.
+async fn relay_node(redis: &Redis, id: &str, per_node: usize) -> Server {
+    let per_node = per_node.to_string();
+    Server::start(&[
+        "--redis",
+        &redis.url(),
+        "--node-id",
+        id,
+        "--cluster-secret",
+        CLUSTER_SECRET,
+        "--cluster-room-participants-per-node",
+        &per_node,
+    ])
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spans_two_nodes_and_outlives_the_loss_of_one() {
+    let redis = Redis::start();
+    let n1 = relay_node(&redis, "n1", 1).await;
+    let n2 = relay_node(&redis, "n2", 1).await;
+    all_ready(&[&n1, &n2]).await;
+
+    let mut ann = join_via(&n1.ws_url(), "big", "ann").await;
+    assert_eq!(ann.url, n1.ws_url());
+    // n1 holds its one participant of the room: the next join goes to n2, which relays.
+    let started = Instant::now();
+    let mut bob = join_via(&n1.ws_url(), "big", "bob").await;
+    assert_eq!(bob.url, n2.ws_url(), "bob was sent to the other node");
+    let members: Vec<(String, String)> = {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("HGETALL")
+            .arg("sfu:room:big:nodes")
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    };
+    let mut ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["n1", "n2"], "both nodes serve the room: {members:?}");
+
+    // One participant list: each hears of the other through the relay.
+    let joined = ann.ws.until("participant_joined").await;
+    assert_eq!(joined["participant"]["id"], bob.id.as_str());
+    let seen_by_ann = started.elapsed();
+    let joined = bob.ws.until("participant_joined").await;
+    assert_eq!(joined["participant"]["id"], ann.id.as_str());
+    println!("ann heard of bob on the other node {seen_by_ann:?} after bob's join began");
+
+    // n2 dies: n1's relay goes silent, and bob leaves ann's room (he would join again).
+    let killed = Instant::now();
+    drop(n2);
+    let left = ann.ws.until("participant_left").await;
+    assert_eq!(left["participant_id"], bob.id.as_str(), "{left}");
+    println!(
+        "bob left ann's view {:?} after his node died",
+        killed.elapsed()
+    );
+    assert!(killed.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_requests_without_the_cluster_secret_are_refused() {
+    use sfu::io::relay::{sign, AUTH_HEADER};
+    let redis = Redis::start();
+    let n1 = relay_node(&redis, "n1", 10).await;
+    let plain = node(&redis, "n2").await;
+    all_ready(&[&n1, &plain]).await;
+    let _ann = join_via(&n1.ws_url(), "r", "ann").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let post = |node: &Server, auth: Option<String>, body: String| {
+        let url = format!("http://{}/cluster/relay", node.http);
+        async move {
+            let mut req = reqwest::Client::new().post(url).body(body);
+            if let Some(a) = auth {
+                req = req.header(AUTH_HEADER, a);
+            }
+            let res = req.send().await.expect("the node answers");
+            let status = res.status().as_u16();
+            (status, res.text().await.unwrap_or_default())
+        }
+    };
+    let body = json!({"from": "n2", "room": "r", "offer": "v=0"}).to_string();
+    let cases = [
+        (None, 401, "unsigned"),
+        (
+            Some(sign(
+                b"some-other-secret-of-at-least-32-chars",
+                now,
+                body.as_bytes(),
+            )),
+            401,
+            "another secret",
+        ),
+        (
+            Some(sign(CLUSTER_SECRET.as_bytes(), now - 120, body.as_bytes())),
+            401,
+            "an old signature",
+        ),
+        (Some("garbage".to_owned()), 401, "garbage"),
+    ];
+    for (auth, status, what) in cases {
+        let (got, text) = post(&n1, auth, body.clone()).await;
+        assert_eq!(got, status, "{what}: {text}");
+    }
+    // Signed, but not a relay request, or from a node that is not live, or for a room not here.
+    let signed = |b: &str| Some(sign(CLUSTER_SECRET.as_bytes(), now, b.as_bytes()));
+    let bad = "{\"from\":";
+    assert_eq!(post(&n1, signed(bad), bad.to_owned()).await.0, 400);
+    let ghost = json!({"from": "ghost", "room": "r", "offer": "v=0"}).to_string();
+    assert_eq!(post(&n1, signed(&ghost), ghost.clone()).await.0, 404);
+    let elsewhere = json!({"from": "n2", "room": "nowhere", "offer": "v=0"}).to_string();
+    assert_eq!(
+        post(&n1, signed(&elsewhere), elsewhere.clone()).await.0,
+        404
+    );
+    let once = signed(&body);
+    let (got, text) = post(&n1, once.clone(), body.clone()).await;
+    assert_eq!(got, 400, "a signed request with a bad offer: {text}");
+    let (got, text) = post(&n1, once, body.clone()).await;
+    assert_eq!(got, 401, "the same request again (replayed): {text}");
+    // A node without a cluster secret has no relay at all.
+    assert_eq!(post(&plain, signed(&body), body.clone()).await.0, 404);
+    let refused = n1.metrics().await;
+    assert!(
+        refused.contains("sfu_relay_refused_total{reason=\"unauthenticated\"} 4"),
+        "{refused}"
+    );
+}

@@ -66,7 +66,7 @@ fn start_with(defaults: RoomDefaults, webhooks: Webhooks, limits: Limits) -> Sfu
                 .commands,
         );
     }
-    peers.set(senders.clone()).unwrap();
+    peers.set(senders.clone());
     SfuHandle::new(senders, placement).with_webhooks(webhooks)
 }
 

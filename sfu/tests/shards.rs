@@ -1,6 +1,6 @@
-//! One room over two engines (two workers of one server), on the virtual network: the
-//! publisher's engine hands each packet over once, and each engine forwards to its own
-//! subscribers.
+//! One room over two engines (two workers of one server, or two nodes joined by a relay), on
+//! the virtual network: the publisher's engine hands each packet over once, and each engine
+//! forwards to its own subscribers.
 
 mod virtual_net;
 
@@ -11,9 +11,11 @@ use signal::protocol::ServerMessage;
 use signal::ClientSignal;
 use virtual_net::{assert_clean_switches, assert_gap_free, layer_now, secs, Bed, Received};
 
-/// A bed with two engines sharing room `r`.
-fn two_engines() -> Bed {
+/// A bed with two engines sharing room `r`; `wire`: their messages cross as bytes, as between
+/// two nodes over a relay.
+fn two_engines(wire: bool) -> Bed {
     let mut bed = Bed::new();
+    bed.over_wire = wire;
     let second = bed.add_engine();
     bed.link("r", 0, second);
     bed
@@ -47,9 +49,8 @@ fn track_settings(bed: &mut Bed, viewer: usize, track: &str, width: u32, height:
     bed.pump_signals();
 }
 
-#[test]
-fn subscribers_on_two_engines_receive_the_same_gap_free_stream() {
-    let mut bed = two_engines();
+fn subscribers_on_two_engines_receive_the_same_gap_free_stream_on(wire: bool) {
+    let mut bed = two_engines(wire);
     bed.next_simulcast = true;
     let pubr = bed.join("r", "ann", true);
     bed.next_simulcast = false;
@@ -119,9 +120,8 @@ fn subscribers_on_two_engines_receive_the_same_gap_free_stream() {
         ServerMessage::ConnectionQuality { participant_id, .. } if participant_id == "bob-id")));
 }
 
-#[test]
-fn a_subscriber_on_another_engine_switches_on_keyframes_and_keeps_its_layer_on() {
-    let mut bed = two_engines();
+fn a_subscriber_on_another_engine_switches_on_keyframes_and_keeps_its_layer_on_on(wire: bool) {
+    let mut bed = two_engines(wire);
     bed.next_simulcast = true;
     let pubr = bed.join("r", "ann", true);
     bed.next_simulcast = false;
@@ -168,9 +168,8 @@ fn a_subscriber_on_another_engine_switches_on_keyframes_and_keeps_its_layer_on()
     assert!(bed.shard_messages[&(1, 0)] > 0);
 }
 
-#[test]
-fn leaves_and_unlinks_reach_the_other_engine() {
-    let mut bed = two_engines();
+fn leaves_and_unlinks_reach_the_other_engine_on(wire: bool) {
+    let mut bed = two_engines(wire);
     let here = bed.join("r", "ann", true);
     bed.next_engine = 1;
     let pubr = bed.join("r", "bob", true);
@@ -226,9 +225,8 @@ fn leaves_and_unlinks_reach_the_other_engine() {
     assert_eq!(bed.engine.participants_of("r").len(), 1);
 }
 
-#[test]
-fn a_participant_joining_an_engine_later_hears_of_the_whole_room() {
-    let mut bed = two_engines();
+fn a_participant_joining_an_engine_later_hears_of_the_whole_room_on(wire: bool) {
+    let mut bed = two_engines(wire);
     let pubr = bed.join("r", "ann", true);
     bed.next_engine = 1;
     let first = bed.join("r", "bob", false);
@@ -259,9 +257,8 @@ fn a_participant_joining_an_engine_later_hears_of_the_whole_room() {
     let _ = pubr;
 }
 
-#[test]
-fn data_messages_reach_participants_on_every_engine() {
-    let mut bed = two_engines();
+fn data_messages_reach_participants_on_every_engine_on(wire: bool) {
+    let mut bed = two_engines(wire);
     bed.next_data = true;
     let a = bed.join("r", "ann", false);
     bed.next_engine = 1;
@@ -290,9 +287,8 @@ fn data_messages_reach_participants_on_every_engine() {
     );
 }
 
-#[test]
-fn a_viewer_already_there_gets_a_track_published_on_another_engine_at_once() {
-    let mut bed = two_engines();
+fn a_viewer_already_there_gets_a_track_published_on_another_engine_at_once_on(wire: bool) {
+    let mut bed = two_engines(wire);
     let viewer = bed.join("r", "ann", false);
     // A camera joins the other engine afterwards: the relay starts mid-stream, and the first
     // keyframe the viewer can use is asked of the publisher across engines.
@@ -316,9 +312,8 @@ fn a_viewer_already_there_gets_a_track_published_on_another_engine_at_once() {
     assert_clean_switches("ann", bed.clients[viewer].video_from(&idb), true);
 }
 
-#[test]
-fn a_participant_reconnecting_on_one_engine_is_shown_so_on_the_other() {
-    let mut bed = two_engines();
+fn a_participant_reconnecting_on_one_engine_is_shown_so_on_the_other_on(wire: bool) {
+    let mut bed = two_engines(wire);
     let a = bed.join("r", "ann", false);
     bed.next_engine = 1;
     let _b = bed.join("r", "bob", false);
@@ -349,4 +344,77 @@ fn a_participant_reconnecting_on_one_engine_is_shown_so_on_the_other() {
         ),
         "{seen:?}"
     );
+}
+
+// Each test twice: between two workers of a process, and between two nodes, every message
+// encoded and decoded as the relay between nodes carries it.
+
+#[test]
+fn subscribers_on_two_engines_receive_the_same_gap_free_stream() {
+    subscribers_on_two_engines_receive_the_same_gap_free_stream_on(false);
+}
+
+#[test]
+fn subscribers_on_two_engines_receive_the_same_gap_free_stream_over_a_relay() {
+    subscribers_on_two_engines_receive_the_same_gap_free_stream_on(true);
+}
+
+#[test]
+fn a_subscriber_on_another_engine_switches_on_keyframes_and_keeps_its_layer_on() {
+    a_subscriber_on_another_engine_switches_on_keyframes_and_keeps_its_layer_on_on(false);
+}
+
+#[test]
+fn a_subscriber_on_another_engine_switches_on_keyframes_and_keeps_its_layer_on_over_a_relay() {
+    a_subscriber_on_another_engine_switches_on_keyframes_and_keeps_its_layer_on_on(true);
+}
+
+#[test]
+fn leaves_and_unlinks_reach_the_other_engine() {
+    leaves_and_unlinks_reach_the_other_engine_on(false);
+}
+
+#[test]
+fn leaves_and_unlinks_reach_the_other_engine_over_a_relay() {
+    leaves_and_unlinks_reach_the_other_engine_on(true);
+}
+
+#[test]
+fn a_participant_joining_an_engine_later_hears_of_the_whole_room() {
+    a_participant_joining_an_engine_later_hears_of_the_whole_room_on(false);
+}
+
+#[test]
+fn a_participant_joining_an_engine_later_hears_of_the_whole_room_over_a_relay() {
+    a_participant_joining_an_engine_later_hears_of_the_whole_room_on(true);
+}
+
+#[test]
+fn data_messages_reach_participants_on_every_engine() {
+    data_messages_reach_participants_on_every_engine_on(false);
+}
+
+#[test]
+fn data_messages_reach_participants_on_every_engine_over_a_relay() {
+    data_messages_reach_participants_on_every_engine_on(true);
+}
+
+#[test]
+fn a_viewer_already_there_gets_a_track_published_on_another_engine_at_once() {
+    a_viewer_already_there_gets_a_track_published_on_another_engine_at_once_on(false);
+}
+
+#[test]
+fn a_viewer_already_there_gets_a_track_published_on_another_engine_at_once_over_a_relay() {
+    a_viewer_already_there_gets_a_track_published_on_another_engine_at_once_on(true);
+}
+
+#[test]
+fn a_participant_reconnecting_on_one_engine_is_shown_so_on_the_other() {
+    a_participant_reconnecting_on_one_engine_is_shown_so_on_the_other_on(false);
+}
+
+#[test]
+fn a_participant_reconnecting_on_one_engine_is_shown_so_on_the_other_over_a_relay() {
+    a_participant_reconnecting_on_one_engine_is_shown_so_on_the_other_on(true);
 }

@@ -246,6 +246,25 @@ pub struct ServeArgs {
     #[arg(long = "public-url", env = "SFU_PUBLIC_URL", value_name = "URL")]
     pub cluster_public_url: Option<String>,
 
+    /// The secret (at least 32 characters, the same on every node) that authenticates the
+    /// relay connections between nodes. Without it a room never spans nodes.
+    #[arg(
+        long = "cluster-secret",
+        env = "SFU_CLUSTER_SECRET",
+        value_name = "SECRET"
+    )]
+    pub cluster_secret: Option<String>,
+
+    /// Participants of one room a node takes before the room's next joins go to another node,
+    /// which relays the room (needs --cluster-secret; 0: only a client's region sends it
+    /// elsewhere). Default: 200.
+    #[arg(
+        long = "cluster-room-participants-per-node",
+        env = "SFU_CLUSTER_ROOM_PARTICIPANTS_PER_NODE",
+        value_name = "N"
+    )]
+    pub cluster_room_participants_per_node: Option<usize>,
+
     /// Offer a passive ICE-TCP candidate on the media port numbers, for clients whose UDP is
     /// blocked (true or false). Default: true.
     #[arg(long, env = "SFU_ICE_TCP", value_name = "BOOL")]

@@ -42,6 +42,8 @@ pub struct FileCluster {
     pub node_id: Option<String>,
     pub region: Option<String>,
     pub public_url: Option<String>,
+    pub secret: Option<String>,
+    pub room_participants_per_node: Option<usize>,
 }
 
 /// `[turn]`.

@@ -45,6 +45,11 @@ fn room_key(room: &str) -> String {
     format!("sfu:room:{room}")
 }
 
+/// The nodes that serve a room spanning nodes, each with its participants of it.
+fn members_key(room: &str) -> String {
+    format!("sfu:room:{room}:nodes")
+}
+
 /// For every room key in `KEYS` (rooms this node has): `PEXPIRE` it for `ARGV[2]` ms if it
 /// still names this node (`ARGV[1]`); claim it if it is missing (Redis lost its data, or the
 /// key expired while Redis was unreachable). A room another node took over is left alone.
@@ -93,6 +98,12 @@ pub struct ClusterSettings {
     /// The media addresses clients reach this node at (advertised IPs and worker ports, UDP; the
     /// same ports take ICE-TCP when it is on).
     pub media: Vec<std::net::SocketAddr>,
+    /// The secret relay connections between nodes are authenticated with; `None`: rooms never
+    /// span nodes.
+    pub secret: Option<String>,
+    /// Participants of one room this node takes before the room's next joins go to another
+    /// node (0: no limit).
+    pub room_participants_per_node: usize,
 }
 
 /// One node as the registry describes it.
@@ -172,6 +183,65 @@ pub fn choose<'a>(nodes: &'a [NodeEntry], region: Option<&str>) -> Option<&'a No
         .min_by(|a, b| (a.participants, a.rooms, &a.id).cmp(&(b.participants, b.rooms, &b.id)))
 }
 
+/// Where a join of a room that already has a live owner goes when rooms may span nodes:
+/// `members` are the nodes serving it (ids and their participants of it), `nodes` every live
+/// node, `limit` the participants of one room a node takes (0: no limit).
+///
+/// A named region with open nodes of its own is served in it: by its member with the fewest
+/// participants of the room under the limit, else by its least loaded node, which joins the
+/// room. Otherwise the owner takes the join while under the limit, then the member with the
+/// fewest participants of the room under it, then the least loaded node that is not a member
+/// yet. `None`: the owner (every node is full, or it is the only one).
+pub fn choose_member<'a>(
+    owner: &str,
+    members: &[(String, usize)],
+    nodes: &'a [NodeEntry],
+    region: Option<&str>,
+    limit: usize,
+) -> Option<&'a NodeEntry> {
+    let open = |id: &str| nodes.iter().find(|n| n.id == id && !n.draining && !n.full);
+    let under = |count: usize| limit == 0 || count < limit;
+    let region = region.filter(|r| !r.is_empty());
+    let in_region = |n: &NodeEntry| region.is_none_or(|r| n.region == r);
+    let roomy = |pred: &dyn Fn(&NodeEntry) -> bool| {
+        members
+            .iter()
+            .filter(|(_, count)| under(*count))
+            .filter_map(|(id, count)| open(id).filter(|n| pred(n)).map(|n| (n, *count)))
+            .min_by(|a, b| (a.1, &a.0.id).cmp(&(b.1, &b.0.id)))
+            .map(|(n, _)| n)
+    };
+    let others = || {
+        nodes
+            .iter()
+            .filter(|n| !members.iter().any(|(id, _)| *id == n.id))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    if region.is_some() && nodes.iter().any(|n| !n.draining && !n.full && in_region(n)) {
+        if let Some(n) = roomy(&in_region) {
+            return Some(n);
+        }
+        let fresh = others();
+        if let Some(n) = choose(&fresh, region).filter(|n| in_region(n)) {
+            return nodes.iter().find(|m| m.id == n.id);
+        }
+    }
+    let owner_count = members
+        .iter()
+        .find(|(id, _)| id == owner)
+        .map_or(0, |(_, c)| *c);
+    if let Some(n) = open(owner).filter(|_| under(owner_count)) {
+        return Some(n);
+    }
+    if let Some(n) = roomy(&|_| true) {
+        return Some(n);
+    }
+    let fresh = others();
+    let n = choose(&fresh, None)?;
+    nodes.iter().find(|m| m.id == n.id)
+}
+
 /// What this node knows of the cluster, from its last refresh.
 #[derive(Debug, Default)]
 struct View {
@@ -191,6 +261,8 @@ pub struct Cluster {
     view: Mutex<View>,
     /// The process's CPU time at the last refresh, and the cores used over the interval before.
     cpu: Mutex<CpuSample>,
+    /// The rooms this node said it serves at the last refresh.
+    member_of: Mutex<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -255,6 +327,7 @@ impl Cluster {
             placement,
             view: Mutex::new(View::default()),
             cpu: Mutex::new(CpuSample::default()),
+            member_of: Mutex::new(Vec::new()),
         }))
     }
 
@@ -342,13 +415,8 @@ impl Cluster {
     async fn try_refresh(&self) -> redis::RedisResult<Vec<NodeEntry>> {
         self.cpu.lock().update();
         let me = self.own_entry();
-        let rooms: Vec<String> = self
-            .placement
-            .lock()
-            .list()
-            .into_iter()
-            .map(|r| room_key(&r.name))
-            .collect();
+        let list = self.placement.lock().list();
+        let rooms: Vec<String> = list.iter().map(|r| room_key(&r.name)).collect();
         let ttl_ms = TTL.as_millis() as u64;
         let mut conn = self.redis.clone();
         let json = serde_json::to_string(&me).unwrap_or_default();
@@ -371,6 +439,27 @@ impl Cluster {
                 .arg(&me.id)
                 .arg(ttl_ms)
                 .ignore();
+        }
+        if self.relays() {
+            // This node's part in each of its rooms, for joins deciding where a room's next
+            // participant goes; rooms it no longer has drop it.
+            let mut gone = std::mem::take(&mut *self.member_of.lock());
+            for r in &list {
+                gone.retain(|g| *g != r.name);
+                pipe.cmd("HSET")
+                    .arg(members_key(&r.name))
+                    .arg(&me.id)
+                    .arg(r.num_participants)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(members_key(&r.name))
+                    .arg(ttl_ms)
+                    .ignore();
+            }
+            for g in &gone {
+                pipe.cmd("HDEL").arg(members_key(g)).arg(&me.id).ignore();
+            }
+            *self.member_of.lock() = list.iter().map(|r| r.name.clone()).collect();
         }
         pipe.cmd("SMEMBERS").arg(NODES_SET);
         let (ids,): (Vec<String>,) = pipe.query_async(&mut conn).await?;
@@ -440,10 +529,16 @@ impl Cluster {
                         .arg(ttl_ms)
                         .query_async(&mut conn)
                         .await?;
+                    if self.relays() {
+                        return Ok(Ok(self.place_member(room, &owner, &nodes, region).await?));
+                    }
                     return Ok(Ok(Place::Here));
                 }
                 Some(owner) => {
                     if let Some(n) = nodes.iter().find(|n| n.id == owner && !n.draining) {
+                        if self.relays() {
+                            return Ok(Ok(self.place_member(room, &owner, &nodes, region).await?));
+                        }
                         return Ok(Ok(self.place_on(n)));
                     }
                     // Its owner is gone or draining: move the room, unless someone else just did.
@@ -478,6 +573,9 @@ impl Cluster {
                         .await?;
                     if claimed.is_some() {
                         info!(room, node = %target.id, "room placed");
+                        if self.relays() {
+                            self.count_member(room, &target.id).await?;
+                        }
                         return Ok(Ok(self.place_on(target)));
                     }
                 }
@@ -487,6 +585,95 @@ impl Cluster {
             ErrorCode::ServerBusy,
             "the room's placement is changing; try again",
         )))
+    }
+
+    /// Whether rooms may span nodes (a cluster secret is set).
+    pub fn relays(&self) -> bool {
+        self.settings.secret.is_some()
+    }
+
+    /// The cluster settings.
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.settings
+    }
+
+    /// The live nodes serving `room` and their participants of it (this node's from its
+    /// placement), as Redis says.
+    pub async fn members(&self, room: &str) -> redis::RedisResult<Vec<(String, usize)>> {
+        let mut conn = self.redis.clone();
+        let all: Vec<(String, i64)> = redis::cmd("HGETALL")
+            .arg(members_key(room))
+            .query_async(&mut conn)
+            .await?;
+        let me = &self.settings.node_id;
+        let here = self
+            .placement
+            .lock()
+            .info(room)
+            .map(|r| r.num_participants as usize)
+            .ok();
+        let view = self.view.lock();
+        let mut members: Vec<(String, usize)> = all
+            .into_iter()
+            .filter(|(id, _)| id == me || view.others.contains_key(id))
+            .map(|(id, n)| {
+                let n = if id == *me {
+                    here.unwrap_or(0)
+                } else {
+                    n.max(0) as usize
+                };
+                (id, n)
+            })
+            .collect();
+        if let Some(n) = here {
+            if !members.iter().any(|(id, _)| id == me) {
+                members.push((me.clone(), n));
+            }
+        }
+        members.sort();
+        Ok(members)
+    }
+
+    /// Where a join of `room`, whose live owner is `owner`, goes when rooms may span nodes
+    /// ([`choose_member`]).
+    async fn place_member(
+        &self,
+        room: &str,
+        owner: &str,
+        nodes: &[NodeEntry],
+        region: Option<&str>,
+    ) -> redis::RedisResult<Place> {
+        let members = self.members(room).await?;
+        let limit = self.settings.room_participants_per_node;
+        let target = choose_member(owner, &members, nodes, region, limit)
+            .or_else(|| nodes.iter().find(|n| n.id == owner));
+        let Some(target) = target else {
+            return Ok(Place::Here);
+        };
+        if !members.iter().any(|(id, _)| *id == target.id) {
+            info!(room, node = %target.id, "room spans one more node");
+        }
+        self.count_member(room, &target.id).await?;
+        Ok(self.place_on(target))
+    }
+
+    /// One more participant of `room` is on its way to `node`: its count goes up now, so that
+    /// concurrent joins see it before the node's next refresh sets the true count.
+    async fn count_member(&self, room: &str, node: &str) -> redis::RedisResult<()> {
+        let mut conn = self.redis.clone();
+        let key = members_key(room);
+        redis::pipe()
+            .cmd("HINCRBY")
+            .arg(&key)
+            .arg(node)
+            .arg(1)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(TTL.as_millis() as u64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
     }
 
     /// The node that serves `room` now, as Redis says; `None` when no node does. Claims nothing.
@@ -624,6 +811,52 @@ mod tests {
         );
         let tie = [node("b", "", 1, false), node("a", "", 1, false)];
         assert_eq!(choose(&tie, None).unwrap().id, "a", "ties broken by id");
+    }
+
+    #[test]
+    fn a_room_full_on_its_node_spreads_to_members_then_to_new_nodes() {
+        let nodes = [
+            node("a", "eu", 40, false),
+            node("b", "eu", 5, false),
+            node("c", "us", 0, false),
+            node("d", "us", 0, true),
+        ];
+        let members = |m: &[(&str, usize)]| -> Vec<(String, usize)> {
+            m.iter().map(|(id, n)| ((*id).to_owned(), *n)).collect()
+        };
+        let pick = |m: &[(&str, usize)], region, limit| {
+            choose_member("a", &members(m), &nodes, region, limit).map(|n| n.id.as_str())
+        };
+        // (members and their participants of the room, region, limit) -> node
+        let table: &[(&[(&str, usize)], Option<&str>, usize, Option<&str>)] = &[
+            (&[("a", 3)], None, 10, Some("a")),
+            (&[("a", 3)], None, 0, Some("a")),
+            (&[("a", 10)], None, 10, Some("c")),
+            (&[("a", 10), ("b", 4)], None, 10, Some("b")),
+            (&[("a", 10), ("b", 10)], None, 10, Some("c")),
+            (&[("a", 10), ("b", 4), ("c", 2)], None, 10, Some("c")),
+            (&[("a", 3)], Some("us"), 10, Some("c")),
+            (&[("a", 3), ("c", 1)], Some("us"), 10, Some("c")),
+            (&[("a", 3)], Some("eu"), 10, Some("a")),
+            (&[("a", 3)], Some("ap"), 10, Some("a")),
+            (&[("a", 10), ("b", 10), ("c", 10)], None, 10, None),
+        ];
+        for (i, (m, region, limit, want)) in table.iter().enumerate() {
+            assert_eq!(pick(m, *region, *limit), *want, "row {i}");
+        }
+        // A full or draining owner sends the join elsewhere even under the limit.
+        let full_owner = [
+            NodeEntry {
+                full: true,
+                ..node("a", "eu", 40, false)
+            },
+            node("b", "eu", 5, false),
+        ];
+        let m = members(&[("a", 1)]);
+        assert_eq!(
+            choose_member("a", &m, &full_owner, None, 10).map(|n| n.id.as_str()),
+            Some("b")
+        );
     }
 
     #[test]

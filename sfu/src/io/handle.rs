@@ -14,6 +14,7 @@ use signal::webhook::{EventKind, WebhookEvent};
 use signal::{ClientSignal, JoinRequest, MediaBackend, ResumeRequest, Session};
 
 use super::cluster::{Cluster, Place};
+use super::relay::Relay;
 use super::rooms::Unlink;
 pub use super::rooms::{Placement, RoomDefaults};
 use super::turn::TurnConfig;
@@ -177,6 +178,8 @@ pub struct SfuHandle {
     pub(super) turn: Arc<TurnConfig>,
     /// This node's part in a cluster, if it is in one.
     pub(super) cluster: Option<Arc<Cluster>>,
+    /// The links to the other nodes serving its rooms, when rooms may span nodes.
+    pub(super) relay: Option<Arc<Relay>>,
 }
 
 impl SfuHandle {
@@ -189,13 +192,25 @@ impl SfuHandle {
             webhooks: Webhooks::disabled(),
             turn: Arc::new(TurnConfig::default()),
             cluster: None,
+            relay: None,
         }
+    }
+
+    /// Rooms may span nodes: joins of a room served elsewhere too open links to those nodes.
+    pub fn with_relay(mut self, relay: Arc<Relay>) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     /// Rooms are placed through `cluster`: joins of rooms another node owns are redirected.
     pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
         self.cluster = Some(cluster);
         self
+    }
+
+    /// The relay between nodes, when rooms may span nodes.
+    pub fn relay(&self) -> Option<&Arc<Relay>> {
+        self.relay.as_ref()
     }
 
     /// The cluster this node is in, if any.
@@ -487,6 +502,9 @@ impl SfuHandle {
             }
             r
         };
+        if let Some(relay) = &self.relay {
+            relay.ensure(&req.room);
+        }
         if let Some(room) = &reservation.created {
             tracing::info!(room = %room.name, "room created by a join");
             self.webhooks

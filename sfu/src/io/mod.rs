@@ -6,6 +6,7 @@
 //! - [`metrics`]: Prometheus metrics, published by each worker once a second.
 //! - [`overload`]: what a worker does when it cannot keep up with its input.
 //! - [`process`]: the `process_*` metrics, read from `/proc`.
+//! - [`relay`]: the links between nodes that serve one room.
 //! - [`rooms`]: the room registry and the placement of rooms and participants.
 //! - [`service`]: the REST API's operations on rooms and participants.
 //! - [`wire`]: the engine's events turned into protocol messages, webhooks and metrics.
@@ -17,6 +18,7 @@ pub mod handle;
 pub mod metrics;
 pub mod overload;
 pub mod process;
+pub mod relay;
 pub mod rooms;
 mod service;
 pub mod sessions;

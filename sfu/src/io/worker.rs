@@ -18,6 +18,7 @@ use signal::protocol::{ErrorCode, ResumeTicket, ServerMessage, SignalError};
 use super::handle::{send_unlinks, Command, Placement};
 use super::metrics::WorkerMetrics;
 use super::overload::{is_stale_media, LoadControl};
+use super::relay::{Outgoing, Routes};
 use super::sessions::{self, Sessions};
 use super::tcp::{TcpEvent, TcpMedia};
 use super::udp::MediaSocket;
@@ -30,9 +31,31 @@ const MAX_BATCHES_PER_WAKE: usize = 16;
 /// Commands queued per worker before joins and signals are refused as busy.
 pub const COMMAND_QUEUE: usize = 1024;
 
-/// The command queues of all the workers of the server, by index: a worker hands another the
-/// events and packets of a room they share through it. Set once every worker has started.
-pub type Peers = Arc<OnceLock<Vec<mpsc::Sender<Command>>>>;
+/// Where a worker's messages for the other engines of its rooms go.
+pub type Peers = Arc<PeerSet>;
+
+/// The command queues of all the workers of the server, by index (a worker hands another the
+/// events and packets of a room they share through it; set once every worker has started), and
+/// the routes to the workers of other nodes (shard ids after the local workers', see
+/// `io::relay`).
+#[derive(Debug, Default)]
+pub struct PeerSet {
+    workers: OnceLock<Vec<mpsc::Sender<Command>>>,
+    /// Shard ids of other nodes' workers.
+    pub remote: Arc<Routes>,
+}
+
+impl PeerSet {
+    /// Sets the workers' queues (once).
+    pub fn set(&self, workers: Vec<mpsc::Sender<Command>>) {
+        let _ = self.workers.set(workers);
+    }
+
+    /// The workers' queues, once set.
+    pub fn get(&self) -> Option<&Vec<mpsc::Sender<Command>>> {
+        self.workers.get()
+    }
+}
 
 /// How a worker is set up.
 pub struct WorkerSpec {
@@ -336,14 +359,26 @@ impl WorkerLoop {
         };
         while let Some((to, msg)) = self.engine.poll_shard() {
             let media = matches!(msg, ShardMessage::Media(_));
-            let Some(peer) = peers.get(to as usize) else {
-                continue;
+            let sent = match peers.get(to as usize) {
+                Some(peer) => peer
+                    .try_send(Command::Shard {
+                        from: self.index,
+                        msg,
+                    })
+                    .is_ok(),
+                None => match self.peers.remote.get(to) {
+                    Some(route) => route
+                        .tx
+                        .try_send(Outgoing {
+                            from: self.index as u16,
+                            to: route.remote_worker,
+                            msg,
+                        })
+                        .is_ok(),
+                    None => continue,
+                },
             };
-            let cmd = Command::Shard {
-                from: self.index,
-                msg,
-            };
-            if peer.try_send(cmd).is_err() {
+            if !sent {
                 self.engine.count_shard_dropped();
                 if !media {
                     warn!(

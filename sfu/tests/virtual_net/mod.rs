@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sfu::core::forward::av1::{self, DdSerializer, DependencyDescriptor};
-use sfu::core::{generate_dtls_cert, Engine, EngineConfig, Event as EngineEvent, JoinSpec};
+use sfu::core::{
+    generate_dtls_cert, Engine, EngineConfig, Event as EngineEvent, JoinSpec, ShardMessage,
+};
 use sfu::io::webhook::Webhooks;
 use sfu::io::wire::{self, Wire};
 use signal::protocol::{ServerMessage, TrackSource};
@@ -875,6 +877,8 @@ pub struct Bed {
     pub next_engine: usize,
     /// Messages handed between engines, by (from, to).
     pub shard_messages: HashMap<(usize, usize), usize>,
+    /// Messages between engines cross as bytes (`shard_wire`), as over a relay between nodes.
+    pub over_wire: bool,
 }
 
 /// The UDP address of engine `i` (0: `SERVER`).
@@ -911,6 +915,7 @@ impl Bed {
             peers: Vec::new(),
             next_engine: 0,
             shard_messages: HashMap::new(),
+            over_wire: false,
         }
     }
 
@@ -955,6 +960,7 @@ impl Bed {
             for from in 0..=self.peers.len() {
                 while let Some((to, msg)) = self.engine_at(from).poll_shard() {
                     *self.shard_messages.entry((from, to as usize)).or_default() += 1;
+                    let msg = self.carry(msg);
                     self.engine_at(to as usize)
                         .handle_shard(now, from as u16, msg);
                     any = true;
@@ -972,6 +978,16 @@ impl Bed {
         panic!("engines keep messaging each other");
     }
 
+    /// A message on its way between engines: itself, or encoded and decoded again.
+    fn carry(&self, msg: ShardMessage) -> ShardMessage {
+        if !self.over_wire {
+            return msg;
+        }
+        let mut buf = Vec::new();
+        sfu::core::shard_wire::encode(&msg, &mut buf);
+        sfu::core::shard_wire::decode(&buf, self.now).expect("a message decodes as it was encoded")
+    }
+
     fn engines_quiet(&mut self, i: usize) -> bool {
         // Peek without losing: a message polled here is delivered at once.
         match self.engine_at(i).poll_shard() {
@@ -979,6 +995,7 @@ impl Bed {
             Some((to, msg)) => {
                 let now = self.now;
                 *self.shard_messages.entry((i, to as usize)).or_default() += 1;
+                let msg = self.carry(msg);
                 self.engine_at(to as usize).handle_shard(now, i as u16, msg);
                 false
             }
