@@ -828,7 +828,8 @@ mod tests {
             choose_member("a", &members(m), &nodes, region, limit).map(|n| n.id.as_str())
         };
         // (members and their participants of the room, region, limit) -> node
-        let table: &[(&[(&str, usize)], Option<&str>, usize, Option<&str>)] = &[
+        type Row<'a> = (&'a [(&'a str, usize)], Option<&'a str>, usize, Option<&'a str>);
+        let table: &[Row] = &[
             (&[("a", 3)], None, 10, Some("a")),
             (&[("a", 3)], None, 0, Some("a")),
             (&[("a", 10)], None, 10, Some("c")),
