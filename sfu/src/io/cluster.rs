@@ -828,7 +828,12 @@ mod tests {
             choose_member("a", &members(m), &nodes, region, limit).map(|n| n.id.as_str())
         };
         // (members and their participants of the room, region, limit) -> node
-        type Row<'a> = (&'a [(&'a str, usize)], Option<&'a str>, usize, Option<&'a str>);
+        type Row<'a> = (
+            &'a [(&'a str, usize)],
+            Option<&'a str>,
+            usize,
+            Option<&'a str>,
+        );
         let table: &[Row] = &[
             (&[("a", 3)], None, 10, Some("a")),
             (&[("a", 3)], None, 0, Some("a")),

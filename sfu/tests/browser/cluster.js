@@ -5,6 +5,10 @@
 // allow the other node's origin). Checks that both pages are in one room on one node and decode
 // each other's video, and reports the join time of each page.
 //
+// With E2E_CLUSTER_RELAY=1 the nodes share a cluster secret and take one participant of a room
+// each: P2 stays on node B, which relays the room with node A, and the pages meet through the
+// relay between the nodes instead.
+//
 // Run it inside a private network namespace where only `lo` exists (see run.sh):
 //   SFU_BIN=/path/to/sfu E2E_SCRIPT=cluster.js bash run.sh
 //
@@ -25,6 +29,7 @@ const config = {
   sfuBin: env.SFU_BIN,
   chromiumPath: env.CHROMIUM_PATH || '/usr/bin/chromium',
   verbose: env.E2E_VERBOSE === '1',
+  relay: env.E2E_CLUSTER_RELAY === '1',
   redisPort: 16390,
   nodes: { A: { http: 18121, udp: 40420 }, B: { http: 18122, udp: 40430 } },
   room: 'cluster',
@@ -120,6 +125,7 @@ async function scenario() {
     const n = config.nodes[node];
     const args = ['--http', `127.0.0.1:${n.http}`, '--udp-port', String(n.udp), '--advertise-ip', '127.0.0.1', '--workers', '1',
       '--redis', `redis://127.0.0.1:${config.redisPort}/0`, '--node-id', `node-${node.toLowerCase()}`];
+    if (config.relay) args.push('--cluster-secret', 'a-cluster-secret-for-the-browser-test', '--cluster-room-participants-per-node', '1');
     children[node] = spawnLogged(config.sfuBin, args, { ...env, ...KEYS, NO_COLOR: '1' }, logs[node]);
   }
   await until(20_000, async () => {
@@ -145,8 +151,15 @@ async function scenario() {
   });
   check(both, `both pages are in one room and decode each other's video (${JSON.stringify(last)})`);
 
-  // Exactly one node has the room's participants (its log says so).
   const joinedOn = ['A', 'B'].filter((n) => logs[n].lines.some((l) => /signal::ws: joined$/.test(l)));
+  if (config.relay) {
+    // One participant on each node, and a relay between them.
+    check(joinedOn.length === 2, `each node has one participant (${joinedOn.join(', ')})`);
+    const relayed = ['A', 'B'].filter((n) => logs[n].lines.some((l) => l.includes('relay open')));
+    check(relayed.length === 2, `the nodes opened a relay (${relayed.join(', ')})`);
+    return;
+  }
+  // Exactly one node has the room's participants (its log says so).
   check(joinedOn.length === 1, `the participants joined on one node (${joinedOn.join(', ')})`);
   const redirectedOn = ['A', 'B'].filter((n) => logs[n].lines.some((l) => l.includes('sent to another node')));
   check(redirectedOn.length === 1 && redirectedOn[0] !== joinedOn[0], `the other node redirected its page (${redirectedOn.join(', ')})`);
