@@ -67,7 +67,14 @@ const KEEPALIVE: Duration = Duration::from_millis(500);
 /// Packets per data-channel message (their messages stay well under 16 KiB).
 const PACKETS_PER_FRAME: usize = 8;
 /// Bytes a link's data channel may have queued before media for it is dropped.
-const MAX_BUFFERED: usize = 4 * 1024 * 1024;
+const MAX_BUFFERED: usize = 2 * 1024 * 1024;
+/// Bytes the data channel takes at most: room for events and feedback above [`MAX_BUFFERED`].
+/// An event that does not fit ends the link (its two sides would no longer agree).
+const SCTP_BUFFER: usize = 8 * 1024 * 1024;
+/// Offers made for one link before giving up until the room's next join here.
+const OFFER_ATTEMPTS: u32 = 3;
+/// The pause between them.
+const OFFER_RETRY: Duration = Duration::from_secs(1);
 /// The data channel's label.
 const LABEL: &str = "sfu-relay";
 
@@ -290,16 +297,33 @@ impl Relay {
                 if node == me {
                     continue;
                 }
-                let Some(closed) = relay.claim(&room, &node, true) else {
-                    continue;
-                };
                 let relay = Arc::clone(&relay);
                 let room = room.clone();
                 tokio::spawn(async move {
-                    let serial = closed.1;
-                    if let Err(e) = relay.offer(&room, &node, closed).await {
-                        debug!(room, node, "relay not opened: {e}");
-                        relay.forget(&room, &node, serial);
+                    for attempt in 1..=OFFER_ATTEMPTS {
+                        if attempt > 1 {
+                            tokio::time::sleep(OFFER_RETRY).await;
+                            if !relay.placement.lock().has_room(&room) {
+                                return;
+                            }
+                        }
+                        // Another link (the other node's offer) may be there by now.
+                        let Some(closed) = relay.claim(&room, &node, true) else {
+                            return;
+                        };
+                        let serial = closed.1;
+                        match relay.offer(&room, &node, closed).await {
+                            Ok(()) => return,
+                            Err(e) => {
+                                relay.forget(&room, &node, serial);
+                                let settled = e.contains(" 409 ") || e.contains(" 404 ");
+                                if settled || attempt == OFFER_ATTEMPTS {
+                                    debug!(room, node, "relay not opened: {e}");
+                                    return;
+                                }
+                                debug!(room, node, attempt, "relay not opened, trying again: {e}");
+                            }
+                        }
                     }
                 });
             }
@@ -341,6 +365,7 @@ impl Relay {
         let local = SocketAddr::new(self.ip, port);
         let mut rtc = RtcConfig::new()
             .set_dtls_cert(crate::core::generate_dtls_cert())
+            .set_sctp_max_buffered_amount(SCTP_BUFFER)
             .clear_codecs()
             .build(now);
         let candidate = Candidate::host(local, "udp").map_err(|e| e.to_string())?;
@@ -539,6 +564,8 @@ struct Link {
     connected: bool,
     /// When the link last wrote a frame.
     last_sent: Instant,
+    /// An event could not be written: the link ends.
+    failed: bool,
     buf: Vec<u8>,
 }
 
@@ -574,6 +601,7 @@ impl Link {
             last_heard: now,
             connected: false,
             last_sent: now,
+            failed: false,
             buf: Vec::with_capacity(16 * 1024),
         }
     }
@@ -638,6 +666,9 @@ impl Link {
         if self.closed.load(Ordering::Relaxed) {
             return Some("replaced".into());
         }
+        if self.failed {
+            return Some("an event did not fit in the connection's buffer".into());
+        }
         let now = Instant::now();
         if !self.connected && now.duration_since(self.started) > CONNECT_TIMEOUT {
             return Some("not connected in time".into());
@@ -661,7 +692,7 @@ impl Link {
             self.set_local_workers(workers);
         }
         if self.channel.is_some() && now.duration_since(self.last_sent) >= KEEPALIVE {
-            self.write(&[FRAME_KEEPALIVE]);
+            let _ = self.write(&[FRAME_KEEPALIVE]);
         }
         None
     }
@@ -745,7 +776,9 @@ impl Link {
         for w in &self.local_workers {
             frame.extend_from_slice(&w.to_be_bytes());
         }
-        self.write(&frame);
+        if !self.write(&frame) {
+            self.failed = true;
+        }
     }
 
     fn command(&self, worker: u16, cmd: Command) {
@@ -753,7 +786,7 @@ impl Link {
             return;
         };
         if tx.try_send(cmd).is_err() {
-            metrics::counter!("sfu_shard_messages_dropped_total").increment(1);
+            metrics::counter!("sfu_relay_dropped_total", "reason" => "worker_busy").increment(1);
             warn!(room = %self.room, worker, "relay: command for a worker dropped: its queue is full");
         }
     }
@@ -789,7 +822,8 @@ impl Link {
                             msg,
                         };
                         if self.relay.workers[to as usize].try_send(cmd).is_err() {
-                            metrics::counter!("sfu_shard_messages_dropped_total").increment(1);
+                            metrics::counter!("sfu_relay_dropped_total", "reason" => "worker_busy")
+                                .increment(1);
                         }
                     }
                     Err(e) => {
@@ -869,40 +903,51 @@ impl Link {
                     .and_then(|id| self.rtc.channel(id))
                     .map_or(0, |mut c| c.buffered_amount());
                 if buffered > MAX_BUFFERED {
-                    metrics::counter!("sfu_shard_messages_dropped_total").increment(1);
+                    metrics::counter!("sfu_relay_dropped_total", "reason" => "backlog")
+                        .increment(1);
                     return;
                 }
                 metrics::counter!("sfu_relay_packets_total", "direction" => "out")
                     .increment(batch.len() as u64);
                 while !batch.is_empty() {
                     let rest = batch.split_off(batch.len().min(PACKETS_PER_FRAME));
-                    self.frame(out.from, out.to, &ShardMessage::Media(batch));
+                    // A packet that does not fit is lost, as on any network.
+                    let _ = self.frame(out.from, out.to, &ShardMessage::Media(batch));
                     batch = rest;
                 }
             }
-            msg => self.frame(out.from, out.to, &msg),
+            msg => {
+                if !self.frame(out.from, out.to, &msg) {
+                    self.failed = true;
+                }
+            }
         }
     }
 
-    fn frame(&mut self, from: u16, to: u16, msg: &ShardMessage) {
+    /// Writes one message; false if the connection did not take it.
+    fn frame(&mut self, from: u16, to: u16, msg: &ShardMessage) -> bool {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         buf.push(FRAME_SHARD);
         buf.extend_from_slice(&from.to_be_bytes());
         buf.extend_from_slice(&to.to_be_bytes());
         shard_wire::encode(msg, &mut buf);
-        self.write(&buf);
+        let written = self.write(&buf);
         self.buf = buf;
+        written
     }
 
-    fn write(&mut self, frame: &[u8]) {
+    /// Writes one frame; false if the connection did not take it (counted).
+    fn write(&mut self, frame: &[u8]) -> bool {
         let Some(mut channel) = self.channel.and_then(|id| self.rtc.channel(id)) else {
-            return;
+            return false;
         };
-        if !matches!(channel.write(true, frame), Ok(true)) {
-            metrics::counter!("sfu_shard_messages_dropped_total").increment(1);
+        let written = matches!(channel.write(true, frame), Ok(true));
+        if !written {
+            metrics::counter!("sfu_relay_dropped_total", "reason" => "backlog").increment(1);
         }
         self.last_sent = Instant::now();
+        written
     }
 
     /// The link is over: every local worker forgets the other end's workers.
