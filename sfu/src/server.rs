@@ -118,6 +118,7 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         config.udp_ip.is_unspecified() && candidate_ips.iter().all(|ip| local_ips.contains(ip));
     let mut senders = Vec::with_capacity(workers);
     let mut ports = Vec::with_capacity(workers);
+    let mut runtimes = Vec::with_capacity(workers);
     let peers = worker::Peers::default();
     for index in 0..workers {
         let spec = WorkerSpec {
@@ -144,6 +145,7 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         let w = worker::spawn(spec, placement.clone())
             .map_err(|e| format!("media worker {index} on {}: {e}", config.udp_bind(index)))?;
         ports.push(w.port);
+        runtimes.push(w.runtime);
         senders.push(w.commands);
     }
     // Every worker can now reach the others.
@@ -183,6 +185,7 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
                     Arc::clone(&cluster),
                     placement,
                     senders.clone(),
+                    runtimes.clone(),
                     Arc::clone(&peers.remote),
                     &secret,
                     ip,

@@ -16,6 +16,9 @@
 //! hold the room when it opens and whenever that changes; every worker of one side is then
 //! linked with every worker of the other.
 //!
+//! A link runs on the thread of the first worker of its room (a task on that worker's runtime),
+//! so packets and messages between them cross no thread.
+//!
 //! The node that takes a room's participant while the room is served elsewhere too opens links
 //! to every other node serving it ([`Relay::ensure`]); the others answer. When the link fails
 //! (the other node died, or the network between them), or the room has nobody left here, the
@@ -152,6 +155,9 @@ pub struct Relay {
     cluster: Arc<Cluster>,
     placement: Arc<Mutex<Placement>>,
     workers: Vec<mpsc::Sender<Command>>,
+    /// The workers' runtimes: a link runs on the thread of the first worker of its room, so
+    /// that handing it packets wakes no other thread.
+    runtimes: Vec<tokio::runtime::Handle>,
     routes: Arc<Routes>,
     secret: Vec<u8>,
     /// The address the links' UDP sockets advertise.
@@ -239,6 +245,7 @@ impl Relay {
         cluster: Arc<Cluster>,
         placement: Arc<Mutex<Placement>>,
         workers: Vec<mpsc::Sender<Command>>,
+        runtimes: Vec<tokio::runtime::Handle>,
         routes: Arc<Routes>,
         secret: &str,
         ip: IpAddr,
@@ -252,6 +259,7 @@ impl Relay {
             cluster,
             placement,
             workers,
+            runtimes,
             routes,
             secret: secret.as_bytes().to_vec(),
             ip,
@@ -360,7 +368,7 @@ impl Relay {
         }
     }
 
-    fn rtc(&self, now: Instant, socket: &UdpSocket) -> Result<(Rtc, SocketAddr), String> {
+    fn rtc(&self, now: Instant, socket: &std::net::UdpSocket) -> Result<(Rtc, SocketAddr), String> {
         let port = socket.local_addr().map_err(|e| e.to_string())?.port();
         let local = SocketAddr::new(self.ip, port);
         let mut rtc = RtcConfig::new()
@@ -373,7 +381,8 @@ impl Relay {
         Ok((rtc, local))
     }
 
-    async fn socket(&self) -> Result<UdpSocket, String> {
+    /// A new UDP socket for a link, on a port the system picks.
+    fn socket(&self) -> Result<std::net::UdpSocket, String> {
         let bind = SocketAddr::new(
             match self.ip {
                 IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
@@ -381,7 +390,37 @@ impl Relay {
             },
             0,
         );
-        UdpSocket::bind(bind).await.map_err(|e| e.to_string())
+        let socket = std::net::UdpSocket::bind(bind).map_err(|e| e.to_string())?;
+        socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(socket)
+    }
+
+    /// Runs a link on the thread of the first worker of its room (of the HTTP runtime if the
+    /// room has gone meanwhile: the link then ends at its first check).
+    fn start(self: &Arc<Self>, link: LinkSpec) {
+        let worker = self.placement.lock().room_worker(&link.room).ok().flatten();
+        let relay = Arc::clone(self);
+        let mut link = link;
+        let run = async move {
+            let std = link.socket.take().expect("a new link has its socket");
+            match UdpSocket::from_std(std) {
+                Ok(socket) => {
+                    Link::new(&relay, link, socket).run().await;
+                }
+                Err(e) => {
+                    warn!(room = %link.room, node = %link.node, "relay socket: {e}");
+                    relay.forget(&link.room, &link.node, link.serial);
+                }
+            }
+        };
+        match worker.and_then(|w| self.runtimes.get(w)) {
+            Some(rt) => {
+                rt.spawn(run);
+            }
+            None => {
+                tokio::spawn(run);
+            }
+        }
     }
 
     /// Opens the link with `node` for `room`: offer, signed request, signed answer, then runs it.
@@ -395,7 +434,7 @@ impl Relay {
             .cluster
             .node(node)
             .ok_or_else(|| format!("node {node} is not live"))?;
-        let socket = self.socket().await?;
+        let socket = self.socket()?;
         let now = Instant::now();
         let (mut rtc, local) = self.rtc(now, &socket)?;
         let mut api = rtc.sdp_api();
@@ -444,8 +483,15 @@ impl Relay {
             .accept_answer(pending, answer)
             .map_err(|e| e.to_string())?;
         info!(room, node, "relay opening");
-        let link = Link::new(self, room, node, rtc, socket, local, closed, serial);
-        tokio::spawn(link.run());
+        self.start(LinkSpec {
+            room: room.to_owned(),
+            node: node.to_owned(),
+            rtc,
+            socket: Some(socket),
+            local,
+            closed,
+            serial,
+        });
         Ok(())
     }
 
@@ -474,7 +520,7 @@ impl Relay {
         let offer = SdpOffer::from_sdp_string(&req.offer)
             .map_err(|e| (StatusCode::BAD_REQUEST, format!("offer: {e}")))?;
         let internal = |e: String| (StatusCode::INTERNAL_SERVER_ERROR, e);
-        let socket = self.socket().await.map_err(internal)?;
+        let socket = self.socket().map_err(internal)?;
         let (mut rtc, local) = self.rtc(Instant::now(), &socket).map_err(internal)?;
         let answer = rtc
             .sdp_api()
@@ -484,8 +530,15 @@ impl Relay {
             return Err((StatusCode::CONFLICT, "a link is being made".into()));
         };
         info!(room, node, "relay answering");
-        let link = Link::new(self, room, node, rtc, socket, local, closed, serial);
-        tokio::spawn(link.run());
+        self.start(LinkSpec {
+            room: room.to_owned(),
+            node: node.to_owned(),
+            rtc,
+            socket: Some(socket),
+            local,
+            closed,
+            serial,
+        });
         Ok(AnswerBody {
             from: self.cluster.node_id().to_owned(),
             answer: answer.to_sdp_string(),
@@ -569,29 +622,31 @@ struct Link {
     buf: Vec<u8>,
 }
 
+/// What a link starts from.
+struct LinkSpec {
+    room: String,
+    node: String,
+    rtc: Rtc,
+    /// Taken when the link starts on its thread.
+    socket: Option<std::net::UdpSocket>,
+    local: SocketAddr,
+    closed: Arc<AtomicBool>,
+    serial: u64,
+}
+
 impl Link {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        relay: &Arc<Relay>,
-        room: &str,
-        node: &str,
-        rtc: Rtc,
-        socket: UdpSocket,
-        local: SocketAddr,
-        closed: Arc<AtomicBool>,
-        serial: u64,
-    ) -> Link {
+    fn new(relay: &Arc<Relay>, spec: LinkSpec, socket: UdpSocket) -> Link {
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
         let now = Instant::now();
         Link {
             relay: Arc::clone(relay),
-            room: room.to_owned(),
-            node: node.to_owned(),
-            rtc,
+            room: spec.room,
+            node: spec.node,
+            rtc: spec.rtc,
             socket,
-            local,
-            closed,
-            serial,
+            local: spec.local,
+            closed: spec.closed,
+            serial: spec.serial,
             tx,
             rx,
             channel: None,

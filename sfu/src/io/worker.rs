@@ -88,6 +88,8 @@ pub struct Worker {
     pub commands: mpsc::Sender<Command>,
     /// The port its socket is bound to.
     pub port: u16,
+    /// Its runtime (tasks spawned there run on the worker's thread).
+    pub runtime: tokio::runtime::Handle,
     /// The thread.
     pub thread: JoinHandle<()>,
 }
@@ -144,6 +146,7 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                     return;
                 }
             };
+            let handle = rt.handle().clone();
             rt.block_on(async move {
                 let (socket, tcp) = match bind_media(&spec).await {
                     Ok(pair) => pair,
@@ -162,7 +165,7 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                 if tcp.is_some() {
                     engine_config.tcp_candidate_addrs = engine_config.candidate_addrs.clone();
                 }
-                let _ = ready_tx.send(Ok(port));
+                let _ = ready_tx.send(Ok((port, handle)));
                 let span = info_span!("worker", index);
                 WorkerLoop {
                     wire: Wire::new(spec.webhooks),
@@ -187,12 +190,13 @@ pub fn spawn(spec: WorkerSpec, placement: Arc<Mutex<Placement>>) -> io::Result<W
                 .await;
             });
         })?;
-    let port = ready_rx
+    let (port, runtime) = ready_rx
         .recv()
         .map_err(|_| io::Error::other("worker thread died while starting"))??;
     Ok(Worker {
         commands: tx,
         port,
+        runtime,
         thread,
     })
 }
