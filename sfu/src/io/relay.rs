@@ -282,11 +282,6 @@ impl Relay {
             .with_state(Arc::clone(self))
     }
 
-    /// How many links are up or being made.
-    pub fn link_count(&self) -> usize {
-        self.links.lock().len()
-    }
-
     /// `room` has (or just got) participants here: open links to the other nodes serving it
     /// that this node has none with yet.
     pub fn ensure(self: &Arc<Self>, room: &str) {
