@@ -934,3 +934,59 @@ async fn relay_requests_without_the_cluster_secret_are_refused() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_from_another_region_joins_a_node_there_which_relays_the_room() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let node = |id: &'static str, region: &'static str| {
+        let url = url.clone();
+        async move {
+            Server::start(&[
+                "--redis",
+                &url,
+                "--node-id",
+                id,
+                "--region",
+                region,
+                "--cluster-secret",
+                CLUSTER_SECRET,
+            ])
+            .await
+        }
+    };
+    let eu = node("eu1", "eu").await;
+    let us = node("us1", "us").await;
+    all_ready(&[&eu, &us]).await;
+    let join = |identity: &str, region: &str| {
+        json!({
+            "type": "join", "version": 1, "room": "r", "name": identity,
+            "token": token("r", identity), "region": region,
+        })
+    };
+    let mut ann = connect(&eu.ws_url()).await;
+    ann.send(join("ann", "eu")).await;
+    let joined = ann.until("joined").await;
+    let ann_id = joined["participant_id"].as_str().unwrap().to_owned();
+    // Far under the owner's limit, a client in the us is still sent to the us node...
+    let mut ws = connect(&eu.ws_url()).await;
+    ws.send(join("bob", "us")).await;
+    let m = ws.recv().await.unwrap();
+    assert_eq!(m["type"], "redirect", "{m}");
+    assert_eq!(m["url"], us.ws_url().as_str());
+    let mut bob = connect(&us.ws_url()).await;
+    bob.send(join("bob", "us")).await;
+    let joined = bob.until("joined").await;
+    let bob_id = joined["participant_id"].as_str().unwrap().to_owned();
+    // ...and the two nodes relay one room: each participant hears of the other.
+    let m = ann.until("participant_joined").await;
+    assert_eq!(m["participant"]["id"], bob_id.as_str());
+    let m = bob.until("participant_joined").await;
+    assert_eq!(m["participant"]["id"], ann_id.as_str());
+    // A client in the eu, through the us node, goes to the eu node.
+    let mut ws = connect(&us.ws_url()).await;
+    ws.send(join("cat", "eu")).await;
+    let m = ws.recv().await.unwrap();
+    assert_eq!(m["type"], "redirect", "{m}");
+    assert_eq!(m["url"], eu.ws_url().as_str());
+}
