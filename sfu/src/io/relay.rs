@@ -81,6 +81,9 @@ const OFFER_RETRY: Duration = Duration::from_secs(1);
 /// The data channel's label.
 const LABEL: &str = "sfu-relay";
 
+/// The most workers the other node may say hold a room (each becomes a shard id here, linked
+/// with every local worker of the room); a longer list is a malformed frame.
+const MAX_REMOTE_WORKERS: usize = 256;
 /// Frame kinds on the data channel.
 const FRAME_WORKERS: u8 = 0;
 const FRAME_SHARD: u8 = 1;
@@ -614,6 +617,9 @@ struct Link {
     last_sent: Instant,
     /// An event could not be written: the link ends.
     failed: bool,
+    /// `sfu_relay_packets_total`, looked up once.
+    packets_in: metrics::Counter,
+    packets_out: metrics::Counter,
     buf: Vec<u8>,
 }
 
@@ -652,6 +658,8 @@ impl Link {
             connected: false,
             last_sent: now,
             failed: false,
+            packets_in: metrics::counter!("sfu_relay_packets_total", "direction" => "in"),
+            packets_out: metrics::counter!("sfu_relay_packets_total", "direction" => "out"),
             buf: Vec::with_capacity(16 * 1024),
         }
     }
@@ -804,22 +812,10 @@ impl Link {
         let old = std::mem::replace(&mut self.local_workers, workers);
         for &(_, id) in &self.remote_workers {
             for &w in old.iter().filter(|w| !self.local_workers.contains(w)) {
-                self.command(
-                    w,
-                    Command::UnlinkRoom {
-                        room: self.room.clone(),
-                        peer: id as usize,
-                    },
-                );
+                self.pair(w, id, false);
             }
             for &w in self.local_workers.iter().filter(|w| !old.contains(w)) {
-                self.command(
-                    w,
-                    Command::LinkRoom {
-                        room: self.room.clone(),
-                        peer: id as usize,
-                    },
-                );
+                self.pair(w, id, true);
             }
         }
         let mut frame = vec![FRAME_WORKERS];
@@ -829,6 +825,17 @@ impl Link {
         if !self.write(&frame) {
             self.failed = true;
         }
+    }
+
+    /// Links (or unlinks) local worker `worker` with the other node's worker known here as `id`.
+    fn pair(&self, worker: u16, id: ShardId, link: bool) {
+        let (room, peer) = (self.room.clone(), id as usize);
+        let cmd = if link {
+            Command::LinkRoom { room, peer }
+        } else {
+            Command::UnlinkRoom { room, peer }
+        };
+        self.command(worker, cmd);
     }
 
     fn command(&self, worker: u16, cmd: Command) {
@@ -844,14 +851,13 @@ impl Link {
     /// One frame from the other end.
     fn receive(&mut self, frame: &[u8]) {
         match frame.split_first() {
-            Some((&FRAME_WORKERS, rest)) if rest.len() % 2 == 0 => {
-                let workers: Vec<u16> = rest
-                    .chunks_exact(2)
-                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                    .take(1024)
-                    .collect();
-                self.set_remote_workers(&workers);
-            }
+            Some((&FRAME_WORKERS, rest)) => match parse_workers(rest) {
+                Some(workers) => self.set_remote_workers(&workers),
+                None => {
+                    metrics::counter!("sfu_relay_refused_total", "reason" => "malformed")
+                        .increment(1);
+                }
+            },
             Some((&FRAME_SHARD, rest)) if rest.len() >= 4 => {
                 let from = u16::from_be_bytes([rest[0], rest[1]]);
                 let to = u16::from_be_bytes([rest[2], rest[3]]);
@@ -864,8 +870,7 @@ impl Link {
                 match shard_wire::decode(&rest[4..], Instant::now()) {
                     Ok(msg) => {
                         if let ShardMessage::Media(ref batch) = msg {
-                            metrics::counter!("sfu_relay_packets_total", "direction" => "in")
-                                .increment(batch.len() as u64);
+                            self.packets_in.increment(batch.len() as u64);
                         }
                         let cmd = Command::Shard {
                             from: id as usize,
@@ -892,7 +897,6 @@ impl Link {
 
     /// The other end's workers holding the room are now `workers`.
     fn set_remote_workers(&mut self, workers: &[u16]) {
-        let room = self.room.clone();
         let gone: Vec<(u16, ShardId)> = self
             .remote_workers
             .iter()
@@ -901,13 +905,7 @@ impl Link {
             .collect();
         for (r, id) in gone {
             for &w in &self.local_workers {
-                self.command(
-                    w,
-                    Command::UnlinkRoom {
-                        room: room.clone(),
-                        peer: id as usize,
-                    },
-                );
+                self.pair(w, id, false);
             }
             self.relay.routes.routes.write().remove(&id);
             self.relay.ids.lock().free.push(id);
@@ -918,7 +916,7 @@ impl Link {
                 continue;
             }
             let Some(id) = self.relay.ids.lock().take() else {
-                warn!(room, "relay: no shard id left");
+                warn!(room = %self.room, "relay: no shard id left");
                 return;
             };
             self.relay.routes.routes.write().insert(
@@ -930,13 +928,7 @@ impl Link {
             );
             self.remote_workers.push((r, id));
             for &w in &self.local_workers {
-                self.command(
-                    w,
-                    Command::LinkRoom {
-                        room: room.clone(),
-                        peer: id as usize,
-                    },
-                );
+                self.pair(w, id, true);
             }
         }
     }
@@ -957,8 +949,7 @@ impl Link {
                         .increment(1);
                     return;
                 }
-                metrics::counter!("sfu_relay_packets_total", "direction" => "out")
-                    .increment(batch.len() as u64);
+                self.packets_out.increment(batch.len() as u64);
                 while !batch.is_empty() {
                     let rest = batch.split_off(batch.len().min(PACKETS_PER_FRAME));
                     // A packet that does not fit is lost, as on any network.
@@ -1002,27 +993,43 @@ impl Link {
 
     /// The link is over: every local worker forgets the other end's workers.
     fn unlink_all(&mut self) {
-        let room = self.room.clone();
-        let remote = std::mem::take(&mut self.remote_workers);
-        for (_, id) in remote {
-            for &w in &self.local_workers {
-                self.command(
-                    w,
-                    Command::UnlinkRoom {
-                        room: room.clone(),
-                        peer: id as usize,
-                    },
-                );
-            }
-            self.relay.routes.routes.write().remove(&id);
-            self.relay.ids.lock().free.push(id);
-        }
+        self.set_remote_workers(&[]);
     }
+}
+
+/// The workers a workers frame lists (big-endian u16 each); `None` if it is cut or too long.
+fn parse_workers(rest: &[u8]) -> Option<Vec<u16>> {
+    if !rest.len().is_multiple_of(2) || rest.len() / 2 > MAX_REMOTE_WORKERS {
+        return None;
+    }
+    Some(
+        rest.chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workers_frame_is_bounded() {
+        assert_eq!(parse_workers(&[]), Some(vec![]));
+        assert_eq!(parse_workers(&[0, 1, 1, 0]), Some(vec![1, 256]));
+        assert_eq!(parse_workers(&[0, 1, 1]), None, "cut");
+        let most = vec![0u8; 2 * MAX_REMOTE_WORKERS];
+        assert_eq!(
+            parse_workers(&most).map(|w| w.len()),
+            Some(MAX_REMOTE_WORKERS)
+        );
+        let over = vec![0u8; 2 * MAX_REMOTE_WORKERS + 2];
+        assert_eq!(
+            parse_workers(&over),
+            None,
+            "more workers than a node may have"
+        );
+    }
 
     #[test]
     fn signatures_bind_the_secret_the_body_and_the_time() {
