@@ -841,15 +841,7 @@ mod tests {
     use super::*;
     use str0m::format::{Codec, CodecConfig};
 
-    /// The descriptor on the first packet of a keyframe from Chromium encoding `L3T3_KEY`
-    /// (the same bytes as in the AV1 module's tests).
-    const CHROMIUM_L3T3_KEY: [u8; 92] = [
-        192, 0, 1, 192, 8, 20, 133, 33, 78, 170, 170, 168, 0, 6, 0, 0, 64, 0, 16, 0, 2, 170, 128,
-        168, 0, 6, 0, 0, 64, 0, 16, 0, 2, 160, 0, 168, 0, 6, 0, 0, 64, 0, 22, 213, 73, 36, 27, 85,
-        36, 144, 109, 84, 146, 49, 87, 224, 1, 151, 76, 168, 100, 51, 14, 34, 35, 150, 236, 168,
-        101, 83, 4, 34, 67, 144, 236, 168, 119, 83, 1, 63, 0, 179, 2, 127, 1, 103, 4, 255, 2, 207,
-        31, 128,
-    ];
+    use crate::core::forward::av1::tests::CHROMIUM_L3T3_KEY;
 
     fn header(pt: u8, seq: u64, ts: u32, ssrc: u32, marker: bool) -> RtpHeader {
         RtpHeader {

@@ -341,7 +341,7 @@ impl ExtensionSerializer for DdSerializer {
 pub struct DdMalformed;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Writes bits, most significant first (to build descriptors by hand).
@@ -525,7 +525,7 @@ mod tests {
 
     /// The descriptor on the first packet of a keyframe from Chromium encoding `L3T3_KEY` at
     /// 1280x720, as it arrived at the server.
-    const CHROMIUM_L3T3_KEY: [u8; 92] = [
+    pub(crate) const CHROMIUM_L3T3_KEY: [u8; 92] = [
         192, 0, 1, 192, 8, 20, 133, 33, 78, 170, 170, 168, 0, 6, 0, 0, 64, 0, 16, 0, 2, 170, 128,
         168, 0, 6, 0, 0, 64, 0, 16, 0, 2, 160, 0, 168, 0, 6, 0, 0, 64, 0, 22, 213, 73, 36, 27, 85,
         36, 144, 109, 84, 146, 49, 87, 224, 1, 151, 76, 168, 100, 51, 14, 34, 35, 150, 236, 168,
