@@ -53,33 +53,63 @@ impl Drop for Redis {
     }
 }
 
+/// Starts one node per id on a free port, in the cluster of `redis` (with `extra` flags), and
+/// waits until each has read the others' entries (its page's Content-Security-Policy lists
+/// their origins): joins through any node then see every node.
+fn start_nodes(redis: &Redis, ids: &[&str], extra: &[&str]) -> (Vec<common::Server>, Vec<u16>) {
+    let url = format!("redis://127.0.0.1:{}/0", redis.1);
+    let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
+    let nodes = ids
+        .iter()
+        .zip(&ports)
+        .map(|(id, port)| {
+            let mut args = vec![
+                "--api-key",
+                KEY,
+                "--api-secret",
+                SECRET,
+                "--redis",
+                &url,
+                "--node-id",
+                id,
+            ];
+            args.extend_from_slice(extra);
+            start_server_with(*port, &args)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for port in &ports {
+        let others: Vec<String> = ports
+            .iter()
+            .filter(|p| *p != port)
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        loop {
+            let page = get(*port, "/");
+            let csp = page
+                .lines()
+                .find(|l| {
+                    l.to_ascii_lowercase()
+                        .starts_with("content-security-policy:")
+                })
+                .unwrap_or_default();
+            if others.iter().all(|o| csp.contains(o.as_str())) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node on {port} never learnt of the others: {csp}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    (nodes, ports)
+}
+
 #[test]
 fn bots_joining_through_three_nodes_meet_in_one_room() {
     let redis = Redis::start();
-    let url = format!("redis://127.0.0.1:{}/0", redis.1);
-    let ports = [free_port(), free_port(), free_port()];
-    let nodes: Vec<_> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| {
-            let id = format!("n{}", i + 1);
-            start_server_with(
-                *port,
-                &[
-                    "--api-key",
-                    KEY,
-                    "--api-secret",
-                    SECRET,
-                    "--redis",
-                    &url,
-                    "--node-id",
-                    &id,
-                ],
-            )
-        })
-        .collect();
-    // Every node reads the others' entries within a second or two.
-    std::thread::sleep(Duration::from_millis(2500));
+    let (nodes, ports) = start_nodes(&redis, &["n1", "n2", "n3"], &[]);
     let urls = ports
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
@@ -114,12 +144,12 @@ fn bots_joining_through_three_nodes_meet_in_one_room() {
     );
 }
 
-/// `GET /metrics` of the node on `port`, as text.
-fn metrics(port: u16) -> String {
+/// `GET path` of the node on `port`: the whole response, headers and body, as text.
+fn get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("node answers");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -138,34 +168,17 @@ fn sample(text: &str, name: &str, labels: &str) -> f64 {
 fn a_room_too_big_for_one_node_spans_three_through_relays() {
     const CLUSTER_SECRET: &str = "a-cluster-secret-of-at-least-32-characters";
     let redis = Redis::start();
-    let url = format!("redis://127.0.0.1:{}/0", redis.1);
-    let ports = [free_port(), free_port(), free_port()];
-    let nodes: Vec<_> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| {
-            let id = format!("n{}", i + 1);
-            start_server_with(
-                *port,
-                &[
-                    "--api-key",
-                    KEY,
-                    "--api-secret",
-                    SECRET,
-                    "--redis",
-                    &url,
-                    "--node-id",
-                    &id,
-                    "--cluster-secret",
-                    CLUSTER_SECRET,
-                    // Three participants of a room per node: nine bots fill three nodes.
-                    "--cluster-room-participants-per-node",
-                    "3",
-                ],
-            )
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Three participants of a room per node: nine bots fill three nodes.
+    let (nodes, ports) = start_nodes(
+        &redis,
+        &["n1", "n2", "n3"],
+        &[
+            "--cluster-secret",
+            CLUSTER_SECRET,
+            "--cluster-room-participants-per-node",
+            "3",
+        ],
+    );
     let urls = ports
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
@@ -200,7 +213,7 @@ fn a_room_too_big_for_one_node_spans_three_through_relays() {
     );
     // Every node took some of the room's participants, and the packets crossed between nodes:
     // out of the publisher's node, into the two others.
-    let texts: Vec<String> = ports.iter().map(|p| metrics(*p)).collect();
+    let texts: Vec<String> = ports.iter().map(|p| get(*p, "/metrics")).collect();
     for (i, t) in texts.iter().enumerate() {
         let joins = sample(t, "sfu_joins_total", "result=\"ok\"");
         assert!(joins >= 1.0, "node n{} took no join:\n{stdout}", i + 1);

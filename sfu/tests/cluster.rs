@@ -926,6 +926,10 @@ async fn relay_requests_without_the_cluster_secret_are_refused() {
     assert_eq!(got, 400, "a signed request with a bad offer: {text}");
     let (got, text) = post(&n1, once, body.clone()).await;
     assert_eq!(got, 401, "the same request again (replayed): {text}");
+    // A body over the limit is refused before it is read as a request.
+    let huge = "x".repeat(100 * 1024);
+    let (got, _) = post(&n1, signed(&huge), huge.clone()).await;
+    assert_eq!(got, 413, "a body over 64 KiB");
     // A node without a cluster secret has no relay at all.
     assert_eq!(post(&plain, signed(&body), body.clone()).await.0, 404);
     let refused = n1.metrics().await;

@@ -348,3 +348,30 @@ fn the_room_video_codecs_come_from_file_and_flags_and_are_checked() {
     assert_eq!(e.key, "room.video_codecs");
     assert!(e.message.contains("twice"), "{e}");
 }
+
+#[test]
+fn the_cluster_secret_and_room_spreading_come_from_file_and_flags() {
+    let redis = "[cluster]\nredis_url = \"redis://127.0.0.1:6379/0\"\n";
+    let c = load(redis, &[]).unwrap().cluster.unwrap();
+    assert_eq!(c.secret, None, "rooms span nodes only with a secret");
+    assert_eq!(
+        c.room_participants_per_node,
+        DEFAULT_ROOM_PARTICIPANTS_PER_NODE
+    );
+    let file = format!(
+        "{redis}secret = \"{}\"\nroom_participants_per_node = 50\n",
+        "s".repeat(32)
+    );
+    let c = load(&file, &[]).unwrap().cluster.unwrap();
+    assert_eq!(c.secret.as_deref().map(str::len), Some(32));
+    assert_eq!(c.room_participants_per_node, 50);
+    let c = load(&file, &["--cluster-room-participants-per-node", "0"])
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!(c.room_participants_per_node, 0, "the flag wins");
+    assert_eq!(
+        key_of(load(redis, &["--cluster-secret", "too-short"])),
+        "cluster.secret"
+    );
+}
