@@ -1,0 +1,483 @@
+//! One relay connection: a str0m connection with one data channel, and the pairs of workers
+//! of its two nodes it joins.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::channel::ChannelId;
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::{Outgoing, Relay, Route};
+use crate::core::{shard_wire, ShardId, ShardMessage};
+use crate::io::handle::Command;
+
+/// Messages a link queues from the local workers before it drops them.
+const LINK_QUEUE: usize = 4096;
+/// How often a link checks which local workers hold its room.
+const LINK_TICK: Duration = Duration::from_millis(100);
+/// A link that is not connected after this long is given up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A link that hears nothing for this long is dead (the other end sends something every
+/// [`KEEPALIVE`] at least).
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A link with nothing else to send sends an empty frame this often.
+const KEEPALIVE: Duration = Duration::from_millis(500);
+/// Packets per data-channel message (their messages stay well under 16 KiB).
+const PACKETS_PER_FRAME: usize = 8;
+/// Bytes a link's data channel may have queued before media for it is dropped.
+const MAX_BUFFERED: usize = 2 * 1024 * 1024;
+
+/// The most workers the other node may say hold a room (each becomes a shard id here, linked
+/// with every local worker of the room); a longer list is a malformed frame.
+const MAX_REMOTE_WORKERS: usize = 256;
+/// Frame kinds on the data channel.
+const FRAME_WORKERS: u8 = 0;
+const FRAME_SHARD: u8 = 1;
+const FRAME_KEEPALIVE: u8 = 2;
+
+/// One relay connection: a str0m connection with one data channel, its UDP socket, and the
+/// pairs of workers it joins.
+pub(super) struct Link {
+    relay: Arc<Relay>,
+    room: String,
+    node: String,
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    closed: Arc<AtomicBool>,
+    serial: u64,
+    /// The local workers' queue into the link.
+    tx: mpsc::Sender<Outgoing>,
+    rx: mpsc::Receiver<Outgoing>,
+    channel: Option<ChannelId>,
+    /// Local workers holding the room, as last told to the other end.
+    local_workers: Vec<u16>,
+    /// The other node's workers holding the room -> the shard id they have here.
+    remote_workers: Vec<(u16, ShardId)>,
+    started: Instant,
+    last_heard: Instant,
+    connected: bool,
+    /// When the link last wrote a frame.
+    last_sent: Instant,
+    /// An event could not be written: the link ends.
+    failed: bool,
+    /// `sfu_relay_packets_total`, looked up once.
+    packets_in: metrics::Counter,
+    packets_out: metrics::Counter,
+    buf: Vec<u8>,
+}
+
+/// What a link starts from.
+pub(super) struct LinkSpec {
+    pub(super) room: String,
+    pub(super) node: String,
+    pub(super) rtc: Rtc,
+    /// Taken when the link starts on its thread.
+    pub(super) socket: Option<std::net::UdpSocket>,
+    pub(super) local: SocketAddr,
+    pub(super) closed: Arc<AtomicBool>,
+    pub(super) serial: u64,
+}
+
+impl Link {
+    pub(super) fn new(relay: &Arc<Relay>, spec: LinkSpec, socket: UdpSocket) -> Link {
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+        let now = Instant::now();
+        Link {
+            relay: Arc::clone(relay),
+            room: spec.room,
+            node: spec.node,
+            rtc: spec.rtc,
+            socket,
+            local: spec.local,
+            closed: spec.closed,
+            serial: spec.serial,
+            tx,
+            rx,
+            channel: None,
+            local_workers: Vec::new(),
+            remote_workers: Vec::new(),
+            started: now,
+            last_heard: now,
+            connected: false,
+            last_sent: now,
+            failed: false,
+            packets_in: metrics::counter!("sfu_relay_packets_total", "direction" => "in"),
+            packets_out: metrics::counter!("sfu_relay_packets_total", "direction" => "out"),
+            buf: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        let why = self.serve().await;
+        info!(room = %self.room, node = %self.node, "relay closed: {why}");
+        self.unlink_all();
+        self.relay.forget(&self.room, &self.node, self.serial);
+    }
+
+    async fn serve(&mut self) -> String {
+        let mut datagram = vec![0u8; 2048];
+        let mut tick = tokio::time::interval(LINK_TICK);
+        loop {
+            let deadline = match self.drain().await {
+                Ok(t) => t,
+                Err(e) => return e,
+            };
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            tokio::select! {
+                r = self.socket.recv_from(&mut datagram) => {
+                    let (n, source) = match r {
+                        Ok(x) => x,
+                        Err(e) => return format!("socket: {e}"),
+                    };
+                    let now = Instant::now();
+                    if let Ok(r) = Receive::new(Protocol::Udp, source, self.local, &datagram[..n]) {
+                        if self.rtc.handle_input(Input::Receive(now, r)).is_ok() {
+                            self.last_heard = now;
+                        }
+                    }
+                }
+                first = self.rx.recv() => {
+                    // Never None: the link holds a sender itself.
+                    if let Some(first) = first {
+                        self.send(first);
+                        for _ in 0..256 {
+                            match self.rx.try_recv() {
+                                Ok(m) => self.send(m),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                () = sleep => {
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
+                        return format!("connection: {e}");
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some(why) = self.check() {
+                        return why;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The periodic checks: closed, timed out, the room's local workers.
+    fn check(&mut self) -> Option<String> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Some("replaced".into());
+        }
+        if self.failed {
+            return Some("an event did not fit in the connection's buffer".into());
+        }
+        let now = Instant::now();
+        if !self.connected && now.duration_since(self.started) > CONNECT_TIMEOUT {
+            return Some("not connected in time".into());
+        }
+        if self.connected && now.duration_since(self.last_heard) > SILENCE_TIMEOUT {
+            return Some("the other node went silent".into());
+        }
+        let workers: Vec<u16> = self
+            .relay
+            .placement
+            .lock()
+            .room_workers(&self.room)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| w as u16)
+            .collect();
+        if workers.is_empty() {
+            return Some("the room has nobody here".into());
+        }
+        if workers != self.local_workers && self.channel.is_some() {
+            self.set_local_workers(workers);
+        }
+        if self.channel.is_some() && now.duration_since(self.last_sent) >= KEEPALIVE {
+            let _ = self.write(&[FRAME_KEEPALIVE]);
+        }
+        None
+    }
+
+    /// Polls the connection until it asks to be woken; sends what it transmits.
+    async fn drain(&mut self) -> Result<Instant, String> {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return Ok(t),
+                Ok(Output::Transmit(t)) => {
+                    // A failed send is a lost datagram: ICE and SCTP recover or time out.
+                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                }
+                Ok(Output::Event(e)) => self.event(e)?,
+                Err(e) => return Err(format!("connection: {e}")),
+            }
+        }
+    }
+
+    fn event(&mut self, e: Event) -> Result<(), String> {
+        match e {
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                return Err("ICE disconnected".into());
+            }
+            Event::ChannelOpen(id, _) => {
+                self.channel = Some(id);
+                self.connected = true;
+                self.relay
+                    .links
+                    .lock()
+                    .entry((self.room.clone(), self.node.clone()))
+                    .and_modify(|l| {
+                        if l.serial == self.serial {
+                            l.offering = false;
+                        }
+                    });
+                info!(room = %self.room, node = %self.node, "relay open");
+                let workers = self
+                    .relay
+                    .placement
+                    .lock()
+                    .room_workers(&self.room)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|w| w as u16)
+                    .collect();
+                self.set_local_workers(workers);
+            }
+            Event::ChannelData(d) => self.receive(&d.data),
+            Event::ChannelClose(_) => return Err("the other node closed it".into()),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Tells the other end which local workers hold the room, and links or unlinks them with
+    /// the other end's workers.
+    fn set_local_workers(&mut self, workers: Vec<u16>) {
+        let old = std::mem::replace(&mut self.local_workers, workers);
+        for &(_, id) in &self.remote_workers {
+            for &w in old.iter().filter(|w| !self.local_workers.contains(w)) {
+                self.pair(w, id, false);
+            }
+            for &w in self.local_workers.iter().filter(|w| !old.contains(w)) {
+                self.pair(w, id, true);
+            }
+        }
+        let mut frame = vec![FRAME_WORKERS];
+        for w in &self.local_workers {
+            frame.extend_from_slice(&w.to_be_bytes());
+        }
+        if !self.write(&frame) {
+            self.failed = true;
+        }
+    }
+
+    /// Links (or unlinks) local worker `worker` with the other node's worker known here as `id`.
+    fn pair(&self, worker: u16, id: ShardId, link: bool) {
+        let (room, peer) = (self.room.clone(), id as usize);
+        let cmd = if link {
+            Command::LinkRoom { room, peer }
+        } else {
+            Command::UnlinkRoom { room, peer }
+        };
+        self.command(worker, cmd);
+    }
+
+    fn command(&self, worker: u16, cmd: Command) {
+        let Some(tx) = self.relay.workers.get(worker as usize) else {
+            return;
+        };
+        if tx.try_send(cmd).is_err() {
+            metrics::counter!("sfu_relay_dropped_total", "reason" => "worker_busy").increment(1);
+            warn!(room = %self.room, worker, "relay: command for a worker dropped: its queue is full");
+        }
+    }
+
+    /// One frame from the other end.
+    fn receive(&mut self, frame: &[u8]) {
+        match frame.split_first() {
+            Some((&FRAME_WORKERS, rest)) => match parse_workers(rest) {
+                Some(workers) => self.set_remote_workers(&workers),
+                None => {
+                    metrics::counter!("sfu_relay_refused_total", "reason" => "malformed")
+                        .increment(1);
+                }
+            },
+            Some((&FRAME_SHARD, rest)) if rest.len() >= 4 => {
+                let from = u16::from_be_bytes([rest[0], rest[1]]);
+                let to = u16::from_be_bytes([rest[2], rest[3]]);
+                let Some(&(_, id)) = self.remote_workers.iter().find(|(r, _)| *r == from) else {
+                    return;
+                };
+                if !self.local_workers.contains(&to) {
+                    return;
+                }
+                match shard_wire::decode(&rest[4..], Instant::now()) {
+                    Ok(msg) => {
+                        if let ShardMessage::Media(ref batch) = msg {
+                            self.packets_in.increment(batch.len() as u64);
+                        }
+                        let cmd = Command::Shard {
+                            from: id as usize,
+                            msg,
+                        };
+                        if self.relay.workers[to as usize].try_send(cmd).is_err() {
+                            metrics::counter!("sfu_relay_dropped_total", "reason" => "worker_busy")
+                                .increment(1);
+                        }
+                    }
+                    Err(e) => {
+                        metrics::counter!("sfu_relay_refused_total", "reason" => "malformed")
+                            .increment(1);
+                        debug!(room = %self.room, node = %self.node, "relay frame not read: {e}");
+                    }
+                }
+            }
+            Some((&FRAME_KEEPALIVE, [])) => {}
+            _ => {
+                metrics::counter!("sfu_relay_refused_total", "reason" => "malformed").increment(1);
+            }
+        }
+    }
+
+    /// The other end's workers holding the room are now `workers`.
+    fn set_remote_workers(&mut self, workers: &[u16]) {
+        let gone: Vec<(u16, ShardId)> = self
+            .remote_workers
+            .iter()
+            .filter(|(r, _)| !workers.contains(r))
+            .copied()
+            .collect();
+        for (r, id) in gone {
+            for &w in &self.local_workers {
+                self.pair(w, id, false);
+            }
+            self.relay.routes.routes.write().remove(&id);
+            self.relay.ids.lock().free.push(id);
+            self.remote_workers.retain(|(x, _)| *x != r);
+        }
+        for &r in workers {
+            if self.remote_workers.iter().any(|(x, _)| *x == r) {
+                continue;
+            }
+            let Some(id) = self.relay.ids.lock().take() else {
+                warn!(room = %self.room, "relay: no shard id left");
+                return;
+            };
+            self.relay.routes.routes.write().insert(
+                id,
+                Route {
+                    tx: self.tx.clone(),
+                    remote_worker: r,
+                },
+            );
+            self.remote_workers.push((r, id));
+            for &w in &self.local_workers {
+                self.pair(w, id, true);
+            }
+        }
+    }
+
+    /// A local worker's message: onto the data channel (packets in frames of a few).
+    fn send(&mut self, out: Outgoing) {
+        if self.channel.is_none() || !self.remote_workers.iter().any(|(r, _)| *r == out.to) {
+            return;
+        }
+        match out.msg {
+            ShardMessage::Media(mut batch) => {
+                let buffered = self
+                    .channel
+                    .and_then(|id| self.rtc.channel(id))
+                    .map_or(0, |mut c| c.buffered_amount());
+                if buffered > MAX_BUFFERED {
+                    metrics::counter!("sfu_relay_dropped_total", "reason" => "backlog")
+                        .increment(1);
+                    return;
+                }
+                self.packets_out.increment(batch.len() as u64);
+                while !batch.is_empty() {
+                    let rest = batch.split_off(batch.len().min(PACKETS_PER_FRAME));
+                    // A packet that does not fit is lost, as on any network.
+                    let _ = self.frame(out.from, out.to, &ShardMessage::Media(batch));
+                    batch = rest;
+                }
+            }
+            msg => {
+                if !self.frame(out.from, out.to, &msg) {
+                    self.failed = true;
+                }
+            }
+        }
+    }
+
+    /// Writes one message; false if the connection did not take it.
+    fn frame(&mut self, from: u16, to: u16, msg: &ShardMessage) -> bool {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.push(FRAME_SHARD);
+        buf.extend_from_slice(&from.to_be_bytes());
+        buf.extend_from_slice(&to.to_be_bytes());
+        shard_wire::encode(msg, &mut buf);
+        let written = self.write(&buf);
+        self.buf = buf;
+        written
+    }
+
+    /// Writes one frame; false if the connection did not take it (counted).
+    fn write(&mut self, frame: &[u8]) -> bool {
+        let Some(mut channel) = self.channel.and_then(|id| self.rtc.channel(id)) else {
+            return false;
+        };
+        let written = matches!(channel.write(true, frame), Ok(true));
+        if !written {
+            metrics::counter!("sfu_relay_dropped_total", "reason" => "backlog").increment(1);
+        }
+        self.last_sent = Instant::now();
+        written
+    }
+
+    /// The link is over: every local worker forgets the other end's workers.
+    fn unlink_all(&mut self) {
+        self.set_remote_workers(&[]);
+    }
+}
+
+/// The workers a workers frame lists (big-endian u16 each); `None` if it is cut or too long.
+fn parse_workers(rest: &[u8]) -> Option<Vec<u16>> {
+    if !rest.len().is_multiple_of(2) || rest.len() / 2 > MAX_REMOTE_WORKERS {
+        return None;
+    }
+    Some(
+        rest.chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workers_frame_is_bounded() {
+        assert_eq!(parse_workers(&[]), Some(vec![]));
+        assert_eq!(parse_workers(&[0, 1, 1, 0]), Some(vec![1, 256]));
+        assert_eq!(parse_workers(&[0, 1, 1]), None, "cut");
+        let most = vec![0u8; 2 * MAX_REMOTE_WORKERS];
+        assert_eq!(
+            parse_workers(&most).map(|w| w.len()),
+            Some(MAX_REMOTE_WORKERS)
+        );
+        let over = vec![0u8; 2 * MAX_REMOTE_WORKERS + 2];
+        assert_eq!(
+            parse_workers(&over),
+            None,
+            "more workers than a node may have"
+        );
+    }
+}
