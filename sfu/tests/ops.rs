@@ -195,11 +195,18 @@ fn metrics_are_documented(text: &str) {
             );
         }
     }
+    // Every source file of the server, in any folder.
     let mut source = String::new();
-    for dir in ["sfu/src", "sfu/src/io", "signal/src"] {
-        for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+    let mut dirs: Vec<std::path::PathBuf> = ["sfu/src", "signal/src"]
+        .iter()
+        .map(|d| std::path::Path::new(root).join(d))
+        .collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "rs") {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
                 source.push_str(&std::fs::read_to_string(path).unwrap());
             }
         }
