@@ -41,6 +41,7 @@ pub mod red;
 pub mod room;
 mod sdp_text;
 pub mod shard;
+pub mod shard_repair;
 pub mod shard_wire;
 mod speakers;
 pub mod stats;

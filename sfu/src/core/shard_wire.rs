@@ -1,8 +1,10 @@
 //! The bytes of a [`ShardMessage`], for engines in different processes.
 //!
-//! One message is one buffer: the channel between two servers (an SCTP data channel) is
-//! encrypted, authenticated, reliable and ordered, and keeps message boundaries, so there is no
-//! framing, checksum or crypto here.
+//! One message is one buffer: the channels between two servers (SCTP data channels over DTLS)
+//! are encrypted and authenticated and keep message boundaries, so there is no framing,
+//! checksum or crypto here. Events cross a reliable, ordered channel; `Media` an unordered one
+//! whose losses are repaired by [`super::shard_repair`], so its packets may arrive late and out
+//! of order, as a publisher's own do.
 //!
 //! The first byte names the variant. Integers are big-endian, booleans are one byte (0 or 1).
 //!

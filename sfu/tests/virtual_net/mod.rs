@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sfu::core::forward::av1::{self, DdSerializer, DependencyDescriptor};
+use sfu::core::shard_repair::{RepairReceiver, RepairSender};
 use sfu::core::{
     generate_dtls_cert, Engine, EngineConfig, Event as EngineEvent, JoinSpec, ShardMessage,
 };
@@ -879,6 +880,17 @@ pub struct Bed {
     pub shard_messages: HashMap<(usize, usize), usize>,
     /// Messages between engines cross as bytes (`shard_wire`), as over a relay between nodes.
     pub over_wire: bool,
+    /// With `over_wire`: the share of media frames the wire between engines loses (each
+    /// attempt, repeats included). Media then crosses in numbered frames, repaired as between
+    /// nodes (`shard_repair`).
+    pub relay_loss: f64,
+    /// With `relay_loss`: the sender answers NACKs (false: lost media stays lost).
+    pub relay_repair: bool,
+    /// The repair state of each direction between two engines, by (from, to).
+    relay_wire: HashMap<(usize, usize), (RepairSender, RepairReceiver)>,
+    /// Media frames the wire between engines lost, and frames sent again when asked.
+    pub relay_lost: usize,
+    pub relay_resent: usize,
 }
 
 /// The UDP address of engine `i` (0: `SERVER`).
@@ -916,6 +928,11 @@ impl Bed {
             next_engine: 0,
             shard_messages: HashMap::new(),
             over_wire: false,
+            relay_loss: 0.0,
+            relay_repair: true,
+            relay_wire: HashMap::new(),
+            relay_lost: 0,
+            relay_resent: 0,
         }
     }
 
@@ -956,13 +973,11 @@ impl Bed {
     pub fn exchange_shard_messages(&mut self) {
         let now = self.now;
         for _ in 0..100 {
-            let mut any = false;
+            let mut any = self.ask_again();
             for from in 0..=self.peers.len() {
                 while let Some((to, msg)) = self.engine_at(from).poll_shard() {
                     *self.shard_messages.entry((from, to as usize)).or_default() += 1;
-                    let msg = self.carry(msg);
-                    self.engine_at(to as usize)
-                        .handle_shard(now, from as u16, msg);
+                    self.cross(from, to as usize, msg);
                     any = true;
                 }
             }
@@ -978,14 +993,75 @@ impl Bed {
         panic!("engines keep messaging each other");
     }
 
-    /// A message on its way between engines: itself, or encoded and decoded again.
-    fn carry(&self, msg: ShardMessage) -> ShardMessage {
+    /// A message on its way between engines: handed over itself, or encoded and decoded again;
+    /// media on a lossy wire in a numbered frame that may be lost.
+    fn cross(&mut self, from: usize, to: usize, msg: ShardMessage) {
+        let now = self.now;
         if !self.over_wire {
-            return msg;
+            self.engine_at(to).handle_shard(now, from as u16, msg);
+            return;
+        }
+        if self.relay_loss > 0.0 && matches!(msg, ShardMessage::Media(_)) {
+            let frame = self
+                .relay_wire
+                .entry((from, to))
+                .or_insert_with(|| (RepairSender::new(2 << 20), RepairReceiver::default()))
+                .0
+                .frame(now, |number, buf| {
+                    buf.extend_from_slice(&number.to_be_bytes());
+                    sfu::core::shard_wire::encode(&msg, buf);
+                })
+                .to_vec();
+            self.lossy_arrival(from, to, &frame);
+            return;
         }
         let mut buf = Vec::new();
         sfu::core::shard_wire::encode(&msg, &mut buf);
-        sfu::core::shard_wire::decode(&buf, self.now).expect("a message decodes as it was encoded")
+        let msg =
+            sfu::core::shard_wire::decode(&buf, now).expect("a message decodes as it was encoded");
+        self.engine_at(to).handle_shard(now, from as u16, msg);
+    }
+
+    /// A numbered media frame reaches engine `to` over the lossy wire, or is lost.
+    fn lossy_arrival(&mut self, from: usize, to: usize, frame: &[u8]) {
+        if self.random() < self.relay_loss {
+            self.relay_lost += 1;
+            return;
+        }
+        let now = self.now;
+        let number = u32::from_be_bytes(frame[..4].try_into().unwrap());
+        let (_, receiver) = self.relay_wire.get_mut(&(from, to)).unwrap();
+        if receiver.arrived(now, number) {
+            let msg = sfu::core::shard_wire::decode(&frame[4..], now)
+                .expect("a message decodes as it was encoded");
+            self.engine_at(to).handle_shard(now, from as u16, msg);
+        }
+    }
+
+    /// Each receiving side asks for the media frames it misses, and the sender sends those it
+    /// still has again (over the same lossy wire). True if anything was sent again.
+    fn ask_again(&mut self) -> bool {
+        let now = self.now;
+        let mut any = false;
+        let pairs: Vec<(usize, usize)> = self.relay_wire.keys().copied().collect();
+        for (from, to) in pairs {
+            let (sender, receiver) = self.relay_wire.get_mut(&(from, to)).unwrap();
+            let mut asked = Vec::new();
+            receiver.poll_nacks(now, &mut asked);
+            if !self.relay_repair {
+                continue;
+            }
+            let again: Vec<Vec<u8>> = asked
+                .iter()
+                .filter_map(|&n| sender.get(now, n).map(<[u8]>::to_vec))
+                .collect();
+            for frame in again {
+                self.relay_resent += 1;
+                self.lossy_arrival(from, to, &frame);
+                any = true;
+            }
+        }
+        any
     }
 
     fn engines_quiet(&mut self, i: usize) -> bool {
@@ -993,10 +1069,8 @@ impl Bed {
         match self.engine_at(i).poll_shard() {
             None => true,
             Some((to, msg)) => {
-                let now = self.now;
                 *self.shard_messages.entry((i, to as usize)).or_default() += 1;
-                let msg = self.carry(msg);
-                self.engine_at(to as usize).handle_shard(now, i as u16, msg);
+                self.cross(i, to as usize, msg);
                 false
             }
         }

@@ -1,5 +1,6 @@
-//! One relay connection: a str0m connection with one data channel, and the pairs of workers
-//! of its two nodes it joins.
+//! One relay connection: a str0m connection with two data channels (events, reliable and
+//! ordered; media, unordered and never retransmitted by SCTP, repaired by
+//! `core::shard_repair`), and the pairs of workers of its two nodes it joins.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{Outgoing, Relay, Route};
+use super::{Outgoing, Relay, Route, LABEL, MEDIA_LABEL};
+use crate::core::shard_repair::{RepairReceiver, RepairSender, MAX_MISSING};
 use crate::core::{shard_wire, ShardId, ShardMessage};
 use crate::io::handle::Command;
 
@@ -30,8 +32,10 @@ const SILENCE_TIMEOUT: Duration = Duration::from_secs(3);
 const KEEPALIVE: Duration = Duration::from_millis(500);
 /// Packets per data-channel message (their messages stay well under 16 KiB).
 const PACKETS_PER_FRAME: usize = 8;
-/// Bytes a link's data channel may have queued before media for it is dropped.
+/// Bytes a link's media channel may have queued before media for it is dropped.
 const MAX_BUFFERED: usize = 2 * 1024 * 1024;
+/// Bytes of sent media frames a link keeps to send again when the other end asks.
+const MAX_KEPT: usize = 2 * 1024 * 1024;
 
 /// The most workers the other node may say hold a room (each becomes a shard id here, linked
 /// with every local worker of the room); a longer list is a malformed frame.
@@ -40,6 +44,10 @@ const MAX_REMOTE_WORKERS: usize = 256;
 const FRAME_WORKERS: u8 = 0;
 const FRAME_SHARD: u8 = 1;
 const FRAME_KEEPALIVE: u8 = 2;
+/// A numbered media frame: `u32` number, sending and receiving worker, the `Media` message.
+const FRAME_MEDIA: u8 = 3;
+/// The numbers of media frames the sender of this frame asks for again (`u32` each).
+const FRAME_NACK: u8 = 4;
 
 /// One relay connection: a str0m connection with one data channel, its UDP socket, and the
 /// pairs of workers it joins.
@@ -55,7 +63,14 @@ pub(super) struct Link {
     /// The local workers' queue into the link.
     tx: mpsc::Sender<Outgoing>,
     rx: mpsc::Receiver<Outgoing>,
+    /// The reliable, ordered channel: workers, events, feedback, keepalives, NACKs.
     channel: Option<ChannelId>,
+    /// The unordered channel without retransmission: media frames.
+    media: Option<ChannelId>,
+    /// Numbers media frames and keeps them for a repeat.
+    sender: RepairSender,
+    /// Which media frames arrived and which to ask for.
+    receiver: RepairReceiver,
     /// Local workers holding the room, as last told to the other end.
     local_workers: Vec<u16>,
     /// The other node's workers holding the room -> the shard id they have here.
@@ -71,6 +86,7 @@ pub(super) struct Link {
     packets_in: metrics::Counter,
     packets_out: metrics::Counter,
     buf: Vec<u8>,
+    nacks: Vec<u32>,
 }
 
 /// What a link starts from.
@@ -101,6 +117,9 @@ impl Link {
             tx,
             rx,
             channel: None,
+            media: None,
+            sender: RepairSender::new(MAX_KEPT),
+            receiver: RepairReceiver::default(),
             local_workers: Vec::new(),
             remote_workers: Vec::new(),
             started: now,
@@ -111,6 +130,7 @@ impl Link {
             packets_in: metrics::counter!("sfu_relay_packets_total", "direction" => "in"),
             packets_out: metrics::counter!("sfu_relay_packets_total", "direction" => "out"),
             buf: Vec::with_capacity(16 * 1024),
+            nacks: Vec::new(),
         }
     }
 
@@ -129,6 +149,10 @@ impl Link {
                 Ok(t) => t,
                 Err(e) => return e,
             };
+            let deadline = self
+                .receiver
+                .poll_timeout()
+                .map_or(deadline, |t| t.min(deadline));
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
             tokio::select! {
                 r = self.socket.recv_from(&mut datagram) => {
@@ -156,7 +180,9 @@ impl Link {
                     }
                 }
                 () = sleep => {
-                    if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
+                    let now = Instant::now();
+                    self.ask_again(now);
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
                         return format!("connection: {e}");
                     }
                 }
@@ -225,7 +251,8 @@ impl Link {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 return Err("ICE disconnected".into());
             }
-            Event::ChannelOpen(id, _) => {
+            Event::ChannelOpen(id, label) if label == MEDIA_LABEL => self.media = Some(id),
+            Event::ChannelOpen(id, label) if label == LABEL => {
                 self.channel = Some(id);
                 self.connected = true;
                 self.relay
@@ -303,46 +330,97 @@ impl Link {
         match frame.split_first() {
             Some((&FRAME_WORKERS, rest)) => match parse_workers(rest) {
                 Some(workers) => self.set_remote_workers(&workers),
-                None => {
-                    metrics::counter!("sfu_relay_refused_total", "reason" => "malformed")
+                None => malformed(),
+            },
+            Some((&FRAME_SHARD, rest)) if rest.len() >= 4 => self.deliver(rest),
+            Some((&FRAME_MEDIA, rest)) if rest.len() >= 8 => {
+                let number = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                let now = Instant::now();
+                // A repeat that already arrived, or a frame too old to place, is dropped.
+                if self.receiver.arrived(now, number) {
+                    self.deliver(&rest[4..]);
+                    self.ask_again(now);
+                }
+            }
+            Some((&FRAME_NACK, rest)) => match parse_nack(rest) {
+                Some(numbers) => self.send_again(numbers),
+                None => malformed(),
+            },
+            Some((&FRAME_KEEPALIVE, [])) => {}
+            _ => malformed(),
+        }
+    }
+
+    /// A message from a worker over there (`from`, `to`, the message) to a local worker.
+    fn deliver(&mut self, rest: &[u8]) {
+        let from = u16::from_be_bytes([rest[0], rest[1]]);
+        let to = u16::from_be_bytes([rest[2], rest[3]]);
+        let Some(&(_, id)) = self.remote_workers.iter().find(|(r, _)| *r == from) else {
+            return;
+        };
+        if !self.local_workers.contains(&to) {
+            return;
+        }
+        match shard_wire::decode(&rest[4..], Instant::now()) {
+            Ok(msg) => {
+                if let ShardMessage::Media(ref batch) = msg {
+                    self.packets_in.increment(batch.len() as u64);
+                }
+                let cmd = Command::Shard {
+                    from: id as usize,
+                    msg,
+                };
+                if self.relay.workers[to as usize].try_send(cmd).is_err() {
+                    metrics::counter!("sfu_relay_dropped_total", "reason" => "worker_busy")
                         .increment(1);
                 }
-            },
-            Some((&FRAME_SHARD, rest)) if rest.len() >= 4 => {
-                let from = u16::from_be_bytes([rest[0], rest[1]]);
-                let to = u16::from_be_bytes([rest[2], rest[3]]);
-                let Some(&(_, id)) = self.remote_workers.iter().find(|(r, _)| *r == from) else {
-                    return;
-                };
-                if !self.local_workers.contains(&to) {
-                    return;
-                }
-                match shard_wire::decode(&rest[4..], Instant::now()) {
-                    Ok(msg) => {
-                        if let ShardMessage::Media(ref batch) = msg {
-                            self.packets_in.increment(batch.len() as u64);
-                        }
-                        let cmd = Command::Shard {
-                            from: id as usize,
-                            msg,
-                        };
-                        if self.relay.workers[to as usize].try_send(cmd).is_err() {
-                            metrics::counter!("sfu_relay_dropped_total", "reason" => "worker_busy")
-                                .increment(1);
-                        }
-                    }
-                    Err(e) => {
-                        metrics::counter!("sfu_relay_refused_total", "reason" => "malformed")
-                            .increment(1);
-                        debug!(room = %self.room, node = %self.node, "relay frame not read: {e}");
-                    }
-                }
             }
-            Some((&FRAME_KEEPALIVE, [])) => {}
-            _ => {
-                metrics::counter!("sfu_relay_refused_total", "reason" => "malformed").increment(1);
+            Err(e) => {
+                malformed();
+                debug!(room = %self.room, node = %self.node, "relay frame not read: {e}");
             }
         }
+    }
+
+    /// Asks the other end again for the media frames missing now.
+    fn ask_again(&mut self, now: Instant) {
+        self.nacks.clear();
+        self.receiver.poll_nacks(now, &mut self.nacks);
+        if self.nacks.is_empty() {
+            return;
+        }
+        metrics::counter!("sfu_relay_nacks_total", "direction" => "out")
+            .increment(self.nacks.len() as u64);
+        let mut frame = Vec::with_capacity(1 + 4 * self.nacks.len());
+        frame.push(FRAME_NACK);
+        for n in &self.nacks {
+            frame.extend_from_slice(&n.to_be_bytes());
+        }
+        // A NACK that does not fit is lost like the frame it asks for.
+        let _ = self.write(&frame);
+    }
+
+    /// Sends again the media frames the other end asks for, those still kept.
+    fn send_again(&mut self, numbers: impl Iterator<Item = u32>) {
+        let now = Instant::now();
+        for n in numbers {
+            metrics::counter!("sfu_relay_nacks_total", "direction" => "in").increment(1);
+            if self.media_backlog() > MAX_BUFFERED {
+                return;
+            }
+            if let Some(frame) = self.sender.get(now, n) {
+                if write_to(&mut self.rtc, self.media, frame) {
+                    metrics::counter!("sfu_relay_resent_total").increment(1);
+                }
+            }
+        }
+    }
+
+    /// Bytes queued on the media channel.
+    fn media_backlog(&mut self) -> usize {
+        self.media
+            .and_then(|id| self.rtc.channel(id))
+            .map_or(0, |mut c| c.buffered_amount())
     }
 
     /// The other end's workers holding the room are now `workers`.
@@ -383,29 +461,39 @@ impl Link {
         }
     }
 
-    /// A local worker's message: onto the data channel (packets in frames of a few).
+    /// A local worker's message: onto a data channel (packets in numbered frames of a few).
     fn send(&mut self, out: Outgoing) {
         if self.channel.is_none() || !self.remote_workers.iter().any(|(r, _)| *r == out.to) {
             return;
         }
         match out.msg {
             ShardMessage::Media(mut batch) => {
-                let buffered = self
-                    .channel
-                    .and_then(|id| self.rtc.channel(id))
-                    .map_or(0, |mut c| c.buffered_amount());
-                if buffered > MAX_BUFFERED {
+                if self.media.is_none() || self.media_backlog() > MAX_BUFFERED {
                     metrics::counter!("sfu_relay_dropped_total", "reason" => "backlog")
                         .increment(1);
                     return;
                 }
                 self.packets_out.increment(batch.len() as u64);
+                let now = Instant::now();
                 while !batch.is_empty() {
                     let rest = batch.split_off(batch.len().min(PACKETS_PER_FRAME));
-                    // A packet that does not fit is lost, as on any network.
-                    let _ = self.frame(out.from, out.to, &ShardMessage::Media(batch));
+                    let msg = ShardMessage::Media(batch);
+                    let frame = self.sender.frame(now, |number, buf| {
+                        buf.push(FRAME_MEDIA);
+                        buf.extend_from_slice(&number.to_be_bytes());
+                        buf.extend_from_slice(&out.from.to_be_bytes());
+                        buf.extend_from_slice(&out.to.to_be_bytes());
+                        shard_wire::encode(&msg, buf);
+                    });
+                    // A frame the channel does not take is lost, as on any network, and may
+                    // still be asked for again.
+                    if !write_to(&mut self.rtc, self.media, frame) {
+                        metrics::counter!("sfu_relay_dropped_total", "reason" => "backlog")
+                            .increment(1);
+                    }
                     batch = rest;
                 }
+                self.last_sent = now;
             }
             msg => {
                 if !self.frame(out.from, out.to, &msg) {
@@ -415,7 +503,7 @@ impl Link {
         }
     }
 
-    /// Writes one message; false if the connection did not take it.
+    /// Writes one message on the events channel; false if the connection did not take it.
     fn frame(&mut self, from: u16, to: u16, msg: &ShardMessage) -> bool {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -428,12 +516,10 @@ impl Link {
         written
     }
 
-    /// Writes one frame; false if the connection did not take it (counted).
+    /// Writes one frame on the events channel; false if the connection did not take it
+    /// (counted).
     fn write(&mut self, frame: &[u8]) -> bool {
-        let Some(mut channel) = self.channel.and_then(|id| self.rtc.channel(id)) else {
-            return false;
-        };
-        let written = matches!(channel.write(true, frame), Ok(true));
+        let written = write_to(&mut self.rtc, self.channel, frame);
         if !written {
             metrics::counter!("sfu_relay_dropped_total", "reason" => "backlog").increment(1);
         }
@@ -445,6 +531,31 @@ impl Link {
     fn unlink_all(&mut self) {
         self.set_remote_workers(&[]);
     }
+}
+
+/// Writes `frame` on channel `id` of `rtc`; false if there is no such channel or it did not
+/// take the frame.
+fn write_to(rtc: &mut Rtc, id: Option<ChannelId>, frame: &[u8]) -> bool {
+    let Some(mut channel) = id.and_then(|id| rtc.channel(id)) else {
+        return false;
+    };
+    matches!(channel.write(true, frame), Ok(true))
+}
+
+fn malformed() {
+    metrics::counter!("sfu_relay_refused_total", "reason" => "malformed").increment(1);
+}
+
+/// The numbers a NACK frame lists (big-endian u32 each); `None` if it is empty, cut or longer
+/// than the receiver ever asks for.
+fn parse_nack(rest: &[u8]) -> Option<impl Iterator<Item = u32> + '_> {
+    if rest.is_empty() || !rest.len().is_multiple_of(4) || rest.len() / 4 > MAX_MISSING {
+        return None;
+    }
+    Some(
+        rest.chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])),
+    )
 }
 
 /// The workers a workers frame lists (big-endian u16 each); `None` if it is cut or too long.
@@ -462,6 +573,25 @@ fn parse_workers(rest: &[u8]) -> Option<Vec<u16>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nack_frame_is_bounded() {
+        let numbers = |rest: &[u8]| parse_nack(rest).map(|n| n.collect::<Vec<u32>>());
+        assert_eq!(
+            numbers(&[0, 0, 1, 0, 255, 255, 255, 255]),
+            Some(vec![256, u32::MAX])
+        );
+        assert_eq!(numbers(&[]), None, "empty");
+        assert_eq!(numbers(&[0, 0, 1]), None, "cut");
+        let most = vec![0u8; 4 * MAX_MISSING];
+        assert_eq!(numbers(&most).map(|n| n.len()), Some(MAX_MISSING));
+        let over = vec![0u8; 4 * MAX_MISSING + 4];
+        assert_eq!(
+            numbers(&over),
+            None,
+            "more than a receiver asks for at once"
+        );
+    }
 
     #[test]
     fn a_workers_frame_is_bounded() {

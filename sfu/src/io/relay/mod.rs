@@ -2,8 +2,11 @@
 //!
 //! Within a process the workers of a room exchange [`ShardMessage`]s over their command queues
 //! (`core::shard`). Between nodes the same messages cross one WebRTC connection per pair of
-//! nodes and room, made with str0m: ICE on UDP, DTLS, and one reliable, ordered SCTP data
-//! channel that carries them in order, encoded by `core::shard_wire`. The offer and the answer
+//! nodes and room, made with str0m: ICE on UDP, DTLS, and two SCTP data channels, the messages
+//! encoded by `core::shard_wire`. Events and feedback take a reliable, ordered channel. Media
+//! takes an unordered channel that SCTP never retransmits, in numbered frames: the receiver asks
+//! for a lost frame again and the sender keeps recent ones to answer (`core::shard_repair`), so
+//! a loss between nodes delays only the packets it hit. The offer and the answer
 //! travel over HTTP (`POST /cluster/relay`), each signed with the cluster secret (HMAC-SHA256
 //! over a timestamp and the body), so the DTLS fingerprints in them, and hence the connection,
 //! are authenticated: a node without the secret can neither open a relay nor pose as the other
@@ -36,6 +39,7 @@ use axum::response::{IntoResponse, Response};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::channel::{ChannelConfig, Reliability};
 use str0m::{Candidate, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -62,8 +66,10 @@ const SCTP_BUFFER: usize = 8 * 1024 * 1024;
 const OFFER_ATTEMPTS: u32 = 3;
 /// The pause between them.
 const OFFER_RETRY: Duration = Duration::from_secs(1);
-/// The data channel's label.
+/// The label of the reliable, ordered data channel (events, feedback, NACKs).
 const LABEL: &str = "sfu-relay";
+/// The label of the unordered data channel without retransmission (media frames).
+const MEDIA_LABEL: &str = "sfu-relay-media";
 
 /// A message of a local worker for a worker of another node.
 #[derive(Debug)]
@@ -372,6 +378,12 @@ impl Relay {
         let (mut rtc, local) = self.rtc(now, &socket)?;
         let mut api = rtc.sdp_api();
         api.add_channel(LABEL.to_owned());
+        api.add_channel_with_config(ChannelConfig {
+            label: MEDIA_LABEL.to_owned(),
+            ordered: false,
+            reliability: Reliability::MaxRetransmits { retransmits: 0 },
+            ..Default::default()
+        });
         let (offer, pending) = api.apply().ok_or("no offer")?;
         let body = serde_json::to_vec(&OfferBody {
             from: self.cluster.node_id().to_owned(),
