@@ -52,6 +52,7 @@ pub struct RtcConfig {
     pub(crate) send_buffer_video: usize,
     pub(crate) sctp_max_buffered_amount: usize,
     pub(crate) sctp_max_message_size: u32,
+    pub(crate) sctp_rto_min: Option<Duration>,
     pub(crate) rtp_mode: bool,
     pub(crate) enable_raw_packets: bool,
     pub(crate) dtls_version: DtlsVersion,
@@ -725,6 +726,30 @@ impl RtcConfig {
         self.sctp_max_message_size
     }
 
+    /// Sets the lower bound of the SCTP retransmission timeout of data channels.
+    ///
+    /// SCTP (RFC 9260) retransmits what a peer has not acknowledged after a timeout computed
+    /// from the measured round trip, but never less than this bound, 1 s by default. On a link
+    /// known to be fast (between servers), a lower bound makes a lost packet of a channel, or
+    /// a lost acknowledgement, stall the association for tens of milliseconds rather than a
+    /// second.
+    ///
+    /// ```
+    /// # use str0m::RtcConfig;
+    /// # use std::time::Duration;
+    /// let config = RtcConfig::new().set_sctp_rto_min(Duration::from_millis(50));
+    /// assert_eq!(config.sctp_rto_min(), Some(Duration::from_millis(50)));
+    /// ```
+    pub fn set_sctp_rto_min(mut self, rto_min: Duration) -> Self {
+        self.sctp_rto_min = Some(rto_min);
+        self
+    }
+
+    /// The lower bound of the SCTP retransmission timeout, if set.
+    pub fn sctp_rto_min(&self) -> Option<Duration> {
+        self.sctp_rto_min
+    }
+
     /// Make the entire Rtc be in RTP mode.
     ///
     /// This means all media, read from [`RtpPacket`][crate::rtp::RtpPacket] and written to
@@ -904,6 +929,7 @@ impl Default for RtcConfig {
             send_buffer_video: 1000,
             sctp_max_buffered_amount: crate::sctp::DEFAULT_MAX_BUFFERED_AMOUNT,
             sctp_max_message_size: crate::sctp::LOCAL_MAX_MESSAGE_SIZE,
+            sctp_rto_min: None,
             rtp_mode: false,
             enable_raw_packets: false,
             dtls_version: DtlsVersion::Dtls12,

@@ -1281,6 +1281,9 @@ impl Rtc {
             sctp.enable_snap();
         }
         sctp.set_max_buffered_amount(config.sctp_max_buffered_amount);
+        if config.sctp_rto_min.is_some() {
+            sctp.set_rto_min(config.sctp_rto_min);
+        }
 
         Ok(Rtc {
             state: RtcState::Alive,

@@ -332,6 +332,24 @@ fn encode_media(batch: &[Relayed], out: &mut Vec<u8>) {
     }
 }
 
+/// The bytes packet `r` adds to an encoded `Media` message (which starts with 3 bytes of tag
+/// and count).
+pub fn media_packet_len(r: &Relayed) -> usize {
+    let ext = &r.packet.header.ext_vals;
+    let dd = match ext.user_values.get::<DependencyDescriptor>() {
+        Some(d) if d.bytes.len() <= usize::from(u8::MAX) => 1 + d.bytes.len(),
+        Some(_) => 1,
+        None => usize::from(ext.user_values.get::<DdMalformed>().is_some()),
+    };
+    28 + usize::from(ext.audio_level.is_some())
+        + usize::from(ext.voice_activity.is_some())
+        + usize::from(ext.video_orientation.is_some())
+        + usize::from(ext.video_content_type.is_some())
+        + dd
+        + 2
+        + r.packet.payload.len()
+}
+
 fn encode_packet(r: &Relayed, out: &mut Vec<u8>) {
     let Packet {
         seq_no,
@@ -1122,6 +1140,14 @@ mod tests {
         assert_eq!(&dd.bytes[..], &CHROMIUM_L3T3_KEY[..]);
         assert_eq!(batch[0].packet.header.sequence_number, 5);
         assert_eq!(*batch[0].packet.seq_no, (3 << 16) + 5);
+    }
+
+    #[test]
+    fn the_length_of_a_packet_is_known_before_encoding() {
+        for p in [audio_packet(), av1_packet(), malformed_dd_packet()] {
+            let len = media_packet_len(&p);
+            assert_eq!(encoded(&ShardMessage::Media(vec![p])).len(), 3 + len);
+        }
     }
 
     #[test]

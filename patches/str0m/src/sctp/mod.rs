@@ -63,6 +63,8 @@ pub(crate) struct RtcSctp {
     snap_init: Option<SctpInitData>,
     /// Bytes that can be buffered across all streams before `available()` is 0.
     max_buffered_amount: usize,
+    /// Lower bound of the retransmission timeout (`None`: sctp-proto's default).
+    rto_min: Option<Duration>,
     #[cfg(test)]
     max_payload_size: usize,
 }
@@ -301,7 +303,7 @@ impl RtcSctp {
         #[cfg(test)]
         let max_payload_size = max_payload;
         let mut server_config = ServerConfig::default();
-        server_config.transport = webrtc_transport_config(local_max_message_size);
+        server_config.transport = webrtc_transport_config(local_max_message_size, None);
         let endpoint = Endpoint::new(Arc::new(config), Some(Arc::new(server_config)));
         let fake_addr = "1.1.1.1:5000".parse().unwrap();
 
@@ -322,6 +324,7 @@ impl RtcSctp {
             snap_enabled: false,
             snap_init: None,
             max_buffered_amount: DEFAULT_MAX_BUFFERED_AMOUNT,
+            rto_min: None,
             #[cfg(test)]
             max_payload_size,
         }
@@ -372,7 +375,7 @@ impl RtcSctp {
                 )));
             }
 
-            let config = snap_data.into_client_config(self.local_max_message_size);
+            let config = snap_data.into_client_config(self.local_max_message_size, self.rto_min);
             debug!(
                 "New {} association (out-of-band: true)",
                 if client { "local" } else { "server" },
@@ -395,7 +398,8 @@ impl RtcSctp {
             set_state(&mut self.state, RtcSctpState::Established);
         } else if client {
             // Normal client path: initiate the SCTP association.
-            let config = SctpInitData::default().into_client_config(self.local_max_message_size);
+            let config = SctpInitData::default()
+                .into_client_config(self.local_max_message_size, self.rto_min);
 
             debug!("New local association (out-of-band: false)");
             let (handle, mut assoc) = self
@@ -430,6 +434,16 @@ impl RtcSctp {
 
     pub fn set_max_buffered_amount(&mut self, max_buffered_amount: usize) {
         self.max_buffered_amount = max_buffered_amount;
+    }
+
+    /// Sets the lower bound of the retransmission timeout (`None`: sctp-proto's, 1 s), for
+    /// the association this side opens and the one it accepts.
+    pub fn set_rto_min(&mut self, rto_min: Option<Duration>) {
+        self.rto_min = rto_min;
+        let mut server_config = ServerConfig::default();
+        server_config.transport = webrtc_transport_config(self.local_max_message_size, rto_min);
+        self.endpoint
+            .set_server_config(Some(Arc::new(server_config)));
     }
 
     /// Whether local offers should opt in to SNAP.
@@ -1478,9 +1492,18 @@ mod tests {
 
     /// Helper to connect a client and server RtcSctp pair to Established state.
     fn connect_client_server() -> (RtcSctp, RtcSctp) {
+        connect_client_server_with(None)
+    }
+
+    /// The same, both sides with a lower bound of the retransmission timeout.
+    fn connect_client_server_with(rto_min: Option<Duration>) -> (RtcSctp, RtcSctp) {
         let now = Instant::now();
         let mut client = RtcSctp::new(DATAGRAM_MTU_TARGET, LOCAL_MAX_MESSAGE_SIZE);
         let mut server = RtcSctp::new(DATAGRAM_MTU_TARGET, LOCAL_MAX_MESSAGE_SIZE);
+        if rto_min.is_some() {
+            client.set_rto_min(rto_min);
+            server.set_rto_min(rto_min);
+        }
 
         client.init(true, now, None, None).unwrap();
         server.init(false, now, None, None).unwrap();
@@ -1577,6 +1600,70 @@ mod tests {
             .unwrap();
         transfer_transmits(&mut client, &mut server);
         assert_close_before_idle(&mut server, 0);
+    }
+
+    /// Delivers what `from` sends to `to`; true if anything was sent.
+    fn deliver(from: &mut RtcSctp, to: &mut RtcSctp) -> bool {
+        let mut any = false;
+        while let Some(t) = from.poll_transmit() {
+            for packet in transmit_to_vec(t).unwrap_or_default() {
+                to.handle_input(to.last_now, &packet);
+                any = true;
+            }
+        }
+        while let Some(e) = from.do_poll() {
+            if let SctpEvent::Transmit { packets } = e {
+                for packet in packets {
+                    to.handle_input(to.last_now, &packet);
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+
+    /// Delivers what each side sends to the other until both are quiet.
+    fn exchange(a: &mut RtcSctp, b: &mut RtcSctp) {
+        for _ in 0..20 {
+            let there = deliver(a, b);
+            let back = deliver(b, a);
+            if !there && !back {
+                return;
+            }
+        }
+    }
+
+    /// How long after sending a message whose packets are lost the client retransmits it,
+    /// once a first message measured the round trip (about zero here).
+    fn retransmission_after(rto_min: Option<Duration>) -> Duration {
+        let (mut client, mut server) = connect_client_server_with(rto_min);
+        let config = ChannelConfig {
+            negotiated: Some(0),
+            ..Default::default()
+        };
+        client.open_stream(0, config.clone());
+        server.open_stream(0, config);
+        exchange(&mut client, &mut server);
+        // Several packets: acknowledged at once, not after the delayed-ack timer.
+        client.write(0, true, &[1; 4000]).unwrap();
+        exchange(&mut client, &mut server);
+        let now = client.last_now;
+        client.write(0, true, &[2; 100]).unwrap();
+        // Lost: nothing reaches the server.
+        while client.poll_transmit().is_some() {}
+        while client.do_poll().is_some() {}
+        client.poll_timeout().expect("a retransmission timer") - now
+    }
+
+    #[test]
+    fn the_retransmission_timeout_has_a_configurable_lower_bound() {
+        let after = retransmission_after(None);
+        assert!(after >= Duration::from_secs(1), "default bound: {after:?}");
+        let after = retransmission_after(Some(Duration::from_millis(50)));
+        assert!(
+            after >= Duration::from_millis(50) && after < Duration::from_millis(100),
+            "lowered bound: {after:?}"
+        );
     }
 
     #[test]

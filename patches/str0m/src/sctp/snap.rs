@@ -3,6 +3,7 @@
 //! See [draft-hancke-tsvwg-snap](https://datatracker.ietf.org/doc/draft-hancke-tsvwg-snap/).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
 use sctp_proto::{ClientConfig, TransportConfig, generate_snap_token};
@@ -13,7 +14,10 @@ use super::{LOCAL_MAX_MESSAGE_SIZE, SctpError as Error};
 ///
 /// For WebRTC, we never want to give up retransmitting init and data packets.
 /// The connectivity is in ICE, and SCTP should not give up until ICE gives up.
-pub(super) fn webrtc_transport_config(local_max_message_size: u32) -> Arc<TransportConfig> {
+pub(super) fn webrtc_transport_config(
+    local_max_message_size: u32,
+    rto_min: Option<Duration>,
+) -> Arc<TransportConfig> {
     let max_receive_message_size = if local_max_message_size == 0 {
         u32::MAX
     } else {
@@ -22,13 +26,15 @@ pub(super) fn webrtc_transport_config(local_max_message_size: u32) -> Arc<Transp
     // SCTP delivers whole messages, so reassembly needs room for one message.
     // Retain the default 1 MiB receive budget unless the message limit is larger.
     let max_receive_buffer_size = max_receive_message_size.max(1024 * 1024);
-    Arc::new(
-        TransportConfig::default()
-            .with_max_init_retransmits(None)
-            .with_max_data_retransmits(None)
-            .with_max_receive_buffer_size(max_receive_buffer_size)
-            .with_max_receive_message_size(max_receive_message_size),
-    )
+    let mut config = TransportConfig::default()
+        .with_max_init_retransmits(None)
+        .with_max_data_retransmits(None)
+        .with_max_receive_buffer_size(max_receive_buffer_size)
+        .with_max_receive_message_size(max_receive_message_size);
+    if let Some(rto_min) = rto_min {
+        config = config.with_rto_min_ms((rto_min.as_millis() as u64).max(1));
+    }
+    Arc::new(config)
 }
 
 /// Out-of-band SCTP INIT data for SNAP negotiation.
@@ -70,7 +76,7 @@ pub struct SctpInitData {
 impl Default for SctpInitData {
     fn default() -> Self {
         SctpInitData {
-            transport: webrtc_transport_config(LOCAL_MAX_MESSAGE_SIZE),
+            transport: webrtc_transport_config(LOCAL_MAX_MESSAGE_SIZE, None),
             local_init: None,
             remote_init: None,
         }
@@ -156,9 +162,13 @@ impl SctpInitData {
     /// Build a `ClientConfig` from this data, consuming it.
     ///
     /// Only used internally by [`super::RtcSctp::init()`] to feed sctp-proto.
-    pub(crate) fn into_client_config(self, local_max_message_size: u32) -> ClientConfig {
+    pub(crate) fn into_client_config(
+        self,
+        local_max_message_size: u32,
+        rto_min: Option<Duration>,
+    ) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.transport = webrtc_transport_config(local_max_message_size);
+        config.transport = webrtc_transport_config(local_max_message_size, rto_min);
         match (self.local_init, self.remote_init) {
             (Some(local), Some(remote)) => {
                 config = config.with_snap(local.into(), remote.into());

@@ -1,5 +1,5 @@
 //! One relay connection: a str0m connection with two data channels (events, reliable and
-//! ordered; media, unordered and never retransmitted by SCTP, repaired by
+//! ordered; media and NACKs, unordered and never retransmitted by SCTP, repaired by
 //! `core::shard_repair`), and the pairs of workers of its two nodes it joins.
 
 use std::net::SocketAddr;
@@ -14,7 +14,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{Outgoing, Relay, Route, LABEL, MEDIA_LABEL};
+use super::{Outgoing, Relay, Route, LABEL, MEDIA_LABEL, RELAY_MTU};
+use crate::core::shard::Relayed;
 use crate::core::shard_repair::{RepairReceiver, RepairSender, MAX_MISSING};
 use crate::core::{shard_wire, ShardId, ShardMessage};
 use crate::io::handle::Command;
@@ -30,8 +31,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SILENCE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A link with nothing else to send sends an empty frame this often.
 const KEEPALIVE: Duration = Duration::from_millis(500);
-/// Packets per data-channel message (their messages stay well under 16 KiB).
-const PACKETS_PER_FRAME: usize = 8;
+/// Bytes of packets a media frame gathers: a frame fits one datagram of [`RELAY_MTU`] (less
+/// str0m's allowances for DTLS (48 bytes) and SCTP (40) and the frame's header), so that losing
+/// one datagram loses one frame, and a repeat needs one datagram to arrive. A larger packet goes
+/// alone.
+const FRAME_BYTES: usize = RELAY_MTU - 48 - 40 - FRAME_HEADER;
+/// Kind, number, sending and receiving worker, the `Media` message's tag and count.
+const FRAME_HEADER: usize = 1 + 4 + 2 + 2 + 3;
 /// Bytes a link's media channel may have queued before media for it is dropped.
 const MAX_BUFFERED: usize = 2 * 1024 * 1024;
 /// Bytes of sent media frames a link keeps to send again when the other end asks.
@@ -63,9 +69,9 @@ pub(super) struct Link {
     /// The local workers' queue into the link.
     tx: mpsc::Sender<Outgoing>,
     rx: mpsc::Receiver<Outgoing>,
-    /// The reliable, ordered channel: workers, events, feedback, keepalives, NACKs.
+    /// The reliable, ordered channel: workers, events, feedback, keepalives.
     channel: Option<ChannelId>,
-    /// The unordered channel without retransmission: media frames.
+    /// The unordered channel without retransmission: media frames and NACKs.
     media: Option<ChannelId>,
     /// Numbers media frames and keeps them for a repeat.
     sender: RepairSender,
@@ -396,8 +402,11 @@ impl Link {
         for n in &self.nacks {
             frame.extend_from_slice(&n.to_be_bytes());
         }
-        // A NACK that does not fit is lost like the frame it asks for.
-        let _ = self.write(&frame);
+        // On the media channel: a NACK lost on the way is not retransmitted but asked again
+        // (ASK_AGAIN_AFTER), and one NACK never waits behind another's retransmission, as it
+        // would on the ordered channel. One that does not fit is lost like the frame it asks
+        // for.
+        let _ = write_to(&mut self.rtc, self.media, &frame);
     }
 
     /// Sends again the media frames the other end asks for, those still kept.
@@ -476,7 +485,7 @@ impl Link {
                 self.packets_out.increment(batch.len() as u64);
                 let now = Instant::now();
                 while !batch.is_empty() {
-                    let rest = batch.split_off(batch.len().min(PACKETS_PER_FRAME));
+                    let rest = batch.split_off(frame_length(&batch));
                     let msg = ShardMessage::Media(batch);
                     let frame = self.sender.frame(now, |number, buf| {
                         buf.push(FRAME_MEDIA);
@@ -533,6 +542,18 @@ impl Link {
     }
 }
 
+/// How many of the first packets of `batch` one frame takes (at least one).
+fn frame_length(batch: &[Relayed]) -> usize {
+    let mut bytes = 0;
+    for (i, r) in batch.iter().enumerate() {
+        bytes += shard_wire::media_packet_len(r);
+        if bytes > FRAME_BYTES {
+            return i.max(1);
+        }
+    }
+    batch.len()
+}
+
 /// Writes `frame` on channel `id` of `rtc`; false if there is no such channel or it did not
 /// take the frame.
 fn write_to(rtc: &mut Rtc, id: Option<ChannelId>, frame: &[u8]) -> bool {
@@ -573,6 +594,38 @@ fn parse_workers(rest: &[u8]) -> Option<Vec<u16>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn packet(payload: usize) -> Relayed {
+        Relayed {
+            track: 1,
+            layer: 0,
+            packet: crate::core::Packet {
+                seq_no: 1.into(),
+                header: Default::default(),
+                payload: vec![0; payload].into(),
+                timestamp: Instant::now(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_media_frame_fits_one_datagram_but_a_larger_packet_goes_alone() {
+        // A browser's video packet, with its headers, fits one datagram: one per frame.
+        let video: Vec<Relayed> = (0..3).map(|_| packet(1180)).collect();
+        assert_eq!(frame_length(&video), 1);
+        let mut message = Vec::new();
+        shard_wire::encode(&ShardMessage::Media(vec![packet(1180)]), &mut message);
+        let frame = 1 + 4 + 2 + 2 + message.len();
+        assert!(frame + 48 + 40 <= RELAY_MTU, "{frame}");
+        // Audio packets share one.
+        let audio: Vec<Relayed> = (0..20).map(|_| packet(100)).collect();
+        assert_eq!(frame_length(&audio), FRAME_BYTES / (28 + 2 + 100));
+        // Too big for one datagram: alone, whatever follows.
+        let big = vec![packet(1400), packet(10)];
+        assert_eq!(frame_length(&big), 1);
+        assert_eq!(frame_length(&[packet(10), packet(1400)]), 1);
+        assert_eq!(frame_length(&[packet(10), packet(10)]), 2);
+    }
 
     #[test]
     fn a_nack_frame_is_bounded() {

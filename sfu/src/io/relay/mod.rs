@@ -62,6 +62,15 @@ pub const MAX_SIGNAL_BYTES: usize = 64 * 1024;
 /// Bytes the data channel takes at most: room for events and feedback above the backlog at which a link drops media.
 /// An event that does not fit ends the link (its two sides would no longer agree).
 const SCTP_BUFFER: usize = 8 * 1024 * 1024;
+/// The lower bound of SCTP's retransmission timeout between nodes (RFC 9260's 1 s would stall
+/// every channel of the link for a second after a lost acknowledgement; the round trip between
+/// two nodes of a cluster is far shorter, and the timeout still follows the measured one above
+/// this bound).
+const SCTP_RTO_MIN: Duration = Duration::from_millis(50);
+/// The largest datagram of a relay connection: a clients' video packet fits in one SCTP packet
+/// with its relay headers (1350 + 28 bytes of IP and UDP headers pass links of MTU 1400, such
+/// as most overlays and VPNs).
+pub(super) const RELAY_MTU: usize = 1350;
 /// Offers made for one link before giving up until the room's next join here.
 const OFFER_ATTEMPTS: u32 = 3;
 /// The pause between them.
@@ -313,6 +322,8 @@ impl Relay {
         let mut rtc = RtcConfig::new()
             .set_dtls_cert(crate::core::generate_dtls_cert())
             .set_sctp_max_buffered_amount(SCTP_BUFFER)
+            .set_sctp_rto_min(SCTP_RTO_MIN)
+            .set_mtu(RELAY_MTU..=RELAY_MTU)
             .clear_codecs()
             .build(now);
         let candidate = Candidate::host(local, "udp").map_err(|e| e.to_string())?;
