@@ -1,7 +1,10 @@
 //! The REST API of a cluster: whichever node a call reaches answers for every room.
 //!
 //! A call about one room (`/api/rooms/{room}` and below) is passed to the node that serves the
-//! room, as Redis names it, and that node's answer is returned as it is; `POST /api/rooms`
+//! room, as Redis names it, and that node's answer is returned as it is. When the room spans
+//! nodes (relayed), a call about one participant is passed on to the other nodes serving the
+//! room until one holds the participant, and a call that changes the room (`PATCH`, `DELETE`)
+//! is made on every one of them, the owner's answer returned; `POST /api/rooms`
 //! places the new room as a first join would (least loaded node) and is passed there;
 //! `GET /api/rooms` asks every live node and merges the lists, each room naming its `node`.
 //! Since every call about a room is answered by the room's node, a webhook about it is sent
@@ -94,20 +97,116 @@ pub async fn route(State(api): State<ClusterApi>, req: Request, next: Next) -> R
     }
 }
 
-/// A call about one room: answered by the room's node.
+/// Which nodes of a room a call about it concerns, when the room spans several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    /// The owner answers for the whole room (it mirrors the others' participants and tracks).
+    Owner,
+    /// One participant: the node that holds it (tried from the owner on, until one knows it).
+    Participant,
+    /// The room itself (close it, change its metadata or codecs): every node serving it.
+    Every,
+}
+
+impl Span {
+    /// What a call with `method` on `/api/rooms{rest}` concerns.
+    fn of(method: &Method, rest: &str) -> Span {
+        let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+        match (method, parts.as_slice()) {
+            (&Method::GET, _) => Span::Owner,
+            (_, [_room]) => Span::Every,
+            (_, [_room, "participants", _, ..]) => Span::Participant,
+            _ => Span::Owner,
+        }
+    }
+}
+
+/// A call about one room: answered by the room's node; one about a participant, by the node
+/// that holds the participant; one that changes the room, by every node serving it.
 async fn for_room(api: ClusterApi, room: String, req: Request, next: Next) -> Response {
     let owner = match api.cluster.owner(&room).await {
         Ok(owner) => owner,
         // Without Redis this node answers for its own rooms.
         Err(_) => return next.run(req).await,
     };
-    match owner {
+    let owner = match owner {
         Some(owner) if owner != api.cluster.node_id() => match api.cluster.node(&owner) {
-            Some(node) => forward(&api, &node, req).await,
+            Some(node) => Some(node),
             // Its node is gone; the room is nowhere until a join claims it again.
-            None => next.run(req).await,
+            None => return next.run(req).await,
         },
-        _ => next.run(req).await,
+        _ => None,
+    };
+    let rest = req.uri().path()["/api/rooms".len()..].to_owned();
+    let span = Span::of(req.method(), &rest);
+    // The other nodes serving the room (`None`: this one, when it is not the owner).
+    let others: Vec<Option<NodeEntry>> = if span == Span::Owner {
+        Vec::new()
+    } else {
+        let me = api.cluster.node_id();
+        let owner_id = owner.as_ref().map_or(me, |o| o.id.as_str());
+        api.cluster
+            .members(&room)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(node, _)| node != owner_id)
+            .filter_map(|(node, _)| match node == me {
+                true => Some(None),
+                false => api.cluster.node(&node).map(Some),
+            })
+            .collect()
+    };
+    if others.is_empty() {
+        return match owner {
+            Some(node) => forward(&api, &node, req).await,
+            None => next.run(req).await,
+        };
+    }
+    // The room spans nodes: the body is read once and the call made on several.
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(body).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let again = || Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+    let first = match &owner {
+        Some(node) => forward(&api, node, again()).await,
+        None => next.clone().run(again()).await,
+    };
+    let call = |node: &Option<NodeEntry>| {
+        let (api, next, req) = (api.clone(), next.clone(), again());
+        let node = node.clone();
+        async move {
+            match node {
+                Some(node) => forward(&api, &node, req).await,
+                None => next.run(req).await,
+            }
+        }
+    };
+    match span {
+        Span::Participant if first.status() == StatusCode::NOT_FOUND => {
+            for node in &others {
+                let response = call(node).await;
+                if response.status() != StatusCode::NOT_FOUND {
+                    return response;
+                }
+            }
+            first
+        }
+        Span::Every => {
+            for node in &others {
+                let status = call(node).await.status();
+                if !status.is_success() && status != StatusCode::NOT_FOUND {
+                    let id = node
+                        .as_ref()
+                        .map_or(api.cluster.node_id(), |n| n.id.as_str());
+                    warn!(node = %id, %room, %status, "a node serving the room did not apply a change to it");
+                }
+            }
+            first
+        }
+        _ => first,
     }
 }
 
@@ -300,4 +399,32 @@ async fn read_body(body: Body) -> Result<Bytes, Response> {
 
 fn busy(message: String) -> Response {
     ApiError::new(ErrorCode::ServerBusy, message).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_concerns_the_owner_a_participant_s_node_or_every_node() {
+        let cases = [
+            (Method::GET, "/r", Span::Owner),
+            (Method::GET, "/r/participants", Span::Owner),
+            (Method::GET, "/r/participants/p", Span::Owner),
+            (Method::PATCH, "/r", Span::Every),
+            (Method::DELETE, "/r", Span::Every),
+            (Method::DELETE, "/r/participants/p", Span::Participant),
+            (Method::PATCH, "/r/participants/p", Span::Participant),
+            (
+                Method::POST,
+                "/r/participants/p/tracks/t/mute",
+                Span::Participant,
+            ),
+            (Method::POST, "/r/participants", Span::Owner),
+            (Method::POST, "/r/other", Span::Owner),
+        ];
+        for (method, rest, span) in cases {
+            assert_eq!(Span::of(&method, rest), span, "{method} {rest}");
+        }
+    }
 }

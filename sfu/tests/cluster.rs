@@ -864,6 +864,74 @@ async fn a_room_spans_two_nodes_and_outlives_the_loss_of_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_removes_participants_and_closes_rooms_on_every_node_of_a_relayed_room() {
+    use reqwest::Method;
+    let redis = Redis::start();
+    let n1 = relay_node(&redis, "n1", 2).await;
+    let n2 = relay_node(&redis, "n2", 2).await;
+    all_ready(&[&n1, &n2]).await;
+    // ann and bob on n1 (the owner, which takes two of the room), cat and dan on n2.
+    let mut ann = join_via(&n1.ws_url(), "big", "ann").await;
+    let mut bob = join_via(&n1.ws_url(), "big", "bob").await;
+    let mut cat = join_via(&n1.ws_url(), "big", "cat").await;
+    // n2 counted cat twice for a moment (when n1 sent him, and when he came): wait for its
+    // true count, written every second.
+    let client = redis::Client::open(redis.url()).unwrap();
+    eventually("n2 counts one participant of the room", || {
+        let client = client.clone();
+        async move {
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            let n: Option<u32> = redis::cmd("HGET")
+                .arg("sfu:room:big:nodes")
+                .arg("n2")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            (n == Some(1)).then_some(())
+        }
+    })
+    .await;
+    let mut dan = join_via(&n1.ws_url(), "big", "dan").await;
+    let on: Vec<bool> = [&ann.url, &bob.url, &cat.url, &dan.url]
+        .iter()
+        .map(|u| **u == n2.ws_url())
+        .collect();
+    assert_eq!(on, [false, false, true, true], "n2 holds cat and dan");
+    for _ in 0..3 {
+        ann.ws.until("participant_joined").await;
+    }
+    let admin = admin_token(None);
+    // Through either node, whichever holds the participant removes it: n1 owns the room but
+    // holds not cat, and n2 passes the call on to n1, which holds bob.
+    for (via, who) in [(&n1, &mut cat), (&n2, &mut bob)] {
+        let path = format!("/api/rooms/big/participants/{}", who.id);
+        let (status, body) = rest(via, Method::DELETE, &path, Some(&admin), None).await;
+        assert_eq!(status, 204, "{body}");
+        let left = who.ws.until("left").await;
+        assert_eq!(left["reason"], "removed", "{left}");
+        let gone = ann.ws.until("participant_left").await;
+        assert_eq!(gone["participant_id"], who.id.as_str(), "{gone}");
+    }
+    let (status, body) = rest(
+        &n2,
+        Method::DELETE,
+        "/api/rooms/big/participants/nobody",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "a participant no node holds: {body}");
+
+    // Closing the room reaches every node serving it.
+    let (status, body) = rest(&n2, Method::DELETE, "/api/rooms/big", Some(&admin), None).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    for who in [&mut ann, &mut dan] {
+        let left = who.ws.until("left").await;
+        assert_eq!(left["reason"], "room_deleted", "{left}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_requests_without_the_cluster_secret_are_refused() {
     use sfu::io::relay::{sign, AUTH_HEADER};
     let redis = Redis::start();
