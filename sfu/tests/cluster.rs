@@ -932,6 +932,59 @@ async fn the_rest_api_removes_participants_and_closes_rooms_on_every_node_of_a_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_a_room_takes_the_owner_s_settings() {
+    use reqwest::Method;
+    let redis = Redis::start();
+    let n1 = relay_node(&redis, "n1", 1).await;
+    let n2 = relay_node(&redis, "n2", 1).await;
+    all_ready(&[&n1, &n2]).await;
+    let admin = admin_token(None);
+    let settings = json!({
+        "name": "big", "metadata": "the agenda", "max_participants": 50,
+        "empty_timeout": 90, "video_codecs": ["vp8"],
+    });
+    let (status, created) = rest(
+        &n1,
+        Method::POST,
+        "/api/rooms",
+        Some(&admin),
+        Some(settings),
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status} {created}");
+    let _ann = join_via(&n1.ws_url(), "big", "ann").await;
+    let mut bob = join_via(&n1.ws_url(), "big", "bob").await;
+    assert_eq!(
+        bob.url,
+        n2.ws_url(),
+        "bob is on the node that joined the room"
+    );
+    let updated = bob.ws.until("room_updated").await;
+    assert_eq!(updated["metadata"], "the agenda", "{updated}");
+    // n2's own copy of the room (a call marked as passed on is answered from n2's rooms only).
+    let url = format!("http://{}/api/rooms/big", n2.http);
+    let local: Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&admin)
+        .header("sfu-forwarded", "n1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap_or(Value::Null))
+        .unwrap();
+    for field in [
+        "metadata",
+        "max_participants",
+        "empty_timeout",
+        "video_codecs",
+    ] {
+        assert_eq!(local[field], created[field], "{field}: {local}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_requests_without_the_cluster_secret_are_refused() {
     use sfu::io::relay::{sign, AUTH_HEADER};
     let redis = Redis::start();
@@ -1000,9 +1053,29 @@ async fn relay_requests_without_the_cluster_secret_are_refused() {
     assert_eq!(got, 413, "a body over 64 KiB");
     // A node without a cluster secret has no relay at all.
     assert_eq!(post(&plain, signed(&body), body.clone()).await.0, 404);
+    // A room's settings are given only to a request signed with the secret.
+    let ask = |auth: Option<String>, body: String| {
+        let url = format!("http://{}/cluster/room", n1.http);
+        async move {
+            let mut req = reqwest::Client::new().post(url).body(body);
+            if let Some(a) = auth {
+                req = req.header(AUTH_HEADER, a);
+            }
+            req.send()
+                .await
+                .expect("the node answers")
+                .status()
+                .as_u16()
+        }
+    };
+    let room = json!({"from": "n2", "room": "r"}).to_string();
+    assert_eq!(ask(None, room.clone()).await, 401, "unsigned");
+    assert_eq!(ask(signed(&room), room.clone()).await, 200);
+    let nowhere = json!({"from": "n2", "room": "nowhere"}).to_string();
+    assert_eq!(ask(signed(&nowhere), nowhere.clone()).await, 404);
     let refused = n1.metrics().await;
     assert!(
-        refused.contains("sfu_relay_refused_total{reason=\"unauthenticated\"} 4"),
+        refused.contains("sfu_relay_refused_total{reason=\"unauthenticated\"} 5"),
         "{refused}"
     );
 }

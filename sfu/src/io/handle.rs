@@ -466,6 +466,22 @@ impl SfuHandle {
                 tracing::debug!(room = %req.room, %node, "join redirected to the room's node");
                 return Err(SignalError::redirect(url));
             }
+            // The room's first participant here, while another node owns it: the room takes
+            // the owner's settings (limit, metadata, codecs) before anyone joins it here.
+            if let Some(relay) = self.relay.as_ref().filter(|_| !here) {
+                if let Some(info) = relay.room_settings(&req.room).await {
+                    let create = signal::rest::dto::CreateRoom {
+                        name: req.room.clone(),
+                        max_participants: Some(info.max_participants),
+                        empty_timeout: Some(info.empty_timeout),
+                        metadata: Some(info.metadata),
+                        video_codecs: Some(info.video_codecs),
+                        region: None,
+                    };
+                    // A join that made the room meanwhile keeps it as it is.
+                    let _ = self.placement.lock().create(&create, Instant::now());
+                }
+            }
         }
         let id = new_participant_id();
         let reservation = {

@@ -52,6 +52,7 @@ use crate::core::{ShardId, ShardMessage};
 
 mod auth;
 mod link;
+mod settings;
 
 pub use auth::{sign, verify, AUTH_HEADER};
 use auth::{unix_now, AUTH_WINDOW};
@@ -231,6 +232,7 @@ impl Relay {
     pub fn router(self: &Arc<Self>) -> axum::Router {
         axum::Router::new()
             .route("/cluster/relay", axum::routing::post(accept))
+            .route("/cluster/room", axum::routing::post(settings::answer))
             .layer(axum::extract::DefaultBodyLimit::max(MAX_SIGNAL_BYTES))
             .with_state(Arc::clone(self))
     }
@@ -503,48 +505,63 @@ impl Relay {
 }
 
 /// `POST /cluster/relay`: another node opens a link.
+impl Relay {
+    /// Checks that a request from another node is signed with the cluster secret, recently,
+    /// and not seen before; the refusal to send otherwise.
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), (StatusCode, &'static str)> {
+        let now = unix_now();
+        let auth = headers.get(AUTH_HEADER).and_then(|v| v.to_str().ok());
+        let Some(auth) = auth.filter(|a| verify(&self.secret, a, body, now)) else {
+            metrics::counter!("sfu_relay_refused_total", "reason" => "unauthenticated")
+                .increment(1);
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "not signed with the cluster secret",
+            ));
+        };
+        let mut seen = self.seen.lock();
+        // Older signatures fail the time check anyway.
+        seen.retain(|_, t| now.abs_diff(*t) <= 2 * AUTH_WINDOW.as_secs());
+        if seen.insert(auth.to_owned(), now).is_some() {
+            metrics::counter!("sfu_relay_refused_total", "reason" => "replayed").increment(1);
+            return Err((StatusCode::UNAUTHORIZED, "a replayed request"));
+        }
+        Ok(())
+    }
+
+    /// A signed JSON answer.
+    fn signed(&self, body: Vec<u8>) -> Response {
+        let auth = sign(&self.secret, unix_now(), &body);
+        (
+            StatusCode::OK,
+            [
+                (AUTH_HEADER, auth),
+                ("content-type", "application/json".into()),
+            ],
+            body,
+        )
+            .into_response()
+    }
+}
+
 async fn accept(
     State(relay): State<Arc<Relay>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let now = unix_now();
-    let auth = headers.get(AUTH_HEADER).and_then(|v| v.to_str().ok());
-    let Some(auth) = auth.filter(|a| verify(&relay.secret, a, &body, now)) else {
-        metrics::counter!("sfu_relay_refused_total", "reason" => "unauthenticated").increment(1);
-        return (
-            StatusCode::UNAUTHORIZED,
-            "not signed with the cluster secret",
-        )
-            .into_response();
-    };
-    {
-        let mut seen = relay.seen.lock();
-        // Older signatures fail the time check anyway.
-        seen.retain(|_, t| now.abs_diff(*t) <= 2 * AUTH_WINDOW.as_secs());
-        if seen.insert(auth.to_owned(), now).is_some() {
-            metrics::counter!("sfu_relay_refused_total", "reason" => "replayed").increment(1);
-            return (StatusCode::UNAUTHORIZED, "a replayed request").into_response();
-        }
+    if let Err(refused) = relay.authenticate(&headers, &body) {
+        return refused.into_response();
     }
     let req: OfferBody = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("body: {e}")).into_response(),
     };
     match relay.answer(req).await {
-        Ok(answer) => {
-            let body = serde_json::to_vec(&answer).unwrap_or_default();
-            let auth = sign(&relay.secret, unix_now(), &body);
-            (
-                StatusCode::OK,
-                [
-                    (AUTH_HEADER, auth),
-                    ("content-type", "application/json".into()),
-                ],
-                body,
-            )
-                .into_response()
-        }
+        Ok(answer) => relay.signed(serde_json::to_vec(&answer).unwrap_or_default()),
         Err((status, why)) => (status, why).into_response(),
     }
 }
