@@ -803,18 +803,24 @@ const CLUSTER_SECRET: &str = "a-cluster-secret-of-at-least-32-characters";
 
 /// A node that lets rooms span nodes, taking `per_node` participants of a room.
 async fn relay_node(redis: &Redis, id: &str, per_node: usize) -> Server {
-    let per_node = per_node.to_string();
-    Server::start(&[
+    relay_node_with(redis, id, per_node, &[]).await
+}
+
+/// The same, with more arguments.
+async fn relay_node_with(redis: &Redis, id: &str, per_node: usize, more: &[&str]) -> Server {
+    let (redis, per_node) = (redis.url(), per_node.to_string());
+    let mut args = vec![
         "--redis",
-        &redis.url(),
+        &redis,
         "--node-id",
         id,
         "--cluster-secret",
         CLUSTER_SECRET,
         "--cluster-room-participants-per-node",
         &per_node,
-    ])
-    .await
+    ];
+    args.extend_from_slice(more);
+    Server::start(&args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -935,8 +941,11 @@ async fn the_rest_api_removes_participants_and_closes_rooms_on_every_node_of_a_r
 async fn a_node_that_joins_a_room_takes_the_owner_s_settings() {
     use reqwest::Method;
     let redis = Redis::start();
-    let n1 = relay_node(&redis, "n1", 1).await;
-    let n2 = relay_node(&redis, "n2", 1).await;
+    let hooks = Hooks::default();
+    let hook_url = hooks.start().await;
+    let webhook = ["--webhook-url", hook_url.as_str()];
+    let n1 = relay_node_with(&redis, "n1", 1, &webhook).await;
+    let n2 = relay_node_with(&redis, "n2", 1, &webhook).await;
     all_ready(&[&n1, &n2]).await;
     let admin = admin_token(None);
     let settings = json!({
@@ -982,6 +991,21 @@ async fn a_node_that_joins_a_room_takes_the_owner_s_settings() {
     ] {
         assert_eq!(local[field], created[field], "{field}: {local}");
     }
+
+    // One room: it starts and finishes once, told by its owner, though both nodes served it.
+    let (status, _) = rest(&n2, Method::DELETE, "/api/rooms/big", Some(&admin), None).await;
+    assert_eq!(status, 204);
+    bob.ws.until("left").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hooks.count("room_finished", "big") == 0 {
+        assert!(Instant::now() < deadline, "no room_finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A second copy, from the other node, would come within the same second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hooks.count("room_started", "big"), 1);
+    assert_eq!(hooks.count("room_finished", "big"), 1);
+    assert_eq!(hooks.count("participant_joined", "big"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -290,11 +290,14 @@ impl SfuHandle {
     /// webhook each. Returns how many.
     pub fn close_expired_rooms(&self, now: Instant) -> usize {
         let closed = self.placement.lock().close_expired(now);
-        for room in &closed {
+        for (room, relayed) in &closed {
             tracing::info!(room = %room.name, "room closed: empty");
-            self.webhooks.emit(
-                WebhookEvent::new(EventKind::RoomFinished, &room.name).reason("empty_timeout"),
-            );
+            // A relayed part: the room goes on on its owner, which tells when it finishes.
+            if !relayed {
+                self.webhooks.emit(
+                    WebhookEvent::new(EventKind::RoomFinished, &room.name).reason("empty_timeout"),
+                );
+            }
         }
         closed.len()
     }
@@ -479,7 +482,10 @@ impl SfuHandle {
                         region: None,
                     };
                     // A join that made the room meanwhile keeps it as it is.
-                    let _ = self.placement.lock().create(&create, Instant::now());
+                    let _ = self
+                        .placement
+                        .lock()
+                        .create_relayed(&create, Instant::now());
                 }
             }
         }

@@ -90,6 +90,9 @@ struct RoomEntry {
     participants: usize,
     /// Since when the room has had nobody in it.
     empty_since: Option<Instant>,
+    /// This node serves part of a room that another node of the cluster owns (it took the
+    /// owner's settings): the owner sends the room's `room_started` and `room_finished`.
+    relayed: bool,
 }
 
 impl RoomEntry {
@@ -260,6 +263,7 @@ impl Placement {
             workers: Vec::new(),
             participants: 0,
             empty_since: Some(now),
+            relayed: false,
         }
     }
 
@@ -555,8 +559,28 @@ impl Placement {
             .map(|r| (r.info(room), r.workers.iter().map(|(w, _)| *w).collect()))
     }
 
-    /// Removes and returns the rooms that have been empty for their `empty_timeout`.
-    pub fn close_expired(&mut self, now: Instant) -> Vec<RoomInfo> {
+    /// Creates `req.name` as this node's part of a room another node owns, with the owner's
+    /// settings (see [`RoomEntry`]'s `relayed`).
+    pub fn create_relayed(
+        &mut self,
+        req: &CreateRoom,
+        now: Instant,
+    ) -> Result<RoomInfo, SignalError> {
+        let info = self.create(req, now)?;
+        if let Some(r) = self.rooms.get_mut(&req.name) {
+            r.relayed = true;
+        }
+        Ok(info)
+    }
+
+    /// Whether this node serves `room` as part of a room another node owns.
+    pub fn is_relayed(&self, room: &str) -> bool {
+        self.rooms.get(room).is_some_and(|r| r.relayed)
+    }
+
+    /// Removes and returns the rooms that have been empty for their `empty_timeout`, each with
+    /// whether it was a relayed part (see [`Placement::is_relayed`]).
+    pub fn close_expired(&mut self, now: Instant) -> Vec<(RoomInfo, bool)> {
         let expired: Vec<String> = self
             .rooms
             .iter()
@@ -569,7 +593,7 @@ impl Placement {
             .collect();
         expired
             .into_iter()
-            .filter_map(|n| self.rooms.remove(&n).map(|r| r.info(&n)))
+            .filter_map(|n| self.rooms.remove(&n).map(|r| (r.info(&n), r.relayed)))
             .collect()
     }
 }
@@ -759,6 +783,7 @@ mod tests {
         assert!(p.close_expired(t0 + Duration::from_secs(299)).is_empty());
         let closed = p.close_expired(t0 + Duration::from_secs(300));
         assert_eq!(closed.len(), 1);
+        assert!(!closed[0].1, "a room of this node's own");
         assert!(p.info("r").is_err());
 
         // A deleted room's participant leaves after a new room of that name was made.

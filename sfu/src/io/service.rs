@@ -84,8 +84,9 @@ impl RoomService for SfuHandle {
     }
 
     async fn delete_room(&self, room: String) -> Result<(), SignalError> {
-        let done = {
+        let (done, relayed) = {
             let mut p = self.lock();
+            let relayed = p.is_relayed(&room);
             let mut done = Vec::new();
             for worker in p.room_workers(&room)? {
                 let (tx, rx) = oneshot::channel();
@@ -98,15 +99,18 @@ impl RoomService for SfuHandle {
                 done.push(rx);
             }
             p.remove(&room);
-            done
+            (done, relayed)
         };
         for done in done {
             // The participants' `participant_left` webhooks go out before `room_finished`.
             let _ = done.await;
         }
         tracing::info!(room = %room, "room deleted");
-        self.webhooks
-            .emit(WebhookEvent::new(EventKind::RoomFinished, &room).reason("deleted"));
+        // A relayed part: the owner, which the deletion reaches too, tells the room finished.
+        if !relayed {
+            self.webhooks
+                .emit(WebhookEvent::new(EventKind::RoomFinished, &room).reason("deleted"));
+        }
         Ok(())
     }
 
