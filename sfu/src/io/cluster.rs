@@ -653,7 +653,16 @@ impl Cluster {
         if !members.iter().any(|(id, _)| *id == target.id) {
             info!(room, node = %target.id, "room spans one more node");
         }
-        self.count_member(room, &target.id).await?;
+        let here = members
+            .iter()
+            .find(|(id, _)| *id == self.settings.node_id)
+            .map(|(_, n)| *n);
+        match here.filter(|_| target.id == self.settings.node_id) {
+            // This node's own count, true now: its participants and this join. (A join another
+            // node sent here was counted there already; adding to that would count it twice.)
+            Some(n) => self.set_member_count(room, n + 1).await?,
+            None => self.count_member(room, &target.id).await?,
+        }
         Ok(self.place_on(target))
     }
 
@@ -667,6 +676,24 @@ impl Cluster {
             .arg(&key)
             .arg(node)
             .arg(1)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(TTL.as_millis() as u64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// This node has `n` participants of `room` (with one on its way in).
+    async fn set_member_count(&self, room: &str, n: usize) -> redis::RedisResult<()> {
+        let mut conn = self.redis.clone();
+        let key = members_key(room);
+        redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(&self.settings.node_id)
+            .arg(n)
             .ignore()
             .cmd("PEXPIRE")
             .arg(&key)
