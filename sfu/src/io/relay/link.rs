@@ -216,15 +216,7 @@ impl Link {
         if self.connected && now.duration_since(self.last_heard) > SILENCE_TIMEOUT {
             return Some("the other node went silent".into());
         }
-        let workers: Vec<u16> = self
-            .relay
-            .placement
-            .lock()
-            .room_workers(&self.room)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|w| w as u16)
-            .collect();
+        let workers = self.room_workers();
         if workers.is_empty() {
             return Some("the room has nobody here".into());
         }
@@ -271,15 +263,7 @@ impl Link {
                         }
                     });
                 info!(room = %self.room, node = %self.node, "relay open");
-                let workers = self
-                    .relay
-                    .placement
-                    .lock()
-                    .room_workers(&self.room)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|w| w as u16)
-                    .collect();
+                let workers = self.room_workers();
                 self.set_local_workers(workers);
             }
             Event::ChannelData(d) => self.receive(&d.data),
@@ -287,6 +271,18 @@ impl Link {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The local workers holding the room now.
+    fn room_workers(&self) -> Vec<u16> {
+        self.relay
+            .placement
+            .lock()
+            .room_workers(&self.room)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| w as u16)
+            .collect()
     }
 
     /// Tells the other end which local workers hold the room, and links or unlinks them with

@@ -405,34 +405,7 @@ impl Relay {
         })
         .map_err(|e| e.to_string())?;
         let url = format!("{}/cluster/relay", entry.url.trim_end_matches('/'));
-        let response = self
-            .http
-            .post(&url)
-            .header(AUTH_HEADER, sign(&self.secret, unix_now(), &body))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status();
-        let auth = response
-            .headers()
-            .get(AUTH_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!(
-                "{url}: {status} {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-            ));
-        }
-        if !auth.is_some_and(|a| verify(&self.secret, &a, &bytes, unix_now())) {
-            return Err(format!(
-                "{url}: the answer is not signed with the cluster secret"
-            ));
-        }
-        let answer: AnswerBody = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let answer: AnswerBody = self.call(&url, body).await?;
         if answer.from != node {
             return Err(format!("{url} answered as {}", answer.from));
         }
@@ -533,6 +506,53 @@ impl Relay {
         Ok(())
     }
 
+    /// A signed request to another node (`url`), and its answer, which must be signed too.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+    ) -> Result<T, String> {
+        let response = self
+            .http
+            .post(url)
+            .header(AUTH_HEADER, sign(&self.secret, unix_now(), &body))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status();
+        let auth = response
+            .headers()
+            .get(AUTH_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!(
+                "{url}: {status} {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ));
+        }
+        if !auth.is_some_and(|a| verify(&self.secret, &a, &bytes, unix_now())) {
+            return Err(format!(
+                "{url}: the answer is not signed with the cluster secret"
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| format!("{url}: {e}"))
+    }
+
+    /// A signed request from another node: its body, read as `T`, or the refusal to send.
+    fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<T, (StatusCode, String)> {
+        self.authenticate(headers, body)
+            .map_err(|(status, why)| (status, why.to_owned()))?;
+        serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("body: {e}")))
+    }
+
     /// A signed JSON answer.
     fn signed(&self, body: Vec<u8>) -> Response {
         let auth = sign(&self.secret, unix_now(), &body);
@@ -553,12 +573,9 @@ async fn accept(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = relay.authenticate(&headers, &body) {
-        return refused.into_response();
-    }
-    let req: OfferBody = match serde_json::from_slice(&body) {
+    let req: OfferBody = match relay.request(&headers, &body) {
         Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("body: {e}")).into_response(),
+        Err(refused) => return refused.into_response(),
     };
     match relay.answer(req).await {
         Ok(answer) => relay.signed(serde_json::to_vec(&answer).unwrap_or_default()),

@@ -15,8 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use signal::rest::dto::RoomInfo;
 
-use super::auth::unix_now;
-use super::{sign, verify, Relay, AUTH_HEADER};
+use super::Relay;
 
 /// The longest a join waits for the owner's settings (then the room starts from the defaults).
 const SETTINGS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,34 +44,10 @@ impl Relay {
         })
         .ok()?;
         let url = format!("{}/cluster/room", entry.url.trim_end_matches('/'));
-        let ask = async {
-            let response = self
-                .http
-                .post(&url)
-                .header(AUTH_HEADER, sign(&self.secret, unix_now(), &body))
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .ok()?;
-            let auth = response
-                .headers()
-                .get(AUTH_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            if !response.status().is_success() {
-                return None;
-            }
-            let bytes = response.bytes().await.ok()?;
-            if !auth.is_some_and(|a| verify(&self.secret, &a, &bytes, unix_now())) {
-                return None;
-            }
-            serde_json::from_slice::<RoomInfo>(&bytes).ok()
-        };
-        let info = tokio::time::timeout(SETTINGS_TIMEOUT, ask)
+        let info = tokio::time::timeout(SETTINGS_TIMEOUT, self.call::<RoomInfo>(&url, body))
             .await
             .ok()
-            .flatten();
+            .and_then(Result::ok);
         if info.is_none() {
             tracing::warn!(room, node = %owner, "the room's settings did not come from its owner: defaults");
         }
@@ -86,12 +61,9 @@ pub(super) async fn answer(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = relay.authenticate(&headers, &body) {
-        return refused.into_response();
-    }
-    let req: SettingsBody = match serde_json::from_slice(&body) {
+    let req: SettingsBody = match relay.request(&headers, &body) {
         Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("body: {e}")).into_response(),
+        Err(refused) => return refused.into_response(),
     };
     let info = relay.placement.lock().info(&req.room);
     match info {
