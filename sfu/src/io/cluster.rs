@@ -45,10 +45,26 @@ fn room_key(room: &str) -> String {
     format!("sfu:room:{room}")
 }
 
-/// The nodes that serve a room spanning nodes, each with its participants of it.
+/// The nodes that serve a room spanning nodes, each with its participants of it, and the
+/// room's participant limit under [`LIMIT_FIELD`].
 fn members_key(room: &str) -> String {
     format!("sfu:room:{room}:nodes")
 }
+
+/// The rooms other nodes sent joins to this node for (each counted in the room's
+/// [`members_key`] before the client arrived).
+fn pending_key(node: &str) -> String {
+    format!("sfu:node:{node}:pending")
+}
+
+/// A room another node sent a join here for, which this node still does not serve after this
+/// long (the client went away instead of following its redirect), loses the count that join
+/// added, so that a join that never came does not fill the room.
+const PENDING_GRACE: Duration = Duration::from_secs(3);
+
+/// The field of [`members_key`] that holds the room's `max_participants` (0: none), which
+/// every node serving the room writes: no node id has a `#` in it.
+const LIMIT_FIELD: &str = "#limit";
 
 /// For every room key in `KEYS` (rooms this node has): `PEXPIRE` it for `ARGV[2]` ms if it
 /// still names this node (`ARGV[1]`); claim it if it is missing (Redis lost its data, or the
@@ -242,6 +258,18 @@ pub fn choose_member<'a>(
     nodes.iter().find(|m| m.id == n.id)
 }
 
+/// A join refused because a room spanning nodes has `max_participants` (0: no limit) over all
+/// of them (`members`: each node's count).
+fn room_full(members: &[(String, usize)], max_participants: u32) -> Option<SignalError> {
+    let total: usize = members.iter().map(|(_, n)| n).sum();
+    (max_participants > 0 && total >= max_participants as usize).then(|| {
+        SignalError::new(
+            ErrorCode::RoomFull,
+            format!("the room is at its limit of {max_participants} participants"),
+        )
+    })
+}
+
 /// What this node knows of the cluster, from its last refresh.
 #[derive(Debug, Default)]
 struct View {
@@ -263,6 +291,9 @@ pub struct Cluster {
     cpu: Mutex<CpuSample>,
     /// The rooms this node said it serves at the last refresh.
     member_of: Mutex<Vec<String>>,
+    /// Rooms another node counted a join here for that this node does not serve, with when
+    /// this node first saw each (see [`PENDING_GRACE`]).
+    pending: Mutex<HashMap<String, Instant>>,
 }
 
 #[derive(Debug, Default)]
@@ -328,6 +359,7 @@ impl Cluster {
             view: Mutex::new(View::default()),
             cpu: Mutex::new(CpuSample::default()),
             member_of: Mutex::new(Vec::new()),
+            pending: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -450,11 +482,24 @@ impl Cluster {
                     .arg(members_key(&r.name))
                     .arg(&me.id)
                     .arg(r.num_participants)
+                    .arg(LIMIT_FIELD)
+                    .arg(r.max_participants)
                     .ignore()
                     .cmd("PEXPIRE")
                     .arg(members_key(&r.name))
                     .arg(ttl_ms)
                     .ignore();
+            }
+            // Joins other nodes counted here: served now, or never came.
+            let now = Instant::now();
+            for (room, seen) in self.pending.lock().iter() {
+                let served = list.iter().any(|r| r.name == *room);
+                if !served && now.duration_since(*seen) >= PENDING_GRACE {
+                    gone.push(room.clone());
+                }
+                if served || now.duration_since(*seen) >= PENDING_GRACE {
+                    pipe.cmd("SREM").arg(pending_key(&me.id)).arg(room).ignore();
+                }
             }
             for g in &gone {
                 pipe.cmd("HDEL").arg(members_key(g)).arg(&me.id).ignore();
@@ -462,7 +507,18 @@ impl Cluster {
             *self.member_of.lock() = list.iter().map(|r| r.name.clone()).collect();
         }
         pipe.cmd("SMEMBERS").arg(NODES_SET);
-        let (ids,): (Vec<String>,) = pipe.query_async(&mut conn).await?;
+        pipe.cmd("SMEMBERS").arg(pending_key(&me.id));
+        let (ids, pending): (Vec<String>, Vec<String>) = pipe.query_async(&mut conn).await?;
+        if self.relays() {
+            let now = Instant::now();
+            let mut seen = self.pending.lock();
+            seen.retain(|room, at| {
+                pending.contains(room) && now.duration_since(*at) < PENDING_GRACE
+            });
+            for room in pending {
+                seen.entry(room).or_insert(now);
+            }
+        }
         let others: Vec<String> = ids.into_iter().filter(|id| *id != me.id).collect();
         if others.is_empty() {
             return Ok(Vec::new());
@@ -530,14 +586,14 @@ impl Cluster {
                         .query_async(&mut conn)
                         .await?;
                     if self.relays() {
-                        return Ok(Ok(self.place_member(room, &owner, &nodes, region).await?));
+                        return self.place_member(room, &owner, &nodes, region).await;
                     }
                     return Ok(Ok(Place::Here));
                 }
                 Some(owner) => {
                     if let Some(n) = nodes.iter().find(|n| n.id == owner && !n.draining) {
                         if self.relays() {
-                            return Ok(Ok(self.place_member(room, &owner, &nodes, region).await?));
+                            return self.place_member(room, &owner, &nodes, region).await;
                         }
                         return Ok(Ok(self.place_on(n)));
                     }
@@ -600,18 +656,28 @@ impl Cluster {
     /// The live nodes serving `room` and their participants of it (this node's from its
     /// placement), as Redis says.
     pub async fn members(&self, room: &str) -> redis::RedisResult<Vec<(String, usize)>> {
+        Ok(self.room_members(room).await?.0)
+    }
+
+    /// [`Cluster::members`], and the room's participant limit over all its nodes (0: none):
+    /// this node's own setting when it serves the room, else what its nodes last wrote.
+    async fn room_members(&self, room: &str) -> redis::RedisResult<(Vec<(String, usize)>, u32)> {
         let mut conn = self.redis.clone();
-        let all: Vec<(String, i64)> = redis::cmd("HGETALL")
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(members_key(room))
             .query_async(&mut conn)
             .await?;
         let me = &self.settings.node_id;
-        let here = self
-            .placement
-            .lock()
-            .info(room)
-            .map(|r| r.num_participants as usize)
-            .ok();
+        let here = self.placement.lock().info(room).ok();
+        let limit = match &here {
+            Some(info) => info.max_participants,
+            None => all
+                .iter()
+                .find(|(field, _)| field == LIMIT_FIELD)
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0),
+        };
+        let here = here.map(|info| info.num_participants as usize);
         let view = self.view.lock();
         let mut members: Vec<(String, usize)> = all
             .into_iter()
@@ -620,7 +686,7 @@ impl Cluster {
                 let n = if id == *me {
                     here.unwrap_or(0)
                 } else {
-                    n.max(0) as usize
+                    n.parse::<i64>().unwrap_or(0).max(0) as usize
                 };
                 (id, n)
             })
@@ -631,7 +697,7 @@ impl Cluster {
             }
         }
         members.sort();
-        Ok(members)
+        Ok((members, limit))
     }
 
     /// Where a join of `room`, whose live owner is `owner`, goes when rooms may span nodes
@@ -642,13 +708,16 @@ impl Cluster {
         owner: &str,
         nodes: &[NodeEntry],
         region: Option<&str>,
-    ) -> redis::RedisResult<Place> {
-        let members = self.members(room).await?;
+    ) -> redis::RedisResult<Result<Place, SignalError>> {
+        let (members, max_participants) = self.room_members(room).await?;
+        if let Some(e) = room_full(&members, max_participants) {
+            return Ok(Err(e));
+        }
         let limit = self.settings.room_participants_per_node;
         let target = choose_member(owner, &members, nodes, region, limit)
             .or_else(|| nodes.iter().find(|n| n.id == owner));
         let Some(target) = target else {
-            return Ok(Place::Here);
+            return Ok(Ok(Place::Here));
         };
         if !members.iter().any(|(id, _)| *id == target.id) {
             info!(room, node = %target.id, "room spans one more node");
@@ -660,10 +729,10 @@ impl Cluster {
         match here.filter(|_| target.id == self.settings.node_id) {
             // This node's own count, true now: its participants and this join. (A join another
             // node sent here was counted there already; adding to that would count it twice.)
-            Some(n) => self.set_member_count(room, n + 1).await?,
+            Some(n) => self.set_member_count(room, n + 1, max_participants).await?,
             None => self.count_member(room, &target.id).await?,
         }
-        Ok(self.place_on(target))
+        Ok(Ok(self.place_on(target)))
     }
 
     /// One more participant of `room` is on its way to `node`: its count goes up now, so that
@@ -681,12 +750,26 @@ impl Cluster {
             .arg(&key)
             .arg(TTL.as_millis() as u64)
             .ignore()
+            .cmd("SADD")
+            .arg(pending_key(node))
+            .arg(room)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(pending_key(node))
+            .arg(2 * TTL.as_millis() as u64)
+            .ignore()
             .query_async::<()>(&mut conn)
             .await
     }
 
-    /// This node has `n` participants of `room` (with one on its way in).
-    async fn set_member_count(&self, room: &str, n: usize) -> redis::RedisResult<()> {
+    /// This node has `n` participants of `room` (with one on its way in), whose limit is
+    /// `max_participants`.
+    async fn set_member_count(
+        &self,
+        room: &str,
+        n: usize,
+        max_participants: u32,
+    ) -> redis::RedisResult<()> {
         let mut conn = self.redis.clone();
         let key = members_key(room);
         redis::pipe()
@@ -694,6 +777,8 @@ impl Cluster {
             .arg(&key)
             .arg(&self.settings.node_id)
             .arg(n)
+            .arg(LIMIT_FIELD)
+            .arg(max_participants)
             .ignore()
             .cmd("PEXPIRE")
             .arg(&key)
@@ -838,6 +923,38 @@ mod tests {
         );
         let tie = [node("b", "", 1, false), node("a", "", 1, false)];
         assert_eq!(choose(&tie, None).unwrap().id, "a", "ties broken by id");
+    }
+
+    #[test]
+    fn a_room_s_limit_counts_its_participants_on_every_node() {
+        let members = |counts: &[usize]| -> Vec<(String, usize)> {
+            counts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("n{i}"), *n))
+                .collect()
+        };
+        // (participants on each node, the room's limit, refused)
+        let table: &[(&[usize], u32, bool)] = &[
+            (&[], 0, false),
+            (&[500, 500], 0, false),
+            (&[], 1, false),
+            (&[3], 4, false),
+            (&[3, 0], 4, false),
+            (&[4], 4, true),
+            (&[2, 2], 4, true),
+            (&[1, 1, 1], 4, false),
+            (&[1, 2, 1], 4, true),
+            (&[3, 3], 4, true),
+        ];
+        for (counts, limit, refused) in table {
+            let e = room_full(&members(counts), *limit);
+            assert_eq!(e.is_some(), *refused, "{counts:?} limit {limit}");
+            if let Some(e) = e {
+                assert_eq!(e.code, ErrorCode::RoomFull);
+                assert!(e.message.contains(&limit.to_string()), "{}", e.message);
+            }
+        }
     }
 
     #[test]
