@@ -47,7 +47,11 @@
  *
  * Rejoin: a server that answers `resume_failed` (it restarted, or another server now answers at
  * the URL) is joined afresh with the same room, name and token, on a new peer connection with the
- * same local media; so is the URL after `shutting_down`, while the old server still carries the
+ * same local media. A session that a cluster `redirect`ed to another node whose sockets do not
+ * even open three times in a row (the node is gone) sends every other `resume` to the URL it
+ * joined through instead: that node does not know the session and answers `resume_failed`, so
+ * the session is joined afresh through it, and lands on a live node. The same happens to the URL
+ * after `shutting_down`, while the old server still carries the
  * call: once a server accepts the join the old session is left (make before break). A draining
  * server refuses joins, so this works when the URL leads to another server once the old one is
  * not ready (a load balancer with health checks, or a cluster). Attempts go on with backoff until
@@ -309,6 +313,11 @@ const RECONNECT_FIRST_DELAY_MS = 500;
 const RECONNECT_MAX_DELAY_MS = 4000;
 /** A reconnect attempt that has no answer after this long is given up for the next one. */
 const RESUME_ATTEMPT_TIMEOUT_MS = 5000;
+/**
+ * After this many reconnect attempts in a row whose socket never opened, a session a cluster
+ * redirected to another node tries the URL it joined through on every other attempt.
+ */
+const UNREACHABLE_BEFORE_ENTRY = 3;
 /** ICE `disconnected` for this long (or `failed`) starts an ICE restart. */
 const ICE_RESTART_AFTER_MS = 2000;
 /** An ICE restart that has not reconnected after this long is tried again. */
@@ -1011,23 +1020,33 @@ export class SfuClient extends EventTarget {
       this.#reconnecting = false;
       this.#end('disconnected', true, { closeCode });
     };
+    // Attempts in a row whose socket to the session's node never opened, and attempts made
+    // since that reached UNREACHABLE_BEFORE_ENTRY.
+    let unreachable = 0;
+    let alternated = 0;
     const attempt = () => {
       if (generation !== this.#generation) return;
       if (Date.now() >= deadline) {
         giveUp();
         return;
       }
+      // The node may be gone: every other attempt goes to the URL the session joined through,
+      // which answers `resume_failed` when it is up (see the module's documentation).
+      const toEntry =
+        unreachable >= UNREACHABLE_BEFORE_ENTRY && this.#joinUrl !== this.#url && alternated++ % 2 === 0;
       let ws;
       try {
-        ws = new WebSocket(this.#url);
+        ws = new WebSocket(toEntry ? this.#joinUrl : this.#url);
       } catch {
         ws = null;
       }
       let done = false;
+      let opened = false;
       const next = () => {
         if (done || generation !== this.#generation) return;
         done = true;
         clearTimeout(attemptTimer);
+        if (!toEntry) unreachable = opened ? 0 : unreachable + 1;
         if (ws) {
           ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
           if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
@@ -1042,6 +1061,7 @@ export class SfuClient extends EventTarget {
         return;
       }
       ws.onopen = () => {
+        opened = true;
         ws.send(
           JSON.stringify({
             type: 'resume',

@@ -20,7 +20,9 @@ fn pages_on_two_nodes_of_a_cluster_meet_in_one_room() {
 }
 
 /// The same pages when the nodes relay: each node takes one participant of the room, and the
-/// pages see each other through the relay between the nodes.
+/// pages see each other through the relay between the nodes. Then the second page's node is
+/// killed: that page joins again through the node it opened the page on, and the pages see
+/// each other's video again.
 #[test]
 #[cfg_attr(skip_browser_tests, ignore = "SFU_SKIP_BROWSER_TESTS is set")]
 fn pages_on_two_nodes_relaying_one_room_see_each_other() {

@@ -6,8 +6,10 @@
 // each other's video, and reports the join time of each page.
 //
 // With E2E_CLUSTER_RELAY=1 the nodes share a cluster secret and take one participant of a room
-// each: P2 stays on node B, which relays the room with node A, and the pages meet through the
-// relay between the nodes instead.
+// each: P2, which opens the page on node A too, is sent to node B, which relays the room with
+// node A, and the pages meet through the relay between the nodes instead. Then node B is killed:
+// P2's client finds B gone, joins again through node A (where it opened the page), and the pages
+// see each other's video again.
 //
 // Run it inside a private network namespace where only `lo` exists (see run.sh):
 //   SFU_BIN=/path/to/sfu E2E_SCRIPT=cluster.js bash run.sh
@@ -22,7 +24,7 @@ const { execFileSync, spawn } = require('node:child_process');
 const net = require('node:net');
 const { chromium } = require('playwright-core');
 const harness = require('./harness');
-const { CHROMIUM_ARGS, LogTail, httpStatus, runScript, spawnLogged, stopGroup, until, sleep } = harness;
+const { CHROMIUM_ARGS, LogTail, httpStatus, killGroup, runScript, spawnLogged, stopGroup, until, sleep } = harness;
 
 const env = process.env;
 const config = {
@@ -111,6 +113,53 @@ async function state(peer) {
   });
 }
 
+/** Video frames decoded on all of the page's inbound video streams together. */
+async function framesDecoded(peer) {
+  return peer.page.evaluate(async () => {
+    const { client } = window.sfuDemo;
+    let frames = 0;
+    if (client.pc) {
+      (await client.pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') frames += s.framesDecoded ?? 0;
+      });
+    }
+    return frames;
+  });
+}
+
+/** Node B dies under P2: P2 comes back through node A, and the pages see each other again. */
+async function nodeLoss(p1, p2) {
+  const session = () => p2.page.evaluate(() => ({ state: window.sfuDemo.client.state, id: window.sfuDemo.client.participantId }));
+  const before = (await session()).id;
+  const killed = Date.now();
+  killGroup(children.B, 'SIGKILL');
+  await children.B.exited;
+  const back = await until(40_000, async () => {
+    const s = await session();
+    return s.state === 'joined' && s.id && s.id !== before ? { ok: true } : { ok: false, why: JSON.stringify(s) };
+  }, 200).then(() => true, (e) => {
+    log(e.message);
+    return false;
+  });
+  if (!check(back, `P2 joined again ${Date.now() - killed} ms after its node was killed`)) return;
+  const onA = logs.A.lines.filter((l) => /signal::ws: joined$/.test(l)).length;
+  check(onA === 2, `P2 is on node A now (${onA} joins there)`);
+  // Frames of P2's new stream at P1, and of P1's at P2's new peer connection.
+  const start = await Promise.all([framesDecoded(p1), framesDecoded(p2)]);
+  let last = null;
+  const again = await until(30_000, async () => {
+    const [s1, s2] = await Promise.all([state(p1), state(p2)]);
+    const frames = await Promise.all([framesDecoded(p1), framesDecoded(p2)]);
+    last = { s1, s2, frames, start };
+    const ok = s1.others === 1 && s2.others === 1 && frames[0] > start[0] + 10 && frames[1] > 10;
+    return ok ? { ok: true } : { ok: false, why: JSON.stringify(last) };
+  }, 250).then(() => true, (e) => {
+    log(e.message);
+    return false;
+  });
+  check(again, `the pages decode each other's video again, ${Date.now() - killed} ms after the kill (${JSON.stringify(last)})`);
+}
+
 async function scenario() {
   if (!redisInstalled()) {
     if (process.getuid?.() === 0) {
@@ -136,8 +185,8 @@ async function scenario() {
   await sleep(2200);
 
   const p1 = await openPage('P1', 'A');
-  const p2 = await openPage('P2', 'B');
-  check(true, `P1 joined through node A in ${p1.joinMs} ms, P2 through node B in ${p2.joinMs} ms`);
+  const p2 = await openPage('P2', config.relay ? 'A' : 'B');
+  check(true, `P1 joined through node A in ${p1.joinMs} ms, P2 through node ${config.relay ? 'A' : 'B'} in ${p2.joinMs} ms`);
 
   let last = null;
   const both = await until(30_000, async () => {
@@ -157,6 +206,7 @@ async function scenario() {
     check(joinedOn.length === 2, `each node has one participant (${joinedOn.join(', ')})`);
     const relayed = ['A', 'B'].filter((n) => logs[n].lines.some((l) => l.includes('relay open')));
     check(relayed.length === 2, `the nodes opened a relay (${relayed.join(', ')})`);
+    await nodeLoss(p1, p2);
     return;
   }
   // Exactly one node has the room's participants (its log says so).
@@ -175,7 +225,7 @@ runScript({
   shutdown,
   results,
   log,
-  hardTimeoutMs: 120_000,
+  hardTimeoutMs: 180_000,
   server: () => children.A,
   finish: (code) => {
     log(`${results.passed} passed, ${results.failed} failed`);
