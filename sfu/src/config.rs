@@ -74,6 +74,7 @@ pub const KEYS: &[&str] = &[
     "cluster.public_url",
     "cluster.secret",
     "cluster.room_participants_per_node",
+    "cluster.max_cpu_percent",
 ];
 
 /// The server's settings, resolved and validated.
@@ -145,6 +146,9 @@ pub struct ClusterConfig {
     /// Participants of one room a node takes before the room's next joins go to another node
     /// (relayed); 0: only a region of its own sends a join elsewhere.
     pub room_participants_per_node: usize,
+    /// CPU use (percent of one core) at which the node takes no new rooms and sends the next
+    /// joins of its rooms to other nodes while another can take them; 0: no limit.
+    pub max_cpu_percent: u32,
 }
 
 impl ClusterConfig {
@@ -183,6 +187,7 @@ impl ClusterConfig {
             media: Vec::new(),
             secret: self.secret.clone(),
             room_participants_per_node: self.room_participants_per_node,
+            max_cpu_percent: self.max_cpu_percent,
         }
     }
 }
@@ -214,6 +219,9 @@ pub struct WebhookSettings {
     /// Time limit per post.
     pub timeout: Duration,
 }
+
+/// The highest `cluster.max_cpu_percent`: 1024 cores.
+pub const MAX_CPU_PERCENT_LIMIT: u32 = 102_400;
 
 /// Default `cluster.room_participants_per_node`.
 pub const DEFAULT_ROOM_PARTICIPANTS_PER_NODE: usize = 200;
@@ -499,8 +507,19 @@ impl Config {
                 if secret.as_ref().is_some_and(|s| s.len() < 32) {
                     return Err(err("cluster.secret", "at least 32 characters"));
                 }
+                let max_cpu_percent = a
+                    .cluster_max_cpu_percent
+                    .or(fc.max_cpu_percent)
+                    .unwrap_or(0);
+                if max_cpu_percent > MAX_CPU_PERCENT_LIMIT {
+                    return Err(err(
+                        "cluster.max_cpu_percent",
+                        format!("must be 0 (no limit) to {MAX_CPU_PERCENT_LIMIT}"),
+                    ));
+                }
                 Some(ClusterConfig {
                     secret,
+                    max_cpu_percent,
                     room_participants_per_node: a
                         .cluster_room_participants_per_node
                         .or(fc.room_participants_per_node)

@@ -265,6 +265,17 @@ pub struct ServeArgs {
     )]
     pub cluster_room_participants_per_node: Option<usize>,
 
+    /// CPU use, in percent of one core (150: one and a half cores), at which this node takes no
+    /// new rooms and sends the next joins of its rooms to other nodes, which relay them (needs
+    /// --cluster-secret to spread a room), while another node can take them. Smoothed over a
+    /// few seconds. 0: no limit. Default: 0.
+    #[arg(
+        long = "cluster-max-cpu-percent",
+        env = "SFU_CLUSTER_MAX_CPU_PERCENT",
+        value_name = "PERCENT"
+    )]
+    pub cluster_max_cpu_percent: Option<u32>,
+
     /// Offer a passive ICE-TCP candidate on the media port numbers, for clients whose UDP is
     /// blocked (true or false). Default: true.
     #[arg(long, env = "SFU_ICE_TCP", value_name = "BOOL")]

@@ -44,6 +44,7 @@ pub struct FileCluster {
     pub public_url: Option<String>,
     pub secret: Option<String>,
     pub room_participants_per_node: Option<usize>,
+    pub max_cpu_percent: Option<u32>,
 }
 
 /// `[turn]`.

@@ -370,6 +370,21 @@ fn the_cluster_secret_and_room_spreading_come_from_file_and_flags() {
         .cluster
         .unwrap();
     assert_eq!(c.room_participants_per_node, 0, "the flag wins");
+    assert_eq!(c.max_cpu_percent, 0, "no CPU limit by default");
+    let c = load(&format!("{file}max_cpu_percent = 150\n"), &[])
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!(c.max_cpu_percent, 150);
+    let c = load(&file, &["--cluster-max-cpu-percent", "80"])
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!(c.max_cpu_percent, 80);
+    assert_eq!(
+        key_of(load(redis, &["--cluster-max-cpu-percent", "200000"])),
+        "cluster.max_cpu_percent"
+    );
     assert_eq!(
         key_of(load(redis, &["--cluster-secret", "too-short"])),
         "cluster.secret"

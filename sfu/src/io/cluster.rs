@@ -32,6 +32,9 @@ pub const TTL: Duration = Duration::from_secs(5);
 pub const REFRESH: Duration = Duration::from_secs(1);
 /// The longest a Redis command may take before the store counts as unavailable.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How much of each new CPU reading goes into the smoothed one (a time constant of about two
+/// refreshes), so that one busy second does not send a room's joins elsewhere.
+const CPU_SMOOTHING: f64 = 0.4;
 /// Rounds of read, claim and retry before a join gives up on placing its room.
 const PLACE_ROUNDS: usize = 4;
 
@@ -120,6 +123,8 @@ pub struct ClusterSettings {
     /// Participants of one room this node takes before the room's next joins go to another
     /// node (0: no limit).
     pub room_participants_per_node: usize,
+    /// CPU use (percent of one core, smoothed) at which this node is `busy` (0: never).
+    pub max_cpu_percent: u32,
 }
 
 /// One node as the registry describes it.
@@ -147,6 +152,10 @@ pub struct NodeEntry {
     /// takes no new rooms, and its rooms refuse joins until someone leaves.
     #[serde(default)]
     pub full: bool,
+    /// At its CPU limit (`cluster.max_cpu_percent`): while other nodes are not, it takes no new
+    /// rooms, and the next joins of its rooms go to other nodes, which relay them.
+    #[serde(default)]
+    pub busy: bool,
 }
 
 impl NodeEntry {
@@ -185,6 +194,16 @@ pub enum Place {
 /// when some such node is in it: fewest participants, then fewest rooms, then id (so that all
 /// nodes agree).
 pub fn choose<'a>(nodes: &'a [NodeEntry], region: Option<&str>) -> Option<&'a NodeEntry> {
+    let calm: Vec<NodeEntry> = nodes.iter().filter(|n| !n.busy).cloned().collect();
+    let chosen = choose_among(&calm, region).map(|n| n.id.clone());
+    match chosen {
+        Some(id) => nodes.iter().find(|n| n.id == id),
+        None => choose_among(nodes, region),
+    }
+}
+
+/// [`choose`] without regard to `busy`.
+fn choose_among<'a>(nodes: &'a [NodeEntry], region: Option<&str>) -> Option<&'a NodeEntry> {
     let open = || nodes.iter().filter(|n| !n.draining && !n.full);
     let in_region: Vec<&NodeEntry> = match region {
         Some(r) if !r.is_empty() => open().filter(|n| n.region == r).collect(),
@@ -208,7 +227,25 @@ pub fn choose<'a>(nodes: &'a [NodeEntry], region: Option<&str>) -> Option<&'a No
 /// room. Otherwise the owner takes the join while under the limit, then the member with the
 /// fewest participants of the room under it, then the least loaded node that is not a member
 /// yet. `None`: the owner (every node is full, or it is the only one).
+///
+/// Busy nodes (at their CPU limit) are left out while that leaves a node to take the join.
 pub fn choose_member<'a>(
+    owner: &str,
+    members: &[(String, usize)],
+    nodes: &'a [NodeEntry],
+    region: Option<&str>,
+    limit: usize,
+) -> Option<&'a NodeEntry> {
+    let calm: Vec<NodeEntry> = nodes.iter().filter(|n| !n.busy).cloned().collect();
+    let chosen = choose_member_among(owner, members, &calm, region, limit).map(|n| n.id.clone());
+    match chosen {
+        Some(id) => nodes.iter().find(|n| n.id == id),
+        None => choose_member_among(owner, members, nodes, region, limit),
+    }
+}
+
+/// [`choose_member`] without regard to `busy`.
+fn choose_member_among<'a>(
     owner: &str,
     members: &[(String, usize)],
     nodes: &'a [NodeEntry],
@@ -300,6 +337,8 @@ pub struct Cluster {
 struct CpuSample {
     last: Option<(Instant, f64)>,
     cores: f64,
+    /// `cores` smoothed over the last few readings, for `busy`.
+    smoothed: Option<f64>,
 }
 
 impl CpuSample {
@@ -313,6 +352,10 @@ impl CpuSample {
             let wall = now.duration_since(then).as_secs_f64();
             if wall > 0.0 {
                 self.cores = ((now_cpu - then_cpu) / wall).max(0.0);
+                self.smoothed = Some(match self.smoothed {
+                    Some(s) => s + CPU_SMOOTHING * (self.cores - s),
+                    None => self.cores,
+                });
             }
         }
         self.last = Some((now, now_cpu));
@@ -382,7 +425,11 @@ impl Cluster {
 
     /// This node's own entry, from its placement now.
     pub fn own_entry(&self) -> NodeEntry {
-        let cpu = self.cpu.lock().cores;
+        let (cpu, smoothed) = {
+            let sample = self.cpu.lock();
+            (sample.cores, sample.smoothed.unwrap_or(0.0))
+        };
+        let limit = self.settings.max_cpu_percent;
         let p = self.placement.lock();
         NodeEntry {
             id: self.settings.node_id.clone(),
@@ -394,6 +441,7 @@ impl Cluster {
             rooms: p.room_count(),
             draining: p.is_draining(),
             full: !p.is_draining() && !p.accepting(),
+            busy: limit > 0 && smoothed * 100.0 >= f64::from(limit),
         }
     }
 
@@ -891,7 +939,59 @@ mod tests {
             rooms: 0,
             draining,
             full: false,
+            busy: false,
         }
+    }
+
+    fn busy(n: NodeEntry) -> NodeEntry {
+        NodeEntry { busy: true, ..n }
+    }
+
+    #[test]
+    fn a_busy_node_takes_joins_only_when_no_other_node_can() {
+        // New rooms: the least loaded node that is not busy, else the least loaded busy one.
+        let nodes = [busy(node("a", "eu", 0, false)), node("b", "eu", 9, false)];
+        assert_eq!(choose(&nodes, None).unwrap().id, "b");
+        assert_eq!(choose(&nodes, Some("eu")).unwrap().id, "b");
+        let all_busy = [busy(node("a", "", 5, false)), busy(node("b", "", 2, false))];
+        assert_eq!(
+            choose(&all_busy, None).unwrap().id,
+            "b",
+            "all busy: as before"
+        );
+        // A busy owner under the room's per-node limit sends the join to a member, else to a
+        // new node; when every node is busy, the owner takes it as it would without the limit.
+        let members = vec![("a".to_owned(), 3), ("b".to_owned(), 5)];
+        let nodes = [
+            busy(node("a", "", 3, false)),
+            node("b", "", 5, false),
+            node("c", "", 0, false),
+        ];
+        let pick = |nodes: &[NodeEntry], limit| {
+            choose_member("a", &members, nodes, None, limit).map(|n| n.id.clone())
+        };
+        assert_eq!(
+            pick(&nodes, 10).as_deref(),
+            Some("b"),
+            "a member under the limit"
+        );
+        assert_eq!(pick(&nodes, 5).as_deref(), Some("c"), "b is at the limit");
+        let busy_member = [
+            busy(node("a", "", 3, false)),
+            busy(node("b", "", 5, false)),
+            node("c", "", 0, false),
+        ];
+        assert_eq!(
+            pick(&busy_member, 10).as_deref(),
+            Some("c"),
+            "a calm new node"
+        );
+        let all_busy = [busy(node("a", "", 3, false)), busy(node("b", "", 5, false))];
+        assert_eq!(
+            pick(&all_busy, 10).as_deref(),
+            Some("a"),
+            "all busy: the owner"
+        );
     }
 
     #[test]
