@@ -337,28 +337,45 @@ pub struct Cluster {
 struct CpuSample {
     last: Option<(Instant, f64)>,
     cores: f64,
-    /// `cores` smoothed over the last few readings, for `busy`.
+    /// Intervals measured so far.
+    intervals: u32,
+    /// `cores` smoothed over the last few readings, for `busy`; the first interval, which holds
+    /// the process's start-up, is left out.
     smoothed: Option<f64>,
 }
 
 impl CpuSample {
     /// Takes a new reading of the process's CPU time.
     fn update(&mut self) {
-        let Some(now_cpu) = super::process::cpu_seconds() else {
-            return;
-        };
-        let now = Instant::now();
+        if let Some(cpu) = super::process::cpu_seconds() {
+            self.record(Instant::now(), cpu);
+        }
+    }
+
+    /// The process had used `cpu` seconds of CPU at `now`.
+    fn record(&mut self, now: Instant, cpu: f64) {
         if let Some((then, then_cpu)) = self.last {
             let wall = now.duration_since(then).as_secs_f64();
             if wall > 0.0 {
-                self.cores = ((now_cpu - then_cpu) / wall).max(0.0);
-                self.smoothed = Some(match self.smoothed {
-                    Some(s) => s + CPU_SMOOTHING * (self.cores - s),
-                    None => self.cores,
-                });
+                self.cores = ((cpu - then_cpu) / wall).max(0.0);
+                self.intervals += 1;
+                if self.intervals > 1 {
+                    self.smoothed = Some(match self.smoothed {
+                        Some(s) => s + CPU_SMOOTHING * (self.cores - s),
+                        None => self.cores,
+                    });
+                }
             }
         }
-        self.last = Some((now, now_cpu));
+        self.last = Some((now, cpu));
+    }
+
+    /// Whether the smoothed use is at `limit_percent` of one core (0: no limit).
+    fn busy(&self, limit_percent: u32) -> bool {
+        limit_percent > 0
+            && self
+                .smoothed
+                .is_some_and(|s| s * 100.0 >= f64::from(limit_percent))
     }
 }
 
@@ -425,11 +442,10 @@ impl Cluster {
 
     /// This node's own entry, from its placement now.
     pub fn own_entry(&self) -> NodeEntry {
-        let (cpu, smoothed) = {
+        let (cpu, busy) = {
             let sample = self.cpu.lock();
-            (sample.cores, sample.smoothed.unwrap_or(0.0))
+            (sample.cores, sample.busy(self.settings.max_cpu_percent))
         };
-        let limit = self.settings.max_cpu_percent;
         let p = self.placement.lock();
         NodeEntry {
             id: self.settings.node_id.clone(),
@@ -441,7 +457,7 @@ impl Cluster {
             rooms: p.room_count(),
             draining: p.is_draining(),
             full: !p.is_draining() && !p.accepting(),
-            busy: limit > 0 && smoothed * 100.0 >= f64::from(limit),
+            busy,
         }
     }
 
@@ -945,6 +961,33 @@ mod tests {
 
     fn busy(n: NodeEntry) -> NodeEntry {
         NodeEntry { busy: true, ..n }
+    }
+
+    #[test]
+    fn a_node_is_busy_after_a_few_seconds_over_its_cpu_limit_not_after_its_start() {
+        let start = Instant::now();
+        let mut sample = CpuSample::default();
+        let mut cpu = 0.0;
+        let mut busy = Vec::new();
+        // Cores used in each second: the start-up, idle, then a busy stretch, then idle.
+        for (second, cores) in [1.5, 0.0, 0.0, 0.9, 0.9, 0.9, 0.9, 0.0, 0.0, 0.0]
+            .iter()
+            .enumerate()
+        {
+            sample.record(start + Duration::from_secs(second as u64), cpu);
+            cpu += cores;
+            busy.push(sample.busy(50));
+        }
+        sample.record(start + Duration::from_secs(10), cpu);
+        busy.push(sample.busy(50));
+        assert!((sample.cores - 0.0).abs() < 1e-9);
+        // The start-up second is not counted; 0.9 cores against a 50 % limit count from the
+        // second reading of them, and the first idle reading after them ends it.
+        assert_eq!(
+            busy,
+            [false, false, false, false, false, true, true, true, false, false, false],
+        );
+        assert!(!sample.busy(0), "no limit");
     }
 
     #[test]
