@@ -23,7 +23,7 @@ impl Drop for Server {
     }
 }
 
-fn sfu_binary() -> PathBuf {
+pub fn sfu_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("SFU_BIN") {
         let p = PathBuf::from(p);
         assert!(p.is_file(), "SFU_BIN={} is not a file", p.display());
