@@ -253,7 +253,7 @@ impl WorkerLoop {
                         warn!("socket: {e}");
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                    self.receive();
+                    self.receive().await;
                 }
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
                 ev = async {
@@ -280,20 +280,26 @@ impl WorkerLoop {
         info!("worker stopped");
     }
 
-    fn receive(&mut self) {
+    /// Read what the socket holds, a batch at a time, and send what each batch produced before
+    /// reading the next. str0m stamps each packet's send time (for the subscriber's transport
+    /// feedback) with the batch's `now`: sending at once keeps that stamp within one batch's
+    /// work of the real send, where holding the output of many batches to the end of the wake
+    /// would make an overloaded worker's own lateness look like a congested path to every
+    /// subscriber's delay-based estimate.
+    async fn receive(&mut self) {
         self.metrics.start_turn(self.engine.stats());
-        let WorkerLoop {
-            engine,
-            socket,
-            load,
-            max_input_age,
-            ..
-        } = self;
-        let port = socket.local_port();
-        let fallback = engine.candidate_addrs()[0];
+        let port = self.socket.local_port();
+        let fallback = self.engine.candidate_addrs()[0];
         for _ in 0..MAX_BATCHES_PER_WAKE {
             let now = Instant::now();
             let mut factor = None;
+            let WorkerLoop {
+                engine,
+                socket,
+                load,
+                max_input_age,
+                ..
+            } = self;
             let r = socket.recv_batch(|d| {
                 if let Some(waited) = d.waited {
                     factor = load.observe(now, waited).or(factor);
@@ -308,11 +314,14 @@ impl WorkerLoop {
                 engine.handle_datagram(now, d.source, destination, d.data);
             });
             if let Some(factor) = factor {
-                engine.set_load_factor(now, factor);
+                self.engine.set_load_factor(now, factor);
             }
             match r {
                 Ok(0) => break,
-                Ok(_) => engine.flush(now),
+                Ok(_) => {
+                    self.engine.flush(now);
+                    self.send().await;
+                }
                 Err(e) => {
                     // ICMP errors from a gone peer surface here; they are not fatal.
                     debug!("recv: {e}");
