@@ -663,3 +663,31 @@ fn a_burst_towards_a_subscriber_leaves_without_a_timeout_per_packet() {
         assert_gap_free("audio", bed.clients[i].audio_from(&ida));
     }
 }
+
+/// A worker that falls behind keeps a publisher's audio longer than its video; it tells them
+/// apart by the SSRC in the clear header and the sender's address.
+#[test]
+fn the_engine_tells_a_publisher_s_audio_stream_from_its_video() {
+    let mut bed = Bed::new();
+    let a = bed.join("r", "ann", true);
+    let b = bed.join("r", "bob", false);
+    let ida = bed.id(a);
+    assert!(bed.run_until(secs(5.0), |bed| bed.clients[b].video_from(&ida).len() > 10));
+    let c = &mut bed.clients[a];
+    let addr = c.addr;
+    let (audio_mid, video_mid) = (c.audio_mid.unwrap(), c.video_mid.unwrap());
+    let mut api = c.rtc.direct_api();
+    let audio = *api.stream_tx_by_mid(audio_mid, None).unwrap().ssrc();
+    let video = *api.stream_tx_by_mid(video_mid, None).unwrap().ssrc();
+    assert!(bed.engine.is_audio_from(addr, audio));
+    assert!(!bed.engine.is_audio_from(addr, video));
+    assert!(
+        !bed.engine.is_audio_from(addr, audio ^ 1),
+        "an unknown stream"
+    );
+    let elsewhere: std::net::SocketAddr = "10.9.9.9:9".parse().unwrap();
+    assert!(
+        !bed.engine.is_audio_from(elsewhere, audio),
+        "another sender"
+    );
+}

@@ -248,6 +248,19 @@ impl Engine {
         self.load_factor
     }
 
+    /// Whether RTP stream `ssrc` from UDP address `source` is a published audio track: the
+    /// worker keeps such packets longer when it falls behind (see `io/overload.rs`). Two hash
+    /// lookups, for datagrams that already waited past the input age limit only.
+    pub fn is_audio_from(&self, source: SocketAddr, ssrc: u32) -> bool {
+        let Some(key) = self.demux.addr(Transport::Udp, source) else {
+            return false;
+        };
+        self.rooms
+            .stream(key, ssrc.into())
+            .and_then(|(tk, _)| self.rooms.track(tk))
+            .is_some_and(|t| t.kind == str0m::media::MediaKind::Audio)
+    }
+
     /// A received datagram was dropped before reaching the engine because it waited too long.
     pub fn count_stale_input(&mut self) {
         self.stats.datagrams_stale += 1;

@@ -144,16 +144,43 @@ impl LoadControl {
     }
 }
 
-/// Whether a datagram that waited `wait` is RTP media too old to forward (`max_age` zero: never).
-/// STUN (first byte 0-3), DTLS (20-63) and RTCP (payload types 192-223, RFC 5761) never are.
-pub fn is_stale_media(data: &[u8], wait: Duration, max_age: Duration) -> bool {
+/// How a datagram that waited in the socket is to be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Age {
+    /// Handle it: not RTP, or young enough.
+    Fresh,
+    /// RTP older than the limit but within twice it: kept if it is audio. A call lives on its
+    /// voices; a video has layers to shed and keyframes to restart from, audio has neither.
+    OldUnlessAudio,
+    /// RTP too old to forward whatever it carries.
+    Stale,
+}
+
+/// The [`Age`] of a datagram that waited `wait` (`max_age` zero: always fresh). STUN (first
+/// byte 0-3), DTLS (20-63) and RTCP (payload types 192-223, RFC 5761) are always fresh.
+pub fn media_age(data: &[u8], wait: Duration, max_age: Duration) -> Age {
     if max_age.is_zero() || wait <= max_age {
-        return false;
+        return Age::Fresh;
     }
     match data {
-        [first, second, ..] => (128..=191).contains(first) && !(192..=223).contains(second),
-        _ => false,
+        [first, second, ..] if (128..=191).contains(first) && !(192..=223).contains(second) => {
+            if wait <= max_age.saturating_mul(AUDIO_AGE_FACTOR) {
+                Age::OldUnlessAudio
+            } else {
+                Age::Stale
+            }
+        }
+        _ => Age::Fresh,
     }
+}
+
+/// Audio is forwarded up to this many times `limits.max_input_age`.
+pub const AUDIO_AGE_FACTOR: u32 = 2;
+
+/// The SSRC of an RTP packet (in the clear in SRTP).
+pub fn rtp_ssrc(data: &[u8]) -> Option<u32> {
+    let b = data.get(8..12)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 #[cfg(test)]
@@ -165,33 +192,46 @@ mod tests {
     }
 
     #[test]
-    fn only_old_rtp_is_stale() {
+    fn only_old_rtp_is_stale_and_audio_gets_twice_the_age() {
         let rtp = [0x80, 96, 0, 1];
         let rtp_marker = [0x80, 0x80 | 96, 0, 1];
         let rtcp_rr = [0x81, 201, 0, 7];
         let rtcp_twcc = [0x8f, 205, 0, 7];
         let stun = [0x00, 0x01, 0, 0];
         let dtls = [22, 0xfe, 0xfd, 0];
-        let cases: &[(&[u8], u64, u64, bool)] = &[
-            (&rtp, 150, 100, true),
-            (&rtp_marker, 150, 100, true),
-            (&rtp, 100, 100, false),
-            (&rtp, 99, 100, false),
-            (&rtp, 5000, 0, false),
-            (&rtcp_rr, 5000, 100, false),
-            (&rtcp_twcc, 5000, 100, false),
-            (&stun, 5000, 100, false),
-            (&dtls, 5000, 100, false),
-            (&[0x80], 5000, 100, false),
-            (&[], 5000, 100, false),
+        use Age::*;
+        let cases: &[(&[u8], u64, u64, Age)] = &[
+            (&rtp, 150, 100, OldUnlessAudio),
+            (&rtp_marker, 150, 100, OldUnlessAudio),
+            (&rtp, 200, 100, OldUnlessAudio),
+            (&rtp, 201, 100, Stale),
+            (&rtp_marker, 5000, 100, Stale),
+            (&rtp, 100, 100, Fresh),
+            (&rtp, 99, 100, Fresh),
+            (&rtp, 5000, 0, Fresh),
+            (&rtcp_rr, 5000, 100, Fresh),
+            (&rtcp_twcc, 5000, 100, Fresh),
+            (&stun, 5000, 100, Fresh),
+            (&dtls, 5000, 100, Fresh),
+            (&[0x80], 5000, 100, Fresh),
+            (&[], 5000, 100, Fresh),
         ];
-        for (data, wait, max, stale) in cases {
+        for (data, wait, max, age) in cases {
             assert_eq!(
-                is_stale_media(data, ms(*wait), ms(*max)),
-                *stale,
+                media_age(data, ms(*wait), ms(*max)),
+                *age,
                 "{data:?} after {wait} ms, limit {max} ms"
             );
         }
+    }
+
+    #[test]
+    fn the_ssrc_is_read_from_the_clear_header() {
+        let mut rtp = [0u8; 12];
+        rtp[0] = 0x80;
+        rtp[8..12].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        assert_eq!(rtp_ssrc(&rtp), Some(0x1234_5678));
+        assert_eq!(rtp_ssrc(&rtp[..11]), None);
     }
 
     /// Feeds one datagram per millisecond with the given wait for `dur` ms; returns the factors

@@ -17,7 +17,7 @@ use signal::protocol::{ErrorCode, ResumeTicket, ServerMessage, SignalError};
 
 use super::handle::{send_unlinks, Command, Placement};
 use super::metrics::WorkerMetrics;
-use super::overload::{is_stale_media, LoadControl};
+use super::overload::{media_age, rtp_ssrc, Age, LoadControl};
 use super::relay::{Outgoing, Routes};
 use super::sessions::{self, Sessions};
 use super::tcp::{TcpEvent, TcpMedia};
@@ -303,7 +303,13 @@ impl WorkerLoop {
             let r = socket.recv_batch(|d| {
                 if let Some(waited) = d.waited {
                     factor = load.observe(now, waited).or(factor);
-                    if is_stale_media(d.data, waited, *max_input_age) {
+                    let stale = match media_age(d.data, waited, *max_input_age) {
+                        Age::Fresh => false,
+                        Age::OldUnlessAudio => !rtp_ssrc(d.data)
+                            .is_some_and(|ssrc| engine.is_audio_from(d.source, ssrc)),
+                        Age::Stale => true,
+                    };
+                    if stale {
                         engine.count_stale_input();
                         return;
                     }
