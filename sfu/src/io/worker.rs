@@ -371,7 +371,8 @@ impl WorkerLoop {
     }
 
     /// Hand the other workers what the engine has for them (rooms they share): one message per
-    /// worker and turn for the packets. A full queue drops the message (counted).
+    /// worker for the packets of a receive batch (or of a turn without input). A full queue
+    /// drops the message (counted).
     fn send_shards(&mut self) {
         let Some(peers) = self.peers.get() else {
             return;
