@@ -247,7 +247,7 @@ impl Shards {
         }
     }
 
-    /// Hand a packet of track `tk` to engine `to` (gathered into one message per turn).
+    /// Hand a packet of track `tk` to engine `to` (gathered into one message per receive batch).
     pub fn relay(&mut self, to: ShardId, tk: TrackKey, layer: LayerIndex, packet: &Packet) {
         let relayed = Relayed {
             track: tk,
