@@ -337,8 +337,8 @@ pub struct Cluster {
 struct CpuSample {
     last: Option<(Instant, f64)>,
     cores: f64,
-    /// Intervals measured so far.
-    intervals: u32,
+    /// An interval has been measured (the first, which holds the start-up, is not smoothed).
+    measured: bool,
     /// `cores` smoothed over the last few readings, for `busy`; the first interval, which holds
     /// the process's start-up, is left out.
     smoothed: Option<f64>,
@@ -358,8 +358,7 @@ impl CpuSample {
             let wall = now.duration_since(then).as_secs_f64();
             if wall > 0.0 {
                 self.cores = ((cpu - then_cpu) / wall).max(0.0);
-                self.intervals += 1;
-                if self.intervals > 1 {
+                if std::mem::replace(&mut self.measured, true) {
                     self.smoothed = Some(match self.smoothed {
                         Some(s) => s + CPU_SMOOTHING * (self.cores - s),
                         None => self.cores,
