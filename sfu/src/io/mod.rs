@@ -20,6 +20,8 @@ pub mod overload;
 pub mod process;
 pub mod relay;
 pub mod rooms;
+#[cfg(target_os = "linux")]
+mod sendmmsg;
 mod service;
 pub mod sessions;
 pub mod tcp;

@@ -4,10 +4,16 @@ use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use quinn_udp::{RecvMeta, Transmit as UdpTransmit, UdpSocketState};
+#[cfg(not(target_os = "linux"))]
+use quinn_udp::Transmit as UdpTransmit;
+use quinn_udp::{RecvMeta, UdpSocketState};
 use str0m::net::Transmit;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use tracing::warn;
+
+#[cfg(target_os = "linux")]
+use super::sendmmsg;
 
 /// Datagrams read per receive call.
 pub const RECV_BATCH: usize = 32;
@@ -22,7 +28,12 @@ pub struct MediaSocket {
     state: UdpSocketState,
     bufs: Vec<Vec<u8>>,
     meta: Vec<RecvMeta>,
+    /// Where a run is copied for a GSO send (Linux gathers instead).
+    #[cfg(not(target_os = "linux"))]
     send_buf: Vec<u8>,
+    /// Segmentation offload failed on a send: no more GSO trains.
+    #[cfg(target_os = "linux")]
+    gso_failed: bool,
     local_port: u16,
 }
 
@@ -63,7 +74,10 @@ impl MediaSocket {
             state,
             bufs: (0..RECV_BATCH).map(|_| vec![0; RECV_BUF]).collect(),
             meta: vec![RecvMeta::default(); RECV_BATCH],
+            #[cfg(not(target_os = "linux"))]
             send_buf: Vec::with_capacity(64 * 1024),
+            #[cfg(target_os = "linux")]
+            gso_failed: false,
             local_port,
         })
     }
@@ -124,11 +138,81 @@ impl MediaSocket {
     /// Send datagrams, joining runs to the same destination into one GSO send where the sizes
     /// allow (all segments equal but the last, which may be shorter). Waits while the socket
     /// buffer is full. Errors other than a full buffer drop the datagram (as the network would).
+    /// On Linux, up to [`sendmmsg::MESSAGES`] such runs go to the kernel in one call, gathered
+    /// from the datagrams' own buffers.
     ///
     /// With `pin_source`, each datagram leaves from the local address its path uses (the
     /// candidate the client sent to), not whatever the routing table picks: on a host with
     /// several addresses a reply from another address would not match the ICE pair. Only for
     /// candidates that are addresses of this machine (not a public address behind NAT).
+    #[cfg(target_os = "linux")]
+    pub async fn send_all(
+        &mut self,
+        transmits: &mut Vec<Transmit>,
+        pin_source: bool,
+    ) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = self.socket.as_raw_fd();
+        let mut sent = 0;
+        let mut i = 0;
+        while i < transmits.len() {
+            let max_segments = if self.gso_failed {
+                1
+            } else {
+                self.state.max_gso_segments().max(1)
+            };
+            let mut spans = [sendmmsg::Span::default(); sendmmsg::MESSAGES];
+            let (mut n, mut datagrams, mut at) = (0, 0, i);
+            while n < sendmmsg::MESSAGES && at < transmits.len() {
+                let end = run_end(transmits, at, max_segments);
+                if datagrams + (end - at) > sendmmsg::IOVECS {
+                    break;
+                }
+                spans[n] = sendmmsg::Span { start: at, end };
+                datagrams += end - at;
+                n += 1;
+                at = end;
+            }
+            let spans = &spans[..n];
+            loop {
+                let r = self.socket.try_io(Interest::WRITABLE, || {
+                    sendmmsg::send(fd, transmits, spans, pin_source)
+                });
+                match r {
+                    Ok(k) => {
+                        i = spans[k - 1].end;
+                        sent += spans[..k].iter().map(sendmmsg::Span::len).sum::<usize>();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.socket.writable().await?;
+                        continue;
+                    }
+                    Err(e) => {
+                        let first = spans[0];
+                        let dest = transmits[first.start].destination;
+                        if first.len() > 1
+                            && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL))
+                        {
+                            // Some drivers refuse segmentation offload only when it is used:
+                            // from now on one datagram per message (this run is sent again).
+                            warn!(%dest, "send with segmentation offload failed ({e}); sending without");
+                            self.gso_failed = true;
+                        } else {
+                            tracing::debug!(%dest, "send failed: {e}");
+                            i = first.end;
+                            sent += first.len();
+                        }
+                    }
+                }
+                break;
+            }
+        }
+        transmits.clear();
+        Ok(sent)
+    }
+
+    /// See the Linux version: here one run per system call, copied into one buffer.
+    #[cfg(not(target_os = "linux"))]
     pub async fn send_all(
         &mut self,
         transmits: &mut Vec<Transmit>,
@@ -138,25 +222,8 @@ impl MediaSocket {
         let mut sent = 0;
         let mut i = 0;
         while i < transmits.len() {
-            let dest = transmits[i].destination;
-            let source = transmits[i].source.ip();
-            let seg = transmits[i].contents.len();
-            let mut j = i + 1;
-            if max_segments > 1 {
-                while j < transmits.len()
-                    && j - i < max_segments
-                    && transmits[j].destination == dest
-                    && transmits[j].source.ip() == source
-                    && transmits[j].contents.len() <= seg
-                    && (j - i + 1) * seg <= 65_000
-                {
-                    let last = transmits[j].contents.len() < seg;
-                    j += 1;
-                    if last {
-                        break;
-                    }
-                }
-            }
+            let j = run_end(transmits, i, max_segments);
+            let (dest, source) = (transmits[i].destination, transmits[i].source.ip());
             self.send_buf.clear();
             for t in &transmits[i..j] {
                 self.send_buf.extend_from_slice(&t.contents);
@@ -166,7 +233,7 @@ impl MediaSocket {
                 destination: dest,
                 ecn: None,
                 contents: &self.send_buf,
-                segment_size: (segments > 1).then_some(seg),
+                segment_size: (segments > 1).then_some(transmits[i].contents.len()),
                 src_ip: pin_source.then_some(source),
             };
             loop {
@@ -192,9 +259,110 @@ impl MediaSocket {
     }
 }
 
+/// The end of the run that starts at `i`: the datagrams after it to the same destination from
+/// the same source that can leave with it as one GSO train (at most `max_segments`, each the
+/// size of the first but the last, which may be shorter, under 65,000 bytes in all).
+fn run_end(transmits: &[Transmit], i: usize, max_segments: usize) -> usize {
+    let dest = transmits[i].destination;
+    let source = transmits[i].source.ip();
+    let seg = transmits[i].contents.len();
+    let mut j = i + 1;
+    if max_segments > 1 {
+        while j < transmits.len()
+            && j - i < max_segments
+            && transmits[j].destination == dest
+            && transmits[j].source.ip() == source
+            && transmits[j].contents.len() <= seg
+            && (j - i + 1) * seg <= 65_000
+        {
+            let last = transmits[j].contents.len() < seg;
+            j += 1;
+            if last {
+                break;
+            }
+        }
+    }
+    j
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A turn's output as the worker hands it over: runs to one destination (GSO trains, one
+    /// cut short by a smaller last datagram), single datagrams to alternating destinations,
+    /// more messages and datagrams than one system call takes, and one datagram the kernel
+    /// refuses. Each receiver gets exactly its datagrams, whole and in order; the refused one
+    /// costs only itself.
+    #[tokio::test]
+    async fn a_turn_s_datagrams_arrive_whole_and_in_order() {
+        use std::net::UdpSocket as StdSocket;
+        let mut socket = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let source = SocketAddr::from(([127, 0, 0, 1], socket.local_port()));
+        let receivers: Vec<StdSocket> = (0..2)
+            .map(|_| {
+                let r = StdSocket::bind("127.0.0.1:0").unwrap();
+                r.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                // Room for the whole turn without reading.
+                socket2::SockRef::from(&r)
+                    .set_recv_buffer_size(4 << 20)
+                    .unwrap();
+                r
+            })
+            .collect();
+        let to: Vec<SocketAddr> = receivers.iter().map(|r| r.local_addr().unwrap()).collect();
+        // An IPv4 socket cannot send to an IPv6 address: refused at once by the kernel.
+        let refused: SocketAddr = "[::1]:9".parse().unwrap();
+
+        let mut transmits = Vec::new();
+        let mut expected: Vec<Vec<Vec<u8>>> = vec![Vec::new(), Vec::new()];
+        let mut push = |dest: Option<usize>, size: usize, transmits: &mut Vec<Transmit>| {
+            let n = transmits.len() as u32;
+            let mut contents = vec![(n % 251) as u8; size];
+            contents[..4].copy_from_slice(&n.to_be_bytes());
+            if let Some(d) = dest {
+                expected[d].push(contents.clone());
+            }
+            transmits.push(Transmit {
+                proto: str0m::net::Protocol::Udp,
+                source,
+                destination: dest.map_or(refused, |d| to[d]),
+                contents: contents.into(),
+            });
+        };
+        for round in 0..40 {
+            // A frame: equal packets and a shorter last one, to one receiver.
+            for _ in 0..5 {
+                push(Some(round % 2), 1200, &mut transmits);
+            }
+            push(Some(round % 2), 300 + round, &mut transmits);
+            // Audio to both, one each.
+            push(Some(0), 90, &mut transmits);
+            push(Some(1), 110, &mut transmits);
+            if round == 17 {
+                push(None, 100, &mut transmits);
+            }
+        }
+        let total = transmits.len();
+        assert!(
+            total > 256,
+            "more datagrams than one call takes (sendmmsg::IOVECS)"
+        );
+        let sent = socket.send_all(&mut transmits, true).await.unwrap();
+        assert_eq!(sent, total, "every datagram handed over or dropped");
+        assert!(transmits.is_empty());
+
+        for (r, expected) in receivers.iter().zip(&expected) {
+            let mut buf = vec![0; 2048];
+            for (k, want) in expected.iter().enumerate() {
+                let (len, from) = r.recv_from(&mut buf).expect("datagram arrives");
+                assert_eq!(from, source);
+                assert_eq!(&buf[..len], &want[..], "datagram {k} whole and in order");
+            }
+            r.set_nonblocking(true).unwrap();
+            assert!(r.recv_from(&mut buf).is_err(), "nothing more");
+        }
+    }
 
     /// The overload control depends on the kernel's receive timestamp of every datagram.
     #[tokio::test]
