@@ -647,7 +647,14 @@ impl Streams {
             queue.midrid = MidRid(MID_PROBE, None);
             queue
         });
-        let mut streams = self.streams_tx.values_mut();
+        // A stream with nothing queued that cannot carry padding adds nothing to any of the
+        // pacer's choices (each looks at queued packets or at padding sources): left out, so
+        // that a subscriber of many mostly idle streams does not pay for all of them at every
+        // packet.
+        let mut streams = self
+            .streams_tx
+            .values_mut()
+            .filter_map(move |s| (!s.idle_for_pacer(now)).then_some(s));
         std::iter::from_fn(move || {
             if let Some(stream) = streams.next() {
                 let mut queue = stream.queue_state(now);

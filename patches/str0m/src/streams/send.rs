@@ -1173,6 +1173,26 @@ impl StreamTx {
         self.stats.fill(snapshot, self.midrid, now);
     }
 
+    /// Whether this stream has nothing for the pacer to look at: no queued media, no resends,
+    /// no padding, and it cannot carry padding. Its queue information is brought up to date
+    /// (an empty queue as of `now`) without building a snapshot.
+    pub(crate) fn idle_for_pacer(&mut self, now: Instant) -> bool {
+        if !self.send_queue.is_empty()
+            || !self.resends.is_empty()
+            || self.padding > 0
+            || self.padding_enabled()
+        {
+            return false;
+        }
+        self.queue_info = Some(QueueSnapshot {
+            created_at: now,
+            last_emitted: self.send_queue.last_emitted(),
+            priority: QueuePriority::Empty,
+            ..Default::default()
+        });
+        true
+    }
+
     pub(crate) fn queue_state(&mut self, now: Instant) -> QueueState {
         // The unpaced flag is set to a default value on first handle_timeout. The
         // default is to not pace audio. We unwrap default to "true" here to not
@@ -1404,6 +1424,56 @@ mod test {
             .collect();
         assert_eq!(queues.len(), 1);
         assert!(queues[0].use_for_padding);
+    }
+
+    #[test]
+    fn idle_streams_without_padding_are_left_out_of_the_pacer_s_queues() {
+        let start = Instant::now();
+        let codecs = CodecConfig::new_with_defaults();
+        let pt = codecs.params()[0].pt();
+        let exts = ExtensionMap::standard();
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        // Ten streams without RTX (as audio): they cannot carry padding.
+        for i in 0..10_u32 {
+            let midrid = MidRid(Mid::from(format!("a{i}").as_str()), None);
+            streams.declare_stream_tx((100 + i).into(), None, midrid);
+        }
+        // One with RTX and a padding payload type.
+        let video = streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
+        video.pt_for_padding = Some(96.into());
+
+        // All idle: only the padding source is a queue.
+        let queues: Vec<_> = streams.send_queue_states(start, |_, _| true).collect();
+        assert_eq!(queues.len(), 1);
+        assert_eq!(queues[0].midrid, MidRid("vid".into(), None));
+
+        // A packet queued on one: it is a queue until it has left.
+        let a3 = MidRid("a3".into(), None);
+        let stream = streams.stream_tx_by_midrid(a3).unwrap();
+        stream.write_rtp(RtpWrite::new(pt, 1.into(), 0, start, vec![0_u8; 100]));
+        stream.send_queue.handle_timeout(start);
+        let queues: Vec<_> = streams.send_queue_states(start, |_, _| true).collect();
+        let a3_queue = queues.iter().find(|q| q.midrid == a3).expect("a3 is a queue");
+        assert_eq!(a3_queue.snapshot.packet_count, 1);
+        assert_eq!(queues.len(), 2);
+
+        let sent_at = start + Duration::from_millis(5);
+        let stream = streams.stream_tx_by_midrid(a3).unwrap();
+        let mut buf = vec![];
+        stream
+            .poll_packet(sent_at, &exts, None, codecs.params(), &mut buf)
+            .expect("the queued packet");
+        let later = start + Duration::from_millis(20);
+        assert_eq!(streams.send_queue_states(later, |_, _| true).count(), 1);
+
+        // Left out, its queue information still follows: empty as of the last update.
+        let stream = streams.stream_tx_by_midrid(a3).unwrap();
+        let info = stream.queue_info().expect("queue info");
+        assert_eq!(info.created_at(), later);
+        assert_eq!(info.packet_count(), 0);
+        assert_eq!(info.byte_size(), 0);
+        assert_eq!(info.first_unsent(), None);
+        assert_eq!(stream.queue_info.unwrap().last_emitted, Some(sent_at));
     }
 
     #[test]
