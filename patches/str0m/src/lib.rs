@@ -1452,6 +1452,7 @@ impl Rtc {
     /// rtc.sdp_api().accept_answer(pending, answer).unwrap();
     /// ```
     pub fn sdp_api(&mut self) -> SdpApi {
+        self.session.queue_states_changed();
         SdpApi::new(self)
     }
 
@@ -1459,6 +1460,7 @@ impl Rtc {
     ///
     /// This is a low level API. For "normal" use via SDP, see [`Rtc::sdp_api()`].
     pub fn direct_api(&mut self) -> DirectApi {
+        self.session.queue_states_changed();
         DirectApi::new(self)
     }
 
@@ -1492,6 +1494,7 @@ impl Rtc {
     /// and [`DirectApi::stream_rx()`].
     ///
     pub fn writer(&mut self, mid: Mid) -> Option<Writer> {
+        self.session.queue_states_changed();
         if self.session.rtp_mode {
             panic!("In rtp_mode use direct_api().stream_tx().write_rtp()");
         }
@@ -2036,6 +2039,7 @@ impl Rtc {
         if self.state == RtcState::Closed {
             return Ok(());
         }
+        self.session.queue_states_changed();
 
         // The handlers below each arm their own `Wake`; nothing to do here.
         match input {

@@ -109,6 +109,12 @@ pub(crate) struct Session {
     // temporary buffer when getting the next (unencrypted) RTP packet from Media line.
     poll_packet_buf: Vec<u8>,
 
+    /// The instant of the last full list of queue states given to the pacer, outside probing,
+    /// while only the pacer's own sends changed a queue since (see `refresh_queue_state`).
+    queue_states_at: Option<Instant>,
+    /// The queue the pacer let the last packet out of.
+    last_polled: Option<MidRid>,
+
     // Next packet for RtpPacket event.
     pending_packet: Option<RtpPacket>,
 
@@ -208,6 +214,8 @@ impl Session {
             pacer,
             pacer_control: PacerControl::new(),
             poll_packet_buf: vec![0; 2000],
+            queue_states_at: None,
+            last_polled: None,
             pending_packet: None,
             media_bytes_rx: 0,
             media_bytes_tx: 0,
@@ -381,7 +389,14 @@ impl Session {
         probe_media
     }
 
+    /// Something other than the pacer's own sends may have changed the send queues: the next
+    /// refresh lists them all.
+    pub(crate) fn queue_states_changed(&mut self) {
+        self.queue_states_at = None;
+    }
+
     fn update_queue_state(&mut self, now: Instant, probe_media: Option<(Mid, Pt)>) {
+        self.queue_states_at = None;
         // Do not make unsendable media/padding ready before DTLS supplies keys.
         // Otherwise an immediate pacer deadline can starve the application's I/O.
         if self.srtp_tx.is_none() {
@@ -389,6 +404,9 @@ impl Session {
         }
 
         let probe_media = probe_media.filter(|_| self.pacer.active_cluster().is_some());
+        if probe_media.is_none() {
+            self.queue_states_at = Some(now);
+        }
         self.streams.set_probe_media(probe_media);
         let medias = &self.medias;
         let codecs = &self.codec_config;
@@ -411,6 +429,44 @@ impl Session {
             .expect("pacer to use an existing stream");
 
         stream.generate_padding(padding_request.padding);
+    }
+
+    /// Between the packets of a burst, at the instant of the last full list of queue states,
+    /// only the queue the last packet left from has changed (nothing else runs between two
+    /// polls; any input, timeout or API access lists them all again): give the pacer that
+    /// queue's new state instead of a list of every queue, which in a session of many send
+    /// streams cost more than the packet. Returns false where it cannot, and the caller lists
+    /// them all: at another instant, while probing, or for a queue the pacer did not have.
+    fn refresh_queue_state(&mut self, now: Instant) -> bool {
+        let (Some(at), Some(midrid)) = (self.queue_states_at, self.last_polled) else {
+            return false;
+        };
+        if at != now || self.srtp_tx.is_none() || self.pacer.active_cluster().is_some() {
+            return false;
+        }
+        let Ok(state) = self.streams.send_queue_state_of(now, midrid) else {
+            return false;
+        };
+        let Ok(padding_request) = self.pacer.refresh_queue(now, midrid, state) else {
+            return false;
+        };
+        #[cfg(debug_assertions)]
+        {
+            let all: Vec<_> = self.streams.send_queue_states(now, |_, _| false).collect();
+            debug_assert_eq!(
+                self.pacer.queue_states(),
+                Some(&all[..]),
+                "queue states refreshed in place differ from a full list"
+            );
+        }
+        if let Some(padding_request) = padding_request {
+            let stream = self
+                .streams
+                .stream_tx_by_midrid(padding_request.midrid)
+                .expect("pacer to use an existing stream");
+            stream.generate_padding(padding_request.padding);
+        }
+        true
     }
 
     // Use a negotiated PT and MID so browser transports can route the packet to
@@ -1243,11 +1299,14 @@ impl Session {
             // smoothing averages the values it records at each).
             None if self.pacer.can_refresh_in_place() => {
                 let probe_media = self.handle_timeout_bwe(now);
-                self.update_queue_state(now, probe_media);
+                if !self.refresh_queue_state(now) {
+                    self.update_queue_state(now, probe_media);
+                }
                 self.pacer.poll_queue()?
             }
             None => return None,
         };
+        self.last_polled = Some(midrid);
         let srtp_tx = self.srtp_tx.as_mut()?;
         let stream = self.streams.stream_tx_by_midrid(midrid)?;
         let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {

@@ -93,33 +93,7 @@ impl Pacer for LeakyBucketPacer {
         self.queue_states.clear();
         self.queue_states.extend(iter);
 
-        let elapsed = self.update_handle_time_and_get_elapsed(now);
-
-        self.clear_debt(elapsed);
-        self.maybe_update_adjusted_bitrate(now);
-
-        if let Some(request) = self.maybe_create_padding_request(now) {
-            self.next_poll_queue = Some(request.midrid);
-            return Some(request);
-        }
-
-        if self.next_poll_queue.is_some() {
-            return None;
-        }
-
-        let (next_poll_time_and_reason, queue) = self.next_poll(now)?;
-
-        if now < next_poll_time_and_reason.0 {
-            // We don't set this because between now and the neaxt poll, queue state can change such
-            // that we should poll a different queue i.e. media could be queued.
-            self.next_poll_queue = None;
-        } else {
-            self.next_poll_queue = queue.map(|q| q.midrid);
-        }
-
-        self.next_poll_time = Some(next_poll_time_and_reason);
-
-        None
+        self.handle_queue_states(now)
     }
 
     fn poll_queue(&mut self) -> Option<(MidRid, Option<TwccClusterId>)> {
@@ -462,6 +436,67 @@ impl LeakyBucketPacer {
             midrid: queue.midrid,
             padding,
         })
+    }
+
+    /// Like [`Pacer::handle_timeout`] at the instant of the last one, when only the queue
+    /// `midrid` changed since (the one the last packet left from): its state is replaced, or
+    /// removed when `state` is `None`, in place of a fresh list of every queue. Returns `Err`
+    /// (and changes nothing) when `midrid` was not a queue and has a state now, since its
+    /// place among the others would not be the one a full list gives.
+    pub(crate) fn refresh_queue(
+        &mut self,
+        now: Instant,
+        midrid: MidRid,
+        state: Option<QueueState>,
+    ) -> Result<Option<PaddingRequest>, ()> {
+        let at = self.queue_states.iter().position(|q| q.midrid == midrid);
+        match (at, state) {
+            (Some(i), Some(state)) => self.queue_states[i] = state,
+            (Some(i), None) => {
+                self.queue_states.remove(i);
+            }
+            (None, None) => {}
+            (None, Some(_)) => return Err(()),
+        }
+        self.needs_timeout_before_next_poll = false;
+        self.next_poll_time = None;
+        Ok(self.handle_queue_states(now))
+    }
+
+    #[cfg(debug_assertions)]
+    pub(crate) fn queue_states(&self) -> &[QueueState] {
+        &self.queue_states
+    }
+
+    /// The part of [`Pacer::handle_timeout`] after the queue states are known.
+    fn handle_queue_states(&mut self, now: Instant) -> Option<PaddingRequest> {
+        let elapsed = self.update_handle_time_and_get_elapsed(now);
+
+        self.clear_debt(elapsed);
+        self.maybe_update_adjusted_bitrate(now);
+
+        if let Some(request) = self.maybe_create_padding_request(now) {
+            self.next_poll_queue = Some(request.midrid);
+            return Some(request);
+        }
+
+        if self.next_poll_queue.is_some() {
+            return None;
+        }
+
+        let (next_poll_time_and_reason, queue) = self.next_poll(now)?;
+
+        if now < next_poll_time_and_reason.0 {
+            // We don't set this because between now and the neaxt poll, queue state can change such
+            // that we should poll a different queue i.e. media could be queued.
+            self.next_poll_queue = None;
+        } else {
+            self.next_poll_queue = queue.map(|q| q.midrid);
+        }
+
+        self.next_poll_time = Some(next_poll_time_and_reason);
+
+        None
     }
 
     /// Whether the next queue can be chosen at the same instant, without a timeout of the whole
@@ -1049,6 +1084,66 @@ mod test {
         let packet = queue.next_packet().unwrap();
         pacer.register_send(later, DataSize::from(packet.size()), qid);
         assert!(!pacer.can_refresh_in_place());
+    }
+
+    /// Between the packets of a burst, replacing the state of the queue a packet left from
+    /// gives the pacer the same choices as a full list of every queue at that instant.
+    #[test]
+    fn refreshing_the_released_queue_gives_the_choices_of_a_full_list() {
+        let now = Instant::now();
+        let (mut full_queue, mut part_queue) = (Queue::default(), Queue::default());
+        let mut full = LeakyBucketPacer::new(Bitrate::mbps(2));
+        let mut part = LeakyBucketPacer::new(Bitrate::mbps(2));
+        handle_timeout_noisy(&mut full, &mut full_queue, now);
+        handle_timeout_noisy(&mut part, &mut part_queue, now);
+
+        let mut at = now + duration_ms(1);
+        let mut released = 0;
+        for round in 0..4 {
+            for seq_no in 0..12 {
+                let kind = if seq_no % 4 == 0 {
+                    PacketKind::Audio
+                } else {
+                    PacketKind::Video
+                };
+                let size = 600 + 50 * usize::from(seq_no);
+                enqueue_packet_noisy(&mut full, &mut full_queue, seq_no, size, kind, at);
+                enqueue_packet_noisy(&mut part, &mut part_queue, seq_no, size, kind, at);
+            }
+            loop {
+                let polled = full.poll_queue();
+                assert_eq!(polled, part.poll_queue(), "round {round}, packet {released}");
+                let Some((qid, _)) = polled else {
+                    break;
+                };
+                for (pacer, queue) in [(&mut full, &mut full_queue), (&mut part, &mut part_queue)] {
+                    let packet = queue.next_packet().unwrap();
+                    pacer.register_send(at, DataSize::from(packet.size()), qid);
+                    queue.register_send(qid, at);
+                }
+                released += 1;
+                assert!(full.can_refresh_in_place() && part.can_refresh_in_place());
+                full.handle_timeout(at, full_queue.queue_state(at));
+                let state = part_queue.queue_state(at).find(|q| q.midrid == qid);
+                assert!(matches!(part.refresh_queue(at, qid, state), Ok(None)));
+                assert_eq!(full.poll_timeout(), part.poll_timeout());
+            }
+            // Out of budget: both wait for the same deadline, then go on.
+            let deadline = full.poll_timeout().0.unwrap();
+            assert!(deadline > at);
+            at = deadline;
+            handle_timeout_noisy(&mut full, &mut full_queue, at);
+            handle_timeout_noisy(&mut part, &mut part_queue, at);
+        }
+        assert!(released >= 20, "{released} packets released");
+
+        // A queue the pacer did not hold cannot be put in place of one.
+        let stranger = MidRid(Mid::from("new"), None);
+        let state = QueueState {
+            midrid: stranger,
+            ..part_queue.queue_state(at).next().unwrap()
+        };
+        assert!(part.refresh_queue(at, stranger, Some(state)).is_err());
     }
 
     /// Queue `count` video packets of `size` bytes at once and poll the pacer until it

@@ -55,6 +55,28 @@ impl PacerImpl {
         }
     }
 
+    /// See [`LeakyBucketPacer::refresh_queue`]. The null pacer never refreshes in place.
+    pub fn refresh_queue(
+        &mut self,
+        now: Instant,
+        midrid: MidRid,
+        state: Option<QueueState>,
+    ) -> Result<Option<PaddingRequest>, ()> {
+        match self {
+            PacerImpl::Null(_) => Err(()),
+            PacerImpl::LeakyBucket(v) => v.refresh_queue(now, midrid, state),
+        }
+    }
+
+    /// The queue states the pacer holds (`None` for the null pacer).
+    #[cfg(debug_assertions)]
+    pub fn queue_states(&self) -> Option<&[QueueState]> {
+        match self {
+            PacerImpl::Null(_) => None,
+            PacerImpl::LeakyBucket(v) => Some(v.queue_states()),
+        }
+    }
+
     pub fn check_probe_complete(&mut self, now: Instant) -> Option<TwccClusterId> {
         match self {
             PacerImpl::Null(_) => None,

@@ -68,7 +68,7 @@ impl Default for QueueSnapshot {
 
 /// The state of a single upstream queue.
 /// The pacer manages packets across several upstream queues.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueState {
     pub midrid: MidRid,
     pub unpaced: bool,

@@ -674,6 +674,28 @@ impl Streams {
         })
     }
 
+    /// The state [`Streams::send_queue_states`] would give for the stream `midrid` alone
+    /// (`None`: left out as idle), outside probing. `Err` when there is no such stream or a
+    /// probe stream is bound (its padding eligibility depends on the other streams).
+    pub(crate) fn send_queue_state_of(
+        &mut self,
+        now: Instant,
+        midrid: MidRid,
+    ) -> Result<Option<QueueState>, ()> {
+        if self.probe_media.is_some() || midrid == MidRid(MID_PROBE, None) {
+            return Err(());
+        }
+        let stream = self
+            .streams_tx
+            .values_mut()
+            .find(|s| s.is_midrid(midrid))
+            .ok_or(())?;
+        if stream.idle_for_pacer(now) {
+            return Ok(None);
+        }
+        Ok(Some(stream.queue_state(now)))
+    }
+
     pub(crate) fn stream_tx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamTx> {
         if midrid == MidRid(MID_PROBE, None) {
             self.probe_media?;
