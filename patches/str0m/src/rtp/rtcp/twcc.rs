@@ -1219,11 +1219,20 @@ impl TwccSendRegister {
             .skip_while(|(seq, _, _)| seq < &head_seq);
         let (first_seq_no, _, first_instant) = iter.next()?;
 
-        // The queue is in seq order: find the report's first record by
-        // binary search rather than walking every older record.
-        let Ok(first_index) = self.queue.binary_search_by_key(&first_seq_no, |r| r.seq()) else {
-            // Old report for which we no longer have any send records.
-            return None;
+        // The queue is in seq order, and sends are numbered one after the other: the report's
+        // first record is normally at its distance from the head. Otherwise (gaps in the
+        // numbering) a binary search finds it without walking every older record.
+        let direct = (*first_seq_no)
+            .checked_sub(*head_seq)
+            .and_then(|d| usize::try_from(d).ok())
+            .filter(|&d| self.queue.get(d).is_some_and(|r| r.seq() == first_seq_no));
+        let first_index = match direct {
+            Some(i) => i,
+            None => match self.queue.binary_search_by_key(&first_seq_no, |r| r.seq()) {
+                Ok(i) => i,
+                // Old report for which we no longer have any send records.
+                Err(_) => return None,
+            },
         };
         let mut iter2 = self.queue.range_mut(first_index..);
         let first_record = iter2.next()?;
@@ -2002,6 +2011,43 @@ mod test {
         let report = reg.build_report(1000).unwrap();
         assert_eq!(report.status_count, 1);
         assert_eq!(report.delta, vec![Small(0)]);
+    }
+
+    /// The report's first record is found at its distance from the head when sends are
+    /// numbered one after the other, and by search after a gap in the numbering.
+    #[test]
+    fn test_send_register_apply_report_finds_the_first_record_across_a_gap() {
+        let mut reg = TwccSendRegister::new(100);
+        let mut now = Instant::now();
+        for i in (0..10).chain(20..30) {
+            reg.register_seq(TwccPacketId::new(i), now, 100);
+            now = now + Duration::from_millis(1);
+        }
+        let report = |base_seq: u16, count: u16| Twcc {
+            sender_ssrc: Ssrc::new(),
+            ssrc: Ssrc::new(),
+            base_seq,
+            status_count: count,
+            reference_time: 0,
+            feedback_count: 0,
+            chunks: [PacketChunk::Run(PacketStatus::ReceivedSmallDelta, count)].into(),
+            delta: vec![Delta::Small(4); count as usize].into(),
+        };
+        for (base, count) in [(2, 3), (24, 4)] {
+            let acked: Vec<u64> = reg
+                .apply_report(report(base, count), now)
+                .expect("records for the report")
+                .map(|r| *r.seq())
+                .collect();
+            let expected: Vec<u64> = (u64::from(base)..u64::from(base + count)).collect();
+            assert_eq!(acked, expected);
+            for seq in &expected {
+                let record = reg.queue.iter().find(|r| *r.seq() == *seq).expect("a record");
+                assert!(record.recv_report.is_some(), "seq {seq} acknowledged");
+            }
+        }
+        // A number inside the gap has no record.
+        assert!(reg.apply_report(report(12, 2), now).is_none());
     }
 
     #[test]
