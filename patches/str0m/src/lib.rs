@@ -2052,6 +2052,37 @@ impl Rtc {
         Ok(())
     }
 
+    /// Let the pacer release what was written to the send streams since the last timeout,
+    /// without driving the rest of the connection at `now`.
+    ///
+    /// For a server that writes each received packet to many connections and wants them to
+    /// leave at once: after the writes, this in place of an [`Input::Timeout`] per connection
+    /// timestamps the queued packets, drives the bandwidth estimator and gives the pacer fresh
+    /// queue states, as a timeout does, but leaves ICE, DTLS, SCTP, the RTCP reports, NACKs
+    /// and the receive side alone. None of those is due before the deadline the connection
+    /// gives in [`Output::Timeout`] (a pending keyframe request, for one, makes that deadline
+    /// immediate), so the next [`Rtc::poll_output()`] tells when they want a timeout, as
+    /// always. Before the first timeout, while closing and for a time before the last one,
+    /// this is an [`Input::Timeout`].
+    pub fn release_queued(&mut self, now: Instant) -> Result<(), RtcError> {
+        if self.state != RtcState::Alive
+            || self.need_init_time
+            || now < self.last_now
+            || self.session.is_closing()
+        {
+            return self.handle_input(Input::Timeout(now));
+        }
+        self.session.queue_states_changed();
+        self.last_now = now;
+        let Rtc {
+            session, readiness, ..
+        } = self;
+        // The pacer's deadline moved and packets may be ready.
+        let _wake = readiness.wake();
+        session.release_queued(now);
+        Ok(())
+    }
+
     /// Starts local shutdown.
     ///
     /// The `Rtc` instance schedules RTCP BYE, requests SCTP shutdown, and sends

@@ -359,6 +359,21 @@ impl Session {
         Ok(())
     }
 
+    /// Whether only queued BYEs are left to send.
+    pub fn is_closing(&self) -> bool {
+        self.rtp_closing
+    }
+
+    /// The pacing half of [`Session::handle_timeout`]: what was queued on the send streams
+    /// since the last timeout is timestamped, the bandwidth estimator driven and the pacer
+    /// given fresh queue states.
+    pub fn release_queued(&mut self, now: Instant) {
+        self.streams
+            .handle_timeout_tx_queues(now, &self.medias, &self.codec_config);
+        let probe_media = self.handle_timeout_bwe(now);
+        self.update_queue_state(now, probe_media);
+    }
+
     fn handle_timeout_bwe(&mut self, now: Instant) -> Option<(Mid, Pt)> {
         self.bwe.as_ref()?;
 

@@ -433,9 +433,11 @@ impl Engine {
                 };
                 p.touched = false;
                 p.clock = p.clock.max(now);
-                self.stats.rtc_timeouts += 1;
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(p.clock)) {
-                    debug!(participant = %p.id, "timeout refused: {e}");
+                // Only the pacing part of a timeout: anything else due shows as an immediate
+                // deadline, which `drain` honours at once.
+                self.stats.rtc_releases += 1;
+                if let Err(e) = p.rtc.release_queued(p.clock) {
+                    debug!(participant = %p.id, "release refused: {e}");
                 }
                 self.drain(key);
             }

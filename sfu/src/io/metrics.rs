@@ -147,7 +147,11 @@ fn describe() {
     );
     describe_counter!(
         "sfu_rtc_timeouts_total",
-        "Timeouts handed to connections (per batch written, per due deadline, per paced packet that needs one)."
+        "Timeouts handed to connections (per due deadline, per paced packet that needs one)."
+    );
+    describe_counter!(
+        "sfu_rtc_releases_total",
+        "Releases of what a batch wrote to a connection (the pacing part of a timeout), one per connection written to."
     );
     describe_counter!(
         "sfu_keyframe_requests_out_total",
@@ -364,6 +368,7 @@ impl WorkerMetrics {
         add("sfu_nacks_received_total", s.nacks_in, l.nacks_in);
         add("sfu_nacks_sent_total", s.nacks_out, l.nacks_out);
         add("sfu_rtc_timeouts_total", s.rtc_timeouts, l.rtc_timeouts);
+        add("sfu_rtc_releases_total", s.rtc_releases, l.rtc_releases);
         add(
             "sfu_datagrams_stale_total",
             s.datagrams_stale,

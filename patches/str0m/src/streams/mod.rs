@@ -426,6 +426,21 @@ impl Streams {
         }
     }
 
+    /// The send streams' part of [`Streams::handle_timeout`] without reports: each stream's
+    /// first-timeout set-up and the timestamps of what was queued since the last timeout.
+    pub(crate) fn handle_timeout_tx_queues(
+        &mut self,
+        now: Instant,
+        medias: &[Media],
+        codecs: &CodecConfig,
+    ) {
+        for stream in self.streams_tx.values_mut() {
+            let mid = stream.mid();
+            let get_media = move || (medias.iter().find(|m| m.mid() == mid).unwrap(), codecs);
+            stream.handle_timeout(now, get_media);
+        }
+    }
+
     pub(crate) fn handle_timeout(
         &mut self,
         now: Instant,
