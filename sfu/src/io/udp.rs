@@ -1,4 +1,5 @@
-//! The media socket: batched receive (recvmmsg, GRO) and batched send (GSO) through `quinn-udp`.
+//! The media socket: batched receive (recvmmsg, GRO, through `quinn-udp`) and batched send (GSO;
+//! on Linux many destinations per `sendmmsg`, in `io/sendmmsg.rs`).
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use quinn_udp::{RecvMeta, UdpSocketState};
 use str0m::net::Transmit;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+#[cfg(target_os = "linux")]
 use tracing::warn;
 
 #[cfg(target_os = "linux")]
@@ -138,7 +140,7 @@ impl MediaSocket {
     /// Send datagrams, joining runs to the same destination into one GSO send where the sizes
     /// allow (all segments equal but the last, which may be shorter). Waits while the socket
     /// buffer is full. Errors other than a full buffer drop the datagram (as the network would).
-    /// On Linux, up to [`sendmmsg::MESSAGES`] such runs go to the kernel in one call, gathered
+    /// On Linux, up to 32 such runs (`sendmmsg::MESSAGES`) go to the kernel in one call, gathered
     /// from the datagrams' own buffers.
     ///
     /// With `pin_source`, each datagram leaves from the local address its path uses (the
