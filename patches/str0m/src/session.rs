@@ -19,7 +19,7 @@ use crate::media::Media;
 use crate::media::{KeyframeRequestKind, MID_PROBE};
 use crate::media::{MediaAdded, MediaChanged};
 use crate::pacer::PacerControl;
-use crate::pacer::{Pacer, PacerImpl};
+use crate::pacer::{Pacer, PacerImpl, PaddingRequest};
 use crate::packet::{RedBlock, RedDecoder, red_same_pt_blocks};
 use crate::poll::Wake;
 use crate::rtp::{Extension, RawPacket};
@@ -434,16 +434,18 @@ impl Session {
                     .is_some_and(|media| Self::probe_pt(media, codecs, Some(pt)).is_some())
         });
 
-        let Some(padding_request) = self.pacer.handle_timeout(now, iter) else {
-            return;
-        };
+        if let Some(padding_request) = self.pacer.handle_timeout(now, iter) {
+            self.generate_padding(padding_request);
+        }
+    }
 
+    /// Queue the padding the pacer asked for on the stream it named.
+    fn generate_padding(&mut self, request: PaddingRequest) {
         let stream = self
             .streams
-            .stream_tx_by_midrid(padding_request.midrid)
+            .stream_tx_by_midrid(request.midrid)
             .expect("pacer to use an existing stream");
-
-        stream.generate_padding(padding_request.padding);
+        stream.generate_padding(request.padding);
     }
 
     /// Between the packets of a burst, at the instant of the last full list of queue states,
@@ -456,7 +458,9 @@ impl Session {
         let (Some(at), Some(midrid)) = (self.queue_states_at, self.last_polled) else {
             return false;
         };
-        if at != now || self.srtp_tx.is_none() || self.pacer.active_cluster().is_some() {
+        // `queue_states_at` is only set with SRTP keys and outside probing; a probe the
+        // estimator started since needs the full list.
+        if at != now || self.pacer.active_cluster().is_some() {
             return false;
         }
         let Ok(state) = self.streams.send_queue_state_of(now, midrid) else {
@@ -475,11 +479,7 @@ impl Session {
             );
         }
         if let Some(padding_request) = padding_request {
-            let stream = self
-                .streams
-                .stream_tx_by_midrid(padding_request.midrid)
-                .expect("pacer to use an existing stream");
-            stream.generate_padding(padding_request.padding);
+            self.generate_padding(padding_request);
         }
         true
     }

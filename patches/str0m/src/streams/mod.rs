@@ -435,9 +435,7 @@ impl Streams {
         codecs: &CodecConfig,
     ) {
         for stream in self.streams_tx.values_mut() {
-            let mid = stream.mid();
-            let get_media = move || (medias.iter().find(|m| m.mid() == mid).unwrap(), codecs);
-            stream.handle_timeout(now, get_media);
+            handle_timeout_tx(stream, now, medias, codecs);
         }
     }
 
@@ -483,19 +481,12 @@ impl Streams {
         }
 
         for stream in self.streams_tx.values_mut() {
-            let mid = stream.mid();
-
             // All StreamTx belonging to the same Mid are reported together.
-            if self.mids_to_report.contains(&mid) {
+            if self.mids_to_report.contains(&stream.mid()) {
                 stream.create_sr_and_update(now, feedback);
             }
 
-            // Finding the first (main) PT that also has RTX for the Media is expensive,
-            // this closure is run only when needed.
-            // The unwrap is okay because we cannot have StreamTx with a Mid without the corresponding Media.
-            let get_media = move || (medias.iter().find(|m| m.mid() == mid).unwrap(), codecs);
-
-            stream.handle_timeout(now, get_media);
+            handle_timeout_tx(stream, now, medias, codecs);
         }
 
         if now > self.rx_lookup_at() {
@@ -825,4 +816,15 @@ impl fmt::Debug for RtpPacket {
             .field("timestamp", &self.timestamp)
             .finish()
     }
+}
+
+/// A send stream's own timeout: its first-timeout set-up and the timestamps of what was queued
+/// on it since the last.
+fn handle_timeout_tx(stream: &mut StreamTx, now: Instant, medias: &[Media], codecs: &CodecConfig) {
+    let mid = stream.mid();
+    // Finding the first (main) PT that also has RTX for the Media is expensive,
+    // this closure is run only when needed.
+    // The unwrap is okay because we cannot have StreamTx with a Mid without the corresponding Media.
+    let get_media = move || (medias.iter().find(|m| m.mid() == mid).unwrap(), codecs);
+    stream.handle_timeout(now, get_media);
 }
