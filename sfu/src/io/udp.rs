@@ -181,6 +181,9 @@ impl MediaSocket {
                     sendmmsg::send(fd, transmits, spans, pin_source)
                 });
                 match r {
+                    // The kernel stops at the first message it refuses and counts only those
+                    // before it: the refused one leads the next call, which reports its error
+                    // (and drops it below) or sends it if the cause has passed.
                     Ok(k) => {
                         i = spans[k - 1].end;
                         sent += spans[..k].iter().map(sendmmsg::Span::len).sum::<usize>();

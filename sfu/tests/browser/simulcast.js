@@ -194,24 +194,36 @@ async function shapeS2(qdisc) {
   }
 }
 
-/** Drops `percent` % of the packets leaving either end of S2's link (nftables; no netem here). */
+/**
+ * Where the loss on S2's link is made: [namespace, device the packets arrive on], towards S2 first,
+ * then from S2. Packets are dropped where they arrive, as a network would lose them: a drop in the
+ * sender's own output path is an error its send call sees (EPERM), and a sender may retry it.
+ */
+function s2LossPoints() {
+  return [
+    [config.nsS2, config.s2Dev],
+    [config.nsSrv, config.srvDevS2],
+  ];
+}
+
+/** Drops `percent` % of the packets arriving at either end of S2's link (nftables; no netem here). */
 async function lossOnS2(percent) {
-  for (const [ns, dev] of s2LinkEnds()) {
+  for (const [ns, dev] of s2LossPoints()) {
     const rules =
       `table inet ${LOSS_TABLE} {\n` +
-      `  chain out {\n` +
-      `    type filter hook output priority 0; policy accept;\n` +
-      `    oifname "${dev}" numgen random mod 1000 < ${Math.round(percent * 10)} counter drop\n` +
+      `  chain in {\n` +
+      `    type filter hook prerouting priority -300; policy accept;\n` +
+      `    iifname "${dev}" numgen random mod 1000 < ${Math.round(percent * 10)} counter drop\n` +
       `  }\n` +
       `}\n`;
     await runWithInput('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], rules);
   }
 }
 
-/** Packets dropped by {@link lossOnS2} so far, per end, and the rules removed. */
+/** Packets dropped by {@link lossOnS2} so far, towards S2 and from S2, and the rules removed. */
 async function endLossOnS2() {
   const dropped = [];
-  for (const [ns] of s2LinkEnds()) {
+  for (const [ns] of s2LossPoints()) {
     const listing = await run('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'inet', LOSS_TABLE]).catch(() => '');
     dropped.push(Number(/packets (\d+)/.exec(listing)?.[1] ?? 0));
     await run('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', 'inet', LOSS_TABLE]).catch(() => {});
@@ -415,8 +427,12 @@ function startMonitorInPage(freezeMs) {
     });
     if (!v) return;
     let transportBytes = 0;
+    let transportPackets = 0;
     stats.forEach((s) => {
-      if (s.type === 'transport') transportBytes += s.bytesReceived ?? 0;
+      if (s.type === 'transport') {
+        transportBytes += s.bytesReceived ?? 0;
+        transportPackets += s.packetsReceived ?? 0;
+      }
     });
     const now = performance.now();
     const cur = {
@@ -435,6 +451,8 @@ function startMonitorInPage(freezeMs) {
       keyFramesDecoded: v.keyFramesDecoded ?? 0,
       framesDropped: v.framesDropped ?? 0,
       transportBytes,
+      transportPackets,
+      rtxPackets: v.retransmittedPacketsReceived ?? 0,
     };
     const prev = mon.last;
     if (!prev || cur.framesDecoded > prev.framesDecoded) {
@@ -907,9 +925,13 @@ async function scenario() {
     const nacks = after.last.nackCount - before.last.nackCount;
     const lost = after.last.packetsLost - before.last.packetsLost;
     const stalls = stallsSince(after, beforeInPage);
+    const videoPackets = after.last.packetsReceived - before.last.packetsReceived;
+    const allPackets = after.last.transportPackets - before.last.transportPackets;
+    const resent = after.last.rtxPackets - before.last.rtxPackets;
     measured.loss = { frames, nacks, nackTotal: after.last.nackCount, lost, stalls, width: after.last.frameWidth };
     const detail = `${frames} frames decoded in ${secs(LOSS_WINDOW_MS)} at ${after.last.frameWidth} wide, ` +
       `nackCount +${nacks} (total ${after.last.nackCount}), packetsLost +${lost}, ` +
+      `video packets received ${videoPackets} (${resent} of them retransmissions) of ${allPackets} on the transport, ` +
       `freezes > 1 s: ${describeStalls(stalls)}; ` +
       `packets dropped towards S2 / from S2: ${dropped.join(' / ')}`;
     if (frames <= 0) throw new Error(`no frames decoded: ${detail}`);
