@@ -1063,7 +1063,10 @@ mod test {
             pacer.register_send(at, DataSize::from(packet.size()), qid);
             queue.register_send(qid, at);
             released += 1;
-            assert!(pacer.can_refresh_in_place(), "gated after packet {released}");
+            assert!(
+                pacer.can_refresh_in_place(),
+                "gated after packet {released}"
+            );
             handle_timeout_noisy(&mut pacer, &mut queue, at);
         }
         assert_eq!(released, 5, "the burst stops at the budget");
@@ -1112,7 +1115,11 @@ mod test {
             }
             loop {
                 let polled = full.poll_queue();
-                assert_eq!(polled, part.poll_queue(), "round {round}, packet {released}");
+                assert_eq!(
+                    polled,
+                    part.poll_queue(),
+                    "round {round}, packet {released}"
+                );
                 let Some((qid, _)) = polled else {
                     break;
                 };

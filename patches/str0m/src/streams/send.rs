@@ -1439,7 +1439,8 @@ mod test {
             streams.declare_stream_tx((100 + i).into(), None, midrid);
         }
         // One with RTX and a padding payload type.
-        let video = streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
+        let video =
+            streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
         video.pt_for_padding = Some(96.into());
 
         // All idle: only the padding source is a queue.
@@ -1453,7 +1454,10 @@ mod test {
         stream.write_rtp(RtpWrite::new(pt, 1.into(), 0, start, vec![0_u8; 100]));
         stream.send_queue.handle_timeout(start);
         let queues: Vec<_> = streams.send_queue_states(start, |_, _| true).collect();
-        let a3_queue = queues.iter().find(|q| q.midrid == a3).expect("a3 is a queue");
+        let a3_queue = queues
+            .iter()
+            .find(|q| q.midrid == a3)
+            .expect("a3 is a queue");
         assert_eq!(a3_queue.snapshot.packet_count, 1);
         assert_eq!(queues.len(), 2);
 

@@ -2042,7 +2042,11 @@ mod test {
             let expected: Vec<u64> = (u64::from(base)..u64::from(base + count)).collect();
             assert_eq!(acked, expected);
             for seq in &expected {
-                let record = reg.queue.iter().find(|r| *r.seq() == *seq).expect("a record");
+                let record = reg
+                    .queue
+                    .iter()
+                    .find(|r| *r.seq() == *seq)
+                    .expect("a record");
                 assert!(record.recv_report.is_some(), "seq {seq} acknowledged");
             }
         }
