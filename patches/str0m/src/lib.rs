@@ -942,6 +942,9 @@ pub struct Rtc {
     // Last timeout returned by `poll_output`, reused while the readiness says
     // the timeout is still valid.
     cached_timeout: Instant,
+    // Walks of the event pipeline by `poll_output`.
+    #[cfg(test)]
+    pipeline_walks: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1317,6 +1320,8 @@ impl Rtc {
             fingerprint_verification: config.fingerprint_verification,
             close_dtls_started: false,
             readiness: Readiness::armed(),
+            #[cfg(test)]
+            pipeline_walks: 0,
             cached_timeout: start,
         })
     }
@@ -1635,8 +1640,22 @@ impl Rtc {
             return Ok(Some(Output::Timeout(not_happening())));
         }
 
+        // Between the datagrams of one burst nothing but the send path has run: the event
+        // pipeline was empty before the first and is walked again once the burst is out.
+        if self.readiness.only_sending() {
+            if let Some(t) = self.poll_send_path() {
+                return Ok(Some(Output::Transmit(t)));
+            }
+            self.readiness.stop_sending();
+        }
+
         if !self.readiness.wants_events() {
             return Ok(Some(Output::Timeout(self.poll_timeout())));
+        }
+
+        #[cfg(test)]
+        {
+            self.pipeline_walks += 1;
         }
 
         while let Some(e) = self.ice.poll_event() {
@@ -1877,22 +1896,8 @@ impl Rtc {
             return Ok(Some(Output::Transmit(v)));
         }
 
-        if let Some(send) = &self.send_addr {
-            // These can only be sent after we got an ICE connection.
-            let datagram = None
-                .or_else(|| self.dtls.poll_packet())
-                .or_else(|| self.session.poll_datagram(self.last_now));
-
-            if let Some(contents) = datagram {
-                // Releasing a packet moves the pacer's next deadline, and the pacer may release
-                // several in one poll loop: the timeout must be computed again.
-                drop(self.readiness.wake());
-                let t = net::Transmit {
-                    proto: send.proto,
-                    source: send.source,
-                    destination: send.destination,
-                    contents,
-                };
+        if self.send_addr.is_some() {
+            if let Some(t) = self.poll_send_path() {
                 return Ok(Some(Output::Transmit(t)));
             }
         } else {
@@ -1903,6 +1908,24 @@ impl Rtc {
         self.readiness.clear_events();
 
         Ok(Some(Output::Timeout(self.poll_timeout())))
+    }
+
+    /// The next DTLS or SRTP datagram, once there is an ICE connection to send it on.
+    fn poll_send_path(&mut self) -> Option<net::Transmit> {
+        let send = self.send_addr.as_ref()?;
+        let contents = None
+            .or_else(|| self.dtls.poll_packet())
+            .or_else(|| self.session.poll_datagram(self.last_now))?;
+        // Releasing a packet moves the pacer's next deadline, and the pacer may release several
+        // in one poll loop: the timeout must be computed again. Sending queues no event (an
+        // estimate the pacer's refresh produced waits for the walk at the end of the burst).
+        self.readiness.sent();
+        Some(net::Transmit {
+            proto: send.proto,
+            source: send.source,
+            destination: send.destination,
+            contents,
+        })
     }
 
     // Called only after the output pipeline has drained.
@@ -2077,9 +2100,14 @@ impl Rtc {
         let Rtc {
             session, readiness, ..
         } = self;
-        // The pacer's deadline moved and packets may be ready.
-        let _wake = readiness.wake();
+        // The pacer's deadline moved and packets may be ready. If the event pipeline was empty,
+        // the released packets may leave before it is walked again (it is, after them).
+        let quiet = !readiness.wants_events();
+        drop(readiness.wake());
         session.release_queued(now);
+        if quiet {
+            readiness.sent();
+        }
         Ok(())
     }
 

@@ -151,6 +151,11 @@ impl Drop for Mutation<'_> {
 pub(crate) struct Readiness {
     events: bool,
     timeout: bool,
+    /// Since the event pipeline was last found empty only the send path has run (datagrams
+    /// polled, queued packets released): the next datagram can be polled without walking the
+    /// pipeline again. Any wake that may have queued an event clears it; `events` stays set, so
+    /// the pipeline is walked once the send path has nothing more.
+    sending: bool,
 }
 
 impl Readiness {
@@ -159,6 +164,7 @@ impl Readiness {
         Readiness {
             events: true,
             timeout: true,
+            sending: false,
         }
     }
 
@@ -176,6 +182,25 @@ impl Readiness {
 
     pub(crate) fn clear_timeout(&mut self) {
         self.timeout = false;
+    }
+
+    /// Whether only the send path has run since the event pipeline was found empty.
+    pub(crate) fn only_sending(&self) -> bool {
+        self.sending
+    }
+
+    /// The send path ran (a datagram left, or queued packets were released) and nothing else
+    /// did since the event pipeline was found empty. Re-polls everything, but the next datagram
+    /// may be taken before the walk.
+    pub(crate) fn sent(&mut self) {
+        self.events = true;
+        self.timeout = true;
+        self.sending = true;
+    }
+
+    /// The send path has nothing more: the next poll walks the event pipeline.
+    pub(crate) fn stop_sending(&mut self) {
+        self.sending = false;
     }
 
     /// Hand out an armed guard for a mutable descent into the tree.
@@ -219,6 +244,10 @@ impl Drop for Wake<'_> {
     fn drop(&mut self) {
         self.readiness.events |= self.events;
         self.readiness.timeout |= self.timeout;
+        if self.events {
+            // This path may have queued an event: it must be seen before more datagrams.
+            self.readiness.sending = false;
+        }
     }
 }
 
@@ -228,6 +257,7 @@ impl Readiness {
         Self {
             events: false,
             timeout: false,
+            sending: false,
         }
     }
 }
@@ -324,10 +354,88 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_leaves_with_the_event_pipeline_walked_before_and_after_it() {
+        use crate::media::Pt;
+        use crate::net::Protocol;
+        use crate::streams::RtpWrite;
+        use std::time::Duration;
+
+        let mut rtc = idle_rtc();
+        rtc.send_addr = Some(crate::SendAddr {
+            proto: Protocol::Udp,
+            source: "10.0.0.1:5000".parse().unwrap(),
+            destination: "10.0.0.2:6000".parse().unwrap(),
+        });
+        let mut now = rtc.last_now;
+        let pt: Pt = 96.into();
+        let mut seq = 1_u64;
+        for round in 0..2 {
+            for _ in 0..4 {
+                let mut api = rtc.direct_api();
+                let tx = api.stream_tx(&42.into()).unwrap();
+                tx.write_rtp(RtpWrite::new(pt, seq.into(), 0, now, vec![0; 100]));
+                seq += 1;
+            }
+            now += Duration::from_millis(20);
+            if round == 0 {
+                rtc.handle_input(Input::Timeout(now)).unwrap();
+            } else {
+                rtc.release_queued(now).unwrap();
+            }
+            let walks = rtc.pipeline_walks;
+            let mut sent = 0;
+            for _ in 0..100 {
+                match rtc.poll_output().unwrap() {
+                    Output::Transmit(_) => sent += 1,
+                    Output::Timeout(_) => break,
+                    Output::Event(_) => {}
+                }
+            }
+            // The four packets, and at the first timeout a report.
+            assert!(sent >= 4, "round {round}: {sent} datagrams in this loop");
+            // Once before the first datagram (something other than sending woke it) and once
+            // after the last, not once per datagram.
+            assert!(
+                rtc.pipeline_walks - walks <= 2,
+                "round {round}: {} walks for {sent} datagrams",
+                rtc.pipeline_walks - walks
+            );
+            assert!(!rtc.readiness.only_sending());
+        }
+    }
+
+    #[test]
+    fn only_a_wake_that_may_queue_an_event_ends_the_sending_run() {
+        let mut readiness = Readiness::idle();
+        readiness.sent();
+        assert!(readiness.only_sending());
+        assert!(readiness.wants_events() && readiness.wants_timeout());
+        readiness.wake().no_events();
+        assert!(readiness.only_sending(), "a path that queued no event");
+        drop(readiness.wake());
+        assert!(
+            !readiness.only_sending(),
+            "a path that may have queued an event"
+        );
+        assert!(readiness.wants_events());
+        readiness.sent();
+        readiness.stop_sending();
+        assert!(!readiness.only_sending());
+        assert!(
+            readiness.wants_events(),
+            "the walk after the run is still due"
+        );
+    }
+
+    #[test]
     fn narrowing_preserves_other_operations() {
         for events in [false, true] {
             for timeout in [false, true] {
-                let mut readiness = Readiness { events, timeout };
+                let mut readiness = Readiness {
+                    events,
+                    timeout,
+                    sending: false,
+                };
                 {
                     let mut wake = readiness.wake();
                     wake.no_events();
