@@ -415,6 +415,49 @@ fn when_bandwidth_is_short_one_video_is_paused_rather_than_all_frozen() {
 }
 
 #[test]
+fn a_video_that_arrives_while_a_step_up_is_held_is_shown_at_once() {
+    // Damping holds a step up back for a while after a step down for bandwidth. A new video
+    // taking its first layer is no step up: it must not stay black until the hold is over.
+    let (mut bed, a, b, c) = simulcast_room();
+    let ida = bed.id(a);
+    assert!(bed.run_until(secs(10.0), |bed| {
+        held_top_layer(bed.clients[b].video_from(&ida), bed.now, secs(1.0))
+    }));
+    // Room for ann's middle layer and a low one beside it, not for her top layer.
+    bed.links.insert(b, Link::new(1_200_000));
+    let constrained = bed.now;
+    assert!(
+        bed.run_until(secs(10.0), |bed| {
+            first_at(bed.clients[b].video_from(&ida), constrained, |l| l < 2).is_some()
+        }),
+        "bob did not step down"
+    );
+    // Dan starts publishing while the hold that step down started still runs.
+    bed.next_simulcast = true;
+    let d = bed.join("r", "dan", true);
+    bed.next_simulcast = false;
+    let idd = bed.id(d);
+    assert!(
+        bed.run_until(secs(10.0), |bed| {
+            !bed.clients[c].video_from(&idd).is_empty()
+                && !bed.clients[b].video_from(&idd).is_empty()
+        }),
+        "dan's video reached neither viewer"
+    );
+    let to_cat = bed.clients[c].video_from(&idd)[0].at;
+    let to_bob = bed.clients[b].video_from(&idd)[0].at;
+    let late = to_bob.saturating_duration_since(to_cat);
+    eprintln!(
+        "dan's video: cat after {:?}, bob {late:?} after cat",
+        to_cat - constrained
+    );
+    assert!(
+        late < secs(0.5),
+        "bob got dan's video {late:?} after cat did"
+    );
+}
+
+#[test]
 fn a_single_layer_video_is_never_paused_on_a_clean_link() {
     // A 1.5 Mbit/s single-layer camera: above what the starting estimate affords, so only the
     // ramp-up of the estimate stands between the viewer and the video.

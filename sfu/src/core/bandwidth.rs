@@ -245,12 +245,23 @@ impl Engine {
                     .is_some_and(Option::is_some)
             })
         };
+        // A video without a layer that was not paused for bandwidth (just subscribed, shown
+        // again, unmuted, arriving again) taking one is no step up: a hold must not keep it
+        // black. It still makes a change that lowers others a reshuffle.
+        let fresh: Vec<bool> = keys
+            .iter()
+            .zip(&old)
+            .map(|(tk, old)| {
+                old.is_none() && !p.subs.get(tk).is_some_and(|s| s.paused_for_bandwidth)
+            })
+            .collect();
         // A change that moves one video down and another up (priorities changed) is a
         // reshuffle, not a step: it is neither damped nor starts a hold.
         let lowered =
             (0..keys.len()).any(|i| level(&a, i) < old[i] && !wish_capped(i) && still_there(i));
         let raised = (0..keys.len()).any(|i| level(&a, i) > old[i]);
-        let (down, up) = (lowered && !raised, raised && !lowered);
+        let stepped_up = (0..keys.len()).any(|i| level(&a, i) > old[i] && !fresh[i]);
+        let (down, up) = (lowered && !raised, stepped_up && !lowered);
         let damp = &mut p.allocation.damping;
         if down {
             if damp
@@ -272,7 +283,7 @@ impl Engine {
             let ready = since + damp.hold;
             if now < ready {
                 for (i, old) in old.iter().enumerate() {
-                    if level(&a, i) > *old {
+                    if level(&a, i) > *old && !fresh[i] {
                         a.layers[i] = old.map(|(l, _)| l);
                         a.temporal[i] = old.map_or(ALL_TEMPORAL, |(_, t)| t);
                     }
@@ -284,15 +295,28 @@ impl Engine {
         } else if !up {
             damp.up_since = None;
         }
-        if up && (0..keys.len()).any(|i| level(&a, i) > old[i]) {
+        if up && (0..keys.len()).any(|i| level(&a, i) > old[i] && !fresh[i]) {
             p.allocation.damping.last_up = Some(now);
             p.allocation.damping.up_since = None;
         }
 
+        tracing::debug!(
+            participant = %p.id,
+            estimate,
+            budget,
+            provisional,
+            congested = p.allocation.congested,
+            layers = ?a.layers,
+            hold = ?p.allocation.damping.hold_until.map(|t| t.saturating_duration_since(now)),
+            "allocation"
+        );
         let (mut paused, mut below) = (false, false);
         for (i, d) in demands.iter().enumerate() {
             let top = d.layers.iter().rposition(Option::is_some);
             let want = d.max_layer.zip(top).map(|(m, t)| m.min(t as LayerIndex));
+            if let Some(sub) = p.subs.get_mut(&keys[i]) {
+                sub.paused_for_bandwidth = want.is_some() && a.layers[i].is_none();
+            }
             match (want, a.layers[i]) {
                 (Some(_), None) => paused = true,
                 (Some(w), Some(l)) if l < w || a.temporal[i] != ALL_TEMPORAL => below = true,

@@ -453,6 +453,7 @@ pub(super) fn start_subscription(
             height: 0,
             pinned: false,
             reported: None,
+            paused_for_bandwidth: false,
         },
     );
     p.sub_by_mid.insert(mid, tk);

@@ -65,6 +65,11 @@ pub struct Subscription {
     pub pinned: bool,
     /// The stream state last told to the subscriber.
     pub reported: Option<StreamReport>,
+    /// The last allocation left it without a layer although it wanted one and one arrived:
+    /// giving it a layer again is a step up for bandwidth, which damping may hold. A video that
+    /// never had a layer, or had none for another reason (hidden, muted, nothing arriving), is
+    /// not held back.
+    pub paused_for_bandwidth: bool,
 }
 
 /// One RTP stream of a connection as str0m's statistics name it: mid, rid, and whether it is
