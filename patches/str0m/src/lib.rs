@@ -2095,7 +2095,6 @@ impl Rtc {
         {
             return self.handle_input(Input::Timeout(now));
         }
-        self.session.queue_states_changed();
         self.last_now = now;
         let Rtc {
             session, readiness, ..

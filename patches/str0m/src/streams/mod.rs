@@ -691,11 +691,7 @@ impl Streams {
         if self.probe_media.is_some() || midrid == MidRid(MID_PROBE, None) {
             return Err(());
         }
-        let stream = self
-            .streams_tx
-            .values_mut()
-            .find(|s| s.is_midrid(midrid))
-            .ok_or(())?;
+        let stream = self.stream_tx_by_midrid(midrid).ok_or(())?;
         if stream.idle_for_pacer(now) {
             return Ok(None);
         }
