@@ -195,20 +195,12 @@ async function shapeS2(qdisc) {
 }
 
 /**
- * Where the loss on S2's link is made: [namespace, device the packets arrive on], towards S2 first,
- * then from S2. Packets are dropped where they arrive, as a network would lose them: a drop in the
- * sender's own output path is an error its send call sees (EPERM), and a sender may retry it.
+ * Drops `percent` % of the packets arriving at either end of S2's link (nftables; no netem here).
+ * Dropped where they arrive, as a network loses them: a drop in the sender's own output path is
+ * an error its send call sees (EPERM), and a sender may send the packet again.
  */
-function s2LossPoints() {
-  return [
-    [config.nsS2, config.s2Dev],
-    [config.nsSrv, config.srvDevS2],
-  ];
-}
-
-/** Drops `percent` % of the packets arriving at either end of S2's link (nftables; no netem here). */
 async function lossOnS2(percent) {
-  for (const [ns, dev] of s2LossPoints()) {
+  for (const [ns, dev] of s2LinkEnds()) {
     const rules =
       `table inet ${LOSS_TABLE} {\n` +
       `  chain in {\n` +
@@ -223,7 +215,8 @@ async function lossOnS2(percent) {
 /** Packets dropped by {@link lossOnS2} so far, towards S2 and from S2, and the rules removed. */
 async function endLossOnS2() {
   const dropped = [];
-  for (const [ns] of s2LossPoints()) {
+  // Towards S2 is what arrives at S2's end.
+  for (const [ns] of s2LinkEnds().reverse()) {
     const listing = await run('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'inet', LOSS_TABLE]).catch(() => '');
     dropped.push(Number(/packets (\d+)/.exec(listing)?.[1] ?? 0));
     await run('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', 'inet', LOSS_TABLE]).catch(() => {});
