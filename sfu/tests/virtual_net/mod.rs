@@ -904,6 +904,11 @@ pub fn engine_addr(i: usize) -> SocketAddr {
 
 impl Bed {
     pub fn new() -> Self {
+        // `RUST_LOG=sfu::core::bandwidth=debug cargo test ...` shows the engine's logs.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let now = Instant::now();
         let mut config = EngineConfig::new(vec![SERVER.parse().unwrap()], cert());
         config.tcp_candidate_addrs = vec![SERVER_TCP.parse().unwrap()];

@@ -76,7 +76,9 @@ impl Bwe {
     pub fn handle_timeout(&mut self, now: Instant, do_probe: bool) -> Option<ProbeClusterConfig> {
         let result = self.bwe.handle_timeout(self.desired_bitrate, do_probe, now);
         if let Some(estimate) = self.bwe.last_estimate() {
-            self.smoother.record(now, estimate);
+            let settled =
+                self.bwe.started_at.is_some() && !in_startup_phase(self.bwe.started_at, now);
+            self.smoother.record(now, estimate, settled);
         }
         result
     }

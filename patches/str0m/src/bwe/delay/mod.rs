@@ -4,3 +4,4 @@ mod rate_control;
 mod trendline;
 
 pub use control::DelayController;
+pub(crate) use rate_control::BETA;

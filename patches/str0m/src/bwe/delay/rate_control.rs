@@ -14,7 +14,7 @@ use super::super::BandwidthUsage;
 /// state.
 const OBSERVED_BIT_RATE_SMOOTHING_FACTOR: f64 = 0.95;
 /// The ratio of current estimated bandwidth to use when decreasing the rate.
-const BETA: f64 = 0.85;
+pub(crate) const BETA: f64 = 0.85;
 /// The coefficient used for multiplicative rate increase.
 const MULTIPLICATIVE_INCREASE_COEF: f64 = 1.08;
 /// The maximal ratio of the observed bitrate that we allow estimating in a single increase.
