@@ -65,6 +65,18 @@ fn pending_key(node: &str) -> String {
 /// added, so that a join that never came does not fill the room.
 const PENDING_GRACE: Duration = Duration::from_secs(3);
 
+/// Remembers when this node first saw each room other nodes counted a join here for (`pending`,
+/// as Redis now lists it), and forgets the rooms no longer listed. A room keeps the time it was
+/// first seen until the refresh that finds it past [`PENDING_GRACE`] takes it off the list:
+/// stamping it again would start its grace over, and a join that never came could fill the
+/// room for as long as that repeats.
+fn note_pending(seen: &mut HashMap<String, Instant>, pending: Vec<String>, now: Instant) {
+    seen.retain(|room, _| pending.contains(room));
+    for room in pending {
+        seen.entry(room).or_insert(now);
+    }
+}
+
 /// The field of [`members_key`] that holds the room's `max_participants` (0: none), which
 /// every node serving the room writes: no node id has a `#` in it.
 const LIMIT_FIELD: &str = "#limit";
@@ -573,14 +585,7 @@ impl Cluster {
         pipe.cmd("SMEMBERS").arg(pending_key(&me.id));
         let (ids, pending): (Vec<String>, Vec<String>) = pipe.query_async(&mut conn).await?;
         if self.relays() {
-            let now = Instant::now();
-            let mut seen = self.pending.lock();
-            seen.retain(|room, at| {
-                pending.contains(room) && now.duration_since(*at) < PENDING_GRACE
-            });
-            for room in pending {
-                seen.entry(room).or_insert(now);
-            }
+            note_pending(&mut self.pending.lock(), pending, Instant::now());
         }
         let others: Vec<String> = ids.into_iter().filter(|id| *id != me.id).collect();
         if others.is_empty() {

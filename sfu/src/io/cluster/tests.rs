@@ -219,3 +219,19 @@ fn websocket_urls_follow_the_scheme() {
         "wss://sfu-2.example.com/ws"
     );
 }
+
+#[test]
+fn a_join_that_never_came_keeps_the_time_it_was_first_seen() {
+    let t0 = Instant::now();
+    let mut seen = HashMap::new();
+    note_pending(&mut seen, vec!["big".into()], t0);
+    // Still listed at a refresh just past the grace (the one before found it just inside):
+    // its time stays, so the next refresh takes it off the list.
+    let later = t0 + PENDING_GRACE + Duration::from_millis(5);
+    note_pending(&mut seen, vec!["big".into(), "new".into()], later);
+    assert_eq!(seen.get("big"), Some(&t0));
+    assert_eq!(seen.get("new"), Some(&later));
+    // Taken off the list (served, or past its grace): forgotten.
+    note_pending(&mut seen, vec!["new".into()], later);
+    assert!(!seen.contains_key("big"));
+}
