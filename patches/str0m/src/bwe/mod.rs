@@ -54,12 +54,24 @@ pub(crate) use probe::ProbeClusterConfig;
 const INITIAL_BITRATE_WINDOW: Duration = Duration::from_millis(500);
 const BITRATE_WINDOW: Duration = Duration::from_millis(150);
 const STARTUP_PHASE: Duration = Duration::from_secs(2);
+/// The longest the estimator's parts other than the delay controller go without running while
+/// it is driven (see [`Bwe::handle_timeout`]): the delay controller's update interval.
+const IDLE_DRIVE: Duration = Duration::from_millis(25);
 
 pub struct Bwe {
     bwe: SendSideBandwidthEstimator,
     desired_bitrate: Bitrate,
     minimum_bitrate: Bitrate,
     smoother: EstimateSmoother,
+    /// When the parts other than the delay controller are next due (their own deadline, at most
+    /// [`IDLE_DRIVE`] after their last run); `None` when an input changed since and the next call
+    /// runs them.
+    due_at: Option<Instant>,
+    /// `do_probe` of the last run.
+    did_probe: bool,
+    /// How many times the parts other than the delay controller ran.
+    #[cfg(test)]
+    runs: u32,
 }
 
 impl Bwe {
@@ -70,11 +82,44 @@ impl Bwe {
             desired_bitrate: Bitrate::ZERO,
             minimum_bitrate: Bitrate::ZERO,
             smoother: EstimateSmoother::new(),
+            due_at: None,
+            did_probe: false,
+            #[cfg(test)]
+            runs: 0,
         }
     }
 
+    /// The estimator's periodic work. The delay controller's update, what follows its estimate
+    /// and the smoothed estimate run at every call: how fast the estimate rises depends on how
+    /// often they run (each additive increase is at least 1 kbit/s, and the smoother averages
+    /// the distinct values it records), and an application tuned to that keeps it. The rest
+    /// (the probe controller, the ALR state and what is fed from it) runs when one of its parts
+    /// is due (see [`Bwe::poll_timeout`]), at least every [`IDLE_DRIVE`], or when an input
+    /// changed since its last run (feedback, a probe started or ended, the desired bitrate,
+    /// whether probing is possible). A session that drives the estimator after every packet
+    /// it sends no longer runs all of it for each.
     pub fn handle_timeout(&mut self, now: Instant, do_probe: bool) -> Option<ProbeClusterConfig> {
-        let result = self.bwe.handle_timeout(self.desired_bitrate, do_probe, now);
+        self.bwe.handle_timeout_delay(now);
+        let mut run = do_probe != self.did_probe || self.due_at.is_none_or(|at| now >= at);
+        if !run && self.bwe.propagate_estimate() {
+            // The probe controller asks to run at once after a large change of the estimate.
+            run = self.bwe.poll_timeout_rest() <= now;
+        }
+        let result = if run {
+            #[cfg(test)]
+            {
+                self.runs += 1;
+            }
+            self.did_probe = do_probe;
+            let result = self
+                .bwe
+                .handle_timeout_rest(self.desired_bitrate, do_probe, now);
+            // A probe to start is started by the caller, which invalidates this.
+            self.due_at = Some(self.bwe.poll_timeout_rest().min(now + IDLE_DRIVE));
+            result
+        } else {
+            None
+        };
         if let Some(estimate) = self.bwe.last_estimate() {
             let settled =
                 self.bwe.started_at.is_some() && !in_startup_phase(self.bwe.started_at, now);
@@ -84,14 +129,17 @@ impl Bwe {
     }
 
     pub fn start_probe(&mut self, config: ProbeClusterConfig, now: Instant) -> bool {
+        self.due_at = None;
         self.bwe.start_probe(config, now)
     }
 
     pub fn end_probe(&mut self, now: Instant, cluster_id: TwccClusterId) {
+        self.due_at = None;
         self.bwe.end_probe(now, cluster_id);
     }
 
     pub fn reset(&mut self, init_bitrate: Bitrate) {
+        self.due_at = None;
         self.bwe.reset(init_bitrate);
     }
 
@@ -100,6 +148,7 @@ impl Bwe {
         records: impl Iterator<Item = &'t crate::rtp_::TwccSendRecord>,
         now: Instant,
     ) {
+        self.due_at = None;
         self.bwe.update(records, now);
     }
 
@@ -127,6 +176,9 @@ impl Bwe {
     }
 
     pub fn set_bitrate(&mut self, minimum: Bitrate, desired: Bitrate) {
+        if desired != self.desired_bitrate {
+            self.due_at = None;
+        }
         self.minimum_bitrate = minimum.min(desired);
         self.desired_bitrate = desired;
     }
@@ -297,16 +349,38 @@ impl SendSideBandwidthEstimator {
             .soonest((probe_estimator_timeout, Reason::BweProbeEstimator))
     }
 
+    /// The deadline of the parts other than the delay controller.
+    fn poll_timeout_rest(&self) -> Instant {
+        self.probe_control
+            .poll_timeout()
+            .min(self.probe_estimator.poll_timeout())
+    }
+
+    /// The delay controller's part of [`Self::handle_timeout`].
+    fn handle_timeout_delay(&mut self, now: Instant) {
+        self.delay_controller
+            .handle_timeout(self.acked_bitrate_estimator.current_estimate(), now);
+    }
+
     /// Handle periodic timeout for BWE components.
+    #[cfg(test)]
     pub fn handle_timeout(
         &mut self,
         desired_bitrate: Bitrate,
         do_probe: bool,
         now: Instant,
     ) -> Option<ProbeClusterConfig> {
-        self.delay_controller
-            .handle_timeout(self.acked_bitrate_estimator.current_estimate(), now);
+        self.handle_timeout_delay(now);
+        self.handle_timeout_rest(desired_bitrate, do_probe, now)
+    }
 
+    /// [`Self::handle_timeout`] after the delay controller's part.
+    fn handle_timeout_rest(
+        &mut self,
+        desired_bitrate: Bitrate,
+        do_probe: bool,
+        now: Instant,
+    ) -> Option<ProbeClusterConfig> {
         // Update probe control with desired bitrate.
         self.probe_control.set_desired_bitrate(desired_bitrate);
 
@@ -349,14 +423,15 @@ impl SendSideBandwidthEstimator {
         self.probe_control.handle_timeout(now)
     }
 
-    fn propagate_estimate(&mut self) {
+    /// Whether there was a new estimate to feed.
+    fn propagate_estimate(&mut self) -> bool {
         // Do we have a value?
         let Some(estimate) = self.last_estimate() else {
-            return;
+            return false;
         };
         // Did it change?
         if self.last_updated_estimate == Some(estimate) {
-            return;
+            return false;
         }
 
         let cause = self.bandwidth_limited_cause();
@@ -366,6 +441,7 @@ impl SendSideBandwidthEstimator {
 
         // Don't update until this changes.
         self.last_updated_estimate = Some(estimate);
+        true
     }
 
     fn bandwidth_limited_cause(&self) -> BandwidthLimitedCause {
@@ -554,6 +630,86 @@ mod test {
                     .is_none()
             );
         }
+    }
+
+    /// Two estimators driven every millisecond, as a session driven after every packet it sends
+    /// drives it, with the same sends and feedback: one runs all its parts at every call, the
+    /// other the parts other than the delay controller only when due or after a change. Their
+    /// estimates, reported estimates and probes are the same.
+    #[test]
+    fn the_parts_run_when_due_give_the_same_estimates() {
+        let start = Instant::now();
+        let mut every = Bwe::new(Bitrate::kbps(300));
+        let mut due = Bwe::new(Bitrate::kbps(300));
+        let mut sent: Vec<(u64, Instant, Instant)> = vec![];
+        let mut seq = 0;
+        let mut out = (vec![], vec![]);
+        let mut lowest_after_queue = Bitrate::mbps(100);
+        for ms in 0..12_000u64 {
+            let now = start + Duration::from_millis(ms);
+            // The wanted rate changes now and then, which can start probes.
+            if ms % 4000 == 0 {
+                let desired = Bitrate::kbps(1500 + ms / 2);
+                for bwe in [&mut every, &mut due] {
+                    bwe.set_bitrate(Bitrate::ZERO, desired);
+                }
+            }
+            // 1 Mbit/s: 1250 bytes every 10 ms, each received 20 ms after it left; feedback
+            // every 50 ms. From 6 s to 7 s a queue builds up on the way: each packet 2 ms
+            // later than the one before.
+            if ms % 10 == 0 {
+                let queued = Duration::from_millis(ms.clamp(6000, 7000) - 6000) / 5;
+                sent.push((seq, now, now + Duration::from_millis(20) + queued));
+                seq += 1;
+                for bwe in [&mut every, &mut due] {
+                    bwe.on_media_sent(DataSize::bytes(1250), false, now);
+                }
+            }
+            if ms % 50 == 25 {
+                let (arrived, on_the_way): (Vec<_>, Vec<_>) =
+                    sent.drain(..).partition(|(_, _, arrives)| *arrives <= now);
+                sent = on_the_way;
+                let records: Vec<_> = arrived
+                    .into_iter()
+                    .map(|(id, at, arrives)| {
+                        TwccSendRecord::test_new(
+                            TwccPacketId::new(id),
+                            at,
+                            1250,
+                            now,
+                            Some(arrives),
+                        )
+                    })
+                    .collect();
+                for bwe in [&mut every, &mut due] {
+                    bwe.update(records.iter(), now);
+                }
+            }
+            every.due_at = None;
+            let probe = every.handle_timeout(now, true);
+            out.0.extend(probe.map(|p| (ms, format!("probe {p:?}"))));
+            let probe = due.handle_timeout(now, true);
+            out.1.extend(probe.map(|p| (ms, format!("probe {p:?}"))));
+            assert_eq!(every.last_estimate(), due.last_estimate(), "at {ms} ms");
+            if ms >= 6000 {
+                lowest_after_queue = lowest_after_queue.min(every.last_estimate().unwrap());
+            }
+            out.0
+                .extend(every.poll_estimate().map(|e| (ms, format!("estimate {e}"))));
+            out.1
+                .extend(due.poll_estimate().map(|e| (ms, format!("estimate {e}"))));
+        }
+        assert_eq!(out.0, out.1);
+        assert!(!out.0.is_empty());
+        let last = every.last_estimate().unwrap();
+        assert!(last >= Bitrate::kbps(900), "the estimate rose: {last}");
+        assert!(
+            lowest_after_queue < Bitrate::kbps(900),
+            "the estimate fell with the queue: {lowest_after_queue}"
+        );
+        // The other parts ran about every 25 ms (and after feedback), not at each call.
+        assert_eq!(every.runs, 12_000);
+        assert!(due.runs < 12_000 / 20, "{} runs", due.runs);
     }
 
     #[test]
