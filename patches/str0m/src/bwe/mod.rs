@@ -56,7 +56,7 @@ const BITRATE_WINDOW: Duration = Duration::from_millis(150);
 const STARTUP_PHASE: Duration = Duration::from_secs(2);
 /// The longest the estimator's parts other than the delay controller go without running while
 /// it is driven (see [`Bwe::handle_timeout`]): the delay controller's update interval.
-const IDLE_DRIVE: Duration = Duration::from_millis(25);
+const REST_INTERVAL: Duration = Duration::from_millis(25);
 
 pub struct Bwe {
     bwe: SendSideBandwidthEstimator,
@@ -64,7 +64,7 @@ pub struct Bwe {
     minimum_bitrate: Bitrate,
     smoother: EstimateSmoother,
     /// When the parts other than the delay controller are next due (their own deadline, at most
-    /// [`IDLE_DRIVE`] after their last run); `None` when an input changed since and the next call
+    /// [`REST_INTERVAL`] after their last run); `None` when an input changed since and the next call
     /// runs them.
     due_at: Option<Instant>,
     /// `do_probe` of the last run.
@@ -93,11 +93,11 @@ impl Bwe {
     /// and the smoothed estimate run at every call: how fast the estimate rises depends on how
     /// often they run (each additive increase is at least 1 kbit/s, and the smoother averages
     /// the distinct values it records), and an application tuned to that keeps it. The rest
-    /// (the probe controller, the ALR state and what is fed from it) runs when one of its parts
-    /// is due (see [`Bwe::poll_timeout`]), at least every [`IDLE_DRIVE`], or when an input
-    /// changed since its last run (feedback, a probe started or ended, the desired bitrate,
-    /// whether probing is possible). A session that drives the estimator after every packet
-    /// it sends no longer runs all of it for each.
+    /// (the probe controller, the ALR state and what is fed from it) runs at the probe
+    /// controller's or the probe estimator's deadline, at least every [`REST_INTERVAL`], and
+    /// when an input changed since its last run (feedback, a probe started or ended, the desired
+    /// bitrate, whether probing is possible). A session that drives the estimator after every
+    /// packet it sends no longer runs all of it for each.
     pub fn handle_timeout(&mut self, now: Instant, do_probe: bool) -> Option<ProbeClusterConfig> {
         self.bwe.handle_timeout_delay(now);
         let mut run = do_probe != self.did_probe || self.due_at.is_none_or(|at| now >= at);
@@ -106,25 +106,29 @@ impl Bwe {
             run = self.bwe.poll_timeout_rest() <= now;
         }
         let result = if run {
-            #[cfg(test)]
-            {
-                self.runs += 1;
-            }
-            self.did_probe = do_probe;
-            let result = self
-                .bwe
-                .handle_timeout_rest(self.desired_bitrate, do_probe, now);
-            // A probe to start is started by the caller, which invalidates this.
-            self.due_at = Some(self.bwe.poll_timeout_rest().min(now + IDLE_DRIVE));
-            result
+            self.run_rest(now, do_probe)
         } else {
             None
         };
+        let settled = self.bwe.started_at.is_some() && !in_startup_phase(self.bwe.started_at, now);
         if let Some(estimate) = self.bwe.last_estimate() {
-            let settled =
-                self.bwe.started_at.is_some() && !in_startup_phase(self.bwe.started_at, now);
             self.smoother.record(now, estimate, settled);
         }
+        result
+    }
+
+    /// The parts of [`Bwe::handle_timeout`] other than the delay controller's.
+    fn run_rest(&mut self, now: Instant, do_probe: bool) -> Option<ProbeClusterConfig> {
+        #[cfg(test)]
+        {
+            self.runs += 1;
+        }
+        self.did_probe = do_probe;
+        let result = self
+            .bwe
+            .handle_timeout_rest(self.desired_bitrate, do_probe, now);
+        // A probe to start is started by the caller, which invalidates this.
+        self.due_at = Some(self.bwe.poll_timeout_rest().min(now + REST_INTERVAL));
         result
     }
 
