@@ -715,21 +715,24 @@ impl Extension {
             }
             RtpStreamId => {
                 let v = ev.rid?;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
+                // One conversion of the id to its text (a UTF-8 check and a trim) per packet.
+                let v: &str = &v;
+                buf[..v.len()].copy_from_slice(v.as_bytes());
+                Some(v.len())
             }
             RepairedRtpStreamId => {
                 let v = ev.rid_repair?;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
+                // One conversion of the id to its text (a UTF-8 check and a trim) per packet.
+                let v: &str = &v;
+                buf[..v.len()].copy_from_slice(v.as_bytes());
+                Some(v.len())
             }
             RtpMid => {
                 let v = ev.mid?;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
+                // One conversion of the id to its text (a UTF-8 check and a trim) per packet.
+                let v: &str = &v;
+                buf[..v.len()].copy_from_slice(v.as_bytes());
+                Some(v.len())
             }
             FrameMarking => {
                 let v = ev.frame_mark?;
@@ -1256,22 +1259,10 @@ impl From<u8> for VideoOrientation {
 impl PartialEq for Extension {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Extension::AbsoluteSendTime, Extension::AbsoluteSendTime) => true,
-            (Extension::AbsoluteCaptureTime, Extension::AbsoluteCaptureTime) => true,
-            (Extension::AudioLevel, Extension::AudioLevel) => true,
-            (Extension::TransmissionTimeOffset, Extension::TransmissionTimeOffset) => true,
-            (Extension::VideoOrientation, Extension::VideoOrientation) => true,
-            (Extension::TransportSequenceNumber, Extension::TransportSequenceNumber) => true,
-            (Extension::PlayoutDelay, Extension::PlayoutDelay) => true,
-            (Extension::VideoContentType, Extension::VideoContentType) => true,
-            (Extension::VideoTiming, Extension::VideoTiming) => true,
-            (Extension::RtpStreamId, Extension::RtpStreamId) => true,
-            (Extension::RepairedRtpStreamId, Extension::RepairedRtpStreamId) => true,
-            (Extension::RtpMid, Extension::RtpMid) => true,
-            (Extension::FrameMarking, Extension::FrameMarking) => true,
-            (Extension::ColorSpace, Extension::ColorSpace) => true,
             (Extension::UnknownUri(uri1, _), Extension::UnknownUri(uri2, _)) => uri1 == uri2,
-            _ => false,
+            // Every other kind carries no data: the same kind is the same extension. One
+            // comparison of the tags, where the map is searched for an id at every packet sent.
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
     }
 }
@@ -1281,6 +1272,50 @@ impl Eq for Extension {}
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn extensions_are_equal_by_kind_and_unknown_ones_by_uri() {
+        for (i, (a, _)) in EXT_URI.iter().enumerate() {
+            for (j, (b, _)) in EXT_URI.iter().enumerate() {
+                assert_eq!(a == b, i == j, "{a:?} against {b:?}");
+            }
+            assert_ne!(a, &Extension::from_sdp_uri("urn:example:one"));
+        }
+        let one = Extension::from_sdp_uri("urn:example:one");
+        assert_eq!(one, Extension::from_sdp_uri("urn:example:one"));
+        assert_ne!(one, Extension::from_sdp_uri("urn:example:two"));
+
+        let mut exts = ExtensionMap::empty();
+        exts.set(3, Extension::TransportSequenceNumber);
+        exts.set(5, Extension::from_sdp_uri("urn:example:one"));
+        assert_eq!(exts.id_of(Extension::TransportSequenceNumber), Some(3));
+        assert_eq!(
+            exts.id_of(Extension::from_sdp_uri("urn:example:one")),
+            Some(5)
+        );
+        assert_eq!(exts.id_of(Extension::from_sdp_uri("urn:example:two")), None);
+        assert_eq!(exts.id_of(Extension::AbsoluteSendTime), None);
+    }
+
+    #[test]
+    fn ids_are_written_as_their_text() {
+        let mut exts = ExtensionMap::empty();
+        exts.set(1, Extension::RtpMid);
+        exts.set(2, Extension::RtpStreamId);
+        let ev = ExtensionValues {
+            mid: Some("a1".into()),
+            rid: Some("hi".into()),
+            ..Default::default()
+        };
+        let mut buf = vec![0_u8; 16];
+        let n = exts.write_to(&mut buf[..], &ev, ExtensionsForm::OneByte);
+        assert_eq!(&buf[..n], &[0x11, b'a', b'1', 0x21, b'h', b'i']);
+
+        let mut ev2 = ExtensionValues::default();
+        exts.parse(&buf[..n], ExtensionsForm::OneByte, &mut ev2);
+        assert_eq!(ev2.mid, ev.mid);
+        assert_eq!(ev2.rid, ev.rid);
+    }
 
     #[test]
     fn abs_send_time() {
