@@ -100,6 +100,15 @@ pub(crate) struct Session {
     bwe: Option<Bwe>,
     bwe_last_event: Option<(Bitrate, bool)>,
 
+    /// An RTP or RTCP packet was handled, or a timeout, since `poll_event` last found no
+    /// stream with an event to report. Only those set a stream's pending event (a pause or
+    /// resume, a keyframe request, sender information, a REMB); without one, `poll_event`
+    /// leaves out its passes over every stream, as after a release of queued packets.
+    stream_events: bool,
+    /// How many times `poll_event` passed over the streams.
+    #[cfg(test)]
+    stream_event_passes: usize,
+
     enable_twcc_feedback: bool,
 
     /// A pacer for sending RTP at specific rate.
@@ -210,6 +219,9 @@ impl Session {
             max_rx_seq_lookup: HashMap::new(),
             bwe,
             bwe_last_event: None,
+            stream_events: true,
+            #[cfg(test)]
+            stream_event_passes: 0,
             enable_twcc_feedback: false,
             pacer,
             pacer_control: PacerControl::new(),
@@ -285,6 +297,8 @@ impl Session {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, wake: &mut Wake) -> Result<(), RtcError> {
+        // A receive stream may pause for want of packets.
+        self.stream_events = true;
         if self.rtp_closing {
             // Closing only drains previously queued BYEs; this timeout changes nothing.
             wake.no_events();
@@ -683,6 +697,8 @@ impl Session {
     }
 
     pub(crate) fn handle_rtp(&mut self, now: Instant, mut header: RtpHeader, buf: &[u8]) {
+        // A paused receive stream resumes.
+        self.stream_events = true;
         // Rewrite absolute-send-time (if present) to be relative to now.
         header.ext_vals.update_absolute_send_time(now);
 
@@ -983,6 +999,8 @@ impl Session {
     }
 
     fn handle_rtcp(&mut self, now: Instant, buf: &[u8], wake: &mut Wake) -> Option<()> {
+        // Keyframe requests, REMB and sender reports reach the streams.
+        self.stream_events = true;
         let srtp: &mut SrtpContext = self.srtp_rx.as_mut()?;
         let unprotected = srtp.unprotect_rtcp(buf)?;
 
@@ -1125,8 +1143,14 @@ impl Session {
 
         // This must be before pending_packet.take() since we need to emit the unpaused event
         // before the first packet causing the unpause.
-        if let Some(paused) = self.streams.poll_stream_paused() {
-            return Some(Event::StreamPaused(paused));
+        if self.stream_events {
+            #[cfg(test)]
+            {
+                self.stream_event_passes += 1;
+            }
+            if let Some(paused) = self.streams.poll_stream_paused() {
+                return Some(Event::StreamPaused(paused));
+            }
         }
 
         if self.rtp_mode {
@@ -1135,19 +1159,24 @@ impl Session {
             }
         }
 
-        if let Some(req) = self.streams.poll_keyframe_request() {
-            return Some(Event::KeyframeRequest(req));
-        }
+        if self.stream_events {
+            if let Some(req) = self.streams.poll_keyframe_request() {
+                return Some(Event::KeyframeRequest(req));
+            }
 
-        if let Some(report) = self.streams.poll_sender_feedback() {
-            return Some(Event::SenderFeedback(report));
-        }
+            if let Some(report) = self.streams.poll_sender_feedback() {
+                return Some(Event::SenderFeedback(report));
+            }
 
-        if let Some((mid, bitrate)) = self.streams.poll_remb_request() {
-            return Some(Event::EgressBitrateEstimate(BweKind::Remb {
-                estimate: bitrate,
-                mid,
-            }));
+            if let Some((mid, bitrate)) = self.streams.poll_remb_request() {
+                return Some(Event::EgressBitrateEstimate(BweKind::Remb {
+                    estimate: bitrate,
+                    mid,
+                }));
+            }
+
+            // Every stream was asked in this call (each answer above returns at once).
+            self.stream_events = false;
         }
 
         for media in &mut self.medias {
@@ -1831,6 +1860,68 @@ mod tests {
         assert!(!readiness.wants_timeout());
         assert!(matches!(session.poll_event(), Some(Event::RawPacket(_))));
         assert_eq!(session.poll_timeout(), before);
+    }
+
+    /// An SRTCP packet from the peer with an empty receiver report and `fb` (equal key
+    /// material lets the local transmit context act as the peer).
+    fn peer_rtcp(session: &mut Session, fb: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0x80, 201, 0, 1, 0, 0, 0, 1];
+        buf.extend_from_slice(fb);
+        session
+            .srtp_tx
+            .as_mut()
+            .unwrap()
+            .protect_rtcp(&buf)
+            .to_vec()
+    }
+
+    #[test]
+    fn streams_are_asked_for_events_only_after_input_or_a_timeout() {
+        let now = Instant::now();
+        let mut session = keyed_session();
+        let exts = session.exts.cloned_with_type(false);
+        let media = Media::from_direct_api("vid".into(), 0, crate::media::MediaKind::Video, exts);
+        session.medias.push(media);
+        session
+            .streams
+            .declare_stream_tx(42.into(), None, MidRid("vid".into(), None));
+        while session.poll_event().is_some() {}
+        let passes = session.stream_event_passes;
+        assert!(passes > 0, "a new session asks its streams");
+
+        // Releasing queued packets gives no stream an event: the streams are not asked.
+        for _ in 0..3 {
+            session.release_queued(now);
+            assert!(session.poll_event().is_none());
+        }
+        assert_eq!(session.stream_event_passes, passes);
+
+        // A keyframe request arrives: it is reported, and the streams are asked again.
+        let mut pli = [0; 64];
+        let len = Pli {
+            sender_ssrc: 1.into(),
+            ssrc: 42.into(),
+        }
+        .write_to(&mut pli);
+        let packet = peer_rtcp(&mut session, &pli[..len]);
+        let mut readiness = Readiness::idle();
+        session.handle_rtcp_receive(now, &packet, &mut readiness.wake());
+        let Some(Event::KeyframeRequest(req)) = session.poll_event() else {
+            panic!("the keyframe request is reported after the RTCP that carries it");
+        };
+        assert_eq!(req.mid, "vid".into());
+        assert!(session.poll_event().is_none());
+        let passes = session.stream_event_passes;
+
+        session.release_queued(now);
+        assert!(session.poll_event().is_none());
+        assert_eq!(session.stream_event_passes, passes);
+
+        // A timeout asks them again (a receive stream may have paused).
+        let mut readiness = Readiness::idle();
+        session.handle_timeout(now, &mut readiness.wake()).unwrap();
+        while session.poll_event().is_some() {}
+        assert_eq!(session.stream_event_passes, passes + 1);
     }
 
     #[test]
