@@ -1744,6 +1744,14 @@ mod tests {
         session
     }
 
+    /// An SRTCP packet from the peer with an empty receiver report and `fb` (equal key
+    /// material lets the local transmit context act as the peer).
+    fn peer_rtcp(session: &mut Session, fb: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0x80, 201, 0, 1, 0, 0, 0, 1];
+        buf.extend_from_slice(fb);
+        session.srtp_tx.as_mut().unwrap().protect_rtcp(&buf)
+    }
+
     #[test]
     fn readiness_closed_session_timeout_preserves_pending_bye() {
         let now = Instant::now();
@@ -1814,7 +1822,7 @@ mod tests {
                 payload: vec![1, 2, 3, 4].into(),
             };
             // Empty RR followed by application feedback, as sent by DirectApi.
-            let mut buf = vec![0x80, 201, 0, 1, 0, 0, 0, 1];
+            let mut buf = vec![];
             let mut packet = [0; 64];
             let len = feedback.write_to(&mut packet);
             buf.extend_from_slice(&packet[..len]);
@@ -1826,8 +1834,7 @@ mod tests {
                 let len = pli.write_to(&mut packet);
                 buf.extend_from_slice(&packet[..len]);
             }
-            // Equal key material lets the local transmit context act as the peer.
-            let packet = session.srtp_tx.as_mut().unwrap().protect_rtcp(&buf);
+            let packet = peer_rtcp(&mut session, &buf);
             let mut readiness = Readiness::idle();
             session.handle_rtcp_receive(now, &packet, &mut readiness.wake());
             assert!(readiness.wants_events());
@@ -1849,30 +1856,13 @@ mod tests {
         let mut session = keyed_session();
         session.raw_packets = Some(VecDeque::new());
         let before = session.poll_timeout();
-        let packet = session
-            .srtp_tx
-            .as_mut()
-            .unwrap()
-            .protect_rtcp(&[0x80, 201, 0, 1, 0, 0, 0, 1]);
+        let packet = peer_rtcp(&mut session, &[]);
         let mut readiness = Readiness::idle();
         session.handle_rtcp_receive(Instant::now(), &packet, &mut readiness.wake());
         assert!(readiness.wants_events());
         assert!(!readiness.wants_timeout());
         assert!(matches!(session.poll_event(), Some(Event::RawPacket(_))));
         assert_eq!(session.poll_timeout(), before);
-    }
-
-    /// An SRTCP packet from the peer with an empty receiver report and `fb` (equal key
-    /// material lets the local transmit context act as the peer).
-    fn peer_rtcp(session: &mut Session, fb: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0x80, 201, 0, 1, 0, 0, 0, 1];
-        buf.extend_from_slice(fb);
-        session
-            .srtp_tx
-            .as_mut()
-            .unwrap()
-            .protect_rtcp(&buf)
-            .to_vec()
     }
 
     #[test]
@@ -1916,6 +1906,14 @@ mod tests {
         session.release_queued(now);
         assert!(session.poll_event().is_none());
         assert_eq!(session.stream_event_passes, passes);
+
+        // An RTP packet asks them again (a paused receive stream may resume).
+        let rtp = [0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7];
+        let mut readiness = Readiness::idle();
+        session.handle_rtp_receive(now, &rtp, &mut readiness.wake());
+        while session.poll_event().is_some() {}
+        assert_eq!(session.stream_event_passes, passes + 1);
+        let passes = session.stream_event_passes;
 
         // A timeout asks them again (a receive stream may have paused).
         let mut readiness = Readiness::idle();

@@ -713,27 +713,9 @@ impl Extension {
                 buf[11..13].copy_from_slice(&0_u16.to_be_bytes());
                 Some(13)
             }
-            RtpStreamId => {
-                let v = ev.rid?;
-                // One conversion of the id to its text (a UTF-8 check and a trim) per packet.
-                let v: &str = &v;
-                buf[..v.len()].copy_from_slice(v.as_bytes());
-                Some(v.len())
-            }
-            RepairedRtpStreamId => {
-                let v = ev.rid_repair?;
-                // One conversion of the id to its text (a UTF-8 check and a trim) per packet.
-                let v: &str = &v;
-                buf[..v.len()].copy_from_slice(v.as_bytes());
-                Some(v.len())
-            }
-            RtpMid => {
-                let v = ev.mid?;
-                // One conversion of the id to its text (a UTF-8 check and a trim) per packet.
-                let v: &str = &v;
-                buf[..v.len()].copy_from_slice(v.as_bytes());
-                Some(v.len())
-            }
+            RtpStreamId => Some(write_text(buf, &ev.rid?)),
+            RepairedRtpStreamId => Some(write_text(buf, &ev.rid_repair?)),
+            RtpMid => Some(write_text(buf, &ev.mid?)),
             FrameMarking => {
                 let v = ev.frame_mark?;
                 buf[..4].copy_from_slice(&v.to_be_bytes());
@@ -1254,6 +1236,13 @@ impl From<u8> for VideoOrientation {
             _ => Self::Deg0,
         }
     }
+}
+
+/// Writes an id (`mid`, `rid`) as its text; returns its length. The id is turned into its text
+/// (a UTF-8 check and a trim) once.
+fn write_text(buf: &mut [u8], text: &str) -> usize {
+    buf[..text.len()].copy_from_slice(text.as_bytes());
+    text.len()
 }
 
 impl PartialEq for Extension {
