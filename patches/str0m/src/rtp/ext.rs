@@ -141,6 +141,28 @@ pub trait ExtensionSerializer: Debug + Send + Sync + 'static {
 }
 
 impl Extension {
+    /// A number below [`KNOWN_KINDS`] for each kind but [`Extension::UnknownUri`].
+    fn known_index(&self) -> Option<usize> {
+        use Extension::*;
+        Some(match self {
+            AbsoluteSendTime => 0,
+            AbsoluteCaptureTime => 1,
+            AudioLevel => 2,
+            TransmissionTimeOffset => 3,
+            VideoOrientation => 4,
+            TransportSequenceNumber => 5,
+            PlayoutDelay => 6,
+            VideoContentType => 7,
+            VideoTiming => 8,
+            RtpStreamId => 9,
+            RepairedRtpStreamId => 10,
+            RtpMid => 11,
+            FrameMarking => 12,
+            ColorSpace => 13,
+            UnknownUri(..) => return None,
+        })
+    }
+
     fn requires_two_byte_form(&self, ev: &ExtensionValues) -> bool {
         match self {
             Extension::UnknownUri(_, serializer) => serializer.requires_two_byte_form(ev),
@@ -350,7 +372,55 @@ impl Extension {
 
 /// Mapping between RTP extension id to what extension that is.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ExtensionMap([Option<MapEntry>; MAX_ID as usize]); // index 0 is extmap:1.
+pub struct ExtensionMap {
+    entries: [Option<MapEntry>; MAX_ID as usize], // index 0 is extmap:1.
+    /// Derived from `entries` at every change: the lookups made for every packet sent (an id by
+    /// kind, the header's form) read this instead of searching the entries.
+    index: MapIndex,
+}
+
+/// What the send path asks of an [`ExtensionMap`], kept beside its entries. Small enough for
+/// one cache line, where the entries take twelve: a sender writing to many peers finds each
+/// peer's map out of the cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct MapIndex {
+    /// The lowest id of each known kind, by [`Extension::known_index`]; 0 where not mapped.
+    known: [u8; KNOWN_KINDS],
+    /// What each id (index 0 is extmap:1) maps to: [`NOT_MAPPED`], a known kind's index
+    /// plus one, or [`UNKNOWN_KIND`].
+    kinds: [u8; MAX_ID as usize],
+    /// The form every header takes, when it does not depend on the values of an unknown
+    /// extension: two bytes when an id above the one-byte range is mapped, else one byte
+    /// when no unknown extension is mapped.
+    form: Option<ExtensionsForm>,
+}
+
+/// How many kinds of [`Extension`] there are besides [`Extension::UnknownUri`].
+const KNOWN_KINDS: usize = 14;
+
+/// In [`MapIndex::kinds`]: an id not mapped.
+const NOT_MAPPED: u8 = 0;
+
+/// In [`MapIndex::kinds`]: an id mapped to an [`Extension::UnknownUri`].
+const UNKNOWN_KIND: u8 = u8::MAX;
+
+/// Each known kind at its [`Extension::known_index`].
+static KNOWN: [Extension; KNOWN_KINDS] = [
+    Extension::AbsoluteSendTime,
+    Extension::AbsoluteCaptureTime,
+    Extension::AudioLevel,
+    Extension::TransmissionTimeOffset,
+    Extension::VideoOrientation,
+    Extension::TransportSequenceNumber,
+    Extension::PlayoutDelay,
+    Extension::VideoContentType,
+    Extension::VideoTiming,
+    Extension::RtpStreamId,
+    Extension::RepairedRtpStreamId,
+    Extension::RtpMid,
+    Extension::FrameMarking,
+    Extension::ColorSpace,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MapEntry {
@@ -361,7 +431,49 @@ struct MapEntry {
 impl ExtensionMap {
     /// Create an empty map.
     pub fn empty() -> Self {
-        ExtensionMap(std::array::from_fn(|_| None))
+        ExtensionMap {
+            entries: std::array::from_fn(|_| None),
+            index: MapIndex {
+                known: [0; KNOWN_KINDS],
+                kinds: [NOT_MAPPED; MAX_ID as usize],
+                form: Some(ExtensionsForm::OneByte),
+            },
+        }
+    }
+
+    /// Derives the index from the entries; called by every change of them.
+    fn reindex(&mut self) {
+        let mut known = [0; KNOWN_KINDS];
+        let mut kinds = [NOT_MAPPED; MAX_ID as usize];
+        let mut high_id = false;
+        let mut unknown = false;
+        for (i, m) in self.entries.iter().enumerate() {
+            let Some(m) = m else {
+                continue;
+            };
+            let id = i as u8 + 1;
+            high_id |= id > MAX_ID_ONE_BYTE_FORM;
+            match m.ext.known_index() {
+                Some(k) => {
+                    kinds[i] = k as u8 + 1;
+                    if known[k] == 0 {
+                        known[k] = id;
+                    }
+                }
+                None => {
+                    kinds[i] = UNKNOWN_KIND;
+                    unknown = true;
+                }
+            }
+        }
+        let form = if high_id {
+            Some(ExtensionsForm::TwoByte)
+        } else if unknown {
+            None
+        } else {
+            Some(ExtensionsForm::OneByte)
+        };
+        self.index = MapIndex { known, kinds, form };
     }
 
     /// Creates a map with the "standard" mappings.
@@ -383,9 +495,7 @@ impl ExtensionMap {
     }
 
     pub(crate) fn clear(&mut self) {
-        for i in &mut self.0 {
-            *i = None;
-        }
+        *self = Self::empty();
     }
 
     /// Set a mapping for an extension.
@@ -400,7 +510,8 @@ impl ExtensionMap {
 
         let m = MapEntry { ext, locked: false };
 
-        self.0[idx] = Some(m);
+        self.entries[idx] = Some(m);
+        self.reindex();
     }
 
     /// Look up the extension for the id.
@@ -408,7 +519,7 @@ impl ExtensionMap {
     /// The id must be in 1..=MAX_ID (1-indexed).
     pub fn lookup(&self, id: u8) -> Option<&Extension> {
         if id >= 1 && id <= MAX_ID {
-            self.0[id as usize - 1].as_ref().map(|m| &m.ext)
+            self.entries[id as usize - 1].as_ref().map(|m| &m.ext)
         } else {
             debug!("Lookup RTP extension out of range 1-{}: {}", MAX_ID, id);
             None
@@ -419,7 +530,11 @@ impl ExtensionMap {
     ///
     /// The returned id will be 1-based.
     pub fn id_of(&self, e: Extension) -> Option<u8> {
-        self.0
+        if let Some(k) = e.known_index() {
+            let id = self.index.known[k];
+            return (id != 0).then_some(id);
+        }
+        self.entries
             .iter()
             .position(|x| x.as_ref().map(|e| &e.ext) == Some(&e))
             .map(|p| p as u8 + 1)
@@ -427,7 +542,7 @@ impl ExtensionMap {
 
     /// Returns an iterator over the elements of the extension map
     pub fn iter(&self) -> impl Iterator<Item = (u8, &Extension)> + '_ {
-        self.0
+        self.entries
             .iter()
             .enumerate()
             .filter_map(|(i, e)| e.as_ref().map(|e| (i, e)))
@@ -526,6 +641,9 @@ impl ExtensionMap {
     }
 
     pub(crate) fn form(&self, ev: &ExtensionValues) -> ExtensionsForm {
+        if let Some(form) = self.index.form {
+            return form;
+        }
         if self
             .iter()
             .any(|(id, ext)| id > MAX_ID_ONE_BYTE_FORM || ext.requires_two_byte_form(ev))
@@ -545,26 +663,33 @@ impl ExtensionMap {
         let orig_len = ext_buf.len();
         let mut b = ext_buf;
 
-        for (idx, x) in self.0.iter().enumerate() {
-            if let Some(v) = x {
-                match form {
-                    ExtensionsForm::OneByte => {
-                        if let Some(n) = v.ext.write_to(&mut b[1..], ev) {
-                            assert!(n <= 16);
-                            assert!(n > 0);
-                            b[0] = (idx as u8 + 1) << 4 | (n as u8 - 1);
-                            b = &mut b[1 + n..];
-                        }
+        for (idx, &kind) in self.index.kinds.iter().enumerate() {
+            // A known kind from the index, without reading its entry.
+            let ext = match kind {
+                NOT_MAPPED => continue,
+                UNKNOWN_KIND => match &self.entries[idx] {
+                    Some(m) => &m.ext,
+                    None => continue,
+                },
+                k => &KNOWN[k as usize - 1],
+            };
+            match form {
+                ExtensionsForm::OneByte => {
+                    if let Some(n) = ext.write_to(&mut b[1..], ev) {
+                        assert!(n <= 16);
+                        assert!(n > 0);
+                        b[0] = (idx as u8 + 1) << 4 | (n as u8 - 1);
+                        b = &mut b[1 + n..];
                     }
-                    ExtensionsForm::TwoByte => {
-                        if let Some(n) = v.ext.write_to(&mut b[2..], ev) {
-                            b[0] = (idx + 1) as u8;
-                            b[1] = n as u8;
-                            b = &mut b[2 + n..];
-                        }
+                }
+                ExtensionsForm::TwoByte => {
+                    if let Some(n) = ext.write_to(&mut b[2..], ev) {
+                        b[0] = (idx + 1) as u8;
+                        b[1] = n as u8;
+                        b = &mut b[2 + n..];
                     }
-                };
-            }
+                }
+            };
         }
 
         orig_len - b.len()
@@ -586,7 +711,7 @@ impl ExtensionMap {
         let new_index = id as usize - 1;
 
         let Some(old_index) = self
-            .0
+            .entries
             .iter()
             .enumerate()
             .find(|(_, m)| m.as_ref().map(|m| &m.ext) == Some(ext))
@@ -596,7 +721,7 @@ impl ExtensionMap {
         };
 
         // Unwrap OK because index is checking just above.
-        let old = self.0[old_index].as_mut().unwrap();
+        let old = self.entries[old_index].as_mut().unwrap();
 
         let is_change = new_index != old_index;
 
@@ -616,7 +741,8 @@ impl ExtensionMap {
             return;
         }
 
-        self.0.swap(old_index, new_index);
+        self.entries.swap(old_index, new_index);
+        self.reindex();
     }
 }
 
@@ -1198,7 +1324,7 @@ impl fmt::Debug for ExtensionMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Extensions(")?;
         let joined = self
-            .0
+            .entries
             .iter()
             .enumerate()
             .filter_map(|(i, v)| v.as_ref().map(|v| (i + 1, v)))
@@ -1262,6 +1388,153 @@ impl Eq for Extension {}
 mod test {
     use super::*;
 
+    /// A user extension whose values need the two-byte form when they carry a `u8`.
+    #[derive(Debug)]
+    struct Long;
+
+    impl ExtensionSerializer for Long {
+        fn write_to(&self, _buf: &mut [u8], _ev: &ExtensionValues) -> usize {
+            0
+        }
+        fn parse_value(&self, _buf: &[u8], _ev: &mut ExtensionValues) -> bool {
+            false
+        }
+        fn is_video(&self) -> bool {
+            true
+        }
+        fn is_audio(&self) -> bool {
+            true
+        }
+        fn requires_two_byte_form(&self, ev: &ExtensionValues) -> bool {
+            ev.user_values.get::<u8>().is_some()
+        }
+    }
+
+    #[test]
+    fn the_index_answers_as_a_search_of_the_entries_after_every_change() {
+        // Every known kind has its own place in the index.
+        let mut seen = [false; KNOWN_KINDS];
+        for (e, _) in EXT_URI {
+            let k = e.known_index().expect("a known kind");
+            assert!(!seen[k], "{e:?} shares its index");
+            seen[k] = true;
+        }
+        assert!(seen.iter().all(|s| *s), "an index without a kind");
+        for (k, e) in KNOWN.iter().enumerate() {
+            assert_eq!(e.known_index(), Some(k), "{e:?} out of place");
+        }
+        assert_eq!(
+            Extension::from_sdp_uri("urn:example:one").known_index(),
+            None
+        );
+
+        let long = || Extension::with_serializer("urn:example:long", Long);
+        let plain = ExtensionValues {
+            audio_level: Some(-30),
+            voice_activity: Some(true),
+            video_content_type: Some(1),
+            transport_cc: Some(4711),
+            mid: Some(Mid::from("a1")),
+            rid: Some(Rid::from("h")),
+            ..Default::default()
+        };
+        let mut with_long = plain.clone();
+        with_long.user_values.set(7_u8);
+
+        // What the index answers, against a search of the entries (the lowest id of a kind;
+        // the two-byte form if any mapped id or value needs it).
+        let check = |exts: &ExtensionMap, step: &str| {
+            let mut kinds: Vec<Extension> = EXT_URI.iter().map(|(e, _)| e.clone()).collect();
+            kinds.push(long());
+            kinds.push(Extension::from_sdp_uri("urn:example:one"));
+            for e in kinds {
+                let searched = exts
+                    .entries
+                    .iter()
+                    .position(|m| m.as_ref().is_some_and(|m| m.ext == e))
+                    .map(|i| i as u8 + 1);
+                assert_eq!(exts.id_of(e.clone()), searched, "{step}: {e:?}");
+            }
+            for ev in [&plain, &with_long] {
+                let two = exts.entries.iter().enumerate().any(|(i, m)| {
+                    m.as_ref().is_some_and(|m| {
+                        i as u8 + 1 > MAX_ID_ONE_BYTE_FORM || m.ext.requires_two_byte_form(ev)
+                    })
+                });
+                let expected = if two {
+                    ExtensionsForm::TwoByte
+                } else {
+                    ExtensionsForm::OneByte
+                };
+                assert_eq!(exts.form(ev), expected, "{step}");
+                // Written from the index as from the entries.
+                let mut from_index = [0; 128];
+                let n = exts.write_to(&mut from_index, ev, expected);
+                let mut from_entries = [0; 128];
+                let mut b = &mut from_entries[..];
+                for (i, m) in exts.entries.iter().enumerate() {
+                    let Some(m) = m else { continue };
+                    let mut value = [0; 64];
+                    let Some(len) = m.ext.write_to(&mut value, ev) else {
+                        continue;
+                    };
+                    let head = match expected {
+                        ExtensionsForm::OneByte => {
+                            b[0] = (i as u8 + 1) << 4 | (len as u8 - 1);
+                            1
+                        }
+                        ExtensionsForm::TwoByte => {
+                            b[0] = i as u8 + 1;
+                            b[1] = len as u8;
+                            2
+                        }
+                    };
+                    b[head..head + len].copy_from_slice(&value[..len]);
+                    b = &mut b[head + len..];
+                }
+                let expected_len = 128 - b.len();
+                assert_eq!(n, expected_len, "{step}");
+                assert_eq!(from_index[..n], from_entries[..n], "{step}");
+            }
+        };
+
+        let mut exts = ExtensionMap::empty();
+        check(&exts, "empty");
+        exts = ExtensionMap::standard();
+        check(&exts, "standard");
+        assert_eq!(exts.id_of(Extension::TransportSequenceNumber), Some(3));
+        // The same kind under a second id: the lower id answers, and the higher once the
+        // lower is given to another kind.
+        exts.set(9, Extension::AbsoluteSendTime);
+        check(&exts, "a kind twice");
+        exts.set(2, Extension::PlayoutDelay);
+        check(&exts, "the lower id reused");
+        assert_eq!(exts.id_of(Extension::AbsoluteSendTime), Some(9));
+        // The remote side's numbering.
+        exts.remap(&[
+            (5, &Extension::TransportSequenceNumber),
+            (1, &Extension::RtpMid),
+            (12, &Extension::AudioLevel),
+        ]);
+        check(&exts, "remapped");
+        assert_eq!(exts.id_of(Extension::TransportSequenceNumber), Some(5));
+        // A user extension: the form depends on the values.
+        exts.set(6, long());
+        check(&exts, "a user extension");
+        assert_eq!(exts.form(&plain), ExtensionsForm::OneByte);
+        assert_eq!(exts.form(&with_long), ExtensionsForm::TwoByte);
+        // An id beyond the one-byte range: always two bytes.
+        exts.set(6, Extension::ColorSpace);
+        exts.set(15, Extension::VideoTiming);
+        check(&exts, "a high id");
+        assert_eq!(exts.form(&plain), ExtensionsForm::TwoByte);
+        let copy = exts.cloned_with_type(false);
+        check(&copy, "the video part");
+        exts.clear();
+        check(&exts, "cleared");
+        assert_eq!(exts, ExtensionMap::empty());
+    }
+
     #[test]
     fn extensions_are_equal_by_kind_and_unknown_ones_by_uri() {
         for (i, (a, _)) in EXT_URI.iter().enumerate() {
@@ -1296,7 +1569,7 @@ mod test {
             rid: Some("hi".into()),
             ..Default::default()
         };
-        let mut buf = vec![0_u8; 16];
+        let mut buf = [0_u8; 16];
         let n = exts.write_to(&mut buf[..], &ev, ExtensionsForm::OneByte);
         assert_eq!(&buf[..n], &[0x11, b'a', b'1', 0x21, b'h', b'i']);
 
@@ -1592,7 +1865,7 @@ mod test {
         // First apply e2
         e1.remap(&e2.iter_video().collect::<Vec<_>>());
 
-        println!("{:#?}", e1.0);
+        println!("{:#?}", e1.entries);
         assert_eq!(
             e1.iter_video().collect::<Vec<_>>(),
             vec![(12, &VideoOrientation), (14, &TransportSequenceNumber)]
@@ -1601,7 +1874,7 @@ mod test {
         // Now attempt e3
         e1.remap(&e3.iter_audio().collect::<Vec<_>>());
 
-        println!("{:#?}", e1.0);
+        println!("{:#?}", e1.entries);
         // At this point we should have not allowed the change, but remain as it was in first apply.
         assert_eq!(
             e1.iter_video().collect::<Vec<_>>(),
