@@ -27,6 +27,10 @@ const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 /// A bound media socket with its batch buffers.
 pub struct MediaSocket {
     socket: UdpSocket,
+    /// Linux: a second socket on the same address and port that only sends (see
+    /// [`SendSocket`]); `None` where it could not be made, and `socket` sends.
+    #[cfg(target_os = "linux")]
+    sender: Option<SendSocket>,
     state: UdpSocketState,
     bufs: Vec<Vec<u8>>,
     meta: Vec<RecvMeta>,
@@ -55,24 +59,59 @@ pub struct Datagram<'a> {
 impl MediaSocket {
     /// Bind `addr`. Must be called inside a tokio runtime.
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let domain = socket2::Domain::for_address(addr);
-        let sock =
-            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-        if addr.is_ipv6() {
-            // Accept IPv4 too when bound to [::].
-            let _ = sock.set_only_v6(false);
-        }
-        sock.bind(&addr.into())?;
+        // The send socket joins this one's port (`SO_REUSEPORT`, see `SendSocket`), which
+        // would let a second server of the same user join it too: the port is claimed first
+        // with a plain bind, which any socket on it refuses, then released and taken.
+        #[cfg(target_os = "linux")]
+        let (sock, shared) = {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let free = new_socket(addr)?;
+                free.bind(&addr.into())?;
+                let claimed = free.local_addr()?;
+                drop(free);
+                let sock = new_socket(addr)?;
+                let shared = sock.set_reuse_port(true).is_ok();
+                match sock.bind(&claimed) {
+                    Ok(()) => break (sock, shared),
+                    // Taken in between: for a port of the kernel's choice, another one.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::AddrInUse
+                            && addr.port() == 0
+                            && attempt < 5 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let sock = {
+            let sock = new_socket(addr)?;
+            sock.bind(&addr.into())?;
+            sock
+        };
         sock.set_nonblocking(true)?;
         let std_sock: std::net::UdpSocket = sock.into();
         let state = UdpSocketState::new((&std_sock).into())?;
         // Best effort: the kernel caps these at net.core.[rw]mem_max.
         let _ = state.set_recv_buffer_size((&std_sock).into(), SOCKET_BUFFER);
         let _ = state.set_send_buffer_size((&std_sock).into(), SOCKET_BUFFER);
-        let local_port = std_sock.local_addr()?.port();
+        let local = std_sock.local_addr()?;
+        let local_port = local.port();
+        #[cfg(target_os = "linux")]
+        let sender = match shared {
+            true => SendSocket::join(&std_sock, local)
+                .inspect_err(|e| {
+                    warn!("no separate send socket ({e}); one socket sends and receives")
+                })
+                .ok(),
+            false => None,
+        };
         let socket = UdpSocket::from_std(std_sock)?;
         Ok(MediaSocket {
             socket,
+            #[cfg(target_os = "linux")]
+            sender,
             state,
             bufs: (0..RECV_BATCH).map(|_| vec![0; RECV_BUF]).collect(),
             meta: vec![RecvMeta::default(); RECV_BATCH],
@@ -154,7 +193,10 @@ impl MediaSocket {
         pin_source: bool,
     ) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        let fd = self.socket.as_raw_fd();
+        let fd = match &self.sender {
+            Some(s) => s.socket.as_raw_fd(),
+            None => self.socket.as_raw_fd(),
+        };
         let mut sent = 0;
         let mut i = 0;
         while i < transmits.len() {
@@ -177,9 +219,12 @@ impl MediaSocket {
             }
             let spans = &spans[..n];
             loop {
-                let r = self.socket.try_io(Interest::WRITABLE, || {
-                    sendmmsg::send(fd, transmits, spans, pin_source)
-                });
+                let r = match &self.sender {
+                    Some(_) => sendmmsg::send(fd, transmits, spans, pin_source),
+                    None => self.socket.try_io(Interest::WRITABLE, || {
+                        sendmmsg::send(fd, transmits, spans, pin_source)
+                    }),
+                };
                 match r {
                     // The kernel stops at the first message it refuses and counts only those
                     // before it: the refused one leads the next call, which reports its error
@@ -189,7 +234,10 @@ impl MediaSocket {
                         sent += spans[..k].iter().map(sendmmsg::Span::len).sum::<usize>();
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.socket.writable().await?;
+                        match &self.sender {
+                            Some(s) => s.writable().await?,
+                            None => self.socket.writable().await?,
+                        }
                         continue;
                     }
                     Err(e) => {
@@ -261,6 +309,90 @@ impl MediaSocket {
         }
         transmits.clear();
         Ok(sent)
+    }
+}
+
+/// A UDP socket for `addr`'s family; dual-stack when it is IPv6 (bound to `[::]` it takes
+/// IPv4 too).
+fn new_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = sock.set_only_v6(false);
+    }
+    Ok(sock)
+}
+
+/// The socket a worker sends from (Linux): a second UDP socket bound to the receiving socket's
+/// address and port (`SO_REUSEPORT`), the pair's incoming datagrams all steered to the
+/// receiving one by a one-instruction classic BPF program on the port's group.
+///
+/// The kernel calls a socket's write-space callback each time one of its sent buffers is freed
+/// (on loopback as it is delivered, on a NIC at transmit completion), and while the socket is
+/// registered with epoll that callback takes the socket's wait-queue lock with interrupts off
+/// and queues a writable event for the next `epoll_wait`: once per buffer sent, for a writer
+/// that almost never waits. This socket is registered only while a send waits for room in its
+/// buffer, so the callback finds no one to wake.
+#[cfg(target_os = "linux")]
+struct SendSocket {
+    socket: std::net::UdpSocket,
+}
+
+#[cfg(target_os = "linux")]
+impl SendSocket {
+    /// Steers the port's incoming datagrams to `receiver` and binds a send socket beside it.
+    fn join(receiver: &std::net::UdpSocket, local: SocketAddr) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        // `ret #0`: every datagram to the group goes to its first member, the receiver.
+        let mut code = [libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }];
+        let prog = libc::sock_fprog {
+            len: code.len() as u16,
+            filter: code.as_mut_ptr(),
+        };
+        // SAFETY: a valid program of one instruction, and its size; the kernel copies it.
+        let r = unsafe {
+            libc::setsockopt(
+                receiver.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_REUSEPORT_CBPF,
+                (&prog as *const libc::sock_fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let sock = new_socket(local)?;
+        sock.set_reuse_port(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&local.into())?;
+        let socket: std::net::UdpSocket = sock.into();
+        // The receiver's options for what leaves (path MTU discovery and the like).
+        let state = UdpSocketState::new((&socket).into())?;
+        let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
+        Ok(SendSocket { socket })
+    }
+
+    /// Wait until the socket's buffer has room: registered with the runtime for as long as
+    /// that takes.
+    async fn writable(&self) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        // SAFETY: the registration borrows the socket, which stays open while it lives.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                self.socket.as_fd(),
+                Interest::WRITABLE,
+            )
+        }?;
+        // Registered after the refusal: room made since then is seen at once.
+        let mut guard = fd.writable().await?;
+        guard.retain_ready();
+        Ok(())
     }
 }
 
@@ -369,6 +501,91 @@ mod tests {
         }
     }
 
+    /// Linux: the port's datagrams, from many sources (which the kernel would otherwise spread
+    /// over the sockets sharing the port by a hash of the source), all reach the receiving
+    /// socket; the send socket sends from the same port; a send that finds the buffer full
+    /// can wait for room again and again (its registration ends with each wait).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_send_socket_shares_the_port_and_receives_nothing() {
+        use std::net::UdpSocket as StdSocket;
+        let mut socket = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let sender = socket.sender.take().expect("a send socket on Linux");
+        assert_eq!(
+            sender.socket.local_addr().unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], socket.local_port()))
+        );
+        let to = SocketAddr::from(([127, 0, 0, 1], socket.local_port()));
+        let clients: Vec<StdSocket> = (0..64)
+            .map(|_| StdSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for (i, c) in clients.iter().enumerate() {
+            c.send_to(&[0x80, 96, 0, i as u8], to).unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            if got.len() == clients.len() {
+                break;
+            }
+            tokio::time::timeout(Duration::from_millis(50), socket.readable())
+                .await
+                .ok();
+            socket.recv_batch(|d| got.push(d.data[3])).unwrap();
+        }
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            (0..64).collect::<Vec<u8>>(),
+            "all to the receiving socket"
+        );
+        let mut buf = [0; 16];
+        sender.socket.set_nonblocking(true).unwrap();
+        assert!(
+            sender.socket.recv_from(&mut buf).is_err(),
+            "none to the send socket"
+        );
+
+        for _ in 0..3 {
+            tokio::time::timeout(Duration::from_secs(2), sender.writable())
+                .await
+                .expect("an empty buffer has room")
+                .expect("registered for the wait, then not");
+        }
+        socket.sender = Some(sender);
+        let mut transmits = vec![Transmit {
+            proto: str0m::net::Protocol::Udp,
+            source: to,
+            destination: clients[0].local_addr().unwrap(),
+            contents: vec![1, 2, 3].into(),
+        }];
+        assert_eq!(socket.send_all(&mut transmits, false).await.unwrap(), 1);
+        clients[0]
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let (n, from) = clients[0].recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&[1, 2, 3][..], to));
+    }
+
+    /// Sharing the port with its send socket does not let another socket take it: a second
+    /// server on the same port, or any other socket, is refused as before.
+    #[tokio::test]
+    async fn a_port_in_use_is_refused() {
+        let socket = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let taken = SocketAddr::from(([127, 0, 0, 1], socket.local_port()));
+        let e = MediaSocket::bind(taken)
+            .err()
+            .expect("a second media socket refused");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let e = std::net::UdpSocket::bind(taken).expect_err("a plain socket refused");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+
+        let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let e = MediaSocket::bind(plain.local_addr().unwrap())
+            .err()
+            .expect("a port another socket holds refused");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    }
+
     /// The overload control depends on the kernel's receive timestamp of every datagram.
     #[tokio::test]
     async fn a_received_datagram_says_how_long_it_waited() {
@@ -385,7 +602,9 @@ mod tests {
             std::thread::sleep(pause); // it waits in the socket, as behind a busy worker
             let mut got = None;
             for _ in 0..100 {
-                socket.readable().await.unwrap();
+                tokio::time::timeout(Duration::from_millis(100), socket.readable())
+                    .await
+                    .ok();
                 socket
                     .recv_batch(|d| {
                         assert_eq!(d.data, [0x80, 96, 0, 1]);
