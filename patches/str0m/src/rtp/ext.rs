@@ -141,7 +141,7 @@ pub trait ExtensionSerializer: Debug + Send + Sync + 'static {
 }
 
 impl Extension {
-    /// A number below [`KNOWN_KINDS`] for each kind but [`Extension::UnknownUri`].
+    /// The kind's place in [`EXT_URI`]; `None` for [`Extension::UnknownUri`].
     fn known_index(&self) -> Option<usize> {
         use Extension::*;
         Some(match self {
@@ -395,32 +395,15 @@ struct MapIndex {
     form: Option<ExtensionsForm>,
 }
 
-/// How many kinds of [`Extension`] there are besides [`Extension::UnknownUri`].
-const KNOWN_KINDS: usize = 14;
+/// How many kinds of [`Extension`] there are besides [`Extension::UnknownUri`]: each has its
+/// place in [`EXT_URI`].
+const KNOWN_KINDS: usize = EXT_URI.len();
 
 /// In [`MapIndex::kinds`]: an id not mapped.
 const NOT_MAPPED: u8 = 0;
 
 /// In [`MapIndex::kinds`]: an id mapped to an [`Extension::UnknownUri`].
 const UNKNOWN_KIND: u8 = u8::MAX;
-
-/// Each known kind at its [`Extension::known_index`].
-static KNOWN: [Extension; KNOWN_KINDS] = [
-    Extension::AbsoluteSendTime,
-    Extension::AbsoluteCaptureTime,
-    Extension::AudioLevel,
-    Extension::TransmissionTimeOffset,
-    Extension::VideoOrientation,
-    Extension::TransportSequenceNumber,
-    Extension::PlayoutDelay,
-    Extension::VideoContentType,
-    Extension::VideoTiming,
-    Extension::RtpStreamId,
-    Extension::RepairedRtpStreamId,
-    Extension::RtpMid,
-    Extension::FrameMarking,
-    Extension::ColorSpace,
-];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MapEntry {
@@ -671,7 +654,7 @@ impl ExtensionMap {
                     Some(m) => &m.ext,
                     None => continue,
                 },
-                k => &KNOWN[k as usize - 1],
+                k => &EXT_URI[k as usize - 1].0,
             };
             match form {
                 ExtensionsForm::OneByte => {
@@ -1388,13 +1371,19 @@ impl Eq for Extension {}
 mod test {
     use super::*;
 
-    /// A user extension whose values need the two-byte form when they carry a `u8`.
+    /// A user extension: one byte, or with a `u8` among the values seventeen bytes of it,
+    /// which need the two-byte form.
     #[derive(Debug)]
     struct Long;
 
     impl ExtensionSerializer for Long {
-        fn write_to(&self, _buf: &mut [u8], _ev: &ExtensionValues) -> usize {
-            0
+        fn write_to(&self, buf: &mut [u8], ev: &ExtensionValues) -> usize {
+            let (value, len) = match ev.user_values.get::<u8>() {
+                Some(v) => (*v, 17),
+                None => (0x5a, 1),
+            };
+            buf[..len].fill(value);
+            len
         }
         fn parse_value(&self, _buf: &[u8], _ev: &mut ExtensionValues) -> bool {
             false
@@ -1412,15 +1401,8 @@ mod test {
 
     #[test]
     fn the_index_answers_as_a_search_of_the_entries_after_every_change() {
-        // Every known kind has its own place in the index.
-        let mut seen = [false; KNOWN_KINDS];
-        for (e, _) in EXT_URI {
-            let k = e.known_index().expect("a known kind");
-            assert!(!seen[k], "{e:?} shares its index");
-            seen[k] = true;
-        }
-        assert!(seen.iter().all(|s| *s), "an index without a kind");
-        for (k, e) in KNOWN.iter().enumerate() {
+        // Every known kind's index is its place in the list of kinds.
+        for (k, (e, _)) in EXT_URI.iter().enumerate() {
             assert_eq!(e.known_index(), Some(k), "{e:?} out of place");
         }
         assert_eq!(
@@ -1523,6 +1505,12 @@ mod test {
         check(&exts, "a user extension");
         assert_eq!(exts.form(&plain), ExtensionsForm::OneByte);
         assert_eq!(exts.form(&with_long), ExtensionsForm::TwoByte);
+        let mut buf = [0; 128];
+        let n = exts.write_to(&mut buf, &plain, ExtensionsForm::OneByte);
+        assert!(
+            buf[..n].windows(2).any(|w| w == [6 << 4, 0x5a]),
+            "the user extension written under its id"
+        );
         // An id beyond the one-byte range: always two bytes.
         exts.set(6, Extension::ColorSpace);
         exts.set(15, Extension::VideoTiming);
