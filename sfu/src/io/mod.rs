@@ -1,6 +1,7 @@
 //! Threads and sockets around the sans-IO [`core`](crate::core).
 //!
-//! - [`udp`]: the media socket, batched receive and send.
+//! - [`udp`]: the media socket, batched receive and send (on Linux from a socket of its own,
+//!   `send_socket`).
 //! - [`worker`]: a thread owning an engine, its rooms and its socket.
 //! - [`handle`]: what the signalling side calls; places rooms on workers.
 //! - [`metrics`]: Prometheus metrics, published by each worker once a second.
@@ -20,6 +21,8 @@ pub mod overload;
 pub mod process;
 pub mod relay;
 pub mod rooms;
+#[cfg(target_os = "linux")]
+mod send_socket;
 #[cfg(target_os = "linux")]
 mod sendmmsg;
 mod service;

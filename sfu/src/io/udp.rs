@@ -15,6 +15,8 @@ use tokio::net::UdpSocket;
 use tracing::warn;
 
 #[cfg(target_os = "linux")]
+use super::send_socket::SendSocket;
+#[cfg(target_os = "linux")]
 use super::sendmmsg;
 
 /// Datagrams read per receive call.
@@ -22,7 +24,7 @@ pub const RECV_BATCH: usize = 32;
 /// Size of each receive buffer: room for a GRO train of full-size datagrams.
 const RECV_BUF: usize = 64 * 1024;
 /// Kernel socket buffers asked for; large enough to ride out a scheduling hiccup.
-const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+pub(super) const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
 /// A bound media socket with its batch buffers.
 pub struct MediaSocket {
@@ -99,13 +101,14 @@ impl MediaSocket {
         let local = std_sock.local_addr()?;
         let local_port = local.port();
         #[cfg(target_os = "linux")]
-        let sender = match shared {
-            true => SendSocket::join(&std_sock, local)
+        let sender = if shared {
+            SendSocket::join(&std_sock, local)
                 .inspect_err(|e| {
                     warn!("no separate send socket ({e}); one socket sends and receives")
                 })
-                .ok(),
-            false => None,
+                .ok()
+        } else {
+            None
         };
         let socket = UdpSocket::from_std(std_sock)?;
         Ok(MediaSocket {
@@ -314,86 +317,13 @@ impl MediaSocket {
 
 /// A UDP socket for `addr`'s family; dual-stack when it is IPv6 (bound to `[::]` it takes
 /// IPv4 too).
-fn new_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
+pub(super) fn new_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
     let domain = socket2::Domain::for_address(addr);
     let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     if addr.is_ipv6() {
         let _ = sock.set_only_v6(false);
     }
     Ok(sock)
-}
-
-/// The socket a worker sends from (Linux): a second UDP socket bound to the receiving socket's
-/// address and port (`SO_REUSEPORT`), the pair's incoming datagrams all steered to the
-/// receiving one by a one-instruction classic BPF program on the port's group.
-///
-/// The kernel calls a socket's write-space callback each time one of its sent buffers is freed
-/// (on loopback as it is delivered, on a NIC at transmit completion), and while the socket is
-/// registered with epoll that callback takes the socket's wait-queue lock with interrupts off
-/// and queues a writable event for the next `epoll_wait`: once per buffer sent, for a writer
-/// that almost never waits. This socket is registered only while a send waits for room in its
-/// buffer, so the callback finds no one to wake.
-#[cfg(target_os = "linux")]
-struct SendSocket {
-    socket: std::net::UdpSocket,
-}
-
-#[cfg(target_os = "linux")]
-impl SendSocket {
-    /// Steers the port's incoming datagrams to `receiver` and binds a send socket beside it.
-    fn join(receiver: &std::net::UdpSocket, local: SocketAddr) -> io::Result<Self> {
-        use std::os::fd::AsRawFd;
-        // `ret #0`: every datagram to the group goes to its first member, the receiver.
-        let mut code = [libc::sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }];
-        let prog = libc::sock_fprog {
-            len: code.len() as u16,
-            filter: code.as_mut_ptr(),
-        };
-        // SAFETY: a valid program of one instruction, and its size; the kernel copies it.
-        let r = unsafe {
-            libc::setsockopt(
-                receiver.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_REUSEPORT_CBPF,
-                (&prog as *const libc::sock_fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let sock = new_socket(local)?;
-        sock.set_reuse_port(true)?;
-        sock.set_nonblocking(true)?;
-        sock.bind(&local.into())?;
-        let socket: std::net::UdpSocket = sock.into();
-        // The receiver's options for what leaves (path MTU discovery and the like).
-        let state = UdpSocketState::new((&socket).into())?;
-        let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
-        Ok(SendSocket { socket })
-    }
-
-    /// Wait until the socket's buffer has room: registered with the runtime for as long as
-    /// that takes.
-    async fn writable(&self) -> io::Result<()> {
-        use std::os::fd::AsFd;
-        // SAFETY: the registration borrows the socket, which stays open while it lives.
-        let fd = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(
-                self.socket.as_fd(),
-                Interest::WRITABLE,
-            )
-        }?;
-        // Registered after the refusal: room made since then is seen at once.
-        let mut guard = fd.writable().await?;
-        guard.retain_ready();
-        Ok(())
-    }
 }
 
 /// The end of the run that starts at `i`: the datagrams after it to the same destination from
