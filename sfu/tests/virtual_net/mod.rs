@@ -378,6 +378,14 @@ impl Client {
             .is_some()
     }
 
+    /// Whether `pt` is a retransmission (RTX) payload type of its connection.
+    pub fn is_rtx(&self, pt: u8) -> bool {
+        self.rtc
+            .codec_config()
+            .find(|p| p.resend().is_some_and(|r| *r == pt))
+            .is_some()
+    }
+
     /// The codec of payload type `pt` on its connection.
     pub fn codec_of(&self, pt: u8) -> Option<str0m::format::PayloadParams> {
         self.rtc.codec_config().find(|p| *p.pt() == pt).copied()
@@ -872,6 +880,8 @@ pub struct Bed {
     /// Sequence numbers of the RTP packets the server sent, by (client index, SSRC), read from
     /// the clear-text SRTP headers before the network can lose anything.
     pub sent: HashMap<(usize, u32), Vec<u16>>,
+    /// Datagrams and bytes of the RTP packets the server sent, by (client index, payload type).
+    pub sent_by_pt: HashMap<(usize, u8), (usize, usize)>,
     /// More engines (workers of one process) beside `engine`, reached at `peer_addr(i)`.
     pub peers: Vec<WiredEngine>,
     /// The engine the next client joining connects to.
@@ -929,6 +939,7 @@ impl Bed {
             next_codecs: vec![Codec::Vp8],
             next_sources: Vec::new(),
             sent: HashMap::new(),
+            sent_by_pt: HashMap::new(),
             peers: Vec::new(),
             next_engine: 0,
             shard_messages: HashMap::new(),
@@ -1234,6 +1245,14 @@ impl Bed {
         cond(self)
     }
 
+    /// Seeds the network's random loss.
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = 0x2545_f491_4f6c_dd1d ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        if self.rng == 0 {
+            self.rng = 1;
+        }
+    }
+
     fn step(&mut self) {
         self.now += TICK;
         let now = self.now;
@@ -1293,6 +1312,12 @@ impl Bed {
             };
             if let Some((ssrc, seq)) = rtp_header(&t.contents) {
                 self.sent.entry((ci, ssrc)).or_default().push(seq);
+                let by_pt = self
+                    .sent_by_pt
+                    .entry((ci, t.contents[1] & 0x7f))
+                    .or_default();
+                by_pt.0 += 1;
+                by_pt.1 += t.contents.len();
             }
             let loss = self.loss_to.get(&ci).copied().unwrap_or(0.0);
             if loss > 0.0 && self.random() < loss {
