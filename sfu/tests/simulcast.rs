@@ -4,6 +4,7 @@ mod virtual_net;
 
 use std::time::{Duration, Instant};
 
+use sfu::core::bandwidth::PAD_AT_START;
 use sfu::core::forward::DropReason;
 use signal::protocol::{ServerMessage, StreamStateKind};
 use signal::ClientSignal;
@@ -107,7 +108,7 @@ fn rtx_and_rtp_bytes(bed: &Bed, ci: usize) -> (usize, usize) {
 }
 
 #[test]
-fn padding_goes_to_steps_up_and_to_lossy_links_only() {
+fn padding_probes_for_steps_up_and_stops_at_the_top() {
     // On a lossless network every retransmission packet is padding (or a probe): nothing is
     // ever asked for again.
     let (mut bed, a, b, c) = simulcast_room();
@@ -126,9 +127,11 @@ fn padding_goes_to_steps_up_and_to_lossy_links_only() {
             "subscriber {s} reached the top layer without a probe"
         );
     }
-    // At the top layer there is no step up left to pad for. What remains is str0m's periodic
-    // probe while the link is not used to the full (a few packets every 5 s, under 1 % of the
-    // bytes here); padding up to the rate used took 8 %.
+    // At the top layer, once the connection's first padded seconds are over, there is no
+    // step up left to pad for. What remains is str0m's periodic probe while the link is not
+    // used to the full (a few packets every 5 s, under 1 % of the bytes here); padding up to
+    // the rate used took 12 %.
+    bed.run(PAD_AT_START);
     let before: Vec<(usize, usize)> = [b, c].iter().map(|s| rtx_and_rtp_bytes(&bed, *s)).collect();
     bed.run(secs(10.0));
     for (i, s) in [b, c].into_iter().enumerate() {
@@ -142,31 +145,6 @@ fn padding_goes_to_steps_up_and_to_lossy_links_only() {
         );
         assert_eq!(layer_now(bed.clients[s].video_from(&ida)), Some(2));
     }
-    // Cat's link starts losing packets: str0m's estimate would then be bounded by the rate
-    // acknowledged, so cat is padded again, up to the rate used (retransmissions alone would
-    // be about 2 % of the bytes). Bob's clean link is not.
-    bed.loss_to.insert(c, 0.02);
-    bed.run(secs(2.0));
-    let before: Vec<(usize, usize)> = [b, c].iter().map(|s| rtx_and_rtp_bytes(&bed, *s)).collect();
-    bed.run(secs(5.0));
-    let share: Vec<f64> = [b, c]
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let (rtx, all) = rtx_and_rtp_bytes(&bed, *s);
-            (rtx - before[i].0) as f64 / (all - before[i].1) as f64
-        })
-        .collect();
-    eprintln!(
-        "retransmission share of the bytes: bob {:.3}, cat {:.3}",
-        share[0], share[1]
-    );
-    assert!(share[0] <= 0.02, "bob's clean link was padded: {share:?}");
-    assert!(
-        share[1] >= 0.06,
-        "cat's lossy link was not padded: {share:?}"
-    );
-    assert_eq!(layer_now(bed.clients[c].video_from(&ida)), Some(2));
 }
 
 #[test]
@@ -211,10 +189,11 @@ fn a_constrained_subscriber_steps_down_and_back_up_without_affecting_others() {
         }
     }
     assert!(stepped, "bob did not step down");
-    // Top-layer packets queued in bob's pacer while his estimate fell: the metric sees them.
+    // Top-layer packets queued in bob's pacer while his estimate fell: the metric sees them
+    // (0.09 to 0.3 s).
     eprintln!("oldest packet in bob's pacer while stepping down: {queued:?}");
     assert!(
-        queued >= secs(0.1),
+        queued >= secs(0.05),
         "the pacer backlog was seen: {queued:?}"
     );
     let down = first_at(bed.clients[b].video_from(&ida), constrained, |l| l < 2).unwrap();
@@ -301,7 +280,7 @@ fn a_constrained_subscriber_steps_down_and_back_up_without_affecting_others() {
         up - lifted
     );
     // The first lower-layer packet reaches bob behind the top-layer packets queued for him
-    // while his estimate came down, in the server's pacer (0.2 to 0.3 s, see above) and on the
+    // while his estimate came down, in the server's pacer (0.09 to 0.3 s, see above) and on the
     // 400 kbit/s link: 0.8 to 0.9 s. The reported estimate follows a fall of the raw one at
     // once; when it was a 3 s average alone, this took 1.1, 2.1 or 4.5 s depending on how many
     // estimates the average held before the drop.
@@ -578,13 +557,14 @@ fn a_single_layer_video_is_never_paused_on_a_clean_link() {
 }
 
 #[test]
-fn random_loss_does_not_pause_a_video_that_fits() {
+fn random_loss_after_the_first_seconds_does_not_pause_a_video_that_fits() {
     // A 500 kbit/s single-layer camera and one viewer whose link loses 2, 5 or 8 % of the
-    // packets at random, from its first packets or from after its first seconds, with four
-    // draws of the loss each. Where loss limits str0m's estimate it is bounded by the rate
-    // acknowledged; unpadded, that is the rate used, and the video would be paused.
-    let mut runs = 0;
-    for onset in [0.0, 8.0] {
+    // packets at random, four draws of the loss each, from 8 s after the first packets or from
+    // the first packets on. Only loss in the estimator's first seconds can take str0m's
+    // estimate down to the rate acknowledged, which is why the connection is padded then
+    // (`PAD_AT_START`) and not later.
+    let mut paused_from_start = Vec::new();
+    for onset in [8.0, 0.0] {
         for loss in [0.02, 0.05, 0.08] {
             for seed in 0..4 {
                 let mut bed = Bed::new();
@@ -593,7 +573,9 @@ fn random_loss_does_not_pause_a_video_that_fits() {
                 let v = bed.join("r", "viewer", false);
                 let idp = bed.id(p);
                 let idv = bed.id(v);
-                assert!(bed.run_until(secs(5.0), |bed| bed.clients[v].video_from(&idp).len() > 30));
+                assert!(bed.run_until(secs(5.0), |bed| {
+                    bed.clients[v].video_from(&idp).len() > 30
+                }));
                 bed.run(secs(onset));
                 bed.loss_to.insert(v, loss);
                 let from = bed.now;
@@ -606,29 +588,37 @@ fn random_loss_does_not_pause_a_video_that_fits() {
                     matches!(m, ServerMessage::StreamState { state: StreamStateKind::Paused, reason: Some(r), .. }
                         if r == "bandwidth")
                 });
-                let video: Vec<Instant> = bed.clients[v]
-                    .video_from(&idp)
-                    .iter()
-                    .filter(|r| r.at >= from)
-                    .map(|r| r.at)
-                    .collect();
-                let gap = video
-                    .windows(2)
-                    .map(|w| w[1] - w[0])
-                    .max()
-                    .unwrap_or(secs(10.0));
                 let what = format!("onset {onset} s, loss {loss}, draw {seed}");
-                assert!(
-                    !paused,
-                    "{what}: paused for bandwidth (lowest estimate {lowest})"
-                );
-                assert!(gap < secs(0.5), "{what}: video stopped for {gap:?}");
-                assert!(lowest > 700_000, "{what}: the estimate fell to {lowest}");
-                runs += 1;
+                if onset > 0.0 {
+                    let gap = bed.clients[v]
+                        .video_from(&idp)
+                        .iter()
+                        .filter(|r| r.at >= from)
+                        .map(|r| r.at)
+                        .collect::<Vec<_>>()
+                        .windows(2)
+                        .map(|w| w[1] - w[0])
+                        .max()
+                        .unwrap_or(secs(10.0));
+                    assert!(
+                        !paused,
+                        "{what}: paused for bandwidth (lowest estimate {lowest})"
+                    );
+                    assert!(gap < secs(0.5), "{what}: video stopped for {gap:?}");
+                    assert!(lowest > 700_000, "{what}: the estimate fell to {lowest}");
+                } else if paused {
+                    paused_from_start.push(what);
+                }
             }
         }
     }
-    assert_eq!(runs, 24);
+    // From the first packets on, one draw (2 %) is sometimes paused all the same, as it was
+    // when every connection was padded all the time; with no padding at all, six of the twelve
+    // were.
+    assert!(
+        paused_from_start.len() <= 1,
+        "paused for bandwidth: {paused_from_start:?}"
+    );
 }
 
 /// A simulcast publisher of `codec` and a subscriber who reaches the top layer, then is shown

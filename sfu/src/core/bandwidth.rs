@@ -81,27 +81,20 @@ pub struct Allocation {
     pub recovering_until: Option<Instant>,
     /// When the estimator was last set back to the estimate held before an outage.
     pub last_reset: Option<Instant>,
-    /// Until then the connection is padded up to the rate it uses even with no step up left:
-    /// its estimator's first seconds ([`PAD_AT_START`]) and a lossy link ([`PAD_ON_LOSS`]).
+    /// Until then the connection is padded up to the rate it uses even with no step up left
+    /// (see [`PAD_AT_START`]).
     pub pad_until: Option<Instant>,
     /// The last allocation padded up to the rate used.
     pub padded: bool,
 }
 
-/// Padding up to the rate used (over [`ESTIMATE_SHARE`]) with no step up left. Where loss
-/// limits str0m's estimate, it is bounded by the rate acknowledged; with media alone that is the
-/// rate used, and a budget of a share of it would pause a video that fits. Loss limits the
-/// estimate when it comes before the estimator has seen a clean link for long (in its first
-/// seconds), and on a link that keeps losing packets. Elsewhere the estimate holds without
-/// padding, which costs a tenth more egress.
-///
-/// Padded this long from the connection's first estimate.
+/// With no step up left, a connection is padded up to the rate it uses (over
+/// [`ESTIMATE_SHARE`]) for this long from its first estimate, and not after. Loss that starts
+/// before str0m's estimator has seen a clean link for a few seconds can make its loss-based
+/// estimate fall to the rate acknowledged; with media alone that is the rate used, and the
+/// budget, a share of it, would pause a video that fits. Loss that starts later does not do
+/// that, and padding there would only add a tenth to the subscriber's traffic.
 pub const PAD_AT_START: Duration = Duration::from_secs(5);
-/// A second in which at least this share of the packets towards a subscriber were lost pads
-/// its connection for [`PAD_HOLD`].
-pub const PAD_ON_LOSS: f32 = 0.005;
-/// How long a connection is padded after its last second of loss.
-pub const PAD_HOLD: Duration = Duration::from_secs(10);
 
 /// Nothing at all from a participant for this long is an outage (its link went down, its
 /// address changed), not congestion: while it lasts and for [`OUTAGE_RECOVERY`] after packets

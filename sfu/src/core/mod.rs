@@ -685,16 +685,10 @@ impl Engine {
         if p.red.sample(now, s.egress_loss_fraction) {
             debug!(participant = %p.id, redundant = p.red.on(), "redundant audio");
         }
-        // Padding up to the rate used (bandwidth::PAD_AT_START): a lossy link is padded for
-        // a while; allocate again when that starts or ends.
-        let a = &mut p.allocation;
-        if s.egress_loss_fraction
-            .is_some_and(|l| l >= bandwidth::PAD_ON_LOSS)
-        {
-            let until = now + bandwidth::PAD_HOLD;
-            a.pad_until = Some(a.pad_until.map_or(until, |t| t.max(until)));
-        }
-        if a.padded != a.pad_until.is_some_and(|t| now < t) {
+        // The connection's first padded seconds are over (bandwidth::PAD_AT_START): allocate
+        // again to stop the padding.
+        let a = &p.allocation;
+        if a.padded && a.pad_until.is_none_or(|t| now >= t) {
             self.agenda.allocate(key);
         }
         let loss = match (s.egress_loss_fraction, s.ingress_loss_fraction) {
