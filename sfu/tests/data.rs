@@ -189,8 +189,9 @@ fn speakers_are_detected_from_audio_levels_with_hysteresis() {
 
 #[test]
 fn a_speakers_video_wins_when_bandwidth_is_short() {
-    // Every subscriber is capped at 360 kbit/s: after audio, room for one low layer, not two.
-    let mut bed = Bed::with_config(|c| c.max_subscriber_bitrate = Some(360_000));
+    // Every subscriber is capped at 300 kbit/s: after audio, room for one low layer, not two
+    // (not even at the share of its cost a video already flowing keeps).
+    let mut bed = Bed::with_config(|c| c.max_subscriber_bitrate = Some(300_000));
     bed.next_simulcast = true;
     let a = bed.join("r", "ann", true);
     let d = bed.join("r", "dan", true);

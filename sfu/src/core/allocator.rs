@@ -16,12 +16,20 @@
 //!    when those fit, before it is paused; raising it starts with its frame rate.
 //! 5. Keeping a layer costs its bitrate; moving above the current layer costs
 //!    [`UPGRADE_MARGIN_PERCENT`] more, so that a small rise of the estimate does not flap between layers.
+//! 6. A video already at its lowest layer keeps it while the budget covers
+//!    [`KEEP_LOWEST_PERCENT`] of it: a dip of the estimate does not pause it.
 
 use super::forward::select::LayerIndex;
 use super::forward::svc::ALL_TEMPORAL;
 
 /// Extra cost, in percent, of a layer above the one currently forwarded.
 pub const UPGRADE_MARGIN_PERCENT: u64 = 15;
+
+/// A video forwarded at its lowest layer, full frame rate, keeps it while the budget left
+/// covers this share of it, in percent. After congestion the estimate undershoots the link
+/// for a few seconds; pausing then costs seconds of frozen video and a keyframe to come back,
+/// where sending a little over a low estimate costs a little delay.
+pub const KEEP_LOWEST_PERCENT: u64 = 70;
 
 /// Priority of a screen share for every subscriber: above cameras, pinned ones included. A
 /// screen is what everybody looks at, and it is useless when blurred or frozen, while a camera
@@ -159,7 +167,10 @@ pub fn allocate(budget: u64, videos: &[VideoDemand], provisional: bool) -> Alloc
         let v = &videos[i];
         if let Some(l) = v.lowest() {
             let c = v.cost(l).unwrap_or(u64::MAX);
-            if c <= left || provisional {
+            let kept = v.current == Some(l)
+                && v.temporal == ALL_TEMPORAL
+                && c.saturating_mul(KEEP_LOWEST_PERCENT) / 100 <= left;
+            if c <= left || provisional || kept {
                 left = left.saturating_sub(c);
                 layers[i] = Some(l);
                 continue;
@@ -394,6 +405,37 @@ mod tests {
         assert!(a.used > 900_000);
         let hidden = [video(0, None, None)];
         assert_eq!(allocate(0, &hidden, true).layers, vec![None]);
+    }
+
+    #[test]
+    fn a_video_at_its_lowest_layer_keeps_it_through_a_dip_of_the_budget() {
+        // q costs 150k. Kept down to 70 % of it when already forwarded at full frame rate;
+        // not started, nor kept at a reduced frame rate, below its cost.
+        let cases = [
+            ("forwarded, budget covers it", 150_000, Some(0), Some(0)),
+            ("forwarded, 70 %", 105_000, Some(0), Some(0)),
+            ("forwarded, under 70 %", 104_000, Some(0), None),
+            ("not forwarded", 149_000, None, None),
+            ("forwarded at a higher layer", 149_000, Some(1), None),
+        ];
+        for (what, budget, current, want) in cases {
+            let a = allocate(budget, &[video(0, Some(2), current)], false);
+            assert_eq!(a.layers, vec![want], "{what}");
+        }
+        // The one kept leaves nothing to the next video.
+        let two = [video(1, Some(2), Some(0)), video(0, Some(2), Some(0))];
+        let a = allocate(250_000, &two, false);
+        assert_eq!(a.layers, vec![Some(0), None]);
+        let a = allocate(255_000, &two, false);
+        assert_eq!(a.layers, vec![Some(0), Some(0)]);
+        // At a reduced frame rate, the temporal rules decide.
+        let reduced = VideoDemand {
+            base: vec![60_000, 100_000],
+            temporal: 1,
+            ..video(0, Some(2), Some(0))
+        };
+        let a = allocate(110_000, &[reduced], false);
+        assert_eq!((a.layers[0], a.temporal[0]), (Some(0), 1));
     }
 
     #[test]
