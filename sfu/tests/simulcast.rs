@@ -66,6 +66,19 @@ fn simulcast_room() -> (Bed, usize, usize, usize) {
     (bed, a, b, c)
 }
 
+/// [`simulcast_room`] once both subscribers have held the top layer for a second (the start
+/// may step once more before the estimate settles).
+fn room_at_the_top() -> (Bed, usize, usize, usize) {
+    let (mut bed, a, b, c) = simulcast_room();
+    let ida = bed.id(a);
+    assert!(bed.run_until(secs(10.0), |bed| {
+        [b, c]
+            .iter()
+            .all(|s| held_top_layer(bed.clients[*s].video_from(&ida), bed.now, secs(1.0)))
+    }));
+    (bed, a, b, c)
+}
+
 #[test]
 fn unconstrained_subscribers_reach_the_top_layer() {
     let (mut bed, a, b, c) = simulcast_room();
@@ -111,13 +124,8 @@ fn rtx_and_rtp_bytes(bed: &Bed, ci: usize) -> (usize, usize) {
 fn padding_probes_for_steps_up_and_stops_at_the_top() {
     // On a lossless network every retransmission packet is padding (or a probe): nothing is
     // ever asked for again.
-    let (mut bed, a, b, c) = simulcast_room();
+    let (mut bed, a, b, c) = room_at_the_top();
     let ida = bed.id(a);
-    assert!(bed.run_until(secs(10.0), |bed| {
-        [b, c]
-            .iter()
-            .all(|s| held_top_layer(bed.clients[*s].video_from(&ida), bed.now, secs(1.0)))
-    }));
     // The estimate started below the top layer: padding probed for the steps up.
     for s in [b, c] {
         let (rtx, all) = rtx_and_rtp_bytes(&bed, s);
@@ -149,14 +157,8 @@ fn padding_probes_for_steps_up_and_stops_at_the_top() {
 
 #[test]
 fn a_constrained_subscriber_steps_down_and_back_up_without_affecting_others() {
-    let (mut bed, a, b, c) = simulcast_room();
+    let (mut bed, a, b, c) = room_at_the_top();
     let ida = bed.id(a);
-    // The start may step once more before the estimate settles: wait for the top layer, held.
-    assert!(bed.run_until(secs(10.0), |bed| {
-        [b, c]
-            .iter()
-            .all(|s| held_top_layer(bed.clients[*s].video_from(&ida), bed.now, secs(1.0)))
-    }));
 
     // Bob's downlink drops to 400 kbit/s.
     let constrained = bed.now;
