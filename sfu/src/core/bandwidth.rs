@@ -82,10 +82,8 @@ pub struct Allocation {
     /// When the estimator was last set back to the estimate held before an outage.
     pub last_reset: Option<Instant>,
     /// Until then the connection is padded up to the rate it uses even with no step up left
-    /// (see [`PAD_AT_START`]).
+    /// (see [`PAD_AT_START`]); cleared, and the connection allocated again, once it is over.
     pub pad_until: Option<Instant>,
-    /// The last allocation padded up to the rate used.
-    pub padded: bool,
 }
 
 /// With no step up left, a connection is padded up to the rate it uses (over
@@ -375,7 +373,6 @@ impl Engine {
         };
         let desired = share(a.wanted.max(a.used) + audio).max(floor).min(cap);
         let pad_used = p.allocation.pad_until.is_some_and(|t| now < t);
-        p.allocation.padded = pad_used;
         let pad_to = a.next_step.or(pad_used.then_some(a.used));
         let minimum = pad_to.map_or(0, |bps| share(bps + audio).min(desired));
         p.rtc

@@ -687,8 +687,8 @@ impl Engine {
         }
         // The connection's first padded seconds are over (bandwidth::PAD_AT_START): allocate
         // again to stop the padding.
-        let a = &p.allocation;
-        if a.padded && a.pad_until.is_none_or(|t| now >= t) {
+        if p.allocation.pad_until.is_some_and(|t| now >= t) {
+            p.allocation.pad_until = None;
             self.agenda.allocate(key);
         }
         let loss = match (s.egress_loss_fraction, s.ingress_loss_fraction) {
