@@ -1,7 +1,7 @@
 //! The per-packet path: an RTP packet of a publisher, through every subscriber's layer
 //! selector, forwarder and rewriters, into their connections' send queues.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -737,7 +737,7 @@ fn video_codec(codec: Codec) -> VideoCodec {
 /// RED payload type it is): from its connection, or for a mirror track from what the
 /// publisher's engine said.
 fn publisher_params(
-    participants: &HashMap<ParticipantKey, Participant>,
+    participants: &FxHashMap<ParticipantKey, Participant>,
     track: &Track,
     key: ParticipantKey,
     pt: Pt,

@@ -2,6 +2,8 @@
 //! with its tracks unpublished first.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 use str0m::net::TcpType;
@@ -180,7 +182,7 @@ impl Engine {
                 ),
                 connected: false,
                 published: Vec::new(),
-                subs: HashMap::new(),
+                subs: FxHashMap::default(),
                 sub_by_mid: HashMap::new(),
                 joined_at: now,
                 last_recv: now,

@@ -61,7 +61,9 @@ pub use membership::JoinSpec;
 pub use negotiation::Request;
 pub use shard::{ShardId, ShardMessage};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -162,7 +164,10 @@ const MAX_IMMEDIATE_TURNS: u32 = 128;
 /// The media core of one worker. See the module docs for the call order.
 pub struct Engine {
     config: EngineConfig,
-    participants: HashMap<ParticipantKey, Participant>,
+    /// Keyed by the engine's own counter (as are tracks and subscriptions): no peer chooses a
+    /// key, so the fast hash needs no protection against collisions made on purpose. The fan-out
+    /// looks up each subscriber and its subscription once per packet.
+    participants: FxHashMap<ParticipantKey, Participant>,
     /// Participants by id, ICE ufrag and remote address.
     demux: Demux,
     /// Rooms, their tracks, and the streams that carry them.
@@ -193,7 +198,7 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
             config,
-            participants: HashMap::new(),
+            participants: FxHashMap::default(),
             demux: Demux::default(),
             rooms: Rooms::default(),
             timers: Timers::default(),

@@ -2,6 +2,8 @@
 //! receives.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 use str0m::change::SdpPendingOffer;
@@ -135,7 +137,7 @@ pub struct Participant {
     /// Tracks it publishes, by the m-line they arrive on.
     pub published: Vec<(Mid, TrackKey)>,
     /// Tracks it receives.
-    pub subs: HashMap<TrackKey, Subscription>,
+    pub subs: FxHashMap<TrackKey, Subscription>,
     /// Which track an m-line of this connection carries (for keyframe requests).
     pub sub_by_mid: HashMap<Mid, TrackKey>,
     /// When the participant was admitted.

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use str0m::rtp::Ssrc;
 
 use super::codecs::VideoCodecs;
@@ -38,7 +40,7 @@ impl Room {
 #[derive(Debug, Default)]
 pub struct Rooms {
     rooms: HashMap<String, Room>,
-    tracks: HashMap<TrackKey, Track>,
+    tracks: FxHashMap<TrackKey, Track>,
     /// SSRC of an incoming stream -> track and layer, per publisher.
     ssrcs: HashMap<(ParticipantKey, Ssrc), (TrackKey, LayerIndex)>,
 }
