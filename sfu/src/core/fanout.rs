@@ -1,10 +1,10 @@
 //! The per-packet path: an RTP packet of a publisher, through every subscriber's layer
 //! selector, forwarder and rewriters, into their connections' send queues.
 
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, detect_vp8_keyframe, Codec};
 use str0m::format::{CodecConfig, PayloadParams};
 use str0m::media::{KeyframeRequestKind, Mid, Pt};

@@ -2,10 +2,9 @@
 //! with its tracks unpublished first.
 
 use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use str0m::net::TcpType;
 use str0m::Candidate;
 use tracing::info;

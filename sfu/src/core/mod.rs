@@ -62,11 +62,10 @@ pub use negotiation::Request;
 pub use shard::{ShardId, ShardMessage};
 
 use std::collections::VecDeque;
-
-use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
 use str0m::net::{Protocol, Receive, Transmit};

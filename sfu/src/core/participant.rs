@@ -2,10 +2,9 @@
 //! receives.
 
 use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Mid, Pt, Rid};
 use str0m::Rtc;
@@ -136,7 +135,7 @@ pub struct Participant {
     pub connected: bool,
     /// Tracks it publishes, by the m-line they arrive on.
     pub published: Vec<(Mid, TrackKey)>,
-    /// Tracks it receives.
+    /// Tracks it receives (a fast hash: the keys are the engine's own, see `Engine::participants`).
     pub subs: FxHashMap<TrackKey, Subscription>,
     /// Which track an m-line of this connection carries (for keyframe requests).
     pub sub_by_mid: HashMap<Mid, TrackKey>,

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
-
 use str0m::rtp::Ssrc;
 
 use super::codecs::VideoCodecs;
@@ -40,6 +39,7 @@ impl Room {
 #[derive(Debug, Default)]
 pub struct Rooms {
     rooms: HashMap<String, Room>,
+    /// A fast hash: the keys are the engine's own, see `Engine::participants`.
     tracks: FxHashMap<TrackKey, Track>,
     /// SSRC of an incoming stream -> track and layer, per publisher.
     ssrcs: HashMap<(ParticipantKey, Ssrc), (TrackKey, LayerIndex)>,
