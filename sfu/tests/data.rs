@@ -2,6 +2,8 @@
 
 mod virtual_net;
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use signal::protocol::{ErrorCode, ServerMessage, StreamStateKind};
 use signal::ClientSignal;
@@ -171,7 +173,9 @@ fn speakers_are_detected_from_audio_levels_with_hysteresis() {
         == Some(&vec![bob.clone()])));
     assert!(bed.now - t >= secs(0.8), "not before the off hold");
 
-    // Bob goes quiet by muting: he stops at once.
+    // Bob goes quiet by muting: he stops at once, and the room hears it as soon as the last
+    // message is far enough behind.
+    bed.run(secs(0.3));
     let track = format!("{bob}-{}", bed.clients[1].audio_mid.unwrap());
     bed.engine.handle_signal(
         bed.now,
@@ -185,6 +189,108 @@ fn speakers_are_detected_from_audio_levels_with_hysteresis() {
     assert_eq!(speakers(&bed, 2).last(), Some(&vec![]));
     // Everyone got the same updates.
     assert_eq!(speakers(&bed, 0), speakers(&bed, 2));
+}
+
+fn mute(bed: &mut Bed, i: usize) {
+    let id = bed.id(i);
+    let track = format!("{id}-{}", bed.clients[i].audio_mid.unwrap());
+    bed.engine.handle_signal(
+        bed.now,
+        &id,
+        ClientSignal::Mute {
+            track_id: track,
+            muted: true,
+        },
+    );
+    bed.pump_signals();
+}
+
+/// Note when dan (client 3) got each `speakers` message so far, then run `d` in steps of `step`,
+/// noting as it goes.
+fn watch(bed: &mut Bed, at: &mut Vec<Instant>, d: Duration, step: Duration) {
+    let note = |bed: &Bed, at: &mut Vec<Instant>| {
+        let n = speakers(bed, 3).len();
+        while at.len() < n {
+            at.push(bed.now);
+        }
+    };
+    note(bed, at);
+    let end = bed.now + d;
+    while bed.now < end {
+        bed.run(step);
+        note(bed, at);
+    }
+}
+
+#[test]
+fn a_room_hears_who_speaks_at_most_every_300_ms() {
+    let interval = secs(0.3);
+    let step = secs(0.005);
+    let mut bed = Bed::new();
+    for name in ["ann", "bob", "cat", "dan"] {
+        bed.join("r", name, true);
+    }
+    bed.run(secs(2.0));
+    let ids: Vec<String> = (0..3).map(|i| bed.id(i)).collect();
+    // When each `speakers` message reached dan.
+    let mut at = Vec::new();
+    // Ann, bob and cat start 100 ms apart: ann's start goes at once, the other two wait and go
+    // together, 300 ms later.
+    bed.clients[0].audio_dbov = 25;
+    watch(&mut bed, &mut at, secs(0.1), step);
+    bed.clients[1].audio_dbov = 25;
+    watch(&mut bed, &mut at, secs(0.1), step);
+    bed.clients[2].audio_dbov = 25;
+    watch(&mut bed, &mut at, secs(1.5), step);
+    let got = speakers(&bed, 3);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], vec![ids[0].clone()]);
+    let mut all = got[1].clone();
+    all.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(all, want);
+    let gap = at[1] - at[0];
+    assert!(gap >= interval && gap <= interval + step, "{gap:?}");
+
+    // A second later ann mutes: nothing was said for 300 ms, so the room hears it at once.
+    watch(&mut bed, &mut at, secs(1.0), step);
+    assert_eq!(speakers(&bed, 3).len(), 2, "nothing changed");
+    mute(&mut bed, 0);
+    bed.clients[0].audio_dbov = 127;
+    watch(&mut bed, &mut at, Duration::ZERO, step);
+    let got = speakers(&bed, 3);
+    assert_eq!(got.len(), 3, "{got:?}");
+    let mut rest = got[2].clone();
+    rest.sort();
+    assert_eq!(
+        rest,
+        want[..]
+            .iter()
+            .filter(|id| **id != ids[0])
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    // Bob and cat mute 50 and 150 ms after that message: one message for both, 300 ms after it.
+    watch(&mut bed, &mut at, secs(0.05), step);
+    mute(&mut bed, 1);
+    bed.clients[1].audio_dbov = 127;
+    watch(&mut bed, &mut at, secs(0.1), step);
+    mute(&mut bed, 2);
+    bed.clients[2].audio_dbov = 127;
+    watch(&mut bed, &mut at, secs(1.0), step);
+    let got = speakers(&bed, 3);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[3], Vec::<String>::new());
+    let gap = at[3] - at[2];
+    assert!(gap >= interval && gap <= interval + step, "{gap:?}");
+    for w in at.windows(2) {
+        assert!(w[1] - w[0] >= interval, "{at:?}");
+    }
+    // Everyone got the same messages.
+    for i in 0..3 {
+        assert_eq!(speakers(&bed, i), got);
+    }
 }
 
 #[test]

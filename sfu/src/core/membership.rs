@@ -131,7 +131,7 @@ impl Engine {
             .collect();
         // Those connected to other workers that share the room.
         others.extend(self.remotes_of(&room));
-        let r = self.rooms.room_or_new(&room);
+        let r = self.rooms.room_or_new(&room, &mut self.next_key);
         r.participants.push(key);
         r.video_codecs = video_codecs;
         let to_add = if can_subscribe && plays.is_none() {
@@ -246,7 +246,9 @@ impl Engine {
             // While other engines share the room, their participants stay mirrored here (with
             // nobody subscribed, their packets are no longer handed over).
             if r.is_empty() {
-                self.rooms.remove_room(&p.room);
+                if let Some(rk) = self.rooms.remove_room(&p.room) {
+                    self.timers.forget(rk);
+                }
             }
         }
         self.announce_left(&p.room, &p.id, reason);

@@ -460,6 +460,7 @@ impl Engine {
             match kind {
                 TimerKind::Layers(tk) => self.update_publisher_layers(now, tk),
                 TimerKind::Speaker(tk) => self.check_speaker(now, tk),
+                TimerKind::Speakers => self.send_pending_speakers(now, key),
                 _ => {}
             }
             let Some(p) = self.participants.get_mut(&key) else {
@@ -467,7 +468,7 @@ impl Engine {
                 continue;
             };
             match kind {
-                TimerKind::Layers(_) | TimerKind::Speaker(_) => {}
+                TimerKind::Layers(_) | TimerKind::Speaker(_) | TimerKind::Speakers => {}
                 TimerKind::Rtc => {
                     p.clock = p.clock.max(now);
                     self.stats.rtc_timeouts += 1;

@@ -2,6 +2,7 @@
 //! incoming stream belongs to.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 use str0m::rtp::Ssrc;
@@ -14,9 +15,15 @@ use super::track::Track;
 /// Internal track key: unique within an engine, never reused.
 pub type TrackKey = u64;
 
+/// Internal room key, from the same counter as participants and tracks: a room's deadlines
+/// are kept under it.
+pub type RoomKey = u64;
+
 /// A room: its participants and tracks, in join/publish order.
 #[derive(Debug, Default)]
 pub struct Room {
+    /// Its key, for its deadlines.
+    pub key: RoomKey,
     /// Participants connected to this engine, in join order.
     pub participants: Vec<ParticipantKey>,
     /// Participants connected to other engines sharing the room (see
@@ -26,6 +33,10 @@ pub struct Room {
     pub tracks: Vec<TrackKey>,
     /// The video codecs its publishers may send, in order of preference.
     pub video_codecs: VideoCodecs,
+    /// When the room was last told who speaks, and whether a change waits for the next turn
+    /// (see [`SPEAKERS_INTERVAL`](super::speakers::SPEAKERS_INTERVAL)).
+    pub speakers_sent: Option<Instant>,
+    pub speakers_pending: bool,
 }
 
 impl Room {
@@ -39,6 +50,8 @@ impl Room {
 #[derive(Debug, Default)]
 pub struct Rooms {
     rooms: HashMap<String, Room>,
+    /// Room key -> name, for the rooms' deadlines. A fast hash: the keys are the engine's own.
+    names: FxHashMap<RoomKey, String>,
     /// A fast hash: the keys are the engine's own, see `Engine::participants`.
     tracks: FxHashMap<TrackKey, Track>,
     /// SSRC of an incoming stream -> track and layer, per publisher.
@@ -56,14 +69,30 @@ impl Rooms {
         self.rooms.get_mut(name)
     }
 
-    /// Room `name`, created empty if there is none.
-    pub fn room_or_new(&mut self, name: &str) -> &mut Room {
-        self.rooms.entry(name.to_owned()).or_default()
+    /// Room `name`, created empty if there is none (taking its key from `next_key`).
+    pub fn room_or_new(&mut self, name: &str, next_key: &mut u64) -> &mut Room {
+        self.rooms.entry(name.to_owned()).or_insert_with(|| {
+            let key = *next_key;
+            *next_key += 1;
+            self.names.insert(key, name.to_owned());
+            Room {
+                key,
+                ..Room::default()
+            }
+        })
     }
 
-    /// Room `name` is gone (its last participant left).
-    pub fn remove_room(&mut self, name: &str) {
-        self.rooms.remove(name);
+    /// The name of the room with key `key`.
+    pub fn name_of(&self, key: RoomKey) -> Option<&str> {
+        self.names.get(&key).map(String::as_str)
+    }
+
+    /// Room `name` is gone (its last participant left). Returns its key, whose deadlines the
+    /// caller drops.
+    pub fn remove_room(&mut self, name: &str) -> Option<RoomKey> {
+        let room = self.rooms.remove(name)?;
+        self.names.remove(&room.key);
+        Some(room.key)
     }
 
     /// How many rooms there are.

@@ -667,7 +667,10 @@ impl Engine {
         }
         let key = self.next_key;
         self.next_key += 1;
-        self.rooms.room_or_new(&room).remotes.push(key);
+        self.rooms
+            .room_or_new(&room, &mut self.next_key)
+            .remotes
+            .push(key);
         self.shards.remote_ids.insert(participant.id.clone(), key);
         let mut view = participant;
         view.tracks.clear();
@@ -708,7 +711,9 @@ impl Engine {
         if let Some(r) = self.rooms.room_mut(&remote.room) {
             r.remotes.retain(|k| *k != key);
             if r.is_empty() {
-                self.rooms.remove_room(&remote.room);
+                if let Some(rk) = self.rooms.remove_room(&remote.room) {
+                    self.timers.forget(rk);
+                }
             }
         }
         self.emit(Event::RemoteLeft {

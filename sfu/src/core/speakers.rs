@@ -2,18 +2,25 @@
 //! flips into `speakers` events for the room and into allocation priority for the speakers'
 //! videos.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::media::MediaKind;
 
 use super::event::{Event, Speaker};
-use super::room::TrackKey;
+use super::room::{RoomKey, TrackKey};
 use super::voice_activity::SILENCE;
 use super::{Engine, TimerKind};
 
 /// Allocation priority of a speaker's video (above the rest, below screen share or pinned; see
 /// [`subscriber_priority`](super::allocator::subscriber_priority)).
 pub const SPEAKER_PRIORITY: u8 = 1;
+
+/// A room is told who speaks at most this often. A change within this time of the last
+/// `speakers` message waits until it has passed and goes with any others in one message. Each
+/// participant may start or stop speaking every few hundred milliseconds and every such change
+/// goes to everyone in the room: without the bound a room's messages would grow with the square
+/// of its size.
+pub const SPEAKERS_INTERVAL: Duration = Duration::from_millis(300);
 
 impl Engine {
     /// Act on the speech flips of the last batch: tell the rooms and re-prioritise videos.
@@ -59,7 +66,7 @@ impl Engine {
             }
         }
         for room in rooms {
-            self.send_speakers(&room);
+            self.send_speakers(now, &room);
         }
     }
 
@@ -88,14 +95,38 @@ impl Engine {
         speakers.into_iter().map(|(_, s)| s).collect()
     }
 
-    /// Tell `room` who speaks now.
-    fn send_speakers(&mut self, room: &str) {
-        if self.rooms.room(room).is_some() {
-            let speakers = self.speakers_of(room);
-            self.emit(Event::Speakers {
-                room: room.to_owned(),
-                speakers,
-            });
+    /// Tell `room` who speaks now, or as soon as [`SPEAKERS_INTERVAL`] has passed since it was
+    /// last told.
+    fn send_speakers(&mut self, now: Instant, room: &str) {
+        let Some(r) = self.rooms.room_mut(room) else {
+            return;
+        };
+        if let Some(sent) = r.speakers_sent {
+            let next = sent + SPEAKERS_INTERVAL;
+            if now < next {
+                if !r.speakers_pending {
+                    r.speakers_pending = true;
+                    self.timers.set(r.key, TimerKind::Speakers, next);
+                }
+                return;
+            }
+        }
+        r.speakers_sent = Some(now);
+        r.speakers_pending = false;
+        let speakers = self.speakers_of(room);
+        self.emit(Event::Speakers {
+            room: room.to_owned(),
+            speakers,
+        });
+    }
+
+    /// The room with key `rk` may be told who speaks again: tell it if a change waits.
+    pub(super) fn send_pending_speakers(&mut self, now: Instant, rk: RoomKey) {
+        let Some(room) = self.rooms.name_of(rk).map(str::to_owned) else {
+            return;
+        };
+        if self.rooms.room(&room).is_some_and(|r| r.speakers_pending) {
+            self.send_speakers(now, &room);
         }
     }
 

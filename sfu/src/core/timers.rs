@@ -1,6 +1,7 @@
 //! Every deadline of an engine, of every kind, in one structure.
 //!
-//! A deadline belongs to a participant and has a kind; a participant has at most one deadline
+//! A deadline belongs to a participant (or to a room, under the room's key, which comes from the
+//! same counter) and has a kind; a participant has at most one deadline
 //! of each kind (setting it again moves it). The map from (participant, kind) to its time is the
 //! truth; the heap only orders wake-ups and may hold entries that were moved or cancelled since,
 //! which are skipped when they come up and dropped when the heap grows large. Because rebuilding
@@ -29,6 +30,8 @@ pub enum TimerKind {
     Speaker(TrackKey),
     /// A deferred allocation of the participant's videos.
     Allocate,
+    /// The room (the key is a room's) may be told who speaks again.
+    Speakers,
 }
 
 type Entry = Reverse<(Instant, ParticipantKey, TimerKind)>;
