@@ -23,8 +23,7 @@ use crate::rtp_::{Pt, Rid, RtcpFb, SenderInfo, SenderReport, Ssrc};
 use crate::rtp_::{SRTP_BLOCK_SIZE, SeqNo};
 use crate::session::PacketReceipt;
 use crate::stats::StatsSnapshot;
-use crate::util::value_history::ValueHistory;
-use crate::util::{InstantExt, already_happened, not_happening};
+use crate::util::{InstantExt, WindowSum, already_happened, not_happening};
 
 use super::RtpPacket;
 use super::rtx_cache::RtxCache;
@@ -466,10 +465,10 @@ impl StreamTx {
         if rtx_ratio_cap.is_some() {
             self.stats
                 .bytes_transmitted
-                .get_or_insert_with(ValueHistory::default);
+                .get_or_insert_with(WindowSum::default);
             self.stats
                 .bytes_retransmitted
-                .get_or_insert_with(ValueHistory::default);
+                .get_or_insert_with(WindowSum::default);
         } else {
             self.stats.bytes_transmitted = None;
             self.stats.bytes_retransmitted = None;
@@ -840,20 +839,9 @@ impl StreamTx {
             return value;
         }
 
-        // bytes stats refer to the last second by default
-        self.stats
-            .bytes_transmitted
-            .as_mut()
-            .unwrap()
-            .purge_old(now);
-        self.stats
-            .bytes_retransmitted
-            .as_mut()
-            .unwrap()
-            .purge_old(now);
-
-        let bytes_transmitted = self.stats.bytes_transmitted.as_mut().unwrap().sum();
-        let bytes_retransmitted = self.stats.bytes_retransmitted.as_mut().unwrap().sum();
+        // Over the last second.
+        let bytes_transmitted = self.stats.bytes_transmitted.as_mut().unwrap().sum(now);
+        let bytes_retransmitted = self.stats.bytes_retransmitted.as_mut().unwrap().sum(now);
         let ratio = bytes_retransmitted as f32 / (bytes_retransmitted + bytes_transmitted) as f32;
         let ratio = if ratio.is_finite() { ratio } else { 0_f32 };
         self.rtx_ratio = (ratio, now);
@@ -861,6 +849,10 @@ impl StreamTx {
     }
 
     fn poll_packet_resend(&mut self, now: Instant) -> Option<NextPacket<'_>> {
+        if self.resends.is_empty() {
+            return None;
+        }
+
         if let Some(ratio_cap) = self.rtx_ratio_cap {
             let ratio = self.rtx_ratio_downsampled(now);
 
@@ -1424,6 +1416,61 @@ mod test {
             .collect();
         assert_eq!(queues.len(), 1);
         assert!(queues[0].use_for_padding);
+    }
+
+    /// Resends stop while more than the cap (15 %) of the bytes sent over the last second were
+    /// resends, and start again once the resent bytes have left that second.
+    #[test]
+    fn resends_stop_above_the_ratio_cap_and_come_back_after_a_second() {
+        let start = Instant::now();
+        let ms = |m: u64| start + Duration::from_millis(m);
+        let codecs = CodecConfig::new_with_defaults();
+        let param = codecs
+            .params()
+            .iter()
+            .find(|p| p.resend().is_some())
+            .expect("a payload type with RTX");
+        let exts = ExtensionMap::standard();
+        let midrid = MidRid("vid".into(), None);
+        let mut stream = StreamTx::new(42.into(), Some(44.into()), midrid, false, 1200);
+        stream.set_rtx_cache(1000, DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP);
+        let mut buf = vec![];
+        let mut poll = |stream: &mut StreamTx, now| {
+            stream
+                .poll_packet(now, &exts, None, codecs.params(), &mut buf)
+                .map(|r| r.header.ssrc)
+        };
+        // Ten packets of 1000 bytes.
+        for i in 0..10_u64 {
+            let w = RtpWrite::new(param.pt(), i.into(), 0, ms(0), vec![0_u8; 1000]).nackable(true);
+            stream.write_rtp(w);
+            stream.send_queue.handle_timeout(ms(0));
+            assert_eq!(poll(&mut stream, ms(0)), Some(42.into()));
+        }
+        let nack = |stream: &mut StreamTx, seq: u16, now| {
+            let entry = NackEntry { pid: seq, blp: 0 };
+            stream.handle_nack([entry].into_iter(), now);
+        };
+        // One resend: 1000 of 11000 bytes.
+        nack(&mut stream, 1, ms(10));
+        assert_eq!(poll(&mut stream, ms(10)), Some(44.into()), "resent on RTX");
+        assert_eq!(poll(&mut stream, ms(10)), None);
+        // Two more (the ratio is sampled every 50 ms): 3000 of 13000 bytes, 23 %.
+        nack(&mut stream, 2, ms(20));
+        nack(&mut stream, 3, ms(20));
+        assert_eq!(poll(&mut stream, ms(20)), Some(44.into()));
+        assert_eq!(poll(&mut stream, ms(20)), Some(44.into()));
+        // Over the cap: a NACK is dropped.
+        nack(&mut stream, 4, ms(100));
+        assert_eq!(poll(&mut stream, ms(100)), None, "over the cap");
+        assert!(stream.resends.is_empty());
+        // A second after them the resends have left the window, and so has everything else.
+        nack(&mut stream, 4, ms(1100));
+        assert_eq!(
+            poll(&mut stream, ms(1100)),
+            Some(44.into()),
+            "under it again"
+        );
     }
 
     #[test]

@@ -3,8 +3,7 @@ use std::time::{Duration, Instant};
 use crate::rtp::SeqNo;
 use crate::rtp_::{ReceptionReport, extend_u32};
 use crate::stats::{MediaEgressStats, RemoteIngressStats, StatsSnapshot};
-use crate::util::value_history::ValueHistory;
-use crate::util::{InstantExt, calculate_rtt};
+use crate::util::{InstantExt, WindowSum, calculate_rtt};
 
 use super::MidRid;
 
@@ -38,11 +37,11 @@ pub(crate) struct StreamTxStats {
     /// using the last sent sequence number.
     last_rr: Option<(SeqNo, ReceptionReport)>,
 
-    /// `None` if `rtx_ratio_cap` is `None`.
-    pub bytes_transmitted: Option<ValueHistory<u64>>,
+    /// Bytes sent over the last second. `None` if `rtx_ratio_cap` is `None`.
+    pub bytes_transmitted: Option<WindowSum>,
 
-    /// `None` if `rtx_ratio_cap` is `None`.
-    pub bytes_retransmitted: Option<ValueHistory<u64>>,
+    /// Bytes resent over the last second. `None` if `rtx_ratio_cap` is `None`.
+    pub bytes_retransmitted: Option<WindowSum>,
 }
 
 impl StreamTxStats {

@@ -4,7 +4,8 @@ mod bit_pattern;
 
 pub(crate) use bit_pattern::BitPattern;
 
-pub(crate) mod value_history;
+mod window_sum;
+pub(crate) use window_sum::WindowSum;
 
 mod time_tricks;
 pub(crate) use time_tricks::{InstantExt, SystemTimeExt, not_happening};
