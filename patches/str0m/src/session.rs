@@ -105,6 +105,11 @@ pub(crate) struct Session {
     /// resume, a keyframe request, sender information, a REMB); without one, `poll_event`
     /// leaves out its passes over every stream, as after a release of queued packets.
     stream_events: bool,
+    /// A media may have been added or changed its direction since `poll_event` last found no
+    /// media with an event to report (set by every path that sets a media's open or changed
+    /// event: adding a media, a change of direction, applying an offer or an answer). Without
+    /// it `poll_event` leaves out its pass over every media.
+    pub(crate) media_events: bool,
     /// How many times `poll_event` passed over the streams.
     #[cfg(test)]
     stream_event_passes: usize,
@@ -220,6 +225,7 @@ impl Session {
             bwe,
             bwe_last_event: None,
             stream_events: true,
+            media_events: true,
             #[cfg(test)]
             stream_event_passes: 0,
             enable_twcc_feedback: false,
@@ -1179,6 +1185,9 @@ impl Session {
             self.stream_events = false;
         }
 
+        if !self.media_events {
+            return None;
+        }
         for media in &mut self.medias {
             if media.need_open_event {
                 media.need_open_event = false;
@@ -1199,6 +1208,8 @@ impl Session {
                 }));
             }
         }
+        // Every media was asked in this call (an answer above returns at once).
+        self.media_events = false;
 
         None
     }
@@ -1425,17 +1436,25 @@ impl Session {
             };
         }
 
-        self.update_receive_recovery();
+        // In RTP mode the medias neither packetize (the frame writer is refused) nor
+        // depacketize (received packets go out as they are): their deadlines are never set, and
+        // a walk over them would only read each one out of the cache.
+        let (packetize_at, receive_at) = if self.rtp_mode {
+            (None, None)
+        } else {
+            self.update_receive_recovery();
+            let packetize_at = self.medias.iter().filter_map(|m| m.poll_timeout()).min();
+            let receive_at = self
+                .medias
+                .iter_mut()
+                .filter_map(|media| media.poll_receive_timeout(self.reordering_timeout_audio))
+                .min();
+            (packetize_at, receive_at)
+        };
         let feedback_at = self.regular_feedback_at();
         let nack_at = self.nack_at();
         let twcc_at = self.twcc_at();
         let pacing_at = self.pacer.poll_timeout();
-        let packetize_at = self.medias.iter().filter_map(|m| m.poll_timeout()).min();
-        let receive_at = self
-            .medias
-            .iter_mut()
-            .filter_map(|media| media.poll_receive_timeout(self.reordering_timeout_audio))
-            .min();
         let paused_at = self.paused_at();
         let send_stream_at = self.streams.send_stream();
         let request_at = self.streams.pending_request();
@@ -1538,6 +1557,7 @@ impl Session {
     }
 
     pub fn add_media(&mut self, media: Media) {
+        self.media_events = true;
         self.medias.push(media);
     }
 
@@ -1624,6 +1644,7 @@ impl Session {
         }
 
         media.set_direction(direction);
+        self.media_events = true;
 
         if old_dir.is_sending() && !direction.is_sending() {
             self.streams.reset_buffers_tx(mid);
@@ -1920,6 +1941,41 @@ mod tests {
         session.handle_timeout(now, &mut readiness.wake()).unwrap();
         while session.poll_event().is_some() {}
         assert_eq!(session.stream_event_passes, passes + 1);
+    }
+
+    #[test]
+    fn medias_are_asked_for_events_only_after_they_may_have_changed() {
+        let now = Instant::now();
+        let mut session = keyed_session();
+        let exts = session.exts.cloned_with_type(false);
+        let media = Media::from_direct_api("vid".into(), 0, crate::media::MediaKind::Video, exts);
+        session.add_media(media);
+        let mut added = 0;
+        while let Some(e) = session.poll_event() {
+            added += usize::from(matches!(e, Event::MediaAdded(_)));
+        }
+        assert_eq!(added, 1, "a new media is announced once");
+        assert!(!session.media_events, "every media was asked");
+
+        // Releasing queued packets changes no media: they are not asked.
+        session.release_queued(now);
+        assert!(session.poll_event().is_none());
+        assert!(!session.media_events);
+
+        // A change of direction is announced.
+        let dir = session.medias[0].direction();
+        let new_dir = if dir == Direction::RecvOnly {
+            Direction::SendRecv
+        } else {
+            Direction::RecvOnly
+        };
+        assert!(session.set_direction("vid".into(), new_dir));
+        let Some(Event::MediaChanged(changed)) = session.poll_event() else {
+            panic!("the change of direction is announced");
+        };
+        assert_eq!(changed.direction, new_dir);
+        assert!(session.poll_event().is_none());
+        assert!(!session.media_events);
     }
 
     #[test]

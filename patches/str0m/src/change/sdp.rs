@@ -913,6 +913,9 @@ fn as_sdp(session: &Session, params: AsSdpParams) -> Sdp {
 fn apply_offer(session: &mut Session, offer: SdpOffer) -> Result<(), RtcError> {
     offer.assert_consistency()?;
 
+    // Medias may be added or change direction below.
+    session.media_events = true;
+
     update_session(session, &offer);
 
     let bundle_mids = offer.bundle_mids();
@@ -931,6 +934,9 @@ fn apply_answer(
     answer: SdpAnswer,
 ) -> Result<(), RtcError> {
     answer.assert_consistency()?;
+
+    // Medias may be added or change direction below.
+    session.media_events = true;
 
     update_session(session, &answer);
 
