@@ -111,12 +111,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    const KINDS: [TimerKind; 5] = [
+    const KINDS: [TimerKind; 6] = [
         TimerKind::Rtc,
         TimerKind::Liveness,
         TimerKind::Layers(7),
         TimerKind::Speaker(8),
         TimerKind::Allocate,
+        TimerKind::Speakers,
     ];
 
     #[test]
