@@ -15,6 +15,8 @@
 # "--stun-flood-rate 100"), OUT (a new directory under /tmp). Needs python3 for the table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=start-sfu.sh
+. loadtest/scripts/start-sfu.sh
 SFU_BIN=${SFU_BIN:-target/release/sfu}
 LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
 ATTACKS=${ATTACKS:-stun-flood track-flood slowloris ws-flood bad-sdp garbage-udp oversize}
@@ -35,21 +37,14 @@ stop_server() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi
 }
 trap stop_server EXIT
-port=$(( 20000 + RANDOM % 20000 ))
 
 run() { # name, loadtest flags...
   local name=$1; shift
   local url=$URL server_pid=()
   if [ -z "$URL" ]; then
-    port=$(( port + 1 ))
-    "$SFU_BIN" --http "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0 --advertise-ip 127.0.0.1 \
-      --workers "$WORKERS" --log warn > "$OUT/sfu-$name.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 50); do
-      curl -fs "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
-      sleep 0.2
-    done
-    url="http://127.0.0.1:$port"
+    start_sfu "" "$OUT/sfu-$name.log" "$SFU_BIN" --workers "$WORKERS" --log warn || true
+    pid=$SFU_PID
+    url=$SFU_URL
     server_pid=(--server-pid "$pid")
   fi
   # shellcheck disable=SC2086 # EXTRA is a list of flags

@@ -12,6 +12,8 @@
 # LOADTEST_CPUS (1), OUT (a new directory under /tmp). Needs python3 for the table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=start-sfu.sh
+. loadtest/scripts/start-sfu.sh
 SFU_BIN=${SFU_BIN:-target/release/sfu}
 LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
 WORKERS=${WORKERS:-1}
@@ -31,21 +33,15 @@ stop_server() {
 }
 trap stop_server EXIT
 
-port=$(( 20000 + RANDOM % 20000 ))
-taskset -c "$SERVER_CPUS" "$SFU_BIN" --http "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0 \
-  --advertise-ip 127.0.0.1 --workers "$WORKERS" --log warn \
-  --http-limits-max-whip-sessions-per-ip 1000 > "$OUT/sfu.log" 2>&1 &
-pid=$!
-for _ in $(seq 50); do
-  curl -fs "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
-  sleep 0.2
-done
+start_sfu "$SERVER_CPUS" "$OUT/sfu.log" "$SFU_BIN" --workers "$WORKERS" --log warn \
+  --http-limits-max-whip-sessions-per-ip 1000 || true
+pid=$SFU_PID
 echo "this server: $(cut -d' ' -f1-3 /proc/loadavg) load average before the run" >&2
-taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "http://127.0.0.1:$port" --server-pid "$pid" \
+taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "$SFU_URL" --server-pid "$pid" \
   --quiet --report "$OUT/sfu.json" "${FLAGS[@]}" > "$OUT/sfu.txt" 2>&1 || true
 grep -E '^(PASS|FAIL)' "$OUT/sfu.txt" >&2 || tail -5 "$OUT/sfu.txt" >&2
 echo "this server over WHIP/WHEP: $(cut -d' ' -f1-3 /proc/loadavg) load average before the run" >&2
-taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --target whip-whep --url "http://127.0.0.1:$port" \
+taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --target whip-whep --url "$SFU_URL" \
   --server-pid "$pid" --quiet --report "$OUT/whip.json" "${FLAGS[@]}" > "$OUT/whip.txt" 2>&1 || true
 stop_server
 grep -E '^(PASS|FAIL)' "$OUT/whip.txt" >&2 || tail -5 "$OUT/whip.txt" >&2

@@ -11,6 +11,8 @@
 # PUBLISHERS (2 simulcast cameras), DURATION (20s), OUT (a new directory under /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=start-sfu.sh
+. loadtest/scripts/start-sfu.sh
 SFU_BIN=${SFU_BIN:-target/release/sfu}
 LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
 SERVER_CPUS=${SERVER_CPUS:-0}
@@ -36,19 +38,13 @@ for _ in $(seq "$HOGS"); do
   taskset -c "$SERVER_CPUS" sh -c 'while :; do :; done' &
   pids+=($!)
 done
-port=$(( 20000 + RANDOM % 20000 ))
-taskset -c "$SERVER_CPUS" "$SFU_BIN" --http "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0 \
-  --advertise-ip 127.0.0.1 --workers 1 --log warn > "$OUT/server.log" 2>&1 &
-server=$!
+start_sfu "$SERVER_CPUS" "$OUT/server.log" "$SFU_BIN" --workers 1 --log warn || true
+server=$SFU_PID
 pids+=("$server")
-for _ in $(seq 50); do
-  curl -fs "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
-  sleep 0.2
-done
-taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "http://127.0.0.1:$port" --server-pid "$server" \
+taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "$SFU_URL" --server-pid "$server" \
   --quiet --duration "$DURATION" --warmup 5s --report "$OUT/report.json" \
   --video-publishers "$PUBLISHERS" --subscribers "$VIEWERS" "$@" > "$OUT/loadtest.txt" 2>&1 || true
-curl -fs "http://127.0.0.1:$port/metrics" 2>/dev/null \
+curl -fs "$SFU_URL/metrics" 2>/dev/null \
   | grep -E '^sfu_(worker_load_factor|worker_input_wait_seconds|datagrams_stale_total)' \
   > "$OUT/metrics.txt" || true
 

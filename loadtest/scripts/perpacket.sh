@@ -14,6 +14,8 @@
 # new directory under /tmp). Needs python3 for the table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=start-sfu.sh
+. loadtest/scripts/start-sfu.sh
 SFU_BIN=${SFU_BIN:-target/release/sfu}
 LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
 WORKERS=${WORKERS:-1}
@@ -45,16 +47,10 @@ for entry in "${SCENARIOS[@]}"; do
   name=${entry%%|*}
   read -r -a flags <<< "${entry#*|}"
   for run in $(seq "$RUNS"); do
-    port=$(( 20000 + RANDOM % 20000 ))
-    taskset -c "$SERVER_CPUS" "$SFU_BIN" --http "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0 \
-      --advertise-ip 127.0.0.1 --workers "$WORKERS" --log warn > "$OUT/$name-$run.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 50); do
-      curl -fs "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
-      sleep 0.2
-    done
+    start_sfu "$SERVER_CPUS" "$OUT/$name-$run.log" "$SFU_BIN" --workers "$WORKERS" --log warn || true
+    pid=$SFU_PID
     echo "$name run $run: load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "http://127.0.0.1:$port" --server-pid "$pid" \
+    taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "$SFU_URL" --server-pid "$pid" \
       --quiet --duration "$DURATION" --warmup 3s --report "$OUT/$name-$run.json" \
       "${flags[@]}" "${EXTRA[@]}" > "$OUT/$name-$run.txt" 2>&1 || true
     stop_server

@@ -11,6 +11,8 @@
 # (15s), RUNS (3), OUT (a new directory under /tmp). Needs python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=start-sfu.sh
+. loadtest/scripts/start-sfu.sh
 [ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [LOADTEST FLAGS...]" >&2; exit 2; }
 BINS=("$1" "$2")
 shift 2
@@ -36,15 +38,9 @@ trap stop_servers EXIT
 for run in $(seq "$RUNS"); do
   testers=()
   for i in 0 1; do
-    port=$(( 20000 + RANDOM % 20000 ))
-    taskset -c "$SERVER_CPUS" "${BINS[$i]}" --http "127.0.0.1:$port" --udp-ip 127.0.0.1 \
-      --udp-port 0 --advertise-ip 127.0.0.1 --workers 1 --log warn > "$OUT/server-$i-$run.log" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 50); do
-      curl -fs "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
-      sleep 0.2
-    done
-    taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "http://127.0.0.1:$port" \
+    start_sfu "$SERVER_CPUS" "$OUT/server-$i-$run.log" "${BINS[$i]}" --workers 1 --log warn || true
+    pids+=("$SFU_PID")
+    taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "$SFU_URL" \
       --server-pid "${pids[$i]}" --quiet --duration "$DURATION" --warmup 3s \
       --report "$OUT/$i-$run.json" "$@" > "$OUT/$i-$run.txt" 2>&1 &
     testers+=($!)

@@ -15,6 +15,8 @@
 # target/release/loadtest), VIEWERS, SPREAD, SETTLE, WINDOW, OUT (a new directory under /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=start-sfu.sh
+. loadtest/scripts/start-sfu.sh
 SFU_BIN=${SFU_BIN:-target/release/sfu}
 LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
 VIEWERS=${VIEWERS:-200}
@@ -40,8 +42,8 @@ trap stop EXIT
 # CPU ticks of each media worker thread and the packets each forwarded and handed over:
 # "worker ticks out relayed_out relayed_in" lines.
 sample() {
-  local port=$1 metrics
-  metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+  local url=$1 metrics
+  metrics=$(curl -fs "$url/metrics")
   for task in /proc/"$pid"/task/*; do
     comm=$(cat "$task/comm" 2>/dev/null || true)
     case "$comm" in
@@ -61,25 +63,19 @@ sample() {
 }
 
 run() {
-  local name=$1 spread=$2 port
-  port=$(( 20000 + RANDOM % 20000 ))
-  "$SFU_BIN" --http "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0 --advertise-ip 127.0.0.1 \
-    --workers 2 --limits-room-participants-per-worker "$spread" --log warn \
-    > "$OUT/$name.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 50); do
-    curl -fs "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
-    sleep 0.2
-  done
-  "$LOADTEST_BIN" --url "http://127.0.0.1:$port" --quiet \
+  local name=$1 spread=$2
+  start_sfu "" "$OUT/$name.log" "$SFU_BIN" --workers 2 \
+    --limits-room-participants-per-worker "$spread" --log warn || true
+  pid=$SFU_PID
+  "$LOADTEST_BIN" --url "$SFU_URL" --quiet \
     --duration "$(( SETTLE + WINDOW + 3 ))s" --warmup "${SETTLE}s" --report "$OUT/$name.json" \
     --video-publishers 1 --subscribers "$VIEWERS" --publishers-subscribe false --simulcast off \
     "${EXTRA[@]}" > "$OUT/$name.txt" 2>&1 &
   lt=$!
   sleep "$SETTLE"
-  sample "$port" > "$OUT/$name.before"
+  sample "$SFU_URL" > "$OUT/$name.before"
   sleep "$WINDOW"
-  sample "$port" > "$OUT/$name.after"
+  sample "$SFU_URL" > "$OUT/$name.after"
   wait "$lt" || true
   lt=""
   stop

@@ -9,6 +9,8 @@
 # OUT (a new directory under /tmp). Needs python3 for the table. Traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=start-sfu.sh
+. loadtest/scripts/start-sfu.sh
 SFU_BIN=${SFU_BIN:-target/release/sfu}
 LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
 RUNS=${RUNS:-3}
@@ -22,24 +24,17 @@ for bin in "$SFU_BIN" "$LOADTEST_BIN"; do
   [ -x "$bin" ] || { echo "missing $bin (cargo build --release -p sfu -p loadtest)" >&2; exit 2; }
 done
 mkdir -p "$OUT"
-port=$(( 20000 + RANDOM % 20000 ))
 for n in "${COUNTS[@]}"; do
-  "$SFU_BIN" --http "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0 --advertise-ip 127.0.0.1 \
-    --workers "$WORKERS" --log warn > "$OUT/sfu-$n.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 50); do
-    curl -fs "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
-    sleep 0.2
-  done
+  start_sfu "" "$OUT/sfu-$n.log" "$SFU_BIN" --workers "$WORKERS" --log warn || true
+  pid=$SFU_PID
   echo "N=$n: $(cut -d' ' -f1-3 /proc/loadavg) load average before the runs"
   for r in $(seq "$RUNS"); do
-    "$LOADTEST_BIN" --url "http://127.0.0.1:$port" --video-publishers 2 --subscribers "$n" \
+    "$LOADTEST_BIN" --url "$SFU_URL" --video-publishers 2 --subscribers "$n" \
       --duration "$DURATION" --warmup 3s --simulcast "$SIMULCAST" --server-pid "$pid" --quiet \
       --report "$OUT/n$n-r$r.json" > "$OUT/n$n-r$r.txt" 2>&1 || true
     echo "N=$n run $r: $(grep -E '^(PASS|FAIL)' "$OUT/n$n-r$r.txt" || echo 'no summary')"
   done
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  port=$(( port + 1 ))
 done
 python3 - "$OUT" "${COUNTS[@]}" <<'PY'
 import json, statistics, sys
