@@ -176,21 +176,13 @@ fn speakers_are_detected_from_audio_levels_with_hysteresis() {
     // Bob goes quiet by muting: he stops at once, and the room hears it as soon as the last
     // message is far enough behind.
     bed.run(secs(0.3));
-    let track = format!("{bob}-{}", bed.clients[1].audio_mid.unwrap());
-    bed.engine.handle_signal(
-        bed.now,
-        &bob,
-        ClientSignal::Mute {
-            track_id: track,
-            muted: true,
-        },
-    );
-    bed.pump_signals();
+    mute(&mut bed, 1);
     assert_eq!(speakers(&bed, 2).last(), Some(&vec![]));
     // Everyone got the same updates.
     assert_eq!(speakers(&bed, 0), speakers(&bed, 2));
 }
 
+/// Participant `i` mutes its microphone.
 fn mute(bed: &mut Bed, i: usize) {
     let id = bed.id(i);
     let track = format!("{id}-{}", bed.clients[i].audio_mid.unwrap());
