@@ -39,6 +39,13 @@ pub struct Server {
     scheme: &'static str,
 }
 
+/// The address in the server's ready line (`SFU ready on http://127.0.0.1:PORT/; ...`).
+fn ready_address(line: &str) -> Option<SocketAddr> {
+    let rest = line.strip_prefix("SFU ready")?;
+    let host = rest.split("://").nth(1)?.split('/').next()?;
+    host.parse().ok()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -57,17 +64,49 @@ impl Server {
         client: reqwest::Client,
         scheme: &'static str,
     ) -> Server {
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sfu"))
-            .args(["serve", "--http", &http.to_string()])
+        // Port 0: the server binds a port the kernel picks, which no other test can hold (a
+        // port found free beforehand may be taken by another test's server in between), and
+        // names it in its ready line.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sfu"))
+            .args(["serve", "--http", "127.0.0.1:0"])
             .args(["--udp-ip", "127.0.0.1", "--udp-port", "0", "--workers", "1"])
             .args(args)
             .env("SFU_API_KEY", KEY)
             .env("SFU_API_SECRET", SECRET)
             .env("SFU_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("the sfu binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the output to its end, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = ready_address(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + 3 * STEP;
+        let http = loop {
+            match rx.try_recv() {
+                Ok(addr) => break addr,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    assert!(Instant::now() < deadline, "the server did not come up");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    panic!("the server exited before it was ready: {:?}", child.wait())
+                }
+            }
+        };
         let server = Server {
             child,
             http,
