@@ -460,3 +460,31 @@ fn a_room_that_prefers_vp9_gets_vp9_from_a_publisher_that_lists_it_second() {
         .windows(2)
         .all(|w| w[1].wrapping_sub(w[0]) & 0x7fff <= 1));
 }
+
+/// The answer to Chromium's offer keeps the header extensions forwarding and the send-side
+/// estimate use, with Chromium's ids, and leaves out the absolute send time (read only by a
+/// receiver's own estimate) and what the server does not read or write.
+#[test]
+fn the_answer_keeps_the_header_extensions_the_server_uses() {
+    let (answer, errors) = answer_to(&[], chromium_offer());
+    assert!(errors.is_empty(), "{errors:?}");
+    let answer = answer.expect("an answer");
+    let mut extmaps: Vec<&str> = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=extmap:"))
+        .collect();
+    extmaps.sort_unstable();
+    extmaps.dedup();
+    assert_eq!(
+        extmaps,
+        [
+            "1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+            "10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+            "11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+            "12 https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension",
+            "13 urn:3gpp:video-orientation",
+            "3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+            "4 urn:ietf:params:rtp-hdrext:sdes:mid",
+        ]
+    );
+}

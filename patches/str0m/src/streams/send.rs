@@ -1011,14 +1011,13 @@ impl StreamTx {
         use RtcpFb::*;
         match fb {
             ReceptionReport(r) => {
-                if let Some(rtx_ssrc) = self.rtx {
-                    if rtx_ssrc == r.ssrc {
-                        // Receiver has bound MidRid to RTX SSRC
-                        self.remote_acked_rtx_ssrc = true;
-                    }
-                } else if r.ssrc == self.ssrc {
+                // A report on either SSRC binds that one, whether or not the stream has RTX.
+                if r.ssrc == self.ssrc {
                     // Receiver has bound MidRid to SSRC
                     self.remote_acked_ssrc = true;
+                } else if self.rtx == Some(r.ssrc) {
+                    // Receiver has bound MidRid to RTX SSRC
+                    self.remote_acked_rtx_ssrc = true;
                 }
 
                 self.stats.update_with_rr(now, self.last_sent_seq_no, r)
@@ -1402,6 +1401,7 @@ struct Resend {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::rtp_::ReceptionReport;
 
     #[test]
     fn regular_padding_does_not_search_probe_negotiation() {
@@ -1471,6 +1471,64 @@ mod test {
             Some(44.into()),
             "under it again"
         );
+    }
+
+    /// The MID goes with each packet until the receiver reports on the SSRC, also on a stream
+    /// with RTX.
+    #[test]
+    fn a_report_on_the_ssrc_of_a_stream_with_rtx_ends_the_mid() {
+        let now = Instant::now();
+        let codecs = CodecConfig::new_with_defaults();
+        let param = codecs
+            .params()
+            .iter()
+            .find(|p| p.resend().is_some())
+            .expect("a payload type with RTX");
+        let exts = ExtensionMap::standard();
+        let mut stream = StreamTx::new(
+            42.into(),
+            Some(44.into()),
+            MidRid("vid".into(), None),
+            false,
+            1200,
+        );
+        let mut buf = vec![];
+        let mut seq = 0_u64;
+        let mut send = |stream: &mut StreamTx| {
+            seq += 1;
+            stream.write_rtp(RtpWrite::new(
+                param.pt(),
+                seq.into(),
+                0,
+                now,
+                vec![0_u8; 100],
+            ));
+            stream.send_queue.handle_timeout(now);
+            let receipt = stream
+                .poll_packet(now, &exts, None, codecs.params(), &mut buf)
+                .expect("the queued packet");
+            let parsed = RtpHeader::parse(&buf, &exts).expect("a header");
+            assert_eq!(parsed.ext_vals.mid, receipt.header.ext_vals.mid);
+            receipt.header.ext_vals.mid
+        };
+        let report = |ssrc: u32| {
+            RtcpFb::ReceptionReport(ReceptionReport {
+                ssrc: ssrc.into(),
+                fraction_lost: 0,
+                packets_lost: 0,
+                max_seq: 1,
+                jitter: 0,
+                last_sr_time: 0,
+                last_sr_delay: 0,
+            })
+        };
+        assert_eq!(send(&mut stream), Some("vid".into()));
+        // A report on the RTX SSRC says nothing of the main one.
+        stream.handle_rtcp(now, report(44));
+        assert_eq!(send(&mut stream), Some("vid".into()));
+        stream.handle_rtcp(now, report(42));
+        assert_eq!(send(&mut stream), None, "bound: no MID");
+        assert_eq!(send(&mut stream), None);
     }
 
     #[test]
