@@ -110,6 +110,10 @@ pub(crate) struct Session {
     /// event: adding a media, a change of direction, applying an offer or an answer). Without
     /// it `poll_event` leaves out its pass over every media.
     pub(crate) media_events: bool,
+    /// What [`Session::probe_media`] found last; `None` once anything it reads may have
+    /// changed (see [`Session::medias_changed`]). It is asked at every timeout, event poll and
+    /// pacer refresh, and its search walks the codecs of the medias.
+    probe_media_found: Option<Option<(Mid, Pt)>>,
     /// How many times `poll_event` passed over the streams.
     #[cfg(test)]
     stream_event_passes: usize,
@@ -226,6 +230,7 @@ impl Session {
             bwe_last_event: None,
             stream_events: true,
             media_events: true,
+            probe_media_found: None,
             #[cfg(test)]
             stream_event_passes: 0,
             enable_twcc_feedback: false,
@@ -401,7 +406,11 @@ impl Session {
         // sending media section has both a transport sequence extension and a
         // payload type supporting TWCC feedback. No prior media packet or RTX
         // stream is required. The Direct API uses its configured capabilities.
-        let probe_media = self.srtp_tx.as_ref().and_then(|_| self.probe_media());
+        let probe_media = if self.srtp_tx.is_some() {
+            self.probe_media()
+        } else {
+            None
+        };
         let do_probe = probe_media.is_some();
         let bwe = self.bwe.as_mut()?;
 
@@ -506,10 +515,23 @@ impl Session {
 
     // Use a negotiated PT and MID so browser transports can route the packet to
     // their receive-side congestion controller before discarding the empty payload.
-    fn probe_media(&self) -> Option<(Mid, Pt)> {
-        self.medias.iter().find_map(|media| {
+    fn probe_media(&mut self) -> Option<(Mid, Pt)> {
+        if let Some(found) = self.probe_media_found {
+            return found;
+        }
+        let found = self.medias.iter().find_map(|media| {
             Self::probe_pt(media, &self.codec_config, None).map(|pt| (media.mid(), pt))
-        })
+        });
+        self.probe_media_found = Some(found);
+        found
+    }
+
+    /// The medias, their directions, or what was negotiated for them (payload types, header
+    /// extensions, codecs) may have changed: they are asked for events again, and the media
+    /// for probes is searched again.
+    pub(crate) fn medias_changed(&mut self) {
+        self.media_events = true;
+        self.probe_media_found = None;
     }
 
     // A regular padding source needs feedback for its actual payload type;
@@ -1557,7 +1579,7 @@ impl Session {
     }
 
     pub fn add_media(&mut self, media: Media) {
-        self.media_events = true;
+        self.medias_changed();
         self.medias.push(media);
     }
 
@@ -1566,6 +1588,7 @@ impl Session {
     }
 
     pub fn remove_media(&mut self, mid: Mid) {
+        self.medias_changed();
         self.medias.retain(|media| media.mid() != mid);
         self.streams.remove_streams_by_mid(mid);
     }
@@ -1593,7 +1616,7 @@ impl Session {
         self.pacer.set_pacing_rate(result.pacing_rate);
     }
 
-    fn has_active_outgoing_media(&self) -> bool {
+    fn has_active_outgoing_media(&mut self) -> bool {
         // Direct API media has no SDP remote payload list, so Media::disabled()
         // is not an availability check here. Use the same negotiated/configured
         // sending capabilities as probing, including TWCC feedback.
@@ -1644,7 +1667,7 @@ impl Session {
         }
 
         media.set_direction(direction);
-        self.media_events = true;
+        self.medias_changed();
 
         if old_dir.is_sending() && !direction.is_sending() {
             self.streams.reset_buffers_tx(mid);
@@ -1667,6 +1690,7 @@ impl Session {
         }
 
         media.mark_stopped();
+        self.medias_changed();
         self.set_direction(mid, Direction::Inactive);
 
         true
@@ -1976,6 +2000,36 @@ mod tests {
         assert_eq!(changed.direction, new_dir);
         assert!(session.poll_event().is_none());
         assert!(!session.media_events);
+    }
+
+    #[test]
+    fn the_media_for_probes_is_searched_again_after_the_medias_change() {
+        let mut session = keyed_session();
+        let exts = session.exts.cloned_with_type(false);
+        let media = Media::from_direct_api("vid".into(), 0, crate::media::MediaKind::Video, exts);
+        session.add_media(media);
+        session.set_direction("vid".into(), Direction::SendOnly);
+        let (mid, pt) = session.probe_media().expect("a sending media with TWCC");
+        assert_eq!(mid, "vid".into());
+        let params = session.codec_config.params().iter().find(|p| p.pt() == pt);
+        assert!(params.is_some_and(|p| p.fb_transport_cc() && p.spec().codec.is_video()));
+
+        // It stops sending: no media for probes.
+        assert!(session.set_direction("vid".into(), Direction::RecvOnly));
+        assert_eq!(session.probe_media(), None);
+        assert!(session.set_direction("vid".into(), Direction::SendRecv));
+        assert_eq!(session.probe_media(), Some((mid, pt)));
+
+        // Gone, and another media added.
+        session.remove_media("vid".into());
+        assert_eq!(session.probe_media(), None);
+        let exts = session.exts.cloned_with_type(true);
+        let audio = Media::from_direct_api("aud".into(), 1, crate::media::MediaKind::Audio, exts);
+        session.add_media(audio);
+        session.set_direction("aud".into(), Direction::SendOnly);
+        assert_eq!(session.probe_media().map(|(m, _)| m), Some("aud".into()));
+        session.remove_media("aud".into());
+        assert_eq!(session.probe_media(), None);
     }
 
     #[test]

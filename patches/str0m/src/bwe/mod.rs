@@ -110,7 +110,7 @@ impl Bwe {
         } else {
             None
         };
-        let settled = self.bwe.started_at.is_some() && !in_startup_phase(self.bwe.started_at, now);
+        let settled = self.bwe.startup_ends_at.is_some_and(|end| now > end);
         if let Some(estimate) = self.bwe.last_estimate() {
             self.smoother.record(now, estimate, settled);
         }
@@ -200,6 +200,9 @@ struct SendSideBandwidthEstimator {
     probe_estimator: ProbeEstimator,
     // First nonempty transport feedback; starts loss estimation and enables ALR probing.
     started_at: Option<Instant>,
+    /// The end of the start-up phase ([`STARTUP_PHASE`] after `started_at`), read at every
+    /// timeout.
+    startup_ends_at: Option<Instant>,
     alr_detector: AlrDetector,
     link_capacity_estimator: LinkCapacityEstimator,
     last_updated_estimate: Option<Bitrate>,
@@ -223,6 +226,7 @@ impl SendSideBandwidthEstimator {
             probe_control: ProbeControl::new(),
             probe_estimator: ProbeEstimator::new(),
             started_at: None,
+            startup_ends_at: None,
             alr_detector,
             link_capacity_estimator: LinkCapacityEstimator::new(),
             last_updated_estimate: None,
@@ -251,7 +255,10 @@ impl SendSideBandwidthEstimator {
         if send_records.is_empty() {
             return;
         }
-        let _ = self.started_at.get_or_insert(now);
+        if self.started_at.is_none() {
+            self.started_at = Some(now);
+            self.startup_ends_at = Some(now + STARTUP_PHASE);
+        }
 
         // Feed records to probe estimator for analysis and process any new probe results
         let mut latest_probe_result = None;

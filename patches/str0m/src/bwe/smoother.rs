@@ -28,6 +28,9 @@ const CAP_FACTOR: f64 = BETA * BETA;
 /// alone.
 pub struct EstimateSmoother {
     estimates: VecDeque<TimeBitrate>,
+    /// When the oldest estimate leaves the window ([`ESTIMATE_WINDOW`] after it), read at every
+    /// record.
+    oldest_expires_at: Option<Instant>,
     /// Whether the newest estimate caps the average.
     settled: bool,
     maybe_emit: bool,
@@ -38,6 +41,7 @@ impl EstimateSmoother {
     pub fn new() -> Self {
         Self {
             estimates: VecDeque::new(),
+            oldest_expires_at: None,
             settled: false,
             maybe_emit: false,
             emitted: None,
@@ -57,21 +61,21 @@ impl EstimateSmoother {
         if do_update {
             self.maybe_emit = true;
             self.estimates.push_back((now, estimate));
+            if self.oldest_expires_at.is_none() {
+                self.oldest_expires_at = Some(now + ESTIMATE_WINDOW);
+            }
         }
 
         // Remove entries older than the window.
-        while let Some((time, _)) = self.estimates.front() {
-            if now.duration_since(*time) > ESTIMATE_WINDOW {
-                // Keep last entry
-                if self.estimates.len() == 1 {
-                    break;
-                }
-
-                self.maybe_emit = true;
-                self.estimates.pop_front();
-            } else {
+        while self.oldest_expires_at.is_some_and(|at| now > at) {
+            // Keep last entry
+            if self.estimates.len() == 1 {
                 break;
             }
+
+            self.maybe_emit = true;
+            self.estimates.pop_front();
+            self.oldest_expires_at = self.estimates.front().map(|(t, _)| *t + ESTIMATE_WINDOW);
         }
     }
 

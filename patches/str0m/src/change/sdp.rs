@@ -913,8 +913,8 @@ fn as_sdp(session: &Session, params: AsSdpParams) -> Sdp {
 fn apply_offer(session: &mut Session, offer: SdpOffer) -> Result<(), RtcError> {
     offer.assert_consistency()?;
 
-    // Medias may be added or change direction below.
-    session.media_events = true;
+    // Medias may be added, change direction or be negotiated anew below.
+    session.medias_changed();
 
     update_session(session, &offer);
 
@@ -935,8 +935,8 @@ fn apply_answer(
 ) -> Result<(), RtcError> {
     answer.assert_consistency()?;
 
-    // Medias may be added or change direction below.
-    session.media_events = true;
+    // Medias may be added, change direction or be negotiated anew below.
+    session.medias_changed();
 
     update_session(session, &answer);
 

@@ -32,11 +32,18 @@ pub struct DelayController {
     smoothed_rtt: MovingAverage,
     /// History of the max RTT derived for each TWCC report (kept for fallback).
     max_rtt_history: VecDeque<Duration>,
+    /// What [`Self::get_smoothed_rtt`] returns, kept from the last RTT sample: it is read at
+    /// every timeout, and converting the average from float seconds each time is not free.
+    rtt: Option<Duration>,
 
     /// The next time we should poll.
     next_timeout: Instant,
     /// The last time we ingested a TWCC report.
     last_twcc_report: Instant,
+    /// Until when the trendline hypothesis is valid (see [`Self::trendline_hypothesis_valid`]),
+    /// kept from the last report and RTT sample, so that a timeout compares two instants
+    /// instead of subtracting them.
+    hypothesis_valid_until: Instant,
 }
 
 impl DelayController {
@@ -48,8 +55,10 @@ impl DelayController {
             last_estimate: Some(initial_bitrate),
             smoothed_rtt: MovingAverage::new(RTT_SMOOTHING_FACTOR),
             max_rtt_history: VecDeque::default(),
+            rtt: None,
             next_timeout: already_happened(),
             last_twcc_report: already_happened(),
+            hypothesis_valid_until: already_happened() + MAX_TWCC_GAP.min(UPDATE_INTERVAL * 2),
         }
     }
 
@@ -101,6 +110,7 @@ impl DelayController {
             now,
         );
         self.last_twcc_report = now;
+        self.hypothesis_valid_until = now + self.hypothesis_validity();
 
         self.last_estimate
     }
@@ -157,10 +167,16 @@ impl DelayController {
 
         // Update smoothed RTT using EWMA: smoothed = (7/8) * smoothed + (1/8) * sample
         self.smoothed_rtt.update(rtt.as_secs_f64());
+        self.rtt = self.compute_smoothed_rtt();
+        self.hypothesis_valid_until = self.last_twcc_report + self.hypothesis_validity();
     }
 
     /// Get the current smoothed RTT, with fallback to mean of history if not yet available.
     fn get_smoothed_rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    fn compute_smoothed_rtt(&self) -> Option<Duration> {
         // Try smoothed RTT first (EWMA)
         if let Some(avg_secs) = self.smoothed_rtt.get() {
             return Some(Duration::from_secs_f64(avg_secs));
@@ -215,12 +231,68 @@ impl DelayController {
     }
 
     /// Whether the current trendline hypothesis is valid i.e. not too old.
+    /// Whether no more than [`Self::hypothesis_validity`] has passed since the last report.
     fn trendline_hypothesis_valid(&self, now: Instant) -> bool {
-        now.duration_since(self.last_twcc_report)
-            <= self
-                .get_smoothed_rtt()
-                .map(|rtt| rtt * 2)
-                .unwrap_or(MAX_TWCC_GAP)
-                .min(UPDATE_INTERVAL * 2)
+        now <= self.hypothesis_valid_until
+    }
+
+    /// How long after a report its trendline hypothesis is valid.
+    fn hypothesis_validity(&self) -> Duration {
+        self.get_smoothed_rtt()
+            .map(|rtt| rtt * 2)
+            .unwrap_or(MAX_TWCC_GAP)
+            .min(UPDATE_INTERVAL * 2)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::rtp_::{DataSize, TwccSeq};
+
+    /// After a report the trendline hypothesis is valid for twice the smoothed RTT, at most
+    /// 50 ms, and for 50 ms while there is no RTT; a report or an RTT sample moves the limit.
+    #[test]
+    fn the_hypothesis_is_valid_for_twice_the_rtt_after_a_report() {
+        let t0 = Instant::now() + Duration::from_secs(1);
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let mut c = DelayController::new(Bitrate::kbps(300));
+        assert!(!c.trendline_hypothesis_valid(ms(0)), "no report yet");
+
+        // A report without packets: no RTT.
+        c.update(&[], None, None, ms(0));
+        assert!(c.trendline_hypothesis_valid(ms(0)));
+        assert!(c.trendline_hypothesis_valid(ms(50)));
+        assert!(!c.trendline_hypothesis_valid(ms(51)));
+
+        // A report with a packet acknowledged 10 ms after it was sent.
+        let packet = |seq: u64, sent: u64, rtt: u64| AckedPacket {
+            seq_no: TwccSeq::from(seq),
+            size: DataSize::bytes(1000),
+            local_send_time: ms(sent),
+            remote_recv_time: ms(sent + rtt / 2),
+            local_recv_time: ms(sent + rtt),
+        };
+        c.update(&[packet(1, 90, 10)], None, None, ms(100));
+        assert_eq!(c.get_smoothed_rtt(), Some(Duration::from_millis(10)));
+        assert!(c.trendline_hypothesis_valid(ms(120)));
+        assert!(!c.trendline_hypothesis_valid(ms(121)));
+
+        // A slow one raises the smoothed RTT (by an eighth of the difference) past 25 ms: the
+        // limit is 50 ms.
+        c.update(&[packet(2, 100, 200)], None, None, ms(300));
+        assert!(c.get_smoothed_rtt().unwrap() > Duration::from_millis(25));
+        assert!(c.trendline_hypothesis_valid(ms(350)));
+        assert!(!c.trendline_hypothesis_valid(ms(351)));
+
+        // Past the limit a timeout leaves the estimate and waits: the smoothed RTT, at most
+        // 25 ms.
+        let estimate = c.last_estimate();
+        c.handle_timeout(Some(Bitrate::kbps(3000)), ms(400));
+        assert_eq!(c.last_estimate(), estimate);
+        assert_eq!(
+            c.poll_timeout(),
+            ms(400) + c.get_smoothed_rtt().unwrap().min(UPDATE_INTERVAL)
+        );
     }
 }
