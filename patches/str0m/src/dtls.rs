@@ -36,6 +36,12 @@ pub struct Dtls {
     /// the backend's fragmenter; outgoing records larger than the warn
     /// threshold log a warning.
     mtu: RangeInclusive<usize>,
+
+    /// The deadline the instance gave when it last had nothing more to say, until the next
+    /// input (a packet, application data, a timeout, a close). A sans-IO instance says nothing
+    /// new without one, and a connection polls for output after every packet it sends: asking
+    /// the instance again would only read its state to hear the same deadline.
+    quiet_until: Option<Instant>,
 }
 
 pub(crate) fn is_would_block(error: &DtlsError) -> bool {
@@ -79,6 +85,7 @@ impl Dtls {
             active_state: None,
             pending_packets: VecDeque::new(),
             mtu,
+            quiet_until: None,
         })
     }
 
@@ -94,6 +101,7 @@ impl Dtls {
 
     /// Set whether this instance is active (client) or passive (server).
     pub fn set_active(&mut self, active: bool) {
+        self.quiet_until = None;
         self.active_state = Some(active);
         self.instance.set_active(active)
     }
@@ -132,8 +140,14 @@ impl Dtls {
         if !self.is_inited() {
             return DtlsOutput::Timeout(not_happening());
         }
+        if let Some(t) = self.quiet_until {
+            return DtlsOutput::Timeout(t);
+        }
 
         let next = self.instance.poll_output(buf);
+        if let DtlsOutput::Timeout(t) = next {
+            self.quiet_until = Some(t);
+        }
 
         if let DtlsOutput::Packet(packet) = next {
             if packet.len() > self.mtu_warn() {
@@ -154,6 +168,7 @@ impl Dtls {
 
     /// Handle an incoming DTLS packet.
     pub fn handle_receive(&mut self, packet: &[u8]) -> Result<(), DtlsError> {
+        self.quiet_until = None;
         if !self.is_inited() {
             debug!("Ignoring DTLS datagram prior to DTLS start");
             return Ok(());
@@ -177,6 +192,7 @@ impl Dtls {
         if !self.is_inited() {
             return Err(make_handshake_pending_err());
         }
+        self.quiet_until = None;
 
         let accepted = self.instance.send_application_data(data).map_err(|e| {
             DtlsError::CryptoError(CryptoError::Other(format!("DTLS error: {}", e)))
@@ -191,6 +207,7 @@ impl Dtls {
 
     /// Handle a timeout event.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsError> {
+        self.quiet_until = None;
         if !self.is_inited() {
             return Ok(());
         }
@@ -202,6 +219,7 @@ impl Dtls {
 
     /// Initiate graceful shutdown by sending a close_notify alert.
     pub fn close(&mut self) -> Result<(), DtlsError> {
+        self.quiet_until = None;
         self.instance
             .close()
             .map_err(|e| DtlsError::CryptoError(CryptoError::Other(format!("DTLS error: {}", e))))
@@ -224,6 +242,90 @@ mod tests {
             1200..=1500,
         )
         .unwrap()
+    }
+
+    /// Once connected and drained, the instance is not asked again until an input, and every
+    /// kind of input is heard: application data to send, a packet received, a close.
+    #[test]
+    #[cfg(any(
+        feature = "aws-lc-rs",
+        feature = "rust-crypto",
+        feature = "openssl-dimpl",
+        feature = "wincrypto",
+        feature = "apple-crypto",
+    ))]
+    fn a_quiet_instance_is_asked_again_after_each_input() {
+        /// Everything `from` has to say, its packets handed to `to`: whether it said it
+        /// connected, the application data it gave, and the deadline it ended with.
+        fn drain(from: &mut Dtls, to: &mut Dtls) -> (bool, Vec<Vec<u8>>, Instant) {
+            let (mut connected, mut data) = (false, Vec::new());
+            let mut buf = [0; 2048];
+            loop {
+                let timeout = match from.poll_output(&mut buf) {
+                    DtlsOutput::Connected => {
+                        connected = true;
+                        None
+                    }
+                    DtlsOutput::ApplicationData(d) => {
+                        data.push(d.to_vec());
+                        None
+                    }
+                    DtlsOutput::Timeout(t) => Some(t),
+                    _ => None,
+                };
+                if let Some(packet) = from.poll_packet() {
+                    to.handle_receive(&packet).unwrap();
+                } else if let Some(t) = timeout.filter(|t| *t != already_happened()) {
+                    return (connected, data, t);
+                }
+            }
+        }
+
+        let now = Instant::now();
+        let mut client = new_dtls(now, DtlsVersion::Dtls12);
+        let mut server = new_dtls(now, DtlsVersion::Dtls12);
+        client.set_active(true);
+        server.set_active(false);
+        client.handle_timeout(now).unwrap();
+        server.handle_timeout(now).unwrap();
+        let (mut client_up, mut server_up) = (false, false);
+        for _ in 0..20 {
+            client_up |= drain(&mut client, &mut server).0;
+            server_up |= drain(&mut server, &mut client).0;
+            if client_up && server_up {
+                break;
+            }
+        }
+        assert!(client_up && server_up);
+        let (_, _, quiet) = drain(&mut client, &mut server);
+        assert!(client.quiet_until.is_some());
+        let mut buf = [0; 2048];
+        for _ in 0..3 {
+            assert!(matches!(client.poll_output(&mut buf), DtlsOutput::Timeout(t) if t == quiet));
+            assert!(client.poll_packet().is_none());
+        }
+
+        // Application data to send: a packet, which the server reads.
+        client.handle_input(b"hello").unwrap();
+        drain(&mut client, &mut server);
+        let (_, data, _) = drain(&mut server, &mut client);
+        assert_eq!(data, vec![b"hello".to_vec()]);
+
+        // And back.
+        server.handle_input(b"hi").unwrap();
+        drain(&mut server, &mut client);
+        let (_, data, _) = drain(&mut client, &mut server);
+        assert_eq!(data, vec![b"hi".to_vec()]);
+
+        // A close: the alert goes out.
+        client.close().unwrap();
+        let mut buf = [0; 2048];
+        let mut sent = false;
+        for _ in 0..10 {
+            let _ = client.poll_output(&mut buf);
+            sent |= client.poll_packet().is_some();
+        }
+        assert!(sent, "the close_notify is sent");
     }
 
     #[test]
