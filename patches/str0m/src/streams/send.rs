@@ -1418,21 +1418,35 @@ mod test {
         assert!(queues[0].use_for_padding);
     }
 
+    /// The default codecs, the standard extensions, and a send stream "vid" with SSRC 42 and RTX
+    /// SSRC 44.
+    fn stream_with_rtx() -> (CodecConfig, ExtensionMap, StreamTx) {
+        let midrid = MidRid("vid".into(), None);
+        let stream = StreamTx::new(42.into(), Some(44.into()), midrid, false, 1200);
+        (
+            CodecConfig::new_with_defaults(),
+            ExtensionMap::standard(),
+            stream,
+        )
+    }
+
+    /// A payload type of `codecs` with RTX.
+    fn resend_param(codecs: &CodecConfig) -> PayloadParams {
+        *codecs
+            .params()
+            .iter()
+            .find(|p| p.resend().is_some())
+            .expect("a payload type with RTX")
+    }
+
     /// Resends stop while more than the cap (15 %) of the bytes sent over the last second were
     /// resends, and start again once the resent bytes have left that second.
     #[test]
     fn resends_stop_above_the_ratio_cap_and_come_back_after_a_second() {
         let start = Instant::now();
         let ms = |m: u64| start + Duration::from_millis(m);
-        let codecs = CodecConfig::new_with_defaults();
-        let param = codecs
-            .params()
-            .iter()
-            .find(|p| p.resend().is_some())
-            .expect("a payload type with RTX");
-        let exts = ExtensionMap::standard();
-        let midrid = MidRid("vid".into(), None);
-        let mut stream = StreamTx::new(42.into(), Some(44.into()), midrid, false, 1200);
+        let (codecs, exts, mut stream) = stream_with_rtx();
+        let param = resend_param(&codecs);
         stream.set_rtx_cache(1000, DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP);
         let mut buf = vec![];
         let mut poll = |stream: &mut StreamTx, now| {
@@ -1478,20 +1492,8 @@ mod test {
     #[test]
     fn a_report_on_the_ssrc_of_a_stream_with_rtx_ends_the_mid() {
         let now = Instant::now();
-        let codecs = CodecConfig::new_with_defaults();
-        let param = codecs
-            .params()
-            .iter()
-            .find(|p| p.resend().is_some())
-            .expect("a payload type with RTX");
-        let exts = ExtensionMap::standard();
-        let mut stream = StreamTx::new(
-            42.into(),
-            Some(44.into()),
-            MidRid("vid".into(), None),
-            false,
-            1200,
-        );
+        let (codecs, exts, mut stream) = stream_with_rtx();
+        let param = resend_param(&codecs);
         let mut buf = vec![];
         let mut seq = 0_u64;
         let mut send = |stream: &mut StreamTx| {
