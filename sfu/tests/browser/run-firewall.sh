@@ -125,6 +125,9 @@ for ns in "$FW_NS_SRV" "$FW_NS_P1" "$FW_NS_P2" "$FW_NS_P3" "$FW_NS_TURN"; do
   ip netns add "$ns"
   ip -n "$ns" link set lo up
 done
+# The servers' fixed ports lie in Linux's default range for outgoing connections: there,
+# outgoing connections take ports from 50000 up, so none holds a number a server binds later.
+ip netns exec "$FW_NS_SRV" sysctl -qw net.ipv4.ip_local_port_range="50000 60999"
 link() { # link <srv device> <srv ip> <namespace> <its ip>
   ip -n "$FW_NS_SRV" link add "$1" type veth peer name eth0 netns "$3"
   ip -n "$FW_NS_SRV" addr add "$2/24" dev "$1"

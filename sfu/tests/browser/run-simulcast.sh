@@ -108,6 +108,9 @@ for ns in "$SC_NS_SRV" "$SC_NS_S1" "$SC_NS_S2"; do
   ip netns add "$ns"
   ip -n "$ns" link set lo up
 done
+# The servers' fixed ports lie in Linux's default range for outgoing connections: there,
+# outgoing connections take ports from 50000 up, so none holds a number a server binds later.
+ip netns exec "$SC_NS_SRV" sysctl -qw net.ipv4.ip_local_port_range="50000 60999"
 ip -n "$SC_NS_SRV" link add v-s1 type veth peer name eth0 netns "$SC_NS_S1"
 ip -n "$SC_NS_SRV" link add v-s2 type veth peer name eth0 netns "$SC_NS_S2"
 ip -n "$SC_NS_SRV" addr add "$SC_SRV_IP1/24" dev v-s1

@@ -66,4 +66,9 @@ fi
 unshare_flags=(-n)
 [[ "$(id -u)" == 0 ]] || unshare_flags=(-r -n)
 
-exec unshare "${unshare_flags[@]}" bash -c 'ip link set lo up; exec "$@"' bash node "$script"
+# The scripts give the servers fixed ports (40000 to 40430) inside Linux's default range for
+# outgoing connections (32768 to 60999): a connection made first (a node's to Redis, a page's to
+# the server) could hold the number a server then fails to bind. In the namespace, outgoing
+# connections take ports from 50000 up.
+exec unshare "${unshare_flags[@]}" bash -c \
+  'ip link set lo up; sysctl -qw net.ipv4.ip_local_port_range="50000 60999"; exec "$@"' bash node "$script"
