@@ -57,7 +57,7 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 
 cd "$here"
-if [[ ! -d node_modules/playwright-core ]]; then
+if [[ ! -d node_modules/playwright-core || ! -d node_modules/puppeteer-core ]]; then
   echo "run.sh: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -1,0 +1,307 @@
+#!/usr/bin/env node
+// End-to-end test with a second browser engine: a headless Firefox ESR page (driven over WebDriver
+// BiDi by puppeteer-core) and a headless Chromium page join one room through the demo page. Each
+// must decode the other's video and receive the other's audio. Firefox offers first, so the
+// server's descriptions for it keep Firefox's header-extension ids and list only the extensions
+// the server uses (docs/protocol.md, "RTP header extensions"): those are printed and checked.
+//
+// Run it inside a private network namespace where only `lo` exists (see run.sh):
+//   SFU_BIN=target/release/sfu E2E_SCRIPT=firefox.js E2E_APT_PACKAGES=firefox-esr \
+//     bash sfu/tests/browser/run.sh
+//
+// Environment:
+//   SFU_BIN         the server binary (required)
+//   E2E_HTTP_PORT   HTTP/WebSocket port (default 18080)
+//   E2E_UDP_PORT    media UDP port (default 40000)
+//   CHROMIUM_PATH   Chromium binary (default /usr/bin/chromium)
+//   FIREFOX_PATH    Firefox binary (default /usr/bin/firefox-esr)
+//   E2E_VERBOSE=1   stream the server's and the pages' logs instead of printing them on failure
+//   RUST_LOG        passed to the server (default info)
+'use strict';
+
+const fs = require('node:fs');
+const { chromium } = require('playwright-core');
+const puppeteer = require('puppeteer-core');
+const harness = require('./harness');
+
+const { CHROMIUM_ARGS, withTimeout, httpStatus, CheckFailed, runScript, spawnLogged, stopGroup } =
+  harness;
+
+const config = {
+  sfuBin: process.env.SFU_BIN,
+  httpPort: Number(process.env.E2E_HTTP_PORT) || 18080,
+  udpPort: Number(process.env.E2E_UDP_PORT) || 40000,
+  chromiumPath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+  firefoxPath: process.env.FIREFOX_PATH || '/usr/bin/firefox-esr',
+  verbose: process.env.E2E_VERBOSE === '1',
+  room: 'engines',
+};
+
+/** The whole run, setup and teardown included, must fit in this. */
+const HARD_TIMEOUT_MS = 120_000;
+const HEALTH_TIMEOUT_MS = 20_000;
+const JOIN_TIMEOUT_MS = 20_000;
+/** Both joined until each decodes the other's video. */
+const MEDIA_TIMEOUT_MS = 30_000;
+const POLL_MS = 250;
+
+/**
+ * Firefox in a namespace with nothing but `lo`: fake devices without a prompt (without
+ * `permission.fake` it gathers no candidates at all), host candidates on loopback, not hidden
+ * behind mDNS names.
+ */
+const FIREFOX_PREFS = {
+  'media.navigator.streams.fake': true,
+  'media.navigator.permission.disabled': true,
+  'media.navigator.permission.fake': true,
+  'media.peerconnection.ice.loopback': true,
+  'media.peerconnection.ice.obfuscate_host_addresses': false,
+  'media.autoplay.default': 0,
+};
+
+/** The header extensions the server negotiates (sfu/src/core/mod.rs, `header_extensions`). */
+const SERVER_EXTENSIONS = new Set([
+  'urn:ietf:params:rtp-hdrext:ssrc-audio-level',
+  'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01',
+  'urn:ietf:params:rtp-hdrext:sdes:mid',
+  'urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id',
+  'urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id',
+  'https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension',
+  'urn:3gpp:video-orientation',
+]);
+
+const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
+class LogTail extends harness.LogTail {
+  constructor(label) {
+    super(label, config.verbose);
+  }
+}
+const log = (...args) => console.log('firefox:', ...args);
+
+const results = { passed: 0, failed: 0 };
+const PLANNED_CHECKS = 6;
+
+async function check(name, body) {
+  const started = Date.now();
+  try {
+    const detail = await body();
+    results.passed++;
+    console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
+  } catch (err) {
+    results.failed++;
+    console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
+    throw new CheckFailed(name);
+  }
+}
+
+// ---- the server and the pages -----------------------------------------------------------------
+
+let server = null;
+const serverLog = new LogTail('sfu');
+const peers = [];
+
+function startServer() {
+  const args = [
+    '--http', `127.0.0.1:${config.httpPort}`,
+    '--udp-port', String(config.udpPort),
+    '--advertise-ip', '127.0.0.1',
+    '--workers', '1',
+  ];
+  log(`starting ${config.sfuBin} ${args.join(' ')}`);
+  return spawnLogged(config.sfuBin, args, { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' }, serverLog);
+}
+
+async function launchChromium(name) {
+  const browser = await chromium.launch({ executablePath: config.chromiumPath, headless: true, args: CHROMIUM_ARGS });
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  const peer = { name, engine: 'Chromium', browser, page, log: new LogTail(name) };
+  page.on('console', (m) => peer.log.push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => peer.log.push(`pageerror: ${e.message}`));
+  return peer;
+}
+
+async function launchFirefox(name) {
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: config.firefoxPath,
+    headless: true,
+    extraPrefsFirefox: FIREFOX_PREFS,
+    protocolTimeout: 20_000,
+  });
+  const page = await browser.newPage();
+  const peer = { name, engine: 'Firefox', browser, page, log: new LogTail(name) };
+  page.on('console', (m) => peer.log.push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => peer.log.push(`pageerror: ${e.message}`));
+  return peer;
+}
+
+function pageUrl(peer) {
+  return `http://127.0.0.1:${config.httpPort}/?room=${config.room}&name=${peer.name}&autojoin=1`;
+}
+
+/**
+ * In the page: the client's state and id, what it sends and receives (the room has one other
+ * participant, so every inbound stream is theirs), and the header extensions of its local and
+ * remote descriptions, per media kind.
+ */
+async function stateInPage() {
+  const { client } = window.sfuDemo;
+  const out = {
+    state: client.state,
+    id: client.participantId,
+    framesDecoded: 0,
+    frameWidth: 0,
+    audioReceived: 0,
+    videoSent: 0,
+    audioSent: 0,
+    local: {},
+    remote: {},
+    remoteType: null,
+  };
+  const pc = client.pc;
+  if (!pc) return out;
+  const extensions = (sdp) => {
+    const byKind = {};
+    for (const section of (sdp || '').split(/\r\n(?=m=)/).filter((s) => s.startsWith('m='))) {
+      const kind = section.slice(2, section.indexOf(' '));
+      for (const line of section.split('\r\n').filter((l) => l.startsWith('a=extmap:'))) {
+        const [idDir, uri] = line.slice('a=extmap:'.length).split(' ');
+        (byKind[kind] ??= {})[uri] = Number(idDir.split('/')[0]);
+      }
+    }
+    return byKind;
+  };
+  out.local = extensions(pc.currentLocalDescription?.sdp);
+  out.remote = extensions(pc.currentRemoteDescription?.sdp);
+  out.remoteType = pc.currentRemoteDescription?.type ?? null;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') {
+      out.framesDecoded += s.framesDecoded ?? 0;
+      out.frameWidth = Math.max(out.frameWidth, s.frameWidth ?? 0);
+    }
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audioReceived += s.packetsReceived ?? 0;
+    if (s.type === 'outbound-rtp' && s.kind === 'video') out.videoSent += s.packetsSent ?? 0;
+    if (s.type === 'outbound-rtp' && s.kind === 'audio') out.audioSent += s.packetsSent ?? 0;
+  });
+  return out;
+}
+
+const snapshot = (peer) => withTimeout(peer.page.evaluate(stateInPage), 5000, `${peer.name} snapshot`);
+
+/** Waits until `viewer` decodes video and receives audio, both rising between two samples. */
+async function receives(viewer) {
+  let last = null;
+  let seen = null;
+  await until(MEDIA_TIMEOUT_MS, async () => {
+    const s = await snapshot(viewer);
+    const rising =
+      last && s.framesDecoded > last.framesDecoded && s.audioReceived > last.audioReceived && s.frameWidth > 0;
+    last = s;
+    seen = s;
+    const why = `${viewer.name}: ${s.framesDecoded} frames decoded, ${s.audioReceived} audio packets`;
+    return rising ? { ok: true } : { ok: false, why };
+  }, 1000);
+  return seen;
+}
+
+// ---- the scenario -----------------------------------------------------------------------------
+
+async function scenario() {
+  if (!config.sfuBin || !fs.existsSync(config.sfuBin)) throw new Error(`SFU_BIN=${config.sfuBin} does not exist`);
+  for (const browser of [config.chromiumPath, config.firefoxPath]) {
+    if (!fs.existsSync(browser)) throw new Error(`no browser at ${browser}`);
+  }
+  server = startServer();
+
+  await check('server answers /healthz', async () => {
+    let exit = null;
+    server.exited.then((e) => (exit = e));
+    await until(HEALTH_TIMEOUT_MS, async () => {
+      if (exit) return { ok: false, stop: true, why: `server exited early (code ${exit.code})` };
+      const status = await httpStatus(`http://127.0.0.1:${config.httpPort}/healthz`, 1000);
+      return status === 200 ? { ok: true } : { ok: false, why: `GET /healthz: ${status ?? 'no connection'}` };
+    }, 200);
+  });
+
+  const [ff, cr] = await Promise.all([launchFirefox('FF'), launchChromium('CR')]);
+  peers.push(ff, cr);
+
+  await check('the Firefox and Chromium pages join', async () => {
+    for (const peer of peers) await peer.page.goto(pageUrl(peer), { timeout: JOIN_TIMEOUT_MS });
+    const ids = {};
+    await until(JOIN_TIMEOUT_MS, async () => {
+      const snaps = await Promise.all(peers.map(snapshot));
+      snaps.forEach((s, i) => (ids[peers[i].name] = s.id));
+      const waiting = snaps.filter((s) => s.state !== 'joined' || !s.id);
+      return waiting.length ? { ok: false, why: snaps.map((s) => s.state).join(', ') } : { ok: true };
+    });
+    return `FF ${ids.FF}, CR ${ids.CR}`;
+  });
+
+  await check('Chromium decodes the video and receives the audio Firefox sends', async () => {
+    const s = await receives(cr);
+    return `${s.framesDecoded} frames (${s.frameWidth} wide), ${s.audioReceived} audio packets`;
+  });
+
+  await check('Firefox decodes the video and receives the audio Chromium sends', async () => {
+    const s = await receives(ff);
+    return `${s.framesDecoded} frames (${s.frameWidth} wide), ${s.audioReceived} audio packets`;
+  });
+
+  await check("the server's descriptions for Firefox keep Firefox's ids, for the server's extensions only", async () => {
+    const s = await snapshot(ff);
+    const problems = [];
+    for (const kind of ['audio', 'video']) {
+      const mine = s.local[kind] ?? {};
+      const theirs = s.remote[kind] ?? {};
+      if (!Object.keys(theirs).length) problems.push(`no ${kind} extensions from the server`);
+      for (const [uri, id] of Object.entries(theirs)) {
+        if (!SERVER_EXTENSIONS.has(uri)) problems.push(`${kind}: the server lists ${uri}`);
+        if (mine[uri] !== undefined && mine[uri] !== id) problems.push(`${kind}: ${uri} is ${id}, Firefox's id is ${mine[uri]}`);
+      }
+      log(`${kind} extensions (the server's ${s.remoteType}): ${Object.entries(theirs).map(([u, id]) => `${id} ${u}`).join(', ')}`);
+    }
+    const twcc = 'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01';
+    if (!s.remote.video?.[twcc]) problems.push('no transport-wide sequence numbers on video');
+    if (problems.length) throw new Error(problems.join('; '));
+    return `audio ${Object.keys(s.remote.audio).length}, video ${Object.keys(s.remote.video).length} extensions`;
+  });
+
+  await check('both still receive a few seconds later', async () => {
+    const [a, b] = await Promise.all([receives(cr), receives(ff)]);
+    return `CR ${a.framesDecoded} frames, FF ${b.framesDecoded} frames`;
+  });
+}
+
+// ---- main -------------------------------------------------------------------------------------
+
+async function shutdown() {
+  await Promise.all(peers.map((p) => withTimeout(p.browser.close(), 5000, `closing ${p.name}`).catch(() => {})));
+  await stopGroup(server);
+}
+
+function finish(code) {
+  const skipped = Math.max(0, PLANNED_CHECKS - results.passed - results.failed);
+  console.log(`firefox: ${results.passed} passed, ${results.failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+  process.exit(code);
+}
+
+runScript({
+  scenario,
+  shutdown,
+  finish,
+  results,
+  log,
+  hardTimeoutMs: HARD_TIMEOUT_MS,
+  server: () => server,
+  onFailure: async (quick) => {
+    if (!quick) {
+      for (const peer of peers) {
+        const s = await snapshot(peer).catch((e) => ({ error: e.message }));
+        console.log(`---- ${peer.name} ----\n${JSON.stringify(s, null, 1)}`);
+      }
+    }
+    serverLog.dump();
+    for (const peer of peers) peer.log.dump();
+  },
+});
