@@ -2,8 +2,9 @@
 // End-to-end test with a second browser engine: a headless Firefox ESR page (driven over WebDriver
 // BiDi by puppeteer-core) and a headless Chromium page join one room through the demo page. Each
 // must decode the other's video and receive the other's audio. Firefox offers first, so the
-// server's descriptions for it keep Firefox's header-extension ids and list only the extensions
-// the server uses (docs/protocol.md, "RTP header extensions"): those are printed and checked.
+// server's later offers to it keep the header-extension ids of Firefox's first offer, give no id
+// Firefox uses for another extension, and list only the extensions the server uses
+// (docs/protocol.md, "RTP header extensions"): those are printed and checked.
 //
 // Run it inside a private network namespace where only `lo` exists (see run.sh):
 //   SFU_BIN=target/release/sfu E2E_SCRIPT=firefox.js E2E_APT_PACKAGES=firefox-esr \
@@ -129,6 +130,7 @@ async function launchFirefox(name) {
     protocolTimeout: 20_000,
   });
   const page = await browser.newPage();
+  await page.evaluateOnNewDocument(keepFirstOffer);
   const peer = { name, engine: 'Firefox', browser, page, log: new LogTail(name) };
   page.on('console', (m) => peer.log.push(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => peer.log.push(`pageerror: ${e.message}`));
@@ -141,8 +143,7 @@ function pageUrl(peer) {
 
 /**
  * In the page: the client's state and id, what it sends and receives (the room has one other
- * participant, so every inbound stream is theirs), and the header extensions of its local and
- * remote descriptions, per media kind.
+ * participant, so every inbound stream is theirs), and its current remote description.
  */
 async function stateInPage() {
   const { client } = window.sfuDemo;
@@ -154,25 +155,12 @@ async function stateInPage() {
     audioReceived: 0,
     videoSent: 0,
     audioSent: 0,
-    local: {},
-    remote: {},
+    remoteSdp: null,
     remoteType: null,
   };
   const pc = client.pc;
   if (!pc) return out;
-  const extensions = (sdp) => {
-    const byKind = {};
-    for (const section of (sdp || '').split(/\r\n(?=m=)/).filter((s) => s.startsWith('m='))) {
-      const kind = section.slice(2, section.indexOf(' '));
-      for (const line of section.split('\r\n').filter((l) => l.startsWith('a=extmap:'))) {
-        const [idDir, uri] = line.slice('a=extmap:'.length).split(' ');
-        (byKind[kind] ??= {})[uri] = Number(idDir.split('/')[0]);
-      }
-    }
-    return byKind;
-  };
-  out.local = extensions(pc.currentLocalDescription?.sdp);
-  out.remote = extensions(pc.currentRemoteDescription?.sdp);
+  out.remoteSdp = pc.currentRemoteDescription?.sdp ?? null;
   out.remoteType = pc.currentRemoteDescription?.type ?? null;
   (await pc.getStats()).forEach((s) => {
     if (s.type === 'inbound-rtp' && s.kind === 'video') {
@@ -184,6 +172,29 @@ async function stateInPage() {
     if (s.type === 'outbound-rtp' && s.kind === 'audio') out.audioSent += s.packetsSent ?? 0;
   });
   return out;
+}
+
+/** Before the page's own scripts: keeps the first offer the page sets as its local description. */
+function keepFirstOffer() {
+  const set = RTCPeerConnection.prototype.setLocalDescription;
+  RTCPeerConnection.prototype.setLocalDescription = async function (description, ...rest) {
+    const result = await set.call(this, description, ...rest);
+    if (!window.firstOffer && this.localDescription?.type === 'offer') window.firstOffer = this.localDescription.sdp;
+    return result;
+  };
+}
+
+/** The header extensions of `sdp` by media kind: `{ audio: { uri: id }, video: ... }`. */
+function extensionsOf(sdp) {
+  const byKind = {};
+  for (const section of (sdp || '').split(/\r\n(?=m=)/).filter((s) => s.startsWith('m='))) {
+    const kind = section.slice(2, section.indexOf(' '));
+    for (const line of section.split('\r\n').filter((l) => l.startsWith('a=extmap:'))) {
+      const [idDir, uri] = line.slice('a=extmap:'.length).split(' ');
+      (byKind[kind] ??= {})[uri] = Number(idDir.split('/')[0]);
+    }
+  }
+  return byKind;
 }
 
 const snapshot = (peer) => withTimeout(peer.page.evaluate(stateInPage), 5000, `${peer.name} snapshot`);
@@ -248,23 +259,32 @@ async function scenario() {
     return `${s.framesDecoded} frames (${s.frameWidth} wide), ${s.audioReceived} audio packets`;
   });
 
-  await check("the server's descriptions for Firefox keep Firefox's ids, for the server's extensions only", async () => {
+  await check("the server's descriptions for Firefox keep its first offer's ids, for the server's extensions only", async () => {
     const s = await snapshot(ff);
+    const first = await withTimeout(ff.page.evaluate(() => window.firstOffer ?? null), 5000, 'FF offer');
+    if (!first) throw new Error("Firefox's first offer was not seen");
+    const own = extensionsOf(first);
+    const remote = extensionsOf(s.remoteSdp);
+    // One id names one extension in the whole bundle.
+    const firefoxIds = new Map();
+    for (const byUri of Object.values(own)) for (const [uri, id] of Object.entries(byUri)) firefoxIds.set(id, uri);
     const problems = [];
     for (const kind of ['audio', 'video']) {
-      const mine = s.local[kind] ?? {};
-      const theirs = s.remote[kind] ?? {};
+      const mine = own[kind] ?? {};
+      const theirs = remote[kind] ?? {};
       if (!Object.keys(theirs).length) problems.push(`no ${kind} extensions from the server`);
       for (const [uri, id] of Object.entries(theirs)) {
         if (!SERVER_EXTENSIONS.has(uri)) problems.push(`${kind}: the server lists ${uri}`);
         if (mine[uri] !== undefined && mine[uri] !== id) problems.push(`${kind}: ${uri} is ${id}, Firefox's id is ${mine[uri]}`);
+        const other = firefoxIds.get(id);
+        if (other && other !== uri) problems.push(`${kind}: id ${id} is ${uri}, in Firefox's offer ${other}`);
       }
       log(`${kind} extensions (the server's ${s.remoteType}): ${Object.entries(theirs).map(([u, id]) => `${id} ${u}`).join(', ')}`);
     }
     const twcc = 'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01';
-    if (!s.remote.video?.[twcc]) problems.push('no transport-wide sequence numbers on video');
+    if (!remote.video?.[twcc]) problems.push('no transport-wide sequence numbers on video');
     if (problems.length) throw new Error(problems.join('; '));
-    return `audio ${Object.keys(s.remote.audio).length}, video ${Object.keys(s.remote.video).length} extensions`;
+    return `audio ${Object.keys(remote.audio).length}, video ${Object.keys(remote.video).length} extensions`;
   });
 
   await check('both still receive a few seconds later', async () => {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the three-browser end-to-end test (e2e.js) against the server binary in $SFU_BIN, inside a
-# private network namespace where only `lo` exists. Installs Chromium (Debian) and playwright-core
-# (npm, from package-lock.json) when they are missing. E2E_SCRIPT picks another test script of this
-# folder (for example chat.js); E2E_APT_PACKAGES names further Debian packages the script needs
-# (installed when missing, as root).
+# private network namespace where only `lo` exists. Installs Chromium (Debian), playwright-core
+# and puppeteer-core (npm, from package-lock.json) when they are missing. E2E_SCRIPT picks another
+# test script of this folder (for example chat.js); E2E_APT_PACKAGES names further Debian packages
+# the script needs (installed when missing, as root).
 #
 #   SFU_BIN=target/debug/sfu bash sfu/tests/browser/run.sh
 #   SFU_BIN=target/debug/sfu E2E_SCRIPT=chat.js bash sfu/tests/browser/run.sh
