@@ -59,7 +59,6 @@ const {
   sleep,
   withTimeout,
   httpStatus,
-  CheckFailed,
   runScript,
   spawnLogged,
   stopGroup,
@@ -79,19 +78,7 @@ const results = { passed: 0, failed: 0, skipped: 0 };
 const PLANNED_CHECKS = 12;
 
 
-/** Runs one named check; a failure stops the run (later checks depend on earlier ones). */
-async function check(name, body) {
-  const started = Date.now();
-  try {
-    const detail = await body();
-    results.passed++;
-    console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
-  } catch (err) {
-    results.failed++;
-    console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
-    throw new CheckFailed(name);
-  }
-}
+const check = harness.checker(results);
 
 // ---- the server -------------------------------------------------------------------------------
 

@@ -204,6 +204,26 @@ function runScript({ scenario, shutdown, finish, onFailure, results, log, hardTi
   })();
 }
 
+/**
+ * `check(name, body)` for a script: runs one named check and prints its result and `body`'s
+ * detail; a failure is counted in `results` and stops the run (later checks depend on earlier
+ * ones).
+ */
+function checker(results) {
+  return async function check(name, body) {
+    const started = Date.now();
+    try {
+      const detail = await body();
+      results.passed++;
+      console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
+    } catch (err) {
+      results.failed++;
+      console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
+      throw new CheckFailed(name);
+    }
+  };
+}
+
 module.exports = {
   CHROMIUM_ARGS,
   sleep,
@@ -216,5 +236,6 @@ module.exports = {
   spawnLogged,
   stopGroup,
   CheckFailed,
+  checker,
   runScript,
 };

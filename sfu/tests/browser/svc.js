@@ -32,8 +32,7 @@ const fs = require('node:fs');
 const { chromium } = require('playwright-core');
 const harness = require('./harness');
 
-const { CHROMIUM_ARGS, withTimeout, httpStatus, CheckFailed, runScript, spawnLogged, stopGroup } =
-  harness;
+const { CHROMIUM_ARGS, withTimeout, httpStatus, runScript, spawnLogged, stopGroup } = harness;
 
 const config = {
   sfuBin: process.env.SFU_BIN,
@@ -78,18 +77,7 @@ const log = (...args) => console.log(`svc (${publishing}):`, ...args);
 const results = { passed: 0, failed: 0 };
 const PLANNED_CHECKS = 7;
 
-async function check(name, body) {
-  const started = Date.now();
-  try {
-    const detail = await body();
-    results.passed++;
-    console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
-  } catch (err) {
-    results.failed++;
-    console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
-    throw new CheckFailed(name);
-  }
-}
+const check = harness.checker(results);
 
 // ---- the server and the pages -----------------------------------------------------------------
 

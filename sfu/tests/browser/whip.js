@@ -27,8 +27,7 @@ const path = require('node:path');
 const { chromium } = require('playwright-core');
 const harness = require('./harness');
 
-const { CHROMIUM_ARGS, withTimeout, httpStatus, CheckFailed, runScript, spawnLogged, stopGroup } =
-  harness;
+const { CHROMIUM_ARGS, withTimeout, httpStatus, runScript, spawnLogged, stopGroup } = harness;
 
 const config = {
   sfuBin: process.env.SFU_BIN,
@@ -58,18 +57,7 @@ const log = (...args) => console.log('whip:', ...args);
 const results = { passed: 0, failed: 0 };
 const PLANNED_CHECKS = 9;
 
-async function check(name, body) {
-  const started = Date.now();
-  try {
-    const detail = await body();
-    results.passed++;
-    console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
-  } catch (err) {
-    results.failed++;
-    console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
-    throw new CheckFailed(name);
-  }
-}
+const check = harness.checker(results);
 
 // ---- the server and the pages -----------------------------------------------------------------
 
