@@ -275,7 +275,7 @@ async function scenario() {
     return `audio ${Object.keys(remote.audio).length}, video ${Object.keys(remote.video).length} extensions`;
   });
 
-  await check('both still receive a few seconds later', async () => {
+  await check('both keep receiving after the checks above', async () => {
     const [a, b] = await Promise.all([receives(cr), receives(ff)]);
     return `CR ${a.framesDecoded} frames, FF ${b.framesDecoded} frames`;
   });
