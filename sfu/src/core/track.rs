@@ -144,6 +144,13 @@ pub struct Layer {
     pub rate: RateMeter,
     /// The last measured non-zero rate.
     pub known_rate: u64,
+    /// A slow average of the measured rate (one full-window reading a [`rate::WINDOW`], each
+    /// weighing a quarter): what a paused or resuming layer is counted at. The last reading
+    /// alone may be a keyframe or an encoder's peak, and would hold a layer out of a link it
+    /// fits for as long as the layer stays paused.
+    pub typical_rate: u64,
+    /// When `typical_rate` last took a reading.
+    pub typical_at: Option<Instant>,
     /// When the last packet arrived.
     pub last_packet: Option<Instant>,
     /// When the publisher was last asked to resume it.
@@ -289,14 +296,25 @@ impl Track {
                         // full, so that a new track (a screen share, always one layer) is not
                         // paused for a rate it never has. (A simulcast track has lower layers
                         // to fall back on.)
-                        l.known_rate = if single && l.rate.young(now) {
-                            r.min(default)
-                        } else {
-                            r
-                        };
+                        let young = l.rate.young(now);
+                        l.known_rate = if single && young { r.min(default) } else { r };
+                        let due = l
+                            .typical_at
+                            .is_none_or(|t| now.saturating_duration_since(t) >= rate::WINDOW);
+                        if !young && due {
+                            l.typical_rate = if l.typical_rate == 0 {
+                                r
+                            } else {
+                                (3 * l.typical_rate + r) / 4
+                            };
+                            l.typical_at = Some(now);
+                        }
                     }
                 }
-                Some(if l.known_rate > 0 {
+                let held = paused[i] || resuming;
+                Some(if held && l.typical_rate > 0 {
+                    l.typical_rate
+                } else if l.known_rate > 0 {
                     l.known_rate
                 } else {
                     default
@@ -471,6 +489,57 @@ mod tests {
             lowest = lowest.min(kbps(t.layer_rates(at)[1]));
         }
         assert!(lowest >= 400, "h read {lowest} kbit/s after resuming");
+    }
+
+    #[test]
+    fn a_layer_paused_after_a_peak_is_counted_at_its_typical_rate() {
+        let mut t = simulcast_track();
+        // h at 480 kbit/s for 6 s, read every 100 ms as an allocator would.
+        let mut at = Instant::now();
+        for _ in 0..60 {
+            at = feed(
+                &mut t,
+                at,
+                Duration::from_millis(100),
+                &[(0, 1000), (1, 3000)],
+            );
+            t.layer_rates(at);
+        }
+        // Then a second at 1600 (a keyframe, an encoder's peak), and the pause.
+        for _ in 0..10 {
+            at = feed(
+                &mut t,
+                at,
+                Duration::from_millis(100),
+                &[(0, 1000), (1, 10_000)],
+            );
+            t.layer_rates(at);
+        }
+        assert!(
+            t.layers[1].known_rate > 1_200_000,
+            "{}",
+            t.layers[1].known_rate
+        );
+        t.set_publisher_mask(at, 0b101);
+        let paused = kbps(t.layer_rates(at)[1]);
+        assert!(
+            (480..800).contains(&paused),
+            "paused h counted at {paused} kbit/s"
+        );
+        // Still so while paused, and while it comes back until its meter has a full window.
+        at = feed(&mut t, at, Duration::from_secs(3), &[(0, 1000)]);
+        assert_eq!(kbps(t.layer_rates(at)[1]), paused);
+        t.set_publisher_mask(at, 0b111);
+        at = feed(
+            &mut t,
+            at,
+            Duration::from_millis(500),
+            &[(0, 1000), (1, 3000)],
+        );
+        assert_eq!(kbps(t.layer_rates(at)[1]), paused);
+        // Then measured again.
+        at = feed(&mut t, at, Duration::from_secs(1), &[(0, 1000), (1, 3000)]);
+        assert_eq!(kbps(t.layer_rates(at)[1]), 480);
     }
 
     #[test]
