@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // End-to-end test with a second browser engine: a headless Firefox ESR page (driven over WebDriver
 // BiDi by puppeteer-core) and a headless Chromium page join one room through the demo page. Each
-// must decode the other's video and receive the other's audio. Firefox offers first, so the
+// must decode the other's video and receive the other's audio, and decode the other's frames at
+// about the rate they are encoded (nothing dropped on a clean link). Firefox offers first, so the
 // server's later offers to it keep the header-extension ids of Firefox's first offer, give no id
 // Firefox uses for another extension, and list only the extensions the server uses
 // (docs/protocol.md, "RTP header extensions"): those are printed and checked.
@@ -25,7 +26,7 @@ const { chromium } = require('playwright-core');
 const puppeteer = require('puppeteer-core');
 const harness = require('./harness');
 
-const { CHROMIUM_ARGS, withTimeout, httpStatus, runScript, spawnLogged, stopGroup } = harness;
+const { CHROMIUM_ARGS, withTimeout, httpStatus, runScript, sleep, spawnLogged, stopGroup } = harness;
 
 const config = {
   sfuBin: process.env.SFU_BIN,
@@ -44,6 +45,11 @@ const JOIN_TIMEOUT_MS = 20_000;
 /** Both joined until each decodes the other's video. */
 const MEDIA_TIMEOUT_MS = 30_000;
 const POLL_MS = 250;
+/** The window the frame rates are measured over, and how long they may take to match. */
+const FRAME_RATE_WINDOW_MS = 2_000;
+const FRAME_RATE_TIMEOUT_MS = 15_000;
+/** Decoded frames per second at least this share of the sender's encoded ones. */
+const FRAME_RATE_SHARE = 0.8;
 
 /**
  * Firefox in a namespace with nothing but `lo`: fake devices without a prompt (without
@@ -79,7 +85,7 @@ class LogTail extends harness.LogTail {
 const log = (...args) => console.log('firefox:', ...args);
 
 const results = { passed: 0, failed: 0 };
-const PLANNED_CHECKS = 6;
+const PLANNED_CHECKS = 7;
 
 const check = harness.checker(results);
 
@@ -141,6 +147,7 @@ async function stateInPage() {
     framesDecoded: 0,
     frameWidth: 0,
     audioReceived: 0,
+    framesEncoded: 0,
     videoSent: 0,
     audioSent: 0,
     remoteSdp: null,
@@ -156,7 +163,11 @@ async function stateInPage() {
       out.frameWidth = Math.max(out.frameWidth, s.frameWidth ?? 0);
     }
     if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audioReceived += s.packetsReceived ?? 0;
-    if (s.type === 'outbound-rtp' && s.kind === 'video') out.videoSent += s.packetsSent ?? 0;
+    if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      out.videoSent += s.packetsSent ?? 0;
+      // Every simulcast encoding runs at the camera's frame rate: the busiest one counts.
+      out.framesEncoded = Math.max(out.framesEncoded, s.framesEncoded ?? 0);
+    }
     if (s.type === 'outbound-rtp' && s.kind === 'audio') out.audioSent += s.packetsSent ?? 0;
   });
   return out;
@@ -183,6 +194,12 @@ function extensionsOf(sdp) {
     }
   }
   return byKind;
+}
+
+/** `{ crToFf: { sent, decoded }, ffToCr: ... }` in frames per second, as text. */
+function describeRates(rates) {
+  const one = (r) => (r ? `${r.sent.toFixed(1)} encoded, ${r.decoded.toFixed(1)} decoded per second` : 'not measured');
+  return `Chromium to Firefox ${one(rates.crToFf)}; Firefox to Chromium ${one(rates.ffToCr)}`;
 }
 
 const snapshot = (peer) => withTimeout(peer.page.evaluate(stateInPage), 5000, `${peer.name} snapshot`);
@@ -273,6 +290,27 @@ async function scenario() {
     if (!remote.video?.[twcc]) problems.push('no transport-wide sequence numbers on video');
     if (problems.length) throw new Error(problems.join('; '));
     return `audio ${Object.keys(remote.audio).length}, video ${Object.keys(remote.video).length} extensions`;
+  });
+
+  await check('each decodes the frames the other encodes, at their rate', async () => {
+    // On a clean link every frame is forwarded, whatever layer: the decoded rate keeps up with
+    // the sender's encoded rate (Chromium's fake camera runs at 20 frames a second, Firefox's
+    // at 30), measured over FRAME_RATE_WINDOW_MS once the allocation has settled.
+    const rates = {};
+    await until(FRAME_RATE_TIMEOUT_MS, async () => {
+      const before = await Promise.all([snapshot(ff), snapshot(cr)]);
+      const t0 = Date.now();
+      await sleep(FRAME_RATE_WINDOW_MS);
+      const after = await Promise.all([snapshot(ff), snapshot(cr)]);
+      const secs = (Date.now() - t0) / 1000;
+      const fps = (i, key) => (after[i][key] - before[i][key]) / secs;
+      rates.crToFf = { sent: fps(1, 'framesEncoded'), decoded: fps(0, 'framesDecoded') };
+      rates.ffToCr = { sent: fps(0, 'framesEncoded'), decoded: fps(1, 'framesDecoded') };
+      const low = Object.values(rates).filter((r) => r.sent <= 0 || r.decoded < FRAME_RATE_SHARE * r.sent);
+      const why = describeRates(rates);
+      return low.length ? { ok: false, why } : { ok: true, why };
+    }, 0);
+    return describeRates(rates);
   });
 
   await check('both keep receiving after the checks above', async () => {
