@@ -22,29 +22,14 @@
 'use strict';
 
 const fs = require('node:fs');
-const { chromium } = require('playwright-core');
 const puppeteer = require('puppeteer-core');
 const harness = require('./harness');
 
-const { CHROMIUM_ARGS, withTimeout, httpStatus, runScript, sleep, spawnLogged, stopGroup } = harness;
+const { withTimeout, sleep } = harness;
 
-const config = {
-  sfuBin: process.env.SFU_BIN,
-  httpPort: Number(process.env.E2E_HTTP_PORT) || 18080,
-  udpPort: Number(process.env.E2E_UDP_PORT) || 40000,
-  chromiumPath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-  firefoxPath: process.env.FIREFOX_PATH || '/usr/bin/firefox-esr',
-  verbose: process.env.E2E_VERBOSE === '1',
-  room: 'engines',
-};
-
-/** The whole run, setup and teardown included, must fit in this. */
-const HARD_TIMEOUT_MS = 120_000;
-const HEALTH_TIMEOUT_MS = 20_000;
 const JOIN_TIMEOUT_MS = 20_000;
 /** Both joined until each decodes the other's video. */
 const MEDIA_TIMEOUT_MS = 30_000;
-const POLL_MS = 250;
 /** The window the frame rates are measured over, and how long they may take to match. */
 const FRAME_RATE_WINDOW_MS = 2_000;
 const FRAME_RATE_TIMEOUT_MS = 15_000;
@@ -76,44 +61,15 @@ const SERVER_EXTENSIONS = new Set([
   'urn:3gpp:video-orientation',
 ]);
 
-const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
-class LogTail extends harness.LogTail {
-  constructor(label) {
-    super(label, config.verbose);
-  }
-}
-const log = (...args) => console.log('firefox:', ...args);
+const script = harness.browserScript('firefox', {
+  room: 'engines',
+  plannedChecks: 7,
+  extra: { firefoxPath: process.env.FIREFOX_PATH || '/usr/bin/firefox-esr' },
+});
+const { config, log, check, until } = script;
+const peers = script.pages;
 
-const results = { passed: 0, failed: 0 };
-const PLANNED_CHECKS = 7;
-
-const check = harness.checker(results);
-
-// ---- the server and the pages -----------------------------------------------------------------
-
-let server = null;
-const serverLog = new LogTail('sfu');
-const peers = [];
-
-function startServer() {
-  const args = [
-    '--http', `127.0.0.1:${config.httpPort}`,
-    '--udp-port', String(config.udpPort),
-    '--advertise-ip', '127.0.0.1',
-    '--workers', '1',
-  ];
-  log(`starting ${config.sfuBin} ${args.join(' ')}`);
-  return spawnLogged(config.sfuBin, args, { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' }, serverLog);
-}
-
-async function launchChromium(name) {
-  const browser = await chromium.launch({ executablePath: config.chromiumPath, headless: true, args: CHROMIUM_ARGS });
-  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
-  const peer = { name, engine: 'Chromium', browser, page, log: new LogTail(name) };
-  page.on('console', (m) => peer.log.push(`console.${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => peer.log.push(`pageerror: ${e.message}`));
-  return peer;
-}
+// ---- the pages --------------------------------------------------------------------------------
 
 async function launchFirefox(name) {
   const browser = await puppeteer.launch({
@@ -123,11 +79,13 @@ async function launchFirefox(name) {
     extraPrefsFirefox: FIREFOX_PREFS,
     protocolTimeout: 20_000,
   });
+  script.browsers.push(browser);
   const page = await browser.newPage();
   await page.evaluateOnNewDocument(keepFirstOffer);
-  const peer = { name, engine: 'Firefox', browser, page, log: new LogTail(name) };
+  const peer = { name, engine: 'Firefox', browser, page, log: script.tail(name) };
   page.on('console', (m) => peer.log.push(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => peer.log.push(`pageerror: ${e.message}`));
+  peers.push(peer);
   return peer;
 }
 
@@ -227,20 +185,13 @@ async function scenario() {
   for (const browser of [config.chromiumPath, config.firefoxPath]) {
     if (!fs.existsSync(browser)) throw new Error(`no browser at ${browser}`);
   }
-  server = startServer();
+  script.startServer();
+  await script.checkHealth();
 
-  await check('server answers /healthz', async () => {
-    let exit = null;
-    server.exited.then((e) => (exit = e));
-    await until(HEALTH_TIMEOUT_MS, async () => {
-      if (exit) return { ok: false, stop: true, why: `server exited early (code ${exit.code})` };
-      const status = await httpStatus(`http://127.0.0.1:${config.httpPort}/healthz`, 1000);
-      return status === 200 ? { ok: true } : { ok: false, why: `GET /healthz: ${status ?? 'no connection'}` };
-    }, 200);
-  });
-
-  const [ff, cr] = await Promise.all([launchFirefox('FF'), launchChromium('CR')]);
-  peers.push(ff, cr);
+  const [ff, cr] = await Promise.all([
+    launchFirefox('FF'),
+    script.launchPage('CR', { fields: { engine: 'Chromium' } }),
+  ]);
 
   await check('the Firefox and Chromium pages join', async () => {
     for (const peer of peers) await peer.page.goto(pageUrl(peer), { timeout: JOIN_TIMEOUT_MS });
@@ -321,33 +272,4 @@ async function scenario() {
 
 // ---- main -------------------------------------------------------------------------------------
 
-async function shutdown() {
-  await Promise.all(peers.map((p) => withTimeout(p.browser.close(), 5000, `closing ${p.name}`).catch(() => {})));
-  await stopGroup(server);
-}
-
-function finish(code) {
-  const skipped = Math.max(0, PLANNED_CHECKS - results.passed - results.failed);
-  console.log(`firefox: ${results.passed} passed, ${results.failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-  process.exit(code);
-}
-
-runScript({
-  scenario,
-  shutdown,
-  finish,
-  results,
-  log,
-  hardTimeoutMs: HARD_TIMEOUT_MS,
-  server: () => server,
-  onFailure: async (quick) => {
-    if (!quick) {
-      for (const peer of peers) {
-        const s = await snapshot(peer).catch((e) => ({ error: e.message }));
-        console.log(`---- ${peer.name} ----\n${JSON.stringify(s, null, 1)}`);
-      }
-    }
-    serverLog.dump();
-    for (const peer of peers) peer.log.dump();
-  },
-});
+script.run({ scenario, pageState: snapshot });

@@ -1,9 +1,11 @@
-// Helpers shared by the end-to-end scripts in this folder: bounded waiting, output tails and
-// process groups. Every wait here is bounded in time and in rounds.
+// Helpers shared by the end-to-end scripts in this folder: bounded waiting, output tails, process
+// groups, and the frame of a script with one server and browser pages. Every wait here is bounded
+// in time and in rounds.
 'use strict';
 
 const http = require('node:http');
 const { spawn } = require('node:child_process');
+const { chromium } = require('playwright-core');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -224,8 +226,130 @@ function checker(results) {
   };
 }
 
+/**
+ * The frame of a script with one server and headless Chromium pages, named `name` in its output:
+ * - `config`: the settings every such script reads from the environment (SFU_BIN, E2E_HTTP_PORT,
+ *   E2E_UDP_PORT, CHROMIUM_PATH, E2E_VERBOSE) with `room` and the script's own `extra`;
+ * - `log`, `check`, `results`, `until` (polling every `pollMs` unless told), and `tail(label)`
+ *   for a log tail that streams when verbose;
+ * - `startServer()`, `checkHealth()`, `launchBrowser()` and `launchPage(name)`: the server, the
+ *   check that it answers /healthz, and the browsers and pages, all closed by the end of `run`;
+ * - `run({ scenario, pageState, shutdown, logs })`: runs `scenario` under [`runScript`], prints
+ *   each page's `pageState(entry)` and the logs (the server's, each page's, `logs`) on a failure,
+ *   closes what it started after `shutdown()` and prints the count of checks against
+ *   `plannedChecks`.
+ */
+function browserScript(name, { room, plannedChecks, hardTimeoutMs = 120_000, pollMs = 250, extra = {} }) {
+  const config = {
+    sfuBin: process.env.SFU_BIN,
+    httpPort: Number(process.env.E2E_HTTP_PORT) || 18080,
+    udpPort: Number(process.env.E2E_UDP_PORT) || 40000,
+    chromiumPath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    verbose: process.env.E2E_VERBOSE === '1',
+    room,
+    ...extra,
+  };
+  const results = { passed: 0, failed: 0 };
+  const tail = (label) => new LogTail(label, config.verbose);
+  const script = {
+    config,
+    results,
+    log: (...args) => console.log(`${name}:`, ...args),
+    check: checker(results),
+    until: (timeoutMs, probe, intervalMs = pollMs) => until(timeoutMs, probe, intervalMs),
+    tail,
+    serverLog: tail('sfu'),
+    server: null,
+    browsers: [],
+    /** `{ name, browser, page, log }` per page, in the order launched. */
+    pages: [],
+
+    /** Starts the server on the configured ports, with one media worker and `args` more. */
+    startServer(args = []) {
+      const all = [
+        '--http', `127.0.0.1:${config.httpPort}`,
+        '--udp-port', String(config.udpPort),
+        '--advertise-ip', '127.0.0.1',
+        '--workers', '1',
+        ...args,
+      ];
+      script.log(`starting ${config.sfuBin} ${all.join(' ')}`);
+      const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' };
+      script.server = spawnLogged(config.sfuBin, all, env, script.serverLog);
+      return script.server;
+    },
+
+    /** The check that the server answers /healthz; fails at once if the server exits. */
+    checkHealth(timeoutMs = 20_000) {
+      return script.check('server answers /healthz', async () => {
+        let exit = null;
+        script.server.exited.then((e) => (exit = e));
+        await until(timeoutMs, async () => {
+          if (exit) return { ok: false, stop: true, why: `server exited early (code ${exit.code})` };
+          const status = await httpStatus(`http://127.0.0.1:${config.httpPort}/healthz`, 1000);
+          return status === 200 ? { ok: true } : { ok: false, why: `GET /healthz: ${status ?? 'no connection'}` };
+        }, 200);
+      });
+    },
+
+    /** A headless Chromium, closed at the end of the run. */
+    async launchBrowser() {
+      const browser = await chromium.launch({ executablePath: config.chromiumPath, headless: true, args: CHROMIUM_ARGS });
+      script.browsers.push(browser);
+      return browser;
+    },
+
+    /**
+     * A page `pageName` in a browser of its own (`browser`, if given, instead), its console and
+     * errors in its log tail; `fields` are added to its entry.
+     */
+    async launchPage(pageName, { viewport = { width: 1280, height: 800 }, browser = null, fields = {} } = {}) {
+      const b = browser ?? (await script.launchBrowser());
+      const page = await (await b.newContext({ viewport })).newPage();
+      const entry = { name: pageName, browser: b, page, log: tail(pageName), ...fields };
+      page.on('console', (m) => entry.log.push(`console.${m.type()}: ${m.text()}`));
+      page.on('pageerror', (e) => entry.log.push(`pageerror: ${e.message}`));
+      script.pages.push(entry);
+      return entry;
+    },
+
+    run({ scenario, pageState = null, shutdown = async () => {}, logs = [] }) {
+      runScript({
+        scenario,
+        results,
+        log: script.log,
+        hardTimeoutMs,
+        server: () => script.server,
+        shutdown: async () => {
+          const closing = script.browsers.map((b) => withTimeout(b.close(), 5000, 'closing a browser').catch(() => {}));
+          await Promise.all([...closing, withTimeout(shutdown(), 10_000, 'closing').catch(() => {})]);
+          await stopGroup(script.server);
+        },
+        finish: (code) => {
+          const skipped = Math.max(0, plannedChecks - results.passed - results.failed);
+          console.log(`${name}: ${results.passed} passed, ${results.failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+          process.exit(code);
+        },
+        onFailure: async (quick) => {
+          if (!quick && pageState) {
+            for (const entry of script.pages) {
+              const s = await pageState(entry).catch((e) => ({ error: e.message }));
+              console.log(`---- ${entry.name} ----\n${JSON.stringify(s, null, 1)}`);
+            }
+          }
+          script.serverLog.dump();
+          for (const l of logs) l.dump();
+          for (const entry of script.pages) entry.log.dump();
+        },
+      });
+    },
+  };
+  return script;
+}
+
 module.exports = {
   CHROMIUM_ARGS,
+  browserScript,
   sleep,
   until,
   withTimeout,

@@ -20,69 +20,22 @@
 'use strict';
 
 const fs = require('node:fs');
-const { chromium } = require('playwright-core');
 const harness = require('./harness');
 
-const { CHROMIUM_ARGS, withTimeout, httpStatus, runScript, spawnLogged, stopGroup } = harness;
+const { withTimeout } = harness;
 
-const config = {
-  sfuBin: process.env.SFU_BIN,
-  httpPort: Number(process.env.E2E_HTTP_PORT) || 18080,
-  udpPort: Number(process.env.E2E_UDP_PORT) || 40000,
-  chromiumPath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-  verbose: process.env.E2E_VERBOSE === '1',
-  room: 'screens',
-};
-
-/** The whole run, setup and teardown included, must fit in this. */
-const HARD_TIMEOUT_MS = 90_000;
-const HEALTH_TIMEOUT_MS = 20_000;
 const JOIN_TIMEOUT_MS = 15_000;
 /** Both joined until each decodes the other's video. */
 const MEDIA_TIMEOUT_MS = 30_000;
-const POLL_MS = 250;
 
-const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
-class LogTail extends harness.LogTail {
-  constructor(label) {
-    super(label, config.verbose);
-  }
-}
-const log = (...args) => console.log('screen:', ...args);
+const script = harness.browserScript('screen', { room: 'screens', plannedChecks: 6, hardTimeoutMs: 90_000 });
+const { config, log, check, until } = script;
+const peers = script.pages;
 
-const results = { passed: 0, failed: 0 };
-const PLANNED_CHECKS = 6;
-
-const check = harness.checker(results);
-
-// ---- the server and the pages -----------------------------------------------------------------
-
-let server = null;
-const serverLog = new LogTail('sfu');
-const peers = [];
-
-function startServer() {
-  const args = [
-    '--http', `127.0.0.1:${config.httpPort}`,
-    '--udp-port', String(config.udpPort),
-    '--advertise-ip', '127.0.0.1',
-    '--workers', '1',
-  ];
-  log(`starting ${config.sfuBin} ${args.join(' ')}`);
-  return spawnLogged(config.sfuBin, args, { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' }, serverLog);
-}
-
-async function launchPeer(name, query) {
-  const browser = await chromium.launch({ executablePath: config.chromiumPath, headless: true, args: CHROMIUM_ARGS });
-  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
-  const peer = { name, query, browser, page, log: new LogTail(name) };
-  page.on('console', (m) => peer.log.push(`console.${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => peer.log.push(`pageerror: ${e.message}`));
-  return peer;
-}
+// ---- the pages --------------------------------------------------------------------------------
 
 function pageUrl(peer) {
-  return `http://127.0.0.1:${config.httpPort}/?room=${config.room}&name=${peer.name}&autojoin=1${peer.query}`;
+  return `http://127.0.0.1:${config.httpPort}/?room=${config.room}&name=${peer.name}&autojoin=1`;
 }
 
 /** In P1: shares an animated 1280x720 canvas as its screen. Returns when the offer is out. */
@@ -175,20 +128,10 @@ const inPage = (peer, fn, arg) => withTimeout(peer.page.evaluate(fn, arg), 5000,
 async function scenario() {
   if (!config.sfuBin || !fs.existsSync(config.sfuBin)) throw new Error(`SFU_BIN=${config.sfuBin} does not exist`);
   if (!fs.existsSync(config.chromiumPath)) throw new Error(`no browser at ${config.chromiumPath} (set CHROMIUM_PATH)`);
-  server = startServer();
+  script.startServer();
+  await script.checkHealth();
 
-  await check('server answers /healthz', async () => {
-    let exit = null;
-    server.exited.then((e) => (exit = e));
-    await until(HEALTH_TIMEOUT_MS, async () => {
-      if (exit) return { ok: false, stop: true, why: `server exited early (code ${exit.code})` };
-      const status = await httpStatus(`http://127.0.0.1:${config.httpPort}/healthz`, 1000);
-      return status === 200 ? { ok: true } : { ok: false, why: `GET /healthz: ${status ?? 'no connection'}` };
-    }, 200);
-  });
-
-  const [p1, p2] = await Promise.all([launchPeer('P1', ''), launchPeer('P2', '')]);
-  peers.push(p1, p2);
+  const [p1, p2] = await Promise.all([script.launchPage('P1'), script.launchPage('P2')]);
   const ids = {};
   await check('both pages join', async () => {
     for (const peer of peers) await peer.page.goto(pageUrl(peer), { timeout: JOIN_TIMEOUT_MS });
@@ -281,35 +224,11 @@ async function scenario() {
 
 // ---- main -------------------------------------------------------------------------------------
 
-async function shutdown() {
-  await Promise.all(peers.map((p) => withTimeout(p.browser.close(), 5000, `closing ${p.name}`).catch(() => {})));
-  await stopGroup(server);
+/** On a failure: what each page receives from the other. */
+async function pageState(peer) {
+  const other = peers.find((p) => p !== peer);
+  const id = await inPage(other, () => window.sfuDemo.client.participantId).catch(() => null);
+  return inPage(peer, received, id);
 }
 
-function finish(code) {
-  const skipped = Math.max(0, PLANNED_CHECKS - results.passed - results.failed);
-  console.log(`screen: ${results.passed} passed, ${results.failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-  process.exit(code);
-}
-
-runScript({
-  scenario,
-  shutdown,
-  finish,
-  results,
-  log,
-  hardTimeoutMs: HARD_TIMEOUT_MS,
-  server: () => server,
-  onFailure: async (quick) => {
-    if (!quick) {
-      for (const peer of peers) {
-        const other = peers.find((p) => p !== peer);
-        const id = await inPage(other, () => window.sfuDemo.client.participantId).catch(() => null);
-        const s = await inPage(peer, received, id).catch((e) => ({ error: e.message }));
-        console.log(`---- ${peer.name} ----\n${JSON.stringify(s, null, 1)}`);
-      }
-    }
-    serverLog.dump();
-    for (const peer of peers) peer.log.dump();
-  },
-});
+script.run({ scenario, pageState });

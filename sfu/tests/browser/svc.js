@@ -29,30 +29,18 @@
 'use strict';
 
 const fs = require('node:fs');
-const { chromium } = require('playwright-core');
 const harness = require('./harness');
 
-const { CHROMIUM_ARGS, withTimeout, httpStatus, runScript, spawnLogged, stopGroup } = harness;
+const { withTimeout } = harness;
 
-const config = {
-  sfuBin: process.env.SFU_BIN,
-  httpPort: Number(process.env.E2E_HTTP_PORT) || 18080,
-  udpPort: Number(process.env.E2E_UDP_PORT) || 40000,
-  chromiumPath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-  verbose: process.env.E2E_VERBOSE === '1',
-  room: 'svc',
-  simulcast: process.env.SVC_PUBLISH === 'simulcast',
-  codec: process.env.SVC_CODEC === 'av1' ? 'av1' : 'vp9',
-};
+const SIMULCAST = process.env.SVC_PUBLISH === 'simulcast';
+const CODEC_NAME = process.env.SVC_CODEC === 'av1' ? 'av1' : 'vp9';
 /** The codec's name as statistics give it, and for the check names. */
-const CODEC = config.codec.toUpperCase();
+const CODEC = CODEC_NAME.toUpperCase();
 const MIME = `video/${CODEC}`;
 /** What P publishes, for the check names. */
-const publishing = config.simulcast ? `${CODEC} simulcast` : `${CODEC} SVC`;
+const publishing = SIMULCAST ? `${CODEC} simulcast` : `${CODEC} SVC`;
 
-/** The whole run, setup and teardown included, must fit in this. */
-const HARD_TIMEOUT_MS = 180_000;
-const HEALTH_TIMEOUT_MS = 20_000;
 const JOIN_TIMEOUT_MS = 15_000;
 /**
  * Until a watcher decodes the width it should. The publisher's encoder adds its spatial layers
@@ -66,40 +54,20 @@ const SAMPLE_MS = 500;
 /** The window over which the watchers' received bit rates are compared. */
 const RATE_WINDOW_MS = 3000;
 
-const until = (timeoutMs, probe, intervalMs) => harness.until(timeoutMs, probe, intervalMs);
-class LogTail extends harness.LogTail {
-  constructor(label) {
-    super(label, config.verbose);
-  }
-}
-const log = (...args) => console.log(`svc (${publishing}):`, ...args);
-
-const results = { passed: 0, failed: 0 };
-const PLANNED_CHECKS = 7;
-
-const check = harness.checker(results);
+const script = harness.browserScript(`svc (${publishing})`, {
+  room: 'svc',
+  plannedChecks: 7,
+  hardTimeoutMs: 180_000,
+  extra: { simulcast: SIMULCAST, codec: CODEC_NAME },
+});
+const { config, log, check, until } = script;
+const peers = script.pages;
 
 // ---- the server and the pages -----------------------------------------------------------------
 
-let server = null;
-const serverLog = new LogTail('sfu');
-const browsers = [];
-const peers = [];
-
-function startServer() {
-  const args = [
-    '--http', `127.0.0.1:${config.httpPort}`,
-    '--udp-port', String(config.udpPort),
-    '--advertise-ip', '127.0.0.1',
-    '--workers', '1',
-  ];
-  log(`starting ${config.sfuBin} ${args.join(' ')}`);
-  return spawnLogged(config.sfuBin, args, { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' }, serverLog);
-}
-
 /** The server's CPU time so far (utime + stime, in 1/100 s: fields 14 and 15 of /proc/PID/stat). */
 function serverCpuTicks() {
-  const stat = fs.readFileSync(`/proc/${server.pid}/stat`, 'utf8');
+  const stat = fs.readFileSync(`/proc/${script.server.pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]);
 }
@@ -128,18 +96,12 @@ async function newPeer(browser, name, viewport, css) {
   const context = await browser.newContext({ viewport, deviceScaleFactor: 1, bypassCSP: true });
   if (css) await context.addInitScript(addStyleInPage, css);
   const page = await context.newPage();
-  const peer = { name, page, log: new LogTail(name) };
+  const peer = { name, browser, page, log: script.tail(name) };
   page.on('console', (m) => peer.log.push(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => peer.log.push(`pageerror: ${e.message}`));
   page.on('crash', () => peer.log.push('page crashed'));
   peers.push(peer);
   return peer;
-}
-
-async function launch() {
-  const browser = await chromium.launch({ executablePath: config.chromiumPath, headless: true, args: CHROMIUM_ARGS });
-  browsers.push(browser);
-  return browser;
 }
 
 async function openAndJoin(peer, extra) {
@@ -224,19 +186,10 @@ async function decodesWidth(peer, width, timeoutMs = MEDIA_TIMEOUT_MS) {
 async function scenario() {
   if (!config.sfuBin || !fs.existsSync(config.sfuBin)) throw new Error(`SFU_BIN=${config.sfuBin} does not exist`);
   if (!fs.existsSync(config.chromiumPath)) throw new Error(`no browser at ${config.chromiumPath} (set CHROMIUM_PATH)`);
-  server = startServer();
+  script.startServer();
+  await script.checkHealth();
 
-  await check('server answers /healthz', async () => {
-    let exit = null;
-    server.exited.then((e) => (exit = e));
-    await until(HEALTH_TIMEOUT_MS, async () => {
-      if (exit) return { ok: false, stop: true, why: `server exited early (code ${exit.code})` };
-      const status = await httpStatus(`http://127.0.0.1:${config.httpPort}/healthz`, 1000);
-      return status === 200 ? { ok: true } : { ok: false, why: `GET /healthz: ${status ?? 'no connection'}` };
-    }, 200);
-  });
-
-  const [pb, wb] = await Promise.all([launch(), launch()]);
+  const [pb, wb] = await Promise.all([script.launchBrowser(), script.launchBrowser()]);
   const p = await newPeer(pb, 'P', { width: 640, height: 480 }, null);
   const big = await newPeer(wb, 'BIG', { width: 1400, height: 900 }, tileCss(1280, 720));
   const small = await newPeer(wb, 'SMALL', { width: 1400, height: 900 }, tileCss(320, 180));
@@ -327,33 +280,4 @@ async function scenario() {
 
 // ---- main -------------------------------------------------------------------------------------
 
-async function shutdown() {
-  await Promise.all(browsers.map((b) => withTimeout(b.close(), 5000, 'closing a browser').catch(() => {})));
-  await stopGroup(server);
-}
-
-function finish(code) {
-  const skipped = Math.max(0, PLANNED_CHECKS - results.passed - results.failed);
-  console.log(`svc: ${results.passed} passed, ${results.failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-  process.exit(code);
-}
-
-runScript({
-  scenario,
-  shutdown,
-  finish,
-  results,
-  log,
-  hardTimeoutMs: HARD_TIMEOUT_MS,
-  server: () => server,
-  onFailure: async (quick) => {
-    if (!quick) {
-      for (const peer of peers) {
-        const s = await video(peer).catch((e) => ({ error: e.message }));
-        console.log(`---- ${peer.name} ----\n${JSON.stringify(s, null, 1)}`);
-      }
-    }
-    serverLog.dump();
-    for (const peer of peers) peer.log.dump();
-  },
-});
+script.run({ scenario, pageState: video });

@@ -24,49 +24,23 @@
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
 const harness = require('./harness');
 
-const { CHROMIUM_ARGS, withTimeout, httpStatus, runScript, spawnLogged, stopGroup } = harness;
+const { withTimeout, spawnLogged, stopGroup } = harness;
 
-const config = {
-  sfuBin: process.env.SFU_BIN,
-  httpPort: Number(process.env.E2E_HTTP_PORT) || 18080,
-  udpPort: Number(process.env.E2E_UDP_PORT) || 40000,
-  chromiumPath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-  verbose: process.env.E2E_VERBOSE === '1',
-  room: 'whip',
-};
-
-/** The whole run, setup and teardown included, must fit in this. */
-const HARD_TIMEOUT_MS = 120_000;
-const HEALTH_TIMEOUT_MS = 20_000;
 const STEP_TIMEOUT_MS = 15_000;
 /** From a session's start until video frames decode at the other end. */
 const MEDIA_TIMEOUT_MS = 30_000;
-const POLL_MS = 250;
 
-const until = (timeoutMs, probe, intervalMs = POLL_MS) => harness.until(timeoutMs, probe, intervalMs);
-class LogTail extends harness.LogTail {
-  constructor(label) {
-    super(label, config.verbose);
-  }
-}
-const log = (...args) => console.log('whip:', ...args);
-
-const results = { passed: 0, failed: 0 };
-const PLANNED_CHECKS = 9;
-
-const check = harness.checker(results);
+const script = harness.browserScript('whip', { room: 'whip', plannedChecks: 9 });
+const { config, log, check, until } = script;
+const pages = script.pages;
 
 // ---- the server and the pages -----------------------------------------------------------------
 
-let server = null;
-const serverLog = new LogTail('sfu');
 /** GStreamer's WHIP encoder (gst-whip.py) and its output. */
 let gst = null;
-const gstLog = new LogTail('gst-whip');
-const pages = [];
+const gstLog = script.tail('gst-whip');
 /** The server's origin. The WHIP and WHEP pages come from a web server of their own (this
  * script's, another port), as an encoder or player page elsewhere would: every call they make to
  * the SFU is cross-origin, so CORS counts. */
@@ -82,27 +56,6 @@ async function startPageServer() {
   });
   await new Promise((resolve) => pageServer.listen(0, '127.0.0.1', resolve));
   otherOrigin = `http://127.0.0.1:${pageServer.address().port}`;
-}
-
-function startServer() {
-  const args = [
-    '--http', `127.0.0.1:${config.httpPort}`,
-    '--udp-port', String(config.udpPort),
-    '--advertise-ip', '127.0.0.1',
-    '--workers', '1',
-  ];
-  log(`starting ${config.sfuBin} ${args.join(' ')}`);
-  return spawnLogged(config.sfuBin, args, { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' }, serverLog);
-}
-
-async function launchPage(name) {
-  const browser = await chromium.launch({ executablePath: config.chromiumPath, headless: true, args: CHROMIUM_ARGS });
-  const page = await (await browser.newContext({ viewport: { width: 960, height: 600 } })).newPage();
-  const entry = { name, browser, page, log: new LogTail(name) };
-  page.on('console', (m) => entry.log.push(`console.${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => entry.log.push(`pageerror: ${e.message}`));
-  pages.push(entry);
-  return entry;
 }
 
 /** A development-mode participant token for the room (fetched here, not by a page). */
@@ -260,20 +213,13 @@ async function decodesVideo(entry, key, trackIds = null) {
 async function scenario() {
   if (!config.sfuBin || !fs.existsSync(config.sfuBin)) throw new Error(`SFU_BIN=${config.sfuBin} does not exist`);
   if (!fs.existsSync(config.chromiumPath)) throw new Error(`no browser at ${config.chromiumPath} (set CHROMIUM_PATH)`);
-  server = startServer();
+  script.startServer();
   await startPageServer();
+  await script.checkHealth();
 
-  await check('server answers /healthz', async () => {
-    let exit = null;
-    server.exited.then((e) => (exit = e));
-    await until(HEALTH_TIMEOUT_MS, async () => {
-      if (exit) return { ok: false, stop: true, why: `server exited early (code ${exit.code})` };
-      const status = await httpStatus(`${serverOrigin()}/healthz`, 1000);
-      return status === 200 ? { ok: true } : { ok: false, why: `GET /healthz: ${status ?? 'no connection'}` };
-    }, 200);
-  });
-
-  const [encoder, viewer, player] = await Promise.all([launchPage('encoder'), launchPage('viewer'), launchPage('player')]);
+  const [encoder, viewer, player] = await Promise.all(
+    ['encoder', 'viewer', 'player'].map((name) => script.launchPage(name, { viewport: { width: 960, height: 600 } })),
+  );
 
   // The viewer is in the room first, through the demo page and the WebSocket protocol.
   await check('a participant joins through the demo page', async () => {
@@ -364,8 +310,8 @@ async function scenario() {
     }
     const token = await devToken('GStreamer');
     const python = process.env.PYTHON || '/usr/bin/python3';
-    const script = path.join(__dirname, 'gst-whip.py');
-    gst = spawnLogged(python, [script, '--url', `${serverOrigin()}/whip`, '--token', token.token, '--seconds', '90'], process.env, gstLog);
+    const gstScript = path.join(__dirname, 'gst-whip.py');
+    gst = spawnLogged(python, [gstScript, '--url', `${serverOrigin()}/whip`, '--token', token.token, '--seconds', '90'], process.env, gstLog);
     let exit = null;
     gst.exited.then((e) => (exit = e));
     let tracks = null;
@@ -397,36 +343,15 @@ async function scenario() {
 
 // ---- main -------------------------------------------------------------------------------------
 
-async function shutdown() {
-  await Promise.all(pages.map((p) => withTimeout(p.browser.close(), 5000, `closing ${p.name}`).catch(() => {})));
-  await stopGroup(gst);
-  await stopGroup(server);
-  pageServer?.close();
-}
+/** The page's own RTP statistics: the demo client's in the viewer, the WHIP or WHEP client's. */
+const pageState = (entry) => rtp(entry, entry.name === 'viewer' ? 'sfuDemo' : entry.name === 'encoder' ? 'whip' : 'whep');
 
-function finish(code) {
-  const skipped = Math.max(0, PLANNED_CHECKS - results.passed - results.failed);
-  console.log(`whip: ${results.passed} passed, ${results.failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-  process.exit(code);
-}
-
-runScript({
+script.run({
   scenario,
-  shutdown,
-  finish,
-  results,
-  log,
-  hardTimeoutMs: HARD_TIMEOUT_MS,
-  server: () => server,
-  onFailure: async (quick) => {
-    if (!quick) {
-      for (const [entry, key] of pages.map((p) => [p, p.name === 'viewer' ? 'sfuDemo' : p.name === 'encoder' ? 'whip' : 'whep'])) {
-        const s = await rtp(entry, key).catch((e) => ({ error: e.message }));
-        console.log(`---- ${entry.name} ----\n${JSON.stringify(s, null, 1)}`);
-      }
-    }
-    serverLog.dump();
-    gstLog.dump();
-    for (const p of pages) p.log.dump();
+  pageState,
+  logs: [gstLog],
+  shutdown: async () => {
+    await stopGroup(gst);
+    pageServer?.close();
   },
 });
