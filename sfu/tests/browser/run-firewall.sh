@@ -20,59 +20,16 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+me=run-firewall.sh
+# shellcheck source=netns.sh
+. "$here/netns.sh"
 
-if [[ -z "${SFU_BIN:-}" ]]; then
-  echo "run-firewall.sh: set SFU_BIN to the sfu server binary" >&2
-  exit 2
-fi
-SFU_BIN="$(realpath "$SFU_BIN")"
-export SFU_BIN
-
-if [[ "$(id -u)" != 0 ]]; then
-  echo "run-firewall.sh: needs root (it creates network namespaces and firewall rules)" >&2
-  exit 2
-fi
-for tool in ip ss; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "run-firewall.sh: '$tool' (iproute2) is needed" >&2
-    exit 2
-  fi
-done
-
-# Debian packages this test needs: command -> package.
-apt_install() {
-  local package="$1"
-  if ! command -v apt-get >/dev/null; then
-    echo "run-firewall.sh: '$package' (Debian package) is needed" >&2
-    exit 2
-  fi
-  echo "run-firewall.sh: installing $package" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q "$package" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "$package" >/dev/null; }
-}
-command -v nft >/dev/null || apt_install nftables
-command -v turnserver >/dev/null || apt_install coturn
-
-export CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
-if [[ ! -x "$CHROMIUM_PATH" ]]; then
-  if command -v apt-get >/dev/null; then
-    apt_install chromium
-  else
-    echo "run-firewall.sh: no browser at $CHROMIUM_PATH; install Debian's chromium or set CHROMIUM_PATH" >&2
-    exit 2
-  fi
-fi
-
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "run-firewall.sh: node (>= 20) and npm are needed" >&2
-  exit 2
-fi
-
-cd "$here"
-if [[ ! -d node_modules/playwright-core ]]; then
-  echo "run-firewall.sh: npm ci" >&2
-  npm ci --no-audit --no-fund --loglevel=error
-fi
+need_sfu_bin
+need_root "it creates network namespaces and firewall rules"
+need_tools ip ss
+need_command nft nftables
+need_command turnserver coturn
+need_chromium_and_node
 
 # Names unique to this run, so that runs side by side do not collide.
 tag="sfufw$$"
@@ -85,35 +42,14 @@ export FW_TURN_PORT=3478
 export FW_NFT_TABLE=sfu_fw_no_udp
 workdir="$(mktemp -d "${TMPDIR:-/tmp}/$tag.XXXXXX")"
 export FW_TURN_LOG="$workdir/turnserver.log" FW_TURN_OUT="$workdir/turnserver.out"
-node_pid=""
 turn_pid=""
-
-stop_pid() {
-  local pid="$1"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_pid "$node_pid"
   stop_pid "$turn_pid"
-  # Whatever still runs inside the test namespaces was started by this run.
-  for ns in "$FW_NS_P3" "$FW_NS_P2" "$FW_NS_P1" "$FW_NS_TURN" "$FW_NS_SRV"; do
-    [[ -e "/run/netns/$ns" ]] || continue
-    local pids
-    pids="$(ip netns pids "$ns" 2>/dev/null || true)"
-    if [[ -n "$pids" ]]; then
-      kill -TERM $pids 2>/dev/null || true
-      sleep 0.5
-      pids="$(ip netns pids "$ns" 2>/dev/null || true)"
-      [[ -z "$pids" ]] || kill -KILL $pids 2>/dev/null || true
-    fi
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  remove_namespaces
   rm -rf "$workdir"
   exit "$rc"
 }
@@ -121,24 +57,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-for ns in "$FW_NS_SRV" "$FW_NS_P1" "$FW_NS_P2" "$FW_NS_P3" "$FW_NS_TURN"; do
-  ip netns add "$ns"
-  ip -n "$ns" link set lo up
-done
-# The servers' fixed ports lie in Linux's default range for outgoing connections: there,
-# outgoing connections take ports from 50000 up, so none holds a number a server binds later.
-ip netns exec "$FW_NS_SRV" sysctl -qw net.ipv4.ip_local_port_range="50000 60999"
-link() { # link <srv device> <srv ip> <namespace> <its ip>
-  ip -n "$FW_NS_SRV" link add "$1" type veth peer name eth0 netns "$3"
-  ip -n "$FW_NS_SRV" addr add "$2/24" dev "$1"
-  ip -n "$3" addr add "$4/24" dev eth0
-  ip -n "$FW_NS_SRV" link set "$1" up
-  ip -n "$3" link set eth0 up
-}
-link v-p1 "$FW_SRV_IP1" "$FW_NS_P1" "$FW_P1_IP"
-link v-p2 "$FW_SRV_IP2" "$FW_NS_P2" "$FW_P2_IP"
-link v-p3 "$FW_SRV_IP3" "$FW_NS_P3" "$FW_P3_IP"
-link v-turn "$FW_SRV_IP4" "$FW_NS_TURN" "$FW_TURN_IP"
+make_namespaces "$FW_NS_SRV" "$FW_NS_P1" "$FW_NS_P2" "$FW_NS_P3" "$FW_NS_TURN"
+link "$FW_NS_SRV" v-p1 "$FW_SRV_IP1" "$FW_NS_P1" "$FW_P1_IP"
+link "$FW_NS_SRV" v-p2 "$FW_SRV_IP2" "$FW_NS_P2" "$FW_P2_IP"
+link "$FW_NS_SRV" v-p3 "$FW_SRV_IP3" "$FW_NS_P3" "$FW_P3_IP"
+link "$FW_NS_SRV" v-turn "$FW_SRV_IP4" "$FW_NS_TURN" "$FW_TURN_IP"
 # P2 reaches the TURN server through the server's namespace, which forwards nothing else. coturn
 # reaches all of the server's addresses (and P2) through the server's namespace.
 ip -n "$FW_NS_P2" route add 10.98.4.0/24 via "$FW_SRV_IP2"
@@ -210,23 +133,12 @@ if [[ -z "$turn_ready" ]]; then
   exit 1
 fi
 
-# Chromium for each participant starts inside that participant's namespace; Playwright's pipes
-# pass through `ip netns exec`, which execs the browser.
+# Chromium for each participant starts inside that participant's namespace.
 for who in P1 P2 P3; do
   ns_var="FW_NS_$who"
-  wrapper="$workdir/chromium-$who"
-  printf '#!/bin/sh\nexec ip netns exec %q %q "$@"\n' "${!ns_var}" "$CHROMIUM_PATH" >"$wrapper"
-  chmod +x "$wrapper"
-  export "FW_CHROMIUM_$who=$wrapper"
+  chromium_in "${!ns_var}" "$workdir/chromium-$who"
+  export "FW_CHROMIUM_$who=$workdir/chromium-$who"
 done
 
-# The driver runs in the server's namespace (it starts the server there). It runs in the
-# background so that a TERM sent to this script reaches the trap at once.
-ip netns exec "$FW_NS_SRV" node firewall.js &
-node_pid=$!
-set +e
-wait "$node_pid"
-rc=$?
-set -e
-node_pid=""
-exit "$rc"
+# The driver runs in the server's namespace (it starts the server there).
+run_driver "$FW_NS_SRV" firewall.js
