@@ -85,7 +85,6 @@ const {
   sleep,
   withTimeout,
   httpStatus,
-  CheckFailed,
   runScript,
   spawnLogged,
   stopGroup,
@@ -105,23 +104,10 @@ const results = { passed: 0, failed: 0 };
 
 
 /**
- * Runs one named check. A failed `fatal` check stops the run (the later ones need it); the
- * others are counted and the run goes on.
+ * Runs one named check. Most are `soft`: counted, and the run goes on; a failed one the later
+ * checks need stops the run.
  */
-async function check(name, body, { fatal = false } = {}) {
-  const started = Date.now();
-  try {
-    const detail = await body();
-    results.passed++;
-    console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
-    return true;
-  } catch (err) {
-    results.failed++;
-    console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
-    if (fatal) throw new CheckFailed(name);
-    return false;
-  }
-}
+const check = harness.checker(results);
 
 // ---- the server -------------------------------------------------------------------------------
 
@@ -372,7 +358,7 @@ async function scenario() {
     server.exited.then((e) => {
       if (!shuttingDown) serverLog.push(`server exited during the test (code ${e.code}, signal ${e.signal})`);
     });
-  }, { fatal: true });
+  });
 
   const voice = env.CHAT_VOICE === '0' ? null : writeVoiceWav();
   const p1Args = voice ? [`--use-file-for-fake-audio-capture=${voice}`] : [];
@@ -410,7 +396,7 @@ async function scenario() {
       return wrong.length ? { ok: false, why: wrong.join('; ') } : { ok: true };
     });
     return `P1 is ${ids.P1}, P2 is ${ids.P2}`;
-  }, { fatal: true });
+  });
 
   await check('a chat message typed and sent in P1\'s panel shows in P2\'s with P1\'s name', async () => {
     const text = `hello from P1 ${Date.now()}`;
@@ -443,7 +429,7 @@ async function scenario() {
     }, text);
     if (!own.shown || !own.inputEmpty) throw new Error(`P1's own panel: ${JSON.stringify(own)}`);
     return `shown on P2 within ${seen.ms} ms`;
-  });
+  }, { soft: true });
 
   await check('a direct message (sendChat with to: [P2]) arrives marked direct', async () => {
     const text = `just for P2 ${Date.now()}`;
@@ -466,7 +452,7 @@ async function scenario() {
       }
       return { ok: true };
     }, 100);
-  });
+  }, { soft: true });
 
   await check('a spoofed "from" in a raw envelope is replaced with P1\'s id', async () => {
     const marker = `spoof-${Date.now()}`;
@@ -481,7 +467,7 @@ async function scenario() {
       return { ok: true, ev };
     }, 100);
     return `claimed ${ids.P2}, delivered from ${got.ev.from}`;
-  });
+  }, { soft: true });
 
   let p1VideoTrack = null;
   const muted = await check('P1 mutes its camera with the button: P2 shows the badge and stops decoding', async () => {
@@ -531,7 +517,7 @@ async function scenario() {
       return { ok: true };
     }, 250);
     return `${p1VideoTrack}: badge after ${badgeMs.ms} ms; last frame decoded ${Math.max(0, frozenAfter)} ms after the click, none for ${FROZEN_FOR_MS} ms since (at ${last})`;
-  });
+  }, { soft: true });
 
   await check('P1 unmutes its camera: P2 hides the badge and decodes P1 again', async () => {
     if (!muted) throw new Error('skipped: the mute check failed');
@@ -555,7 +541,7 @@ async function scenario() {
     const tenFramesMs = Date.now() - clickedAt;
     const timeline = await resumeTimeline(p1, t1, p2, t2);
     return `badge gone after ${badgeGoneMs} ms, 10 new frames after ${tenFramesMs} ms; ${timeline}`;
-  });
+  }, { soft: true });
 
   await check(`a burst of ${BURST_COUNT} messages: P2 gets ${BURST_MIN} to ${BURST_MAX}, P1 gets rate_limited`, async () => {
     // The bucket refills at 30/s: after the earlier messages and a pause it is full again.
@@ -593,7 +579,7 @@ async function scenario() {
     if (problems.length) throw new Error(problems.join('; '));
     const limitErrors = p1State.events.filter((c) => c === 'rate_limited').length;
     return `P2 received ${count} of ${BURST_COUNT}; P1 got ${limitErrors} rate_limited event(s), panel says "${p1State.chatError}"`;
-  });
+  }, { soft: true });
 
   if (voice) {
     await checkSpeaking(p1, p2, ids);
@@ -691,7 +677,7 @@ async function checkSpeaking(p1, p2, ids) {
     const levels = last.r2.speakers.flat().filter((s) => s.participant_id === ids.P1).map((s) => s.level);
     return `level ${Math.max(...levels)}; highlighted in ${last.r2.highlighted[ids.P1]} samples of 50 ms on P2, ` +
       `${last.r1.selfHighlighted} on P1`;
-  });
+  }, { soft: true });
 
   await check('P1 mutes its microphone: P2 shows the badge and the highlight goes; unmuted it comes back', async () => {
     if (!spoke) throw new Error('skipped: P1 was never named as a speaker');
@@ -721,7 +707,7 @@ async function checkSpeaking(p1, p2, ids) {
       return { ok: true };
     }, 100);
     return `badge shown and highlight gone ${quietAfter} ms after muting; highlighted again ${Date.now() - unmutedAt} ms after unmuting`;
-  });
+  }, { soft: true });
 }
 
 /**
@@ -758,7 +744,7 @@ async function observeBeep(beeper, listener, ids) {
     await check(`the server named ${beeper.name} (fake microphone beep): ${listener.name} highlighted its tile`, async () => {
       if (!r.highlighted[id]) throw new Error(`${naming.length} speakers messages named ${beeper.name} but the tile was never highlighted`);
       return `${r.highlighted[id]} samples of 50 ms`;
-    });
+    }, { soft: true });
   } else {
     log(`the fake microphone's beep did not make ${beeper.name} a speaker: not asserted (levels below)`);
   }

@@ -72,7 +72,6 @@ const CHROMIUM_ARGS = [
 const {
   sleep,
   withTimeout,
-  CheckFailed,
   runScript,
   spawnLogged,
   stopGroup,
@@ -98,21 +97,7 @@ const selectedPairs = {};
 let p2TurnUser = null;
 
 
-/** Runs one named check. A failed check stops the run unless `soft`. */
-async function check(name, body, { soft = false } = {}) {
-  const started = Date.now();
-  try {
-    const detail = await body();
-    results.passed++;
-    console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
-    return true;
-  } catch (err) {
-    results.failed++;
-    console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
-    if (!soft) throw new CheckFailed(name);
-    return false;
-  }
-}
+const check = harness.checker(results);
 
 function run(cmd, args, timeoutMs = 5000) {
   return new Promise((resolve, reject) => {

@@ -207,21 +207,30 @@ function runScript({ scenario, shutdown, finish, onFailure, results, log, hardTi
 }
 
 /**
- * `check(name, body)` for a script: runs one named check and prints its result and `body`'s
- * detail; a failure is counted in `results` and stops the run (later checks depend on earlier
- * ones).
+ * `check(name, body, options)` for a script: runs one named check and prints its result and
+ * `body`'s detail. A failure is counted in `results` and stops the run (later checks depend on
+ * earlier ones) unless `soft`; an `informational` check is printed but counted neither way (it
+ * watches a known problem). Returns whether it passed. `onPass(name, detail)` sees each pass.
  */
-function checker(results) {
-  return async function check(name, body) {
+function checker(results, { onPass = null } = {}) {
+  return async function check(name, body, { soft = false, informational = false } = {}) {
     const started = Date.now();
     try {
       const detail = await body();
-      results.passed++;
-      console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
+      if (!informational) results.passed++;
+      const tag = informational ? 'info' : 'ok  ';
+      console.log(`${tag} - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
+      if (onPass) onPass(name, detail);
+      return true;
     } catch (err) {
+      if (informational) {
+        console.log(`info - ${name} (${Date.now() - started} ms): NOT MET: ${err.message}`);
+        return false;
+      }
       results.failed++;
       console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
-      throw new CheckFailed(name);
+      if (!soft) throw new CheckFailed(name);
+      return false;
     }
   };
 }

@@ -76,7 +76,7 @@ const ADDRESS_CHANGE_RESUME_MS = 15_000;
 const MOVE_TIMEOUT_MS = 25_000;
 const NFT_TABLE = 'sfu_net_ws_cut';
 
-const { sleep, withTimeout, CheckFailed, runScript, spawnLogged, stopGroup, httpGet } = harness;
+const { sleep, withTimeout, runScript, spawnLogged, stopGroup, httpGet } = harness;
 const until = (timeoutMs, probe, intervalMs = 250) => harness.until(timeoutMs, probe, intervalMs);
 class LogTail extends harness.LogTail {
   constructor(label, max) {
@@ -96,21 +96,7 @@ const results = { passed: 0, failed: 0 };
 /** Per step, what it measured (for the summary). */
 const measured = [];
 
-async function check(name, body, { soft = false } = {}) {
-  const started = Date.now();
-  try {
-    const detail = await body();
-    results.passed++;
-    console.log(`ok   - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
-    if (detail) measured.push(`${name}: ${detail}`);
-    return true;
-  } catch (err) {
-    results.failed++;
-    console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
-    if (!soft) throw new CheckFailed(name);
-    return false;
-  }
-}
+const check = harness.checker(results, { onPass: (name, detail) => detail && measured.push(`${name}: ${detail}`) });
 
 function run(cmd, args, { input, timeoutMs = 5000, extraEnv } = {}) {
   return new Promise((resolve, reject) => {

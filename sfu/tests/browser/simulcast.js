@@ -121,7 +121,6 @@ const CHROMIUM_ARGS = [
 const {
   sleep,
   withTimeout,
-  CheckFailed,
   runScript,
   spawnLogged,
   stopGroup,
@@ -144,29 +143,7 @@ const results = { passed: 0, failed: 0 };
 const measured = {};
 
 
-/**
- * Runs one named check. A failed check stops the run unless `soft` (later ones build on it). An
- * `informational` check is reported but counts neither way (it watches a known server problem).
- */
-async function check(name, body, { soft = false, informational = false } = {}) {
-  const started = Date.now();
-  try {
-    const detail = await body();
-    if (!informational) results.passed++;
-    const tag = informational ? 'info' : 'ok  ';
-    console.log(`${tag} - ${name} (${Date.now() - started} ms)${detail ? `: ${detail}` : ''}`);
-    return true;
-  } catch (err) {
-    if (informational) {
-      console.log(`info - ${name} (${Date.now() - started} ms): NOT MET: ${err.message}`);
-      return false;
-    }
-    results.failed++;
-    console.log(`FAIL - ${name} (${Date.now() - started} ms): ${err.message}`);
-    if (!soft) throw new CheckFailed(name);
-    return false;
-  }
-}
+const check = harness.checker(results);
 
 // ---- links ------------------------------------------------------------------------------------
 
