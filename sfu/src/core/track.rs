@@ -431,6 +431,21 @@ mod tests {
         now
     }
 
+    /// Like [`feed`], reading the rates every 100 ms as an allocator does.
+    fn feed_reading(
+        t: &mut Track,
+        from: Instant,
+        span: Duration,
+        layers: &[(usize, usize)],
+    ) -> Instant {
+        let mut at = from;
+        while at < from + span {
+            at = feed(t, at, Duration::from_millis(100), layers);
+            t.layer_rates(at);
+        }
+        at
+    }
+
     fn kbps(r: Option<u64>) -> u64 {
         r.unwrap() / 1000
     }
@@ -494,27 +509,20 @@ mod tests {
     #[test]
     fn a_layer_paused_after_a_peak_is_counted_at_its_typical_rate() {
         let mut t = simulcast_track();
-        // h at 480 kbit/s for 6 s, read every 100 ms as an allocator would.
-        let mut at = Instant::now();
-        for _ in 0..60 {
-            at = feed(
-                &mut t,
-                at,
-                Duration::from_millis(100),
-                &[(0, 1000), (1, 3000)],
-            );
-            t.layer_rates(at);
-        }
-        // Then a second at 1600 (a keyframe, an encoder's peak), and the pause.
-        for _ in 0..10 {
-            at = feed(
-                &mut t,
-                at,
-                Duration::from_millis(100),
-                &[(0, 1000), (1, 10_000)],
-            );
-            t.layer_rates(at);
-        }
+        // h at 480 kbit/s for 6 s, then a second at 1600 (a keyframe, an encoder's peak), and
+        // the pause.
+        let mut at = feed_reading(
+            &mut t,
+            Instant::now(),
+            Duration::from_secs(6),
+            &[(0, 1000), (1, 3000)],
+        );
+        at = feed_reading(
+            &mut t,
+            at,
+            Duration::from_secs(1),
+            &[(0, 1000), (1, 10_000)],
+        );
         assert!(
             t.layers[1].known_rate > 1_200_000,
             "{}",
