@@ -155,15 +155,9 @@ async function scenario() {
     return caps.filter((c) => !/rtx|red|ulpfec/i.test(c)).join('; ');
   });
 
-  const ids = {};
+  let ids = {};
   await check('both pages join', async () => {
-    for (const peer of peers) await peer.page.goto(pageUrl(peer), { timeout: JOIN_TIMEOUT_MS });
-    await until(JOIN_TIMEOUT_MS, async () => {
-      const snaps = await Promise.all(peers.map(snapshot));
-      snaps.forEach((s, i) => (ids[peers[i].name] = s.id));
-      const waiting = snaps.filter((s) => s.state !== 'joined' || !s.id);
-      return waiting.length ? { ok: false, why: snaps.map((s) => s.state).join(', ') } : { ok: true };
-    });
+    ids = await script.joinPages(pageUrl, snapshot, JOIN_TIMEOUT_MS);
     return `P1 ${ids.P1}, P2 ${ids.P2}`;
   });
 

@@ -194,14 +194,7 @@ async function scenario() {
   ]);
 
   await check('the Firefox and Chromium pages join', async () => {
-    for (const peer of peers) await peer.page.goto(pageUrl(peer), { timeout: JOIN_TIMEOUT_MS });
-    const ids = {};
-    await until(JOIN_TIMEOUT_MS, async () => {
-      const snaps = await Promise.all(peers.map(snapshot));
-      snaps.forEach((s, i) => (ids[peers[i].name] = s.id));
-      const waiting = snaps.filter((s) => s.state !== 'joined' || !s.id);
-      return waiting.length ? { ok: false, why: snaps.map((s) => s.state).join(', ') } : { ok: true };
-    });
+    const ids = await script.joinPages(pageUrl, snapshot, JOIN_TIMEOUT_MS);
     return `FF ${ids.FF}, CR ${ids.CR}`;
   });
 

@@ -243,6 +243,7 @@ function checker(results, { onPass = null } = {}) {
  *   for a log tail that streams when verbose;
  * - `startServer()`, `checkHealth()`, `launchBrowser()` and `launchPage(name)`: the server, the
  *   check that it answers /healthz, and the browsers and pages, all closed by the end of `run`;
+ *   `joinPages()` opens the pages and waits until each has joined;
  * - `run({ scenario, pageState, shutdown, logs })`: runs `scenario` under [`runScript`], prints
  *   each page's `pageState(entry)` and the logs (the server's, each page's, `logs`) on a failure,
  *   closes what it started after `shutdown()` and prints the count of checks against
@@ -320,6 +321,22 @@ function browserScript(name, { room, plannedChecks, hardTimeoutMs = 120_000, pol
       page.on('pageerror', (e) => entry.log.push(`pageerror: ${e.message}`));
       script.pages.push(entry);
       return entry;
+    },
+
+    /**
+     * Opens each page at `urlOf(entry)` and waits until `state(entry)` says it joined
+     * (`{ state: 'joined', id }`). Returns the participant ids by page name.
+     */
+    async joinPages(urlOf, state, timeoutMs) {
+      for (const entry of script.pages) await entry.page.goto(urlOf(entry), { timeout: timeoutMs });
+      const ids = {};
+      await until(timeoutMs, async () => {
+        const snaps = await Promise.all(script.pages.map(state));
+        snaps.forEach((s, i) => (ids[script.pages[i].name] = s.id));
+        const waiting = snaps.filter((s) => s.state !== 'joined' || !s.id);
+        return waiting.length ? { ok: false, why: snaps.map((s) => s.state).join(', ') } : { ok: true };
+      }, pollMs);
+      return ids;
     },
 
     run({ scenario, pageState = null, shutdown = async () => {}, logs = [] }) {
