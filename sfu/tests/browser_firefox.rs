@@ -2,9 +2,10 @@
 //! room on the `sfu` binary through the demo page, inside a private network namespace (see
 //! `tests/browser/firefox.js`; `tests/browser/run.sh` runs it with `E2E_SCRIPT=firefox.js`).
 //!
-//! Each page must decode the other's video and receive its audio, and the server's offers to
-//! Firefox, which offers first, must keep the header-extension ids of Firefox's first offer, give
-//! no id Firefox uses for another extension, and list only the extensions the server uses.
+//! Each page must decode the other's video and receive its audio, decode the other's frames at
+//! about the rate they are encoded, and the server's offers to Firefox, which offers first, must
+//! keep the header-extension ids of Firefox's first offer, give no id Firefox uses for another
+//! extension, and list only the extensions the server uses.
 //!
 //! Needs Linux, root (or user namespaces), node >= 20 and npm; Debian's `chromium` and
 //! `firefox-esr` and the npm packages `playwright-core` and `puppeteer-core` are installed when
