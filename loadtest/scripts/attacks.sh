@@ -32,26 +32,21 @@ if [ -z "$URL" ]; then
   [ -x "$SFU_BIN" ] || { echo "missing $SFU_BIN (cargo build --release -p sfu)" >&2; exit 2; }
 fi
 mkdir -p "$OUT"
-pid=""
-stop_server() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi
-}
-trap stop_server EXIT
+trap stop_sfu EXIT
 
 run() { # name, loadtest flags...
   local name=$1; shift
   local url=$URL server_pid=()
   if [ -z "$URL" ]; then
     start_sfu "" "$OUT/sfu-$name.log" "$SFU_BIN" --workers "$WORKERS" --log warn || true
-    pid=$SFU_PID
     url=$SFU_URL
-    server_pid=(--server-pid "$pid")
+    server_pid=(--server-pid "$SFU_PID")
   fi
   # shellcheck disable=SC2086 # EXTRA is a list of flags
   "$LOADTEST_BIN" --url "$url" --video-publishers "$PUBLISHERS" --subscribers "$SUBSCRIBERS" \
     --duration "$DURATION" --warmup 2s --quiet --max-loss 1 --max-freezes 3 "${server_pid[@]}" \
     --report "$OUT/$name.json" "$@" $EXTRA > "$OUT/$name.txt" 2>&1 || true
-  stop_server
+  stop_sfu
   echo "$name: $(grep -E '^(PASS|FAIL)' "$OUT/$name.txt" || echo 'no summary')" >&2
 }
 

@@ -27,23 +27,18 @@ for bin in "$SFU_BIN" "$LOADTEST_BIN"; do
 done
 mkdir -p "$OUT"
 
-pid=""
-stop_server() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi
-}
-trap stop_server EXIT
+trap stop_sfu EXIT
 
 start_sfu "$SERVER_CPUS" "$OUT/sfu.log" "$SFU_BIN" --workers "$WORKERS" --log warn \
   --http-limits-max-whip-sessions-per-ip 1000 || true
-pid=$SFU_PID
 echo "this server: $(cut -d' ' -f1-3 /proc/loadavg) load average before the run" >&2
-taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "$SFU_URL" --server-pid "$pid" \
+taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "$SFU_URL" --server-pid "$SFU_PID" \
   --quiet --report "$OUT/sfu.json" "${FLAGS[@]}" > "$OUT/sfu.txt" 2>&1 || true
 grep -E '^(PASS|FAIL)' "$OUT/sfu.txt" >&2 || tail -5 "$OUT/sfu.txt" >&2
 echo "this server over WHIP/WHEP: $(cut -d' ' -f1-3 /proc/loadavg) load average before the run" >&2
 taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --target whip-whep --url "$SFU_URL" \
-  --server-pid "$pid" --quiet --report "$OUT/whip.json" "${FLAGS[@]}" > "$OUT/whip.txt" 2>&1 || true
-stop_server
+  --server-pid "$SFU_PID" --quiet --report "$OUT/whip.json" "${FLAGS[@]}" > "$OUT/whip.txt" 2>&1 || true
+stop_sfu
 grep -E '^(PASS|FAIL)' "$OUT/whip.txt" >&2 || tail -5 "$OUT/whip.txt" >&2
 
 echo "janus: $(cut -d' ' -f1-3 /proc/loadavg) load average before the run" >&2

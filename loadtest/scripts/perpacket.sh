@@ -37,23 +37,18 @@ SCENARIOS=(
   "audio-room-10x60|--preset audio-room-10xN --subscribers 60"
 )
 
-pid=""
-stop_server() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi
-}
-trap stop_server EXIT
+trap stop_sfu EXIT
 
 for entry in "${SCENARIOS[@]}"; do
   name=${entry%%|*}
   read -r -a flags <<< "${entry#*|}"
   for run in $(seq "$RUNS"); do
     start_sfu "$SERVER_CPUS" "$OUT/$name-$run.log" "$SFU_BIN" --workers "$WORKERS" --log warn || true
-    pid=$SFU_PID
     echo "$name run $run: load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "$SFU_URL" --server-pid "$pid" \
+    taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "$SFU_URL" --server-pid "$SFU_PID" \
       --quiet --duration "$DURATION" --warmup 3s --report "$OUT/$name-$run.json" \
       "${flags[@]}" "${EXTRA[@]}" > "$OUT/$name-$run.txt" 2>&1 || true
-    stop_server
+    stop_sfu
   done
 done
 

@@ -1,6 +1,7 @@
 # Sourced by the benchmark scripts.
 #
 #   start_sfu CPUS LOG BIN [SERVER FLAGS...]
+#   stop_sfu
 #
 # Starts the server BIN pinned to CPUS (not pinned if CPUS is empty), on loopback, on an HTTP
 # port the kernel picks (so it can never collide with another listener), its output in LOG, and
@@ -26,4 +27,14 @@ start_sfu() {
   done
   echo "the server did not come up (see $log)" >&2
   return 1
+}
+
+# Stops the server start_sfu started, if it still runs, and waits for it; a script sets
+# `trap stop_sfu EXIT` so that an interrupted run leaves no server behind.
+stop_sfu() {
+  if [ -n "${SFU_PID:-}" ]; then
+    kill "$SFU_PID" 2>/dev/null || true
+    wait "$SFU_PID" 2>/dev/null || true
+    SFU_PID=""
+  fi
 }
