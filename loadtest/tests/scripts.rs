@@ -62,3 +62,69 @@ fn side_by_side_measures_both_servers() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `sendfloor` (which `floor.sh` runs next to the server) sends what it says to receivers that
+/// get it all, GSO runs and single datagrams alike, and prints a figure per datagram.
+#[test]
+fn sendfloor_sends_the_pattern_and_measures_it() {
+    for gso in [true, false] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sendfloor"));
+        cmd.args([
+            "--pattern",
+            "3x4x1200@100",
+            "--pattern",
+            "3x1x120@50",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+        ]);
+        if !gso {
+            cmd.arg("--no-gso");
+        }
+        let out = cmd.output().expect("running sendfloor");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}:\n{stdout}", out.status);
+        let kind = if gso { "GSO" } else { "a message per datagram" };
+        assert!(stdout.contains(kind), "{kind}:\n{stdout}");
+        // 3 destinations × (4 datagrams × 100 bursts + 1 × 50) a second, for one second.
+        let sent: u64 = field(&stdout, "sent ").expect("a count sent");
+        assert!((1300..=1400).contains(&sent), "about 1,350 sent:\n{stdout}");
+        let received: f64 = field(&stdout, "received ").expect("a share received");
+        assert!(
+            (95.0..=105.0).contains(&received),
+            "all received:\n{stdout}"
+        );
+        let us: f64 = field(&stdout, "us_per_datagram ").expect("a figure");
+        assert!(us > 0.0 && us < 10_000.0, "a plausible figure:\n{stdout}");
+    }
+}
+
+/// `sendfloor` refuses a pattern it cannot send, and says why.
+#[test]
+fn sendfloor_refuses_an_impossible_pattern() {
+    for (pattern, why) in [
+        ("3x1x10@50", "bytes must be 28 to 1400"),
+        ("3x1x120", "is not DESTINATIONSxDATAGRAMSxBYTES@RATE"),
+        ("0x1x120@50", "destinations must be 1 to 1000"),
+        ("3x1x120@0", "the rate must be above 0"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sendfloor"))
+            .args(["--pattern", pattern, "--duration", "100ms"])
+            .output()
+            .expect("running sendfloor");
+        assert_eq!(out.status.code(), Some(2), "{pattern}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{pattern}: {stderr}");
+    }
+}
+
+/// The number after `label` in `text`.
+fn field<T: std::str::FromStr>(text: &str, label: &str) -> Option<T> {
+    let at = text.find(label)? + label.len();
+    let rest = &text[at..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
