@@ -117,6 +117,13 @@ fn sendfloor_refuses_an_impossible_pattern() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(why), "{pattern}: {stderr}");
     }
+    let out = Command::new(env!("CARGO_BIN_EXE_sendfloor"))
+        .args(["--duration", "0s", "--warmup", "0s"])
+        .output()
+        .expect("running sendfloor");
+    assert_eq!(out.status.code(), Some(2), "an empty window");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("make --duration longer"), "{stderr}");
 }
 
 /// The number after `label` in `text`.

@@ -177,10 +177,11 @@ fn run(args: &Args) -> io::Result<()> {
             .enumerate()
             .min_by_key(|&(_, t)| t)
             .expect("at least one pattern");
-        if at >= end {
+        let now = Instant::now();
+        // A sender that cannot keep up stops at the end too; the rate it reached is printed.
+        if at >= end || now >= end {
             break;
         }
-        let now = Instant::now();
         if at > now {
             std::thread::sleep(at - now);
         }
@@ -191,7 +192,12 @@ fn run(args: &Args) -> io::Result<()> {
         senders[i].burst(&socket, key.as_ref())?;
         next[i] += Duration::from_secs_f64(1.0 / args.patterns[i].rate);
     }
-    let (at, cpu0, sent0, bytes0) = window.expect("the window starts before the end");
+    let Some((at, cpu0, sent0, bytes0)) = window else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no burst fell in the measured window: make --duration longer",
+        ));
+    };
     let (cpu, wall) = (thread_cpu() - cpu0, at.elapsed());
     let sent = totals(&senders) - sent0;
     // Let the receivers take what is still queued for them.
@@ -328,6 +334,7 @@ impl Sender {
         }
         Ok(())
     }
+
     /// Sends messages `first..first + n` in one call; returns how many the kernel took.
     fn send(
         &self,
@@ -340,23 +347,25 @@ impl Sender {
         let mut headers: [libc::mmsghdr; MESSAGES] = unsafe { mem::zeroed() };
         let mut iovecs: [libc::iovec; MESSAGES * MAX_PER_DESTINATION] = unsafe { mem::zeroed() };
         let mut controls = [[0u64; 4]; MESSAGES];
+        let datagrams = &self.datagrams[first * per_message..(first + n) * per_message];
+        for (iovec, d) in iovecs.iter_mut().zip(datagrams) {
+            *iovec = libc::iovec {
+                // The kernel only reads through it.
+                iov_base: d.as_ptr() as *mut libc::c_void,
+                iov_len: d.len(),
+            };
+        }
+        let iov = iovecs.as_mut_ptr();
         for k in 0..n {
             let m = first + k;
-            for j in 0..per_message {
-                let d = &self.datagrams[m * per_message + j];
-                iovecs[k * per_message + j] = libc::iovec {
-                    // The kernel only reads through it.
-                    iov_base: d.as_ptr() as *mut libc::c_void,
-                    iov_len: d.len(),
-                };
-            }
             let h = &mut headers[k].msg_hdr;
             let destination = m * per_message / self.per_destination;
             h.msg_name = (&self.names[destination] as *const libc::sockaddr_in)
                 .cast_mut()
                 .cast();
             h.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_iov = iovecs[k * per_message..].as_mut_ptr();
+            // SAFETY: k * per_message + per_message <= n * per_message, within the array.
+            h.msg_iov = unsafe { iov.add(k * per_message) };
             h.msg_iovlen = per_message;
             if per_message > 1 {
                 let control = &mut controls[k];
@@ -380,6 +389,9 @@ impl Sender {
                 unsafe { libc::sendmmsg(socket.as_raw_fd(), headers.as_mut_ptr(), n as u32, 0) };
             if r > 0 {
                 return Ok(r as usize);
+            }
+            if r == 0 {
+                return Err(io::Error::other("sendmmsg took no message"));
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
