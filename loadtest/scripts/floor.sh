@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The server's CPU per forwarded packet next to the least the same output can cost on this
-# machine: for two scenarios of perpacket.sh, each run of the server (one media worker pinned to
+# machine: for the four scenarios of perpacket.sh, each run of the server (one media worker pinned to
 # SERVER_CPUS, the load tester to LOADTEST_CPUS) is followed by a run of `sendfloor` sending the
 # scenario's datagrams from SERVER_CPUS to receivers on LOADTEST_CPUS: sealed with AES-GCM, handed
 # to the kernel with sendmmsg and GSO as the server does, and nothing else (no WebRTC stack, no
@@ -10,13 +10,16 @@
 #   loadtest/scripts/floor.sh
 #
 # The patterns, as the server forwards in each scenario (its metrics give the packets and bytes a
-# second, a capture on lo how they are grouped):
-#   audio-room-10x60   ten speakers' Opus packets, each to the 69 other participants alone: 500
-#                      bursts a second of one 120-byte datagram to each of 69 destinations
-#                      (34,500/s);
-#   single-layer-1x80  one camera's frames to 80 viewers in GSO runs of four 1,100-byte datagrams,
-#                      45.6 runs a second each (14,592/s), and the publisher's Opus packets to
-#                      each alone, 50 a second (4,000/s).
+# second, a capture on lo how they are grouped; video goes in GSO runs of about four 1,100-byte
+# datagrams to a viewer, Opus packets of 120 bytes each alone):
+#   cameras-2x40       video to the 40 viewers and the 2 publishers, 90 runs a second each
+#                      (15,120/s); audio to 41 destinations, 100 a second each (4,100/s);
+#   single-layer-1x80  video to 80 viewers, 45.6 runs a second each (14,592/s); audio, 50 a
+#                      second each (4,000/s);
+#   meeting-10x10      video to the 10 publishers, 397 runs a second each (15,880/s); audio, 390
+#                      a second each (3,900/s);
+#   audio-room-10x60   the ten speakers' packets to the 69 other participants, 500 bursts a
+#                      second (34,500/s).
 #
 # Environment: SFU_BIN (default target/release/sfu), LOADTEST_BIN (target/release/loadtest),
 # SENDFLOOR_BIN (target/release/sendfloor), SERVER_CPUS (0), LOADTEST_CPUS (1), DURATION (15s),
@@ -39,8 +42,10 @@ done
 mkdir -p "$OUT"
 
 SCENARIOS=(
-  "audio-room-10x60|--preset audio-room-10xN --subscribers 60|--pattern 69x1x120@500"
+  "cameras-2x40|--video-publishers 2 --subscribers 40|--pattern 42x4x1100@90 --pattern 41x1x120@100"
   "single-layer-1x80|--video-publishers 1 --subscribers 80 --simulcast off --publishers-subscribe false|--pattern 80x4x1100@45.6 --pattern 80x1x120@50"
+  "meeting-10x10|--preset meeting-10x10|--pattern 10x4x1100@397 --pattern 10x1x120@390"
+  "audio-room-10x60|--preset audio-room-10xN --subscribers 60|--pattern 69x1x120@500"
 )
 
 trap stop_sfu EXIT
