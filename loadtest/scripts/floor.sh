@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The server's CPU per forwarded packet next to the least the same output can cost on this
-# machine: for the four scenarios of perpacket.sh, each run of the server (one media worker pinned to
-# SERVER_CPUS, the load tester to LOADTEST_CPUS) is followed by a run of `sendfloor` sending the
-# scenario's datagrams from SERVER_CPUS to receivers on LOADTEST_CPUS: sealed with AES-GCM, handed
-# to the kernel with sendmmsg and GSO as the server does, and nothing else (no WebRTC stack, no
-# receive path, no feedback). What lies between the two is the server's own work: its software, and
-# the kernel's for its input and its wake-ups.
+# machine: for the four scenarios of perpacket.sh, each run of the server (one media worker pinned
+# to SERVER_CPUS, the load tester to LOADTEST_CPUS) is followed by a run of `sendfloor` sending
+# the scenario's datagrams from SERVER_CPUS to receivers on LOADTEST_CPUS: sealed with AES-GCM,
+# handed to the kernel with sendmmsg and GSO as the server does, and nothing else (no WebRTC
+# stack, no receive path, no feedback). What lies between the two is the server's own work: its
+# software, and the kernel's for its input and its wake-ups.
 #
 #   loadtest/scripts/floor.sh
 #
