@@ -100,9 +100,10 @@ fn sendfloor_sends_the_pattern_and_measures_it() {
     }
 }
 
-/// `sendfloor` refuses a pattern it cannot send, and says why.
+/// `sendfloor` refuses a pattern it cannot send, too many patterns, an empty window and a core
+/// that does not exist, each with exit status 2 and the reason.
 #[test]
-fn sendfloor_refuses_an_impossible_pattern() {
+fn sendfloor_refuses_what_it_cannot_do() {
     for (pattern, why) in [
         ("3x1x10@50", "bytes must be 28 to 1400"),
         ("3x1x120", "is not DESTINATIONSxDATAGRAMSxBYTES@RATE"),
@@ -117,13 +118,23 @@ fn sendfloor_refuses_an_impossible_pattern() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(why), "{pattern}: {stderr}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_sendfloor"))
-        .args(["--duration", "0s", "--warmup", "0s"])
-        .output()
-        .expect("running sendfloor");
-    assert_eq!(out.status.code(), Some(2), "an empty window");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("make --duration longer"), "{stderr}");
+    let nine: Vec<&str> = ["--pattern", "3x1x120@50"].repeat(9);
+    for (args, why) in [
+        (
+            vec!["--duration", "0s", "--warmup", "0s"],
+            "make --duration longer",
+        ),
+        (nine, "at most 8 patterns"),
+        (vec!["--sender-cpu", "5000"], "no core 5000"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sendfloor"))
+            .args(&args)
+            .output()
+            .expect("running sendfloor");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
 }
 
 /// The number after `label` in `text`.

@@ -40,9 +40,6 @@ const MAX_DESTINATIONS: usize = 1000;
 const MAX_PATTERNS: usize = 8;
 /// Socket buffers, as the server's.
 const SOCKET_BUFFER: libc::c_int = 4 * 1024 * 1024;
-/// Linux: `SOL_UDP` options.
-const UDP_SEGMENT: libc::c_int = 103;
-const UDP_GRO: libc::c_int = 104;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -376,7 +373,7 @@ impl Sender {
                     h.msg_controllen = libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as usize;
                     let c = libc::CMSG_FIRSTHDR(h);
                     (*c).cmsg_level = libc::SOL_UDP;
-                    (*c).cmsg_type = UDP_SEGMENT;
+                    (*c).cmsg_type = libc::UDP_SEGMENT;
                     (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as usize;
                     let size = self.datagrams[0].len() as u16;
                     std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), size);
@@ -414,7 +411,7 @@ fn start_receivers(
         let s = UdpSocket::bind("127.0.0.1:0")?;
         set_int(&s, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER)?;
         // As the bots: a GSO run arrives whole, as a network card would hand it on.
-        set_int(&s, libc::SOL_UDP, UDP_GRO, 1)?;
+        set_int(&s, libc::SOL_UDP, libc::UDP_GRO, 1)?;
         s.set_nonblocking(true)?;
         match s.local_addr()? {
             SocketAddr::V4(a) => addrs.push(a),
