@@ -105,6 +105,12 @@ async fn metrics_move_when_media_flows() {
         "every drop reason is listed"
     );
     assert!(after.contains("sfu_worker_cpu_seconds_total{worker=\"0\"}"));
+    // The send calls' part of the worker's time: some, and not more than the whole.
+    let send_cpu = metric(&after, "sfu_worker_send_cpu_seconds_total", &[]);
+    assert!(
+        send_cpu > 0.0 && send_cpu < metric(&after, "sfu_worker_cpu_seconds_total", &[]),
+        "{after}"
+    );
     assert_eq!(metric(&after, "sfu_ready", &[]), 1.0);
 
     // A real histogram: cumulative buckets, their +Inf bucket equal to the count, and a sum.

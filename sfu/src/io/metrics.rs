@@ -21,6 +21,8 @@ use crate::core::forward::DropReason;
 use crate::core::stats::{EngineStats, Histogram, KIND_NAMES};
 use crate::core::Engine;
 
+use super::udp::thread_cpu_time;
+
 /// How often workers publish.
 pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -228,8 +230,9 @@ fn describe() {
     );
 }
 
-/// The CPU time of each worker's thread by its `worker` label, as last published.
-static WORKER_CPU: Mutex<BTreeMap<String, f64>> = Mutex::new(BTreeMap::new());
+/// The CPU time of each worker's thread by its `worker` label, as last published: the whole
+/// of it, and the part in its media socket's send calls.
+static WORKER_CPU: Mutex<BTreeMap<String, (f64, f64)>> = Mutex::new(BTreeMap::new());
 
 /// The metrics the recorder cannot hold, in the Prometheus text format: the workers' CPU time
 /// (a counter of fractional seconds) and the process metrics read from `/proc`.
@@ -244,10 +247,24 @@ pub fn render_extra() -> String {
                 "counter",
                 "CPU time used by the worker's thread (rate() of it is the worker's load, 0 to 1).",
             );
-            for (worker, seconds) in cpu.iter() {
+            for (worker, (seconds, _)) in cpu.iter() {
                 let _ = writeln!(
                     out,
                     "sfu_worker_cpu_seconds_total{{worker=\"{worker}\"}} {seconds}"
+                );
+            }
+            out.push('\n');
+            family(
+                &mut out,
+                "sfu_worker_send_cpu_seconds_total",
+                "counter",
+                "Part of the worker's CPU time spent in its send system calls, the kernel's work \
+                 for the datagrams it sends (estimated from one call in eight).",
+            );
+            for (worker, (_, seconds)) in cpu.iter() {
+                let _ = writeln!(
+                    out,
+                    "sfu_worker_send_cpu_seconds_total{{worker=\"{worker}\"}} {seconds}"
                 );
             }
             out.push('\n');
@@ -326,7 +343,12 @@ impl WorkerMetrics {
 
     /// Publishes gauges and the counters' increments since the last call. `participants`: the
     /// ids of the participants on this worker, for their bandwidth estimates.
-    pub fn publish<'a>(&mut self, engine: &Engine, participants: impl Iterator<Item = &'a String>) {
+    pub fn publish<'a>(
+        &mut self,
+        engine: &Engine,
+        participants: impl Iterator<Item = &'a String>,
+        send_cpu: Duration,
+    ) {
         let w = || ("worker", self.worker.clone());
         gauge!("sfu_rooms", &[w()]).set(engine.room_count() as f64);
         gauge!("sfu_participants", &[w()]).set(engine.participant_count() as f64);
@@ -473,20 +495,10 @@ impl WorkerMetrics {
             }
         }
         if let Some(cpu) = thread_cpu_time() {
-            WORKER_CPU
-                .lock()
-                .insert(self.worker.clone(), cpu.as_secs_f64());
+            WORKER_CPU.lock().insert(
+                self.worker.clone(),
+                (cpu.as_secs_f64(), send_cpu.as_secs_f64()),
+            );
         }
     }
-}
-
-/// CPU time of the calling thread.
-fn thread_cpu_time() -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the call only writes to it.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (r == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }

@@ -25,6 +25,11 @@ pub const RECV_BATCH: usize = 32;
 const RECV_BUF: usize = 64 * 1024;
 /// Kernel socket buffers asked for; large enough to ride out a scheduling hiccup.
 pub(super) const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+/// One send call in this many is timed with the thread's CPU clock (two system calls), and
+/// counts for all of them: the estimate of [`MediaSocket::send_cpu`] costs a few nanoseconds
+/// per call, not two clock reads per call.
+#[cfg(target_os = "linux")]
+const SEND_CPU_SAMPLE: u32 = 8;
 
 /// A bound media socket with its batch buffers.
 pub struct MediaSocket {
@@ -42,7 +47,23 @@ pub struct MediaSocket {
     /// Segmentation offload failed on a send: no more GSO trains.
     #[cfg(target_os = "linux")]
     gso_failed: bool,
+    /// Send calls made, to pick the timed ones.
+    #[cfg(target_os = "linux")]
+    send_calls: u32,
+    /// Estimated CPU time of the send calls (see [`MediaSocket::send_cpu`]).
+    send_cpu: Duration,
     local_port: u16,
+}
+
+/// CPU time of the calling thread.
+pub(super) fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call only writes to it.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (r == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 /// One received datagram, borrowed from the socket's buffers.
@@ -122,6 +143,9 @@ impl MediaSocket {
             send_buf: Vec::with_capacity(64 * 1024),
             #[cfg(target_os = "linux")]
             gso_failed: false,
+            #[cfg(target_os = "linux")]
+            send_calls: 0,
+            send_cpu: Duration::ZERO,
             local_port,
         })
     }
@@ -129,6 +153,15 @@ impl MediaSocket {
     /// The port the socket is bound to.
     pub fn local_port(&self) -> u16 {
         self.local_port
+    }
+
+    /// The calling thread's CPU time spent in this socket's send calls so far, the kernel's
+    /// work for the datagrams it sends (on loopback also their delivery to the receivers):
+    /// an estimate from one call in [`SEND_CPU_SAMPLE`] timed with the thread's CPU clock
+    /// (Linux; zero elsewhere). With the thread's whole CPU time it splits a worker's load
+    /// into the kernel's sending and everything else.
+    pub fn send_cpu(&self) -> Duration {
+        self.send_cpu
     }
 
     /// Wait until datagrams can be read.
@@ -222,12 +255,18 @@ impl MediaSocket {
             }
             let spans = &spans[..n];
             loop {
+                self.send_calls = self.send_calls.wrapping_add(1);
+                let timed = self.send_calls.is_multiple_of(SEND_CPU_SAMPLE);
+                let before = if timed { thread_cpu_time() } else { None };
                 let r = match &self.sender {
                     Some(_) => sendmmsg::send(fd, transmits, spans, pin_source),
                     None => self.socket.try_io(Interest::WRITABLE, || {
                         sendmmsg::send(fd, transmits, spans, pin_source)
                     }),
                 };
+                if let (Some(before), Some(after)) = (before, before.and(thread_cpu_time())) {
+                    self.send_cpu += after.saturating_sub(before) * SEND_CPU_SAMPLE;
+                }
                 match r {
                     // The kernel stops at the first message it refuses and counts only those
                     // before it: the refused one leads the next call, which reports its error
@@ -429,6 +468,52 @@ mod tests {
             r.set_nonblocking(true).unwrap();
             assert!(r.recv_from(&mut buf).is_err(), "nothing more");
         }
+    }
+
+    /// Linux: the send calls' CPU time is counted, from the calls it times, as a share of the
+    /// thread's time that fits the work: here the sends are nearly all of it.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_send_calls_cpu_time_is_counted() {
+        use std::net::UdpSocket as StdSocket;
+        let mut socket = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(socket.send_cpu(), Duration::ZERO);
+        let source = SocketAddr::from(([127, 0, 0, 1], socket.local_port()));
+        let receivers: Vec<StdSocket> = (0..2)
+            .map(|_| {
+                let r = StdSocket::bind("127.0.0.1:0").unwrap();
+                socket2::SockRef::from(&r)
+                    .set_recv_buffer_size(4 << 20)
+                    .unwrap();
+                r
+            })
+            .collect();
+        let to: Vec<SocketAddr> = receivers.iter().map(|r| r.local_addr().unwrap()).collect();
+        let calls = 16 * SEND_CPU_SAMPLE as usize;
+        let mut batches: Vec<Vec<Transmit>> = (0..calls)
+            .map(|_| {
+                // 32 datagrams to alternating receivers: 32 messages, one call.
+                (0..sendmmsg::MESSAGES)
+                    .map(|k| Transmit {
+                        proto: str0m::net::Protocol::Udp,
+                        source,
+                        destination: to[k % 2],
+                        contents: vec![7; 100].into(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let before = thread_cpu_time().unwrap();
+        for transmits in &mut batches {
+            let n = transmits.len();
+            assert_eq!(socket.send_all(transmits, false).await.unwrap(), n);
+        }
+        let spent = thread_cpu_time().unwrap() - before;
+        let counted = socket.send_cpu();
+        assert!(
+            counted > spent / 5 && counted < spent * 2,
+            "{counted:?} counted of {spent:?} spent sending {calls} calls"
+        );
     }
 
     /// Linux: the port's datagrams, from many sources (which the kernel would otherwise spread

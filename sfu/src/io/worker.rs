@@ -267,7 +267,11 @@ impl WorkerLoop {
                     if let Some(factor) = self.load.tick(now) {
                         self.engine.set_load_factor(now, factor);
                     }
-                    self.metrics.publish(&self.engine, self.sessions.ids());
+                    self.metrics.publish(
+                        &self.engine,
+                        self.sessions.ids(),
+                        self.socket.send_cpu(),
+                    );
                     let oldest = self.engine.oldest_queued(now);
                     self.metrics.publish_load(&self.load, oldest);
                     self.end_grace_periods();
