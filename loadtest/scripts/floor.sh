@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The server's CPU per forwarded packet next to the least the same output can cost on this
+# The server's CPU per forwarded packet next to what the same output costs a bare sender on this
 # machine: for the four scenarios of perpacket.sh, each run of the server (one media worker pinned
 # to SERVER_CPUS, the load tester to LOADTEST_CPUS) is followed by a run of `sendfloor` sending
 # the scenario's datagrams from SERVER_CPUS to receivers on LOADTEST_CPUS: sealed with AES-GCM,
 # handed to the kernel with sendmmsg and GSO as the server does, and nothing else (no WebRTC
-# stack, no receive path, no feedback). What lies between the two is the server's own work: its
-# software, and the kernel's for its input and its wake-ups.
+# stack, no receive path, no feedback). Next to them, the part of the server's figure spent in its
+# own send calls (its metrics say the share): measured in the same process, it is the better
+# estimate of what the kernel costs the server; sendfloor's datagrams cost it more (see
+# docs/benchmarks.md, section 9.16).
 #
 #   loadtest/scripts/floor.sh
 #
@@ -70,17 +72,20 @@ python3 - "$OUT" "$RUNS" "${SCENARIOS[@]}" <<'PY'
 import json, os, statistics, sys
 out, runs, scenarios = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 print(f"\nreports in {out}\n")
-print("| scenario | server µs/pkt | floor µs/datagram | server − floor | floor's share | runs |")
-print("|---|---:|---:|---:|---:|---:|")
+print("| scenario | server µs/pkt | of which its send calls | floor µs/datagram | server − floor | floor's share | runs |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for entry in scenarios:
     name = entry.split("|", 1)[0]
-    server, floor = [], []
+    server, sends, floor = [], [], []
     for run in range(1, runs + 1):
         try:
             r = json.load(open(os.path.join(out, f"{name}-{run}.json")))
             us = (r.get("server") or {}).get("cpu_us_per_forwarded_packet")
             if us is not None:
                 server.append(us)
+            send = (r.get("server") or {}).get("send_us_per_forwarded_packet")
+            if send is not None:
+                sends.append(send)
         except (OSError, ValueError):
             pass
         try:
@@ -90,8 +95,9 @@ for entry in scenarios:
         except OSError:
             pass
     if not server or not floor:
-        print(f"| {name} | no result (see {name}-*.txt, *.floor) ||||| 0 |")
+        print(f"| {name} | no result (see {name}-*.txt, *.floor) |||||| 0 |")
         continue
     s, f = statistics.median(server), statistics.median(floor)
-    print(f"| {name} | {s:.2f} | {f:.2f} | {s - f:.2f} | {100 * f / s:.0f} % | {min(len(server), len(floor))} |")
+    send = f"{statistics.median(sends):.2f}" if sends else "n/a"
+    print(f"| {name} | {s:.2f} | {send} | {f:.2f} | {s - f:.2f} | {100 * f / s:.0f} % | {min(len(server), len(floor))} |")
 PY

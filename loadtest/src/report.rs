@@ -86,6 +86,13 @@ pub struct ServerCost {
     /// Server CPU microseconds per forwarded packet (the server's whole CPU time, including
     /// receiving, RTCP, signalling and timers, divided by the lower bound above).
     pub cpu_us_per_forwarded_packet: Option<f64>,
+    /// The share of the server's media workers' CPU time spent in their send system calls in
+    /// the window (the kernel's work for the datagrams they send, on loopback also their
+    /// delivery to the bots), from the server's `/metrics`; `None` where it has none.
+    pub send_share: Option<f64>,
+    /// That share of [`cpu_us_per_forwarded_packet`](Self::cpu_us_per_forwarded_packet): the
+    /// kernel's sending per forwarded packet, and what lies above it the server's own work.
+    pub send_us_per_forwarded_packet: Option<f64>,
 }
 
 /// A gate: a condition the run must meet.
@@ -569,6 +576,13 @@ impl Report {
                 c.cpu_us_per_forwarded_packet
                     .map_or("n/a".to_string(), |v| format!("{v:.2} µs"))
             );
+            if let (Some(share), Some(us)) = (c.send_share, c.send_us_per_forwarded_packet) {
+                let _ = writeln!(
+                    s,
+                    "of which send system calls {us:.2} µs ({:.0} % of the workers' CPU)",
+                    share * 100.0
+                );
+            }
         }
         if let Some(c) = &self.loadtest_cpu {
             let _ = writeln!(

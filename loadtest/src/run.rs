@@ -140,6 +140,66 @@ async fn health(addr: SocketAddr, target: &Target) -> Result<(), String> {
         .map_err(|_| "no answer within 3 s".to_string())?
 }
 
+/// Longest `/metrics` answer read.
+const METRICS_MAX: usize = 8 << 20;
+
+/// `GET {prefix}/metrics`: the server's workers' CPU seconds and the part of them in their send
+/// calls, summed over the workers. `None` when the answer is not there in 2 s, is not a 200, or
+/// lacks either metric (metrics on an address of their own, another server).
+async fn send_cpu_sample(addr: SocketAddr, target: &Target) -> Option<(f64, f64)> {
+    let fetch = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let req = format!(
+            "GET {}/metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            target.prefix, target.authority
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut body = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let n = s.read(&mut chunk).await.ok()?;
+            if n == 0 || body.len() + n > METRICS_MAX {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        Some(body)
+    };
+    let body = timeout(Duration::from_secs(2), fetch).await.ok()??;
+    let text = String::from_utf8_lossy(&body);
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    worker_send_cpu(rest)
+}
+
+/// The sums of `sfu_worker_cpu_seconds_total` and `sfu_worker_send_cpu_seconds_total` over their
+/// workers in a Prometheus text exposition; `None` unless both are there.
+fn worker_send_cpu(text: &str) -> Option<(f64, f64)> {
+    let sum = |name: &str| {
+        let mut found = false;
+        let mut total = 0.0;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                continue;
+            }
+            if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                found = true;
+                total += v;
+            }
+        }
+        found.then_some(total)
+    };
+    Some((
+        sum("sfu_worker_cpu_seconds_total")?,
+        sum("sfu_worker_send_cpu_seconds_total")?,
+    ))
+}
+
 /// Whether a TCP connection to `addr` opens (Janus has no health endpoint).
 async fn reachable(addr: SocketAddr) -> Result<(), String> {
     match timeout(Duration::from_secs(3), TcpStream::connect(addr)).await {
@@ -378,6 +438,9 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
     let mut prev_server = server_sample();
     let mut prev_self = procfs::sample("self");
     let mut window: Option<(Snapshot, Option<ProcSample>, Option<ProcSample>)> = None;
+    // This server's workers say how much of their time their send calls take.
+    let scrape_sends = server.is_some() && cfg.janus.is_none() && cfg.whip_whep.is_none();
+    let mut window_sends = None;
     let mut next_tick = start + SAMPLE_INTERVAL;
     // One turn per second until the end (bounded by `end`).
     loop {
@@ -390,6 +453,9 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         let now = Instant::now();
         if window.is_none() && now >= window_start {
             window = Some((live.snapshot(), server_sample(), procfs::sample("self")));
+            if scrape_sends {
+                window_sends = send_cpu_sample(addr, &target).await;
+            }
         }
         if now < next_tick && now < end {
             continue;
@@ -439,6 +505,10 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
     let end_snap = live.snapshot();
     let end_server = server_sample();
     let end_self = procfs::sample("self");
+    let end_sends = match scrape_sends {
+        true => send_cpu_sample(addr, &target).await,
+        false => None,
+    };
     tracing::info!(?end_snap, "end of the measured window");
     view.note("leaving...");
 
@@ -487,6 +557,14 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
 
     let (win_snap, win_server, win_self) = window.unwrap_or((prev, None, None));
     let forwarded = end_snap.rx_packets.saturating_sub(win_snap.rx_packets);
+    // Both counters come from one publication of each worker: their ratio is exact even though
+    // the published values lag the scrape by up to a second.
+    let send_share = match (window_sends, end_sends) {
+        (Some((cpu_a, send_a)), Some((cpu_b, send_b))) if cpu_b > cpu_a => {
+            Some(((send_b - send_a) / (cpu_b - cpu_a)).max(0.0))
+        }
+        _ => None,
+    };
     let server_cost = match (&server, win_server, end_server) {
         (Some(s), Some(a), Some(b)) => {
             let w = CpuWindow::between(&a, &b);
@@ -502,6 +580,10 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
                     0.0
                 },
                 cpu_us_per_forwarded_packet: (forwarded > 0).then(|| cpu_us / forwarded as f64),
+                send_share,
+                send_us_per_forwarded_packet: send_share
+                    .filter(|_| forwarded > 0)
+                    .map(|share| share * cpu_us / forwarded as f64),
                 window: w,
             })
         }
@@ -536,6 +618,33 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_workers_send_time_is_read_from_the_metrics() {
+        let text = "\
+# HELP sfu_worker_cpu_seconds_total CPU time used by the worker's thread.
+# TYPE sfu_worker_cpu_seconds_total counter
+sfu_worker_cpu_seconds_total{worker=\"0\"} 2.5
+sfu_worker_cpu_seconds_total{worker=\"1\"} 1.5
+sfu_worker_cpu_seconds_total_other 100
+sfu_worker_send_cpu_seconds_total{worker=\"0\"} 1
+sfu_worker_send_cpu_seconds_total{worker=\"1\"} 0.5
+sfu_rtp_packets_out_total{worker=\"0\",kind=\"audio\"} 7
+";
+        assert_eq!(worker_send_cpu(text), Some((4.0, 1.5)));
+        let without: String = text
+            .lines()
+            .filter(|l| !l.starts_with("sfu_worker_send"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            worker_send_cpu(&without),
+            None,
+            "a server without the metric"
+        );
+        assert_eq!(worker_send_cpu(""), None);
+        assert_eq!(worker_send_cpu("<html>not metrics</html>"), None);
+    }
 
     #[test]
     fn urls() {

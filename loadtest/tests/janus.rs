@@ -68,5 +68,9 @@ fn one_publisher_two_viewers_on_janus() {
     assert_eq!(totals["video_freezes"], 0, "{stdout}");
     assert!(totals["packets"].as_u64().unwrap_or(0) > 1000, "{stdout}");
     assert_eq!(report["server"]["command"], "janus", "{stdout}");
+    assert!(
+        report["server"]["send_share"].is_null(),
+        "only this server says: {stdout}"
+    );
     assert_eq!(report["passed"], true, "{stdout}");
 }

@@ -45,5 +45,16 @@ fn four_publishers_twelve_subscribers_for_twenty_seconds() {
         report["server"]["cpu_us_per_forwarded_packet"].is_number(),
         "server cost measured: {stdout}"
     );
+    // The part of it in the server's send calls, from its metrics: some, and less than all.
+    let share = report["server"]["send_share"].as_f64().expect("send share");
+    assert!(share > 0.0 && share < 1.0, "{stdout}");
+    let send = report["server"]["send_us_per_forwarded_packet"]
+        .as_f64()
+        .expect("send µs");
+    let all = report["server"]["cpu_us_per_forwarded_packet"]
+        .as_f64()
+        .expect("µs");
+    assert!(send < all, "{stdout}");
+    assert!(stdout.contains("of which send system calls"), "{stdout}");
     assert_eq!(report["passed"], true);
 }
