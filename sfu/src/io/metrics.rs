@@ -259,7 +259,7 @@ pub fn render_extra() -> String {
                 "sfu_worker_send_cpu_seconds_total",
                 "counter",
                 "Part of the worker's CPU time spent in its send system calls, the kernel's work \
-                 for the datagrams it sends (estimated from one call in eight).",
+                 for the datagrams it sends (estimated from one call in eight, picked at random).",
             );
             for (worker, (_, seconds)) in cpu.iter() {
                 let _ = writeln!(

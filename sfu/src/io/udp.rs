@@ -25,9 +25,9 @@ pub const RECV_BATCH: usize = 32;
 const RECV_BUF: usize = 64 * 1024;
 /// Kernel socket buffers asked for; large enough to ride out a scheduling hiccup.
 pub(super) const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
-/// One send call in this many is timed with the thread's CPU clock (two system calls), and
-/// counts for all of them: the estimate of [`MediaSocket::send_cpu`] costs a few nanoseconds
-/// per call, not two clock reads per call.
+/// One send call in this many, on average, is timed with the thread's CPU clock (two system
+/// calls) and counts for all of them: the estimate of [`MediaSocket::send_cpu`] costs a few
+/// nanoseconds per call, not two clock reads per call.
 #[cfg(target_os = "linux")]
 const SEND_CPU_SAMPLE: u32 = 8;
 
@@ -47,9 +47,10 @@ pub struct MediaSocket {
     /// Segmentation offload failed on a send: no more GSO trains.
     #[cfg(target_os = "linux")]
     gso_failed: bool,
-    /// Send calls made, to pick the timed ones.
+    /// Picks the timed send calls: at random (xorshift), since a fixed stride could keep
+    /// picking the same call of a repeating pattern (the first of each turn, say).
     #[cfg(target_os = "linux")]
-    send_calls: u32,
+    send_sampler: u32,
     /// Estimated CPU time of the send calls (see [`MediaSocket::send_cpu`]).
     send_cpu: Duration,
     local_port: u16,
@@ -144,7 +145,7 @@ impl MediaSocket {
             #[cfg(target_os = "linux")]
             gso_failed: false,
             #[cfg(target_os = "linux")]
-            send_calls: 0,
+            send_sampler: 0x9e37_79b9,
             send_cpu: Duration::ZERO,
             local_port,
         })
@@ -157,9 +158,9 @@ impl MediaSocket {
 
     /// The calling thread's CPU time spent in this socket's send calls so far, the kernel's
     /// work for the datagrams it sends (on loopback also their delivery to the receivers):
-    /// an estimate from one call in [`SEND_CPU_SAMPLE`] timed with the thread's CPU clock
-    /// (Linux; zero elsewhere). With the thread's whole CPU time it splits a worker's load
-    /// into the kernel's sending and everything else.
+    /// an estimate from one call in [`SEND_CPU_SAMPLE`], picked at random, timed with the
+    /// thread's CPU clock (Linux; zero elsewhere). With the thread's whole CPU time it splits a
+    /// worker's load into the kernel's sending and everything else.
     pub fn send_cpu(&self) -> Duration {
         self.send_cpu
     }
@@ -255,8 +256,11 @@ impl MediaSocket {
             }
             let spans = &spans[..n];
             loop {
-                self.send_calls = self.send_calls.wrapping_add(1);
-                let timed = self.send_calls.is_multiple_of(SEND_CPU_SAMPLE);
+                let x = &mut self.send_sampler;
+                *x ^= *x << 13;
+                *x ^= *x >> 17;
+                *x ^= *x << 5;
+                let timed = x.is_multiple_of(SEND_CPU_SAMPLE);
                 let before = if timed { thread_cpu_time() } else { None };
                 let r = match &self.sender {
                     Some(_) => sendmmsg::send(fd, transmits, spans, pin_source),
