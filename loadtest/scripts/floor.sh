@@ -6,7 +6,7 @@
 # handed to the kernel with sendmmsg and GSO as the server does, and nothing else (no WebRTC
 # stack, no receive path, no feedback). Next to them, the part of the server's figure spent in its
 # own send calls (its metrics say the share): measured in the same process, it is the better
-# estimate of what the kernel costs the server; sendfloor's datagrams cost it more (see
+# estimate of what the kernel costs the server; sendfloor's small datagrams cost it more (see
 # docs/benchmarks.md, section 9.16).
 #
 #   loadtest/scripts/floor.sh
