@@ -81,6 +81,28 @@ fn api_config(config: &Config) -> Result<ApiConfig, BoxError> {
     Ok(ApiConfig::development(keys))
 }
 
+/// Lets the calling thread (of the HTTP and signalling runtime) be woken without preempting a
+/// media worker on its core: Linux's `SCHED_BATCH`, the same share of the CPU, no wake-up
+/// preemption. A `speakers` message goes to every participant of a room, one channel each; on a
+/// shared core each of those hand-overs would otherwise switch from the worker to this thread
+/// and back (about 2,000 switches a second with 210 participants). So the worker hands them all
+/// over and this thread writes them in one go when the worker yields. Elsewhere nothing.
+fn yield_to_media() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: a valid sched_param for this thread (pid 0); a non-real-time policy needs no
+        // privilege.
+        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        if r != 0 {
+            warn!(
+                "signalling threads keep the default policy: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 /// Runs the server until SIGTERM or Ctrl-C, then drains (see [`SfuHandle::shut_down`]).
 pub fn serve(config: Config) -> Result<(), BoxError> {
     let mut api = api_config(&config)?;
@@ -102,6 +124,7 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sfu-http")
+        .on_thread_start(yield_to_media)
         .enable_all()
         .build()?;
     let webhooks = {

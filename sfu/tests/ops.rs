@@ -406,3 +406,36 @@ async fn wss_join_with_a_self_signed_certificate() {
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The HTTP and signalling threads are woken without preempting a media worker (Linux's
+/// `SCHED_BATCH`); the media workers keep the default policy.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signalling_threads_do_not_preempt_the_media_workers() {
+    let server = Server::start(&[]).await;
+    let pid = server.child.id();
+    let mut policies: Vec<(String, i32)> = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap();
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let tid: libc::pid_t = task.file_name().to_string_lossy().parse().unwrap();
+        // SAFETY: only reads the policy of a thread id; a gone thread gives -1.
+        let policy = unsafe { libc::sched_getscheduler(tid) };
+        policies.push((comm.trim().to_owned(), policy));
+    }
+    let of = |prefix: &str| -> Vec<i32> {
+        policies
+            .iter()
+            .filter(|(c, _)| c.starts_with(prefix))
+            .map(|(_, p)| *p)
+            .collect()
+    };
+    let http = of("sfu-http");
+    let media = of("sfu-worker");
+    assert!(!http.is_empty() && !media.is_empty(), "{policies:?}");
+    assert!(http.iter().all(|p| *p == libc::SCHED_BATCH), "{policies:?}");
+    assert!(
+        media.iter().all(|p| *p == libc::SCHED_OTHER),
+        "{policies:?}"
+    );
+}
