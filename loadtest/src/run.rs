@@ -142,36 +142,31 @@ async fn health(addr: SocketAddr, target: &Target) -> Result<(), String> {
 
 /// Longest `/metrics` answer read.
 const METRICS_MAX: usize = 8 << 20;
+/// How long a `/metrics` answer may take.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET {prefix}/metrics`: the server's workers' CPU seconds and the part of them in their send
-/// calls, summed over the workers. `None` when the answer is not there in 2 s, is not a 200, or
-/// lacks either metric (metrics on an address of their own, another server).
-async fn send_cpu_sample(addr: SocketAddr, target: &Target) -> Option<(f64, f64)> {
+/// `GET {url}/metrics`: the server's workers' CPU seconds and the part of them in their send
+/// calls, summed over the workers. `None` when the answer is not there within `wait`, is not a
+/// 200, is longer than [`METRICS_MAX`], or lacks either metric (metrics on an address of their
+/// own, another server).
+async fn send_cpu_sample(url: &str, wait: Duration) -> Option<(f64, f64)> {
     let fetch = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        let req = format!(
-            "GET {}/metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            target.prefix, target.authority
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
+        let client = reqwest::Client::builder().build().ok()?;
+        let mut r = client.get(format!("{url}/metrics")).send().await.ok()?;
+        if r.status() != reqwest::StatusCode::OK {
+            return None;
+        }
         let mut body = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let n = s.read(&mut chunk).await.ok()?;
-            if n == 0 || body.len() + n > METRICS_MAX {
-                break;
+        while let Some(chunk) = r.chunk().await.ok()? {
+            if body.len() + chunk.len() > METRICS_MAX {
+                return None;
             }
-            body.extend_from_slice(&chunk[..n]);
+            body.extend_from_slice(&chunk);
         }
         Some(body)
     };
-    let body = timeout(Duration::from_secs(2), fetch).await.ok()??;
-    let text = String::from_utf8_lossy(&body);
-    let (head, rest) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    worker_send_cpu(rest)
+    let body = timeout(wait, fetch).await.ok()??;
+    worker_send_cpu(&String::from_utf8_lossy(&body))
 }
 
 /// The sums of `sfu_worker_cpu_seconds_total` and `sfu_worker_send_cpu_seconds_total` over their
@@ -441,6 +436,7 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
     // This server's workers say how much of their time their send calls take.
     let scrape_sends = server.is_some() && cfg.janus.is_none() && cfg.whip_whep.is_none();
     let mut window_sends = None;
+    let metrics_url = format!("http://{}{}", target.authority, target.prefix);
     let mut next_tick = start + SAMPLE_INTERVAL;
     // One turn per second until the end (bounded by `end`).
     loop {
@@ -454,7 +450,7 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
         if window.is_none() && now >= window_start {
             window = Some((live.snapshot(), server_sample(), procfs::sample("self")));
             if scrape_sends {
-                window_sends = send_cpu_sample(addr, &target).await;
+                window_sends = send_cpu_sample(&metrics_url, METRICS_TIMEOUT).await;
             }
         }
         if now < next_tick && now < end {
@@ -505,9 +501,10 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
     let end_snap = live.snapshot();
     let end_server = server_sample();
     let end_self = procfs::sample("self");
-    let end_sends = match scrape_sends {
-        true => send_cpu_sample(addr, &target).await,
-        false => None,
+    let end_sends = if scrape_sends {
+        send_cpu_sample(&metrics_url, METRICS_TIMEOUT).await
+    } else {
+        None
     };
     tracing::info!(?end_snap, "end of the measured window");
     view.note("leaving...");
@@ -618,6 +615,66 @@ pub async fn run(cfg: RunConfig, view: &mut View) -> Result<RunOutput, RunError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server on a free loopback port that answers one request with `answer`, or with nothing
+    /// at all (it holds the connection open); returns its URL.
+    async fn answering(answer: Option<Vec<u8>>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = s.read(&mut request).await;
+            match answer {
+                Some(a) => {
+                    let _ = s.write_all(&a).await;
+                }
+                None => tokio::time::sleep(Duration::from_secs(5)).await,
+            }
+        });
+        url
+    }
+
+    fn http_answer(status: &str, body: &[u8]) -> Vec<u8> {
+        let mut a = format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        a.extend_from_slice(body);
+        a
+    }
+
+    /// The server's metrics are read over HTTP; an error, an answer too long and no answer in
+    /// time give nothing, and quickly.
+    #[tokio::test]
+    async fn the_send_time_comes_from_the_server_s_metrics_or_not_at_all() {
+        let wait = Duration::from_millis(300);
+        let metrics = b"sfu_worker_cpu_seconds_total{worker=\"0\"} 3\n\
+sfu_worker_send_cpu_seconds_total{worker=\"0\"} 1.25\n";
+        let url = answering(Some(http_answer("200 OK", metrics))).await;
+        assert_eq!(send_cpu_sample(&url, wait).await, Some((3.0, 1.25)));
+
+        let url = answering(Some(http_answer("404 Not Found", metrics))).await;
+        assert_eq!(send_cpu_sample(&url, wait).await, None, "not a 200");
+
+        let mut long = metrics.to_vec();
+        long.resize(METRICS_MAX + 1, b'#');
+        let url = answering(Some(http_answer("200 OK", &long))).await;
+        assert_eq!(
+            send_cpu_sample(&url, wait).await,
+            None,
+            "longer than the cap"
+        );
+
+        let url = answering(None).await;
+        let started = Instant::now();
+        assert_eq!(send_cpu_sample(&url, wait).await, None, "no answer");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "gave up after {wait:?}"
+        );
+    }
 
     #[test]
     fn the_workers_send_time_is_read_from_the_metrics() {

@@ -268,7 +268,8 @@ impl MediaSocket {
                         sendmmsg::send(fd, transmits, spans, pin_source)
                     }),
                 };
-                if let (Some(before), Some(after)) = (before, before.and(thread_cpu_time())) {
+                if let Some(before) = before {
+                    let after = thread_cpu_time().unwrap_or(before);
                     self.send_cpu += after.saturating_sub(before) * SEND_CPU_SAMPLE;
                 }
                 match r {
