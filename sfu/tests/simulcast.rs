@@ -750,3 +750,40 @@ fn a_lower_load_factor_sheds_layers_and_raising_it_brings_them_back() {
         assert_clean_switches("subscriber", bed.clients[s].video_from(&ida), true);
     }
 }
+
+/// A subscriber whose link cannot carry all it would like (three simulcast cameras over
+/// 1.2 Mbit/s) keeps asking the estimator to probe for more. The rate it asks for comes from the
+/// publishers' measured bitrates, which move by a few percent all the time; each rise above the
+/// estimate starts a probe, so the estimator is told of a new rate only when it moved by more
+/// than the dead band. Without the dead band it was told 21 times in these 20 s.
+#[test]
+fn a_subscriber_short_of_bandwidth_is_not_probed_at_every_move_of_the_rates() {
+    let mut bed = Bed::new();
+    bed.next_simulcast = true;
+    for i in 0..3 {
+        bed.join("r", &format!("p{i}"), true);
+    }
+    bed.next_simulcast = false;
+    let s = bed.join("r", "sub", false);
+    bed.links.insert(s, Link::new(1_200_000));
+    bed.run(secs(10.0));
+    let id = bed.id(s);
+    let mut told = Vec::new();
+    for _ in 0..200 {
+        bed.run(secs(0.1));
+        let desired = bed.engine.desired_of(&id).expect("a rate to probe for");
+        if told.last() != Some(&desired) {
+            told.push(desired);
+        }
+    }
+    let estimate = bed.engine.estimate_of(&id).expect("an estimate");
+    eprintln!("estimate {estimate}; rates to probe for, in turn: {told:?}");
+    assert!(
+        told.iter().all(|d| *d > estimate),
+        "the subscriber would like more than its link carries: {told:?} against {estimate}"
+    );
+    assert!(
+        told.len() <= 2,
+        "the rate to probe for followed every move of the measured rates: {told:?}"
+    );
+}

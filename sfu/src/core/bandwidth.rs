@@ -84,6 +84,8 @@ pub struct Allocation {
     /// Until then the connection is padded up to the rate it uses even with no step up left
     /// (see [`PAD_AT_START`]); cleared, and the connection allocated again, once it is over.
     pub pad_until: Option<Instant>,
+    /// The rate last given to the estimator as the one to probe for (see [`steady_desired`]).
+    pub desired: Option<u64>,
 }
 
 /// With no step up left, a connection is padded up to the rate it uses (over
@@ -113,6 +115,30 @@ pub const CONGESTION_DROP: f64 = 0.85;
 
 /// Layers nobody needs are paused at the publisher after being unneeded this long.
 pub const PUBLISHER_PAUSE_DELAY: Duration = Duration::from_secs(3);
+
+/// How far the rate a subscriber would like may move before the estimator is told: a tenth
+/// either way. The estimator probes each time it is told of a higher rate that is above its
+/// estimate, and the rate comes from the publishers' measured bitrates, which move by a few
+/// percent from one second to the next (more at a keyframe). Told every move, a subscriber
+/// that cannot receive all it would like (a large meeting, a slow link) was probed several
+/// times a second: bursts above its estimate, and on the server a session timeout for every
+/// packet sent while a probe runs.
+pub const DESIRED_DEAD_BAND: f64 = 0.1;
+
+/// The rate to give the estimator as the one to probe for, given the one it was last given
+/// (`last`) and the one the allocation now asks for: the new one once it is more than
+/// [`DESIRED_DEAD_BAND`] above or below the last, the last one until then.
+pub fn steady_desired(last: Option<u64>, wanted: u64) -> u64 {
+    match last {
+        Some(last)
+            if (wanted as f64) <= last as f64 * (1.0 + DESIRED_DEAD_BAND)
+                && (wanted as f64) >= last as f64 * (1.0 - DESIRED_DEAD_BAND) =>
+        {
+            last
+        }
+        _ => wanted,
+    }
+}
 
 impl Engine {
     /// A new estimate for the connection towards `key`.
@@ -372,6 +398,8 @@ impl Engine {
             VIDEO_PROBE_FLOOR
         };
         let desired = share(a.wanted.max(a.used) + audio).max(floor).min(cap);
+        let desired = steady_desired(p.allocation.desired, desired);
+        p.allocation.desired = Some(desired);
         let pad_used = p.allocation.pad_until.is_some_and(|t| now < t);
         let pad_to = a.next_step.or(pad_used.then_some(a.used));
         let minimum = pad_to.map_or(0, |bps| share(bps + audio).min(desired));
@@ -531,6 +559,32 @@ impl Engine {
         let n = self.rooms.track(tk).map_or(0, |t| t.layers.len());
         for l in 0..n {
             self.request_keyframe(now, tk, l as u8);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_to_probe_for_moves_only_beyond_the_dead_band() {
+        // (last given, asked for now, given now)
+        let table = [
+            (None, 3_000_000, 3_000_000),
+            (Some(3_000_000), 3_000_000, 3_000_000),
+            (Some(3_000_000), 3_290_000, 3_000_000),
+            (Some(3_000_000), 3_300_000, 3_000_000),
+            (Some(3_000_000), 3_310_000, 3_310_000),
+            (Some(3_000_000), 2_710_000, 3_000_000),
+            (Some(3_000_000), 2_700_000, 3_000_000),
+            (Some(3_000_000), 2_690_000, 2_690_000),
+            (Some(3_000_000), 0, 0),
+            (Some(0), 1, 1),
+            (Some(0), 0, 0),
+        ];
+        for (last, asked, given) in table {
+            assert_eq!(steady_desired(last, asked), given, "{last:?} then {asked}");
         }
     }
 }

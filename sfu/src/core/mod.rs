@@ -335,6 +335,13 @@ impl Engine {
         self.participants.get(&key)?.allocation.estimate
     }
 
+    /// The rate the estimator towards participant `id` was last told to probe for, bits per
+    /// second, once it was told one.
+    pub fn desired_of(&self, id: &str) -> Option<u64> {
+        let key = self.demux.id(id)?;
+        self.participants.get(&key)?.allocation.desired
+    }
+
     /// Counters.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
