@@ -249,7 +249,7 @@ fn a_screen_share_keeps_flowing_while_cameras_give_way() {
     let cam2 = bed.join("r", "cam2", true);
     bed.next_simulcast = false;
     let viewer = bed.join("r", "viewer", false);
-    bed.links.insert(viewer, Link::new(1_000_000));
+    bed.links.insert(viewer, Link::new(1_100_000));
     bed.next_single_layer = 1;
     bed.next_sources = vec![(SourceOf::Video, TrackSource::Screen)];
     let presenter = bed.join("r", "presenter", true);
@@ -289,9 +289,9 @@ fn a_screen_share_keeps_flowing_while_cameras_give_way() {
     assert_eq!(kinds.len(), 6);
 }
 
-/// Two simulcast cameras towards a subscriber whose link carries 1.2 Mbit/s: both fit at `q`,
-/// one of them at `h`. The one the subscriber pins gets `h`; pinning the other instead moves `h`
-/// over.
+/// Two simulcast cameras towards a subscriber whose link carries 1.1 Mbit/s: both fit at `q`,
+/// one of them at `h`; both at `h` (1.06 Mbit/s) would need an estimate above the link. The one
+/// the subscriber pins gets `h`; pinning the other instead moves `h` over.
 #[test]
 fn pinning_raises_a_camera_above_the_others() {
     let mut bed = Bed::new();
@@ -300,7 +300,7 @@ fn pinning_raises_a_camera_above_the_others() {
     let cam2 = bed.join("r", "cam2", true);
     bed.next_simulcast = false;
     let viewer = bed.join("r", "viewer", false);
-    bed.links.insert(viewer, Link::new(1_200_000));
+    bed.links.insert(viewer, Link::new(1_100_000));
     let (c1, c2) = (video_track(&bed, cam1), video_track(&bed, cam2));
     let vid = bed.id(viewer);
     // Subscribed once the connections are up.
@@ -353,14 +353,14 @@ fn pinning_raises_a_camera_above_the_others() {
             p.iter().all(|l| *l == Some(1)),
             "the pinned camera is at h throughout: {p:?}"
         );
-        // The other one is never above it, and below it most of the time: the estimate may
-        // creep up towards the link's 1.2 Mbit/s and let both have `h` (1.06 Mbit/s) for a
-        // while, which is right too.
+        // The other one is never above it, and below it all but a moment. (Over a 1.2 Mbit/s
+        // link the estimate can come close enough to the link to let both have `h` for a
+        // while, which is right too.)
         assert!(o.iter().all(|l| l.is_some_and(|l| l <= 1)), "{o:?}");
         let below = o.iter().filter(|l| **l == Some(0)).count();
         assert!(
-            below >= 5,
-            "the other camera is below the pinned one most of the time: {o:?}"
+            below >= 8,
+            "the other camera is below the pinned one all but a moment: {o:?}"
         );
     }
 }

@@ -787,3 +787,35 @@ fn a_subscriber_short_of_bandwidth_is_not_probed_at_every_move_of_the_rates() {
         "the rate to probe for followed every move of the measured rates: {told:?}"
     );
 }
+
+/// In its first seconds a subscriber's connection is padded up to the next layer (and probed):
+/// the pacer asks for a deadline for each padding packet. Such a deadline drives only the
+/// connection's pacer, not a full timeout that reads every stream; the connection's other
+/// deadlines (reports, feedback) still come as full timeouts. Without that, these seconds had
+/// 170 full timeouts and 60 releases a second, for the same packets on the wire.
+#[test]
+fn padding_leaves_without_a_full_timeout_per_packet() {
+    let mut bed = Bed::new();
+    bed.next_simulcast = true;
+    bed.join("r", "ann", true);
+    bed.next_simulcast = false;
+    let s = bed.join("r", "bob", false);
+    bed.run(secs(1.0));
+    let before = bed.engine.stats().clone();
+    let (padding_before, _) = rtx_and_rtp_bytes(&bed, s);
+    bed.run(secs(3.0));
+    let after = bed.engine.stats();
+    let (padding, _) = rtx_and_rtp_bytes(&bed, s);
+    let timeouts = after.rtc_timeouts - before.rtc_timeouts;
+    let releases = after.rtc_releases - before.rtc_releases;
+    let padding = padding - padding_before;
+    eprintln!("{timeouts} full timeouts, {releases} releases, {padding} bytes of padding in 3 s");
+    assert!(
+        padding > 300_000,
+        "the connection was padded: {padding} bytes"
+    );
+    assert!(
+        timeouts * 2 < releases,
+        "{timeouts} full timeouts against {releases} releases"
+    );
+}

@@ -77,13 +77,13 @@ pub struct EngineStats {
     pub nacks_in: u64,
     /// NACKs sent to publishers for packets lost on their way in.
     pub nacks_out: u64,
-    /// Timeouts handed to connections: one per due deadline, and one per packet the pacer
-    /// lets out when it needs the whole connection driven again before the next (during a
-    /// probe).
+    /// Full timeouts handed to connections: one per due deadline other than the pacer's
+    /// (reports, feedback, NACKs, ICE, DTLS).
     pub rtc_timeouts: u64,
-    /// Releases of what was written to a connection in a batch (str0m's `release_queued`: the
-    /// pacing part of a timeout), one per connection written to. With `rtc_timeouts`, a
-    /// measure of the pacing cost per forwarded packet.
+    /// Pacing-only timeouts (str0m's `release_queued`): one per connection written to in a
+    /// batch, and one per deadline a connection's pacer asked for (the next packet of a paced
+    /// burst or a probe, padding). With `rtc_timeouts`, a measure of the pacing cost per
+    /// forwarded packet.
     pub rtc_releases: u64,
     /// RTP datagrams dropped unread because they waited in the socket longer than
     /// `limits.max_input_age` (the worker could not keep up).

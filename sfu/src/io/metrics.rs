@@ -149,11 +149,11 @@ fn describe() {
     );
     describe_counter!(
         "sfu_rtc_timeouts_total",
-        "Timeouts handed to connections (per due deadline, per paced packet that needs one)."
+        "Full timeouts handed to connections: one per due deadline other than the pacer's."
     );
     describe_counter!(
         "sfu_rtc_releases_total",
-        "Releases of what a batch wrote to a connection (the pacing part of a timeout), one per connection written to."
+        "Pacing-only timeouts: one per connection a batch wrote to, and one per deadline its pacer asked for."
     );
     describe_counter!(
         "sfu_keyframe_requests_out_total",
