@@ -617,7 +617,7 @@ mod tests {
     use super::*;
 
     /// A server on a free loopback port that answers one request with `answer`, or with nothing
-    /// at all (it holds the connection open); returns its URL.
+    /// at all (it holds the connection open until the test's runtime ends); returns its URL.
     async fn answering(answer: Option<Vec<u8>>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -629,7 +629,7 @@ mod tests {
                 Some(a) => {
                     let _ = s.write_all(&a).await;
                 }
-                None => tokio::time::sleep(Duration::from_secs(5)).await,
+                None => std::future::pending::<()>().await,
             }
         });
         url
