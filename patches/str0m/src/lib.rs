@@ -1465,7 +1465,8 @@ impl Rtc {
     ///
     /// This is a low level API. For "normal" use via SDP, see [`Rtc::sdp_api()`].
     pub fn direct_api(&mut self) -> DirectApi {
-        self.session.queue_states_changed();
+        // The calls that may change a send queue without naming its stream tell the pacer;
+        // a stream handed out to be written is recorded as changed.
         DirectApi::new(self)
     }
 

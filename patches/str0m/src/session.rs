@@ -38,6 +38,7 @@ use crate::rtp_::{RtpHeader, SessionId, TwccPacketId, extend_u16};
 use crate::rtp_::{SrtpContext, Ssrc};
 use crate::rtp_::{TwccRecvRegister, TwccSendRegister};
 use crate::stats::StatsSnapshot;
+use crate::streams::{MAX_CHANGED_TX, PaddingSource};
 use crate::streams::{RtpPacket, StreamTimeoutConfig, Streams};
 use crate::util::{Soonest, SystemTimeExt, already_happened, not_happening};
 use crate::{Reason, net};
@@ -127,11 +128,16 @@ pub(crate) struct Session {
     // temporary buffer when getting the next (unencrypted) RTP packet from Media line.
     poll_packet_buf: Vec<u8>,
 
-    /// The instant of the last full list of queue states given to the pacer, outside probing,
-    /// while only the pacer's own sends changed a queue since (see `refresh_queue_state`).
-    queue_states_at: Option<Instant>,
-    /// The queue the pacer let the last packet out of.
-    last_polled: Option<MidRid>,
+    /// The pacer holds the queue state of every send stream (from a full list outside probing),
+    /// save those of the streams recorded as changed since (see `refresh_queue_states`).
+    /// Cleared by anything that may change a queue without naming its stream: input, the SDP
+    /// API, most of the direct API.
+    queue_states_listed: bool,
+    /// How many times the pacer was given the states of the changed streams, and a full list.
+    #[cfg(test)]
+    queue_refreshes: usize,
+    #[cfg(test)]
+    queue_lists: usize,
 
     // Next packet for RtpPacket event.
     pending_packet: Option<RtpPacket>,
@@ -237,8 +243,11 @@ impl Session {
             pacer,
             pacer_control: PacerControl::new(),
             poll_packet_buf: vec![0; 2000],
-            queue_states_at: None,
-            last_polled: None,
+            queue_states_listed: false,
+            #[cfg(test)]
+            queue_refreshes: 0,
+            #[cfg(test)]
+            queue_lists: 0,
             pending_packet: None,
             media_bytes_rx: 0,
             media_bytes_tx: 0,
@@ -391,12 +400,14 @@ impl Session {
 
     /// The pacing half of [`Session::handle_timeout`]: what was queued on the send streams
     /// since the last timeout is timestamped, the bandwidth estimator driven and the pacer
-    /// given fresh queue states.
+    /// given fresh queue states (of the streams that changed, where it can).
     pub fn release_queued(&mut self, now: Instant) {
-        self.streams
-            .handle_timeout_tx_queues(now, &self.medias, &self.codec_config);
         let probe_media = self.handle_timeout_bwe(now);
-        self.update_queue_state(now, probe_media);
+        if !self.refresh_queue_states(now) {
+            self.streams
+                .handle_timeout_tx_queues(now, &self.medias, &self.codec_config);
+            self.update_queue_state(now, probe_media);
+        }
     }
 
     fn handle_timeout_bwe(&mut self, now: Instant) -> Option<(Mid, Pt)> {
@@ -436,11 +447,11 @@ impl Session {
     /// Something other than the pacer's own sends may have changed the send queues: the next
     /// refresh lists them all.
     pub(crate) fn queue_states_changed(&mut self) {
-        self.queue_states_at = None;
+        self.queue_states_listed = false;
     }
 
     fn update_queue_state(&mut self, now: Instant, probe_media: Option<(Mid, Pt)>) {
-        self.queue_states_at = None;
+        self.queue_states_listed = false;
         // Do not make unsendable media/padding ready before DTLS supplies keys.
         // Otherwise an immediate pacer deadline can starve the application's I/O.
         if self.srtp_tx.is_none() {
@@ -448,8 +459,10 @@ impl Session {
         }
 
         let probe_media = probe_media.filter(|_| self.pacer.active_cluster().is_some());
-        if probe_media.is_none() {
-            self.queue_states_at = Some(now);
+        self.queue_states_listed = probe_media.is_none();
+        #[cfg(test)]
+        {
+            self.queue_lists += 1;
         }
         self.streams.set_probe_media(probe_media);
         let medias = &self.medias;
@@ -472,45 +485,135 @@ impl Session {
     fn generate_padding(&mut self, request: PaddingRequest) {
         let stream = self
             .streams
-            .stream_tx_by_midrid(request.midrid)
+            .stream_tx_by_midrid_to_write(request.midrid)
             .expect("pacer to use an existing stream");
         stream.generate_padding(request.padding);
     }
 
-    /// Between the packets of a burst, at the instant of the last full list of queue states,
-    /// only the queue the last packet left from has changed (nothing else runs between two
-    /// polls; any input, timeout or API access lists them all again): give the pacer that
-    /// queue's new state instead of a list of every queue, which in a session of many send
-    /// streams cost more than the packet. Returns false where it cannot, and the caller lists
-    /// them all: at another instant, while probing, or for a queue the pacer did not have.
-    fn refresh_queue_state(&mut self, now: Instant) -> bool {
-        let (Some(at), Some(midrid)) = (self.queue_states_at, self.last_polled) else {
-            return false;
-        };
-        // `queue_states_at` is only set with SRTP keys and outside probing; a probe the
-        // estimator started since needs the full list.
-        if at != now || self.pacer.active_cluster().is_some() {
+    /// Give the pacer the states of the send streams recorded as changed since it last had
+    /// every stream's (a write, a packet taken, padding), in place of a list of every stream:
+    /// in a session of many send streams, most idle or with nothing queued, a full list cost
+    /// more than the packets it released. The other streams' states hold: nothing was queued
+    /// on them or taken from them, and their queue time grows with the time passed as the
+    /// pacer computes it. Returns false where it cannot, and the caller lists them all: after
+    /// anything that may change a queue without naming its stream, while probing, before SRTP
+    /// keys, or once more streams changed than are recorded.
+    fn refresh_queue_states(&mut self, now: Instant) -> bool {
+        if !self.queue_states_listed || !self.pacer.can_refresh() || self.srtp_tx.is_none() {
             return false;
         }
-        let Ok(state) = self.streams.send_queue_state_of(now, midrid) else {
+        let Some(changed) = self.streams.take_changed_tx() else {
             return false;
         };
-        let Ok(padding_request) = self.pacer.refresh_queue(now, midrid, state) else {
-            return false;
-        };
-        #[cfg(debug_assertions)]
+        // Streams that still have padding after this refresh are changed for the next.
+        let mut padded = [Ssrc::from(0); 4];
+        let mut n_padded = 0;
+        // Padding sources with nothing queued: listed only if the one padded on.
+        let old_source = self.streams.padding_source;
+        let mut source = old_source;
+        let mut empty_sources = [None; MAX_CHANGED_TX];
+        for (i, &ssrc) in changed.iter().enumerate() {
+            let Some(stream) = self.streams.stream_tx(&ssrc) else {
+                // Removed since: only a full list says which streams are left.
+                self.queue_states_listed = false;
+                return false;
+            };
+            // What was written on it since is timestamped (its first timeout, for a new
+            // stream, came with the full list the API call that made it asked for).
+            crate::streams::handle_timeout_tx(stream, now, &self.medias, &self.codec_config);
+            let state = (!stream.idle_for_pacer(now)).then(|| stream.queue_state(now));
+            if stream.has_padding() {
+                if n_padded == padded.len() {
+                    self.queue_states_listed = false;
+                    return false;
+                }
+                padded[n_padded] = ssrc;
+                n_padded += 1;
+            }
+            let midrid = stream.midrid();
+            match state {
+                Some(state) if state.use_for_padding => {
+                    // A last send only moves forward: the source padded on is the old one or
+                    // one of those that changed.
+                    let candidate = PaddingSource { ssrc, state };
+                    if source.is_none_or(|s| s.ssrc == ssrc || candidate.key() > s.key()) {
+                        source = Some(candidate);
+                    }
+                    if state.snapshot.packet_count == 0 {
+                        empty_sources[i] = Some(midrid);
+                    } else {
+                        self.pacer.set_queue(midrid, Some(state));
+                    }
+                }
+                state => self.pacer.set_queue(midrid, state),
+            }
+        }
+        let source_midrid = source.map(|s| s.state.midrid);
+        for midrid in empty_sources[..changed.len()].iter().flatten() {
+            if Some(*midrid) != source_midrid {
+                self.pacer.set_queue(*midrid, None);
+            }
+        }
+        if let Some(s) = source.filter(|s| s.state.snapshot.packet_count == 0) {
+            self.pacer.set_queue(s.state.midrid, Some(s.state));
+        }
+        if let Some(old) = old_source {
+            // Its state as held, unless it changed (and was given above).
+            if Some(old.state.midrid) != source_midrid
+                && old.state.snapshot.packet_count == 0
+                && !changed.contains(&old.ssrc)
+            {
+                self.pacer.set_queue(old.state.midrid, None);
+            }
+        }
+        self.streams.padding_source = source;
+        self.streams.refreshed_tx(changed, &padded[..n_padded]);
+        #[cfg(test)]
         {
-            let all: Vec<_> = self.streams.send_queue_states(now, |_, _| false).collect();
-            debug_assert_eq!(
-                self.pacer.queue_states(),
-                Some(&all[..]),
-                "queue states refreshed in place differ from a full list"
-            );
+            self.queue_refreshes += 1;
         }
+        let padding_request = self.pacer.handle_refreshed(now);
+        #[cfg(any(test, debug_assertions))]
+        self.check_queue_states(now);
         if let Some(padding_request) = padding_request {
             self.generate_padding(padding_request);
         }
         true
+    }
+
+    /// That the pacer holds the states a full list would give now (its choices depend on the
+    /// set of queues, not on their order, and a state's queue time on the time passed).
+    #[cfg(any(test, debug_assertions))]
+    fn check_queue_states(&mut self, now: Instant) {
+        let Some(held) = self.pacer.queue_states() else {
+            return;
+        };
+        let key = |q: &crate::pacer::QueueState| {
+            let s = &q.snapshot;
+            (
+                q.midrid,
+                q.unpaced,
+                q.use_for_padding,
+                s.byte_size,
+                s.packet_count,
+                s.total_queue_time(now),
+                s.last_emitted,
+                s.first_unsent,
+                s.priority,
+            )
+        };
+        let mut held: Vec<_> = held.iter().map(key).collect();
+        held.sort_by_key(|k| k.0);
+        let all: Vec<_> = self
+            .streams
+            .send_queue_states_sorted(now)
+            .iter()
+            .map(key)
+            .collect();
+        assert_eq!(
+            held, all,
+            "queue states refreshed in place differ from a full list"
+        );
     }
 
     // Use a negotiated PT and MID so browser transports can route the packet to
@@ -1313,6 +1416,7 @@ impl Session {
         self.rtp_closing = true;
         self.clear_feedback();
         self.streams.reset_send_buffers();
+        self.queue_states_changed();
 
         for reports in ReportList::lists_from_iter(self.streams.local_sender_ssrcs()) {
             self.feedback_tx
@@ -1376,16 +1480,15 @@ impl Session {
             // smoothing averages the values it records at each).
             None if self.pacer.can_refresh_in_place() => {
                 let probe_media = self.handle_timeout_bwe(now);
-                if !self.refresh_queue_state(now) {
+                if !self.refresh_queue_states(now) {
                     self.update_queue_state(now, probe_media);
                 }
                 self.pacer.poll_queue()?
             }
             None => return None,
         };
-        self.last_polled = Some(midrid);
         let srtp_tx = self.srtp_tx.as_mut()?;
-        let stream = self.streams.stream_tx_by_midrid(midrid)?;
+        let stream = self.streams.stream_tx_by_midrid_to_write(midrid)?;
         let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());
             return None;
@@ -1908,6 +2011,110 @@ mod tests {
         assert!(!readiness.wants_timeout());
         assert!(matches!(session.poll_event(), Some(Event::RawPacket(_))));
         assert_eq!(session.poll_timeout(), before);
+    }
+
+    /// A session of many send streams, written a few at a time through the API, released and
+    /// polled over a second: each refresh of the pacer names only the streams that changed,
+    /// and every refresh checks that the pacer then holds what a full list gives
+    /// (`check_queue_states`). Input and API calls that may change a queue without naming its
+    /// stream make the next release list them all.
+    #[test]
+    fn releases_refresh_only_the_streams_written_since() {
+        use crate::media::MediaKind;
+        use crate::rtp_::Bitrate;
+        use crate::rtp_::{SeqNo, Ssrc};
+        use crate::streams::RtpWrite;
+
+        let start = Instant::now();
+        let config = RtcConfig::default()
+            .set_rtp_mode(true)
+            .enable_bwe(Some(Bitrate::kbps(600)));
+        let mut session = Session::new(&config);
+        let crypto = crate::crypto::test_default_provider();
+        let profile = SrtpProfile::AEAD_AES_128_GCM;
+        let mat = KeyingMaterial::new(&vec![0; profile.keying_material_len()]);
+        session.set_keying_material(mat, crypto, profile, true);
+
+        // Twenty medias, alternately audio (unpaced) and video with RTX (a padding source).
+        let opus = session
+            .codec_config
+            .iter()
+            .find(|p| p.spec().codec.is_audio());
+        let vp8 = session
+            .codec_config
+            .iter()
+            .find(|p| !p.spec().codec.is_audio());
+        let (opus, vp8) = (opus.unwrap().pt(), vp8.unwrap().pt());
+        let mut streams = vec![];
+        for i in 0..20u32 {
+            let mid = Mid::from(format!("m{i}").as_str());
+            let kind = if i % 2 == 0 {
+                MediaKind::Audio
+            } else {
+                MediaKind::Video
+            };
+            let exts = session.exts.cloned_with_type(kind.is_audio());
+            session.add_media(Media::from_direct_api(mid, i as usize, kind, exts));
+            let ssrc = Ssrc::from(1000 + i);
+            let rtx = (!kind.is_audio()).then(|| Ssrc::from(2000 + i));
+            session
+                .streams
+                .declare_stream_tx(ssrc, rtx, MidRid(mid, None));
+            streams.push((ssrc, if kind.is_audio() { opus } else { vp8 }));
+        }
+        // Asked for more than the estimate: the pacer pads (and the estimator probes).
+        session.set_bwe_bitrate(Bitrate::kbps(900), Bitrate::kbps(1500));
+        let mut readiness = crate::poll::Readiness::idle();
+        session
+            .handle_timeout(start, &mut readiness.wake())
+            .unwrap();
+        while session.poll_datagram(start).is_some() {}
+
+        let mut seq = [0u64; 20];
+        let mut sent = 0;
+        let (refreshed_before, listed_before) = (session.queue_refreshes, session.queue_lists);
+        for step in 0..500u64 {
+            let now = start + Duration::from_millis(2 * step + 1);
+            // A few streams written, as a forwarded packet or frame would be.
+            for k in 0..(1 + step % 3) {
+                let i = ((step * 7 + k * 5) % 20) as usize;
+                let (ssrc, pt) = streams[i];
+                if pt != opus && step % 4 != 0 {
+                    // Video less often than audio: its queues empty between writes.
+                    continue;
+                }
+                let stream = session.streams.stream_tx_to_write(&ssrc).unwrap();
+                let size = if pt == opus { 80 } else { 600 };
+                seq[i] += 1;
+                let write = RtpWrite::new(pt, SeqNo::from(seq[i]), 0, now, vec![7; size]);
+                stream.write_rtp(write);
+            }
+            // Every so often something the pacer is not told about stream by stream.
+            if step % 97 == 50 {
+                session.queue_states_changed();
+            }
+            session.release_queued(now);
+            let mut at = now;
+            for _ in 0..50 {
+                match session.poll_datagram(at) {
+                    Some(_) => sent += 1,
+                    None => match session.poll_timeout().0 {
+                        Some(t) if t <= now + Duration::from_millis(2) => {
+                            at = at.max(t);
+                            session.release_queued(at);
+                        }
+                        _ => break,
+                    },
+                }
+            }
+        }
+        assert!(sent > 500, "{sent} packets sent");
+        let refreshed = session.queue_refreshes - refreshed_before;
+        let listed = session.queue_lists - listed_before;
+        assert!(
+            refreshed > 10 * listed,
+            "{refreshed} releases refreshed, {listed} listed every stream"
+        );
     }
 
     #[test]

@@ -125,6 +125,8 @@ impl<'a> DirectApi<'a> {
 
     /// Start the DTLS subsystem.
     pub fn start_dtls(&mut self, active: bool) -> Result<(), RtcError> {
+        // May change the send streams: the pacer's next refresh lists them all.
+        self.rtc.session.queue_states_changed();
         self.rtc.init_dtls(active)
     }
 
@@ -223,6 +225,8 @@ impl<'a> DirectApi<'a> {
     /// All streams belong to a media identified by a `mid`. This creates the media without
     /// doing any SDP dance.
     pub fn declare_media(&mut self, mid: Mid, kind: MediaKind) -> &mut Media {
+        // May change the send streams: the pacer's next refresh lists them all.
+        self.rtc.session.queue_states_changed();
         let max_index = self.rtc.session.medias.iter().map(|m| m.index()).max();
 
         let next_index = if let Some(max_index) = max_index {
@@ -242,6 +246,8 @@ impl<'a> DirectApi<'a> {
     ///
     /// Removes media and all streams belong to a media identified by a `mid`.
     pub fn remove_media(&mut self, mid: Mid) {
+        // May change the send streams: the pacer's next refresh lists them all.
+        self.rtc.session.queue_states_changed();
         self.rtc.session.remove_media(mid);
     }
 
@@ -251,6 +257,8 @@ impl<'a> DirectApi<'a> {
     /// renegotiation. Enabling has no effect on media where RED is not available. Returns whether
     /// the setting changed (`false` if the media does not exist or the value was already set).
     pub fn set_red_send(&mut self, mid: Mid, enabled: bool) -> bool {
+        // May change the send streams: the pacer's next refresh lists them all.
+        self.rtc.session.queue_states_changed();
         self.rtc.session.set_red_send(mid, enabled)
     }
 
@@ -315,6 +323,8 @@ impl<'a> DirectApi<'a> {
         mid: Mid,
         rid: Option<Rid>,
     ) -> &mut StreamTx {
+        // May change the send streams: the pacer's next refresh lists them all.
+        self.rtc.session.queue_states_changed();
         // One arming deref, then split-borrow the real `&mut Rtc`.
         let rtc = &mut *self.rtc;
 
@@ -348,6 +358,8 @@ impl<'a> DirectApi<'a> {
     ///
     /// Returns true if stream existed and was removed.
     pub fn remove_stream_tx(&mut self, ssrc: Ssrc) -> bool {
+        // May change the send streams: the pacer's next refresh lists them all.
+        self.rtc.session.queue_states_changed();
         self.rtc.session.streams.remove_stream_tx(ssrc)
     }
 
@@ -355,13 +367,16 @@ impl<'a> DirectApi<'a> {
     ///
     /// The stream must first be declared using [`DirectApi::declare_stream_tx`].
     pub fn stream_tx(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
-        self.rtc.session.streams.stream_tx(ssrc)
+        self.rtc.session.streams.stream_tx_to_write(ssrc)
     }
 
     /// Obtain a send stream by looking it up via mid/rid.
     pub fn stream_tx_by_mid(&mut self, mid: Mid, rid: Option<Rid>) -> Option<&mut StreamTx> {
         let midrid = MidRid(mid, rid);
-        self.rtc.session.streams.stream_tx_by_midrid(midrid)
+        self.rtc
+            .session
+            .streams
+            .stream_tx_by_midrid_to_write(midrid)
     }
 
     /// Reset a transmit stream to use a new SSRC and optionally a new RTX SSRC.
@@ -383,6 +398,8 @@ impl<'a> DirectApi<'a> {
         new_ssrc: Ssrc,
         new_rtx: Option<Ssrc>,
     ) -> Option<&mut StreamTx> {
+        // May change the send streams: the pacer's next refresh lists them all.
+        self.rtc.session.queue_states_changed();
         let midrid = MidRid(mid, rid);
 
         // Find the stream by mid/rid

@@ -225,12 +225,13 @@ impl LeakyBucketPacer {
     fn next_poll(&self, now: Instant) -> Option<((Instant, PacerReason), Option<&QueueState>)> {
         // If we have never sent before, do so immediately on an arbitrary non-empty queue.
         if self.last_emitted.is_none() {
-            let mut queues = self
+            let first = self
                 .queue_states
                 .iter()
-                .filter(|q| q.snapshot.packet_count > 0);
+                .filter(|q| q.snapshot.packet_count > 0)
+                .min_by_key(|q| q.midrid);
 
-            if let Some(queue) = queues.next() {
+            if let Some(queue) = first {
                 return Some(((now, PacerReason::FirstEver), Some(queue)));
             }
         };
@@ -240,7 +241,7 @@ impl LeakyBucketPacer {
             .iter()
             .filter(|qs| qs.unpaced)
             .filter_map(|qs| qs.snapshot.first_unsent.map(|t| (t, qs)))
-            .min_by_key(|(t, _)| *t);
+            .min_by_key(|(t, qs)| (*t, qs.midrid));
 
         // Unpaced packets (such as audio by default) are sent immediately.
         if let Some((queued_at, qs)) = unpaced {
@@ -254,8 +255,10 @@ impl LeakyBucketPacer {
                 .filter(|q| q.snapshot.packet_count > 0);
 
             // Send on the non-empty queue with the lowest priority that, was least recently
-            // sent on.
-            non_empty_queues.min_by_key(|q| (q.snapshot.priority, q.snapshot.last_emitted))
+            // sent on. Ties go by MID and RID, so that the choice does not depend on the order
+            // of the queues (see `set_queue`).
+            non_empty_queues
+                .min_by_key(|q| (q.snapshot.priority, q.snapshot.last_emitted, q.midrid))
         };
 
         if let Some(queue) = non_empty_queue {
@@ -334,16 +337,20 @@ impl LeakyBucketPacer {
             self.pacing_bitrate
         };
 
-        let (queue_time, queued_packets, queue_size) =
-            self.queue_states
-                .iter()
-                .fold((Duration::ZERO, 0, DataSize::ZERO), |acc, q| {
-                    (
-                        acc.0 + q.snapshot.total_queue_time(now),
-                        acc.1 + q.snapshot.packet_count,
-                        acc.2 + DataSize::from(q.snapshot.byte_size),
-                    )
-                });
+        // An empty queue adds nothing (no packets, no bytes, no queue time): left out of the
+        // sums, so that a session of many mostly empty queues does not reckon the queue time of
+        // each at every refresh.
+        let (queue_time, queued_packets, queue_size) = self
+            .queue_states
+            .iter()
+            .filter(|q| q.snapshot.packet_count > 0)
+            .fold((Duration::ZERO, 0, DataSize::ZERO), |acc, q| {
+                (
+                    acc.0 + q.snapshot.total_queue_time(now),
+                    acc.1 + q.snapshot.packet_count,
+                    acc.2 + DataSize::from(q.snapshot.byte_size),
+                )
+            });
         if queued_packets == 0 {
             return;
         }
@@ -388,7 +395,7 @@ impl LeakyBucketPacer {
             .queue_states
             .iter()
             .filter(|q| q.use_for_padding)
-            .max_by_key(|q| q.snapshot.last_emitted);
+            .max_by_key(|q| (q.snapshot.last_emitted, q.midrid));
 
         if maybe_queue.is_none() {
             // No padding queue, no probes.
@@ -438,32 +445,35 @@ impl LeakyBucketPacer {
         })
     }
 
-    /// Like [`Pacer::handle_timeout`] at the instant of the last one, when only the queue
-    /// `midrid` changed since (the one the last packet left from): its state is replaced, or
-    /// removed when `state` is `None`, in place of a fresh list of every queue. Returns `Err`
-    /// (and changes nothing) when `midrid` was not a queue and has a state now, since its
-    /// place among the others would not be the one a full list gives.
-    pub(crate) fn refresh_queue(
-        &mut self,
-        now: Instant,
-        midrid: MidRid,
-        state: Option<QueueState>,
-    ) -> Result<Option<PaddingRequest>, ()> {
+    /// Replaces the state of the queue `midrid` in the list the last [`Pacer::handle_timeout`]
+    /// gave (`None`: it has nothing for the pacer, and leaves the list). The pacer's choices
+    /// depend on the set of queues, not on their order, so a queue that was not listed is
+    /// added at the end. [`LeakyBucketPacer::handle_refreshed`] then makes the choices again.
+    pub(crate) fn set_queue(&mut self, midrid: MidRid, state: Option<QueueState>) {
         let at = self.queue_states.iter().position(|q| q.midrid == midrid);
         match (at, state) {
             (Some(i), Some(state)) => self.queue_states[i] = state,
             (Some(i), None) => {
-                self.queue_states.remove(i);
+                self.queue_states.swap_remove(i);
             }
+            (None, Some(state)) => self.queue_states.push(state),
             (None, None) => {}
-            (None, Some(_)) => return Err(()),
         }
-        self.needs_timeout_before_next_poll = false;
-        self.next_poll_time = None;
-        Ok(self.handle_queue_states(now))
     }
 
-    #[cfg(debug_assertions)]
+    /// Like [`Pacer::handle_timeout`], with the queue states of the last one as changed by
+    /// [`LeakyBucketPacer::set_queue`] since. A queue's state holds at a later instant as long
+    /// as nothing was queued on it or taken from it (its queue time grows with the time
+    /// passed, as [`QueueSnapshot::total_queue_time`] computes it), so the caller gives the
+    /// states of the queues that changed and of those with padding (whose queue time is made
+    /// afresh at each state), and keeps the others.
+    pub(crate) fn handle_refreshed(&mut self, now: Instant) -> Option<PaddingRequest> {
+        self.needs_timeout_before_next_poll = false;
+        self.next_poll_time = None;
+        self.handle_queue_states(now)
+    }
+
+    #[cfg(any(test, debug_assertions))]
     pub(crate) fn queue_states(&self) -> &[QueueState] {
         &self.queue_states
     }
@@ -1089,8 +1099,9 @@ mod test {
         assert!(!pacer.can_refresh_in_place());
     }
 
-    /// Between the packets of a burst, replacing the state of the queue a packet left from
-    /// gives the pacer the same choices as a full list of every queue at that instant.
+    /// Replacing the state of the queue a packet left from, between the packets of a burst,
+    /// and keeping the states at the next deadline (nothing was queued or taken since), gives
+    /// the pacer the same choices as a full list of every queue.
     #[test]
     fn refreshing_the_released_queue_gives_the_choices_of_a_full_list() {
         let now = Instant::now();
@@ -1132,25 +1143,43 @@ mod test {
                 assert!(full.can_refresh_in_place() && part.can_refresh_in_place());
                 full.handle_timeout(at, full_queue.queue_state(at));
                 let state = part_queue.queue_state(at).find(|q| q.midrid == qid);
-                assert!(matches!(part.refresh_queue(at, qid, state), Ok(None)));
+                part.set_queue(qid, state);
+                assert!(part.handle_refreshed(at).is_none());
                 assert_eq!(full.poll_timeout(), part.poll_timeout());
             }
-            // Out of budget: both wait for the same deadline, then go on.
+            // Out of budget: both wait for the same deadline. Nothing was queued or taken
+            // since, so the states the refreshed pacer holds are still good then.
             let deadline = full.poll_timeout().0.unwrap();
             assert!(deadline > at);
             at = deadline;
-            handle_timeout_noisy(&mut full, &mut full_queue, at);
-            handle_timeout_noisy(&mut part, &mut part_queue, at);
+            full.handle_timeout(at, full_queue.queue_state(at));
+            assert!(part.handle_refreshed(at).is_none());
+            assert_eq!(full.poll_timeout(), part.poll_timeout(), "round {round}");
         }
         assert!(released >= 20, "{released} packets released");
 
-        // A queue the pacer did not hold cannot be put in place of one.
+        // A queue the pacer did not hold is added, wherever a full list would have put it.
         let stranger = MidRid(Mid::from("new"), None);
+        let mut states: Vec<_> = full_queue.queue_state(at).collect();
+        let template = states[0];
         let state = QueueState {
             midrid: stranger,
-            ..part_queue.queue_state(at).next().unwrap()
+            unpaced: true,
+            snapshot: QueueSnapshot {
+                packet_count: 1,
+                byte_size: 100,
+                first_unsent: Some(at),
+                priority: QueuePriority::Media,
+                ..template.snapshot
+            },
+            ..template
         };
-        assert!(part.refresh_queue(at, stranger, Some(state)).is_err());
+        states.insert(0, state);
+        full.handle_timeout(at, states.into_iter());
+        part.set_queue(stranger, Some(state));
+        assert!(part.handle_refreshed(at).is_none());
+        assert_eq!(full.poll_timeout(), part.poll_timeout());
+        assert_eq!(full.poll_queue(), part.poll_queue());
     }
 
     /// Queue `count` video packets of `size` bytes at once and poll the pacer until it

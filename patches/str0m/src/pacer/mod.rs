@@ -55,21 +55,34 @@ impl PacerImpl {
         }
     }
 
-    /// See [`LeakyBucketPacer::refresh_queue`]. The null pacer never refreshes in place.
-    pub fn refresh_queue(
-        &mut self,
-        now: Instant,
-        midrid: MidRid,
-        state: Option<QueueState>,
-    ) -> Result<Option<PaddingRequest>, ()> {
+    /// Whether the pacer can take the queue states of the last list as changed since
+    /// ([`PacerImpl::set_queue`], [`PacerImpl::handle_refreshed`]): a leaky bucket outside
+    /// probing (a probe's padding sources depend on every stream). The null pacer lists all.
+    pub fn can_refresh(&self) -> bool {
         match self {
-            PacerImpl::Null(_) => Err(()),
-            PacerImpl::LeakyBucket(v) => v.refresh_queue(now, midrid, state),
+            PacerImpl::Null(_) => false,
+            PacerImpl::LeakyBucket(v) => v.active_cluster().is_none(),
+        }
+    }
+
+    /// See [`LeakyBucketPacer::set_queue`]. Only where [`PacerImpl::can_refresh`].
+    pub fn set_queue(&mut self, midrid: MidRid, state: Option<QueueState>) {
+        match self {
+            PacerImpl::Null(_) => unreachable!("the null pacer is not refreshed"),
+            PacerImpl::LeakyBucket(v) => v.set_queue(midrid, state),
+        }
+    }
+
+    /// See [`LeakyBucketPacer::handle_refreshed`]. Only where [`PacerImpl::can_refresh`].
+    pub fn handle_refreshed(&mut self, now: Instant) -> Option<PaddingRequest> {
+        match self {
+            PacerImpl::Null(_) => unreachable!("the null pacer is not refreshed"),
+            PacerImpl::LeakyBucket(v) => v.handle_refreshed(now),
         }
     }
 
     /// The queue states the pacer holds (`None` for the null pacer).
-    #[cfg(debug_assertions)]
+    #[cfg(any(test, debug_assertions))]
     pub fn queue_states(&self) -> Option<&[QueueState]> {
         match self {
             PacerImpl::Null(_) => None,

@@ -148,6 +148,17 @@ pub(crate) struct Streams {
     /// list that we don't want to allocate on every handle_timeout.
     mids_to_report: Vec<Mid>,
 
+    /// The send streams whose state for the pacer may differ from the one it was last given:
+    /// handed out to be written ([`Streams::stream_tx_to_write`]), polled, given padding, or
+    /// with padding left (whose state is made afresh each time). `None` once more than
+    /// [`MAX_CHANGED_TX`] were: the next refresh lists every stream. Reset by each full list
+    /// ([`Streams::send_queue_states`]).
+    changed_tx: Option<Vec<Ssrc>>,
+
+    /// The padding source the pacer would pad on, as of the last full list outside probing
+    /// and the refreshes since (see [`PaddingSource`]).
+    pub(crate) padding_source: Option<PaddingSource>,
+
     /// Whether periodic statistics reports are expected to be generated. This informs us on
     /// whether we should be holding onto data needed for those reports or not.
     enable_stats: bool,
@@ -157,6 +168,10 @@ pub(crate) struct Streams {
     mtu_warn: usize,
     pause_threshold: Duration,
 }
+
+/// How many send streams [`Streams::changed_tx`] names before the next refresh of the pacer lists
+/// them all instead.
+pub(crate) const MAX_CHANGED_TX: usize = 32;
 
 /// Delay between cleaning up the RxLookup.
 const RX_LOOKUP_CLEANUP_INTERVAL: Duration = Duration::from_millis(10_000);
@@ -182,6 +197,8 @@ impl Streams {
             probe_media: None,
             default_ssrc_tx: 0.into(), // this will be changed
             mids_to_report: Vec::with_capacity(10),
+            changed_tx: Some(Vec::new()),
+            padding_source: None,
             enable_stats,
             mtu_warn,
             pause_threshold,
@@ -640,11 +657,15 @@ impl Streams {
         self.probe_media = media;
     }
 
+    /// The queue state of every send stream with something for the pacer, for a full list.
+    /// Afterwards only the streams with padding left count as changed.
     pub(crate) fn send_queue_states(
         &mut self,
         now: Instant,
         mut can_probe: impl FnMut(Mid, Pt) -> bool,
     ) -> impl Iterator<Item = QueueState> {
+        let mut changed = self.changed_tx.take().unwrap_or_default();
+        changed.clear();
         // Snapshot each stream once, preferring media/RTX padding over the
         // fallback. No extra stream or retransmission-queue scan is needed.
         let mut media_padding = false;
@@ -653,17 +674,33 @@ impl Streams {
             queue.midrid = MidRid(MID_PROBE, None);
             queue
         });
+        // Outside probing, of the padding sources with nothing queued only the one the pacer
+        // would pad on is listed (see `PaddingSource`).
+        let collapse = probe_queue.is_none();
+        self.padding_source = None;
+        let mut best: Option<PaddingSource> = None;
         // A stream with nothing queued that cannot carry padding adds nothing to any of the
         // pacer's choices (each looks at queued packets or at padding sources): left out, so
         // that a subscriber of many mostly idle streams does not pay for all of them at every
         // packet.
         let mut streams = self
             .streams_tx
-            .values_mut()
-            .filter_map(move |s| (!s.idle_for_pacer(now)).then_some(s));
+            .iter_mut()
+            .filter_map(move |(k, s)| (!s.idle_for_pacer(now)).then_some((*k, s)));
+        let changed_tx = &mut self.changed_tx;
+        let padding_source = &mut self.padding_source;
+        let mut changed = Some(changed);
+        let mut finished = false;
         std::iter::from_fn(move || {
-            if let Some(stream) = streams.next() {
+            for (ssrc, stream) in streams.by_ref() {
                 let mut queue = stream.queue_state(now);
+                if stream.has_padding() {
+                    if let Some(c) = changed.as_mut().filter(|c| c.len() < MAX_CHANGED_TX) {
+                        c.push(ssrc);
+                    } else {
+                        changed = None;
+                    }
+                }
                 if probe_queue.is_some() && queue.use_for_padding {
                     // Only negotiated feedback sources can provide probe padding.
                     // Ordinary padding keeps its existing eligibility.
@@ -672,7 +709,27 @@ impl Streams {
                         .is_some_and(|pt| can_probe(stream.mid(), pt));
                 }
                 media_padding |= queue.use_for_padding;
+                if collapse && queue.use_for_padding {
+                    let source = PaddingSource { ssrc, state: queue };
+                    if best.is_none_or(|b| source.key() > b.key()) {
+                        best = Some(source);
+                    }
+                    if queue.snapshot.packet_count == 0 {
+                        continue;
+                    }
+                }
                 return Some(queue);
+            }
+            // The list is complete: what changed from here on is recorded afresh.
+            if !finished {
+                finished = true;
+                *changed_tx = changed.take();
+                if let Some(b) = best {
+                    *padding_source = Some(b);
+                    if b.state.snapshot.packet_count == 0 {
+                        return Some(b.state);
+                    }
+                }
             }
             let mut queue = probe_queue.take()?;
             queue.use_for_padding = !media_padding;
@@ -680,22 +737,62 @@ impl Streams {
         })
     }
 
-    /// The state [`Streams::send_queue_states`] would give for the stream `midrid` alone
-    /// (`None`: left out as idle), outside probing. `Err` when there is no such stream or a
-    /// probe stream is bound (its padding eligibility depends on the other streams).
-    pub(crate) fn send_queue_state_of(
-        &mut self,
-        now: Instant,
-        midrid: MidRid,
-    ) -> Result<Option<QueueState>, ()> {
-        if self.probe_media.is_some() || midrid == MidRid(MID_PROBE, None) {
-            return Err(());
+    /// The send stream `ssrc`, to be written or changed: recorded as changed for the pacer.
+    pub(crate) fn stream_tx_to_write(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
+        let stream = self.streams_tx.get_mut(ssrc)?;
+        mark_changed(&mut self.changed_tx, *ssrc);
+        Some(stream)
+    }
+
+    /// The send stream of `midrid`, to be written, polled or changed: recorded as changed for
+    /// the pacer. The probe stream is not recorded (no refresh runs while probing).
+    pub(crate) fn stream_tx_by_midrid_to_write(&mut self, midrid: MidRid) -> Option<&mut StreamTx> {
+        if midrid == MidRid(MID_PROBE, None) {
+            return self.stream_tx_by_midrid(midrid);
         }
-        let stream = self.stream_tx_by_midrid(midrid).ok_or(())?;
-        if stream.idle_for_pacer(now) {
-            return Ok(None);
-        }
-        Ok(Some(stream.queue_state(now)))
+        let (ssrc, stream) = self
+            .streams_tx
+            .iter_mut()
+            .find(|(_, s)| s.is_midrid(midrid))?;
+        mark_changed(&mut self.changed_tx, *ssrc);
+        Some(stream)
+    }
+
+    /// The streams recorded as changed since the last full list or refresh, to be refreshed
+    /// (`None`: too many to name, or none recorded since a list was abandoned; list them all).
+    /// Give the list back with [`Streams::refreshed_tx`].
+    pub(crate) fn take_changed_tx(&mut self) -> Option<Vec<Ssrc>> {
+        self.changed_tx.take()
+    }
+
+    /// After a refresh of the pacer with the states of `streams` (the list
+    /// [`Streams::take_changed_tx`] gave, emptied), those with padding left stay changed.
+    pub(crate) fn refreshed_tx(&mut self, mut streams: Vec<Ssrc>, padded: &[Ssrc]) {
+        streams.clear();
+        streams.extend_from_slice(padded);
+        self.changed_tx = Some(streams);
+    }
+
+    /// For the checks of refreshes: the states a full list outside probing gives, sorted by
+    /// MID and RID, without recording anything.
+    #[cfg(any(test, debug_assertions))]
+    pub(crate) fn send_queue_states_sorted(&mut self, now: Instant) -> Vec<QueueState> {
+        let all: Vec<_> = self
+            .streams_tx
+            .values_mut()
+            .filter_map(|s| (!s.idle_for_pacer(now)).then(|| s.queue_state(now)))
+            .collect();
+        let best = all
+            .iter()
+            .filter(|q| q.use_for_padding)
+            .max_by_key(|q| (q.snapshot.last_emitted, q.midrid))
+            .map(|q| q.midrid);
+        let mut all: Vec<_> = all
+            .into_iter()
+            .filter(|q| !q.use_for_padding || q.snapshot.packet_count > 0 || Some(q.midrid) == best)
+            .collect();
+        all.sort_by_key(|q| q.midrid);
+        all
     }
 
     pub(crate) fn stream_tx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamTx> {
@@ -814,9 +911,48 @@ impl fmt::Debug for RtpPacket {
     }
 }
 
+/// Of the send streams that can carry padding (the pacer's padding sources), the one sent on
+/// last (ties: the greatest MID and RID), which is the one the pacer pads on when nothing is
+/// queued. A padding source with nothing queued adds nothing else to the pacer's choices, so
+/// outside probing the pacer is given, of those, only this one: in a session of many video
+/// streams with RTX, most with nothing queued, the pacer then passes over a few states
+/// instead of all. A stream's last send only moves forward, and only when a packet is polled
+/// from it, so a refresh finds the new one among the streams that changed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PaddingSource {
+    pub ssrc: Ssrc,
+    pub state: QueueState,
+}
+
+impl PaddingSource {
+    pub fn key(&self) -> (Option<Instant>, MidRid) {
+        (self.state.snapshot.last_emitted, self.state.midrid)
+    }
+}
+
+/// Record the send stream `ssrc` as changed for the pacer, or that too many have.
+fn mark_changed(changed: &mut Option<Vec<Ssrc>>, ssrc: Ssrc) {
+    let Some(c) = changed else {
+        return;
+    };
+    if c.contains(&ssrc) {
+        return;
+    }
+    if c.len() < MAX_CHANGED_TX {
+        c.push(ssrc);
+    } else {
+        *changed = None;
+    }
+}
+
 /// A send stream's own timeout: its first-timeout set-up and the timestamps of what was queued
 /// on it since the last.
-fn handle_timeout_tx(stream: &mut StreamTx, now: Instant, medias: &[Media], codecs: &CodecConfig) {
+pub(crate) fn handle_timeout_tx(
+    stream: &mut StreamTx,
+    now: Instant,
+    medias: &[Media],
+    codecs: &CodecConfig,
+) {
     let mid = stream.mid();
     // Finding the first (main) PT that also has RTX for the Media is expensive,
     // this closure is run only when needed.

@@ -1274,6 +1274,15 @@ impl StreamTx {
         })
     }
 
+    pub(crate) fn midrid(&self) -> MidRid {
+        self.midrid
+    }
+
+    /// Whether padding is queued on the stream.
+    pub(crate) fn has_padding(&self) -> bool {
+        self.padding > 0
+    }
+
     pub(crate) fn padding_pt(&self) -> Option<Pt> {
         self.pt_for_padding
     }
