@@ -2063,7 +2063,8 @@ impl Rtc {
         if self.state == RtcState::Closed {
             return Ok(());
         }
-        self.session.queue_states_changed();
+        // What input changes in a send queue (a NACK's resends) is recorded stream by stream
+        // for the pacer.
 
         // The handlers below each arm their own `Wake`; nothing to do here.
         match input {
