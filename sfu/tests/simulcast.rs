@@ -788,7 +788,8 @@ fn a_subscriber_short_of_bandwidth_is_not_probed_at_every_move_of_the_rates() {
     );
 }
 
-/// In its first seconds a subscriber's connection is padded up to the next layer (and probed):
+/// In its first seconds a subscriber of two simulcast cameras is padded up to the next layer
+/// (and probed) while its estimate climbs from its starting guess:
 /// the pacer asks for a deadline for each padding packet. Such a deadline drives only the
 /// connection's pacer, not a full timeout that reads every stream; the connection's other
 /// deadlines (reports, feedback) still come as full timeouts. Without that, these seconds had
@@ -798,6 +799,7 @@ fn padding_leaves_without_a_full_timeout_per_packet() {
     let mut bed = Bed::new();
     bed.next_simulcast = true;
     bed.join("r", "ann", true);
+    bed.join("r", "cat", true);
     bed.next_simulcast = false;
     let s = bed.join("r", "bob", false);
     bed.run(secs(1.0));

@@ -278,8 +278,9 @@ fn a_link_too_thin_for_the_lowest_layer_gets_fewer_frames_of_it_not_none() {
         .filter(|p| p.at >= reduced_at)
         .map(|p| (p.frame, p.temporal))
         .collect();
+    // Temporal layer 0 alone is 5 frames a second; a paused video gets none.
     assert!(
-        frames.len() >= 20,
+        frames.len() >= 10,
         "bob gets {} frames in 3 s: paused rather than reduced",
         frames.len()
     );

@@ -14,6 +14,7 @@ use super::forward::select::LayerIndex;
 use super::forward::svc::ALL_TEMPORAL;
 use super::participant::{ParticipantKey, StreamReport};
 use super::room::TrackKey;
+use super::track::AUDIO_RATE;
 use super::{Engine, TimerKind};
 
 /// The estimate assumed before the first one arrives (also str0m's starting estimate).
@@ -23,8 +24,6 @@ pub const INITIAL_ESTIMATE: u64 = 1_000_000;
 pub const ESTIMATE_SHARE: f64 = 0.9;
 /// The least a subscriber with video probes for.
 const VIDEO_PROBE_FLOOR: u64 = 2_000_000;
-/// Allocation assumed for an audio track not yet measured.
-const AUDIO_RATE: u64 = 40_000;
 /// A rising estimate is acted on at most this often per subscriber; a falling one at once.
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 /// The first hold on step-ups after a step down for bandwidth.
@@ -295,13 +294,17 @@ impl Engine {
                 old.is_none() && !p.subs.get(tk).is_some_and(|s| s.paused_for_bandwidth)
             })
             .collect();
-        // A change that moves one video down and another up (priorities changed) is a
-        // reshuffle, not a step: it is neither damped nor starts a hold.
-        let lowered =
-            (0..keys.len()).any(|i| level(&a, i) < old[i] && !wish_capped(i) && still_there(i));
-        let raised = (0..keys.len()).any(|i| level(&a, i) > old[i]);
-        let stepped_up = (0..keys.len()).any(|i| level(&a, i) > old[i] && !fresh[i]);
-        let (down, up) = (lowered && !raised, stepped_up && !lowered);
+        let changes: Vec<Change> = (0..keys.len())
+            .map(|i| Change {
+                old: old[i],
+                new: level(&a, i),
+                wish_capped: wish_capped(i),
+                still_there: still_there(i),
+                shown: demands[i].current.is_some(),
+                fresh: fresh[i],
+            })
+            .collect();
+        let (down, up) = steps(&changes);
         let damp = &mut p.allocation.damping;
         if down {
             if damp
@@ -355,7 +358,11 @@ impl Engine {
             let top = d.layers.iter().rposition(Option::is_some);
             let want = d.max_layer.zip(top).map(|(m, t)| m.min(t as LayerIndex));
             if let Some(sub) = p.subs.get_mut(&keys[i]) {
-                sub.paused_for_bandwidth = want.is_some() && a.layers[i].is_none();
+                // Only a layer taken away (or kept away) counts: a video that has not had one
+                // yet, say because its top layer arrived a moment before its lowest, is not.
+                sub.paused_for_bandwidth = want.is_some()
+                    && a.layers[i].is_none()
+                    && (old[i].is_some() || sub.paused_for_bandwidth);
             }
             match (want, a.layers[i]) {
                 (Some(_), None) => paused = true,
@@ -563,9 +570,119 @@ impl Engine {
     }
 }
 
+/// One video's move in an allocation, as damping sees it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Change {
+    /// Its level (layer, temporal cap) before and after; `None`: no layer.
+    old: Option<(LayerIndex, u8)>,
+    new: Option<(LayerIndex, u8)>,
+    /// The new level is all the subscriber wants: a wish, not the budget, sets it.
+    wish_capped: bool,
+    /// The old layer is still arriving.
+    still_there: bool,
+    /// Something of it is forwarded now.
+    shown: bool,
+    /// It had no layer, and not for bandwidth (just subscribed, shown again, unmuted,
+    /// arriving again).
+    fresh: bool,
+}
+
+/// Whether an allocation is a step down for bandwidth (it starts a hold) and whether it is a
+/// step up (a hold may hold it back); a change is at most one of them.
+/// - A video lowered below what its subscriber wants, from a layer still arriving, is a step
+///   down; a video not shown yet has nothing to step down from (its target fell because its
+///   lower layers began to arrive after its top one).
+/// - A video raised is a step up, unless it is fresh: a hold must not keep it black.
+/// - A change that moves one video down and another up (priorities changed) is a reshuffle,
+///   neither damped nor starting a hold.
+fn steps(changes: &[Change]) -> (bool, bool) {
+    let lowered = changes
+        .iter()
+        .any(|c| c.new < c.old && !c.wish_capped && c.still_there && c.shown);
+    let raised = changes.iter().any(|c| c.new > c.old);
+    let stepped_up = changes.iter().any(|c| c.new > c.old && !c.fresh);
+    (lowered && !raised, stepped_up && !lowered)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_down_and_up_for_damping() {
+        let at = |l: u8| Some((l, ALL_TEMPORAL));
+        let shown = Change {
+            still_there: true,
+            shown: true,
+            ..Default::default()
+        };
+        let down = Change {
+            old: at(2),
+            new: at(0),
+            ..shown
+        };
+        let up = Change {
+            old: at(0),
+            new: at(1),
+            ..shown
+        };
+        let table: [(&str, Vec<Change>, (bool, bool)); 10] = [
+            ("lowered", vec![down], (true, false)),
+            ("raised", vec![up], (false, true)),
+            (
+                "fewer frames",
+                vec![Change {
+                    new: Some((0, 1)),
+                    old: at(0),
+                    ..shown
+                }],
+                (true, false),
+            ),
+            (
+                "lowered to the wish",
+                vec![Change {
+                    wish_capped: true,
+                    ..down
+                }],
+                (false, false),
+            ),
+            (
+                "its layer stopped arriving",
+                vec![Change {
+                    still_there: false,
+                    ..down
+                }],
+                (false, false),
+            ),
+            (
+                "not shown yet",
+                vec![Change {
+                    shown: false,
+                    ..down
+                }],
+                (false, false),
+            ),
+            ("paused", vec![Change { new: None, ..down }], (true, false)),
+            (
+                "a fresh video",
+                vec![Change {
+                    old: None,
+                    fresh: true,
+                    ..up
+                }],
+                (false, false),
+            ),
+            (
+                "back after a pause for bandwidth",
+                vec![Change { old: None, ..up }],
+                (false, true),
+            ),
+            ("a reshuffle", vec![down, up], (false, false)),
+        ];
+        for (name, changes, expected) in table {
+            assert_eq!(steps(&changes), expected, "{name}");
+        }
+    }
 
     #[test]
     fn the_rate_to_probe_for_moves_only_beyond_the_dead_band() {

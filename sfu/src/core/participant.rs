@@ -66,10 +66,10 @@ pub struct Subscription {
     pub pinned: bool,
     /// The stream state last told to the subscriber.
     pub reported: Option<StreamReport>,
-    /// The last allocation left it without a layer although it wanted one and one arrived:
-    /// giving it a layer again is a step up for bandwidth, which damping may hold. A video that
-    /// never had a layer, or had none for another reason (hidden, muted, nothing arriving), is
-    /// not held back.
+    /// An allocation took its layer away although it wanted one and one arrived, and none has
+    /// given it one since: giving it a layer again is a step up for bandwidth, which damping
+    /// may hold. A video that never had a layer, or had none for another reason (hidden,
+    /// muted, nothing arriving), is not held back.
     pub paused_for_bandwidth: bool,
 }
 

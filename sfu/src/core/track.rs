@@ -129,8 +129,10 @@ impl TemporalRates {
     }
 }
 
-/// Bit rates assumed for layers that have not been measured yet, by position from the top.
+/// Bit rates assumed for video layers that have not been measured yet, by position from the top.
 const DEFAULT_RATES: [u64; 3] = [1_500_000, 500_000, 150_000];
+/// Bit rate assumed for an audio track that has not been measured yet.
+pub const AUDIO_RATE: u64 = 40_000;
 
 /// A layer counts as arriving until this long after its last packet.
 pub const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -267,6 +269,7 @@ impl Track {
     pub fn layer_rates(&mut self, now: Instant) -> Vec<Option<u64>> {
         let n = self.layers.len();
         let single = n == 1;
+        let kind = self.kind;
         let paused: Vec<bool> = (0..n).map(|i| self.paused_at_publisher(i)).collect();
         self.layers
             .iter_mut()
@@ -283,7 +286,9 @@ impl Track {
                 let resuming = l.known_rate > 0
                     && l.resumed_at
                         .is_some_and(|t| now.saturating_duration_since(t) < rate::WINDOW);
-                let default = if single {
+                let default = if kind == MediaKind::Audio {
+                    AUDIO_RATE
+                } else if single {
                     DEFAULT_RATES[1]
                 } else {
                     DEFAULT_RATES[(n - 1 - i).min(2)]
@@ -291,13 +296,19 @@ impl Track {
                 if !paused[i] && !resuming {
                     let r = l.rate.rate(now);
                     if r > 0 {
-                        // In its first second a single stream's reading is mostly its first
-                        // keyframe: counted at most at the typical rate until the window is
-                        // full, so that a new track (a screen share, always one layer) is not
-                        // paused for a rate it never has. (A simulcast track has lower layers
-                        // to fall back on.)
+                        // Until the meter has a full window its reading is a fraction of a
+                        // second: the first keyframe makes it read far above the stream's rate,
+                        // a layer's first packets far below (one packet in a quarter second).
+                        // Too high pauses a new track for a rate it never has; too low raises
+                        // a subscriber on a slow link to layers its link cannot carry. Until
+                        // then the layer counts at the rate it had before it went silent, or
+                        // at the typical rate for its place.
                         let young = l.rate.young(now);
-                        l.known_rate = if single && young { r.min(default) } else { r };
+                        l.known_rate = match (young, l.typical_rate) {
+                            (false, _) => r,
+                            (true, 0) => default,
+                            (true, typical) => typical,
+                        };
                         let due = l
                             .typical_at
                             .is_none_or(|t| now.saturating_duration_since(t) >= rate::WINDOW);
@@ -548,6 +559,39 @@ mod tests {
         // Then measured again.
         at = feed(&mut t, at, Duration::from_secs(1), &[(0, 1000), (1, 3000)]);
         assert_eq!(kbps(t.layer_rates(at)[1]), 480);
+    }
+
+    #[test]
+    fn new_layers_count_at_their_typical_rates_until_measured_for_a_full_window() {
+        let mut t = simulcast_track();
+        // q 150, h 480, f 1440 kbit/s; after their first 100 ms the meters read a fraction of
+        // that (two frames over the quarter second they count at least).
+        let layers = [(0, 930), (1, 3000), (2, 9000)];
+        let t0 = Instant::now();
+        let now = feed(&mut t, t0, Duration::from_millis(100), &layers);
+        assert!(t.layers[2].rate.clone().rate(now) < 600_000);
+        let r = t.layer_rates(now);
+        assert_eq!((kbps(r[0]), kbps(r[1]), kbps(r[2])), (150, 500, 1500));
+        let now = feed_reading(&mut t, now, Duration::from_secs(2), &layers);
+        let r = t.layer_rates(now);
+        assert_eq!((kbps(r[0]), kbps(r[1]), kbps(r[2])), (148, 480, 1440));
+
+        // The publisher stops f on its own (not paused by the server) and starts it again:
+        // until its meter is full again it counts at the rate it had.
+        let mut at = feed(&mut t, now, Duration::from_secs(3), &layers[..2]);
+        assert_eq!(t.layer_rates(at)[2], None, "f is not arriving");
+        at = feed(&mut t, at, Duration::from_millis(100), &layers);
+        assert_eq!(kbps(t.layer_rates(at)[2]), 1440);
+
+        // An audio track's first packets count at the typical audio rate.
+        let mut audio = simulcast_track();
+        audio.kind = MediaKind::Audio;
+        audio.layers.truncate(1);
+        audio.layers[0].rid = None;
+        let at = feed(&mut audio, t0, Duration::from_millis(100), &[(0, 100)]);
+        assert_eq!(audio.layer_rates(at)[0], Some(AUDIO_RATE));
+        let at = feed(&mut audio, at, Duration::from_secs(2), &[(0, 100)]);
+        assert_eq!(kbps(audio.layer_rates(at)[0]), 16);
     }
 
     #[test]
