@@ -350,6 +350,14 @@ impl Engine {
             provisional,
             congested = p.allocation.congested,
             layers = ?a.layers,
+            temporal = ?a.temporal,
+            next_step = ?a.next_step,
+            // Per video: its layers' rates as priced, the layer wanted and the one forwarded.
+            // (Field values are only computed when this line is enabled.)
+            videos = ?demands
+                .iter()
+                .map(|d| (&d.layers, d.max_layer, d.current))
+                .collect::<Vec<_>>(),
             hold = ?p.allocation.damping.hold_until.map(|t| t.saturating_duration_since(now)),
             "allocation"
         );
