@@ -325,10 +325,10 @@ impl Engine {
             let since = *damp.up_since.get_or_insert(now);
             let ready = since + damp.hold;
             if now < ready {
-                for (i, old) in old.iter().enumerate() {
-                    if level(&a, i) > *old && !fresh[i] {
-                        a.layers[i] = old.map(|(l, _)| l);
-                        a.temporal[i] = old.map_or(ALL_TEMPORAL, |(_, t)| t);
+                for (i, c) in changes.iter().enumerate() {
+                    if c.steps_up() {
+                        a.layers[i] = c.old.map(|(l, _)| l);
+                        a.temporal[i] = c.old.map_or(ALL_TEMPORAL, |(_, t)| t);
                     }
                 }
                 if self.timers.get(key, TimerKind::Allocate).is_none() {
@@ -608,8 +608,15 @@ fn steps(changes: &[Change]) -> (bool, bool) {
         .iter()
         .any(|c| c.new < c.old && !c.wish_capped && c.still_there && c.shown);
     let raised = changes.iter().any(|c| c.new > c.old);
-    let stepped_up = changes.iter().any(|c| c.new > c.old && !c.fresh);
+    let stepped_up = changes.iter().any(Change::steps_up);
     (lowered && !raised, stepped_up && !lowered)
+}
+
+impl Change {
+    /// Raised, and not fresh: what a hold holds back.
+    fn steps_up(&self) -> bool {
+        self.new > self.old && !self.fresh
+    }
 }
 
 #[cfg(test)]
