@@ -29,37 +29,49 @@ impl RtxCache {
         }
     }
 
+    /// Cache a packet sent at `now`.
+    ///
+    /// Packets past their age are not swept out here: a sweep would read the oldest entry, out
+    /// of the CPU's caches by then, at every packet. A packet past its age is overwritten when a
+    /// new one lands on its slot (a write that touches its memory anyway), and the lookups below
+    /// leave it out.
     pub fn cache_sent_packet(&mut self, packet: RtpPacket, now: Instant) {
         assert!(packet.nackable);
         let seq_no = packet.seq_no;
         let quantized_size = packet.payload.len() / RTX_CACHE_SIZE_QUANTIZER;
         self.packet_by_seq_no.push(*seq_no, now, packet);
         self.seq_no_by_quantized_size[quantized_size] = seq_no;
-        self.remove_old_packets(now);
     }
 
     pub fn last_cached_seq_no(&self) -> Option<SeqNo> {
         Some(self.packet_by_seq_no.last_position()?.into())
     }
 
-    pub fn get_cached_packet_by_seq_no(&mut self, seq_no: SeqNo) -> Option<&mut RtpPacket> {
-        self.packet_by_seq_no.get_mut(*seq_no)
+    /// The cached packet `seq_no`, if it is not past the cache's age at `now`.
+    pub fn get_cached_packet_by_seq_no(
+        &mut self,
+        seq_no: SeqNo,
+        now: Instant,
+    ) -> Option<&mut RtpPacket> {
+        self.packet_by_seq_no.get_mut_within_age(*seq_no, now)
     }
 
-    pub fn get_cached_packet_smaller_than(&mut self, max_size: usize) -> Option<&mut RtpPacket> {
+    /// The most recently cached packet of at most `max_size` bytes (quantized), if it is not
+    /// past the cache's age at `now`.
+    pub fn get_cached_packet_smaller_than(
+        &mut self,
+        max_size: usize,
+        now: Instant,
+    ) -> Option<&mut RtpPacket> {
         let quantized_size = max_size / RTX_CACHE_SIZE_QUANTIZER;
 
         let seq_no = self.seq_no_by_quantized_size[..quantized_size]
             .iter()
             .rev()
             .filter(|seq_no| !seq_no.is_max())
-            .find(|seq_no| self.packet_by_seq_no.contains(***seq_no))?;
+            .find(|seq_no| self.packet_by_seq_no.contains_within_age(***seq_no, now))?;
 
-        self.get_cached_packet_by_seq_no(*seq_no)
-    }
-
-    fn remove_old_packets(&mut self, now: Instant) {
-        self.packet_by_seq_no.maybe_evict(now);
+        self.get_cached_packet_by_seq_no(*seq_no, now)
     }
 
     pub(crate) fn last_packet(&self) -> Option<&[u8]> {
@@ -102,13 +114,14 @@ mod test {
         let now = Instant::now();
         let mut rtx_cache = RtxCache::new(0, Duration::from_secs(3));
         rtx_cache.cache_sent_packet(packet(now, 1, 10), after(now, 10));
+        let at = after(now, 10);
         assert_eq!(
             Some(&mut packet(now, 1, 10)),
-            rtx_cache.get_cached_packet_by_seq_no(1.into())
+            rtx_cache.get_cached_packet_by_seq_no(1.into(), at)
         );
         assert_eq!(
             Some(&mut packet(now, 1, 10)),
-            rtx_cache.get_cached_packet_smaller_than(1000)
+            rtx_cache.get_cached_packet_smaller_than(1000, at)
         );
     }
 
@@ -117,8 +130,9 @@ mod test {
         let now = Instant::now();
         let mut rtx_cache = RtxCache::new(10, Duration::from_secs(0));
         rtx_cache.cache_sent_packet(packet(now, 1, 10), after(now, 10));
-        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(1.into()));
-        assert_eq!(None, rtx_cache.get_cached_packet_smaller_than(1000));
+        let at = after(now, 10);
+        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(1.into(), at));
+        assert_eq!(None, rtx_cache.get_cached_packet_smaller_than(1000, at));
     }
 
     #[test]
@@ -126,23 +140,24 @@ mod test {
         let now = Instant::now();
         let mut rtx_cache = RtxCache::new(1, Duration::from_secs(3));
         rtx_cache.cache_sent_packet(packet(now, 1, 10), after(now, 10));
+        let at = after(now, 10);
         assert_eq!(
             Some(&mut packet(now, 1, 10)),
-            rtx_cache.get_cached_packet_by_seq_no(1.into())
+            rtx_cache.get_cached_packet_by_seq_no(1.into(), at)
         );
         assert_eq!(
             Some(&mut packet(now, 1, 10)),
-            rtx_cache.get_cached_packet_smaller_than(1000)
+            rtx_cache.get_cached_packet_smaller_than(1000, at)
         );
         assert_eq!(
             Some(&mut packet(now, 1, 10)),
-            rtx_cache.get_cached_packet_smaller_than(25)
+            rtx_cache.get_cached_packet_smaller_than(25, at)
         );
-        assert_eq!(None, rtx_cache.get_cached_packet_smaller_than(24));
+        assert_eq!(None, rtx_cache.get_cached_packet_smaller_than(24, at));
         rtx_cache.cache_sent_packet(packet(now, 2, 20), after(now, 20));
         assert_eq!(
             Some(&mut packet(now, 2, 20)),
-            rtx_cache.get_cached_packet_by_seq_no(2.into())
+            rtx_cache.get_cached_packet_by_seq_no(2.into(), after(now, 20))
         );
     }
 
@@ -158,12 +173,13 @@ mod test {
             rtx_cache.cache_sent_packet(pkt, now);
         }
 
+        let at = after(now, 2000);
         assert_eq!(
             Some(&mut packet(now, 200, 2000)),
-            rtx_cache.get_cached_packet_by_seq_no(200.into())
+            rtx_cache.get_cached_packet_by_seq_no(200.into(), at)
         );
-        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(100.into()));
-        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(101.into()));
+        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(100.into(), at));
+        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(101.into(), at));
     }
 
     #[test]
@@ -178,15 +194,64 @@ mod test {
             rtx_cache.cache_sent_packet(pkt, now);
         }
 
-        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(99.into()));
+        let at = after(now, 2000);
+        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(99.into(), at));
 
         assert_eq!(
             Some(&mut packet(now, 100, 1000)),
-            rtx_cache.get_cached_packet_by_seq_no(100.into())
+            rtx_cache.get_cached_packet_by_seq_no(100.into(), at)
         );
         assert_eq!(
             Some(&mut packet(now, 200, 2000)),
-            rtx_cache.get_cached_packet_by_seq_no(200.into())
+            rtx_cache.get_cached_packet_by_seq_no(200.into(), at)
+        );
+    }
+
+    #[test]
+    fn a_packet_past_its_age_is_not_resent_though_nothing_was_cached_since() {
+        let now = Instant::now();
+        let mut rtx_cache = RtxCache::new(400, Duration::from_secs(3));
+        rtx_cache.cache_sent_packet(packet(now, 1, 0), now);
+
+        let at_3s = after(now, 3000);
+        assert!(
+            rtx_cache
+                .get_cached_packet_by_seq_no(1.into(), at_3s)
+                .is_some()
+        );
+        assert!(
+            rtx_cache
+                .get_cached_packet_smaller_than(1000, at_3s)
+                .is_some()
+        );
+
+        let later = after(now, 3001);
+        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(1.into(), later));
+        assert_eq!(None, rtx_cache.get_cached_packet_smaller_than(1000, later));
+    }
+
+    #[test]
+    fn the_cache_holds_what_its_age_covers_and_grows_no_further() {
+        let now = Instant::now();
+        // 100 packets a second for a minute, a second of age: about 100 packets to hold.
+        let mut rtx_cache = RtxCache::new(2000, Duration::from_secs(1));
+        for i in 1..=6000 {
+            rtx_cache.cache_sent_packet(packet(now, i, i * 10), after(now, i * 10));
+        }
+        let slots = rtx_cache.packet_by_seq_no.capacity();
+        assert!((101..=140).contains(&slots), "{slots} slots");
+
+        // A NACK reaches back exactly one second and no further.
+        let at = after(now, 60_000);
+        assert!(
+            rtx_cache
+                .get_cached_packet_by_seq_no(5900.into(), at)
+                .is_some()
+        );
+        assert!(
+            rtx_cache
+                .get_cached_packet_by_seq_no(5899.into(), at)
+                .is_none()
         );
     }
 }

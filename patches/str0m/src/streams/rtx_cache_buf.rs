@@ -102,8 +102,11 @@ impl<T> EvictingBuffer<T> {
         if let Some(entry) = &self.buf[index] {
             // If the position is exactly the same, we allow it since it's
             // replacing the current T value. If position differs, we've
-            // wrapped around.
-            if entry.position != position {
+            // wrapped around: an entry past its age is overwritten where it
+            // lies (it was due for eviction, and this write touches its memory
+            // anyway), a younger one makes the buffer grow.
+            let stale = timestamp.saturating_duration_since(entry.timestamp) > self.max_age;
+            if entry.position != position && !stale {
                 // Make space to continue.
                 self.grow();
                 index = self.index_for_position(position);
@@ -134,20 +137,43 @@ impl<T> EvictingBuffer<T> {
         None
     }
 
-    pub fn get_mut(&mut self, position: u64) -> Option<&mut T> {
+    /// The entry for `position` if it is at most `max_age` old at `now`, whether or not
+    /// an eviction has run since it became older.
+    pub fn get_mut_within_age(&mut self, position: u64, now: Instant) -> Option<&mut T> {
         if self.is_inert() {
             return None;
         }
 
-        let index = (position % self.buf.len() as u64) as usize;
-        if let Some(entry) = &mut self.buf[index] {
-            if entry.position == position {
-                return Some(&mut entry.value);
+        let max_age = self.max_age;
+        let index = self.index_for_position(position);
+        match &mut self.buf[index] {
+            Some(entry)
+                if entry.position == position
+                    && now.saturating_duration_since(entry.timestamp) <= max_age =>
+            {
+                Some(&mut entry.value)
             }
+            _ => None,
         }
-        None
     }
 
+    /// Whether the entry for `position` is there and at most `max_age` old at `now`.
+    pub fn contains_within_age(&self, position: u64, now: Instant) -> bool {
+        if self.is_inert() {
+            return false;
+        }
+
+        let index = self.index_for_position(position);
+        self.buf[index].as_ref().is_some_and(|entry| {
+            entry.position == position
+                && now.saturating_duration_since(entry.timestamp) <= self.max_age
+        })
+    }
+
+    /// Drop the entries past their age at `now`, oldest first. The RTX cache does not sweep
+    /// (it overwrites entries past their age and leaves them out of lookups); the sweep stays
+    /// for the fuzz target and the tests.
+    #[cfg(any(test, feature = "_internal_test_exports"))]
     pub fn maybe_evict(&mut self, now: Instant) {
         if self.is_inert() {
             return;
@@ -162,6 +188,7 @@ impl<T> EvictingBuffer<T> {
         self.evict(now);
     }
 
+    #[cfg(any(test, feature = "_internal_test_exports"))]
     fn evict(&mut self, now: Instant) {
         let Some(start_position) = self.next_evict else {
             // Before first element been pushed.
@@ -227,13 +254,10 @@ impl<T> EvictingBuffer<T> {
         }
     }
 
-    pub fn contains(&self, position: u64) -> bool {
-        if self.is_inert() {
-            return false;
-        }
-
-        let index = self.index_for_position(position);
-        self.buf[index].is_some()
+    /// The number of slots, which bounds how many entries are held.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
     }
 
     pub fn last_position(&self) -> Option<u64> {
@@ -358,6 +382,52 @@ mod test {
 
         assert_eq!(buf.get(5), None);
         assert_eq!(buf.get(6), None);
+    }
+
+    #[test]
+    fn stale_entry_is_overwritten_in_place() {
+        let mut buf = EvictingBuffer::new(2, Duration::from_secs(10), 10);
+        let now = Instant::now();
+
+        buf.push(2, now, 'A');
+        buf.push(3, now + Duration::from_secs(1), 'B');
+
+        // Position 4 lands on A's slot. A is older than max_age: no growth, A is gone.
+        buf.push(4, now + Duration::from_secs(11), 'C');
+        assert_eq!(buf.buf.len(), 2);
+        assert_eq!(buf.get(2), None);
+        assert_eq!(buf.get(3), Some(&'B'));
+        assert_eq!(buf.get(4), Some(&'C'));
+
+        // Position 5 lands on B's slot. B is exactly max_age old: kept, the buffer grows.
+        buf.push(5, now + Duration::from_secs(11), 'D');
+        assert!(buf.buf.len() > 2);
+        assert_eq!(buf.get(3), Some(&'B'));
+        assert_eq!(buf.get(5), Some(&'D'));
+    }
+
+    #[test]
+    fn lookups_within_age_without_an_eviction() {
+        let mut buf = EvictingBuffer::new(4, Duration::from_secs(10), 10);
+        let now = Instant::now();
+
+        buf.push(5, now, 'A');
+        buf.push(6, now + Duration::from_secs(1), 'B');
+
+        let at_10 = now + Duration::from_secs(10);
+        assert_eq!(buf.get_mut_within_age(5, at_10), Some(&mut 'A'));
+        assert!(buf.contains_within_age(5, at_10));
+
+        // No eviction has run, yet A is past its age and B is not.
+        let later = at_10 + Duration::from_millis(1);
+        assert_eq!(buf.get_mut_within_age(5, later), None);
+        assert!(!buf.contains_within_age(5, later));
+        assert_eq!(buf.get_mut_within_age(6, later), Some(&mut 'B'));
+        assert!(buf.contains_within_age(6, later));
+
+        // Another position on the same slot is not the entry.
+        assert_eq!(buf.get_mut_within_age(9, now), None);
+        assert!(!buf.contains_within_age(9, now));
     }
 
     fn buffer_cmp(b: &EvictingBuffer<char>) -> Vec<Option<char>> {

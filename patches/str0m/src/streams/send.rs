@@ -866,7 +866,9 @@ impl StreamTx {
         let seq_no = loop {
             let resend = self.resends.pop_front()?;
 
-            let pkt = self.rtx_cache.get_cached_packet_by_seq_no(resend.seq_no);
+            let pkt = self
+                .rtx_cache
+                .get_cached_packet_by_seq_no(resend.seq_no, now);
 
             // The seq_no could simply be too old to exist in the buffer, in which
             // case we will not do a resend.
@@ -882,7 +884,10 @@ impl StreamTx {
         };
 
         // Borrow checker gymnastics.
-        let pkt = self.rtx_cache.get_cached_packet_by_seq_no(seq_no).unwrap();
+        let pkt = self
+            .rtx_cache
+            .get_cached_packet_by_seq_no(seq_no, now)
+            .unwrap();
 
         let len = pkt.payload.len() as u64;
         self.stats.update_packet_counts(len, true);
@@ -922,7 +927,7 @@ impl StreamTx {
         })
     }
 
-    fn poll_packet_padding(&mut self, _now: Instant) -> Option<NextPacket> {
+    fn poll_packet_padding(&mut self, now: Instant) -> Option<NextPacket> {
         if !self.padding_enabled() {
             self.padding = 0;
             return None;
@@ -939,7 +944,7 @@ impl StreamTx {
                 // is a headroom since we can accept slightly larger padding than asked for.
                 let max_size = (self.padding * 2).min(self.mtu_warn - MAX_RTP_OVERHEAD);
 
-                let Some(pkt) = self.rtx_cache.get_cached_packet_smaller_than(max_size) else {
+                let Some(pkt) = self.rtx_cache.get_cached_packet_smaller_than(max_size, now) else {
                     // Couldn't find spurious packet, try a blank packet instead.
                     break 'outer;
                 };
@@ -1055,7 +1060,7 @@ impl StreamTx {
 
         // Schedule all resends. They will be handled on next poll_packet
         for seq_no in iter {
-            let Some(packet) = self.rtx_cache.get_cached_packet_by_seq_no(seq_no) else {
+            let Some(packet) = self.rtx_cache.get_cached_packet_by_seq_no(seq_no, now) else {
                 // Packet was not available in RTX cache, it has probably expired.
                 continue;
             };
