@@ -9,6 +9,7 @@ use str0m::bwe::Bitrate;
 use str0m::media::MediaKind;
 
 use super::allocator::{allocate, subscriber_priority, VideoDemand};
+use super::damping::{Change, Damping};
 use super::event::{Event, PauseReason, StreamState};
 use super::forward::select::LayerIndex;
 use super::forward::svc::ALL_TEMPORAL;
@@ -26,37 +27,6 @@ pub const ESTIMATE_SHARE: f64 = 0.9;
 const VIDEO_PROBE_FLOOR: u64 = 2_000_000;
 /// A rising estimate is acted on at most this often per subscriber; a falling one at once.
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
-/// The first hold on step-ups after a step down for bandwidth.
-const FIRST_UPGRADE_HOLD: Duration = Duration::from_secs(2);
-/// The longest hold on step-ups.
-const MAX_UPGRADE_HOLD: Duration = Duration::from_secs(4);
-/// A step down this soon after a step up counts as undoing it (and doubles the hold).
-const UNDO_WINDOW: Duration = Duration::from_secs(10);
-
-/// Step-up damping state of one subscriber.
-#[derive(Debug, Clone, Copy)]
-pub struct Damping {
-    /// Current hold length.
-    hold: Duration,
-    /// Step-ups wait until they have been affordable for `hold`, until this time.
-    hold_until: Option<Instant>,
-    /// Since when a step-up has been affordable.
-    up_since: Option<Instant>,
-    /// The last step-up taken.
-    last_up: Option<Instant>,
-}
-
-impl Default for Damping {
-    fn default() -> Self {
-        Damping {
-            hold: FIRST_UPGRADE_HOLD,
-            hold_until: None,
-            up_since: None,
-            last_up: None,
-        }
-    }
-}
-
 /// How the bandwidth towards one subscriber was last divided.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Allocation {
@@ -304,43 +274,16 @@ impl Engine {
                 fresh: fresh[i],
             })
             .collect();
-        let (down, up) = steps(&changes);
-        let damp = &mut p.allocation.damping;
-        if down {
-            if damp
-                .last_up
-                .is_some_and(|t| now.saturating_duration_since(t) < UNDO_WINDOW)
-            {
-                damp.hold = (damp.hold * 2).min(MAX_UPGRADE_HOLD);
-            }
-            damp.hold_until = Some(now + damp.hold);
-            damp.up_since = None;
-        } else if damp
-            .hold_until
-            .is_some_and(|t| now.saturating_duration_since(t) > UNDO_WINDOW * 3)
-        {
-            *damp = Damping::default();
-        }
-        if up && damp.hold_until.is_some_and(|t| now < t) {
-            let since = *damp.up_since.get_or_insert(now);
-            let ready = since + damp.hold;
-            if now < ready {
-                for (i, c) in changes.iter().enumerate() {
-                    if c.steps_up() {
-                        a.layers[i] = c.old.map(|(l, _)| l);
-                        a.temporal[i] = c.old.map_or(ALL_TEMPORAL, |(_, t)| t);
-                    }
-                }
-                if self.timers.get(key, TimerKind::Allocate).is_none() {
-                    self.timers.set(key, TimerKind::Allocate, ready);
+        if let Some(ready) = p.allocation.damping.judge(now, &changes) {
+            for (i, c) in changes.iter().enumerate() {
+                if c.steps_up() {
+                    a.layers[i] = c.old.map(|(l, _)| l);
+                    a.temporal[i] = c.old.map_or(ALL_TEMPORAL, |(_, t)| t);
                 }
             }
-        } else if !up {
-            damp.up_since = None;
-        }
-        if up && (0..keys.len()).any(|i| level(&a, i) > old[i] && !fresh[i]) {
-            p.allocation.damping.last_up = Some(now);
-            p.allocation.damping.up_since = None;
+            if self.timers.get(key, TimerKind::Allocate).is_none() {
+                self.timers.set(key, TimerKind::Allocate, ready);
+            }
         }
 
         tracing::debug!(
@@ -358,7 +301,7 @@ impl Engine {
                 .iter()
                 .map(|d| (&d.layers, d.max_layer, d.current))
                 .collect::<Vec<_>>(),
-            hold = ?p.allocation.damping.hold_until.map(|t| t.saturating_duration_since(now)),
+            hold = ?p.allocation.damping.hold_left(now),
             "allocation"
         );
         let (mut paused, mut below) = (false, false);
@@ -578,126 +521,9 @@ impl Engine {
     }
 }
 
-/// One video's move in an allocation, as damping sees it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Change {
-    /// Its level (layer, temporal cap) before and after; `None`: no layer.
-    old: Option<(LayerIndex, u8)>,
-    new: Option<(LayerIndex, u8)>,
-    /// The new level is all the subscriber wants: a wish, not the budget, sets it.
-    wish_capped: bool,
-    /// The old layer is still arriving.
-    still_there: bool,
-    /// Something of it is forwarded now.
-    shown: bool,
-    /// It had no layer, and not for bandwidth (just subscribed, shown again, unmuted,
-    /// arriving again).
-    fresh: bool,
-}
-
-/// Whether an allocation is a step down for bandwidth (it starts a hold) and whether it is a
-/// step up (a hold may hold it back); a change is at most one of them.
-/// - A video lowered below what its subscriber wants, from a layer still arriving, is a step
-///   down; a video not shown yet has nothing to step down from (its target fell because its
-///   lower layers began to arrive after its top one).
-/// - A video raised is a step up, unless it is fresh: a hold must not keep it black.
-/// - A change that moves one video down and another up (priorities changed) is a reshuffle,
-///   neither damped nor starting a hold.
-fn steps(changes: &[Change]) -> (bool, bool) {
-    let lowered = changes
-        .iter()
-        .any(|c| c.new < c.old && !c.wish_capped && c.still_there && c.shown);
-    let raised = changes.iter().any(|c| c.new > c.old);
-    let stepped_up = changes.iter().any(Change::steps_up);
-    (lowered && !raised, stepped_up && !lowered)
-}
-
-impl Change {
-    /// Raised, and not fresh: what a hold holds back.
-    fn steps_up(&self) -> bool {
-        self.new > self.old && !self.fresh
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn steps_down_and_up_for_damping() {
-        let at = |l: u8| Some((l, ALL_TEMPORAL));
-        let shown = Change {
-            still_there: true,
-            shown: true,
-            ..Default::default()
-        };
-        let down = Change {
-            old: at(2),
-            new: at(0),
-            ..shown
-        };
-        let up = Change {
-            old: at(0),
-            new: at(1),
-            ..shown
-        };
-        let table: [(&str, Vec<Change>, (bool, bool)); 10] = [
-            ("lowered", vec![down], (true, false)),
-            ("raised", vec![up], (false, true)),
-            (
-                "fewer frames",
-                vec![Change {
-                    new: Some((0, 1)),
-                    old: at(0),
-                    ..shown
-                }],
-                (true, false),
-            ),
-            (
-                "lowered to the wish",
-                vec![Change {
-                    wish_capped: true,
-                    ..down
-                }],
-                (false, false),
-            ),
-            (
-                "its layer stopped arriving",
-                vec![Change {
-                    still_there: false,
-                    ..down
-                }],
-                (false, false),
-            ),
-            (
-                "not shown yet",
-                vec![Change {
-                    shown: false,
-                    ..down
-                }],
-                (false, false),
-            ),
-            ("paused", vec![Change { new: None, ..down }], (true, false)),
-            (
-                "a fresh video",
-                vec![Change {
-                    old: None,
-                    fresh: true,
-                    ..up
-                }],
-                (false, false),
-            ),
-            (
-                "back after a pause for bandwidth",
-                vec![Change { old: None, ..up }],
-                (false, true),
-            ),
-            ("a reshuffle", vec![down, up], (false, false)),
-        ];
-        for (name, changes, expected) in table {
-            assert_eq!(steps(&changes), expected, "{name}");
-        }
-    }
 
     #[test]
     fn the_rate_to_probe_for_moves_only_beyond_the_dead_band() {

@@ -22,6 +22,7 @@ mod agenda;
 pub mod allocator;
 pub mod bandwidth;
 pub mod codecs;
+pub mod damping;
 pub mod data;
 mod demux;
 mod egress;
