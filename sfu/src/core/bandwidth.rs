@@ -230,48 +230,30 @@ impl Engine {
         // Damping: a step down for bandwidth starts a hold during which a step up must stay
         // affordable before it is taken; a step up that is undone soon after doubles the hold.
         // A level is a layer and its temporal cap: fewer frames is a step down too.
-        let old: Vec<Option<(LayerIndex, u8)>> = keys
+        let changes: Vec<Change> = keys
             .iter()
-            .map(|tk| {
-                p.subs
-                    .get(tk)
-                    .and_then(|s| s.selector.target().map(|l| (l, s.temporal_cap)))
-            })
-            .collect();
-        let level =
-            |a: &super::allocator::Allocation, i: usize| a.layers[i].map(|l| (l, a.temporal[i]));
-        let wish_capped = |i: usize| {
-            demands[i].max_layer.is_none_or(|m| a.layers[i] == Some(m))
-                && a.temporal[i] == ALL_TEMPORAL
-        };
-        // A layer that stopped arriving (the publisher's network dropped, or it paused the
-        // layer) is not a step down for bandwidth: its return must not wait out a hold.
-        let still_there = |i: usize| {
-            old[i].is_some_and(|(l, _)| {
-                demands[i]
-                    .layers
-                    .get(l as usize)
-                    .is_some_and(Option::is_some)
-            })
-        };
-        // A video without a layer that was not paused for bandwidth (just subscribed, shown
-        // again, unmuted, arriving again) taking one is no step up: a hold must not keep it
-        // black. It still makes a change that lowers others a reshuffle.
-        let fresh: Vec<bool> = keys
-            .iter()
-            .zip(&old)
-            .map(|(tk, old)| {
-                old.is_none() && !p.subs.get(tk).is_some_and(|s| s.paused_for_bandwidth)
-            })
-            .collect();
-        let changes: Vec<Change> = (0..keys.len())
-            .map(|i| Change {
-                old: old[i],
-                new: level(&a, i),
-                wish_capped: wish_capped(i),
-                still_there: still_there(i),
-                shown: demands[i].current.is_some(),
-                fresh: fresh[i],
+            .enumerate()
+            .map(|(i, tk)| {
+                let sub = p.subs.get(tk);
+                let old = sub.and_then(|s| s.selector.target().map(|l| (l, s.temporal_cap)));
+                Change {
+                    old,
+                    new: a.layers[i].map(|l| (l, a.temporal[i])),
+                    wish_capped: demands[i].max_layer.is_none_or(|m| a.layers[i] == Some(m))
+                        && a.temporal[i] == ALL_TEMPORAL,
+                    // A layer that stopped arriving (the publisher's network dropped, or it
+                    // paused the layer) is not a step down for bandwidth.
+                    still_there: old.is_some_and(|(l, _)| {
+                        demands[i]
+                            .layers
+                            .get(l as usize)
+                            .is_some_and(Option::is_some)
+                    }),
+                    shown: demands[i].current.is_some(),
+                    // No layer, and not for bandwidth: just subscribed, shown again, unmuted,
+                    // arriving again. A hold must not keep it black.
+                    fresh: old.is_none() && !sub.is_some_and(|s| s.paused_for_bandwidth),
+                }
             })
             .collect();
         if let Some(ready) = p.allocation.damping.judge(now, &changes) {
@@ -313,7 +295,7 @@ impl Engine {
                 // yet, say because its top layer arrived a moment before its lowest, is not.
                 sub.paused_for_bandwidth = want.is_some()
                     && a.layers[i].is_none()
-                    && (old[i].is_some() || sub.paused_for_bandwidth);
+                    && (changes[i].old.is_some() || sub.paused_for_bandwidth);
             }
             match (want, a.layers[i]) {
                 (Some(_), None) => paused = true,
