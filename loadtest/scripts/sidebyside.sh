@@ -8,7 +8,8 @@
 #
 # Prints the server CPU per forwarded packet of each, RUNS times (default 3). Environment:
 # LOADTEST_BIN (default target/release/loadtest), SERVER_CPUS (0), LOADTEST_CPUS (1), DURATION
-# (15s), RUNS (3), OUT (a new directory under /tmp). Needs python3.
+# (15s), RUNS (3; an even number starts each build first as often), OUT (a new directory under
+# /tmp). Needs python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=start-sfu.sh
@@ -37,11 +38,15 @@ trap stop_servers EXIT
 
 for run in $(seq "$RUNS"); do
   testers=()
-  for i in 0 1; do
+  # The server started second joins its bots during the first one's warm-up and measures
+  # while the first one's bots leave: it reads lower. Which one starts first alternates.
+  order=(0 1)
+  [ $((run % 2)) -eq 1 ] || order=(1 0)
+  for i in "${order[@]}"; do
     start_sfu "$SERVER_CPUS" "$OUT/server-$i-$run.log" "${BINS[$i]}" --workers 1 --log warn || true
     pids+=("$SFU_PID")
     taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "$SFU_URL" \
-      --server-pid "${pids[$i]}" --quiet --duration "$DURATION" --warmup 3s \
+      --server-pid "$SFU_PID" --quiet --duration "$DURATION" --warmup 3s \
       --report "$OUT/$i-$run.json" "$@" > "$OUT/$i-$run.txt" 2>&1 &
     testers+=($!)
   done
@@ -53,8 +58,8 @@ python3 - "$OUT" "$RUNS" "${BINS[@]}" <<'PY'
 import json, os, statistics, sys
 out, runs, bins = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 print(f"\nreports in {out}\n")
-print("| run | " + " | ".join(f"{b} µs/pkt" for b in bins) + " |")
-print("|---|" + "---:|" * len(bins))
+print("| run | started first | " + " | ".join(f"{b} µs/pkt" for b in bins) + " |")
+print("|---|---|" + "---:|" * len(bins))
 cols = [[] for _ in bins]
 for run in range(1, runs + 1):
     row = []
@@ -67,6 +72,7 @@ for run in range(1, runs + 1):
         if us is not None:
             cols[i].append(us)
         row.append("-" if us is None else f"{us:.2f}")
-    print(f"| {run} | " + " | ".join(row) + " |")
-print("| median | " + " | ".join(f"{statistics.median(c):.2f}" if c else "-" for c in cols) + " |")
+    first = bins[0] if run % 2 == 1 else bins[1]
+    print(f"| {run} | {first} | " + " | ".join(row) + " |")
+print("| median | | " + " | ".join(f"{statistics.median(c):.2f}" if c else "-" for c in cols) + " |")
 PY
