@@ -38,15 +38,21 @@ trap stop_servers EXIT
 
 for run in $(seq "$RUNS"); do
   testers=()
-  # The server started second joins its bots during the first one's warm-up and measures
-  # while the first one's bots leave: it reads lower. Which one starts first alternates.
+  urls=()
+  spids=()
+  # Both servers are up before either load tester starts, so that their windows coincide. What
+  # is left favours the one started second (it reads lower): which one that is alternates.
   order=(0 1)
   [ $((run % 2)) -eq 1 ] || order=(1 0)
   for i in "${order[@]}"; do
     start_sfu "$SERVER_CPUS" "$OUT/server-$i-$run.log" "${BINS[$i]}" --workers 1 --log warn || true
     pids+=("$SFU_PID")
-    taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "$SFU_URL" \
-      --server-pid "$SFU_PID" --quiet --duration "$DURATION" --warmup 3s \
+    urls[i]=$SFU_URL
+    spids[i]=$SFU_PID
+  done
+  for i in "${order[@]}"; do
+    taskset -c "$LOADTEST_CPUS" "$LOADTEST_BIN" --url "${urls[$i]}" \
+      --server-pid "${spids[$i]}" --quiet --duration "$DURATION" --warmup 3s \
       --report "$OUT/$i-$run.json" "$@" > "$OUT/$i-$run.txt" 2>&1 &
     testers+=($!)
   done
