@@ -2063,10 +2063,8 @@ impl Rtc {
         if self.state == RtcState::Closed {
             return Ok(());
         }
-        // What input changes in a send queue (a NACK's resends) is recorded stream by stream
-        // for the pacer.
-
-        // The handlers below each arm their own `Wake`; nothing to do here.
+        // The handlers below each arm their own `Wake`, and record for the pacer the send
+        // streams whose queues the input changes (a NACK's resends): nothing to do here.
         match input {
             Input::Timeout(now) => self.do_handle_timeout(now)?,
             Input::Receive(recv_time, r) => {
