@@ -40,8 +40,8 @@ for run in $(seq "$RUNS"); do
   testers=()
   urls=()
   spids=()
-  # Both servers are up before either load tester starts, so that their windows coincide. What
-  # is left favours the one started second (it reads lower): which one that is alternates.
+  # Both servers are up before either load tester starts, so that their windows coincide. The
+  # order of the start can still favour one side (docs/benchmarks.md, 9.7): it alternates.
   order=(0 1)
   [ $((run % 2)) -eq 1 ] || order=(1 0)
   for i in "${order[@]}"; do
