@@ -4,7 +4,7 @@ mod virtual_net;
 
 use signal::protocol::{ErrorCode, ServerMessage};
 use signal::ClientSignal;
-use virtual_net::{all_receive_all, assert_gap_free, secs, Bed};
+use virtual_net::{all_receive_all, assert_gap_free, rtp_sent, secs, set_metering, Bed, Scenario};
 
 #[test]
 fn each_publisher_reaches_every_other_participant_and_not_itself() {
@@ -699,4 +699,53 @@ fn the_engine_tells_a_publisher_s_audio_stream_from_its_video() {
         !bed.engine.is_audio_from(elsewhere, audio),
         "another sender"
     );
+}
+
+/// The rooms `benches/engine_cost.rs` counts the engine's instructions in: every listener hears
+/// every publisher and sees every camera without a gap, the audio room carries no video, and a
+/// metered window (the bed switching Callgrind's collection around each engine call) changes
+/// nothing of what flows.
+#[test]
+fn the_instruction_count_rooms_reach_every_participant() {
+    for scenario in Scenario::ALL {
+        let viewers = 3;
+        let mut bed = scenario.bed(viewers);
+        bed.run(secs(3.0));
+        let before: usize = rtp_sent(&bed).values().sum();
+        set_metering(true);
+        bed.run(secs(1.0));
+        set_metering(false);
+        let sent: usize = rtp_sent(&bed).values().sum::<usize>() - before;
+        let publishers = scenario.publisher_indexes(viewers);
+        let name = scenario.name();
+        let listeners = bed.clients.len();
+        assert!(
+            listeners >= viewers && !publishers.is_empty(),
+            "{name}: the room is not what it says"
+        );
+        // At least 50 audio packets a second from each publisher to each other participant.
+        let pairs = publishers.len() * (listeners - 1);
+        assert!(
+            sent >= 50 * pairs,
+            "{name}: {sent} RTP packets in the metered second"
+        );
+        for i in 0..listeners {
+            let me = bed.id(i);
+            for p in publishers.clone().filter(|p| *p != i) {
+                let from = bed.id(p);
+                let audio = bed.clients[i].audio_from(&from);
+                assert_gap_free(&format!("{name}: {me} <- {from} audio"), audio);
+                let video = bed.clients[i].video_from(&from);
+                if scenario == Scenario::Audio {
+                    assert!(video.is_empty(), "{name}: {me} got video from {from}");
+                } else {
+                    assert!(
+                        video[0].keyframe,
+                        "{name}: {me} <- {from} starts on a keyframe"
+                    );
+                    assert_gap_free(&format!("{name}: {me} <- {from} video"), video);
+                }
+            }
+        }
+    }
 }

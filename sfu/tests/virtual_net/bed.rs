@@ -18,6 +18,7 @@ use str0m::{Candidate, Input};
 
 use super::client::{cert, Client};
 use super::media::rtp_header;
+use super::meter::metered;
 
 /// Virtual time step.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -180,6 +181,8 @@ pub struct Bed {
     pub next_simulcast: bool,
     /// The single layer the next client joining sends without simulcast (default: `h`).
     pub next_single_layer: usize,
+    /// The next client joining publishes audio only.
+    pub next_audio_only: bool,
     /// The next client joining opens data channels.
     pub next_data: bool,
     /// The next client joining reaches the server over ICE-TCP only.
@@ -245,6 +248,7 @@ impl Bed {
             lost: 0,
             next_simulcast: false,
             next_single_layer: 1,
+            next_audio_only: false,
             next_data: false,
             next_tcp: false,
             next_codecs: vec![Codec::Vp8],
@@ -445,6 +449,7 @@ impl Bed {
         );
         c.simulcast = self.next_simulcast;
         c.single_layer = self.next_single_layer;
+        c.audio_only = self.next_audio_only;
         c.data = self.next_data;
         c.engine = self.next_engine;
         let id = format!("{name}-id");
@@ -481,8 +486,12 @@ impl Bed {
 
     /// Deliver the engine's messages to the clients and act on them like a browser would.
     pub fn pump_signals(&mut self) {
-        for _ in 0..100 {
-            let next = (0..=self.peers.len()).find_map(|i| self.engine_at(i).poll_signal());
+        // Bounded, so that messages that cause each other without end fail the test.
+        for _ in 0..100 * (1 + self.clients.len()) {
+            let next = (0..=self.peers.len()).find_map(|i| {
+                let engine = self.engine_at(i);
+                metered(|| engine.poll_signal())
+            });
             let Some((id, msg)) = next else {
                 return;
             };
@@ -524,11 +533,9 @@ impl Bed {
                     c.drain(now);
                     let id = id.clone();
                     let e = c.engine;
-                    self.engine_at(e).handle_signal(
-                        now,
-                        &id,
-                        ClientSignal::Answer(answer.to_sdp_string()),
-                    );
+                    let answer = ClientSignal::Answer(answer.to_sdp_string());
+                    let engine = self.engine_at(e);
+                    metered(|| engine.handle_signal(now, &id, answer));
                 }
                 _ => {}
             }
@@ -582,7 +589,8 @@ impl Bed {
                 match proto {
                     Protocol::Tcp => {
                         assert_eq!(dst, SERVER_TCP.parse().unwrap(), "TCP goes to the server");
-                        self.engine.handle_tcp_packet(now, src, dst, &data);
+                        let engine = &mut self.engine;
+                        metered(|| engine.handle_tcp_packet(now, src, dst, &data));
                     }
                     _ => {
                         let e = (0..=self.peers.len())
@@ -591,7 +599,8 @@ impl Bed {
                         if self.clients[ci].tcp {
                             continue; // UDP is blocked for this client
                         }
-                        self.engine_at(e).handle_datagram(now, src, dst, &data);
+                        let engine = self.engine_at(e);
+                        metered(|| engine.handle_datagram(now, src, dst, &data));
                     }
                 }
                 any = true;
@@ -599,12 +608,14 @@ impl Bed {
         }
         for e in 0..=self.peers.len() {
             let engine = self.engine_at(e);
-            if any {
-                engine.flush(now);
-            }
-            if engine.poll_timeout().is_some_and(|t| t <= now) {
-                engine.handle_timeout(now);
-            }
+            metered(|| {
+                if any {
+                    engine.flush(now);
+                }
+                if engine.poll_timeout().is_some_and(|t| t <= now) {
+                    engine.handle_timeout(now);
+                }
+            });
         }
         if !self.peers.is_empty() {
             self.exchange_shard_messages();
@@ -613,9 +624,12 @@ impl Bed {
         let mut arrived: Vec<(usize, Protocol, SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
         let mut transmits = Vec::new();
         for e in 0..=self.peers.len() {
-            while let Some(t) = self.engine_at(e).poll_transmit() {
-                transmits.push(t);
-            }
+            let engine = self.engine_at(e);
+            metered(|| {
+                while let Some(t) = engine.poll_transmit() {
+                    transmits.push(t);
+                }
+            });
         }
         for t in transmits {
             let Some(ci) = self.clients.iter().position(|c| c.addr == t.destination) else {

@@ -45,6 +45,8 @@ pub struct Client {
     pub svc: bool,
     /// Without simulcast, the one layer it sends (an index into [`LAYERS`]).
     pub single_layer: usize,
+    /// Publishes audio only: its video m-line is inactive.
+    pub audio_only: bool,
     /// Layers the server asked this publisher to send (by rid); all until told otherwise.
     pub active_layers: Option<Vec<String>>,
     pub connected: bool,
@@ -138,6 +140,7 @@ impl Client {
             simulcast: false,
             svc: false,
             single_layer: 1,
+            audio_only: false,
             active_layers: None,
             connected: false,
             data: false,
@@ -178,7 +181,12 @@ impl Client {
             send: LAYERS.iter().map(|l| SimulcastLayer::new(l.rid)).collect(),
             recv: vec![],
         });
-        self.video_mid = Some(api.add_media(MediaKind::Video, dir, None, None, simulcast));
+        let video_dir = if self.audio_only {
+            Direction::Inactive
+        } else {
+            dir
+        };
+        self.video_mid = Some(api.add_media(MediaKind::Video, video_dir, None, None, simulcast));
         if self.data {
             api.add_channel("reliable".into());
             api.add_channel_with_config(ChannelConfig {
@@ -270,7 +278,7 @@ impl Client {
             }
             self.next_audio += Duration::from_millis(20);
         }
-        while self.next_video <= now {
+        while !self.audio_only && self.next_video <= now {
             let pt = self.video_pt();
             let codec = self.codec_of(*pt).map(|p| p.spec().codec);
             let h264 = codec == Some(Codec::H264);

@@ -7,6 +7,8 @@ mod bed;
 mod checks;
 mod client;
 mod media;
+mod meter;
+mod scenarios;
 
 // Each test crate uses a part of the bed.
 #[allow(unused_imports)]
@@ -17,3 +19,7 @@ pub use checks::*;
 pub use client::*;
 #[allow(unused_imports)]
 pub use media::*;
+#[allow(unused_imports)]
+pub use meter::set_metering;
+#[allow(unused_imports)]
+pub use scenarios::*;
