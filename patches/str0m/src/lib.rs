@@ -1629,6 +1629,28 @@ impl Rtc {
         Ok(o)
     }
 
+    /// The next datagram of a burst under way, or `None`: then [`Rtc::poll_output()`] says what
+    /// comes next, as always.
+    ///
+    /// While only the send path has run since the event pipeline was last found empty (after
+    /// a datagram, or after [`Rtc::release_queued()`]), this is the [`Output::Transmit`] that
+    /// `poll_output` would return, without the [`Output`] around it: that enum is sized for
+    /// the largest event, several times a [`net::Transmit`], and moving it per datagram is a
+    /// copy of its full size. Anything else, an event or a timeout, is left to `poll_output`.
+    pub fn poll_transmit(&mut self) -> Option<net::Transmit> {
+        if self.state == RtcState::Closed || !self.readiness.only_sending() {
+            return None;
+        }
+        let Some(t) = self.poll_send_path() else {
+            // The burst is over: the next poll walks the event pipeline.
+            self.readiness.stop_sending();
+            return None;
+        };
+        self.peer_bytes_tx += t.contents.len() as u64;
+        trace!("OUT {:?}", t);
+        Some(t)
+    }
+
     /// Conservatively re-poll the whole tree.
     fn wake_all(&mut self) {
         drop(self.readiness.wake());

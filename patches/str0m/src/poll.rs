@@ -70,6 +70,19 @@ impl<'a> RtcMut<'a> {
             timeout: true,
         }
     }
+
+    /// The connection, for a change that moves timers but queues no event and no datagram:
+    /// handing out a send stream to be written (see [`DirectApi::stream_tx`]). What is
+    /// written leaves once a timeout or [`Rtc::release_queued`] has stamped it, and either of
+    /// those arms what it needs, so the event pipeline is not armed here. A send stream's own
+    /// methods (writing, the resend cache's settings, pacing on or off) queue no event.
+    ///
+    /// [`DirectApi::stream_tx`]: crate::change::DirectApi::stream_tx
+    /// [`Rtc::release_queued`]: crate::Rtc::release_queued
+    pub(crate) fn for_writing(&mut self) -> &mut Rtc {
+        self.rtc.readiness.wake().no_events();
+        self.rtc
+    }
 }
 
 impl Deref for RtcMut<'_> {
@@ -402,6 +415,80 @@ mod tests {
             );
             assert!(!rtc.readiness.only_sending());
         }
+    }
+
+    #[test]
+    fn poll_transmit_hands_out_a_burst_and_leaves_the_rest_to_poll_output() {
+        use crate::media::Pt;
+        use crate::net::Protocol;
+        use crate::streams::RtpWrite;
+        use std::time::Duration;
+
+        let mut rtc = idle_rtc();
+        rtc.send_addr = Some(crate::SendAddr {
+            proto: Protocol::Udp,
+            source: "10.0.0.1:5000".parse().unwrap(),
+            destination: "10.0.0.2:6000".parse().unwrap(),
+        });
+        let pt: Pt = 96.into();
+        let write = |rtc: &mut Rtc, seq: u64, now| {
+            let mut api = rtc.direct_api();
+            let tx = api.stream_tx(&42.into()).unwrap();
+            tx.write_rtp(RtpWrite::new(pt, seq.into(), 0, now, vec![0; 100]));
+        };
+        let drain = |rtc: &mut Rtc| {
+            let mut sent = 0;
+            for _ in 0..100 {
+                match rtc.poll_output().unwrap() {
+                    Output::Transmit(_) => sent += 1,
+                    Output::Timeout(_) => return sent,
+                    Output::Event(_) => {}
+                }
+            }
+            panic!("no timeout in 100 polls");
+        };
+
+        // Nothing has run since the pipeline was walked: no burst under way.
+        let mut now = rtc.last_now;
+        drain(&mut rtc);
+        assert!(rtc.poll_transmit().is_none());
+        for seq in 1..=4 {
+            write(&mut rtc, seq, now);
+        }
+        // Writing queues no event, but moves the timeout: the packets wait for one.
+        assert!(!rtc.readiness.wants_events() && rtc.readiness.wants_timeout());
+        match rtc.poll_output().unwrap() {
+            Output::Timeout(t) => assert!(t <= now, "the written packets wait for a timeout"),
+            o => panic!("a timeout first, not {o:?}"),
+        }
+        now += Duration::from_millis(20);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        // A timeout may have queued events: the pipeline is walked first.
+        assert!(rtc.poll_transmit().is_none());
+        assert!(drain(&mut rtc) >= 4);
+
+        // Released packets leave through poll_transmit, all of them, counted as poll_output
+        // counts them; then the walk after the burst is poll_output's, with nothing left to send.
+        for seq in 5..=8 {
+            write(&mut rtc, seq, now);
+        }
+        now += Duration::from_millis(20);
+        rtc.release_queued(now).unwrap();
+        let (walks, bytes) = (rtc.pipeline_walks, rtc.peer_bytes_tx);
+        let mut sent = vec![];
+        while let Some(t) = rtc.poll_transmit() {
+            assert_eq!(t.destination, "10.0.0.2:6000".parse().unwrap());
+            sent.push(t.contents.len() as u64);
+            assert!(sent.len() <= 4, "more datagrams than packets written");
+        }
+        assert_eq!(sent.len(), 4);
+        assert!(sent.iter().all(|&len| len > 100), "RTP packets: {sent:?}");
+        assert_eq!(rtc.peer_bytes_tx - bytes, sent.iter().sum::<u64>());
+        assert_eq!(rtc.pipeline_walks, walks, "no walk between the datagrams");
+        assert!(!rtc.readiness.only_sending());
+        assert!(rtc.poll_transmit().is_none());
+        assert_eq!(drain(&mut rtc), 0);
+        assert_eq!(rtc.pipeline_walks - walks, 1, "one walk after the burst");
     }
 
     #[test]

@@ -589,6 +589,12 @@ impl Engine {
         // timer heap: driving it again here would only spin.
         let (mut progress, mut last) = (true, None);
         loop {
+            // The datagrams of a burst under way, each without an `Output` around it (an enum
+            // sized for the largest event).
+            while let Some(t) = p.rtc.poll_transmit() {
+                progress = true;
+                self.transmits.push_back(t);
+            }
             match p.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
                     progress = true;

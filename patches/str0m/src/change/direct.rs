@@ -367,13 +367,18 @@ impl<'a> DirectApi<'a> {
     ///
     /// The stream must first be declared using [`DirectApi::declare_stream_tx`].
     pub fn stream_tx(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
-        self.rtc.session.streams.stream_tx_to_write(ssrc)
+        self.rtc
+            .for_writing()
+            .session
+            .streams
+            .stream_tx_to_write(ssrc)
     }
 
     /// Obtain a send stream by looking it up via mid/rid.
     pub fn stream_tx_by_mid(&mut self, mid: Mid, rid: Option<Rid>) -> Option<&mut StreamTx> {
         let midrid = MidRid(mid, rid);
         self.rtc
+            .for_writing()
             .session
             .streams
             .stream_tx_by_midrid_to_write(midrid)
