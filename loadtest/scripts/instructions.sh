@@ -41,11 +41,11 @@ done
 # Each binary runs from a path of the same length, with the same few environment variables: they
 # decide where the stack starts, and with it the alignment of the buffers the engine copies,
 # which changes the path `memcpy` takes through a copy (a few tenths of a percent of the count).
-RUNS=()
+COPIES=()
 for i in "${!BINS[@]}"; do
   [ -x "${BINS[$i]}" ] || { echo "missing ${BINS[$i]}" >&2; exit 2; }
   cp "${BINS[$i]}" "$OUT/engine-cost-$i"
-  RUNS+=("$OUT/engine-cost-$i")
+  COPIES+=("$OUT/engine-cost-$i")
 done
 
 for scenario in $SCENARIOS; do
@@ -55,7 +55,7 @@ for scenario in $SCENARIOS; do
     echo "counting $scenario with ${BINS[$i]}" >&2
     env -i PATH=/usr/bin:/bin valgrind --tool=callgrind --collect-atstart=no \
       --callgrind-out-file="$OUT/$scenario-$i.callgrind" \
-      "${RUNS[$i]}" "${args[@]}" > "$OUT/$scenario-$i.txt" 2> "$OUT/$scenario-$i.log"
+      "${COPIES[$i]}" "${args[@]}" > "$OUT/$scenario-$i.txt" 2> "$OUT/$scenario-$i.log"
   done
 done
 

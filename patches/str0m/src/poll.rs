@@ -305,6 +305,17 @@ mod tests {
         rtc
     }
 
+    /// An idle connection with a path to send on (10.0.0.1:5000 to 10.0.0.2:6000).
+    fn sending_rtc() -> Rtc {
+        let mut rtc = idle_rtc();
+        rtc.send_addr = Some(crate::SendAddr {
+            proto: crate::net::Protocol::Udp,
+            source: "10.0.0.1:5000".parse().unwrap(),
+            destination: "10.0.0.2:6000".parse().unwrap(),
+        });
+        rtc
+    }
+
     #[test]
     fn readiness_bwe_set_bitrate_only_wakes_timeout() {
         let mut rtc = idle_rtc();
@@ -369,16 +380,10 @@ mod tests {
     #[test]
     fn a_burst_leaves_with_the_event_pipeline_walked_before_and_after_it() {
         use crate::media::Pt;
-        use crate::net::Protocol;
         use crate::streams::RtpWrite;
         use std::time::Duration;
 
-        let mut rtc = idle_rtc();
-        rtc.send_addr = Some(crate::SendAddr {
-            proto: Protocol::Udp,
-            source: "10.0.0.1:5000".parse().unwrap(),
-            destination: "10.0.0.2:6000".parse().unwrap(),
-        });
+        let mut rtc = sending_rtc();
         let mut now = rtc.last_now;
         let pt: Pt = 96.into();
         let mut seq = 1_u64;
@@ -420,16 +425,10 @@ mod tests {
     #[test]
     fn poll_transmit_hands_out_a_burst_and_leaves_the_rest_to_poll_output() {
         use crate::media::Pt;
-        use crate::net::Protocol;
         use crate::streams::RtpWrite;
         use std::time::Duration;
 
-        let mut rtc = idle_rtc();
-        rtc.send_addr = Some(crate::SendAddr {
-            proto: Protocol::Udp,
-            source: "10.0.0.1:5000".parse().unwrap(),
-            destination: "10.0.0.2:6000".parse().unwrap(),
-        });
+        let mut rtc = sending_rtc();
         let pt: Pt = 96.into();
         let write = |rtc: &mut Rtc, seq: u64, now| {
             let mut api = rtc.direct_api();
