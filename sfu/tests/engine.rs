@@ -702,9 +702,9 @@ fn the_engine_tells_a_publisher_s_audio_stream_from_its_video() {
 }
 
 /// The rooms `benches/engine_cost.rs` counts the engine's instructions in: every listener hears
-/// every publisher and sees every camera without a gap, the audio room carries no video, and a
-/// metered window (the bed switching Callgrind's collection around each engine call) changes
-/// nothing of what flows.
+/// every publisher and sees every camera without a gap, the audio room carries no video, and
+/// media keeps flowing, gap-free and at least at the audio rate, through a metered second (the
+/// bed switching Callgrind's collection around each engine call).
 #[test]
 fn the_instruction_count_rooms_reach_every_participant() {
     for scenario in Scenario::ALL {
